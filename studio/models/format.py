@@ -87,10 +87,28 @@ def resources_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "resources"
 
 
-def user_models_dir() -> Path:
+def user_data_dir() -> Path:
+    """Where the gallery and user models live (``GAN_STUDIO_DATA_DIR`` overrides, for tests and portable use)."""
+    override = os.environ.get("GAN_STUDIO_DATA_DIR")
+    if override:
+        return Path(override)
     import platformdirs
 
-    return Path(platformdirs.user_data_dir("gan-studio", appauthor=False)) / "models"
+    return Path(platformdirs.user_data_dir("gan-studio", appauthor=False))
+
+
+def user_config_dir() -> Path:
+    """Where settings live (``GAN_STUDIO_CONFIG_DIR`` overrides)."""
+    override = os.environ.get("GAN_STUDIO_CONFIG_DIR")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("gan-studio", appauthor=False))
+
+
+def user_models_dir() -> Path:
+    return user_data_dir() / "models"
 
 
 def model_search_path() -> list[Path]:

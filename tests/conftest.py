@@ -1,0 +1,81 @@
+"""Shared fixtures: a tiny random model folder and a fast deterministic text encoder.
+
+The tiny model is a test fixture with random weights; it is never presented as a trained model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TINY_NAME = "tiny-test"
+
+
+class HashTextEncoder:
+    """Deterministic unit vectors from a prompt's hash: stands in for MiniLM where meaning does not matter."""
+
+    encoder_id = "all-MiniLM-L6-v2"
+    dim = 384
+
+    def __init__(self):
+        self.calls = 0
+
+    def encode(self, prompts):
+        self.calls += 1
+        out = []
+        for prompt in prompts:
+            seed = int.from_bytes(hashlib.sha256(prompt.encode("utf-8")).digest()[:8], "little")
+            vector = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
+            out.append(vector / np.linalg.norm(vector))
+        return np.stack(out) if out else np.zeros((0, self.dim), np.float32)
+
+
+def make_tiny_model(folder: Path, with_upsampler: bool = True) -> Path:
+    import torch
+
+    from studio.models.cgan import BaseConfig, BaseGenerator, Upsampler, UpsamplerConfig
+    from studio.models.format import save_model
+
+    torch.manual_seed(0)
+    generator = BaseGenerator(BaseConfig(z_dim=16, cond_dim=16, ch=4, channel_mult=(2, 2, 1, 1)))
+    # Random BN statistics so outputs are not all alike.
+    for module in generator.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    upsampler = Upsampler(UpsamplerConfig(ch=4, n_blocks=1, tail_ch=4)) if with_upsampler else None
+    manifest = {
+        "name": TINY_NAME,
+        "version": "0.0.1",
+        "description": "Random tiny model for tests (not trained).",
+        "conditioning": {"kind": "text", "encoder": "all-MiniLM-L6-v2", "embedding_dim": 384},
+        "default_truncation": 0.8,
+        "license": "test fixture",
+        "training_data": "none",
+        "metrics": {},
+    }
+    return save_model(folder / TINY_NAME, manifest, generator.eval(), upsampler.eval() if upsampler else None)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture
+def text_encoder() -> HashTextEncoder:
+    return HashTextEncoder()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path, monkeypatch):
+    """Keep every test's user data (gallery, settings, user models) inside its own temporary folder."""
+    monkeypatch.setenv("GAN_STUDIO_DATA_DIR", str(tmp_path / "user-data"))
+    monkeypatch.setenv("GAN_STUDIO_CONFIG_DIR", str(tmp_path / "user-config"))
