@@ -135,7 +135,11 @@ class BaseGenerator(nn.Module):
         return self.fc.weight[:, : self.config.z_dim]
 
     def forward(self, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        cond = torch.cat([z, self.condition(condition)], dim=1)
+        return self.synthesize(z, self.condition(condition))
+
+    def synthesize(self, z: torch.Tensor, projected: torch.Tensor) -> torch.Tensor:
+        """Render from z and an already projected condition (lets the engine blend conditions linearly)."""
+        cond = torch.cat([z, projected], dim=1)
         x = self.fc(cond).view(z.shape[0], -1, 4, 4)
         for block in self.blocks:
             x = block(x, cond)
