@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Tests use tiny models: one thread each is fastest, and two-thread OpenMP pools that spin against other
+# busy processes on a two-core machine run a hundred times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

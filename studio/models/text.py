@@ -46,7 +46,9 @@ class CachedEncoder:
         with self._lock:
             missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
         if missing:
-            vectors = np.asarray(self.inner.encode(missing), dtype=np.float32)
+            # Each prompt alone: in a batch, padding to the longest prompt changes the last bits of the others'
+            # embeddings, and an image must not depend on which prompts were typed before it.
+            vectors = np.concatenate([np.asarray(self.inner.encode([p]), dtype=np.float32) for p in missing])
             with self._lock:
                 for prompt, vector in zip(missing, vectors):
                     self._cache[prompt] = vector

@@ -1,0 +1,500 @@
+"""The inference engine: one worker thread owns torch and the device; results stream back as they are made.
+
+Work items are served in this order: the pending preview (latest wins; at most one is ever queued), then the
+next micro-batch of the oldest generation stream. A stream puts itself back after each micro-batch, so
+previews stay interactive during a long batch and a cancelled stream stops at the next micro-batch.
+See docs/ENGINE_API.md for the public contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from studio.engine.devices import DeviceChoice, choose_device
+from studio.engine.latents import closed_form_directions, seeded_z, slerp
+from studio.engine.requests import GenerationRequest, GenerationResult, RequestError
+from studio.models.cgan import premultiplied_to_rgba_uint8
+from studio.models.format import DEFAULT_MODEL, LoadedModel, ModelError, load_model
+from studio.models.vocabulary import Vocabulary, load_vocabulary
+
+MAX_DIRECTIONS = 32
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    model_name: str
+    model_hash: str
+    model_path: Path
+    resolution: int
+    base_resolution: int
+    default_truncation: float
+    num_directions: int
+    device_kind: str
+    device_label: str
+    dtype: str
+    conditioning: str
+    classes: tuple[str, ...]
+    micro_batch: int
+
+
+@dataclass
+class _Stream:
+    """One generate() call: the one-image requests still to render and where results go."""
+
+    requests: list[GenerationRequest]
+    deliver: Callable[[object], None]
+    cursor: int = 0
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+class Engine:
+    """Hosts one model on one device. Construct it anywhere; it loads in its own thread."""
+
+    def __init__(
+        self,
+        model: str | Path | LoadedModel = DEFAULT_MODEL,
+        device: str | None = None,
+        text_encoder=None,
+        micro_batch: int | None = None,
+        on_progress: Callable[[str], None] | None = None,
+    ):
+        self._model_spec = model
+        self._device_request = device
+        self._encoder = text_encoder
+        self._micro_batch_request = micro_batch
+        self._on_progress = on_progress
+        self.progress = "Starting…"
+        self.info: EngineInfo | None = None
+        self.stats = {"renders": 0, "images": 0, "previews_requested": 0, "previews_rendered": 0, "last_render_ms": 0.0}
+        self._ready: concurrent.futures.Future[EngineInfo] = concurrent.futures.Future()
+        self._cond = threading.Condition()
+        self._streams: collections.deque[_Stream] = collections.deque()
+        self._preview: tuple[GenerationRequest, concurrent.futures.Future] | None = None
+        self._last_preview: GenerationResult | None = None
+        self._closing = False
+        self._vocabulary: Vocabulary | None = None
+        self._thread = threading.Thread(target=self._run, name="gan-studio-engine", daemon=True)
+        self._thread.start()
+
+    # ----------------------------------------------------------------------------------------- readiness
+    def wait_ready(self, timeout: float | None = None) -> EngineInfo:
+        """Block until the model is loaded; raises the loading error (ModelError etc.) if it failed."""
+        return self._ready.result(timeout)
+
+    async def ready(self) -> EngineInfo:
+        return await asyncio.wrap_future(self._ready)
+
+    @property
+    def is_ready(self) -> bool:
+        return self._ready.done() and self._ready.exception() is None
+
+    # ----------------------------------------------------------------------------------------- generation
+    def generate_sync(self, request: GenerationRequest | Sequence[GenerationRequest]) -> Iterator[GenerationResult]:
+        """Blocking iterator of results in order; closing it early cancels the rest of the batch."""
+        import queue
+
+        results: queue.SimpleQueue = queue.SimpleQueue()
+        stream = self._submit(request, results.put)
+        try:
+            while True:
+                item = results.get()
+                if item is _DONE:
+                    return
+                yield item
+        finally:
+            stream.cancelled.set()
+
+    async def generate(self, request: GenerationRequest | Sequence[GenerationRequest]) -> AsyncIterator[GenerationResult]:
+        """Async iterator of results in order; leaving the loop or cancelling the task stops the batch."""
+        loop = asyncio.get_running_loop()
+        results: asyncio.Queue = asyncio.Queue()
+
+        def deliver(item: object) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed under us: nobody is listening
+                loop.call_soon_threadsafe(results.put_nowait, item)
+
+        stream = self._submit(request, deliver)
+        try:
+            while True:
+                item = await results.get()
+                if item is _DONE:
+                    return
+                yield item
+        finally:
+            stream.cancelled.set()
+
+    def _submit(self, request, deliver) -> _Stream:
+        if isinstance(request, GenerationRequest):
+            requests = [request.single(i) for i in range(request.count)] if _count_ok(request) else [request]
+        else:
+            requests = list(request)
+        stream = _Stream(requests, deliver)
+        with self._cond:
+            if self._closing:
+                deliver(_DONE)
+                return stream
+            self._streams.append(stream)
+            self._cond.notify()
+        return stream
+
+    # ----------------------------------------------------------------------------------------- previews
+    def preview(self, request: GenerationRequest) -> concurrent.futures.Future:
+        """Latest-wins render of one image; a newer preview makes a still-pending one resolve to None."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._cond:
+            self.stats["previews_requested"] += 1
+            last = self._last_preview
+            if last is not None and last.request == request and self._preview is None:
+                future.set_result(last)  # dedup: the same request renders nothing
+                return future
+            if self._preview is not None:
+                self._preview[1].set_result(None)
+            if self._closing:
+                future.set_result(None)
+                return future
+            self._preview = (request, future)
+            self._cond.notify()
+        return future
+
+    async def preview_async(self, request: GenerationRequest) -> GenerationResult | None:
+        return await asyncio.wrap_future(self.preview(request))
+
+    # ----------------------------------------------------------------------------------------- vocabulary
+    def vocabulary_names(self) -> list[str]:
+        return list(self._vocabulary.names) if self._vocabulary is not None else []
+
+    def nearest_concepts(self, prompt: str, k: int = 3) -> concurrent.futures.Future:
+        """The model's ``k`` known concepts nearest to ``prompt`` (empty when the model has no vocabulary)."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        vocabulary = self._vocabulary
+        if vocabulary is None or vocabulary.embeddings.shape[1] == 0 or not prompt.strip():
+            future.set_result([])
+            return future
+
+        def job() -> None:
+            try:
+                future.set_result(vocabulary.nearest(self._encode([prompt])[0], k))
+            except Exception as exc:  # noqa: BLE001 - reported to the caller, the worker keeps going
+                future.set_exception(exc)
+
+        self._call_in_worker(job)
+        return future
+
+    def embed(self, prompts: Sequence[str]) -> concurrent.futures.Future:
+        """Prompt embeddings (float32 N x D), computed in the worker thread."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def job() -> None:
+            try:
+                future.set_result(self._encode(list(prompts)))
+            except Exception as exc:  # noqa: BLE001
+                future.set_exception(exc)
+
+        self._call_in_worker(job)
+        return future
+
+    def _call_in_worker(self, job: Callable[[], None]) -> None:
+        stream = _Stream([], lambda item: None)
+        stream.job = job  # type: ignore[attr-defined]
+        with self._cond:
+            self._streams.appendleft(stream)
+            self._cond.notify()
+
+    # ----------------------------------------------------------------------------------------- lifecycle
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the worker; pending previews resolve to None and open streams end."""
+        with self._cond:
+            self._closing = True
+            if self._preview is not None:
+                self._preview[1].set_result(None)
+                self._preview = None
+            self._cond.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------------------------------- worker
+    def _run(self) -> None:
+        try:
+            self._load()
+        except BaseException as exc:  # noqa: BLE001 - every loading failure goes to the waiter
+            if not isinstance(exc, (ModelError, RequestError)):
+                exc = ModelError(f"The model could not be loaded: {exc}")
+            self._set_progress(str(exc))
+            self._ready.set_exception(exc)
+        while True:
+            with self._cond:
+                while not self._closing and self._preview is None and not self._streams:
+                    self._cond.wait()
+                if self._closing:
+                    break
+                if self._preview is not None:
+                    preview, self._preview = self._preview, None
+                    stream = None
+                else:
+                    stream = self._streams.popleft()
+            if stream is None:
+                self._serve_preview(*preview)
+            else:
+                self._serve_stream(stream)
+        for stream in self._streams:
+            stream.deliver(_DONE)
+
+    def _serve_preview(self, request: GenerationRequest, future: concurrent.futures.Future) -> None:
+        if future.done():
+            return
+        result = self._render([request])[0]
+        with self._cond:
+            self.stats["previews_rendered"] += 1
+            if result.ok:
+                self._last_preview = result
+        if not future.done():
+            future.set_result(result)
+
+    def _serve_stream(self, stream: _Stream) -> None:
+        job = getattr(stream, "job", None)
+        if job is not None:
+            job()
+            return
+        if stream.cancelled.is_set() or stream.cursor >= len(stream.requests):
+            stream.deliver(_DONE)
+            return
+        if not self._ready.done() or self._ready.exception() is not None:
+            error = str(self._ready.exception()) if self._ready.done() else "The model is not loaded."
+            for request in stream.requests[stream.cursor :]:
+                stream.deliver(GenerationResult(request=request, error=error))
+            stream.deliver(_DONE)
+            return
+        chunk = stream.requests[stream.cursor : stream.cursor + self.info.micro_batch]
+        results = self._render(chunk, first_index=stream.cursor)
+        stream.cursor += len(chunk)
+        for result in results:
+            stream.deliver(result)
+        if stream.cursor >= len(stream.requests) or stream.cancelled.is_set():
+            stream.deliver(_DONE)
+        else:
+            with self._cond:
+                self._streams.appendleft(stream)  # continue this batch after any newer preview
+
+    def _set_progress(self, text: str) -> None:
+        self.progress = text
+        if self._on_progress is not None:
+            with contextlib.suppress(Exception):
+                self._on_progress(text)
+
+    def _load(self) -> None:
+        self._set_progress("Choosing a device…")
+        choice = choose_device(self._device_request)
+        self._set_progress("Loading the model…")
+        loaded = self._model_spec if isinstance(self._model_spec, LoadedModel) else load_model(self._model_spec)
+        info = loaded.info
+        self._choice: DeviceChoice = choice
+        self._loaded = loaded
+        self._generator = loaded.generator.to(choice.device).eval()
+        self._upsampler = loaded.upsampler.to(choice.device).eval() if loaded.upsampler is not None else None
+        count = min(MAX_DIRECTIONS, info.z_dim)
+        self._directions, _ = closed_form_directions(loaded.generator.z_weight(), count)
+        self._vocabulary = load_vocabulary(info)
+        if info.conditioning.kind == "text" and self._encoder is None:
+            from studio.models.text import get_text_encoder
+
+            self._encoder = get_text_encoder(info.conditioning.encoder or "")
+        if info.conditioning.kind == "text" and getattr(self._encoder, "dim", info.base.embed_dim) != info.base.embed_dim:
+            raise ModelError(
+                f"'{info.name}' expects {info.base.embed_dim}-dimensional prompt embeddings but the encoder makes "
+                f"{self._encoder.dim}."
+            )
+        default_batch = 64 if choice.kind == "cuda" else 8
+        micro_batch = max(1, int(self._micro_batch_request or default_batch))
+        self._fixed_rows = micro_batch if choice.kind == "cuda" else 1
+        if choice.kind == "cuda":
+            torch.backends.cudnn.benchmark = False  # the same algorithm every call keeps pixels reproducible
+            torch.backends.cudnn.deterministic = True
+        self.info = EngineInfo(
+            model_name=info.name,
+            model_hash=loaded.hash,
+            model_path=info.path,
+            resolution=info.resolution,
+            base_resolution=info.base_resolution,
+            default_truncation=info.default_truncation,
+            num_directions=count,
+            device_kind=choice.kind,
+            device_label=choice.label,
+            dtype=choice.dtype_name,
+            conditioning=info.conditioning.kind,
+            classes=info.conditioning.classes,
+            micro_batch=micro_batch,
+        )
+        if info.conditioning.kind == "text":
+            self._set_progress("Loading the prompt encoder…")
+            self._encode(["warm-up"])
+        self._set_progress("Warming up…")
+        warm = GenerationRequest(prompt=info.conditioning.classes[0] if info.conditioning.classes else "warm-up", model=info.name)
+        self._render([warm])
+        self._render([warm.single(i) for i in range(micro_batch)])
+        self.stats.update(renders=0, images=0)
+        self._set_progress("Ready")
+        self._ready.set_result(self.info)
+
+    # ----------------------------------------------------------------------------------------- rendering
+    def _encode(self, prompts: list[str]) -> np.ndarray:
+        return np.asarray(self._encoder.encode(prompts), dtype=np.float32)
+
+    def _render(self, requests: list[GenerationRequest], first_index: int = 0) -> list[GenerationResult]:
+        """Render one-image requests as one micro-batch; invalid ones become error results."""
+        results: list[GenerationResult | None] = [None] * len(requests)
+        valid: list[int] = []
+        for i, request in enumerate(requests):
+            try:
+                request.validated()
+                if request.count != 1:
+                    raise RequestError("The engine renders one-image requests here; split the batch first.")
+                if request.model != self.info.model_name and request.model != self._loaded.info.path.name:
+                    raise RequestError(
+                        f"This request is for the model '{request.model}', but '{self.info.model_name}' is loaded."
+                    )
+                valid.append(i)
+            except RequestError as exc:
+                results[i] = GenerationResult(request=request, index=first_index + i, error=str(exc))
+        if valid:
+            started = time.perf_counter()
+            try:
+                images, latents = self._forward_with_retry([requests[i] for i in valid])
+            except Exception as exc:  # noqa: BLE001 - a broken render is reported, the engine keeps serving
+                for i in valid:
+                    results[i] = GenerationResult(request=requests[i], index=first_index + i, error=_render_error(exc))
+            else:
+                elapsed_ms = (time.perf_counter() - started) * 1000.0
+                self.stats["renders"] += 1
+                self.stats["images"] += len(valid)
+                self.stats["last_render_ms"] = elapsed_ms
+                for j, i in enumerate(valid):
+                    results[i] = GenerationResult(
+                        request=requests[i],
+                        index=first_index + i,
+                        image=images[j],
+                        latent=latents[j],
+                        render_ms=elapsed_ms / len(valid),
+                        device=self._choice.kind,
+                        model_hash=self._loaded.hash,
+                    )
+        return results  # type: ignore[return-value]
+
+    def _forward_with_retry(self, requests: list[GenerationRequest]) -> tuple[np.ndarray, np.ndarray]:
+        """Forward in chunks; on CUDA out-of-memory halve the chunk size and retry before giving up."""
+        chunk = len(requests)
+        while True:
+            try:
+                outputs = [self._forward(requests[i : i + chunk]) for i in range(0, len(requests), chunk)]
+                return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                if chunk == 1:
+                    raise
+                chunk = max(1, chunk // 2)
+
+    def _conditions(self, requests: list[GenerationRequest]) -> torch.Tensor:
+        """Projected conditions (N x cond_dim) with concepts applied and interpolation blended."""
+        generator = self._generator
+        info = self._loaded.info
+        if info.conditioning.kind == "class":
+            names = {name.lower(): i for i, name in enumerate(info.conditioning.classes)}
+
+            def embed(prompts: list[str]) -> torch.Tensor:
+                missing = [p for p in prompts if p.strip().lower() not in names]
+                if missing:
+                    raise RequestError(f"'{missing[0]}' is not one of this model's classes.")
+                index = torch.tensor([names[p.strip().lower()] for p in prompts], device=self._choice.device)
+                return generator.condition(index).float()
+        else:
+
+            def embed(prompts: list[str]) -> torch.Tensor:
+                vectors = torch.from_numpy(self._encode(prompts)).to(self._choice.device)
+                # One row at a time, like the forward pass, so a batch never moves a bit of the result.
+                return torch.cat([generator.condition(vectors[i : i + 1]).float() for i in range(len(prompts))])
+
+        prompts = [r.prompt for r in requests]
+        cond = embed(prompts)
+        for row, request in enumerate(requests):
+            for concept in request.concepts:
+                if concept.scale:
+                    pair = embed([concept.positive, concept.negative])
+                    cond[row] += concept.scale * (pair[0] - pair[1])
+            if request.interpolate_to is not None and request.t:
+                other = embed([request.interpolate_to.prompt])[0]
+                cond[row] = torch.lerp(cond[row], other, float(request.t))
+        return cond
+
+    def _latents(self, requests: list[GenerationRequest]) -> torch.Tensor:
+        z_dim = self._loaded.info.z_dim
+        rows = []
+        for request in requests:
+            z = seeded_z(request.seed, z_dim)
+            if request.interpolate_to is not None and request.t:
+                z = slerp(z, seeded_z(request.interpolate_to.seed, z_dim), float(request.t))
+            z = z * float(request.truncation)
+            for index, scale in request.directions:
+                if index >= self._directions.shape[0]:
+                    raise RequestError(f"This model has {self._directions.shape[0]} latent directions; {index} is out of range.")
+                z = z + float(scale) * self._directions[index]
+            rows.append(z)
+        return torch.stack(rows)
+
+    @torch.inference_mode()
+    def _forward(self, requests: list[GenerationRequest]) -> tuple[np.ndarray, np.ndarray]:
+        """Render rows so that an image never depends on which batch it was in.
+
+        Kernels pick different blockings for different batch sizes, which moves the last float bit and,
+        rarely, a uint8 pixel. So every forward runs at one fixed shape: one row at a time on CPU (where
+        batching gains nothing for these convolutions, see the engine bench) and zero-padded to the micro-batch
+        on GPUs (where padding is free). A one-image request then reproduces image i of any batch exactly.
+        """
+        device, dtype = self._choice.device, self._choice.dtype
+        z = self._latents(requests)
+        cond = self._conditions(requests)
+        rows = len(requests)
+        if self._fixed_rows > 1:
+            pad = self._fixed_rows - rows
+            z_in = torch.cat([z.to(device), torch.zeros(pad, z.shape[1], device=device)])
+            cond = torch.cat([cond, torch.zeros(pad, cond.shape[1], device=device)])
+            images = self._synthesize(z_in, cond, dtype)[:rows]
+        else:
+            z_dev = z.to(device)
+            images = torch.cat([self._synthesize(z_dev[i : i + 1], cond[i : i + 1], dtype) for i in range(rows)])
+        return premultiplied_to_rgba_uint8(images).numpy(), z.numpy().astype(np.float32)
+
+    def _synthesize(self, z: torch.Tensor, cond: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        with torch.autocast(z.device.type, dtype=dtype, enabled=dtype != torch.float32):
+            images = self._generator.synthesize(z, cond)
+            if self._upsampler is not None:
+                images = self._upsampler(images)
+        return images.float()
+
+
+def _count_ok(request: GenerationRequest) -> bool:
+    return isinstance(request.count, int) and 1 <= request.count <= 10_000
+
+
+def _render_error(exc: Exception) -> str:
+    if isinstance(exc, RequestError):
+        return str(exc)
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return "The GPU ran out of memory even one image at a time; close other GPU programs or use --device cpu."
+    return f"Rendering failed ({type(exc).__name__}: {exc}); the engine is still running."
