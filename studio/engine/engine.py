@@ -405,10 +405,14 @@ class Engine:
                 outputs = [self._forward(requests[i : i + chunk]) for i in range(0, len(requests), chunk)]
                 return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
             except torch.cuda.OutOfMemoryError:
-                torch.cuda.empty_cache()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
                 if chunk == 1:
                     raise
                 chunk = max(1, chunk // 2)
+                if self._fixed_rows > 1:
+                    # Padded GPU shapes shrink too; later images keep this smaller (still fixed) shape.
+                    self._fixed_rows = chunk
 
     def _conditions(self, requests: list[GenerationRequest]) -> torch.Tensor:
         """Projected conditions (N x cond_dim) with concepts applied and interpolation blended."""

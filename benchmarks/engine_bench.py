@@ -1,0 +1,14 @@
+"""Engine benchmark: prints JSON (same as `gan-studio bench`). Usage: python benchmarks/engine_bench.py [--quick]"""
+
+import argparse
+import json
+
+from studio.engine.bench import run_benchmark
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    print(json.dumps(run_benchmark(args.model, args.device, args.quick), indent=2))

@@ -1,0 +1,219 @@
+"""Headless commands on the engine: ``generate``, ``models``, ``info`` and ``bench``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from studio.cli import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    gen = subparsers.add_parser("generate", help="generate images from a prompt and write PNGs with their parameters")
+    gen.add_argument("prompt", nargs="?", help="what to draw, e.g. 'red apple' (omit with --from)")
+    gen.add_argument("-n", "--count", type=int, default=1, help="number of images (default 1)")
+    gen.add_argument("--seed", type=int, default=None, help="base seed; image i uses seed+i (default: random)")
+    gen.add_argument("--truncation", type=float, default=None, help="0..2; lower is more typical (default: model's)")
+    gen.add_argument("--out", default=".", help="output folder (created if missing)")
+    gen.add_argument("--model", default=None, help="model name or folder (default: emoji)")
+    gen.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
+    gen.add_argument("--from", dest="from_image", default=None, help="re-render the image whose parameters IMAGE holds")
+    gen.set_defaults(func=cmd_generate)
+
+    models = subparsers.add_parser("models", help="list the models GAN Studio can find")
+    models.add_argument("--json", action="store_true", help="print JSON")
+    models.set_defaults(func=cmd_models)
+
+    info = subparsers.add_parser("info", help="versions, device and precision")
+    info.add_argument("--device", default=None)
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(func=cmd_info)
+
+    bench = subparsers.add_parser("bench", help="engine benchmark (JSON): throughput and preview latency")
+    bench.add_argument("--model", default=None)
+    bench.add_argument("--device", default=None)
+    bench.add_argument("--json", action="store_true", help="(always JSON; accepted for symmetry)")
+    bench.add_argument("--quick", action="store_true", help="fewer repetitions")
+    bench.set_defaults(func=cmd_bench)
+
+
+def _check_output_folder(out: Path) -> Path:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"The output path '{out}' is a file; give a folder.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"The output folder '{out}' cannot be created ({exc.strerror}).") from exc
+    if not os.access(out, os.W_OK):
+        raise UserError(f"The output folder '{out}' is not writable; choose another with --out.")
+    return out
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from studio.engine.requests import GenerationRequest, RequestError, check_seed
+
+    if args.from_image:
+        from studio.io.metadata import MetadataError, read_parameters
+
+        try:
+            params = read_parameters(args.from_image)
+        except MetadataError as exc:
+            raise UserError(str(exc)) from exc
+        request = params.request
+        if args.prompt:
+            raise UserError("Give either a prompt or --from IMAGE, not both.")
+        model = args.model or request.model
+        expected_hash = params.model_hash
+    else:
+        if args.prompt is None:
+            raise UserError("Say what to draw, e.g. gan-studio generate \"red apple\" (or use --from IMAGE).")
+        if args.count < 1:
+            raise UserError("-n must be at least 1.")
+        seed = args.seed if args.seed is not None else _random_seed()
+        try:
+            check_seed(seed)
+        except RequestError as exc:
+            raise UserError(str(exc)) from exc
+        model = args.model or "emoji"
+        request = None
+        expected_hash = None
+    out = _check_output_folder(Path(args.out))
+
+    from studio.engine.engine import Engine
+    from studio.io.export import ExportOptions, export_result
+
+    engine = Engine(model=model, device=args.device)
+    try:
+        info = engine.wait_ready()
+        if request is None:
+            truncation = info.default_truncation if args.truncation is None else args.truncation
+            request = GenerationRequest(
+                prompt=args.prompt, seed=seed, count=args.count, truncation=truncation, model=info.model_name
+            ).validated()
+        else:
+            from dataclasses import replace
+
+            request = replace(request, model=info.model_name)
+            if expected_hash and expected_hash != info.model_hash:
+                print(
+                    f"gan-studio: warning: the image was made with '{params.request.model}' weights {expected_hash}, "
+                    f"but the installed model is {info.model_hash}; the picture may differ.",
+                    file=sys.stderr,
+                )
+        options = ExportOptions(template="{prompt}_{seed}")
+        written = 0
+        progress = _Progress(request.count)
+        for result in engine.generate_sync(request):
+            if not result.ok:
+                raise UserError(result.error)
+            path = export_result(result, out, options, index=result.index)
+            written += 1
+            progress.step(path)
+        progress.done()
+        print(f"Wrote {written} image(s) to {out}", file=sys.stderr)
+        return 0
+    finally:
+        engine.close()
+
+
+def _random_seed() -> int:
+    import secrets
+
+    return secrets.randbelow(2**32)
+
+
+class _Progress:
+    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
+
+    def __init__(self, total: int):
+        import time
+
+        self.total, self.count, self.started, self.tty = total, 0, time.perf_counter(), sys.stderr.isatty()
+
+    def step(self, path: Path) -> None:
+        import time
+
+        self.count += 1
+        rate = self.count / max(time.perf_counter() - self.started, 1e-9)
+        width = 30
+        filled = int(width * self.count / self.total)
+        line = f"[{'#' * filled}{'.' * (width - filled)}] {self.count}/{self.total} {rate:.1f} img/s {path.name}"
+        if self.tty:
+            print("\r" + line[:120].ljust(120), end="", file=sys.stderr, flush=True)
+        elif self.count == self.total or self.count % max(1, self.total // 10) == 0:
+            print(line, file=sys.stderr)
+
+    def done(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from studio.models.format import ModelInfo, find_models, model_search_path
+
+    found = find_models()
+    if args.json:
+        rows = [
+            {"name": m.name, "path": str(m.path), "version": m.version, "resolution": m.resolution,
+             "conditioning": m.conditioning.kind, "license": m.license}
+            if isinstance(m, ModelInfo)
+            else {"error": str(m)}
+            for m in found
+        ]
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    if not found:
+        folders = " or ".join(str(p) for p in model_search_path())
+        print(f"No models found; put a model folder in {folders}.")
+        return 0
+    for m in found:
+        if isinstance(m, ModelInfo):
+            print(f"{m.name:16} {m.version:8} {m.resolution}px {m.conditioning.kind:5} {m.path}")
+        else:
+            print(f"(broken)         {m}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import platform
+
+    import numpy
+    import PIL
+    import torch
+
+    from studio import __version__
+    from studio.engine.devices import choose_device
+    from studio.models.format import model_search_path, user_data_dir
+
+    choice = choose_device(args.device)
+    data = {
+        "gan_studio": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "pillow": PIL.__version__,
+        "cuda_available": torch.cuda.is_available(),
+        "device": str(choice.device),
+        "device_label": choice.label,
+        "dtype": choice.dtype_name,
+        "threads": torch.get_num_threads(),
+        "model_folders": [str(p) for p in model_search_path()],
+        "user_data": str(user_data_dir()),
+    }
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        for key, value in data.items():
+            print(f"{key:14} {value}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from studio.engine.bench import run_benchmark
+
+    print(json.dumps(run_benchmark(model=args.model, device=args.device, quick=args.quick), indent=2))
+    return 0

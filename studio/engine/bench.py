@@ -1,0 +1,163 @@
+"""Engine benchmark: raw forward vs the engine, and preview latency under a 60 Hz slider drag.
+
+Ratios are measured side by side in one run, since the machines are shared and noisy. Prints nothing;
+``gan-studio bench`` and ``benchmarks/engine_bench.py`` print the returned dict as JSON.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from studio.engine.engine import Engine
+from studio.engine.requests import GenerationRequest
+from studio.models.format import LoadedModel, ModelError, load_model
+
+
+def _shipped_size_stand_in() -> LoadedModel:
+    """The default model's architecture at its shipped size with random weights (when it is not installed)."""
+    import tempfile
+    from pathlib import Path
+
+    from studio.models.cgan import BaseConfig, BaseGenerator, Upsampler, UpsamplerConfig
+    from studio.models.format import save_model
+
+    folder = Path(tempfile.mkdtemp()) / "emoji-architecture"
+    manifest = {"name": "emoji-architecture", "conditioning": {"kind": "text", "encoder": "all-MiniLM-L6-v2"}}
+    save_model(folder, manifest, BaseGenerator(BaseConfig()).eval(), Upsampler(UpsamplerConfig()).eval())
+    return load_model(folder)
+
+
+def _images_per_second(fn, batch: int, repeats: int) -> float:
+    fn()  # warm-up at this shape
+    started = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return batch * repeats / (time.perf_counter() - started)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def run_benchmark(model: str | None = None, device: str | None = None, quick: bool = False) -> dict:
+    try:
+        loaded = load_model(model or "emoji")
+        stand_in = False
+    except ModelError:
+        if model:
+            raise
+        loaded, stand_in = _shipped_size_stand_in(), True
+    engine = Engine(loaded, device=device)
+    info = engine.wait_ready()
+    dev = torch.device(engine._choice.device)  # the same device the engine picked
+    dtype = engine._choice.dtype
+    gen, up = loaded.generator, loaded.upsampler
+    z_dim, embed_dim = loaded.info.z_dim, loaded.info.base.embed_dim
+    repeats = 2 if quick else 5
+    report: dict = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "model": info.model_name if not stand_in else "emoji architecture, random weights (default model not installed)",
+        "device": info.device_label,
+        "dtype": info.dtype,
+        "resolution": info.resolution,
+    }
+
+    def raw(batch: int, stage: str):
+        z = torch.randn(batch, z_dim, device=dev)
+        e = torch.nn.functional.normalize(torch.randn(batch, embed_dim, device=dev), dim=1)
+        base_in = torch.randn(batch, 4, info.base_resolution, info.base_resolution, device=dev).tanh()
+
+        @torch.inference_mode()
+        def run():
+            with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
+                if stage == "base":
+                    out = gen(z, e)
+                elif stage == "upsampler":
+                    out = up(base_in)
+                else:
+                    out = gen(z, e)
+                    out = up(out) if up is not None else out
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            return out
+
+        return run
+
+    prompt = "grinning face with big eyes"
+    for batch in (1, 64):
+        reps = max(1, repeats * (8 if batch == 1 else 1))
+        raw_rate = _images_per_second(raw(batch, "full"), batch, reps)
+        request = GenerationRequest(prompt, seed=1, count=batch, truncation=info.default_truncation, model=info.model_name)
+
+        def through_engine(request=request, batch=batch):
+            if batch == 1:
+                # Distinct seeds so the engine cannot answer from a cache.
+                through_engine.seed += 1
+                request = replace(request, seed=through_engine.seed)
+            for _ in engine.generate_sync(request):
+                pass
+
+        through_engine.seed = 1000
+        engine_rate = _images_per_second(through_engine, batch, reps)
+        report[f"batch_{batch}"] = {
+            "raw_forward_img_s": round(raw_rate, 2),
+            "engine_img_s": round(engine_rate, 2),
+            "engine_vs_raw": round(engine_rate / raw_rate, 3),
+        }
+    if up is not None:
+        report["stages_batch_1_ms"] = {
+            "base": round(1000 / _images_per_second(raw(1, "base"), 1, repeats * 8), 2),
+            "upsampler": round(1000 / _images_per_second(raw(1, "upsampler"), 1, repeats * 8), 2),
+        }
+    one_forward_ms = 1000.0 / report["batch_1"]["raw_forward_img_s"]
+    report["preview"] = _preview_drag(engine, info, prompt, seconds=2.0 if quick else 5.0, one_forward_ms=one_forward_ms)
+    engine.close()
+    return report
+
+
+def _preview_drag(engine: Engine, info, prompt: str, seconds: float, one_forward_ms: float) -> dict:
+    """Request previews at 60 Hz as a slider drag would; measure latency of the ones that rendered."""
+    latencies: list[float] = []
+    superseded = 0
+    pending = []
+    period = 1.0 / 60.0
+    started = time.perf_counter()
+    step = 0
+    while time.perf_counter() - started < seconds:
+        offset = 3.0 * np.sin(step / 30.0)
+        request = GenerationRequest(prompt, seed=7, truncation=info.default_truncation,
+                                    directions=((0, float(offset)),), model=info.model_name)
+        sent = time.perf_counter()
+        future = engine.preview(request)
+        future.add_done_callback(lambda f, sent=sent: pending.append((f.result(), time.perf_counter() - sent)))
+        step += 1
+        time.sleep(max(0.0, started + step * period - time.perf_counter()))
+    final_sent = time.perf_counter()
+    final = engine.preview(GenerationRequest(prompt, seed=7, truncation=info.default_truncation,
+                                             directions=((0, 3.3),), model=info.model_name)).result()
+    final_ms = (time.perf_counter() - final_sent) * 1000.0
+    for result, latency in list(pending):
+        if result is None:
+            superseded += 1
+        else:
+            latencies.append(latency * 1000.0)
+    p95 = _percentile(latencies, 95)
+    return {
+        "requested": step + 1,
+        "rendered": len(latencies) + (1 if final is not None else 0),
+        "superseded": superseded,
+        "latency_ms_p50": round(_percentile(latencies, 50), 2),
+        "latency_ms_p95": round(p95, 2),
+        "final_request_ms": round(final_ms, 2),
+        "one_forward_ms": round(one_forward_ms, 2),
+        "goal_p95_ms": round(1.5 * one_forward_ms + 10.0, 2),
+        "p95_within_goal": bool(p95 <= 1.5 * one_forward_ms + 10.0),
+        "mean_latency_ms": round(statistics.fmean(latencies), 2) if latencies else None,
+    }
