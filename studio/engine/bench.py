@@ -116,6 +116,7 @@ def run_benchmark(model: str | None = None, device: str | None = None, quick: bo
             "base": round(1000 / _images_per_second(raw(1, "base"), 1, repeats * 8), 2),
             "upsampler": round(1000 / _images_per_second(raw(1, "upsampler"), 1, repeats * 8), 2),
         }
+    report["precision"] = _compare_precisions(loaded, dev, repeats)
     one_forward_ms = 1000.0 / report["batch_1"]["raw_forward_img_s"]
     report["preview"] = _preview_drag(engine, info, prompt, seconds=2.0 if quick else 5.0, one_forward_ms=one_forward_ms)
     engine.close()
@@ -161,3 +162,34 @@ def _preview_drag(engine: Engine, info, prompt: str, seconds: float, one_forward
         "p95_within_goal": bool(p95 <= 1.5 * one_forward_ms + 10.0),
         "mean_latency_ms": round(statistics.fmean(latencies), 2) if latencies else None,
     }
+
+
+def _compare_precisions(loaded: LoadedModel, dev: torch.device, repeats: int) -> dict:
+    """Speed of each candidate autocast dtype at batch 1 and 16, and how far its pixels move from float32."""
+    from studio.models.cgan import premultiplied_to_rgba_uint8
+
+    candidates = [torch.float32, torch.bfloat16] + ([torch.float16] if dev.type == "cuda" else [])
+    gen, up = loaded.generator, loaded.upsampler
+    z = torch.randn(16, loaded.info.z_dim, generator=torch.Generator().manual_seed(0)).to(dev)
+    e = torch.nn.functional.normalize(torch.randn(16, loaded.info.base.embed_dim, generator=torch.Generator().manual_seed(1)), dim=1).to(dev)
+    out: dict = {}
+    reference = None
+    for dtype in candidates:
+
+        @torch.inference_mode()
+        def run(batch, dtype=dtype):
+            with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
+                x = gen(z[:batch], e[:batch])
+                x = up(x) if up is not None else x
+            return premultiplied_to_rgba_uint8(x.float())
+
+        pixels = run(16).int()
+        reference = pixels if reference is None else reference
+        name = str(dtype).removeprefix("torch.")
+        out[name] = {
+            "batch_1_img_s": round(_images_per_second(lambda: run(1), 1, repeats * 4), 2),
+            "batch_16_img_s": round(_images_per_second(lambda: run(16), 16, max(1, repeats // 2)), 2),
+            "max_abs_pixel_diff_vs_fp32": int((pixels - reference).abs().max()),
+            "mean_abs_pixel_diff_vs_fp32": round(float((pixels - reference).abs().float().mean()), 3),
+        }
+    return out
