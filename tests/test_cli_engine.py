@@ -26,8 +26,23 @@ def run(capsys, *argv):
 
 def test_generate_writes_pngs_with_parameters(capsys, tiny_model_dir, tmp_path):
     out = tmp_path / "out"
-    code, _, err = run(capsys, "generate", "red apple", "-n", 3, "--seed", 7, "--truncation", 0.5,
-                       "--out", out, "--model", tiny_model_dir, "--device", "cpu")
+    code, _, err = run(
+        capsys,
+        "generate",
+        "red apple",
+        "-n",
+        3,
+        "--seed",
+        7,
+        "--truncation",
+        0.5,
+        "--out",
+        out,
+        "--model",
+        tiny_model_dir,
+        "--device",
+        "cpu",
+    )
     assert code == 0, err
     files = sorted(out.glob("*.png"))
     assert len(files) == 3
@@ -39,7 +54,9 @@ def test_generate_writes_pngs_with_parameters(capsys, tiny_model_dir, tmp_path):
 
 def test_generate_from_image_reproduces_pixels(capsys, tiny_model_dir, tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
-    assert run(capsys, "generate", "blue car", "--seed", 11, "--out", first, "--model", tiny_model_dir)[0] == 0
+    assert (
+        run(capsys, "generate", "blue car", "--seed", 11, "--out", first, "--model", tiny_model_dir)[0] == 0
+    )
     source = next(first.glob("*.png"))
     code, _, err = run(capsys, "generate", "--from", source, "--out", second, "--model", tiny_model_dir)
     assert code == 0, err
@@ -85,7 +102,9 @@ def test_read_only_output_folder(capsys, tiny_model_dir, tmp_path, monkeypatch):
     folder = tmp_path / "ro"
     folder.mkdir()
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(folder) else real_access(p, mode))
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: False if str(p) == str(folder) else real_access(p, mode)
+    )
     code, _, err = run(capsys, "generate", "cat", "--out", folder, "--model", tiny_model_dir)
     assert code == 2 and "not writable" in err and not list(folder.iterdir())
 

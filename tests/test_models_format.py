@@ -45,11 +45,16 @@ def test_tiny_model_loads_with_hash(model_copy):
         (lambda f: edit_manifest(f, lambda d: d.update(format=7)), "format 7"),
         (lambda f: edit_manifest(f, lambda d: d.update(resolution=64)), "64 px"),
         (lambda f: edit_manifest(f, lambda d: d["architecture"]["base"].update(ch=8)), "shape"),
-        (lambda f: edit_manifest(f, lambda d: d["architecture"]["base"].update(bogus=1)), "unexpected architecture"),
+        (
+            lambda f: edit_manifest(f, lambda d: d["architecture"]["base"].update(bogus=1)),
+            "unexpected architecture",
+        ),
         (lambda f: (f / "generator.safetensors").unlink(), "missing its weights file"),
         (lambda f: (f / "upsampler.safetensors").write_bytes(b"\x00" * 10), "damaged or not a safetensors"),
         (
-            lambda f: (f / "generator.safetensors").write_bytes((f / "generator.safetensors").read_bytes()[:2000]),
+            lambda f: (f / "generator.safetensors").write_bytes(
+                (f / "generator.safetensors").read_bytes()[:2000]
+            ),
             "damaged or not a safetensors",
         ),
         (lambda f: edit_manifest(f, lambda d: d["files"].update(generator="generator.pt")), "pickle file"),

@@ -25,7 +25,9 @@ def test_embedding_does_not_depend_on_its_batch(encoder):
     fresh = CachedEncoder(encoder.inner)
     alone = fresh.encode(["a smiling cat"])[0]
     other = CachedEncoder(encoder.inner)
-    together = other.encode(["a very long prompt about a purple dinosaur on a skateboard", "a smiling cat"])[1]
+    together = other.encode(["a very long prompt about a purple dinosaur on a skateboard", "a smiling cat"])[
+        1
+    ]
     assert np.array_equal(alone, together)
 
 

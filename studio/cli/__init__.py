@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from studio import __version__
+from studio.errors import UserError
 
 # Command modules, imported only to register their parsers (heavy imports live inside the handlers).
 COMMAND_MODULES = (
@@ -20,10 +21,6 @@ COMMAND_MODULES = (
 )
 
 
-class UserError(Exception):
-    """Something the person asked for cannot be done; the message says what and what to do instead."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gan-studio",
@@ -31,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gan-studio {__version__}")
     parser.add_argument("--model", help="model name or folder to open in the studio (default: emoji)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: best available; env GAN_STUDIO_DEVICE)")
+    parser.add_argument(
+        "--device", help="cpu, cuda, cuda:N or mps (default: best available; env GAN_STUDIO_DEVICE)"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:

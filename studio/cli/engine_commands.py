@@ -12,15 +12,23 @@ from studio.cli import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    gen = subparsers.add_parser("generate", help="generate images from a prompt and write PNGs with their parameters")
+    gen = subparsers.add_parser(
+        "generate", help="generate images from a prompt and write PNGs with their parameters"
+    )
     gen.add_argument("prompt", nargs="?", help="what to draw, e.g. 'red apple' (omit with --from)")
     gen.add_argument("-n", "--count", type=int, default=1, help="number of images (default 1)")
-    gen.add_argument("--seed", type=int, default=None, help="base seed; image i uses seed+i (default: random)")
-    gen.add_argument("--truncation", type=float, default=None, help="0..2; lower is more typical (default: model's)")
+    gen.add_argument(
+        "--seed", type=int, default=None, help="base seed; image i uses seed+i (default: random)"
+    )
+    gen.add_argument(
+        "--truncation", type=float, default=None, help="0..2; lower is more typical (default: model's)"
+    )
     gen.add_argument("--out", default=".", help="output folder (created if missing)")
     gen.add_argument("--model", default=None, help="model name or folder (default: emoji)")
     gen.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
-    gen.add_argument("--from", dest="from_image", default=None, help="re-render the image whose parameters IMAGE holds")
+    gen.add_argument(
+        "--from", dest="from_image", default=None, help="re-render the image whose parameters IMAGE holds"
+    )
     gen.set_defaults(func=cmd_generate)
 
     models = subparsers.add_parser("models", help="list the models GAN Studio can find")
@@ -69,7 +77,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         expected_hash = params.model_hash
     else:
         if args.prompt is None:
-            raise UserError("Say what to draw, e.g. gan-studio generate \"red apple\" (or use --from IMAGE).")
+            raise UserError('Say what to draw, e.g. gan-studio generate "red apple" (or use --from IMAGE).')
         if args.count < 1:
             raise UserError("-n must be at least 1.")
         seed = args.seed if args.seed is not None else _random_seed()
@@ -140,7 +148,9 @@ class _Progress:
         rate = self.count / max(time.perf_counter() - self.started, 1e-9)
         width = 30
         filled = int(width * self.count / self.total)
-        line = f"[{'#' * filled}{'.' * (width - filled)}] {self.count}/{self.total} {rate:.1f} img/s {path.name}"
+        line = (
+            f"[{'#' * filled}{'.' * (width - filled)}] {self.count}/{self.total} {rate:.1f} img/s {path.name}"
+        )
         if self.tty:
             print("\r" + line[:120].ljust(120), end="", file=sys.stderr, flush=True)
         elif self.count == self.total or self.count % max(1, self.total // 10) == 0:
@@ -157,8 +167,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     found = find_models()
     if args.json:
         rows = [
-            {"name": m.name, "path": str(m.path), "version": m.version, "resolution": m.resolution,
-             "conditioning": m.conditioning.kind, "license": m.license}
+            {
+                "name": m.name,
+                "path": str(m.path),
+                "version": m.version,
+                "resolution": m.resolution,
+                "conditioning": m.conditioning.kind,
+                "license": m.license,
+            }
             if isinstance(m, ModelInfo)
             else {"error": str(m)}
             for m in found

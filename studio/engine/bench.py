@@ -61,9 +61,15 @@ def run_benchmark(model: str | None = None, device: str | None = None, quick: bo
     z_dim, embed_dim = loaded.info.z_dim, loaded.info.base.embed_dim
     repeats = 2 if quick else 5
     report: dict = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads()},
-        "model": info.model_name if not stand_in else "emoji architecture, random weights (default model not installed)",
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
+        "model": info.model_name
+        if not stand_in
+        else "emoji architecture, random weights (default model not installed)",
         "device": info.device_label,
         "dtype": info.dtype,
         "resolution": info.resolution,
@@ -94,7 +100,9 @@ def run_benchmark(model: str | None = None, device: str | None = None, quick: bo
     for batch in (1, 64):
         reps = max(1, repeats * (8 if batch == 1 else 1))
         raw_rate = _images_per_second(raw(batch, "full"), batch, reps)
-        request = GenerationRequest(prompt, seed=1, count=batch, truncation=info.default_truncation, model=info.model_name)
+        request = GenerationRequest(
+            prompt, seed=1, count=batch, truncation=info.default_truncation, model=info.model_name
+        )
 
         def through_engine(request=request, batch=batch):
             if batch == 1:
@@ -118,7 +126,9 @@ def run_benchmark(model: str | None = None, device: str | None = None, quick: bo
         }
     report["precision"] = _compare_precisions(loaded, dev, repeats)
     one_forward_ms = 1000.0 / report["batch_1"]["raw_forward_img_s"]
-    report["preview"] = _preview_drag(engine, info, prompt, seconds=2.0 if quick else 5.0, one_forward_ms=one_forward_ms)
+    report["preview"] = _preview_drag(
+        engine, info, prompt, seconds=2.0 if quick else 5.0, one_forward_ms=one_forward_ms
+    )
     engine.close()
     return report
 
@@ -133,16 +143,26 @@ def _preview_drag(engine: Engine, info, prompt: str, seconds: float, one_forward
     step = 0
     while time.perf_counter() - started < seconds:
         offset = 3.0 * np.sin(step / 30.0)
-        request = GenerationRequest(prompt, seed=7, truncation=info.default_truncation,
-                                    directions=((0, float(offset)),), model=info.model_name)
+        request = GenerationRequest(
+            prompt,
+            seed=7,
+            truncation=info.default_truncation,
+            directions=((0, float(offset)),),
+            model=info.model_name,
+        )
         sent = time.perf_counter()
         future = engine.preview(request)
-        future.add_done_callback(lambda f, sent=sent: pending.append((f.result(), time.perf_counter() - sent)))
+        future.add_done_callback(
+            lambda f, sent=sent: pending.append((f.result(), time.perf_counter() - sent))
+        )
         step += 1
         time.sleep(max(0.0, started + step * period - time.perf_counter()))
     final_sent = time.perf_counter()
-    final = engine.preview(GenerationRequest(prompt, seed=7, truncation=info.default_truncation,
-                                             directions=((0, 3.3),), model=info.model_name)).result()
+    final = engine.preview(
+        GenerationRequest(
+            prompt, seed=7, truncation=info.default_truncation, directions=((0, 3.3),), model=info.model_name
+        )
+    ).result()
     final_ms = (time.perf_counter() - final_sent) * 1000.0
     for result, latency in list(pending):
         if result is None:
@@ -171,7 +191,9 @@ def _compare_precisions(loaded: LoadedModel, dev: torch.device, repeats: int) ->
     candidates = [torch.float32, torch.bfloat16] + ([torch.float16] if dev.type == "cuda" else [])
     gen, up = loaded.generator, loaded.upsampler
     z = torch.randn(16, loaded.info.z_dim, generator=torch.Generator().manual_seed(0)).to(dev)
-    e = torch.nn.functional.normalize(torch.randn(16, loaded.info.base.embed_dim, generator=torch.Generator().manual_seed(1)), dim=1).to(dev)
+    e = torch.nn.functional.normalize(
+        torch.randn(16, loaded.info.base.embed_dim, generator=torch.Generator().manual_seed(1)), dim=1
+    ).to(dev)
     out: dict = {}
     reference = None
     for dtype in candidates:

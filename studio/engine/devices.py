@@ -42,7 +42,9 @@ def choose_device(requested: str | None = None) -> DeviceChoice:
         raise RequestError(f"'{name}' is not a device name; use cpu, cuda, cuda:N or mps.") from exc
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RequestError("CUDA was asked for, but this machine has no usable NVIDIA GPU (or torch is a CPU build).")
+            raise RequestError(
+                "CUDA was asked for, but this machine has no usable NVIDIA GPU (or torch is a CPU build)."
+            )
         index = device.index or 0
         if index >= torch.cuda.device_count():
             raise RequestError(f"There is no GPU cuda:{index}; this machine has {torch.cuda.device_count()}.")

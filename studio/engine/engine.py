@@ -77,7 +77,13 @@ class Engine:
         self._on_progress = on_progress
         self.progress = "Starting…"
         self.info: EngineInfo | None = None
-        self.stats = {"renders": 0, "images": 0, "previews_requested": 0, "previews_rendered": 0, "last_render_ms": 0.0}
+        self.stats = {
+            "renders": 0,
+            "images": 0,
+            "previews_requested": 0,
+            "previews_rendered": 0,
+            "last_render_ms": 0.0,
+        }
         self._ready: concurrent.futures.Future[EngineInfo] = concurrent.futures.Future()
         self._cond = threading.Condition()
         self._streams: collections.deque[_Stream] = collections.deque()
@@ -101,7 +107,9 @@ class Engine:
         return self._ready.done() and self._ready.exception() is None
 
     # ----------------------------------------------------------------------------------------- generation
-    def generate_sync(self, request: GenerationRequest | Sequence[GenerationRequest]) -> Iterator[GenerationResult]:
+    def generate_sync(
+        self, request: GenerationRequest | Sequence[GenerationRequest]
+    ) -> Iterator[GenerationResult]:
         """Blocking iterator of results in order; closing it early cancels the rest of the batch."""
         import queue
 
@@ -116,7 +124,9 @@ class Engine:
         finally:
             stream.cancelled.set()
 
-    async def generate(self, request: GenerationRequest | Sequence[GenerationRequest]) -> AsyncIterator[GenerationResult]:
+    async def generate(
+        self, request: GenerationRequest | Sequence[GenerationRequest]
+    ) -> AsyncIterator[GenerationResult]:
         """Async iterator of results in order; leaving the loop or cancelling the task stops the batch."""
         loop = asyncio.get_running_loop()
         results: asyncio.Queue = asyncio.Queue()
@@ -303,7 +313,9 @@ class Engine:
         self._set_progress("Choosing a device…")
         choice = choose_device(self._device_request)
         self._set_progress("Loading the model…")
-        loaded = self._model_spec if isinstance(self._model_spec, LoadedModel) else load_model(self._model_spec)
+        loaded = (
+            self._model_spec if isinstance(self._model_spec, LoadedModel) else load_model(self._model_spec)
+        )
         info = loaded.info
         self._choice: DeviceChoice = choice
         self._loaded = loaded
@@ -316,7 +328,10 @@ class Engine:
             from studio.models.text import get_text_encoder
 
             self._encoder = get_text_encoder(info.conditioning.encoder or "")
-        if info.conditioning.kind == "text" and getattr(self._encoder, "dim", info.base.embed_dim) != info.base.embed_dim:
+        if (
+            info.conditioning.kind == "text"
+            and getattr(self._encoder, "dim", info.base.embed_dim) != info.base.embed_dim
+        ):
             raise ModelError(
                 f"'{info.name}' expects {info.base.embed_dim}-dimensional prompt embeddings but the encoder makes "
                 f"{self._encoder.dim}."
@@ -346,7 +361,9 @@ class Engine:
             self._set_progress("Loading the prompt encoder…")
             self._encode(["warm-up"])
         self._set_progress("Warming up…")
-        warm = GenerationRequest(prompt=info.conditioning.classes[0] if info.conditioning.classes else "warm-up", model=info.name)
+        warm = GenerationRequest(
+            prompt=info.conditioning.classes[0] if info.conditioning.classes else "warm-up", model=info.name
+        )
         self._render([warm])
         self._render([warm.single(i) for i in range(micro_batch)])
         self.stats.update(renders=0, images=0)
@@ -379,7 +396,9 @@ class Engine:
                 images, latents = self._forward_with_retry([requests[i] for i in valid])
             except Exception as exc:  # noqa: BLE001 - a broken render is reported, the engine keeps serving
                 for i in valid:
-                    results[i] = GenerationResult(request=requests[i], index=first_index + i, error=_render_error(exc))
+                    results[i] = GenerationResult(
+                        request=requests[i], index=first_index + i, error=_render_error(exc)
+                    )
             else:
                 elapsed_ms = (time.perf_counter() - started) * 1000.0
                 self.stats["renders"] += 1
@@ -432,7 +451,9 @@ class Engine:
             def embed(prompts: list[str]) -> torch.Tensor:
                 vectors = torch.from_numpy(self._encode(prompts)).to(self._choice.device)
                 # One row at a time, like the forward pass, so a batch never moves a bit of the result.
-                return torch.cat([generator.condition(vectors[i : i + 1]).float() for i in range(len(prompts))])
+                return torch.cat(
+                    [generator.condition(vectors[i : i + 1]).float() for i in range(len(prompts))]
+                )
 
         prompts = [r.prompt for r in requests]
         cond = embed(prompts)
@@ -456,7 +477,9 @@ class Engine:
             z = z * float(request.truncation)
             for index, scale in request.directions:
                 if index >= self._directions.shape[0]:
-                    raise RequestError(f"This model has {self._directions.shape[0]} latent directions; {index} is out of range.")
+                    raise RequestError(
+                        f"This model has {self._directions.shape[0]} latent directions; {index} is out of range."
+                    )
                 z = z + float(scale) * self._directions[index]
             rows.append(z)
         return torch.stack(rows)
@@ -481,7 +504,9 @@ class Engine:
             images = self._synthesize(z_in, cond, dtype)[:rows]
         else:
             z_dev = z.to(device)
-            images = torch.cat([self._synthesize(z_dev[i : i + 1], cond[i : i + 1], dtype) for i in range(rows)])
+            images = torch.cat(
+                [self._synthesize(z_dev[i : i + 1], cond[i : i + 1], dtype) for i in range(rows)]
+            )
         return premultiplied_to_rgba_uint8(images).numpy(), z.numpy().astype(np.float32)
 
     def _synthesize(self, z: torch.Tensor, cond: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -70,14 +70,18 @@ class GenerationRequest:
         if self.count > MAX_COUNT:
             raise RequestError(f"At most {MAX_COUNT:,} images can be made at once; ask for fewer.")
         if self.seed + self.count - 1 > MAX_SEED:
-            raise RequestError("The seed is so large that the batch would run past the largest seed; use a smaller one.")
+            raise RequestError(
+                "The seed is so large that the batch would run past the largest seed; use a smaller one."
+            )
         if not _finite(self.truncation) or not 0.0 <= self.truncation <= MAX_TRUNCATION:
             raise RequestError(f"Truncation must be a number between 0 and {MAX_TRUNCATION}.")
         for index, scale in self.directions:
             if not isinstance(index, int) or index < 0:
                 raise RequestError("A latent direction index must be a whole number of at least 0.")
             if not _finite(scale) or abs(scale) > MAX_OFFSET:
-                raise RequestError(f"A slider offset must be a number between -{MAX_OFFSET:g} and {MAX_OFFSET:g}.")
+                raise RequestError(
+                    f"A slider offset must be a number between -{MAX_OFFSET:g} and {MAX_OFFSET:g}."
+                )
         for concept in self.concepts:
             check_prompt(concept.negative, what="A concept slider's first prompt")
             check_prompt(concept.positive, what="A concept slider's second prompt")
@@ -107,7 +111,9 @@ class GenerationRequest:
             "count": self.count,
             "truncation": self.truncation,
             "directions": [[i, s] for i, s in self.directions],
-            "concepts": [{"negative": c.negative, "positive": c.positive, "scale": c.scale} for c in self.concepts],
+            "concepts": [
+                {"negative": c.negative, "positive": c.positive, "scale": c.scale} for c in self.concepts
+            ],
             "interpolate_to": (
                 {"prompt": self.interpolate_to.prompt, "seed": self.interpolate_to.seed}
                 if self.interpolate_to

@@ -187,7 +187,9 @@ def read_model_info(folder: str | os.PathLike) -> ModelInfo:
     where = f"The model.json of '{folder.name}'"
     fmt = data.get("format", FORMAT_VERSION)
     if fmt != FORMAT_VERSION:
-        raise ModelError(f"{where} uses format {fmt}; this version of GAN Studio reads format {FORMAT_VERSION}.")
+        raise ModelError(
+            f"{where} uses format {fmt}; this version of GAN Studio reads format {FORMAT_VERSION}."
+        )
     arch = _require(data, "architecture", dict, where)
     arch_id = _require(arch, "id", str, where + " (architecture)")
     if arch_id not in ARCHITECTURES:
@@ -215,7 +217,9 @@ def read_model_info(folder: str | os.PathLike) -> ModelInfo:
     except TypeError as exc:
         raise ModelError(f"{where} has an unexpected architecture setting ({exc}).") from exc
     if conditioning.kind == "class" and base.num_classes != len(conditioning.classes):
-        raise ModelError(f"{where}: the generator has {base.num_classes} classes but {len(conditioning.classes)} are named.")
+        raise ModelError(
+            f"{where}: the generator has {base.num_classes} classes but {len(conditioning.classes)} are named."
+        )
     resolution = base.resolution * (upsampler.scale if upsampler else 1)
     declared = data.get("resolution", resolution)
     if declared != resolution:
@@ -278,7 +282,9 @@ def _load_weights(module: nn.Module, path: Path, model_name: str) -> None:
                 f"needs {tuple(expected[key].shape)}."
             )
         if not tensor.dtype.is_floating_point and tensor.dtype != expected[key].dtype:
-            raise ModelError(f"In '{path.name}' of '{model_name}', '{key}' has the wrong type ({tensor.dtype}).")
+            raise ModelError(
+                f"In '{path.name}' of '{model_name}', '{key}' has the wrong type ({tensor.dtype})."
+            )
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
 
 

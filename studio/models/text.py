@@ -108,7 +108,10 @@ class MiniLMEncoder:
     def encode(self, prompts: Sequence[str]) -> np.ndarray:
         self.load()
         vectors = self._model.encode(
-            list(prompts), batch_size=64, convert_to_numpy=True, normalize_embeddings=True,
+            list(prompts),
+            batch_size=64,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
@@ -123,6 +126,8 @@ def get_text_encoder(encoder_id: str = MINILM_ID) -> CachedEncoder:
     with _ENCODERS_LOCK:
         if encoder_id not in _ENCODERS:
             if encoder_id != MINILM_ID:
-                raise TextEncoderError(f"Unknown text encoder '{encoder_id}'; this version knows {MINILM_ID}.")
+                raise TextEncoderError(
+                    f"Unknown text encoder '{encoder_id}'; this version knows {MINILM_ID}."
+                )
             _ENCODERS[encoder_id] = CachedEncoder(MiniLMEncoder())
         return _ENCODERS[encoder_id]

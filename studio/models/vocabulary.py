@@ -66,5 +66,10 @@ def save_vocabulary(folder: Path, entries: list[dict], embeddings: np.ndarray) -
     from safetensors.numpy import save_file
 
     folder = Path(folder)
-    (folder / "vocabulary.json").write_text(json.dumps(entries, ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
-    save_file({"embeddings": np.ascontiguousarray(embeddings.astype(np.float16))}, str(folder / "vocabulary.safetensors"))
+    (folder / "vocabulary.json").write_text(
+        json.dumps(entries, ensure_ascii=False, indent=0) + "\n", encoding="utf-8"
+    )
+    save_file(
+        {"embeddings": np.ascontiguousarray(embeddings.astype(np.float16))},
+        str(folder / "vocabulary.safetensors"),
+    )

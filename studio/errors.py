@@ -1,0 +1,5 @@
+"""Errors every layer may raise for a person's mistake (no Qt, no torch)."""
+
+
+class UserError(Exception):
+    """Something the person asked for cannot be done; the message says what and what to do instead."""
