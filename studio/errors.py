@@ -3,3 +3,7 @@
 
 class UserError(Exception):
     """Something the person asked for cannot be done; the message says what and what to do instead."""
+
+
+class ModelError(Exception):
+    """A model folder cannot be used; ``str(error)`` is one sentence for a person."""

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 from studio import __version__
-from studio.errors import UserError
+from studio.errors import ModelError, UserError
 
 # Command modules, imported only to register their parsers (heavy imports live inside the handlers).
 COMMAND_MODULES = (
@@ -51,13 +51,17 @@ def main(argv: list[str] | None = None) -> int:
 
         return app_main(model=args.model, device=args.device)
     from studio.engine.requests import RequestError
-    from studio.models.format import ModelError
 
     try:
         return int(args.func(args) or 0)
     except (UserError, ModelError, RequestError) as exc:
         print(f"gan-studio: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("gan-studio: interrupted; files already written are kept.", file=sys.stderr)
         return 130

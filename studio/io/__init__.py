@@ -1,0 +1,1 @@
+"""Export, metadata and animation writers (no Qt): every file carries what made it, written all or nothing."""

@@ -20,16 +20,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from studio.errors import ModelError
 from studio.models.cgan import BaseConfig, BaseGenerator, Upsampler, UpsamplerConfig
 
 FORMAT_VERSION = 1
 ARCHITECTURES = ("cgan32-cbn",)  # ids this version can build
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 DEFAULT_MODEL = "emoji"
-
-
-class ModelError(Exception):
-    """A model folder cannot be used; ``str(error)`` is one sentence for a person."""
 
 
 @dataclass(frozen=True)
