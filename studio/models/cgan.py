@@ -83,6 +83,13 @@ class ConditionalBatchNorm2d(nn.Module):
         return self.bn(x) * gain[:, :, None, None] + bias[:, :, None, None]
 
 
+def upsample2x(x: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour 2x upsampling; same values as ``F.interpolate(mode="nearest")``, several times
+    faster on CPU (one strided copy instead of the generic interpolation kernel)."""
+    n, c, h, w = x.shape
+    return x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
+
+
 class GeneratorBlock(nn.Module):
     """Residual up-block: CBN-ReLU-up-conv-CBN-ReLU-conv, with a 1x1 conv on the upsampled skip."""
 
@@ -96,10 +103,10 @@ class GeneratorBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.norm1(x, cond))
-        h = F.interpolate(h, scale_factor=2, mode="nearest")
+        h = upsample2x(h)
         h = self.conv1(h)
         h = self.conv2(F.relu(self.norm2(h, cond)))
-        return h + self.skip(F.interpolate(x, scale_factor=2, mode="nearest"))
+        return h + self.skip(upsample2x(x))
 
 
 class BaseGenerator(nn.Module):

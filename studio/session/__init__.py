@@ -1,0 +1,1 @@
+"""Session state, gallery store, prompt history and settings: plain Python, no Qt."""

@@ -1,0 +1,74 @@
+"""The studio application: QApplication + qasync event loop, the window shown at once, the engine after.
+
+Nothing on the path to a visible window imports torch or sentence-transformers: the engine module (which
+imports torch) is imported in the background once the window is on screen, and the engine then loads the
+model and the prompt encoder in its own worker thread while the preview shows progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = "emoji"  # same as studio.models.format.DEFAULT_MODEL, which would import torch
+
+
+def model_display_name(model: str | None) -> str:
+    """What to call the model in the window before it has loaded (a folder path shows its name)."""
+    if not model:
+        return DEFAULT_MODEL
+    path = Path(model).expanduser()
+    return path.name if (path.is_dir() or "/" in model or "\\" in model) and path.name else model
+
+
+async def make_engine(model: str | None, device: str | None, **engine_options: Any) -> Any:
+    """Import the engine off the UI thread (torch takes seconds to import), then construct it (returns at once)."""
+    loop = asyncio.get_running_loop()
+    module = await loop.run_in_executor(None, importlib.import_module, "studio.engine.engine")
+    return module.Engine(model=model or DEFAULT_MODEL, device=device, **engine_options)
+
+
+def main(model: str | None = None, device: str | None = None) -> int:
+    """Open the studio window; returns the exit code."""
+    import qasync
+    from PySide6.QtCore import QTimer
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QApplication
+
+    from studio.session.settings import Settings
+    from studio.ui.main_window import create_main_window
+    from studio.ui.theme import apply_theme, icon
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("GAN Studio")
+    app.setOrganizationName("gan-studio")
+    QGuiApplication.setDesktopFileName("gan-studio")
+    settings = Settings()
+    apply_theme(app, settings["theme"])
+    app.setWindowIcon(icon("generate", "#6c8cff"))
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    signal.signal(signal.SIGINT, lambda *_: app.quit())  # Ctrl+C in the terminal closes the window cleanly
+    heartbeat = QTimer(interval=200)  # lets Python notice the SIGINT while Qt waits for events
+    heartbeat.timeout.connect(lambda: None)
+    heartbeat.start()
+
+    window = create_main_window(
+        engine_factory=lambda: make_engine(model, device),
+        model_name=model_display_name(model),
+        settings=settings,
+        start=False,
+    )
+    window.show()
+    QTimer.singleShot(0, window.start_engine)  # after the first paint
+    with loop:
+        code = loop.run_forever()
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

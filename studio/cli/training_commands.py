@@ -1,0 +1,100 @@
+"""``gan-studio dataset build``, ``gan-studio train`` and ``gan-studio evaluate`` (headless, no Qt)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+DEFAULT_DATA = "data/emoji"
+
+
+def register(subparsers) -> None:
+    dataset = subparsers.add_parser("dataset", help="build the emoji training set from Debian's packages")
+    dataset_sub = dataset.add_subparsers(dest="dataset_command", metavar="ACTION")
+    build = dataset_sub.add_parser("build", help="render, caption, embed and split every emoji")
+    build.add_argument("--out", default=DEFAULT_DATA, help=f"output folder (default: {DEFAULT_DATA})")
+    build.add_argument("--limit", type=int, help="keep only the first N emoji (quick tries)")
+    build.set_defaults(func=_dataset_build)
+    dataset.set_defaults(func=lambda args: _usage(dataset))
+
+    train = subparsers.add_parser("train", help="train (or resume) a stage of the cascaded emoji GAN")
+    train.add_argument("--data", default=DEFAULT_DATA, help="dataset folder from `gan-studio dataset build`")
+    train.add_argument("--out", required=True, help="model folder to write (a run folder sits beside it)")
+    train.add_argument("--stage", choices=("base", "upsampler"), default="base")
+    train.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    train.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
+    train.add_argument("--minutes", type=float, default=None, help="stop after this many minutes of training")
+    train.add_argument("--steps", type=int, default=None, help="stop at this step")
+    train.add_argument("--batch", type=int, default=None, help="images per step per process")
+    train.add_argument("--ch", type=int, default=None, help="generator / discriminator width")
+    train.add_argument("--run", default=None, help="run folder for checkpoints and samples (default: runs/<stage>)")
+    train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--recon-weight", type=float, default=4.0,
+                       help="base stage: weight of the L1 term pulling G(z, caption) towards that emoji")
+    train.add_argument("--checkpoint-minutes", type=float, default=3.0)
+    train.set_defaults(func=_train)
+
+    evaluate = subparsers.add_parser("evaluate", help="measure a model offline with the judge classifier")
+    evaluate.add_argument("--model", default="emoji", help="model name or folder (default: emoji)")
+    evaluate.add_argument("--data", default=DEFAULT_DATA, help="dataset folder")
+    evaluate.add_argument("--judge", default=None, help="judge weights (default: the model's judge.safetensors)")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.add_argument("--samples", default=None, help="write the fixed prompts x seeds grid to this PNG")
+    evaluate.add_argument("--write-metrics", action="store_true", help="store the metrics in the model.json")
+    evaluate.add_argument("--train-judge", action="store_true", help="(re)train the judge first")
+    evaluate.add_argument("--judge-minutes", type=float, default=8.0)
+    evaluate.add_argument("--no-metrics", action="store_true", help="only write --samples")
+    evaluate.set_defaults(func=_evaluate)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _dataset_build(args) -> int:
+    from studio.cli import UserError
+    from studio.training.dataset import MissingSourcesError, build_dataset
+
+    try:
+        manifest = build_dataset(args.out, limit=args.limit)
+    except MissingSourcesError as exc:
+        raise UserError(str(exc)) from exc
+    print(json.dumps({k: manifest[k] for k in ("count", "captions", "heldout", "sha256")}, ensure_ascii=False))
+    return 0
+
+
+def _train(args) -> int:
+    from studio.cli import UserError
+    from studio.training.train import TrainError, TrainOptions, train
+
+    options = TrainOptions(
+        data=Path(args.data), out=Path(args.out), stage=args.stage, resume=args.resume, device=args.device,
+        minutes=args.minutes, steps=args.steps, batch=args.batch, ch=args.ch,
+        run=Path(args.run) if args.run else None, threads=args.threads, seed=args.seed,
+        recon_weight=args.recon_weight, checkpoint_minutes=args.checkpoint_minutes,
+    )
+    try:
+        train(options)
+    except (TrainError, FileNotFoundError) as exc:
+        raise UserError(str(exc)) from exc
+    return 0
+
+
+def _evaluate(args) -> int:
+    from studio.cli import UserError
+    from studio.training.evaluate import EvaluateError, run_evaluate
+
+    try:
+        metrics = run_evaluate(args)
+    except (EvaluateError, FileNotFoundError) as exc:
+        raise UserError(str(exc)) from exc
+    if metrics is not None:
+        if args.json:
+            print(json.dumps(metrics, indent=2))
+        else:
+            for key, value in metrics.items():
+                print(f"{key}: {value}")
+    return 0

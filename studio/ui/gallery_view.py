@@ -1,0 +1,364 @@
+"""The gallery: a virtualised icon list over the SQLite store, thumbnails decoded lazily and cached.
+
+The model holds only the list of ids; row data is read from the store a page at a time when a row is first
+painted, and thumbnails are decoded on first paint and kept in an LRU cache, so 10,000 items open at once.
+Per-item actions live in the context menu; keyboard: arrows, Enter (show), Delete, Ctrl+C, Ctrl+Shift+C.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QMimeData,
+    QModelIndex,
+    QPersistentModelIndex,
+    QRect,
+    QSize,
+    Qt,
+    QUrl,
+    Signal,
+)
+from PySide6.QtGui import QAction, QColor, QGuiApplication, QKeySequence, QPainter, QPixmap
+from PySide6.QtWidgets import QAbstractItemView, QListView, QMenu, QStyle, QStyledItemDelegate, QWidget
+
+from studio.session.gallery_store import GalleryItem, GalleryStore, decode_png
+from studio.ui import theme
+from studio.ui.exporting import PARAMETERS_MIME, Picture, drag_file, parameters_json, parameters_text
+from studio.ui.images import qimage_from_png, qimage_from_rgba
+
+ID_ROLE = Qt.ItemDataRole.UserRole + 1
+STARRED_ROLE = Qt.ItemDataRole.UserRole + 2
+CELL = 104
+THUMB = 96
+PAGE = 200
+ROW_CACHE_LIMIT = 5000
+THUMB_CACHE_LIMIT = 2000
+
+
+class GalleryModel(QAbstractListModel):
+    def __init__(self, store: GalleryStore, parent=None):
+        super().__init__(parent)
+        self.store = store
+        self._ids: list[int] = store.ids()
+        self._rows: dict[int, GalleryItem] = {}
+        self._thumbs: OrderedDict[int, QPixmap] = OrderedDict()
+
+    # --- Qt model ------------------------------------------------------------------------------------------------
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802, B008
+        return 0 if parent.isValid() else len(self._ids)
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or index.row() >= len(self._ids):
+            return None
+        item_id = self._ids[index.row()]
+        if role == ID_ROLE:
+            return item_id
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self.thumbnail(item_id)
+        if role == STARRED_ROLE:
+            item = self.item_at(index.row())
+            return bool(item and item.starred)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            item = self.item_at(index.row())
+            return f"{item.prompt}\nseed {item.seed}" + (" · ★" if item.starred else "") if item else None
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            item = self.item_at(index.row())
+            return f"{item.prompt}, seed {item.seed}" if item else None
+        return None
+
+    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
+        base = super().flags(index)
+        return base | Qt.ItemFlag.ItemIsDragEnabled if index.isValid() else base
+
+    def mimeTypes(self) -> list[str]:  # noqa: N802
+        return ["text/uri-list", "image/png", PARAMETERS_MIME]
+
+    def mimeData(self, indexes: Sequence[QModelIndex]) -> QMimeData:  # noqa: N802
+        """Dragged items become PNG files (with parameters) that a file manager can drop."""
+        mime = QMimeData()
+        ids = [self._ids[i.row()] for i in indexes if i.isValid()]
+        pictures = [self.picture(i) for i in ids]
+        pictures = [p for p in pictures if p is not None]
+        if not pictures:
+            return mime
+        urls = []
+        for item_id, picture in zip(ids, pictures, strict=False):
+            path = drag_file(picture, f"{picture.request.prompt[:40]}_{picture.request.seed}_{item_id}")
+            urls.append(QUrl.fromLocalFile(str(path)))
+        mime.setUrls(urls)
+        mime.setImageData(qimage_from_rgba(pictures[0].image))
+        mime.setData(PARAMETERS_MIME, parameters_json(pictures[0]).encode("utf-8"))
+        return mime
+
+    # --- lookups -------------------------------------------------------------------------------------------------
+    @property
+    def ids(self) -> list[int]:
+        return list(self._ids)
+
+    def id_at(self, row: int) -> int:
+        return self._ids[row]
+
+    def row_of(self, item_id: int) -> int:
+        try:
+            return self._ids.index(item_id)
+        except ValueError:
+            return -1
+
+    def item_at(self, row: int) -> GalleryItem | None:
+        item_id = self._ids[row]
+        if item_id not in self._rows:
+            if len(self._rows) > ROW_CACHE_LIMIT:
+                self._rows.clear()
+            start = max(0, row - PAGE // 4)
+            try:
+                self._rows.update(self.store.items(self._ids[start : start + PAGE]))
+            except sqlite3.Error:
+                return None
+        return self._rows.get(item_id)
+
+    def item(self, item_id: int) -> GalleryItem | None:
+        row = self.row_of(item_id)
+        return self.item_at(row) if row >= 0 else self.store.item(item_id)
+
+    def thumbnail(self, item_id: int) -> QPixmap | None:
+        pixmap = self._thumbs.get(item_id)
+        if pixmap is not None:
+            self._thumbs.move_to_end(item_id)
+            return pixmap
+        try:
+            data = self.store.thumbnail(item_id)
+        except sqlite3.Error:  # the store was closed under a late repaint (window closing)
+            return None
+        if data is None:
+            return None
+        pixmap = QPixmap.fromImage(qimage_from_png(data))
+        self._thumbs[item_id] = pixmap
+        while len(self._thumbs) > THUMB_CACHE_LIMIT:
+            self._thumbs.popitem(last=False)
+        return pixmap
+
+    def picture(self, item_id: int) -> Picture | None:
+        item = self.item(item_id)
+        data = self.store.png(item_id)
+        if item is None or data is None:
+            return None
+        return Picture(decode_png(data), item.request, item.model_hash, item.device)
+
+    # --- changes -------------------------------------------------------------------------------------------------
+    def append(self, item_ids: Sequence[int]) -> None:
+        if not item_ids:
+            return
+        first = len(self._ids)
+        self.beginInsertRows(QModelIndex(), first, first + len(item_ids) - 1)
+        self._ids.extend(item_ids)
+        self.endInsertRows()
+
+    def reload(self) -> None:
+        self.beginResetModel()
+        self._ids = self.store.ids()
+        self._rows.clear()
+        self.endResetModel()
+
+    def remove(self, item_ids: Sequence[int]) -> None:
+        doomed = set(item_ids)
+        for row in sorted((r for r, i in enumerate(self._ids) if i in doomed), reverse=True):
+            self.beginRemoveRows(QModelIndex(), row, row)
+            del self._ids[row]
+            self.endRemoveRows()
+
+    def set_starred(self, item_ids: Sequence[int], starred: bool) -> None:
+        self.store.set_starred(item_ids, starred)
+        for item_id in item_ids:
+            self._rows.pop(item_id, None)
+            row = self.row_of(item_id)
+            if row >= 0:
+                self.dataChanged.emit(self.index(row), self.index(row))
+
+
+class ThumbnailDelegate(QStyledItemDelegate):
+    """A thumbnail on a checkerboard, crisp when scaled by a whole number, with a star badge."""
+
+    def sizeHint(self, option, index) -> QSize:  # noqa: N802
+        return QSize(CELL, CELL)
+
+    def paint(self, painter: QPainter, option, index) -> None:
+        c = theme.colors()
+        rect: QRect = option.rect.adjusted(3, 3, -3, -3)
+        painter.save()
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        hovered = bool(option.state & QStyle.StateFlag.State_MouseOver)
+        if selected or hovered:
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(c["accent"] if selected else c["raised"]))
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+            painter.drawRoundedRect(option.rect.adjusted(1, 1, -1, -1), 6, 6)
+        painter.fillRect(rect, theme.checker_tile())
+        # Ask the Python model directly: index.data() round trips through QVariant on every paint, and with
+        # PySide6 6.12 on Python 3.11 that path leaks references to None until the interpreter aborts.
+        model = index.model()
+        row = index.row()
+        if not isinstance(model, GalleryModel) or row >= model.rowCount():
+            painter.restore()
+            return
+        pixmap = model.thumbnail(model.id_at(row))
+        if pixmap is not None and not pixmap.isNull():
+            side = min(rect.width(), rect.height())
+            target = QRect(
+                rect.x() + (rect.width() - side) // 2, rect.y() + (rect.height() - side) // 2, side, side
+            )
+            painter.drawPixmap(target, pixmap)
+        item = model.item_at(row)
+        if item is not None and item.starred:
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+            theme.icon("star-filled", "#ffc940").paint(
+                painter, QRect(rect.right() - 19, rect.top() + 3, 16, 16)
+            )
+        painter.restore()
+
+
+class GalleryView(QListView):
+    show_requested = Signal(int)
+    slot_requested = Signal(int, str)  # id, "a" or "b"
+    more_like_requested = Signal(int)
+    export_requested = Signal(list)
+    deleted = Signal(list)
+    message = Signal(str)
+
+    def __init__(self, store: GalleryStore, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("Gallery")
+        self.gallery = GalleryModel(store, self)
+        self.setModel(self.gallery)
+        self.setItemDelegate(ThumbnailDelegate(self))
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setFlow(QListView.Flow.LeftToRight)
+        self.setWrapping(True)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setUniformItemSizes(True)
+        self.setGridSize(QSize(CELL, CELL))
+        self.setSpacing(0)
+        self.setMouseTracking(True)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setDragEnabled(True)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.verticalScrollBar().setSingleStep(CELL // 3)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._context_menu)
+        self.activated.connect(lambda index: self.show_requested.emit(index.data(ID_ROLE)))
+        self.clicked.connect(lambda index: self.show_requested.emit(index.data(ID_ROLE)))
+        self._add_shortcuts()
+
+    def _add_shortcuts(self) -> None:
+        for keys, slot in (
+            (QKeySequence.StandardKey.Copy, self.copy_image),
+            (QKeySequence("Ctrl+Shift+C"), self.copy_parameters),
+            (QKeySequence.StandardKey.Delete, self.delete_selected),
+            (QKeySequence("S"), self.toggle_star),
+        ):
+            action = QAction(self)
+            action.setShortcut(keys)
+            action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+            action.triggered.connect(slot)
+            self.addAction(action)
+
+    # --- selection helpers ---------------------------------------------------------------------------------------
+    def selected_ids(self) -> list[int]:
+        rows = sorted(i.row() for i in self.selectionModel().selectedIndexes())
+        if not rows and self.currentIndex().isValid():
+            rows = [self.currentIndex().row()]
+        return [self.gallery.ids[r] for r in rows]
+
+    def add_items(self, item_ids: Sequence[int], follow: bool = True) -> None:
+        self.gallery.append(item_ids)
+        if follow:
+            self.scrollToBottom()
+
+    # --- actions -------------------------------------------------------------------------------------------------
+    def copy_image(self) -> None:
+        ids = self.selected_ids()
+        picture = self.gallery.picture(ids[0]) if ids else None
+        if picture is None:
+            return
+        mime = QMimeData()
+        mime.setImageData(qimage_from_rgba(picture.image))
+        mime.setText(parameters_text(picture))
+        mime.setData(PARAMETERS_MIME, parameters_json(picture).encode("utf-8"))
+        QGuiApplication.clipboard().setMimeData(mime)
+        self.message.emit("Copied the image.")
+
+    def copy_parameters(self) -> None:
+        ids = self.selected_ids()
+        picture = self.gallery.picture(ids[0]) if ids else None
+        if picture is None:
+            return
+        mime = QMimeData()
+        mime.setText(parameters_text(picture))
+        mime.setData(PARAMETERS_MIME, parameters_json(picture).encode("utf-8"))
+        QGuiApplication.clipboard().setMimeData(mime)
+        self.message.emit("Copied the parameters.")
+
+    def toggle_star(self) -> None:
+        ids = self.selected_ids()
+        if ids:
+            first = self.gallery.item(ids[0])
+            self.gallery.set_starred(ids, not (first and first.starred))
+
+    def delete_selected(self) -> None:
+        ids = self.selected_ids()
+        if not ids:
+            return
+        row = self.gallery.row_of(ids[0])
+        self.gallery.store.delete(ids)
+        self.gallery.remove(ids)
+        if self.gallery.rowCount():
+            self.setCurrentIndex(self.gallery.index(min(row, self.gallery.rowCount() - 1)))
+        self.deleted.emit(ids)
+
+    def undo_delete(self, item_ids: Sequence[int]) -> None:
+        self.gallery.store.undelete(item_ids)
+        self.gallery.reload()
+        selection = self.selectionModel()
+        for item_id in item_ids:
+            row = self.gallery.row_of(item_id)
+            if row >= 0:
+                selection.select(self.gallery.index(row), selection.SelectionFlag.Select)
+        if item_ids:
+            self.scrollTo(self.gallery.index(max(0, self.gallery.row_of(item_ids[0]))))
+
+    def _context_menu(self, position) -> None:
+        index = self.indexAt(position)
+        if not index.isValid():
+            return
+        if not self.selectionModel().isSelected(index):
+            self.setCurrentIndex(index)
+        item_id = index.data(ID_ROLE)
+        item = self.gallery.item(item_id)
+        menu = QMenu(self)
+        entries = [
+            ("Show in preview", "image", "Enter", lambda: self.show_requested.emit(item_id)),
+            ("Use as interpolation A", "interpolate", "", lambda: self.slot_requested.emit(item_id, "a")),
+            ("Use as interpolation B", "interpolate", "", lambda: self.slot_requested.emit(item_id, "b")),
+            ("More like this", "generate", "", lambda: self.more_like_requested.emit(item_id)),
+            None,
+            ("Copy image", "copy", "Ctrl+C", self.copy_image),
+            ("Copy parameters", "copy", "Ctrl+Shift+C", self.copy_parameters),
+            ("Export…", "export", "Ctrl+E", lambda: self.export_requested.emit(self.selected_ids())),
+            None,
+            ("Unstar" if item and item.starred else "Star", "star", "S", self.toggle_star),
+            ("Delete", "delete", "Del", self.delete_selected),
+        ]
+        for entry in entries:
+            if entry is None:
+                menu.addSeparator()
+                continue
+            text, icon_name, keys, slot = entry
+            action = menu.addAction(theme.icon(icon_name), text, slot)
+            if keys:
+                action.setShortcut(QKeySequence(keys))
+        menu.exec(self.viewport().mapToGlobal(position))

@@ -1,0 +1,99 @@
+"""The gallery: survives a restart, Delete with undo, keyboard copy, star, show in preview, drag out as PNG."""
+
+from __future__ import annotations
+
+import numpy as np
+import test_ui_helpers
+from PIL import Image
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
+from test_ui_helpers import WAIT_MS
+
+from studio.ui.exporting import PARAMETERS_MIME
+
+# The shared window fixtures (pytest finds fixtures by module attribute).
+make_engine, make_window, qloop = (
+    test_ui_helpers.make_engine,
+    test_ui_helpers.make_window,
+    test_ui_helpers.qloop,
+)
+
+
+def _generate(qtbot, window, prompt="cat", count=3, seed=0) -> list[int]:
+    window.state.update(prompt=prompt, count=count, seed=seed)
+    before = window.gallery.gallery.rowCount()
+    window.controller.generate()
+    qtbot.waitUntil(
+        lambda: window.gallery.gallery.rowCount() == before + count and not window.link.generating,
+        timeout=WAIT_MS,
+    )
+    return window.gallery.gallery.ids
+
+
+def test_gallery_and_settings_survive_a_restart(qtbot, make_window):
+    window = make_window()
+    ids = _generate(qtbot, window, "lighthouse", 3, seed=5)
+    pixels = window.gallery.gallery.picture(ids[2]).image
+    window.prompt_panel.seed_mode_button.click()
+    window.close()
+    again = make_window()
+    gallery = again.gallery.gallery
+    assert gallery.ids == ids
+    assert np.array_equal(gallery.picture(ids[2]).image, pixels)
+    assert again.state.prompt == "lighthouse" and again.state.seed_mode == "random"
+
+
+def test_delete_and_undo_from_the_keyboard(qtbot, make_window):
+    window = make_window()
+    ids = _generate(qtbot, window, count=4)
+    view = window.gallery
+    view.setFocus()
+    view.setCurrentIndex(view.gallery.index(1))
+    qtbot.keyClick(view, Qt.Key.Key_Delete)
+    assert view.gallery.ids == [ids[0], ids[2], ids[3]] and window.store.count() == 3
+    assert window.undo_button.isVisible()
+    qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert view.gallery.ids == ids and window.store.count() == 4
+    assert not window.undo_action.isEnabled()
+
+
+def test_copy_star_show_and_drag_out(qtbot, make_window):
+    window = make_window()
+    ids = _generate(qtbot, window, "kite", 2, seed=20)
+    view = window.gallery
+    view.setFocus()
+    view.setCurrentIndex(view.gallery.index(1))
+    qtbot.keyClick(view, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    clipboard = QGuiApplication.clipboard().mimeData()
+    assert clipboard.hasImage() and b'"seed":21' in bytes(clipboard.data(PARAMETERS_MIME).data())
+    qtbot.keyClick(view, Qt.Key.Key_S)
+    assert window.store.item(ids[1]).starred
+    view.show_requested.emit(ids[0])
+    assert window.state.prompt == "kite" and window.state.seed == 20
+    assert np.array_equal(window.preview.image_array(), view.gallery.picture(ids[0]).image)
+    mime = view.gallery.mimeData([view.gallery.index(0)])
+    path = mime.urls()[0].toLocalFile()
+    with Image.open(path) as image:
+        assert np.array_equal(np.asarray(image.convert("RGBA")), view.gallery.picture(ids[0]).image)
+        assert "parameters" in image.text
+
+
+def test_ten_thousand_items_open_without_reading_images(qtbot, qloop, tmp_path):
+    from studio.engine.requests import GenerationRequest
+    from studio.session.gallery_store import GalleryStore
+    from studio.ui.gallery_view import GalleryView
+
+    store = GalleryStore(tmp_path / "big.sqlite")
+    tiny = np.zeros((4, 4, 4), np.uint8)
+    store.add_many([(GenerationRequest("p", seed=s), tiny, "") for s in range(10_000)])
+    view = GalleryView(store)
+    qtbot.addWidget(view)
+    view.resize(800, 400)
+    view.show()
+    qtbot.waitExposed(view)
+    assert view.gallery.rowCount() == 10_000
+    assert len(view.gallery._thumbs) < 200  # only visible rows were decoded
+    view.scrollToBottom()
+    qtbot.waitUntil(lambda: view.indexAt(view.viewport().rect().center()).row() > 9_000)
+    view.close()
+    store.close()

@@ -1,0 +1,94 @@
+"""Fixtures for the window tests: one qasync loop driven by pytest-qt, and a studio window on the tiny model.
+
+pytest-qt pumps Qt events (qtbot.waitUntil); the qasync loop is marked as running, so coroutines, engine
+futures and asyncio tasks advance whenever Qt processes events, exactly as under ``loop.run_forever()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from conftest import HashTextEncoder
+
+from studio.engine.requests import GenerationRequest
+
+READY_TIMEOUT_MS = 30_000
+WAIT_MS = 20_000
+
+
+@pytest.fixture(scope="session")
+def qloop(qapp):
+    import qasync
+
+    loop = qasync.QEventLoop(qapp, already_running=True)
+    asyncio.set_event_loop(loop)
+    yield loop
+    asyncio.events._set_running_loop(None)
+
+
+@pytest.fixture
+def make_engine(tiny_model_dir):
+    engines = []
+
+    def make(model=None, micro_batch=4):
+        from studio.engine.engine import Engine
+
+        engine = Engine(
+            model=model or tiny_model_dir,
+            device="cpu",
+            text_encoder=HashTextEncoder(),
+            micro_batch=micro_batch,
+        )
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.close()
+
+
+@pytest.fixture
+def make_window(qtbot, qloop, make_engine):
+    """``make_window(**kwargs)`` -> a shown window whose engine is ready (``wait_ready=False`` to skip)."""
+    from studio.ui.main_window import create_main_window
+
+    windows = []
+
+    def make(engine=None, wait_ready=True, **kwargs):
+        window = create_main_window(engine=engine or make_engine(), model_name="tiny-test", **kwargs)
+        qtbot.addWidget(window)
+        window.show()
+        window.activateWindow()
+        qtbot.waitExposed(window)
+        if wait_ready:
+            qtbot.waitUntil(lambda: window.link.is_ready, timeout=READY_TIMEOUT_MS)
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        if window.isVisible():
+            window.close()
+
+
+def direct_render(engine, request: GenerationRequest) -> np.ndarray:
+    """The engine's own render of ``request`` (no UI involved)."""
+    results = list(engine.generate_sync(request))
+    assert results[0].ok, results[0].error
+    return results[0].image
+
+
+def wait_for_preview_of(qtbot, window, request: GenerationRequest) -> np.ndarray:
+    """Wait until the preview shows the render of exactly ``request``; return its pixels."""
+    controller = window.controller
+
+    def shown() -> bool:
+        last = controller.last_preview
+        return last is not None and last.request == request and window.preview.image_array() is not None
+
+    qtbot.waitUntil(shown, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not window.link.previews_pending, timeout=WAIT_MS)
+    assert controller.last_preview.request == request
+    return window.preview.image_array()

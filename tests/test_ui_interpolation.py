@@ -1,0 +1,61 @@
+"""Interpolation: set A and B from the gallery, scrub, play; the preview is the engine's render at t."""
+
+from __future__ import annotations
+
+import numpy as np
+import test_ui_helpers
+from test_ui_helpers import WAIT_MS, direct_render, wait_for_preview_of
+
+from studio.engine.requests import Endpoint
+
+# The shared window fixtures (pytest finds fixtures by module attribute).
+make_engine, make_window, qloop = (
+    test_ui_helpers.make_engine,
+    test_ui_helpers.make_window,
+    test_ui_helpers.qloop,
+)
+
+
+def _two_items(qtbot, window) -> list[int]:
+    window.state.update(prompt="sun", count=2, seed=10)
+    window.controller.generate()
+    gallery = window.gallery.gallery
+    qtbot.waitUntil(lambda: gallery.rowCount() == 2 and not window.link.generating, timeout=WAIT_MS)
+    return gallery.ids
+
+
+def test_set_a_and_b_then_scrub(qtbot, make_window):
+    window = make_window()
+    a, b = _two_items(qtbot, window)
+    window.gallery.slot_requested.emit(a, "a")
+    window.gallery.slot_requested.emit(b, "b")
+    panel = window.interpolation_panel
+    assert panel.scrub.isEnabled() and "seed 10" in panel.slot_a.text.text()
+    panel.scrub.setValue(350)
+    request = window.state.preview_request()
+    assert request.interpolate_to == Endpoint("sun", 11) and request.t == 0.35
+    shown = wait_for_preview_of(qtbot, window, request)
+    assert np.array_equal(shown, direct_render(window.link.engine, request))
+    # t = 0 is exactly image A.
+    panel.scrub.setValue(0)
+    shown = wait_for_preview_of(qtbot, window, window.state.preview_request())
+    assert np.array_equal(shown, window.gallery.gallery.picture(a).image)
+
+
+def test_play_advances_t_and_add_frames_fills_the_gallery(qtbot, make_window):
+    window = make_window()
+    a, b = _two_items(qtbot, window)
+    window.gallery.slot_requested.emit(a, "a")
+    window.gallery.slot_requested.emit(b, "b")
+    panel = window.interpolation_panel
+    panel.fps_spin.setValue(60)
+    window.play_action.trigger()
+    assert panel.playing
+    qtbot.waitUntil(lambda: window.state.t > 0.2, timeout=WAIT_MS)
+    window.play_action.trigger()
+    assert not panel.playing
+    panel.frames_spin.setValue(5)
+    panel.add_frames_button.click()
+    gallery = window.gallery.gallery
+    qtbot.waitUntil(lambda: gallery.rowCount() == 7 and not window.link.generating, timeout=WAIT_MS)
+    assert [gallery.item(i).request.t for i in gallery.ids[2:]] == [0.0, 0.25, 0.5, 0.75, 1.0]

@@ -1,0 +1,90 @@
+"""Dropping, opening or pasting an exported image restores the state and re-renders the same pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+import test_ui_helpers
+from PIL import Image
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+from test_ui_helpers import wait_for_preview_of
+
+from studio.engine.requests import ConceptSlider, Endpoint, GenerationRequest
+from studio.io.export import export_result
+
+# The shared window fixtures (pytest finds fixtures by module attribute).
+make_engine, make_window, qloop = (
+    test_ui_helpers.make_engine,
+    test_ui_helpers.make_window,
+    test_ui_helpers.qloop,
+)
+
+
+def _drop(window, mime: QMimeData) -> None:
+    """What a file manager's drag does: enter (accepted), then drop."""
+    buttons, modifiers = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    enter = QDragEnterEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, buttons, modifiers)
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted()
+    QApplication.sendEvent(
+        window, QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, buttons, modifiers)
+    )
+
+
+def test_dropping_an_exported_png_restores_state_and_pixels(qtbot, make_window, tmp_path):
+    window = make_window()
+    engine = window.link.engine
+    request = GenerationRequest(
+        "smiling cat",
+        seed=77,
+        truncation=0.6,
+        directions=((1, 2.5),),
+        concepts=(ConceptSlider("sad", "happy", 0.75),),
+        model="tiny-test",
+    )
+    result = next(iter(engine.generate_sync(request)))
+    path = export_result(result, tmp_path)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    _drop(window, mime)
+    state = window.state
+    assert (state.prompt, state.seed, state.truncation, state.directions) == (
+        "smiling cat",
+        77,
+        0.6,
+        {1: 2.5},
+    )
+    assert window.sliders_panel.direction_sliders[1].value() == 2.5
+    assert window.sliders_panel.concept_sliders[0].label.text() == "sad ↔ happy"
+    shown = wait_for_preview_of(qtbot, window, request)
+    with Image.open(path) as image:
+        assert np.array_equal(shown, np.asarray(image.convert("RGBA")))
+
+
+def test_dropped_interpolation_frame_restores_a_b_and_t(qtbot, make_window, tmp_path):
+    window = make_window()
+    request = GenerationRequest("sun", seed=1, interpolate_to=Endpoint("moon", 2), t=0.4, model="tiny-test")
+    result = next(iter(window.link.engine.generate_sync(request)))
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(export_result(result, tmp_path)))])
+    _drop(window, mime)
+    assert window.state.slot_b.request.prompt == "moon" and window.state.t == 0.4
+    assert window.interpolation_panel.scrub.value() == 400
+    assert np.array_equal(wait_for_preview_of(qtbot, window, request), result.image)
+
+
+def test_files_without_parameters_and_pasted_json(qtbot, make_window, tmp_path):
+    window = make_window()
+    plain = tmp_path / "plain.png"
+    Image.new("RGBA", (8, 8)).save(plain)
+    assert not window.controller.restore_file(plain)
+    assert "no GAN Studio parameters" in window.statusBar().currentMessage()
+    mime = QMimeData()
+    mime.setText('{"prompt": "pasted owl", "seed": 9, "model": "tiny-test"}')
+    assert window.restore_from_mime(mime)
+    assert window.state.prompt == "pasted owl" and window.state.seed == 9
+    other = QMimeData()
+    other.setText('{"prompt": "x", "model": "someone-elses-model"}')
+    assert not window.restore_from_mime(other)
+    assert "someone-elses-model" in window.statusBar().currentMessage()

@@ -1,0 +1,75 @@
+"""Latent and concept sliders re-render the preview live through the engine's latest-wins preview."""
+
+from __future__ import annotations
+
+import numpy as np
+import test_ui_helpers
+from PySide6.QtWidgets import QApplication
+from test_ui_helpers import direct_render, wait_for_preview_of
+
+from studio.engine.requests import ConceptSlider
+
+# The shared window fixtures (pytest finds fixtures by module attribute).
+make_engine, make_window, qloop = (
+    test_ui_helpers.make_engine,
+    test_ui_helpers.make_window,
+    test_ui_helpers.qloop,
+)
+
+
+def _drag(slider, positions) -> None:
+    """Drag a QSlider handle through ``positions`` the way a mouse drag does (sliderMoved + valueChanged)."""
+    slider.setSliderDown(True)
+    for position in positions:
+        slider.setSliderPosition(position)
+        QApplication.processEvents()
+    slider.setSliderDown(False)
+
+
+def test_dragging_a_direction_slider_through_50_positions(qtbot, make_window):
+    window = make_window()
+    engine = window.link.engine
+    window.state.update(prompt="grinning cat", seed=3)
+    wait_for_preview_of(qtbot, window, window.state.preview_request())
+    requested_before = engine.stats["previews_requested"]
+    rendered_before = engine.stats["previews_rendered"]
+
+    _drag(window.sliders_panel.direction_sliders[0].slider, range(0, 100, 2))
+
+    final = window.state.preview_request()
+    assert final.directions == ((0, 4.9),)
+    shown = wait_for_preview_of(qtbot, window, final)
+    requests = engine.stats["previews_requested"] - requested_before
+    renders = engine.stats["previews_rendered"] - rendered_before
+    assert requests == 50 and 1 <= renders <= requests
+    assert np.array_equal(shown, direct_render(engine, final))
+
+
+def test_adding_and_moving_a_concept_slider(qtbot, make_window):
+    window = make_window()
+    panel = window.sliders_panel
+    window.state.update(prompt="cat face", seed=1)
+    qtbot.keyClicks(panel.concept_from, "sad")
+    qtbot.keyClicks(panel.concept_to, "happy")
+    panel.add_concept_button.click()
+    assert len(panel.concept_sliders) == 1 and panel.concept_sliders[0].label.text() == "sad ↔ happy"
+    _drag(panel.concept_sliders[0].slider, range(0, 51, 5))
+    final = window.state.preview_request()
+    assert final.concepts == (ConceptSlider("sad", "happy", 1.0),)
+    shown = wait_for_preview_of(qtbot, window, final)
+    assert np.array_equal(shown, direct_render(window.link.engine, final))
+
+
+def test_reset_and_randomize(qtbot, make_window):
+    window = make_window()
+    panel = window.sliders_panel
+    window.state.update(prompt="cat")
+    panel.randomize_button.click()
+    assert window.state.directions and len(panel.direction_sliders) == 8
+    assert [round(s.value(), 2) for s in panel.direction_sliders] == [
+        round(window.state.directions.get(i, 0.0), 2) for i in range(8)
+    ]
+    panel.truncation_slider.slider.setValue(25)
+    panel.reset_button.click()
+    assert window.state.directions == {} and window.state.truncation == 0.8  # the tiny model's default
+    assert all(s.value() == 0 for s in panel.direction_sliders)

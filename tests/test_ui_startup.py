@@ -1,0 +1,74 @@
+"""Start-up: the window shows before the model loads, says why when a model is missing, keeps torch off the
+path to a visible window, and remembers its layout and choices."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import test_ui_helpers
+from test_ui_helpers import READY_TIMEOUT_MS, WAIT_MS
+
+from studio.app import model_display_name
+
+# The shared window fixtures (pytest finds fixtures by module attribute).
+make_engine, make_window, qloop = (
+    test_ui_helpers.make_engine,
+    test_ui_helpers.make_window,
+    test_ui_helpers.qloop,
+)
+
+
+def test_a_missing_model_is_explained_where_the_picture_would_be(qtbot, make_window, make_engine):
+    window = make_window(engine=make_engine(model="no-such-model"), wait_ready=False)
+    qtbot.waitUntil(lambda: bool(window.preview.error), timeout=READY_TIMEOUT_MS)
+    assert "no-such-model" in window.preview.error
+    assert window.device_label.text() == "No model" and not window.loading_bar.isVisible()
+    window.state.update(prompt="cat")
+    window.controller.generate()  # nothing to render with: a sentence, no crash
+    assert "no-such-model" in window.statusBar().currentMessage()
+
+
+def test_the_window_shows_while_the_engine_is_still_coming(qtbot, make_window, make_engine):
+    import asyncio
+
+    gate = asyncio.Event()
+
+    async def slow_factory():
+        await gate.wait()
+        return make_engine()
+
+    window = make_window(engine=slow_factory, wait_ready=False)
+    assert window.isVisible() and window.preview.message.startswith("Loading")
+    assert not window.prompt_panel.generate_button.isEnabled()
+    window.state.update(prompt="early bird")  # typed before the model is ready: previewed once it is
+    gate.set()
+    qtbot.waitUntil(lambda: window.link.is_ready, timeout=READY_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: window.controller.last_preview is not None, timeout=WAIT_MS)
+    assert window.controller.last_preview.request.prompt == "early bird"
+    assert window.prompt_panel.generate_button.isEnabled()
+    assert "CPU" in window.device_label.text() and "tiny-test" in window.model_label.text()
+
+
+def test_window_layout_and_choices_persist(qtbot, make_window):
+    window = make_window()
+    window.resize(700, 520)
+    window.sliders_dock.hide()
+    window.state.update(prompt="persisted", seed=1234)
+    window.close()
+    again = make_window()
+    assert again.size().height() == 520 and again.sliders_dock.isHidden()
+    assert again.state.prompt == "persisted" and again.state.seed == 1234
+
+
+def test_no_torch_on_the_path_to_a_visible_window():
+    code = (
+        "import sys, studio.app, studio.ui.main_window, studio.ui.theme;"
+        "assert 'torch' not in sys.modules and 'sentence_transformers' not in sys.modules, 'heavy import'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_model_display_names():
+    assert model_display_name(None) == "emoji"
+    assert model_display_name("/some/where/my-model") == "my-model"
