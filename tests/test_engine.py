@@ -128,7 +128,7 @@ def test_bad_request_is_an_error_result_and_engine_keeps_serving(engine):
 
 
 def test_render_failure_is_reported_and_engine_recovers(engine, monkeypatch):
-    original = engine._synthesize
+    original = engine._renderer._synthesize
     calls = {"n": 0}
 
     def broken(*args):
@@ -137,7 +137,7 @@ def test_render_failure_is_reported_and_engine_recovers(engine, monkeypatch):
             raise RuntimeError("simulated kernel failure")
         return original(*args)
 
-    monkeypatch.setattr(engine, "_synthesize", broken)
+    monkeypatch.setattr(engine._renderer, "_synthesize", broken)
     failed = list(engine.generate_sync(request()))
     assert "simulated kernel failure" in failed[0].error and "still running" in failed[0].error
     assert next(iter(engine.generate_sync(request()))).ok
@@ -146,7 +146,7 @@ def test_render_failure_is_reported_and_engine_recovers(engine, monkeypatch):
 def test_out_of_memory_halves_the_chunk_and_retries(engine, monkeypatch):
     import torch
 
-    original = engine._forward
+    original = engine._renderer._forward
     sizes = []
 
     def fussy(requests):
@@ -155,7 +155,7 @@ def test_out_of_memory_halves_the_chunk_and_retries(engine, monkeypatch):
             raise torch.cuda.OutOfMemoryError("simulated")
         return original(requests)
 
-    monkeypatch.setattr(engine, "_forward", fussy)
+    monkeypatch.setattr(engine._renderer, "_forward", fussy)
     results = list(engine.generate_sync(request(count=4)))
     assert all(r.ok for r in results) and len(results) == 4
     assert sizes == [4, 2, 1, 1, 1, 1]  # halves until the chunk fits, then renders all
@@ -194,6 +194,8 @@ def test_missing_model_fails_ready_with_a_sentence(tmp_path, text_encoder):
         engine.wait_ready(30)
     result = next(iter(engine.generate_sync(request())))
     assert result.error and "no model" in result.error
+    preview = engine.preview(request()).result(10)
+    assert preview.error and "no model" in preview.error
     engine.close()
 
 

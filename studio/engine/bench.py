@@ -55,8 +55,8 @@ def run_benchmark(model: str | None = None, device: str | None = None, quick: bo
         loaded, stand_in = _shipped_size_stand_in(), True
     engine = Engine(loaded, device=device)
     info = engine.wait_ready()
-    dev = torch.device(engine._choice.device)  # the same device the engine picked
-    dtype = engine._choice.dtype
+    dev = engine.device_choice.device  # the same device and precision the engine picked
+    dtype = engine.device_choice.dtype
     gen, up = loaded.generator, loaded.upsampler
     z_dim, embed_dim = loaded.info.z_dim, loaded.info.base.embed_dim
     repeats = 2 if quick else 5

@@ -13,22 +13,16 @@ import collections
 import concurrent.futures
 import contextlib
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from studio.engine.devices import DeviceChoice, choose_device
-from studio.engine.latents import closed_form_directions, seeded_z, slerp
+from studio.engine.devices import choose_device
+from studio.engine.renderer import Renderer
 from studio.engine.requests import GenerationRequest, GenerationResult, RequestError
-from studio.models.cgan import premultiplied_to_rgba_uint8
 from studio.models.format import DEFAULT_MODEL, LoadedModel, ModelError, load_model
 from studio.models.vocabulary import Vocabulary, load_vocabulary
 
-MAX_DIRECTIONS = 32
 _DONE = object()
 
 
@@ -195,7 +189,7 @@ class Engine:
 
         def job() -> None:
             try:
-                future.set_result(vocabulary.nearest(self._encode([prompt])[0], k))
+                future.set_result(vocabulary.nearest(self._renderer.encode([prompt])[0], k))
             except Exception as exc:  # noqa: BLE001 - reported to the caller, the worker keeps going
                 future.set_exception(exc)
 
@@ -208,7 +202,7 @@ class Engine:
 
         def job() -> None:
             try:
-                future.set_result(self._encode(list(prompts)))
+                future.set_result(self._renderer.encode(list(prompts)))
             except Exception as exc:  # noqa: BLE001
                 future.set_exception(exc)
 
@@ -270,6 +264,10 @@ class Engine:
     def _serve_preview(self, request: GenerationRequest, future: concurrent.futures.Future) -> None:
         if future.done():
             return
+        failure = self._load_failure()
+        if failure is not None:
+            future.set_result(GenerationResult(request=request, error=failure))
+            return
         result = self._render([request])[0]
         with self._cond:
             self.stats["previews_rendered"] += 1
@@ -286,10 +284,10 @@ class Engine:
         if stream.cancelled.is_set() or stream.cursor >= len(stream.requests):
             stream.deliver(_DONE)
             return
-        if not self._ready.done() or self._ready.exception() is not None:
-            error = str(self._ready.exception()) if self._ready.done() else "The model is not loaded."
+        failure = self._load_failure()
+        if failure is not None:
             for request in stream.requests[stream.cursor :]:
-                stream.deliver(GenerationResult(request=request, error=error))
+                stream.deliver(GenerationResult(request=request, error=failure))
             stream.deliver(_DONE)
             return
         chunk = stream.requests[stream.cursor : stream.cursor + self.info.micro_batch]
@@ -303,6 +301,12 @@ class Engine:
             with self._cond:
                 self._streams.appendleft(stream)  # continue this batch after any newer preview
 
+    def _load_failure(self) -> str | None:
+        """Why nothing can be rendered (only after a failed load: the worker loads before serving)."""
+        if self._ready.done() and self._ready.exception() is not None:
+            return str(self._ready.exception())
+        return None
+
     def _set_progress(self, text: str) -> None:
         self.progress = text
         if self._on_progress is not None:
@@ -313,35 +317,24 @@ class Engine:
         self._set_progress("Choosing a device…")
         choice = choose_device(self._device_request)
         self._set_progress("Loading the model…")
-        loaded = (
-            self._model_spec if isinstance(self._model_spec, LoadedModel) else load_model(self._model_spec)
-        )
+        spec = self._model_spec
+        loaded = spec if isinstance(spec, LoadedModel) else load_model(spec)
         info = loaded.info
-        self._choice: DeviceChoice = choice
-        self._loaded = loaded
-        self._generator = loaded.generator.to(choice.device).eval()
-        self._upsampler = loaded.upsampler.to(choice.device).eval() if loaded.upsampler is not None else None
-        count = min(MAX_DIRECTIONS, info.z_dim)
-        self._directions, _ = closed_form_directions(loaded.generator.z_weight(), count)
         self._vocabulary = load_vocabulary(info)
-        if info.conditioning.kind == "text" and self._encoder is None:
-            from studio.models.text import get_text_encoder
+        encoder = self._encoder
+        if info.conditioning.kind == "text":
+            if encoder is None:
+                from studio.models.text import get_text_encoder
 
-            self._encoder = get_text_encoder(info.conditioning.encoder or "")
-        if (
-            info.conditioning.kind == "text"
-            and getattr(self._encoder, "dim", info.base.embed_dim) != info.base.embed_dim
-        ):
-            raise ModelError(
-                f"'{info.name}' expects {info.base.embed_dim}-dimensional prompt embeddings but the encoder makes "
-                f"{self._encoder.dim}."
-            )
-        default_batch = 64 if choice.kind == "cuda" else 8
-        micro_batch = max(1, int(self._micro_batch_request or default_batch))
-        self._fixed_rows = micro_batch if choice.kind == "cuda" else 1
-        if choice.kind == "cuda":
-            torch.backends.cudnn.benchmark = False  # the same algorithm every call keeps pixels reproducible
-            torch.backends.cudnn.deterministic = True
+                encoder = get_text_encoder(info.conditioning.encoder or "")
+            if getattr(encoder, "dim", info.base.embed_dim) != info.base.embed_dim:
+                raise ModelError(
+                    f"'{info.name}' expects {info.base.embed_dim}-dimensional prompt embeddings but the encoder "
+                    f"makes {encoder.dim}."
+                )
+        micro_batch = max(1, int(self._micro_batch_request or (64 if choice.kind == "cuda" else 8)))
+        self._renderer = Renderer(loaded, choice, encoder, micro_batch)
+        self.device_choice = choice
         self.info = EngineInfo(
             model_name=info.name,
             model_hash=loaded.hash,
@@ -349,7 +342,7 @@ class Engine:
             resolution=info.resolution,
             base_resolution=info.base_resolution,
             default_truncation=info.default_truncation,
-            num_directions=count,
+            num_directions=self._renderer.num_directions,
             device_kind=choice.kind,
             device_label=choice.label,
             dtype=choice.dtype_name,
@@ -359,171 +352,23 @@ class Engine:
         )
         if info.conditioning.kind == "text":
             self._set_progress("Loading the prompt encoder…")
-            self._encode(["warm-up"])
+            self._renderer.encode(["warm-up"])
         self._set_progress("Warming up…")
-        warm = GenerationRequest(
-            prompt=info.conditioning.classes[0] if info.conditioning.classes else "warm-up", model=info.name
-        )
-        self._render([warm])
-        self._render([warm.single(i) for i in range(micro_batch)])
-        self.stats.update(renders=0, images=0)
+        warm_prompt = info.conditioning.classes[0] if info.conditioning.classes else "warm-up"
+        warm = GenerationRequest(prompt=warm_prompt, model=info.name)
+        self._renderer.render([warm])
+        self._renderer.render([warm.single(i) for i in range(micro_batch)])
         self._set_progress("Ready")
         self._ready.set_result(self.info)
 
-    # ----------------------------------------------------------------------------------------- rendering
-    def _encode(self, prompts: list[str]) -> np.ndarray:
-        return np.asarray(self._encoder.encode(prompts), dtype=np.float32)
-
     def _render(self, requests: list[GenerationRequest], first_index: int = 0) -> list[GenerationResult]:
-        """Render one-image requests as one micro-batch; invalid ones become error results."""
-        results: list[GenerationResult | None] = [None] * len(requests)
-        valid: list[int] = []
-        for i, request in enumerate(requests):
-            try:
-                request.validated()
-                if request.count != 1:
-                    raise RequestError("The engine renders one-image requests here; split the batch first.")
-                if request.model != self.info.model_name and request.model != self._loaded.info.path.name:
-                    raise RequestError(
-                        f"This request is for the model '{request.model}', but '{self.info.model_name}' is loaded."
-                    )
-                valid.append(i)
-            except RequestError as exc:
-                results[i] = GenerationResult(request=request, index=first_index + i, error=str(exc))
-        if valid:
-            started = time.perf_counter()
-            try:
-                images, latents = self._forward_with_retry([requests[i] for i in valid])
-            except Exception as exc:  # noqa: BLE001 - a broken render is reported, the engine keeps serving
-                for i in valid:
-                    results[i] = GenerationResult(
-                        request=requests[i], index=first_index + i, error=_render_error(exc)
-                    )
-            else:
-                elapsed_ms = (time.perf_counter() - started) * 1000.0
-                self.stats["renders"] += 1
-                self.stats["images"] += len(valid)
-                self.stats["last_render_ms"] = elapsed_ms
-                for j, i in enumerate(valid):
-                    results[i] = GenerationResult(
-                        request=requests[i],
-                        index=first_index + i,
-                        image=images[j],
-                        latent=latents[j],
-                        render_ms=elapsed_ms / len(valid),
-                        device=self._choice.kind,
-                        model_hash=self._loaded.hash,
-                    )
-        return results  # type: ignore[return-value]
-
-    def _forward_with_retry(self, requests: list[GenerationRequest]) -> tuple[np.ndarray, np.ndarray]:
-        """Forward in chunks; on CUDA out-of-memory halve the chunk size and retry before giving up."""
-        chunk = len(requests)
-        while True:
-            try:
-                outputs = [self._forward(requests[i : i + chunk]) for i in range(0, len(requests), chunk)]
-                return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
-            except torch.cuda.OutOfMemoryError:
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-                if chunk == 1:
-                    raise
-                chunk = max(1, chunk // 2)
-                if self._fixed_rows > 1:
-                    # Padded GPU shapes shrink too; later images keep this smaller (still fixed) shape.
-                    self._fixed_rows = chunk
-
-    def _conditions(self, requests: list[GenerationRequest]) -> torch.Tensor:
-        """Projected conditions (N x cond_dim) with concepts applied and interpolation blended."""
-        generator = self._generator
-        info = self._loaded.info
-        if info.conditioning.kind == "class":
-            names = {name.lower(): i for i, name in enumerate(info.conditioning.classes)}
-
-            def embed(prompts: list[str]) -> torch.Tensor:
-                missing = [p for p in prompts if p.strip().lower() not in names]
-                if missing:
-                    raise RequestError(f"'{missing[0]}' is not one of this model's classes.")
-                index = torch.tensor([names[p.strip().lower()] for p in prompts], device=self._choice.device)
-                return generator.condition(index).float()
-        else:
-
-            def embed(prompts: list[str]) -> torch.Tensor:
-                vectors = torch.from_numpy(self._encode(prompts)).to(self._choice.device)
-                # One row at a time, like the forward pass, so a batch never moves a bit of the result.
-                return torch.cat(
-                    [generator.condition(vectors[i : i + 1]).float() for i in range(len(prompts))]
-                )
-
-        prompts = [r.prompt for r in requests]
-        cond = embed(prompts)
-        for row, request in enumerate(requests):
-            for concept in request.concepts:
-                if concept.scale:
-                    pair = embed([concept.positive, concept.negative])
-                    cond[row] += concept.scale * (pair[0] - pair[1])
-            if request.interpolate_to is not None and request.t:
-                other = embed([request.interpolate_to.prompt])[0]
-                cond[row] = torch.lerp(cond[row], other, float(request.t))
-        return cond
-
-    def _latents(self, requests: list[GenerationRequest]) -> torch.Tensor:
-        z_dim = self._loaded.info.z_dim
-        rows = []
-        for request in requests:
-            z = seeded_z(request.seed, z_dim)
-            if request.interpolate_to is not None and request.t:
-                z = slerp(z, seeded_z(request.interpolate_to.seed, z_dim), float(request.t))
-            z = z * float(request.truncation)
-            for index, scale in request.directions:
-                if index >= self._directions.shape[0]:
-                    raise RequestError(
-                        f"This model has {self._directions.shape[0]} latent directions; {index} is out of range."
-                    )
-                z = z + float(scale) * self._directions[index]
-            rows.append(z)
-        return torch.stack(rows)
-
-    @torch.inference_mode()
-    def _forward(self, requests: list[GenerationRequest]) -> tuple[np.ndarray, np.ndarray]:
-        """Render rows so that an image never depends on which batch it was in.
-
-        Kernels pick different blockings for different batch sizes, which moves the last float bit and,
-        rarely, a uint8 pixel. So every forward runs at one fixed shape: one row at a time on CPU (where
-        batching gains nothing for these convolutions, see the engine bench) and zero-padded to the micro-batch
-        on GPUs (where padding is free). A one-image request then reproduces image i of any batch exactly.
-        """
-        device, dtype = self._choice.device, self._choice.dtype
-        z = self._latents(requests)
-        cond = self._conditions(requests)
-        rows = len(requests)
-        if self._fixed_rows > 1:
-            pad = self._fixed_rows - rows
-            z_in = torch.cat([z.to(device), torch.zeros(pad, z.shape[1], device=device)])
-            cond = torch.cat([cond, torch.zeros(pad, cond.shape[1], device=device)])
-            images = self._synthesize(z_in, cond, dtype)[:rows]
-        else:
-            z_dev = z.to(device)
-            images = torch.cat(
-                [self._synthesize(z_dev[i : i + 1], cond[i : i + 1], dtype) for i in range(rows)]
-            )
-        return premultiplied_to_rgba_uint8(images).numpy(), z.numpy().astype(np.float32)
-
-    def _synthesize(self, z: torch.Tensor, cond: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        with torch.autocast(z.device.type, dtype=dtype, enabled=dtype != torch.float32):
-            images = self._generator.synthesize(z, cond)
-            if self._upsampler is not None:
-                images = self._upsampler(images)
-        return images.float()
+        results = self._renderer.render(requests, first_index)
+        with self._cond:
+            self.stats["renders"] += 1
+            self.stats["images"] += sum(r.ok for r in results)
+            self.stats["last_render_ms"] = self._renderer.last_render_ms
+        return results
 
 
 def _count_ok(request: GenerationRequest) -> bool:
     return isinstance(request.count, int) and 1 <= request.count <= 10_000
-
-
-def _render_error(exc: Exception) -> str:
-    if isinstance(exc, RequestError):
-        return str(exc)
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return "The GPU ran out of memory even one image at a time; close other GPU programs or use --device cpu."
-    return f"Rendering failed ({type(exc).__name__}: {exc}); the engine is still running."

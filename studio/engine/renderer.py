@@ -1,0 +1,201 @@
+"""Pixels from one-image requests on one device: latents, conditions, the forward pass, error results.
+
+Only the engine's worker thread calls a Renderer, so it needs no locks. Every forward runs at one fixed
+shape, so that an image never depends on the batch it was rendered in (see ``_forward``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from studio.engine.devices import DeviceChoice
+from studio.engine.latents import closed_form_directions, seeded_z, slerp
+from studio.engine.requests import GenerationRequest, GenerationResult, RequestError
+from studio.models.cgan import premultiplied_to_rgba_uint8
+from studio.models.format import LoadedModel
+
+MAX_DIRECTIONS = 32
+
+
+class Renderer:
+    def __init__(self, loaded: LoadedModel, choice: DeviceChoice, encoder, micro_batch: int):
+        info = loaded.info
+        self.loaded = loaded
+        self.choice = choice
+        self.encoder = encoder
+        self.generator = loaded.generator.to(choice.device).eval()
+        self.upsampler = loaded.upsampler.to(choice.device).eval() if loaded.upsampler is not None else None
+        self.directions, _ = closed_form_directions(
+            loaded.generator.z_weight(), min(MAX_DIRECTIONS, info.z_dim)
+        )
+        # CPU: one row per forward (batching gains nothing for these convolutions); GPU: pad to the micro-batch.
+        self.fixed_rows = micro_batch if choice.kind == "cuda" else 1
+        if choice.kind == "cuda":
+            torch.backends.cudnn.benchmark = False  # the same algorithm every call keeps pixels reproducible
+            torch.backends.cudnn.deterministic = True
+        self.renders = 0
+        self.images = 0
+        self.last_render_ms = 0.0
+
+    @property
+    def num_directions(self) -> int:
+        return int(self.directions.shape[0])
+
+    def encode(self, prompts: list[str]) -> np.ndarray:
+        return np.asarray(self.encoder.encode(prompts), dtype=np.float32)
+
+    def render(self, requests: list[GenerationRequest], first_index: int = 0) -> list[GenerationResult]:
+        """Render one-image requests as one micro-batch; invalid ones become error results."""
+        info = self.loaded.info
+        results: list[GenerationResult | None] = [None] * len(requests)
+        valid: list[int] = []
+        for i, request in enumerate(requests):
+            try:
+                request.validated()
+                if request.count != 1:
+                    raise RequestError("The engine renders one-image requests here; split the batch first.")
+                if request.model not in (info.name, info.path.name):
+                    raise RequestError(
+                        f"This request is for the model '{request.model}', but '{info.name}' is loaded."
+                    )
+                valid.append(i)
+            except RequestError as exc:
+                results[i] = GenerationResult(request=request, index=first_index + i, error=str(exc))
+        if valid:
+            started = time.perf_counter()
+            try:
+                images, latents = self._forward_with_retry([requests[i] for i in valid])
+            except Exception as exc:  # noqa: BLE001 - a broken render is reported, the engine keeps serving
+                for i in valid:
+                    results[i] = GenerationResult(
+                        request=requests[i], index=first_index + i, error=_render_error(exc)
+                    )
+            else:
+                elapsed_ms = (time.perf_counter() - started) * 1000.0
+                self.renders += 1
+                self.images += len(valid)
+                self.last_render_ms = elapsed_ms
+                for j, i in enumerate(valid):
+                    results[i] = GenerationResult(
+                        request=requests[i],
+                        index=first_index + i,
+                        image=images[j],
+                        latent=latents[j],
+                        render_ms=elapsed_ms / len(valid),
+                        device=self.choice.kind,
+                        model_hash=self.loaded.hash,
+                    )
+        return results  # type: ignore[return-value]
+
+    def _forward_with_retry(self, requests: list[GenerationRequest]) -> tuple[np.ndarray, np.ndarray]:
+        """Forward in chunks; on CUDA out-of-memory halve the chunk size and retry before giving up."""
+        chunk = len(requests)
+        while True:
+            try:
+                outputs = [self._forward(requests[i : i + chunk]) for i in range(0, len(requests), chunk)]
+                return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
+            except torch.cuda.OutOfMemoryError:
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                if chunk == 1:
+                    raise
+                chunk = max(1, chunk // 2)
+                if self.fixed_rows > 1:
+                    # Padded GPU shapes shrink too; later images keep this smaller (still fixed) shape.
+                    self.fixed_rows = chunk
+
+    def _conditions(self, requests: list[GenerationRequest]) -> torch.Tensor:
+        """Projected conditions (N x cond_dim) with concepts applied and interpolation blended.
+
+        Blending after the projection is exact for text models (the projection is linear) and gives class
+        models a meaningful in-between too.
+        """
+        generator, info, device = self.generator, self.loaded.info, self.choice.device
+        if info.conditioning.kind == "class":
+            names = {name.lower(): i for i, name in enumerate(info.conditioning.classes)}
+
+            def embed(prompts: list[str]) -> torch.Tensor:
+                missing = [p for p in prompts if p.strip().lower() not in names]
+                if missing:
+                    raise RequestError(f"'{missing[0]}' is not one of this model's classes.")
+                index = torch.tensor([names[p.strip().lower()] for p in prompts], device=device)
+                return torch.cat([generator.condition(index[i : i + 1]).float() for i in range(len(prompts))])
+        else:
+
+            def embed(prompts: list[str]) -> torch.Tensor:
+                vectors = torch.from_numpy(self.encode(prompts)).to(device)
+                # One row at a time, like the forward pass, so a batch never moves a bit of the result.
+                return torch.cat(
+                    [generator.condition(vectors[i : i + 1]).float() for i in range(len(prompts))]
+                )
+
+        cond = embed([r.prompt for r in requests])
+        for row, request in enumerate(requests):
+            for concept in request.concepts:
+                if concept.scale:
+                    pair = embed([concept.positive, concept.negative])
+                    cond[row] += concept.scale * (pair[0] - pair[1])
+            if request.interpolate_to is not None and request.t:
+                other = embed([request.interpolate_to.prompt])[0]
+                cond[row] = torch.lerp(cond[row], other, float(request.t))
+        return cond
+
+    def _latents(self, requests: list[GenerationRequest]) -> torch.Tensor:
+        z_dim = self.loaded.info.z_dim
+        rows = []
+        for request in requests:
+            z = seeded_z(request.seed, z_dim)
+            if request.interpolate_to is not None and request.t:
+                z = slerp(z, seeded_z(request.interpolate_to.seed, z_dim), float(request.t))
+            z = z * float(request.truncation)
+            for index, scale in request.directions:
+                if index >= self.num_directions:
+                    raise RequestError(
+                        f"This model has {self.num_directions} latent directions; {index} is out of range."
+                    )
+                z = z + float(scale) * self.directions[index]
+            rows.append(z)
+        return torch.stack(rows)
+
+    @torch.inference_mode()
+    def _forward(self, requests: list[GenerationRequest]) -> tuple[np.ndarray, np.ndarray]:
+        """Render rows so that an image never depends on which batch it was in.
+
+        Kernels pick different blockings for different batch sizes, which moves the last float bit and,
+        rarely, a uint8 pixel. So every forward runs at one fixed shape: one row at a time on CPU and
+        zero-padded to the micro-batch on GPUs (where padding is free). A one-image request then reproduces
+        image i of any batch exactly.
+        """
+        device, dtype = self.choice.device, self.choice.dtype
+        z = self._latents(requests)
+        cond = self._conditions(requests)
+        rows = len(requests)
+        if self.fixed_rows > 1:
+            pad = self.fixed_rows - rows
+            z_in = torch.cat([z.to(device), torch.zeros(pad, z.shape[1], device=device)])
+            cond = torch.cat([cond, torch.zeros(pad, cond.shape[1], device=device)])
+            images = self._synthesize(z_in, cond, dtype)[:rows]
+        else:
+            z_dev = z.to(device)
+            images = torch.cat(
+                [self._synthesize(z_dev[i : i + 1], cond[i : i + 1], dtype) for i in range(rows)]
+            )
+        return premultiplied_to_rgba_uint8(images).numpy(), z.numpy().astype(np.float32)
+
+    def _synthesize(self, z: torch.Tensor, cond: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        with torch.autocast(z.device.type, dtype=dtype, enabled=dtype != torch.float32):
+            images = self.generator.synthesize(z, cond)
+            if self.upsampler is not None:
+                images = self.upsampler(images)
+        return images.float()
+
+
+def _render_error(exc: Exception) -> str:
+    if isinstance(exc, RequestError):
+        return str(exc)
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return "The GPU ran out of memory even one image at a time; close other GPU programs or use --device cpu."
+    return f"Rendering failed ({type(exc).__name__}: {exc}); the engine is still running."
