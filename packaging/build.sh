@@ -35,6 +35,7 @@ if [ "${GAN_STUDIO_SKIP_INSTALL:-0}" != 1 ]; then
   index_args=()
   [ -z "${GAN_STUDIO_TORCH_INDEX:-}" ] || index_args=(--extra-index-url "$GAN_STUDIO_TORCH_INDEX")
   "$python" -m pip install -q --disable-pip-version-check "${index_args[@]}" -c constraints/ci.txt -e ".[package]"
+  echo "build: installed in $(($(date +%s) - started)) s"
 fi
 
 "$python" - <<'PY'
@@ -68,11 +69,13 @@ pyinstaller_started=$(date +%s)
 finished=$(date +%s)
 
 if [ -d "dist/GAN Studio.app" ]; then out="dist/GAN Studio.app"; else out=dist/gan-studio; fi
+# PyInstaller keeps each file's mode; a 0600 weight file would be unreadable to other users once installed.
+chmod -R u+rwX,go+rX,go-w "$out"
 size=$(du -sh "$out" | cut -f1)
 files=$(find "$out" -type f | wc -l | tr -d ' ')
 echo "build: $out: $size in $files files"
 echo "build: largest parts:"
-du -sk "$out"/_internal/* "$out"/Contents/Frameworks/* 2>/dev/null | sort -rn | head -8 |
-  awk '{ printf "  %7.1f MiB  %s\n", $1 / 1024, $2 }'
+{ du -sk "$out"/_internal/* "$out"/Contents/Frameworks/* 2>/dev/null || true; } | sort -rn |
+  awk 'NR <= 8 { printf "  %7.1f MiB  %s\n", $1 / 1024, $2 }'
 echo "build: PyInstaller $((finished - pyinstaller_started)) s, total $((finished - started)) s"
 echo "build: smoke-test it with: packaging/smoke.sh $out"

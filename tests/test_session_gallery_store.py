@@ -76,3 +76,11 @@ def test_decode_png_gives_rgba(tmp_path):
     from studio.session.gallery_store import encode_png
 
     assert decode_png(encode_png(_image(9)[..., :3])).shape == (32, 32, 4)
+
+
+def test_thumbnails_can_be_made_later(tmp_path):
+    store = GalleryStore(tmp_path / "gallery.sqlite")
+    first = store.add(GenerationRequest("cat"), _image(1), thumbnail=False)
+    assert store.thumbnail(first) is None and np.array_equal(store.image(first), _image(1))
+    assert store.fill_thumbnails(limit=4) == 1 and store.thumbnail(first).startswith(b"\x89PNG")
+    assert store.fill_thumbnails() == 0

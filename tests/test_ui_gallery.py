@@ -97,3 +97,15 @@ def test_ten_thousand_items_open_without_reading_images(qtbot, qloop, tmp_path):
     qtbot.waitUntil(lambda: view.indexAt(view.viewport().rect().center()).row() > 9_000)
     view.close()
     store.close()
+
+
+def test_more_like_this_makes_new_seeds_of_the_same_prompt(qtbot, make_window):
+    window = make_window()
+    ids = _generate(qtbot, window, "tulip", 2, seed=3)
+    window.state.update(prompt="something else", count=3)
+    window.gallery.more_like_requested.emit(ids[0])
+    gallery = window.gallery.gallery
+    qtbot.waitUntil(lambda: gallery.rowCount() == 5 and not window.link.generating, timeout=WAIT_MS)
+    made = [gallery.item(i) for i in gallery.ids[2:]]
+    assert {item.prompt for item in made} == {"tulip"}
+    assert made[0].seed not in (3, 4) and [m.seed for m in made] == [made[0].seed + i for i in range(3)]

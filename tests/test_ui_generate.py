@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import test_ui_helpers
 from PySide6.QtCore import Qt
-from test_ui_helpers import WAIT_MS, direct_render
+from test_ui_helpers import WAIT_MS, direct_render, wait_for_preview_of
 
 # The shared window fixtures (pytest finds fixtures by module attribute).
 make_engine, make_window, qloop = (
@@ -32,6 +32,8 @@ def test_ctrl_enter_streams_n_items_into_the_gallery_in_order(qtbot, make_window
     first = gallery.picture(gallery.ids[0])
     assert np.array_equal(first.image, direct_render(window.link.engine, first.request))
     assert window.history.entries[-1] == "grinning cat"
+    # Thumbnails of a streamed batch are written when the window is idle.
+    qtbot.waitUntil(lambda: window.store.thumbnail(gallery.ids[-1]) is not None, timeout=WAIT_MS)
     assert not panel.progress.isVisible() and panel.generate_button.isEnabled()
 
 
@@ -39,6 +41,7 @@ def test_escape_mid_batch_stops_within_a_micro_batch_and_keeps_what_arrived(qtbo
     engine = make_engine(micro_batch=2)
     window = make_window(engine=engine)
     window.state.update(prompt="owl", count=200, seed=0)
+    wait_for_preview_of(qtbot, window, window.state.preview_request())
     window.prompt_panel.generate_button.click()
     gallery = window.gallery.gallery
     qtbot.waitUntil(lambda: gallery.rowCount() >= 4, timeout=WAIT_MS)

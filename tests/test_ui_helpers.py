@@ -11,6 +11,7 @@ import asyncio
 import numpy as np
 import pytest
 from conftest import HashTextEncoder
+from PySide6.QtGui import QGuiApplication
 
 from studio.engine.requests import GenerationRequest
 
@@ -71,6 +72,8 @@ def make_window(qtbot, qloop, make_engine):
     for window in windows:
         if window.isVisible():
             window.close()
+    # Qt's offscreen clipboard crashes at interpreter exit if it still holds QMimeData; empty it.
+    QGuiApplication.clipboard().clear()
 
 
 def direct_render(engine, request: GenerationRequest) -> np.ndarray:
@@ -88,7 +91,7 @@ def wait_for_preview_of(qtbot, window, request: GenerationRequest) -> np.ndarray
         last = controller.last_preview
         return last is not None and last.request == request and window.preview.image_array() is not None
 
-    qtbot.waitUntil(shown, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not controller.prompt_pending and shown(), timeout=WAIT_MS)
     qtbot.waitUntil(lambda: not window.link.previews_pending, timeout=WAIT_MS)
     assert controller.last_preview.request == request
     return window.preview.image_array()

@@ -59,3 +59,18 @@ def test_play_advances_t_and_add_frames_fills_the_gallery(qtbot, make_window):
     gallery = window.gallery.gallery
     qtbot.waitUntil(lambda: gallery.rowCount() == 7 and not window.link.generating, timeout=WAIT_MS)
     assert [gallery.item(i).request.t for i in gallery.ids[2:]] == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def test_export_animation_writes_every_frame(qtbot, make_window, tmp_path):
+    from PIL import Image
+
+    window = make_window()
+    a, b = _two_items(qtbot, window)
+    window.gallery.slot_requested.emit(a, "a")
+    window.gallery.slot_requested.emit(b, "b")
+    requests = [window.state.interpolation_request(i / 5) for i in range(6)]
+    task = window.link.spawn(window.jobs.write_animation(requests, str(tmp_path / "clip.gif"), 10.0, "loop"))
+    qtbot.waitUntil(task.done, timeout=WAIT_MS)
+    written = task.result()
+    with Image.open(written) as image:
+        assert image.n_frames == 6

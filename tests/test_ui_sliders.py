@@ -34,10 +34,10 @@ def test_dragging_a_direction_slider_through_50_positions(qtbot, make_window):
     requested_before = engine.stats["previews_requested"]
     rendered_before = engine.stats["previews_rendered"]
 
-    _drag(window.sliders_panel.direction_sliders[0].slider, range(0, 100, 2))
+    _drag(window.sliders_panel.direction_sliders[0].slider, range(2, 102, 2))
 
     final = window.state.preview_request()
-    assert final.directions == ((0, 4.9),)
+    assert final.directions == ((0, 5.0),)
     shown = wait_for_preview_of(qtbot, window, final)
     requests = engine.stats["previews_requested"] - requested_before
     renders = engine.stats["previews_rendered"] - rendered_before

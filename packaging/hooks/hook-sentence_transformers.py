@@ -2,5 +2,12 @@
 from PyInstaller.utils.hooks import collect_data_files, copy_metadata
 
 datas = collect_data_files("sentence_transformers")
-for dist in ("sentence-transformers", "transformers", "tokenizers", "huggingface-hub", "safetensors", "torch"):
+for dist in (
+    "sentence-transformers",
+    "transformers",
+    "tokenizers",
+    "huggingface-hub",
+    "safetensors",
+    "torch",
+):
     datas += copy_metadata(dist)

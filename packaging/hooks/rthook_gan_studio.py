@@ -1,5 +1,5 @@
-# Runs in the frozen app before studio is imported: a bundle never reaches for the network, and nothing is
-# written inside the bundle folder (which may be read-only, e.g. /opt or Program Files).
+# Runs in the frozen app before studio is imported: the bundle carries its prompt encoder and never reaches
+# for the network (studio/models/text.py sets the same when it loads the encoder; this covers every import).
 import os
 
 for name, value in (
@@ -9,6 +9,5 @@ for name, value in (
     ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
     ("TOKENIZERS_PARALLELISM", "false"),
     ("TRANSFORMERS_VERBOSITY", "error"),
-    ("PYTHONDONTWRITEBYTECODE", "1"),
 ):
     os.environ.setdefault(name, value)

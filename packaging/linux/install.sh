@@ -33,6 +33,7 @@ dist=${1:-$root/dist/gan-studio}
 mkdir -p "$prefix/bin" "$share/applications" "$share/metainfo" "$share/icons/hicolor/scalable/apps"
 rm -rf "$app_dir.new"
 cp -a "$dist" "$app_dir.new"
+chmod -R u+rwX,go+rX,go-w "$app_dir.new"
 rm -rf "$app_dir"
 mv "$app_dir.new" "$app_dir"
 ln -sfn "$app_dir/gan-studio" "$prefix/bin/gan-studio"

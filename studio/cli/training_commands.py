@@ -28,18 +28,26 @@ def register(subparsers) -> None:
     train.add_argument("--steps", type=int, default=None, help="stop at this step")
     train.add_argument("--batch", type=int, default=None, help="images per step per process")
     train.add_argument("--ch", type=int, default=None, help="generator / discriminator width")
-    train.add_argument("--run", default=None, help="run folder for checkpoints and samples (default: runs/<stage>)")
+    train.add_argument(
+        "--run-dir", default=None, help="run folder for checkpoints and samples (default: runs/<stage>)"
+    )
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--recon-weight", type=float, default=4.0,
-                       help="base stage: weight of the L1 term pulling G(z, caption) towards that emoji")
+    train.add_argument(
+        "--recon-weight",
+        type=float,
+        default=4.0,
+        help="base stage: weight of the L1 term pulling G(z, caption) towards that emoji",
+    )
     train.add_argument("--checkpoint-minutes", type=float, default=3.0)
     train.set_defaults(func=_train)
 
     evaluate = subparsers.add_parser("evaluate", help="measure a model offline with the judge classifier")
     evaluate.add_argument("--model", default="emoji", help="model name or folder (default: emoji)")
     evaluate.add_argument("--data", default=DEFAULT_DATA, help="dataset folder")
-    evaluate.add_argument("--judge", default=None, help="judge weights (default: the model's judge.safetensors)")
+    evaluate.add_argument(
+        "--judge", default=None, help="judge weights (default: the model's judge.safetensors)"
+    )
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.add_argument("--samples", default=None, help="write the fixed prompts x seeds grid to this PNG")
     evaluate.add_argument("--write-metrics", action="store_true", help="store the metrics in the model.json")
@@ -62,7 +70,9 @@ def _dataset_build(args) -> int:
         manifest = build_dataset(args.out, limit=args.limit)
     except MissingSourcesError as exc:
         raise UserError(str(exc)) from exc
-    print(json.dumps({k: manifest[k] for k in ("count", "captions", "heldout", "sha256")}, ensure_ascii=False))
+    print(
+        json.dumps({k: manifest[k] for k in ("count", "captions", "heldout", "sha256")}, ensure_ascii=False)
+    )
     return 0
 
 
@@ -71,10 +81,20 @@ def _train(args) -> int:
     from studio.training.train import TrainError, TrainOptions, train
 
     options = TrainOptions(
-        data=Path(args.data), out=Path(args.out), stage=args.stage, resume=args.resume, device=args.device,
-        minutes=args.minutes, steps=args.steps, batch=args.batch, ch=args.ch,
-        run=Path(args.run) if args.run else None, threads=args.threads, seed=args.seed,
-        recon_weight=args.recon_weight, checkpoint_minutes=args.checkpoint_minutes,
+        data=Path(args.data),
+        out=Path(args.out),
+        stage=args.stage,
+        resume=args.resume,
+        device=args.device,
+        minutes=args.minutes,
+        steps=args.steps,
+        batch=args.batch,
+        ch=args.ch,
+        run=Path(args.run_dir) if args.run_dir else None,
+        threads=args.threads,
+        seed=args.seed,
+        recon_weight=args.recon_weight,
+        checkpoint_minutes=args.checkpoint_minutes,
     )
     try:
         train(options)

@@ -99,6 +99,9 @@ class GalleryStore:
         self._db = sqlite3.connect(str(self.path), isolation_level=None)  # explicit transactions only
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes
+        # Checkpoint (the only step that waits on fsync) every ~16 MB rather than 4 MB, so it rarely falls
+        # inside a streaming batch; closing the store checkpoints the rest.
+        self._db.execute("PRAGMA wal_autocheckpoint=4000")
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._purge_deleted()
@@ -114,13 +117,22 @@ class GalleryStore:
 
     # --- writing ----------------------------------------------------------------------------------------------
     def add(
-        self, request: GenerationRequest, image: np.ndarray, model_hash: str = "", device: str = "cpu"
+        self,
+        request: GenerationRequest,
+        image: np.ndarray,
+        model_hash: str = "",
+        device: str = "cpu",
+        thumbnail: bool = True,
     ) -> int:
-        """Store one image (one transaction); returns its id."""
-        return self.add_many([(request, image, model_hash, device)])[0]
+        """Store one image (one transaction); returns its id. See :meth:`add_many` for ``thumbnail``."""
+        return self.add_many([(request, image, model_hash, device)], thumbnail)[0]
 
-    def add_many(self, entries: Iterable[tuple]) -> list[int]:
-        """Store several ``(request, image, model_hash[, device])`` in ONE transaction; returns ids in order."""
+    def add_many(self, entries: Iterable[tuple], thumbnail: bool = True) -> list[int]:
+        """Store several ``(request, image, model_hash[, device])`` in ONE transaction; returns ids in order.
+
+        ``thumbnail=False`` leaves the thumbnail to :meth:`fill_thumbnails` (the pixels are safe either way),
+        which takes its encoding off the path of a streaming batch.
+        """
         ids = []
         with self._transaction():  # all or nothing: a failure half-way leaves none of these rows
             for request, image, model_hash, *device in entries:
@@ -134,7 +146,7 @@ class GalleryStore:
                     int(image.shape[1]),
                     int(image.shape[0]),
                     encode_png(image),
-                    encode_thumbnail(image),
+                    encode_thumbnail(image) if thumbnail else b"",
                 )
                 cursor = self._db.execute(
                     "INSERT INTO items (created, prompt, seed, request_json, model_hash, device, width, height, png,"
@@ -169,6 +181,9 @@ class GalleryStore:
         """Every live id, oldest first (a 10,000-item gallery answers in milliseconds: ints only)."""
         return [row[0] for row in self._db.execute("SELECT id FROM items WHERE deleted = 0 ORDER BY id")]
 
+    def starred_ids(self) -> set[int]:
+        return {row[0] for row in self._db.execute("SELECT id FROM items WHERE starred = 1 AND deleted = 0")}
+
     def items(self, item_ids: Sequence[int]) -> dict[int, GalleryItem]:
         """Row data (no image bytes) for the given ids, deleted or not."""
         found: dict[int, GalleryItem] = {}
@@ -192,8 +207,22 @@ class GalleryStore:
         return [GalleryItem(*row[:9], bool(row[9])) for row in rows]
 
     def thumbnail(self, item_id: int) -> bytes | None:
+        """The thumbnail PNG, or None if the item is unknown or its thumbnail is not made yet."""
         row = self._db.execute("SELECT thumbnail FROM items WHERE id = ?", (int(item_id),)).fetchone()
-        return bytes(row[0]) if row else None
+        return bytes(row[0]) if row and row[0] else None
+
+    def fill_thumbnails(self, limit: int = 8) -> int:
+        """Make up to ``limit`` missing thumbnails (one transaction); returns how many were made."""
+        rows = self._db.execute(
+            "SELECT id, png FROM items WHERE length(thumbnail) = 0 AND deleted = 0 ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        if not rows:
+            return 0
+        made = [(encode_thumbnail(decode_png(bytes(png))), item_id) for item_id, png in rows]
+        with self._transaction():
+            self._db.executemany("UPDATE items SET thumbnail = ? WHERE id = ?", made)
+        return len(made)
 
     def png(self, item_id: int) -> bytes | None:
         row = self._db.execute("SELECT png FROM items WHERE id = ?", (int(item_id),)).fetchone()

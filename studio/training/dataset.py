@@ -87,7 +87,8 @@ def find_sources() -> Sources:
         missing.append("unicode-cldr-core")
     if missing:
         raise MissingSourcesError(
-            "The emoji dataset needs the Debian packages " + ", ".join(missing)
+            "The emoji dataset needs the Debian packages "
+            + ", ".join(missing)
             + f"; install them with `sudo apt-get install {' '.join(missing)}`."
         )
     annotations = [cldr / "annotations" / "en.xml"]
@@ -109,7 +110,9 @@ def parse_emoji_test(path: Path) -> list[EmojiRecord]:
             match = _LINE.match(line)
             if match:
                 cps = tuple(int(c, 16) for c in match.group(1).split())
-                records.append(EmojiRecord("".join(map(chr, cps)), match.group(3).strip(), group, subgroup, cps))
+                records.append(
+                    EmojiRecord("".join(map(chr, cps)), match.group(3).strip(), group, subgroup, cps)
+                )
     return records
 
 
@@ -227,7 +230,9 @@ def build_dataset(
         if (i + 1) % 500 == 0:
             log(f"rendered {i + 1}/{len(records)}")
     if not kept:
-        raise MissingSourcesError("No emoji could be rendered; reinstall the Debian package fonts-noto-color-emoji.")
+        raise MissingSourcesError(
+            "No emoji could be rendered; reinstall the Debian package fonts-noto-color-emoji."
+        )
     groups = sorted({r.group for r in kept}, key=[r.group for r in kept].index)
     subgroups = sorted({r.subgroup for r in kept}, key=[r.subgroup for r in kept].index)
     bases = sorted({r.base_key for r in kept}, key=[r.base_key for r in kept].index)
@@ -292,8 +297,12 @@ def build_dataset(
         },
         "packages": package_versions(),
     }
-    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    log(f"wrote {out / DATA_FILE}: {len(kept)} emoji, {len(captions)} captions, {int(heldout.sum())} held out")
+    (out / MANIFEST_FILE).write_text(
+        json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    log(
+        f"wrote {out / DATA_FILE}: {len(kept)} emoji, {len(captions)} captions, {int(heldout.sum())} held out"
+    )
     return manifest
 
 
@@ -337,18 +346,29 @@ def load_dataset(folder: str | Path) -> EmojiData:
     folder = Path(folder)
     path = folder / DATA_FILE if folder.is_dir() else folder
     if not path.exists():
-        raise FileNotFoundError(f"There is no emoji dataset at '{path}'; build it with `gan-studio dataset build`.")
+        raise FileNotFoundError(
+            f"There is no emoji dataset at '{path}'; build it with `gan-studio dataset build`."
+        )
     manifest_path = path.parent / MANIFEST_FILE
     manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
     with np.load(path, allow_pickle=False) as data:
         d = {k: data[k] for k in data.files}
     return EmojiData(
-        images128=d["images128"], images32=d["images32"], group=d["group"], subgroup=d["subgroup"],
-        base=d["base"], heldout=d["heldout"], caption_owner=d["caption_owner"],
-        caption_is_name=d["caption_is_name"], caption_emb=d["caption_emb"],
-        names=[str(s) for s in d["names"]], emoji=[str(s) for s in d["emoji"]],
-        captions=[str(s) for s in d["captions"]], groups=[str(s) for s in d["groups"]],
-        subgroups=[str(s) for s in d["subgroups"]], manifest=manifest,
+        images128=d["images128"],
+        images32=d["images32"],
+        group=d["group"],
+        subgroup=d["subgroup"],
+        base=d["base"],
+        heldout=d["heldout"],
+        caption_owner=d["caption_owner"],
+        caption_is_name=d["caption_is_name"],
+        caption_emb=d["caption_emb"],
+        names=[str(s) for s in d["names"]],
+        emoji=[str(s) for s in d["emoji"]],
+        captions=[str(s) for s in d["captions"]],
+        groups=[str(s) for s in d["groups"]],
+        subgroups=[str(s) for s in d["subgroups"]],
+        manifest=manifest,
     )
 
 
@@ -364,3 +384,52 @@ def balanced_weights(group: np.ndarray, base: np.ndarray, index: np.ndarray) -> 
         [len(bases_per_group[int(group[i])]) ** -0.5 / base_sizes[int(base[i])] for i in index], np.float64
     )
     return weights / weights.sum()
+
+
+def make_synthetic_dataset(out: str | Path, count: int = 12, dim: int = 384, seed: int = 0) -> Path:
+    """A tiny dataset of coloured discs and squares in the real file format (tests; no fonts needed)."""
+    rng = np.random.default_rng(seed)
+    big = np.zeros((count, 128, 128, 4), np.uint8)
+    yy, xx = np.mgrid[:128, :128]
+    for i in range(count):
+        colour = rng.integers(40, 255, 3)
+        r = 30 + 6 * (i % 5)
+        mask = (
+            (yy - 64) ** 2 + (xx - 64) ** 2 < r * r if i % 2 == 0 else (abs(yy - 64) < r) & (abs(xx - 64) < r)
+        )
+        big[i, mask, :3] = colour
+        big[i, mask, 3] = 255
+    small = big.reshape(count, 32, 4, 32, 4, 4).mean(axis=(2, 4)).round().astype(np.uint8)
+    names = [f"shape {i}" for i in range(count)]
+    captions, owner, is_name = [], [], []
+    for i, name in enumerate(names):
+        for j, caption in enumerate((name, f"{name}, synthetic")):
+            captions.append(caption)
+            owner.append(i)
+            is_name.append(j == 0)
+    emb = rng.standard_normal((len(captions), dim)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    heldout = np.zeros(count, bool)
+    heldout[-max(1, count // 6) :] = True
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        out / DATA_FILE,
+        images128=big,
+        images32=small,
+        group=np.array([i % 2 for i in range(count)], np.int32),
+        subgroup=np.array([i % 4 for i in range(count)], np.int32),
+        base=np.arange(count, dtype=np.int32),
+        heldout=heldout,
+        caption_owner=np.array(owner, np.int32),
+        caption_is_name=np.array(is_name, bool),
+        caption_emb=emb.astype(np.float16),
+        names=np.array(names),
+        emoji=np.array(names),
+        captions=np.array(captions),
+        groups=np.array(["even", "odd"]),
+        subgroups=np.array(["s0", "s1", "s2", "s3"]),
+    )
+    manifest = {"file": DATA_FILE, "sha256": sha256_file(out / DATA_FILE), "count": count, "synthetic": True}
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest) + "\n", encoding="utf-8")
+    return out

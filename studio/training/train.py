@@ -47,7 +47,13 @@ from studio.training.dataset import EmojiData, balanced_weights, load_dataset
 
 CHECKPOINT = "checkpoint.pt"
 SAMPLE_PROMPTS = (
-    "grinning face", "red heart", "dog face", "pizza", "flag: Japan", "rocket", "woman firefighter",
+    "grinning face",
+    "red heart",
+    "dog face",
+    "pizza",
+    "flag: Japan",
+    "rocket",
+    "woman firefighter",
     "red apple",
 )
 
@@ -81,6 +87,7 @@ class TrainOptions:
     caption_name_prob: float = 0.5
     bf16: bool | None = None  # None: when the CPU supports it
     quiet: bool = False
+    standing_batches: int = 16  # batches that re-estimate the EMA generator's BN statistics
 
 
 # ----------------------------------------------------------------------------------------------- models
@@ -277,8 +284,9 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 @torch.no_grad()
-def standing_stats(generator: BaseGenerator, embeddings: torch.Tensor, batches: int = 16, batch: int = 64,
-                   seed: int = 1234) -> None:
+def standing_stats(
+    generator: BaseGenerator, embeddings: torch.Tensor, batches: int = 16, batch: int = 64, seed: int = 1234
+) -> None:
     """Recompute BN running statistics of ``generator`` as a true average over fresh batches."""
     gen = torch.Generator().manual_seed(seed)
     bns = [m for m in generator.modules() if isinstance(m, nn.BatchNorm2d)]
@@ -355,8 +363,12 @@ def default_manifest() -> dict:
     }
 
 
-def write_model_folder(out: Path, generator: BaseGenerator | None, upsampler: Upsampler | None,
-                       training_update: dict | None = None) -> None:
+def write_model_folder(
+    out: Path,
+    generator: BaseGenerator | None,
+    upsampler: Upsampler | None,
+    training_update: dict | None = None,
+) -> None:
     """Write/refresh the model folder, keeping whichever stage is not given from what is there."""
     from studio.models.format import ModelError, load_model, save_model
 
@@ -463,7 +475,9 @@ def train_base(options: TrainOptions) -> dict:
         hits = [r for r in name_rows if data.captions[r].lower() == prompt.lower()]
         prompt_rows.append(hits[0] if hits else int(name_rows[len(prompt_rows) % len(name_rows)]))
     sample_e = embeddings[torch.tensor(prompt_rows)].repeat_interleave(4, 0)
-    sample_z = torch.randn(len(prompt_rows) * 4, generator.config.z_dim, generator=torch.Generator().manual_seed(7))
+    sample_z = torch.randn(
+        len(prompt_rows) * 4, generator.config.z_dim, generator=torch.Generator().manual_seed(7)
+    )
     sample_z = sample_z.to(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
     started = time.time()
@@ -471,9 +485,13 @@ def train_base(options: TrainOptions) -> dict:
     window_t, window_imgs = time.time(), 0
     sums = {"d": 0.0, "g": 0.0, "l1": 0.0, "d_real": 0.0, "d_fake": 0.0}
     count = 0
-    _log(options, dist, f"base: {sum(p.numel() for p in generator.parameters()) / 1e6:.2f} M G params, "
-         f"{sum(p.numel() for p in discriminator.parameters()) / 1e6:.2f} M D params, batch {batch} x "
-         f"{dist.world}, bf16 {use_bf16}, device {device}, {len(train_index)} training emoji")
+    _log(
+        options,
+        dist,
+        f"base: {sum(p.numel() for p in generator.parameters()) / 1e6:.2f} M G params, "
+        f"{sum(p.numel() for p in discriminator.parameters()) / 1e6:.2f} M D params, batch {batch} x "
+        f"{dist.world}, bf16 {use_bf16}, device {device}, {len(train_index)} training emoji",
+    )
 
     def checkpoint(final: bool = False) -> None:
         ranks_state = [{"sampler": sampler.state(), "torch": torch_rng.get_state()}]
@@ -486,19 +504,29 @@ def train_base(options: TrainOptions) -> dict:
         if not dist.main:
             return
         state = {
-            "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
-            "g_ema": g_ema.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-            "step": step, "seconds": trained_seconds + time.time() - started, "images": images_seen,
-            "rng": ranks_state, "config": base_config(ch).to_json(), "batch": batch, "world": dist.world,
+            "generator": generator.state_dict(),
+            "discriminator": discriminator.state_dict(),
+            "g_ema": g_ema.state_dict(),
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
+            "step": step,
+            "seconds": trained_seconds + time.time() - started,
+            "images": images_seen,
+            "rng": ranks_state,
+            "config": base_config(ch).to_json(),
+            "batch": batch,
+            "world": dist.world,
         }
         _atomic_torch_save(state, ckpt_path)
         from safetensors.torch import save_file
 
         snap = copy.deepcopy(g_ema).cpu()
-        standing_stats(snap, embeddings.cpu())
+        standing_stats(snap, embeddings.cpu(), batches=options.standing_batches)
         (run / "snapshots").mkdir(exist_ok=True)
-        save_file({k: v.contiguous() for k, v in snap.state_dict().items()},
-                  str(run / "snapshots" / f"g_ema_{step:07d}.safetensors"))
+        save_file(
+            {k: v.contiguous() for k, v in snap.state_dict().items()},
+            str(run / "snapshots" / f"g_ema_{step:07d}.safetensors"),
+        )
         (run / "snapshots" / "config.json").write_text(json.dumps(base_config(ch).to_json()))
 
     stop = _stop(options, step, started, trained_seconds)
@@ -543,23 +571,31 @@ def train_base(options: TrainOptions) -> dict:
         step += 1
         images_seen += batch * dist.world
         window_imgs += batch * dist.world
-        sums["d"] += float(loss_d)
-        sums["g"] += float(adv_g)
-        sums["l1"] += float(recon)
-        sums["d_real"] += float(d_real.mean())
-        sums["d_fake"] += float(d_fake.mean())
+        sums["d"] += float(loss_d.detach())
+        sums["g"] += float(adv_g.detach())
+        sums["l1"] += float(recon.detach())
+        sums["d_real"] += float(d_real.detach().mean())
+        sums["d_fake"] += float(d_fake.detach().mean())
         count += 1
         now = time.time()
         if step % options.log_every == 0:
             rate = window_imgs / max(now - window_t, 1e-6)
-            _log(options, dist, f"step {step} | {rate:.0f} img/s | loss D {sums['d'] / count:.3f} G "
-                 f"{sums['g'] / count:.3f} L1 {sums['l1'] / count:.3f} | D(real) {sums['d_real'] / count:.2f} D(fake) {sums['d_fake'] / count:.2f}"
-                 f" | {(trained_seconds + now - started) / 60:.1f} min")
+            _log(
+                options,
+                dist,
+                f"step {step} | {rate:.0f} img/s | loss D {sums['d'] / count:.3f} G "
+                f"{sums['g'] / count:.3f} L1 {sums['l1'] / count:.3f} | D(real) {sums['d_real'] / count:.2f} D(fake) {sums['d_fake'] / count:.2f}"
+                f" | {(trained_seconds + now - started) / 60:.1f} min",
+            )
             window_t, window_imgs, count = now, 0, 0
             sums = dict.fromkeys(sums, 0.0)
         if dist.main and now - last_sample >= options.sample_minutes * 60:
             with torch.no_grad():
-                save_grid(g_ema(sample_z, sample_e).float().cpu(), len(prompt_rows), run / "samples" / f"{step:07d}.png")
+                save_grid(
+                    g_ema(sample_z, sample_e).float().cpu(),
+                    len(prompt_rows),
+                    run / "samples" / f"{step:07d}.png",
+                )
             last_sample = now
         if now - last_ckpt >= options.checkpoint_minutes * 60:
             checkpoint()
@@ -568,18 +604,33 @@ def train_base(options: TrainOptions) -> dict:
     elapsed = time.time() - started
     checkpoint(final=True)
     summary = {
-        "stage": "base", "step": step, "images": images_seen, "minutes": round((trained_seconds + elapsed) / 60, 2),
-        "img_per_s": round(images_seen / max(trained_seconds + elapsed, 1e-6), 1), "batch": batch,
-        "processes": dist.world, "bf16": use_bf16, "ch": ch, "device": str(device), "machine": _machine(),
-        "threads": torch.get_num_threads(), "recon_weight": options.recon_weight,
+        "stage": "base",
+        "step": step,
+        "images": images_seen,
+        "minutes": round((trained_seconds + elapsed) / 60, 2),
+        "img_per_s": round(images_seen / max(trained_seconds + elapsed, 1e-6), 1),
+        "batch": batch,
+        "processes": dist.world,
+        "bf16": use_bf16,
+        "ch": ch,
+        "device": str(device),
+        "machine": _machine(),
+        "threads": torch.get_num_threads(),
+        "recon_weight": options.recon_weight,
         "mismatch_weight": options.mismatch_weight,
     }
     if dist.main:
-        standing_stats(g_ema.cpu(), embeddings.cpu())
+        standing_stats(g_ema.cpu(), embeddings.cpu(), batches=options.standing_batches)
         with torch.no_grad():
-            save_grid(g_ema(sample_z.cpu(), sample_e.cpu()), len(prompt_rows), run / "samples" / f"{step:07d}.png")
-        write_model_folder(options.out, g_ema.cpu(), None, {"base": summary, "dataset_sha256":
-                           data.manifest.get("sha256", "")})
+            save_grid(
+                g_ema(sample_z.cpu(), sample_e.cpu()), len(prompt_rows), run / "samples" / f"{step:07d}.png"
+            )
+        write_model_folder(
+            options.out,
+            g_ema.cpu(),
+            None,
+            {"base": summary, "dataset_sha256": data.manifest.get("sha256", "")},
+        )
         _log(options, dist, json.dumps(summary))
     dist.barrier()
     dist.close()
@@ -615,8 +666,12 @@ def train_upsampler(options: TrainOptions) -> dict:
     started = time.time()
     last_ckpt = started
     window_t, window_imgs, loss_sum, count = time.time(), 0, 0.0, 0
-    _log(options, dist, f"upsampler: {sum(p.numel() for p in upsampler.parameters()) / 1e6:.3f} M params, batch "
-         f"{batch} x {dist.world}, bf16 {use_bf16}")
+    _log(
+        options,
+        dist,
+        f"upsampler: {sum(p.numel() for p in upsampler.parameters()) / 1e6:.3f} M params, batch "
+        f"{batch} x {dist.world}, bf16 {use_bf16}",
+    )
 
     def checkpoint() -> None:
         ranks_state = [{"numpy": rng.bit_generator.state, "torch": torch_rng.get_state()}]
@@ -627,11 +682,18 @@ def train_upsampler(options: TrainOptions) -> dict:
             tdist.all_gather_object(gathered, ranks_state[0])
             ranks_state = gathered
         if dist.main:
-            _atomic_torch_save({
-                "upsampler": upsampler.state_dict(), "opt": opt.state_dict(), "step": step,
-                "seconds": trained_seconds + time.time() - started, "images": images_seen, "rng": ranks_state,
-                "config": upsampler_config(ch).to_json(),
-            }, ckpt_path)
+            _atomic_torch_save(
+                {
+                    "upsampler": upsampler.state_dict(),
+                    "opt": opt.state_dict(),
+                    "step": step,
+                    "seconds": trained_seconds + time.time() - started,
+                    "images": images_seen,
+                    "rng": ranks_state,
+                    "config": upsampler_config(ch).to_json(),
+                },
+                ckpt_path,
+            )
 
     stop = _stop(options, step, started, trained_seconds)
     while not stop:
@@ -652,12 +714,16 @@ def train_upsampler(options: TrainOptions) -> dict:
         step += 1
         images_seen += batch * dist.world
         window_imgs += batch * dist.world
-        loss_sum += float(loss)
+        loss_sum += float(loss.detach())
         count += 1
         now = time.time()
         if step % options.log_every == 0:
-            _log(options, dist, f"step {step} | {window_imgs / max(now - window_t, 1e-6):.0f} img/s | L1 "
-                 f"{loss_sum / count:.4f} | {(trained_seconds + now - started) / 60:.1f} min")
+            _log(
+                options,
+                dist,
+                f"step {step} | {window_imgs / max(now - window_t, 1e-6):.0f} img/s | L1 "
+                f"{loss_sum / count:.4f} | {(trained_seconds + now - started) / 60:.1f} min",
+            )
             window_t, window_imgs, loss_sum, count = now, 0, 0.0, 0
         if now - last_ckpt >= options.checkpoint_minutes * 60:
             checkpoint()
@@ -666,10 +732,17 @@ def train_upsampler(options: TrainOptions) -> dict:
     elapsed = time.time() - started
     checkpoint()
     summary = {
-        "stage": "upsampler", "step": step, "images": images_seen,
+        "stage": "upsampler",
+        "step": step,
+        "images": images_seen,
         "minutes": round((trained_seconds + elapsed) / 60, 2),
-        "img_per_s": round(images_seen / max(trained_seconds + elapsed, 1e-6), 1), "batch": batch,
-        "processes": dist.world, "bf16": use_bf16, "ch": ch, "device": str(device), "machine": _machine(),
+        "img_per_s": round(images_seen / max(trained_seconds + elapsed, 1e-6), 1),
+        "batch": batch,
+        "processes": dist.world,
+        "bf16": use_bf16,
+        "ch": ch,
+        "device": str(device),
+        "machine": _machine(),
     }
     if dist.main:
         if (options.out / "model.json").exists():
@@ -677,8 +750,10 @@ def train_upsampler(options: TrainOptions) -> dict:
         else:
             from safetensors.torch import save_file
 
-            save_file({k: v.contiguous() for k, v in upsampler.cpu().state_dict().items()},
-                      str(run / "upsampler.safetensors"))
+            save_file(
+                {k: v.contiguous() for k, v in upsampler.cpu().state_dict().items()},
+                str(run / "upsampler.safetensors"),
+            )
         _log(options, dist, json.dumps(summary))
     dist.barrier()
     dist.close()

@@ -6,23 +6,26 @@ talks to the engine link, the store and the preview, so no panel calls another.
 from __future__ import annotations
 
 import random
+import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QPixmap
 
 from studio.engine.requests import GenerationRequest, GenerationResult, RequestError
 from studio.session.gallery_store import GalleryStore
 from studio.session.history import PromptHistory
-from studio.session.state import SEED_RANDOM, InterpolationSlot, SessionState
+from studio.session.state import RANDOM_SEED_LIMIT, InterpolationSlot, SessionState
 from studio.ui.engine_link import EngineLink
 from studio.ui.exporting import Picture, read_request
-from studio.ui.gallery_view import GalleryView
+from studio.ui.gallery_view import THUMB, GalleryView
 from studio.ui.images import qimage_from_rgba
 from studio.ui.preview_view import PreviewView
 
 PROMPT_DEBOUNCE_MS = 220
+THUMBNAIL_IDLE_MS = 150
+EDIT_FIELDS = ("prompt", "truncation", "directions", "concepts", "seed")
 PREVIEW_FIELDS = (
     "prompt",
     "truncation",
@@ -61,6 +64,9 @@ class StudioController(QObject):
         self._restoring = False
         self._debounce = QTimer(self, singleShot=True, interval=PROMPT_DEBOUNCE_MS)
         self._debounce.timeout.connect(self._prompt_settled)
+        self._thumbnailer = QTimer(self, interval=THUMBNAIL_IDLE_MS)
+        self._thumbnailer.timeout.connect(self._fill_thumbnails)
+        self._thumbnailer.start()  # catches up on any a crash left unmade
         state.subscribe(self._on_state_changed)
         link.preview_ready.connect(self._show_preview)
         link.batch_result.connect(self._on_batch_result)
@@ -70,26 +76,27 @@ class StudioController(QObject):
         gallery.slot_requested.connect(self.set_slot_from_item)
         gallery.more_like_requested.connect(self.more_like)
 
+    @property
+    def prompt_pending(self) -> bool:
+        """True while typing has not yet settled into a preview request."""
+        return self._debounce.isActive()
+
     # --- previews ------------------------------------------------------------------------------------------------
     def _on_state_changed(self, name: str, value: object) -> None:
+        if self._restoring or name not in PREVIEW_FIELDS:
+            return
+        if name in EDIT_FIELDS and self.state.preview_mode != "single":
+            # Editing the picture's own inputs leaves the interpolation; that change requests the preview.
+            self.state.update(preview_mode="single")
+            if name != "prompt":
+                return
         if name == "prompt":
             self._debounce.start()  # typing: wait until the person pauses
-        elif name in PREVIEW_FIELDS:
-            if self._restoring:
-                return
-            if (
-                name in ("truncation", "directions", "concepts", "seed")
-                and self.state.preview_mode != "single"
-            ):
-                self.state.update(preview_mode="single")  # touching the picture's inputs leaves interpolation
-                return
+        else:
             self.request_preview()
 
     def _prompt_settled(self) -> None:
-        if self.state.preview_mode != "single":
-            self.state.update(preview_mode="single")
-        else:
-            self.request_preview()
+        self.request_preview()
         self.link.nearest(self.state.prompt)
 
     def request_preview(self) -> None:
@@ -151,6 +158,7 @@ class StudioController(QObject):
         self.link.generate(request)
 
     def cancel(self) -> None:
+        self.gallery.flush_incoming()  # everything already stored is shown, and stays
         if self.link.cancel():
             self.message.emit(
                 f"Stopped after {self._batch_done} of {self._batch_total}; those images are kept."
@@ -160,7 +168,14 @@ class StudioController(QObject):
         self._batch_done += 1
         self.last_render_ms = result.render_ms
         if result.ok and result.image is not None:
-            item_id = self.store.add(result.request, result.image, result.model_hash, result.device)
+            # Committed before it is shown (a crash keeps it); the thumbnail is made later, when idle.
+            item_id = self.store.add(
+                result.request, result.image, result.model_hash, result.device, thumbnail=False
+            )
+            thumb = qimage_from_rgba(result.image).scaled(
+                THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+            )
+            self.gallery.gallery.remember_thumbnail(item_id, thumb)
             self.gallery.add_items([item_id])
         else:
             self.message.emit(result.error or "An image could not be rendered.")
@@ -168,9 +183,21 @@ class StudioController(QObject):
         self.stats_changed.emit()
 
     def _on_batch_finished(self, finished: bool) -> None:
+        self.gallery.flush_incoming()
         self.batch_progress.emit(self._batch_done, self._batch_total, False)
+        self._thumbnailer.start()
         if finished:
             self.message.emit(f"Made {self._batch_done} image{'s' if self._batch_done != 1 else ''}.")
+
+    def _fill_thumbnails(self) -> None:
+        """Store the thumbnails a batch skipped, a few per tick while nothing else runs."""
+        if self.link.generating:
+            return
+        try:
+            if self.store.fill_thumbnails(limit=4) == 0:
+                self._thumbnailer.stop()
+        except sqlite3.Error:  # the store closed with the window
+            self._thumbnailer.stop()
 
     # --- gallery actions -----------------------------------------------------------------------------------------
     def show_item(self, item_id: int) -> None:
@@ -230,7 +257,9 @@ class StudioController(QObject):
         if item is None:
             return
         self._restore_state(item.request)
-        self.state.update(seed=random.randint(0, 2**31 - 1), seed_mode=SEED_RANDOM)
+        self.state.update(
+            seed=random.randint(0, RANDOM_SEED_LIMIT)
+        )  # restore fixed the mode: this seed is used
         self.generate()
 
     def picture_of_preview(self) -> Picture | None:

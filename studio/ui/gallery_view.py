@@ -7,7 +7,9 @@ Per-item actions live in the context menu; keyboard: arrows, Enter (show), Delet
 
 from __future__ import annotations
 
+import bisect
 import sqlite3
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -19,10 +21,11 @@ from PySide6.QtCore import (
     QRect,
     QSize,
     Qt,
+    QTimer,
     QUrl,
     Signal,
 )
-from PySide6.QtGui import QAction, QColor, QGuiApplication, QKeySequence, QPainter, QPixmap
+from PySide6.QtGui import QAction, QColor, QGuiApplication, QImage, QKeySequence, QPainter, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QMenu, QStyle, QStyledItemDelegate, QWidget
 
 from studio.session.gallery_store import GalleryItem, GalleryStore, decode_png
@@ -37,6 +40,9 @@ THUMB = 96
 PAGE = 200
 ROW_CACHE_LIMIT = 5000
 THUMB_CACHE_LIMIT = 2000
+APPEND_INTERVAL_MS = 80  # newly made items appear in groups at ~12 Hz while a batch streams
+PENDING_LIMIT = 120  # about two pages of a large gallery
+DECODE_SLICE_S = 0.006  # longest stretch of thumbnail decoding before the UI gets a turn
 
 
 class GalleryModel(QAbstractListModel):
@@ -44,8 +50,12 @@ class GalleryModel(QAbstractListModel):
         super().__init__(parent)
         self.store = store
         self._ids: list[int] = store.ids()
+        self._starred: set[int] = store.starred_ids()  # the delegate paints stars without reading rows
         self._rows: dict[int, GalleryItem] = {}
         self._thumbs: OrderedDict[int, QPixmap] = OrderedDict()
+        self._pending: OrderedDict[int, None] = OrderedDict()  # ids whose thumbnails painting asked for
+        self._decoder = QTimer(self, singleShot=True, interval=0)
+        self._decoder.timeout.connect(self._decode_pending)
 
     # --- Qt model ------------------------------------------------------------------------------------------------
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802, B008
@@ -60,8 +70,7 @@ class GalleryModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DecorationRole:
             return self.thumbnail(item_id)
         if role == STARRED_ROLE:
-            item = self.item_at(index.row())
-            return bool(item and item.starred)
+            return item_id in self._starred
         if role == Qt.ItemDataRole.ToolTipRole:
             item = self.item_at(index.row())
             return f"{item.prompt}\nseed {item.seed}" + (" · ★" if item.starred else "") if item else None
@@ -102,11 +111,13 @@ class GalleryModel(QAbstractListModel):
     def id_at(self, row: int) -> int:
         return self._ids[row]
 
+    def is_starred(self, item_id: int) -> bool:
+        return item_id in self._starred
+
     def row_of(self, item_id: int) -> int:
-        try:
-            return self._ids.index(item_id)
-        except ValueError:
-            return -1
+        """The row of an id, or -1 (ids are kept in ascending order: rows are oldest first)."""
+        row = bisect.bisect_left(self._ids, item_id)
+        return row if row < len(self._ids) and self._ids[row] == item_id else -1
 
     def item_at(self, row: int) -> GalleryItem | None:
         item_id = self._ids[row]
@@ -131,15 +142,66 @@ class GalleryModel(QAbstractListModel):
             return pixmap
         try:
             data = self.store.thumbnail(item_id)
+            if data is None:  # not made yet (fill_thumbnails catches up): scale the full image
+                data = self.store.png(item_id)
+                if data is None:
+                    return None
+                image = qimage_from_png(data).scaled(
+                    THUMB,
+                    THUMB,
+                    Qt.AspectRatioMode.KeepAspectRatio,
+                    Qt.TransformationMode.SmoothTransformation,
+                )
+            else:
+                image = qimage_from_png(data)
         except sqlite3.Error:  # the store was closed under a late repaint (window closing)
             return None
-        if data is None:
-            return None
-        pixmap = QPixmap.fromImage(qimage_from_png(data))
+        self.remember_thumbnail(item_id, image)
+        return self._thumbs[item_id]
+
+    def thumbnail_soon(self, item_id: int) -> QPixmap | None:
+        """The cached thumbnail, or None after queueing it for decoding on a later turn of the event loop.
+
+        Painting never decodes: a page of new rows fills in over the next few frames, in slices of at most
+        DECODE_SLICE_S, so scrolling a large gallery stays smooth.
+        """
+        pixmap = self._thumbs.get(item_id)
+        if pixmap is not None:
+            self._thumbs.move_to_end(item_id)
+            return pixmap
+        self._pending[item_id] = None
+        self._pending.move_to_end(item_id)
+        while len(self._pending) > PENDING_LIMIT:  # rows scrolled past long ago: re-queued if painted again
+            self._pending.popitem(last=False)
+        if not self._decoder.isActive():
+            self._decoder.start()
+        return None
+
+    @property
+    def thumbnails_pending(self) -> int:
+        return len(self._pending)
+
+    def _decode_pending(self) -> None:
+        started = time.perf_counter()
+        rows = []
+        while self._pending and time.perf_counter() - started < DECODE_SLICE_S:
+            item_id, _ = self._pending.popitem(last=True)  # newest first: what is on screen now
+            if item_id not in self._thumbs and self.thumbnail(item_id) is not None:
+                rows.append(self.row_of(item_id))
+        rows = [r for r in rows if r >= 0]
+        if rows:
+            self.dataChanged.emit(
+                self.index(min(rows)), self.index(max(rows)), [Qt.ItemDataRole.DecorationRole]
+            )
+        if self._pending:
+            self._decoder.start()
+
+    def remember_thumbnail(self, item_id: int, image: QImage) -> None:
+        """Cache a thumbnail made elsewhere (a fresh result), so painting it decodes nothing."""
+        pixmap = QPixmap.fromImage(image)
         self._thumbs[item_id] = pixmap
         while len(self._thumbs) > THUMB_CACHE_LIMIT:
             self._thumbs.popitem(last=False)
-        return pixmap
 
     def picture(self, item_id: int) -> Picture | None:
         item = self.item(item_id)
@@ -160,6 +222,7 @@ class GalleryModel(QAbstractListModel):
     def reload(self) -> None:
         self.beginResetModel()
         self._ids = self.store.ids()
+        self._starred = self.store.starred_ids()
         self._rows.clear()
         self.endResetModel()
 
@@ -172,6 +235,7 @@ class GalleryModel(QAbstractListModel):
 
     def set_starred(self, item_ids: Sequence[int], starred: bool) -> None:
         self.store.set_starred(item_ids, starred)
+        (self._starred.update if starred else self._starred.difference_update)(item_ids)
         for item_id in item_ids:
             self._rows.pop(item_id, None)
             row = self.row_of(item_id)
@@ -204,15 +268,14 @@ class ThumbnailDelegate(QStyledItemDelegate):
         if not isinstance(model, GalleryModel) or row >= model.rowCount():
             painter.restore()
             return
-        pixmap = model.thumbnail(model.id_at(row))
+        pixmap = model.thumbnail_soon(model.id_at(row))
         if pixmap is not None and not pixmap.isNull():
             side = min(rect.width(), rect.height())
             target = QRect(
                 rect.x() + (rect.width() - side) // 2, rect.y() + (rect.height() - side) // 2, side, side
             )
             painter.drawPixmap(target, pixmap)
-        item = model.item_at(row)
-        if item is not None and item.starred:
+        if model.is_starred(model.id_at(row)):
             painter.setRenderHint(QPainter.RenderHint.Antialiasing)
             theme.icon("star-filled", "#ffc940").paint(
                 painter, QRect(rect.right() - 19, rect.top() + 3, 16, 16)
@@ -252,7 +315,36 @@ class GalleryView(QListView):
         self.customContextMenuRequested.connect(self._context_menu)
         self.activated.connect(lambda index: self.show_requested.emit(index.data(ID_ROLE)))
         self.clicked.connect(lambda index: self.show_requested.emit(index.data(ID_ROLE)))
+        # Arrow keys browse: the current item follows into the preview.
+        self.selectionModel().currentChanged.connect(self._current_changed)
         self._add_shortcuts()
+        self._opened = False
+        self._incoming: list[int] = []
+        self._follow = False
+        self._append_timer = QTimer(self, singleShot=True, interval=APPEND_INTERVAL_MS)
+        self._append_timer.timeout.connect(self.flush_incoming)
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if not self._opened:  # open at the newest images, where a returning person left off
+            self._opened = True
+            QTimer.singleShot(0, self.scrollToBottom)
+
+    def _current_changed(self, current: QModelIndex, previous: QModelIndex) -> None:
+        if current.isValid() and self.hasFocus():
+            self.show_requested.emit(self.gallery.id_at(current.row()))
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        super().paintEvent(event)
+        if self.gallery.rowCount() == 0:
+            painter = QPainter(self.viewport())
+            painter.setPen(QColor(theme.colors()["muted"]))
+            painter.drawText(
+                self.viewport().rect(),
+                int(Qt.AlignmentFlag.AlignCenter),
+                "Generated images appear here. Type a prompt and press Ctrl+Enter.",
+            )
+            painter.end()
 
     def _add_shortcuts(self) -> None:
         for keys, slot in (
@@ -275,9 +367,25 @@ class GalleryView(QListView):
         return [self.gallery.ids[r] for r in rows]
 
     def add_items(self, item_ids: Sequence[int], follow: bool = True) -> None:
-        self.gallery.append(item_ids)
-        if follow:
-            self.scrollToBottom()
+        """Show newly stored items (already committed), at most APPEND_INTERVAL_MS after they arrive.
+
+        A streaming batch appends in small groups rather than one repaint per image: each append scrolls
+        and repaints the whole visible gallery, which would otherwise take most of the UI thread.
+        """
+        self._incoming.extend(item_ids)
+        self._follow = self._follow or follow
+        if not self._append_timer.isActive():
+            self._append_timer.start()
+
+    def flush_incoming(self) -> None:
+        """Show every item still waiting to be appended (on cancel and at the end of a batch)."""
+        self._append_timer.stop()
+        if self._incoming:
+            ids, self._incoming = self._incoming, []
+            self.gallery.append(ids)
+            if self._follow:
+                self.scrollToBottom()
+        self._follow = False
 
     # --- actions -------------------------------------------------------------------------------------------------
     def copy_image(self) -> None:
@@ -306,8 +414,7 @@ class GalleryView(QListView):
     def toggle_star(self) -> None:
         ids = self.selected_ids()
         if ids:
-            first = self.gallery.item(ids[0])
-            self.gallery.set_starred(ids, not (first and first.starred))
+            self.gallery.set_starred(ids, not self.gallery.is_starred(ids[0]))
 
     def delete_selected(self) -> None:
         ids = self.selected_ids()
@@ -322,6 +429,8 @@ class GalleryView(QListView):
 
     def undo_delete(self, item_ids: Sequence[int]) -> None:
         self.gallery.store.undelete(item_ids)
+        self._append_timer.stop()
+        self._incoming = []  # the reload below reads them from the store
         self.gallery.reload()
         selection = self.selectionModel()
         for item_id in item_ids:
@@ -338,7 +447,6 @@ class GalleryView(QListView):
         if not self.selectionModel().isSelected(index):
             self.setCurrentIndex(index)
         item_id = index.data(ID_ROLE)
-        item = self.gallery.item(item_id)
         menu = QMenu(self)
         entries = [
             ("Show in preview", "image", "Enter", lambda: self.show_requested.emit(item_id)),
@@ -350,7 +458,7 @@ class GalleryView(QListView):
             ("Copy parameters", "copy", "Ctrl+Shift+C", self.copy_parameters),
             ("Export…", "export", "Ctrl+E", lambda: self.export_requested.emit(self.selected_ids())),
             None,
-            ("Unstar" if item and item.starred else "Star", "star", "S", self.toggle_star),
+            ("Unstar" if self.gallery.is_starred(item_id) else "Star", "star", "S", self.toggle_star),
             ("Delete", "delete", "Del", self.delete_selected),
         ]
         for entry in entries:

@@ -39,7 +39,7 @@ class SlotView(QFrame):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         self.letter = QLabel(letter, objectName="SectionTitle")
-        self.thumb = QLabel()
+        self.thumb = QLabel(objectName="SlotThumb")
         self.thumb.setFixedSize(48, 48)
         self.thumb.setScaledContents(True)
         self.text = QLabel(

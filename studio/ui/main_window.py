@@ -101,16 +101,16 @@ class MainWindow(QMainWindow):
             "Interpolation",
             "InterpolationDock",
             self.interpolation_panel,
-            Qt.DockWidgetArea.RightDockWidgetArea,
+            Qt.DockWidgetArea.LeftDockWidgetArea,
         )
         self.gallery_dock = self._dock(
             "Gallery", "GalleryDock", self.gallery, Qt.DockWidgetArea.BottomDockWidgetArea
         )
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.resizeDocks([self.prompt_dock, self.sliders_dock], [330, 360], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.gallery_dock], [250], Qt.Orientation.Vertical)
-        self.resizeDocks([self.sliders_dock, self.interpolation_dock], [520, 300], Qt.Orientation.Vertical)
+        self.resizeDocks([self.gallery_dock], [260], Qt.Orientation.Vertical)
+        self.resizeDocks([self.prompt_dock, self.interpolation_dock], [520, 330], Qt.Orientation.Vertical)
 
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -268,12 +268,15 @@ class MainWindow(QMainWindow):
         self.loading_bar.setVisible(False)
         self.model_name = info.model_name
         self.state.model = info.model_name
+        self.setWindowTitle(f"GAN Studio — {info.model_name}")
         self.device_label.setText(info.device_label)
         self.model_label.setText(f"{info.model_name} · {info.resolution}px · {info.model_hash}")
         self.sliders_panel.set_model(info.num_directions, info.default_truncation)
         if self.state.truncation == 1.0 and info.default_truncation != 1.0:
             self.state.update(truncation=info.default_truncation)
-        self.prompt_panel.set_vocabulary(self.link.vocabulary_names())
+        self.prompt_panel.set_vocabulary(
+            self.link.vocabulary_names() or list(info.classes)
+        )  # class models: names
         self.prompt_panel.set_ready(True)
         self.link.nearest(self.state.prompt)
         if not self.state.prompt.strip():
@@ -284,8 +287,8 @@ class MainWindow(QMainWindow):
         self.loading_bar.setVisible(False)
         self.device_label.setText("No model")
         self.model_label.setText(f"Model: {self.model_name} (not loaded)")
-        self.preview.set_error(f"The model “{self.model_name}” could not be opened: {sentence}")
-        self.show_message(sentence)
+        self.preview.set_error(sentence)  # the engine's sentence names the model and says what is wrong
+        self.show_message("Open another model with: gan-studio --model NAME_OR_FOLDER", 0)
 
     def _update_stats(self) -> None:
         if self.controller.last_render_ms:
@@ -303,12 +306,11 @@ class MainWindow(QMainWindow):
 
     # --- drop, paste ---------------------------------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        """Accept exported images from a file manager and items dragged from the gallery."""
         mime = event.mimeData()
-        if event.source() is None and any(
+        if mime.hasFormat(PARAMETERS_MIME) or any(
             url.toLocalFile().lower().endswith(IMAGE_SUFFIXES) for url in mime.urls()
         ):
-            event.acceptProposedAction()
-        elif mime.hasFormat(PARAMETERS_MIME) and event.source() is None:
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802

@@ -11,6 +11,7 @@ import json
 import weakref
 from functools import cache, lru_cache
 
+import shiboken6
 from PySide6.QtCore import QByteArray, QObject, QRectF, Qt
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPalette, QPixmap
 from PySide6.QtSvg import QSvgRenderer
@@ -76,7 +77,10 @@ def apply_theme(app: QApplication, name: str = "dark") -> None:
     app.setStyleSheet(style_sheet(name))
     _build_icon.cache_clear()
     for obj, (icon_name, color) in list(_iconed.items()):
-        obj.setIcon(icon(icon_name, color))
+        if shiboken6.isValid(obj):
+            obj.setIcon(icon(icon_name, color))
+        else:  # its window was closed and deleted
+            del _iconed[obj]
 
 
 def icon(name: str, color: str | None = None) -> QIcon:

@@ -71,16 +71,29 @@ class WindowJobs:
         except ImportError:
             self.window.show_message("Animation export needs the studio.io package.")
             return
+        labels = {
+            "gif": "GIF (*.gif)",
+            "webp": "Animated WebP (*.webp)",
+            "mp4": "MP4 video (*.mp4)",
+            "frames": "Folder of PNG frames (*)",
+        }
         kinds = animation_formats()
-        filters = ";;".join(f"{k.upper()} (*.{k})" for k in kinds if k != "frames")
-        path, _ = QFileDialog.getSaveFileName(
-            self.window, "Export animation", self.window.settings["export_folder"] or "", filters
+        path, chosen = QFileDialog.getSaveFileName(
+            self.window,
+            "Export animation",
+            self.window.settings["export_folder"] or "",
+            ";;".join(labels[k] for k in kinds if k in labels),
         )
-        if path:
-            requests = [state.interpolation_request(i / (frames - 1)) for i in range(frames)]
-            self.window.link.spawn(self._write_animation(requests, path, fps, mode))
+        if not path:
+            return
+        suffix = next((f".{k}" for k, label in labels.items() if label == chosen and k != "frames"), "")
+        if suffix and not path.lower().endswith(suffix):
+            path += suffix  # the dialog does not always add the chosen type's extension
+        requests = [state.interpolation_request(i / (frames - 1)) for i in range(frames)]
+        self.window.link.spawn(self.write_animation(requests, path, fps, mode))
 
-    async def _write_animation(self, requests, path: str, fps: float, mode: str) -> None:
+    async def write_animation(self, requests, path: str, fps: float, mode: str):
+        """Render the frames through the engine, then write them with studio.io; returns the path written."""
         from studio.io.animation import AnimationOptions, save_results_animation
 
         self.window.show_message(f"Rendering {len(requests)} frames…", 0)
@@ -93,6 +106,7 @@ class WindowJobs:
             self.window.show_message(str(exc))
             return
         self.window.show_message(f"Wrote {written}.")
+        return written
 
     # --- delete / undo ---------------------------------------------------------------------------------------
     def deleted(self, item_ids: list[int]) -> None:

@@ -1,0 +1,262 @@
+"""Offline evaluation of a cascaded emoji model with the judge (no downloaded Inception weights).
+
+Metrics (all from :func:`evaluate_model`):
+- ``judge_ceiling``: the judge's subgroup accuracy on held-out real renders;
+- ``gan_test_train`` / ``gan_test_heldout``: its accuracy on images generated from each emoji's own name;
+- ``identity_top1`` / ``identity_top5``: for each training emoji's name prompt, is the prompted emoji among
+  the k nearest real emoji (cosine, judge features);
+- ``kid``: kernel inception distance (cubic polynomial kernel, unbiased) in judge features, generated vs real;
+- ``seed_diversity``: mean pairwise RMS pixel distance of 8 seeds of one prompt (``real_diversity``: the same
+  between different real emoji, for scale);
+- ``upsampler_psnr`` / ``bicubic_psnr`` and ``upsampler_judge_accuracy`` / ``bicubic_judge_accuracy`` on
+  held-out real 32 px emoji upsampled 4x.
+
+Images are generated exactly as the engine does: ``z = randn(z_dim, Generator().manual_seed(seed)) * psi``,
+``generator(z, embedding)``, then the upsampler.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from studio.models.cgan import rgba_uint8_to_premultiplied
+
+SAMPLE_PROMPTS = (
+    "grinning face",
+    "red heart",
+    "cat face",
+    "pizza",
+    "flag: Japan",
+    "rocket",
+    "woman firefighter",
+    "red apple",
+)
+SAMPLE_SEEDS = (0, 1, 2, 3, 4, 5)
+BACKGROUND = 240  # grey that sample grids are composited on
+
+
+class EvaluateError(RuntimeError):
+    """The evaluation cannot run; one sentence."""
+
+
+def latents(seeds: Sequence[int], z_dim: int, psi: float) -> torch.Tensor:
+    """The engine's latents: one ``randn(z_dim)`` per seed from a fresh CPU generator, times ``psi``."""
+    return (
+        torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+        * psi
+    )
+
+
+@torch.no_grad()
+def generate(
+    generator,
+    upsampler,
+    embeddings: torch.Tensor,
+    seeds: Sequence[int],
+    psi: float,
+    batch: int = 128,
+    upsample: bool = True,
+) -> torch.Tensor:
+    """Premultiplied RGBA in [-1, 1] for each (embedding, seed) pair (same length)."""
+    z = latents(seeds, generator.config.z_dim, psi)
+    out = []
+    for i in range(0, len(z), batch):
+        x = generator(z[i : i + batch], embeddings[i : i + batch].float())
+        if upsample and upsampler is not None:
+            x = upsampler(x)
+        out.append(x.float())
+    return torch.cat(out) if out else torch.zeros(0, 4, 32, 32)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB over premultiplied RGBA mapped to [0, 1]."""
+    mse = float((((a - b) * 0.5) ** 2).mean())
+    return float(10 * np.log10(1.0 / max(mse, 1e-12)))
+
+
+def kid(x: torch.Tensor, y: torch.Tensor, subsets: int = 20, size: int = 300, seed: int = 0) -> float:
+    """Unbiased MMD^2 with the kernel (x.y / d + 1)^3, averaged over random subsets (as in KID)."""
+    rng = np.random.default_rng(seed)
+    x, y = x.double(), y.double()
+    d = x.shape[1]
+    m = min(size, len(x), len(y))
+    values = []
+    for _ in range(subsets):
+        a = x[rng.choice(len(x), m, replace=False)]
+        b = y[rng.choice(len(y), m, replace=False)]
+        kxx = (a @ a.T / d + 1) ** 3
+        kyy = (b @ b.T / d + 1) ** 3
+        kxy = (a @ b.T / d + 1) ** 3
+        value = (kxx.sum() - kxx.diag().sum()) / (m * (m - 1)) + (kyy.sum() - kyy.diag().sum()) / (
+            m * (m - 1)
+        )
+        values.append(float(value - 2 * kxy.mean()))
+    return float(np.mean(values))
+
+
+def mean_pairwise_rms(images: torch.Tensor) -> float:
+    """Mean RMS distance (in [0, 1] units) over all pairs of a small batch."""
+    flat = (images.flatten(1) * 0.5).double()
+    dist = torch.cdist(flat, flat) / np.sqrt(flat.shape[1])
+    n = len(images)
+    return float(dist.sum() / (n * (n - 1)))
+
+
+@torch.no_grad()
+def evaluate_model(
+    generator,
+    upsampler,
+    data,
+    judge,
+    psi: float = 1.0,
+    limit: int | None = None,
+    diversity_prompts: int = 48,
+    seed: int = 0,
+    upsampler_eval: bool = True,
+) -> dict:
+    """Every metric of the module docstring; ``limit`` evaluates a random subset of training emoji."""
+    from studio.training.judge import judge_features, judge_logits
+
+    generator.eval()
+    if upsampler is not None:
+        upsampler.eval()
+    rng = np.random.default_rng(seed)
+    names = torch.from_numpy(data.name_embeddings())
+    labels = torch.from_numpy(data.subgroup.astype(np.int64))
+    real128 = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128))
+    real32 = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32))
+    train_idx, held_idx = data.train_index, data.heldout_index
+    if limit is not None and limit < len(train_idx):
+        train_idx = np.sort(rng.choice(train_idx, limit, replace=False))
+    metrics: dict = {"psi": psi, "train_emoji": int(len(train_idx)), "heldout_emoji": int(len(held_idx))}
+    real_logits = judge_logits(judge, real128[held_idx])
+    metrics["judge_ceiling"] = float((real_logits.argmax(1) == labels[held_idx]).float().mean())
+    metrics["judge_train_real_accuracy"] = float(
+        (judge_logits(judge, real128[train_idx]).argmax(1) == labels[train_idx]).float().mean()
+    )
+    fake_train = generate(generator, upsampler, names[train_idx], [int(i) for i in train_idx], psi)
+    fake_held = generate(generator, upsampler, names[held_idx], [int(i) for i in held_idx], psi)
+    fake_train_logits = judge_logits(judge, fake_train)
+    metrics["gan_test_train"] = float((fake_train_logits.argmax(1) == labels[train_idx]).float().mean())
+    metrics["gan_test_heldout"] = float(
+        (judge_logits(judge, fake_held).argmax(1) == labels[held_idx]).float().mean()
+    )
+    ceiling = metrics["judge_ceiling"]
+    metrics["gan_test_train_vs_ceiling"] = metrics["gan_test_train"] / ceiling if ceiling > 0 else None
+    # identity: nearest real emoji (all of them) in judge features, cosine
+    real_feats = judge_features(judge, real128)
+    fake_feats = judge_features(judge, fake_train)
+    sims = F.normalize(fake_feats, dim=1) @ F.normalize(real_feats, dim=1).T
+    top5 = sims.topk(5, dim=1).indices
+    target = torch.from_numpy(train_idx).long()
+    metrics["identity_top1"] = float((top5[:, 0] == target).float().mean())
+    metrics["identity_top5"] = float((top5 == target[:, None]).any(1).float().mean())
+    # the same with a base emoji counted as a hit for any of its skin-tone variants
+    bases = torch.from_numpy(data.base.astype(np.int64))
+    metrics["identity_top5_base"] = float((bases[top5] == bases[target][:, None]).any(1).float().mean())
+    metrics["kid"] = kid(fake_feats, real_feats[torch.from_numpy(data.train_index)])
+    # seed diversity
+    prompts = rng.choice(data.train_index, min(diversity_prompts, len(data.train_index)), replace=False)
+    diversities = []
+    for i, emoji in enumerate(prompts):
+        imgs = generate(
+            generator, None, names[[int(emoji)] * 8], [1000 * i + s for s in range(8)], psi, upsample=False
+        )
+        diversities.append(mean_pairwise_rms(imgs))
+    metrics["seed_diversity"] = float(np.mean(diversities))
+    metrics["real_diversity"] = mean_pairwise_rms(real32[torch.from_numpy(prompts[:48])])
+    if upsampler_eval and upsampler is not None:
+        metrics.update(evaluate_upsampler(upsampler, data, judge))
+    return metrics
+
+
+@torch.no_grad()
+def evaluate_upsampler(upsampler, data, judge) -> dict:
+    from studio.training.judge import judge_logits
+
+    held = torch.from_numpy(data.heldout_index)
+    real128 = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128[data.heldout_index]))
+    real32 = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32[data.heldout_index]))
+    labels = torch.from_numpy(data.subgroup.astype(np.int64))[held]
+    learned = torch.cat([upsampler(real32[i : i + 64]).float() for i in range(0, len(real32), 64)])
+    bicubic = F.interpolate(real32, scale_factor=4, mode="bicubic", align_corners=False).clamp(-1, 1)
+    return {
+        "upsampler_psnr": psnr(learned, real128),
+        "bicubic_psnr": psnr(bicubic, real128),
+        "upsampler_judge_accuracy": float((judge_logits(judge, learned).argmax(1) == labels).float().mean()),
+        "bicubic_judge_accuracy": float((judge_logits(judge, bicubic).argmax(1) == labels).float().mean()),
+        "real128_judge_accuracy": float((judge_logits(judge, real128).argmax(1) == labels).float().mean()),
+    }
+
+
+def composite(images: torch.Tensor, background: int = BACKGROUND) -> np.ndarray:
+    """Premultiplied RGBA in [-1, 1] -> N x H x W x 3 uint8 over a flat grey (well conditioned at low alpha)."""
+    x = ((images.float() + 1.0) * 0.5).clamp(0.0, 1.0)
+    rgb = x[:, :3] + (1.0 - x[:, 3:4]) * (background / 255.0)
+    return (rgb * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+@torch.no_grad()
+def sample_row(
+    model, encoder, prompt: str, seeds: Sequence[int] = SAMPLE_SEEDS, psi: float | None = None
+) -> np.ndarray:
+    """One row of the sample grid: H x (len(seeds) * W) x 3 uint8."""
+    psi = model.info.default_truncation if psi is None else psi
+    emb = torch.from_numpy(np.asarray(encoder.encode([prompt]), np.float32)).repeat(len(seeds), 1)
+    images = generate(model.generator, model.upsampler, emb, seeds, psi)
+    return np.concatenate(list(composite(images)), axis=1)
+
+
+def write_samples(
+    model, encoder, path: Path, prompts: Sequence[str] = SAMPLE_PROMPTS, seeds: Sequence[int] = SAMPLE_SEEDS
+) -> Path:
+    from PIL import Image
+
+    rows = [sample_row(model, encoder, p, seeds) for p in prompts]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    return path
+
+
+def run_evaluate(args) -> dict | None:
+    """The ``gan-studio evaluate`` command."""
+    from studio.models.format import load_model
+    from studio.training.dataset import load_dataset
+    from studio.training.judge import JUDGE_FILE, load_judge, save_judge, train_judge
+
+    model = load_model(args.model)
+    metrics = None
+    if args.samples:
+        from studio.models.text import get_text_encoder
+
+        write_samples(model, get_text_encoder(), Path(args.samples))
+        print(f"wrote {args.samples}")
+    if args.no_metrics:
+        return None
+    data = load_dataset(args.data)
+    judge_path = Path(args.judge) if args.judge else model.info.path / JUDGE_FILE
+    if args.train_judge or not judge_path.exists():
+        if not args.train_judge:
+            raise EvaluateError(
+                f"There is no judge at '{judge_path}'; train one with `gan-studio evaluate --train-judge`."
+            )
+        judge, info = train_judge(data, minutes=args.judge_minutes)
+        save_judge(judge, info, judge_path)
+    judge, info = load_judge(judge_path)
+    metrics = evaluate_model(model.generator, model.upsampler, data, judge, psi=model.info.default_truncation)
+    metrics["judge"] = {
+        k: info.get(k) for k in ("steps", "minutes", "width", "train_accuracy", "heldout_accuracy")
+    }
+    metrics["dataset_sha256"] = data.manifest.get("sha256", "")
+    if args.write_metrics:
+        path = model.info.path / "model.json"
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest["metrics"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}
+        path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return metrics

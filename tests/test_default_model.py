@@ -1,0 +1,87 @@
+"""The shipped default model: loads, is text-conditional, and reproduces docs/samples.png on CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from studio.models.format import load_model, resources_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_DIR = resources_dir() / "models" / "emoji"
+SAMPLES = ROOT / "docs" / "samples.png"
+
+pytestmark = pytest.mark.skipif(
+    not (MODEL_DIR / "model.json").exists(), reason="the default model is not shipped"
+)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(MODEL_DIR)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    from studio.models.text import TextEncoderError, get_text_encoder
+
+    encoder = get_text_encoder()
+    try:
+        encoder.encode(["probe"])
+    except TextEncoderError as exc:
+        pytest.skip(str(exc))
+    return encoder
+
+
+def test_shipped_folder_is_safe_and_small(model):
+    names = sorted(p.name for p in MODEL_DIR.iterdir())
+    assert not [n for n in names if n.endswith((".pt", ".pth", ".pkl", ".ckpt", ".bin"))]
+    assert "generator.safetensors" in names and "upsampler.safetensors" in names
+    assert sum(p.stat().st_size for p in MODEL_DIR.iterdir()) < 20 * 2**20
+    info = model.info
+    assert info.name == "emoji" and info.resolution == 128 and info.channels == 4
+    assert info.conditioning.kind == "text" and info.conditioning.encoder == "all-MiniLM-L6-v2"
+    assert "SIL Open Font License" in info.license
+    for key in ("gan_test_train", "judge_ceiling", "identity_top5", "upsampler_psnr", "bicubic_psnr"):
+        assert key in info.metrics, key
+    training = info.raw["training"]
+    assert training["dataset_sha256"] and training["commands"]
+
+
+def test_vocabulary_matches_the_dataset(model):
+    from studio.models.vocabulary import load_vocabulary
+
+    vocab = load_vocabulary(model.info)
+    assert vocab is not None and len(vocab.names) > 3000
+    assert vocab.embeddings.shape == (len(vocab.names), 384)
+    assert "grinning face" in vocab.names
+
+
+def test_different_prompts_give_different_images(model, minilm):
+    from studio.training.evaluate import generate
+
+    prompts = ["grinning face", "red heart", "flag: Japan", "dog face"]
+    emb = torch.from_numpy(minilm.encode(prompts))
+    images = generate(
+        model.generator, model.upsampler, emb, [0] * len(prompts), model.info.default_truncation
+    )
+    assert images.shape == (4, 4, 128, 128)
+    x = (images + 1) * 0.5
+    for i in range(len(prompts)):
+        for j in range(i + 1, len(prompts)):
+            assert float((x[i] - x[j]).abs().mean()) > 0.03, (prompts[i], prompts[j])
+
+
+def test_reproduces_first_row_of_samples_png(model, minilm):
+    from PIL import Image
+
+    from studio.training.evaluate import SAMPLE_PROMPTS, SAMPLE_SEEDS, sample_row
+
+    sheet = np.asarray(Image.open(SAMPLES).convert("RGB"))
+    row = sample_row(model, minilm, SAMPLE_PROMPTS[0], SAMPLE_SEEDS)
+    assert sheet.shape == (128 * len(SAMPLE_PROMPTS), row.shape[1], 3)
+    diff = np.abs(sheet[:128].astype(int) - row.astype(int))
+    assert diff.max() <= 2, f"max pixel difference {diff.max()}/255"
