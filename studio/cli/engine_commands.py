@@ -202,7 +202,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     from studio import __version__
     from studio.engine.devices import choose_device
-    from studio.models.format import model_search_path, user_data_dir
+    from studio.models.format import model_search_path
+    from studio.paths import user_data_dir
 
     choice = choose_device(args.device)
     data = {

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from torch import nn
 
 from studio.errors import ModelError
 from studio.models.cgan import BaseConfig, BaseGenerator, Upsampler, UpsamplerConfig
+from studio.paths import resources_dir, user_data_dir
 
 FORMAT_VERSION = 1
 ARCHITECTURES = ("cgan32-cbn",)  # ids this version can build
@@ -71,37 +71,6 @@ class LoadedModel:
     generator: BaseGenerator
     upsampler: Upsampler | None
     hash: str  # first 8 hex digits of SHA-256 over the weight files, as written into image metadata
-
-
-def resources_dir() -> Path:
-    """The folder holding ``models/``, ``icons/`` and ``styles/``: in a checkout, an install or a bundle."""
-    override = os.environ.get("GAN_STUDIO_RESOURCES")
-    if override:
-        return Path(override)
-    bundle = getattr(sys, "_MEIPASS", None)
-    if bundle:
-        return Path(bundle) / "resources"
-    return Path(__file__).resolve().parents[2] / "resources"
-
-
-def user_data_dir() -> Path:
-    """Where the gallery and user models live (``GAN_STUDIO_DATA_DIR`` overrides, for tests and portable use)."""
-    override = os.environ.get("GAN_STUDIO_DATA_DIR")
-    if override:
-        return Path(override)
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("gan-studio", appauthor=False))
-
-
-def user_config_dir() -> Path:
-    """Where settings live (``GAN_STUDIO_CONFIG_DIR`` overrides)."""
-    override = os.environ.get("GAN_STUDIO_CONFIG_DIR")
-    if override:
-        return Path(override)
-    import platformdirs
-
-    return Path(platformdirs.user_config_dir("gan-studio", appauthor=False))
 
 
 def user_models_dir() -> Path:

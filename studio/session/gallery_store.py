@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from studio.engine.requests import GenerationRequest
-from studio.session.paths import user_data_dir
+from studio.paths import user_data_dir
 
 THUMBNAIL_SIZE = 96
 SCHEMA_VERSION = 1

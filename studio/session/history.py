@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from studio.session.paths import user_data_dir
+from studio.paths import user_data_dir
 
 HISTORY_LIMIT = 200
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from studio.session.paths import user_config_dir
+from studio.paths import user_config_dir
 
 DEFAULTS: dict[str, Any] = {
     "window_geometry": "",

@@ -17,7 +17,7 @@ from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPalette, QP
 from PySide6.QtSvg import QSvgRenderer
 from PySide6.QtWidgets import QApplication, QStyleFactory
 
-from studio.session.paths import resources_dir
+from studio.paths import resources_dir
 
 THEMES = ("dark", "light")
 _current = {"name": "dark"}

@@ -1,7 +1,7 @@
-"""User and resource folders without importing torch (studio.models.format imports it at the top).
+"""Where GAN Studio keeps things: shipped resources, user data (gallery, user models) and settings.
 
-Mirrors ``studio.models.format.user_data_dir / user_config_dir / resources_dir`` exactly (same environment
-overrides, same platformdirs names) so the window can find its gallery and styles before torch loads.
+Torch-free, so the window can find its gallery and styles before the engine loads. Each folder can be
+overridden by an environment variable (tests and portable installs use them).
 """
 
 from __future__ import annotations
@@ -12,16 +12,18 @@ from pathlib import Path
 
 
 def resources_dir() -> Path:
+    """The folder holding ``models/``, ``icons/`` and ``styles/``: in a checkout, an install or a bundle."""
     override = os.environ.get("GAN_STUDIO_RESOURCES")
     if override:
         return Path(override)
     bundle = getattr(sys, "_MEIPASS", None)
     if bundle:
         return Path(bundle) / "resources"
-    return Path(__file__).resolve().parents[2] / "resources"
+    return Path(__file__).resolve().parents[1] / "resources"
 
 
 def user_data_dir() -> Path:
+    """Gallery and user models (``GAN_STUDIO_DATA_DIR`` overrides)."""
     override = os.environ.get("GAN_STUDIO_DATA_DIR")
     if override:
         return Path(override)
@@ -31,6 +33,7 @@ def user_data_dir() -> Path:
 
 
 def user_config_dir() -> Path:
+    """Settings (``GAN_STUDIO_CONFIG_DIR`` overrides)."""
     override = os.environ.get("GAN_STUDIO_CONFIG_DIR")
     if override:
         return Path(override)
