@@ -10,12 +10,12 @@
 #                           PyPI's default torch for this platform is the CUDA build (Linux x86-64)
 #   GAN_STUDIO_SKIP_INSTALL=1   do not pip-install into the environment (it is ready)
 #   GAN_STUDIO_REQUIRE_DEFAULT_MODEL=1   fail when resources/models/emoji/ is missing (set it for releases)
+#   GAN_STUDIO_BUNDLE_MP4=1 also install and ship imageio-ffmpeg (+165 MB) so animations can be saved as MP4
 #   PYTHON                  interpreter used to create the venv (default python3)
 #
 # Output: dist/gan-studio/ (Linux, Windows) or "dist/GAN Studio.app" (macOS). Then: packaging/smoke.sh dist/gan-studio
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
 started=$(date +%s)
 
 venv=${GAN_STUDIO_BUILD_VENV:-build/venv-package}
@@ -31,10 +31,12 @@ python=$venv/$bin/python
 [ -x "$python" ] || python=$venv/$bin/python.exe
 
 if [ "${GAN_STUDIO_SKIP_INSTALL:-0}" != 1 ]; then
-  echo "build: installing .[package] into $venv (torch pinned by constraints/ci.txt)"
+  extras=package
+  [ "${GAN_STUDIO_BUNDLE_MP4:-0}" != 1 ] || extras=package,video
+  echo "build: installing .[$extras] into $venv (torch pinned by constraints/ci.txt)"
   index_args=()
   [ -z "${GAN_STUDIO_TORCH_INDEX:-}" ] || index_args=(--extra-index-url "$GAN_STUDIO_TORCH_INDEX")
-  "$python" -m pip install -q --disable-pip-version-check "${index_args[@]}" -c constraints/ci.txt -e ".[package]"
+  "$python" -m pip install -q --disable-pip-version-check ${index_args[@]+"${index_args[@]}"} -c constraints/ci.txt -e ".[$extras]"
   echo "build: installed in $(($(date +%s) - started)) s"
 fi
 

@@ -29,7 +29,11 @@ export HOME=$scratch/home XDG_DATA_HOME=$scratch/home/.local/share XDG_CONFIG_HO
   XDG_CACHE_HOME=$scratch/home/.cache
 mkdir -p "$HOME"
 cd "$scratch"
-now() { date +%s.%N; }
+now() {  # seconds with a fraction (macOS date has no %N)
+  local t
+  t=$(date +%s.%N)
+  case $t in *N) python3 -c 'import time; print(time.time())' ;; *) echo "$t" ;; esac
+}
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 json_list() { local IFS=,; echo "[$*]"; }
 
@@ -41,7 +45,7 @@ for _ in $(seq 1 "$runs"); do
 
   rm -rf "$scratch/out"
   started=$(now)
-  "$exe" generate "red apple" -n 1 --seed 7 --out "$scratch/out" "${model_args[@]}" >/dev/null 2>&1 ||
+  "$exe" generate "red apple" -n 1 --seed 7 --out "$scratch/out" ${model_args[@]+"${model_args[@]}"} >/dev/null 2>&1 ||
     { echo "generate failed" >&2; exit 1; }
   first+=("$(since "$started")")
 
@@ -51,7 +55,7 @@ for _ in $(seq 1 "$runs"); do
     xvfb=$!
     sleep 1
     started=$(now)
-    DISPLAY=$display QT_QPA_PLATFORM=xcb "$exe" "${model_args[@]}" >/dev/null 2>&1 &
+    DISPLAY=$display QT_QPA_PLATFORM=xcb "$exe" ${model_args[@]+"${model_args[@]}"} >/dev/null 2>&1 &
     pid=$!
     for _ in $(seq 1 1200); do
       if DISPLAY=$display xwininfo -root -tree 2>/dev/null | grep -q '"GAN Studio"'; then
@@ -68,4 +72,4 @@ for _ in $(seq 1 "$runs"); do
   fi
 done
 printf '{"exe": "%s", "runs": %s, "info_s": %s, "first_image_s": %s, "window_shown_s": %s}\n' \
-  "$exe" "$runs" "$(json_list "${info[@]}")" "$(json_list "${first[@]}")" "$(json_list "${shown[@]}")"
+  "$exe" "$runs" "$(json_list "${info[@]}")" "$(json_list "${first[@]}")" "$(json_list ${shown[@]+"${shown[@]}"})"

@@ -17,7 +17,11 @@ set -uo pipefail
 
 die() { echo "smoke: FAIL: $*" >&2; exit 1; }
 step() { echo "smoke: --- $*"; }
-now() { date +%s.%N; }
+now() {  # seconds with a fraction (macOS date has no %N)
+  local t
+  t=$(date +%s.%N)
+  case $t in *N) python3 -c 'import time; print(time.time())' ;; *) echo "$t" ;; esac
+}
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 
 [ $# -eq 1 ] || die "usage: packaging/smoke.sh DIST_DIR"
@@ -76,7 +80,7 @@ fi
 [ ${#offline[@]} -eq 0 ] && echo "smoke: (no network namespace here; the proxies still catch network use)" ||
   echo "smoke: running in a network namespace without network (${offline[*]})"
 started=$(now)
-"${offline[@]}" "$exe" generate "red apple" -n 2 --seed 1234 --out "$scratch/out" "${model_args[@]}" 2>"$scratch/gen.err"
+${offline[@]+"${offline[@]}"} "$exe" generate "red apple" -n 2 --seed 1234 --out "$scratch/out" ${model_args[@]+"${model_args[@]}"} 2>"$scratch/gen.err"
 code=$?
 cat "$scratch/gen.err"
 [ $code -eq 0 ] || die "generate exited $code"
@@ -116,7 +120,7 @@ seconds=${SMOKE_WINDOW_SECONDS:-6}
 # GAN_STUDIO_QUIT_AFTER_MS lets the app close itself; without that hook, SIGINT (which the app turns into a
 # clean app.quit()) closes it.
 QT_QPA_PLATFORM=offscreen GAN_STUDIO_QUIT_AFTER_MS=$((seconds * 1000)) \
-  "$exe" "${model_args[@]}" >"$scratch/window.out" 2>&1 &
+  "$exe" ${model_args[@]+"${model_args[@]}"} >"$scratch/window.out" 2>&1 &
 pid=$!
 waited=0
 while kill -0 $pid 2>/dev/null && [ $waited -lt $((seconds * 10)) ]; do sleep 0.1; waited=$((waited + 1)); done
@@ -151,7 +155,7 @@ if command -v Xvfb >/dev/null && command -v xwininfo >/dev/null && [ "$(uname)" 
   xvfb=$!
   sleep 1
   started=$(now)
-  DISPLAY=$display QT_QPA_PLATFORM=xcb "$exe" "${model_args[@]}" >"$scratch/xcb.out" 2>&1 &
+  DISPLAY=$display QT_QPA_PLATFORM=xcb "$exe" ${model_args[@]+"${model_args[@]}"} >"$scratch/xcb.out" 2>&1 &
   pid=$!
   shown=""
   for _ in $(seq 1 600); do

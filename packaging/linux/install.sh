@@ -30,7 +30,7 @@ fi
 dist=${1:-$root/dist/gan-studio}
 [ -x "$dist/gan-studio" ] || { echo "No bundle at $dist: build it with packaging/build.sh first." >&2; exit 1; }
 
-mkdir -p "$prefix/bin" "$share/applications" "$share/metainfo" "$share/icons/hicolor/scalable/apps"
+mkdir -p "$prefix/bin" "$prefix/lib" "$share/applications" "$share/metainfo" "$share/icons/hicolor/scalable/apps"
 rm -rf "$app_dir.new"
 cp -a "$dist" "$app_dir.new"
 chmod -R u+rwX,go+rX,go-w "$app_dir.new"

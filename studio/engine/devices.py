@@ -57,7 +57,8 @@ def choose_device(requested: str | None = None) -> DeviceChoice:
         label = "MPS · Apple GPU"
         default_dtype = torch.float32
     elif device.type == "cpu":
-        label = f"CPU · {torch.get_num_threads()} threads"
+        threads = torch.get_num_threads()
+        label = f"CPU · {threads} thread{'s' if threads != 1 else ''}"
         # float32: on the measured CPUs bf16 autocast was slower for these small convolutions (engine bench).
         default_dtype = torch.float32
     else:

@@ -401,6 +401,10 @@ def _setup(options: TrainOptions):
     if options.threads:
         torch.set_num_threads(options.threads)
     device = pick_device(options.device)
+    if device.type == "cuda" and device.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))  # one GPU per process
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     dist = Dist(device)
     data = load_dataset(options.data)
     run = options.run or Path("runs") / options.stage
