@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from studio.models.cgan import rgba_uint8_to_premultiplied
+from studio.models.cgan import premultiplied_to_rgba_uint8, rgba_uint8_to_premultiplied
 
 SAMPLE_PROMPTS = (
     "grinning face",
@@ -196,10 +196,12 @@ def evaluate_upsampler(upsampler, data, judge) -> dict:
 
 
 def composite(images: torch.Tensor, background: int = BACKGROUND) -> np.ndarray:
-    """Premultiplied RGBA in [-1, 1] -> N x H x W x 3 uint8 over a flat grey (well conditioned at low alpha)."""
-    x = ((images.float() + 1.0) * 0.5).clamp(0.0, 1.0)
-    rgb = x[:, :3] + (1.0 - x[:, 3:4]) * (background / 255.0)
-    return (rgb * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    """Premultiplied RGBA in [-1, 1] -> N x H x W x 3 uint8 over a flat grey, from the same straight-alpha
+    uint8 pixels the engine exports (so the grid shows exactly what a person gets)."""
+    rgba = premultiplied_to_rgba_uint8(images).float() / 255.0
+    alpha = rgba[..., 3:4]
+    rgb = rgba[..., :3] * alpha + (1.0 - alpha) * (background / 255.0)
+    return (rgb * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 @torch.no_grad()
