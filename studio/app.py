@@ -48,12 +48,13 @@ def main(model: str | None = None, device: str | None = None) -> int:
     """Open the studio window; returns the exit code."""
     import qasync
     from PySide6.QtCore import QTimer
-    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtGui import QGuiApplication, QIcon
     from PySide6.QtWidgets import QApplication
 
+    from studio.paths import resources_dir
     from studio.session.settings import Settings
     from studio.ui.main_window import create_main_window
-    from studio.ui.theme import apply_theme, icon
+    from studio.ui.theme import apply_theme
 
     configure_process()
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -62,7 +63,7 @@ def main(model: str | None = None, device: str | None = None) -> int:
     QGuiApplication.setDesktopFileName("gan-studio")
     settings = Settings()
     apply_theme(app, settings["theme"])
-    app.setWindowIcon(icon("generate", "#6c8cff"))
+    app.setWindowIcon(QIcon(str(resources_dir() / "icons" / "gan-studio.svg")))
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     signal.signal(signal.SIGINT, lambda *_: app.quit())  # Ctrl+C in the terminal closes the window cleanly
@@ -78,6 +79,10 @@ def main(model: str | None = None, device: str | None = None) -> int:
     )
     window.show()
     QTimer.singleShot(0, window.start_engine)  # after the first paint
+    quit_after_ms = os.environ.get("GAN_STUDIO_QUIT_AFTER_MS", "")
+    if quit_after_ms.isdigit():  # smoke tests: open, run, close cleanly
+        QTimer.singleShot(int(quit_after_ms), window.close)
+        QTimer.singleShot(int(quit_after_ms) + 500, app.quit)
     with loop:
         code = loop.run_forever()
     return int(code or 0)
