@@ -82,3 +82,14 @@ def _isolated_user_dirs(tmp_path, monkeypatch):
     """Keep every test's user data (gallery, settings, user models) inside its own temporary folder."""
     monkeypatch.setenv("GAN_STUDIO_DATA_DIR", str(tmp_path / "user-data"))
     monkeypatch.setenv("GAN_STUDIO_CONFIG_DIR", str(tmp_path / "user-config"))
+
+
+@pytest.fixture(scope="module")
+def tiny_engine(tiny_model_dir):
+    """An engine on the tiny model with the hash encoder, shared by one test module."""
+    from studio.engine.engine import Engine
+
+    engine = Engine(model=tiny_model_dir, device="cpu", text_encoder=HashTextEncoder())
+    engine.wait_ready(timeout=60)
+    yield engine
+    engine.close()

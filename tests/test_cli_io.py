@@ -17,15 +17,8 @@ from studio.io.metadata import read_parameters
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_model_dir):
-    from conftest import HashTextEncoder
-
-    from studio.engine.engine import Engine
-
-    engine = Engine(model=tiny_model_dir, device="cpu", text_encoder=HashTextEncoder())
-    engine.wait_ready(timeout=60)
-    yield engine
-    engine.close()
+def engine(tiny_engine):
+    return tiny_engine
 
 
 @pytest.fixture

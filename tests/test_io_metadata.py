@@ -31,15 +31,8 @@ DATA = Path(__file__).parent / "data" / "io"
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_model_dir):
-    from conftest import HashTextEncoder
-
-    from studio.engine.engine import Engine
-
-    engine = Engine(model=tiny_model_dir, device="cpu", text_encoder=HashTextEncoder())
-    engine.wait_ready(timeout=60)
-    yield engine
-    engine.close()
+def engine(tiny_engine):
+    return tiny_engine
 
 
 def render(engine, request: GenerationRequest) -> GenerationResult:

@@ -607,22 +607,14 @@ def train_base(options: TrainOptions) -> dict:
         stop = dist.any(_stop(options, step, started, trained_seconds))
     elapsed = time.time() - started
     checkpoint(final=True)
-    summary = {
-        "stage": "base",
-        "step": step,
-        "images": images_seen,
-        "minutes": round((trained_seconds + elapsed) / 60, 2),
-        "img_per_s": round(images_seen / max(trained_seconds + elapsed, 1e-6), 1),
-        "batch": batch,
-        "processes": dist.world,
-        "bf16": use_bf16,
-        "ch": ch,
-        "device": str(device),
-        "machine": _machine(),
-        "threads": torch.get_num_threads(),
-        "recon_weight": options.recon_weight,
-        "mismatch_weight": options.mismatch_weight,
-    }
+    summary = _run_summary(
+        "base", step, images_seen, trained_seconds + elapsed, batch, dist, use_bf16, ch, device
+    )
+    summary.update(
+        threads=torch.get_num_threads(),
+        recon_weight=options.recon_weight,
+        mismatch_weight=options.mismatch_weight,
+    )
     if dist.main:
         standing_stats(g_ema.cpu(), embeddings.cpu(), batches=options.standing_batches)
         with torch.no_grad():
@@ -735,19 +727,9 @@ def train_upsampler(options: TrainOptions) -> dict:
         stop = dist.any(_stop(options, step, started, trained_seconds))
     elapsed = time.time() - started
     checkpoint()
-    summary = {
-        "stage": "upsampler",
-        "step": step,
-        "images": images_seen,
-        "minutes": round((trained_seconds + elapsed) / 60, 2),
-        "img_per_s": round(images_seen / max(trained_seconds + elapsed, 1e-6), 1),
-        "batch": batch,
-        "processes": dist.world,
-        "bf16": use_bf16,
-        "ch": ch,
-        "device": str(device),
-        "machine": _machine(),
-    }
+    summary = _run_summary(
+        "upsampler", step, images_seen, trained_seconds + elapsed, batch, dist, use_bf16, ch, device
+    )
     if dist.main:
         if (options.out / "model.json").exists():
             write_model_folder(options.out, None, upsampler.cpu().eval(), {"upsampler": summary})
@@ -762,6 +744,23 @@ def train_upsampler(options: TrainOptions) -> dict:
     dist.barrier()
     dist.close()
     return summary
+
+
+def _run_summary(stage, step, images_seen, seconds, batch, dist, use_bf16, ch, device) -> dict:
+    """What a finished run reports (and the model card quotes): progress, speed and the setup it ran on."""
+    return {
+        "stage": stage,
+        "step": step,
+        "images": images_seen,
+        "minutes": round(seconds / 60, 2),
+        "img_per_s": round(images_seen / max(seconds, 1e-6), 1),
+        "batch": batch,
+        "processes": dist.world,
+        "bf16": use_bf16,
+        "ch": ch,
+        "device": str(device),
+        "machine": _machine(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
