@@ -8,8 +8,9 @@ from PIL import Image
 from PySide6.QtCore import Qt
 from test_ui_helpers import WAIT_MS, wait_for_preview_of
 
+from studio.io.export import ExportOptions
 from studio.io.metadata import read_parameters
-from studio.ui.exporting import ExportOptions, export_pictures
+from studio.ui.exporting import export_pictures
 
 # The shared window fixtures (pytest finds fixtures by module attribute).
 make_engine, make_window, qloop = (

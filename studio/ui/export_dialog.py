@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.io.export import ExportOptions
 from studio.session.settings import Settings
-from studio.ui.exporting import ExportOptions
 from studio.ui.theme import set_icon
 
 FORMATS = (("PNG", "png"), ("WebP", "webp"), ("JPEG", "jpeg"))
@@ -113,12 +113,10 @@ class ExportDialog(QDialog):
     def folder(self) -> Path:
         return Path(self.folder_edit.text()).expanduser()
 
-    def options(self) -> object:
-        """The chosen ExportOptions (validated by studio.io when the export runs)."""
+    def options(self) -> ExportOptions:
+        """The chosen options (validated by studio.io when the export runs)."""
         image_format = self.format_combo.currentData()
         flatten = image_format == "jpeg" or not self.transparent_check.isChecked()
-        if ExportOptions is None:
-            return None
         return ExportOptions(
             format=image_format,
             scale=self.scale_spin.value(),

@@ -1,7 +1,7 @@
 """The window's bridge to studio.io: export, metadata for drags and the clipboard, restore from a file.
 
-studio.io does the writing (parameters embedded, temp-file-and-rename, safe names). Where it is missing (an
-older checkout) a plain PNG is written instead, so the window keeps working.
+studio.io does the writing (parameters embedded, temp-file-and-rename, safe names); this module only turns
+the window's pictures into its calls.
 """
 
 from __future__ import annotations
@@ -15,14 +15,8 @@ import numpy as np
 from PIL import Image
 
 from studio.engine.requests import GenerationRequest, RequestError
-
-try:  # studio.io is optional at this layer: without it exports are plain PNGs
-    from studio.io import metadata as _metadata
-    from studio.io.export import ExportOptions, export_image
-except ImportError:  # pragma: no cover - only in checkouts without studio.io
-    _metadata = None
-    ExportOptions = None  # type: ignore[assignment,misc]
-    export_image = None  # type: ignore[assignment]
+from studio.io import metadata as _metadata
+from studio.io.export import export_image
 
 PARAMETERS_MIME = "application/x-gan-studio+json"
 
@@ -35,10 +29,6 @@ class Picture:
     request: GenerationRequest
     model_hash: str = ""
     device: str = "cpu"
-
-
-def has_metadata_support() -> bool:
-    return _metadata is not None
 
 
 def _parameters(picture: Picture):
@@ -56,17 +46,14 @@ def export_pictures(pictures: list[Picture], folder: str | Path, options: object
     folder = Path(folder)
     written = []
     for index, picture in enumerate(pictures):
-        if export_image is not None:
-            written.append(export_image(picture.image, _parameters(picture), folder, options, index))
-        else:
-            written.append(write_png(picture, folder / f"{picture.request.seed}_{index}.png"))
+        written.append(export_image(picture.image, _parameters(picture), folder, options, index))
     return written
 
 
 def write_png(picture: Picture, path: Path) -> Path:
-    """A PNG with the parameters embedded (when studio.io is present) at exactly ``path``."""
+    """A PNG with the parameters embedded at exactly ``path`` (replacing it: used for drag-and-drop copies)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    options = _metadata.save_options(_parameters(picture), "png") if _metadata is not None else {}
+    options = _metadata.save_options(_parameters(picture), "png")
     tmp = path.with_name(path.name + ".partial")
     Image.fromarray(np.ascontiguousarray(picture.image)).save(tmp, format="PNG", **options)
     tmp.replace(path)
@@ -81,22 +68,16 @@ def drag_file(picture: Picture, name: str) -> Path:
 
 
 def parameters_text(picture: Picture) -> str:
-    """The readable one-line parameters other tools show (or the request JSON without studio.io)."""
-    if _metadata is not None:
-        return _metadata.parameters_text(_parameters(picture))
-    return json.dumps(picture.request.to_json(), ensure_ascii=False)
+    """The readable one-line parameters other tools show."""
+    return _metadata.parameters_text(_parameters(picture))
 
 
 def parameters_json(picture: Picture) -> str:
-    if _metadata is not None:
-        return _metadata.document_json(_parameters(picture))
-    return json.dumps({"request": picture.request.to_json()})
+    return _metadata.document_json(_parameters(picture))
 
 
 def read_request(path: str | Path) -> tuple[GenerationRequest, str]:
     """The request stored in an exported file and the model hash it names; ValueError with one sentence."""
-    if _metadata is None:
-        raise ValueError("Restoring from files needs the studio.io package, which this installation lacks.")
     try:
         parameters = _metadata.read_parameters(path)
     except _metadata.MetadataError as exc:
