@@ -19,8 +19,9 @@ from studio.engine.requests import GenerationRequest
 from studio.models.format import LoadedModel, ModelError, load_model
 
 
-def _shipped_size_stand_in() -> LoadedModel:
-    """The default model's architecture at its shipped size with random weights (when it is not installed)."""
+def _random_stand_in() -> LoadedModel:
+    """The default architecture (BaseConfig/UpsamplerConfig defaults) with random weights, for checkouts
+    without the shipped model; its sizes differ from the shipped model's, so its numbers are not the README's."""
     import tempfile
     from pathlib import Path
 
@@ -52,7 +53,7 @@ def run_benchmark(model: str | None = None, device: str | None = None, quick: bo
     except ModelError:
         if model:
             raise
-        loaded, stand_in = _shipped_size_stand_in(), True
+        loaded, stand_in = _random_stand_in(), True
     engine = Engine(loaded, device=device)
     info = engine.wait_ready()
     dev = engine.device_choice.device  # the same device and precision the engine picked
@@ -69,7 +70,7 @@ def run_benchmark(model: str | None = None, device: str | None = None, quick: bo
         },
         "model": info.model_name
         if not stand_in
-        else "emoji architecture, random weights (default model not installed)",
+        else "default architecture, random weights (shipped model not installed)",
         "device": info.device_label,
         "dtype": info.dtype,
         "resolution": info.resolution,

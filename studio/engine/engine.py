@@ -19,7 +19,7 @@ from pathlib import Path
 
 from studio.engine.devices import choose_device
 from studio.engine.renderer import Renderer
-from studio.engine.requests import GenerationRequest, GenerationResult, RequestError
+from studio.engine.requests import MAX_COUNT, GenerationRequest, GenerationResult, RequestError
 from studio.models.format import DEFAULT_MODEL, LoadedModel, ModelError, load_model
 from studio.models.vocabulary import Vocabulary, load_vocabulary
 
@@ -51,6 +51,7 @@ class _Stream:
     deliver: Callable[[object], None]
     cursor: int = 0
     cancelled: threading.Event = field(default_factory=threading.Event)
+    job: Callable[[], None] | None = None  # set for one-off worker calls (embeddings, nearest concepts)
 
 
 class Engine:
@@ -141,7 +142,9 @@ class Engine:
 
     def _submit(self, request, deliver) -> _Stream:
         if isinstance(request, GenerationRequest):
-            requests = [request.single(i) for i in range(request.count)] if _count_ok(request) else [request]
+            # An invalid count stays one request, so validation reports it as one error result.
+            count_ok = isinstance(request.count, int) and 1 <= request.count <= MAX_COUNT
+            requests = [request.single(i) for i in range(request.count)] if count_ok else [request]
         else:
             requests = list(request)
         stream = _Stream(requests, deliver)
@@ -181,40 +184,33 @@ class Engine:
 
     def nearest_concepts(self, prompt: str, k: int = 3) -> concurrent.futures.Future:
         """The model's ``k`` known concepts nearest to ``prompt`` (empty when the model has no vocabulary)."""
-        future: concurrent.futures.Future = concurrent.futures.Future()
         vocabulary = self._vocabulary
         if vocabulary is None or vocabulary.embeddings.shape[1] == 0 or not prompt.strip():
+            future: concurrent.futures.Future = concurrent.futures.Future()
             future.set_result([])
             return future
-
-        def job() -> None:
-            try:
-                future.set_result(vocabulary.nearest(self._renderer.encode([prompt])[0], k))
-            except Exception as exc:  # noqa: BLE001 - reported to the caller, the worker keeps going
-                future.set_exception(exc)
-
-        self._call_in_worker(job)
-        return future
+        return self._call_in_worker(lambda: vocabulary.nearest(self._renderer.encode([prompt])[0], k))
 
     def embed(self, prompts: Sequence[str]) -> concurrent.futures.Future:
         """Prompt embeddings (float32 N x D), computed in the worker thread."""
+        return self._call_in_worker(lambda: self._renderer.encode(list(prompts)))
+
+    def _call_in_worker(self, fn: Callable[[], object]) -> concurrent.futures.Future:
+        """Run ``fn`` in the worker thread (ahead of queued batches); its result or exception goes to the future."""
         future: concurrent.futures.Future = concurrent.futures.Future()
 
         def job() -> None:
             try:
-                future.set_result(self._renderer.encode(list(prompts)))
-            except Exception as exc:  # noqa: BLE001
+                future.set_result(fn())
+            except Exception as exc:  # noqa: BLE001 - reported to the caller, the worker keeps going
                 future.set_exception(exc)
 
-        self._call_in_worker(job)
-        return future
-
-    def _call_in_worker(self, job: Callable[[], None]) -> None:
-        stream = _Stream([], lambda item: None)
-        stream.job = job  # type: ignore[attr-defined]
+        # A close() before the job runs delivers _DONE: cancel, so nobody waits forever.
+        stream = _Stream([], lambda item: future.cancel(), job=job)
         with self._cond:
             self._streams.appendleft(stream)
             self._cond.notify()
+        return future
 
     # ----------------------------------------------------------------------------------------- lifecycle
     def close(self, timeout: float = 5.0) -> None:
@@ -277,9 +273,8 @@ class Engine:
             future.set_result(result)
 
     def _serve_stream(self, stream: _Stream) -> None:
-        job = getattr(stream, "job", None)
-        if job is not None:
-            job()
+        if stream.job is not None:
+            stream.job()
             return
         if stream.cancelled.is_set() or stream.cursor >= len(stream.requests):
             stream.deliver(_DONE)
@@ -368,7 +363,3 @@ class Engine:
             self.stats["images"] += sum(r.ok for r in results)
             self.stats["last_render_ms"] = self._renderer.last_render_ms
         return results
-
-
-def _count_ok(request: GenerationRequest) -> bool:
-    return isinstance(request.count, int) and 1 <= request.count <= 10_000
