@@ -10,13 +10,27 @@ import torch
 
 from studio.models.format import load_model
 from studio.training.dataset import load_dataset, make_synthetic_dataset
-from studio.training.evaluate import composite, evaluate_model, generate, kid, latents, psnr, sample_row
+from studio.training.evaluate import (
+    composite,
+    evaluate_model,
+    generate,
+    kid,
+    latents,
+    psnr,
+    sample_row,
+    score_snapshots,
+)
 from studio.training.judge import load_judge, save_judge, train_judge
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return load_dataset(make_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), count=12))
+def data_dir(tmp_path_factory):
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), count=12)
+
+
+@pytest.fixture(scope="module")
+def data(data_dir):
+    return load_dataset(data_dir)
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +58,76 @@ def test_metrics_on_tiny_model(data, judge, tiny_model_dir):
     for key in ("kid", "seed_diversity", "upsampler_psnr", "bicubic_psnr"):
         assert math.isfinite(metrics[key]), key
     assert metrics["seed_diversity"] > 0  # the tiny generator uses z
+
+
+def _snapshot_folder(model, tmp_path):
+    """Two EMA snapshots of the tiny generator, as a training run writes them: the weights and a noisy copy."""
+    import json
+
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "snapshots"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(model.generator.config.to_json()))
+    state = {k: v.contiguous() for k, v in model.generator.state_dict().items()}
+    save_file(state, str(folder / "g_ema_0000010.safetensors"))
+    torch.manual_seed(1)
+    noisy = {k: (v + 0.1 * torch.randn_like(v) if v.is_floating_point() else v) for k, v in state.items()}
+    save_file(noisy, str(folder / "g_ema_0000020.safetensors"))
+    return folder
+
+
+def test_snapshots_ranked_by_heldout_gan_test_and_cached(data, judge, tiny_model_dir, tmp_path, monkeypatch):
+    import json
+
+    import studio.training.evaluate as evaluate
+
+    model = load_model(tiny_model_dir)
+    folder = _snapshot_folder(model, tmp_path)
+    lines: list[str] = []
+    result = score_snapshots(
+        folder, model.upsampler, data, judge, 0.8, limit=4, heldout_seeds=2, progress=lines.append
+    )
+    assert [r["step"] for r in result["rows"]] == [10, 20] and len(lines) == 2
+    assert result["key"] == "gan_test_heldout"
+    assert result["best"]["gan_test_heldout"] == max(r["gan_test_heldout"] for r in result["rows"])
+    assert json.loads((folder / "scores.json").read_text())["best"] == result["best"]
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a scored snapshot was evaluated again")
+
+    monkeypatch.setattr(evaluate, "evaluate_model", fail)
+    again = score_snapshots(
+        folder, model.upsampler, data, judge, 0.8, limit=4, heldout_seeds=2, progress=lines.append
+    )
+    assert again["rows"] == result["rows"] and len(lines) == 2
+    with pytest.raises(AssertionError):  # other settings are scored afresh
+        score_snapshots(folder, model.upsampler, data, judge, 0.7, limit=4, heldout_seeds=2)
+
+
+def test_cli_scores_snapshots(data_dir, judge, tiny_model_dir, tmp_path, capsys):
+    from studio.cli import main
+
+    folder = _snapshot_folder(load_model(tiny_model_dir), tmp_path)
+    save_judge(judge, {"steps": 10}, tmp_path / "judge.safetensors")
+    args = ["evaluate", "--model", str(tiny_model_dir), "--data", str(data_dir), "--judge"]
+    args += [str(tmp_path / "judge.safetensors"), "--snapshots", str(folder), "--limit", "4"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "best: g_ema_00000" in out and "held-out GAN-test" in out
+    assert (folder / "scores.json").exists()
+
+
+def test_no_snapshots_is_one_sentence(data, judge, tmp_path):
+    with pytest.raises(evaluate_error()) as info:
+        score_snapshots(tmp_path, None, data, judge, 0.8)
+    assert "no g_ema_" in str(info.value)
+
+
+def evaluate_error():
+    from studio.training.evaluate import EvaluateError
+
+    return EvaluateError
 
 
 def test_judge_round_trip(judge, tmp_path, data):

@@ -65,7 +65,7 @@ def test_base_step_changes_weights_and_resumes_exactly(synthetic_data, tmp_path)
             torch.testing.assert_close(resumed[key][name], value, rtol=1e-5, atol=1e-6, msg=f"{key}.{name}")
 
 
-def test_upsampler_step_changes_weights_and_resumes(synthetic_data, tmp_path):
+def test_upsampler_step_changes_weights_and_resumes_exactly(synthetic_data, tmp_path):
     base = _options(synthetic_data, tmp_path, "m", "base", 1)
     train(base)
     one = _options(synthetic_data, tmp_path, "m", "upsampler", 1)
@@ -74,16 +74,41 @@ def test_upsampler_step_changes_weights_and_resumes(synthetic_data, tmp_path):
     first = _checkpoint(one)
     assert first["step"] == 1
     from studio.models.cgan import Upsampler
-    from studio.training.train import upsampler_config
+    from studio.training.train import PatchDiscriminator, upsampler_config
 
     torch.manual_seed(0)
     fresh = Upsampler(upsampler_config(4)).state_dict()
+    fresh_critic = PatchDiscriminator(ch=4).state_dict()
     assert any(not torch.equal(fresh[k], v) for k, v in first["upsampler"].items())
+    # the adversarial term is on by default: its critic took a step too
+    assert any(not torch.equal(fresh_critic[k], v) for k, v in first["critic"].items() if "weight_orig" in k)
     shipped = load_file(str(one.out / "upsampler.safetensors"))
-    assert set(shipped) == set(fresh)
-    one.steps, one.resume = 2, True
+    assert set(shipped) == set(fresh)  # the critic never ships
+    one.steps, one.resume = 3, True
     train(one)
-    assert _checkpoint(one)["step"] == 2
+    resumed = _checkpoint(one)
+    assert resumed["step"] == 3
+    straight = _options(synthetic_data, tmp_path, "m", "upsampler", 3)
+    straight.run = tmp_path / "up-straight"
+    train(straight)
+    for key in ("upsampler", "critic"):
+        for name, value in _checkpoint(straight)[key].items():
+            torch.testing.assert_close(resumed[key][name], value, rtol=1e-5, atol=1e-6, msg=f"{key}.{name}")
+
+
+def test_upsampler_l1_run_resumes_with_a_fresh_critic(synthetic_data, tmp_path, capsys):
+    l1 = _options(synthetic_data, tmp_path, "l1", "upsampler", 1)
+    l1.adv_weight = 0.0
+    train(l1)
+    before = _checkpoint(l1)
+    del before["critic"], before["opt_d"]  # what an L1 run of an older trainer wrote
+    torch.save(before, l1.run / CHECKPOINT)
+    adv = _options(synthetic_data, tmp_path, "l1", "upsampler", 2, resume=True)
+    adv.quiet = False
+    train(adv)
+    assert "starting a fresh one" in capsys.readouterr().out
+    after = _checkpoint(adv)
+    assert after["step"] == 2 and "critic" in after
 
 
 def test_cli_train_runs_a_step(synthetic_data, tmp_path):

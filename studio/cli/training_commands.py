@@ -39,6 +39,12 @@ def register(subparsers) -> None:
         default=4.0,
         help="base stage: weight of the L1 term pulling G(z, caption) towards that emoji",
     )
+    train.add_argument(
+        "--adv-weight",
+        type=float,
+        default=0.01,
+        help="upsampler stage: weight of the adversarial term next to L1 (0: L1 only)",
+    )
     train.add_argument("--checkpoint-minutes", type=float, default=3.0)
     train.set_defaults(func=_train)
 
@@ -54,6 +60,13 @@ def register(subparsers) -> None:
     evaluate.add_argument("--train-judge", action="store_true", help="(re)train the judge first")
     evaluate.add_argument("--judge-minutes", type=float, default=8.0)
     evaluate.add_argument("--no-metrics", action="store_true", help="only write --samples")
+    evaluate.add_argument(
+        "--snapshots",
+        default=None,
+        help="score every EMA snapshot in this run folder (held-out GAN-test) with the model's upsampler",
+    )
+    evaluate.add_argument("--limit", type=int, default=600, help="--snapshots: training emoji per snapshot")
+    evaluate.add_argument("--psi", type=float, default=None, help="truncation (default: the model's)")
     evaluate.set_defaults(func=_evaluate)
 
 
@@ -94,6 +107,7 @@ def _train(args) -> int:
         threads=args.threads,
         seed=args.seed,
         recon_weight=args.recon_weight,
+        adv_weight=args.adv_weight,
         checkpoint_minutes=args.checkpoint_minutes,
     )
     try:
@@ -111,7 +125,13 @@ def _evaluate(args) -> int:
         metrics = run_evaluate(args)
     except (EvaluateError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from exc
-    if metrics is not None:
+    if metrics is not None and args.snapshots and not args.json:
+        best = metrics["best"]
+        print(
+            f"best: {best['file']} (step {best['step']}): held-out GAN-test {best['gan_test_heldout']}, "
+            f"training GAN-test {best['gan_test_train']}, identity top-5 {best['identity_top5']}"
+        )
+    elif metrics is not None:
         if args.json:
             print(json.dumps(metrics, indent=2))
         else:

@@ -11,6 +11,9 @@ Metrics (all from :func:`evaluate_model`):
 - ``upsampler_psnr`` / ``bicubic_psnr`` and ``upsampler_judge_accuracy`` / ``bicubic_judge_accuracy`` on
   held-out real 32 px emoji upsampled 4x.
 
+:func:`score_snapshots` ranks a training run's EMA snapshots by the held-out evaluation (GAN-test on the
+held-out emoji, several seeds each) so the shipped weights are the best measured ones, not the last ones.
+
 Images are generated exactly as the engine does: ``z = randn(z_dim, Generator().manual_seed(seed)) * psi``,
 ``generator(z, embedding)``, then the upsampler.
 """
@@ -119,8 +122,10 @@ def evaluate_model(
     diversity_prompts: int = 48,
     seed: int = 0,
     upsampler_eval: bool = True,
+    heldout_seeds: int = 1,
 ) -> dict:
-    """Every metric of the module docstring; ``limit`` evaluates a random subset of training emoji."""
+    """Every metric of the module docstring; ``limit`` evaluates a random subset of training emoji and
+    ``heldout_seeds`` > 1 averages held-out GAN-test over more seeds per emoji (seed ``index + k * 100000``)."""
     from studio.training.judge import judge_features, judge_logits
 
     generator.eval()
@@ -141,11 +146,13 @@ def evaluate_model(
         (judge_logits(judge, real128[train_idx]).argmax(1) == labels[train_idx]).float().mean()
     )
     fake_train = generate(generator, upsampler, names[train_idx], [int(i) for i in train_idx], psi)
-    fake_held = generate(generator, upsampler, names[held_idx], [int(i) for i in held_idx], psi)
+    held_rep = np.tile(held_idx, heldout_seeds)
+    held_seeds = [int(i) + 100000 * (k // len(held_idx)) for k, i in enumerate(held_rep)]
+    fake_held = generate(generator, upsampler, names[held_rep], held_seeds, psi)
     fake_train_logits = judge_logits(judge, fake_train)
     metrics["gan_test_train"] = float((fake_train_logits.argmax(1) == labels[train_idx]).float().mean())
     metrics["gan_test_heldout"] = float(
-        (judge_logits(judge, fake_held).argmax(1) == labels[held_idx]).float().mean()
+        (judge_logits(judge, fake_held).argmax(1) == labels[held_rep]).float().mean()
     )
     ceiling = metrics["judge_ceiling"]
     metrics["gan_test_train_vs_ceiling"] = metrics["gan_test_train"] / ceiling if ceiling > 0 else None
@@ -195,6 +202,70 @@ def evaluate_upsampler(upsampler, data, judge) -> dict:
     }
 
 
+SCORES_FILE = "scores.json"
+SELECTION_KEY = "gan_test_heldout"
+
+
+def score_snapshots(
+    folder: Path,
+    upsampler,
+    data,
+    judge,
+    psi: float,
+    limit: int = 600,
+    heldout_seeds: int = 3,
+    progress=print,
+) -> dict:
+    """Score every ``g_ema_*.safetensors`` in a run's snapshot folder and pick the best by held-out GAN-test
+    (ties: training GAN-test). Scores are kept in ``scores.json`` beside them, so a later call only scores
+    the new snapshots; returns ``{"key", "best", "rows"}``."""
+    from safetensors.torch import load_file
+
+    from studio.models.cgan import BaseConfig, BaseGenerator
+
+    folder = Path(folder)
+    paths = sorted(folder.glob("g_ema_*.safetensors"))
+    if not paths:
+        raise EvaluateError(f"There are no g_ema_*.safetensors snapshots in '{folder}'.")
+    config = BaseConfig.from_json(json.loads((folder / "config.json").read_text(encoding="utf-8")))
+    settings = {"psi": psi, "limit": limit, "heldout_seeds": heldout_seeds}
+    cache_path = folder / SCORES_FILE
+    cached: dict = {}
+    if cache_path.exists():
+        previous = json.loads(cache_path.read_text(encoding="utf-8"))
+        if previous.get("settings") == settings:
+            cached = {row["file"]: row for row in previous.get("rows", [])}
+    rows = []
+    for path in paths:
+        if path.name in cached:
+            rows.append(cached[path.name])
+            continue
+        generator = BaseGenerator(config)
+        generator.load_state_dict(load_file(str(path)))
+        metrics = evaluate_model(
+            generator.eval(),
+            upsampler,
+            data,
+            judge,
+            psi=psi,
+            limit=limit,
+            diversity_prompts=16,
+            upsampler_eval=False,
+            heldout_seeds=heldout_seeds,
+        )
+        keep = ("gan_test_heldout", "gan_test_train", "identity_top5", "identity_top5_base", "kid")
+        row = {"file": path.name, "step": int(path.stem.rsplit("_", 1)[1])}
+        row.update({k: round(metrics[k], 4) for k in (*keep, "seed_diversity")})
+        rows.append(row)
+        progress(json.dumps(row))
+    best = max(rows, key=lambda r: (r[SELECTION_KEY], r["gan_test_train"]))
+    result = {"settings": settings, "key": SELECTION_KEY, "best": best, "rows": rows}
+    tmp = cache_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(cache_path)
+    return result
+
+
 def composite(images: torch.Tensor, background: int = BACKGROUND) -> np.ndarray:
     """Premultiplied RGBA in [-1, 1] -> N x H x W x 3 uint8 over a flat grey, from the same straight-alpha
     uint8 pixels the engine exports (so the grid shows exactly what a person gets)."""
@@ -233,6 +304,16 @@ def run_evaluate(args) -> dict | None:
     from studio.training.judge import JUDGE_FILE, load_judge, save_judge, train_judge
 
     model = load_model(args.model)
+    if getattr(args, "snapshots", None):
+        data = load_dataset(args.data)
+        judge_path = Path(args.judge) if args.judge else model.info.path / JUDGE_FILE
+        if not judge_path.exists():
+            raise EvaluateError(f"There is no judge at '{judge_path}'; pass one with --judge.")
+        judge, _ = load_judge(judge_path)
+        psi = model.info.default_truncation if args.psi is None else args.psi
+        return score_snapshots(
+            Path(args.snapshots), model.upsampler, data, judge, psi, limit=args.limit, progress=print
+        )
     metrics = None
     if args.samples:
         from studio.models.text import get_text_encoder
@@ -251,7 +332,8 @@ def run_evaluate(args) -> dict | None:
         judge, info = train_judge(data, minutes=args.judge_minutes)
         save_judge(judge, info, judge_path)
     judge, info = load_judge(judge_path)
-    metrics = evaluate_model(model.generator, model.upsampler, data, judge, psi=model.info.default_truncation)
+    psi = model.info.default_truncation if args.psi is None else args.psi
+    metrics = evaluate_model(model.generator, model.upsampler, data, judge, psi=psi)
     metrics["judge"] = {
         k: info.get(k) for k in ("steps", "minutes", "width", "train_accuracy", "heldout_accuracy")
     }

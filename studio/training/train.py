@@ -5,7 +5,9 @@
   term (real image + another emoji's caption counts as fake: free, because the projection head reuses the
   real features), DiffAugment, an EMA generator, bf16 autocast on CPUs that support it.
 - ``upsampler``: the 4x upsampler, supervised L1 on real 32 -> 128 pairs whose 32 px input is blurred and
-  noised so it copes with generated images.
+  noised so it copes with generated images, plus (``adv_weight`` > 0) a hinge adversarial term from a
+  spectral-norm patch discriminator that sees the 128 px image beside the bicubic upscale of its 32 px input,
+  so it judges whether the detail is real *for that input* (ESRGAN-style: an L1 run first, then both terms).
 
 Data parallel on several processes (``torchrun``; gloo on CPU, NCCL on CUDA): every process samples its own
 batch and the gradients are averaged with an all-reduce before each optimizer step (what
@@ -84,6 +86,7 @@ class TrainOptions:
     ema_decay: float = 0.999
     mismatch_weight: float = 0.5
     recon_weight: float = 4.0  # L1 between G(z, caption) and that emoji's render (0: pure GAN)
+    adv_weight: float = 0.01  # upsampler: weight of the adversarial term next to L1 (0: L1 only)
     caption_name_prob: float = 0.5
     bf16: bool | None = None  # None: when the CPU supports it
     quiet: bool = False
@@ -138,6 +141,23 @@ class ProjectionDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x), e)
+
+
+class PatchDiscriminator(nn.Module):
+    """Upsampler critic: spectral-norm convs over [128 px RGBA, bicubic of its 32 px input] -> 16x16 logits."""
+
+    def __init__(self, ch: int = 32, channels: int = 4):
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_ch = channels * 2
+        for out_ch in (ch, ch * 2, ch * 4):  # 128 -> 64 -> 32 -> 16
+            layers += [spectral_norm(nn.Conv2d(in_ch, out_ch, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
+            in_ch = out_ch
+        layers.append(spectral_norm(nn.Conv2d(in_ch, 1, 3, padding=1)))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, image: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([image, low], dim=1))
 
 
 def base_config(ch: int) -> BaseConfig:
@@ -640,6 +660,9 @@ def train_upsampler(options: TrainOptions) -> dict:
     torch.manual_seed(options.seed)
     upsampler = Upsampler(upsampler_config(ch)).to(device)
     opt = torch.optim.Adam(upsampler.parameters(), lr=5e-4, betas=(0.9, 0.99))
+    adversarial = options.adv_weight > 0
+    critic = PatchDiscriminator(ch=ch).to(device)
+    opt_d = torch.optim.Adam(critic.parameters(), lr=options.lr_d, betas=(0.0, 0.99))
     big = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128))
     small = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32))
     train_index = data.train_index
@@ -651,6 +674,11 @@ def train_upsampler(options: TrainOptions) -> dict:
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         upsampler.load_state_dict(state["upsampler"])
         opt.load_state_dict(state["opt"])
+        if "critic" in state:
+            critic.load_state_dict(state["critic"])
+            opt_d.load_state_dict(state["opt_d"])
+        elif adversarial:
+            _log(options, dist, "the checkpoint has no discriminator (an L1 run): starting a fresh one")
         step, trained_seconds, images_seen = state["step"], state["seconds"], state["images"]
         ranks = state["rng"]
         if dist.rank < len(ranks):
@@ -658,15 +686,17 @@ def train_upsampler(options: TrainOptions) -> dict:
             torch_rng.set_state(ranks[dist.rank]["torch"])
         _log(options, dist, f"resumed {ckpt_path} at step {step}")
     dist.broadcast_module(upsampler)
+    dist.broadcast_module(critic)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
     started = time.time()
     last_ckpt = started
-    window_t, window_imgs, loss_sum, count = time.time(), 0, 0.0, 0
+    window_t, window_imgs, count = time.time(), 0, 0
+    sums = {"l1": 0.0, "d": 0.0, "g": 0.0}
     _log(
         options,
         dist,
         f"upsampler: {sum(p.numel() for p in upsampler.parameters()) / 1e6:.3f} M params, batch "
-        f"{batch} x {dist.world}, bf16 {use_bf16}",
+        f"{batch} x {dist.world}, bf16 {use_bf16}, adversarial weight {options.adv_weight}",
     )
 
     def checkpoint() -> None:
@@ -682,6 +712,8 @@ def train_upsampler(options: TrainOptions) -> dict:
                 {
                     "upsampler": upsampler.state_dict(),
                     "opt": opt.state_dict(),
+                    "critic": critic.state_dict(),
+                    "opt_d": opt_d.state_dict(),
                     "step": step,
                     "seconds": trained_seconds + time.time() - started,
                     "images": images_seen,
@@ -700,9 +732,27 @@ def train_upsampler(options: TrainOptions) -> dict:
             target, x = target.flip(3), x.flip(3)
         x = degrade_for_upsampler(x, torch_rng)
         target, x = target.to(device), x.to(device)
+        low = F.interpolate(x, scale_factor=upsampler.config.scale, mode="bicubic", align_corners=False)
         with autocast:
             pred = upsampler(x)
-        loss = F.l1_loss(pred.float(), target)
+        if adversarial:  # critic step on (real, upsampled) for the same inputs
+            with autocast:
+                out = critic(torch.cat([target, pred.detach().float()]), torch.cat([low, low])).float()
+                loss_d = F.relu(1.0 - out[:batch]).mean() + F.relu(1.0 + out[batch:]).mean()
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            dist.average_gradients(critic)
+            opt_d.step()
+            sums["d"] += float(loss_d.detach())
+        l1 = F.l1_loss(pred.float(), target)
+        loss = l1
+        if adversarial:
+            critic.requires_grad_(False)
+            with autocast:
+                adv_g = -critic(pred.float(), low).float().mean()
+            critic.requires_grad_(True)
+            loss = l1 + options.adv_weight * adv_g
+            sums["g"] += float(adv_g.detach())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         dist.average_gradients(upsampler)
@@ -710,17 +760,19 @@ def train_upsampler(options: TrainOptions) -> dict:
         step += 1
         images_seen += batch * dist.world
         window_imgs += batch * dist.world
-        loss_sum += float(loss.detach())
+        sums["l1"] += float(l1.detach())
         count += 1
         now = time.time()
         if step % options.log_every == 0:
+            adv_text = f" | loss D {sums['d'] / count:.3f} G {sums['g'] / count:.3f}" if adversarial else ""
             _log(
                 options,
                 dist,
                 f"step {step} | {window_imgs / max(now - window_t, 1e-6):.0f} img/s | L1 "
-                f"{loss_sum / count:.4f} | {(trained_seconds + now - started) / 60:.1f} min",
+                f"{sums['l1'] / count:.4f}{adv_text} | {(trained_seconds + now - started) / 60:.1f} min",
             )
-            window_t, window_imgs, loss_sum, count = now, 0, 0.0, 0
+            window_t, window_imgs, count = now, 0, 0
+            sums = dict.fromkeys(sums, 0.0)
         if now - last_ckpt >= options.checkpoint_minutes * 60:
             checkpoint()
             last_ckpt = time.time()
@@ -730,6 +782,7 @@ def train_upsampler(options: TrainOptions) -> dict:
     summary = _run_summary(
         "upsampler", step, images_seen, trained_seconds + elapsed, batch, dist, use_bf16, ch, device
     )
+    summary.update(threads=torch.get_num_threads(), adv_weight=options.adv_weight)
     if dist.main:
         if (options.out / "model.json").exists():
             write_model_folder(options.out, None, upsampler.cpu().eval(), {"upsampler": summary})
