@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import numpy as np
 import test_ui_helpers
 from PIL import Image
@@ -76,6 +80,15 @@ def test_copy_star_show_and_drag_out(qtbot, make_window):
     with Image.open(path) as image:
         assert np.array_equal(np.asarray(image.convert("RGBA")), view.gallery.picture(ids[0]).image)
         assert "parameters" in image.text
+    # drag files live in the user's folder, and a day-old one is cleared by the next drag
+    assert Path(path).parent.name == "drag-out" and str(Path(path)).startswith(
+        os.environ["GAN_STUDIO_DATA_DIR"]
+    )
+    stale = Path(path).with_name("stale.png")
+    stale.write_bytes(b"old")
+    os.utime(stale, (time.time() - 2 * 86400,) * 2)
+    view.gallery.mimeData([view.gallery.index(1)])
+    assert not stale.exists() and Path(path).exists()
 
 
 def test_ten_thousand_items_open_without_reading_images(qtbot, qloop, tmp_path):

@@ -7,7 +7,7 @@ the window's pictures into its calls.
 from __future__ import annotations
 
 import json
-import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from PIL import Image
 from studio.engine.requests import GenerationRequest, RequestError
 from studio.io import metadata as _metadata
 from studio.io.export import export_image
+from studio.paths import user_data_dir
 
 PARAMETERS_MIME = "application/x-gan-studio+json"
 
@@ -60,9 +61,20 @@ def write_png(picture: Picture, path: Path) -> Path:
     return path
 
 
+DRAG_KEEP_SECONDS = 24 * 3600  # a file manager copies a dropped file at once; a day is plenty
+
+
 def drag_file(picture: Picture, name: str) -> Path:
-    """A PNG in a private temporary folder for dragging onto a file manager."""
-    folder = Path(tempfile.gettempdir()) / "gan-studio-drag"
+    """A PNG in the user's own ``drag-out`` folder for dragging onto a file manager; files older than a
+    day are removed on the way, so the folder never grows."""
+    folder = user_data_dir() / "drag-out"
+    cutoff = time.time() - DRAG_KEEP_SECONDS
+    for old in folder.glob("*.png") if folder.is_dir() else ():
+        try:
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+        except OSError:
+            pass  # another window may have just removed it
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)[:60] or "image"
     return write_png(picture, folder / f"{safe}.png")
 
