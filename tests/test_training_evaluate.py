@@ -49,6 +49,7 @@ def test_metrics_on_tiny_model(data, judge, tiny_model_dir):
         "gan_test_heldout",
         "identity_top1",
         "identity_top5",
+        "identity_top5_real32",
         "upsampler_judge_accuracy",
         "bicubic_judge_accuracy",
     ):

@@ -4,7 +4,8 @@ Metrics (all from :func:`evaluate_model`):
 - ``judge_ceiling``: the judge's subgroup accuracy on held-out real renders;
 - ``gan_test_train`` / ``gan_test_heldout``: its accuracy on images generated from each emoji's own name;
 - ``identity_top1`` / ``identity_top5``: for each training emoji's name prompt, is the prompted emoji among
-  the k nearest real emoji (cosine, judge features);
+  the k nearest real emoji (cosine, judge features); ``identity_top5_real32`` is the same for the real
+  32 px render through the upsampler (what a base that drew each emoji exactly would score);
 - ``kid``: kernel inception distance (cubic polynomial kernel, unbiased) in judge features, generated vs real;
 - ``seed_diversity``: mean pairwise RMS pixel distance of 8 seeds of one prompt (``real_diversity``: the same
   between different real emoji, for scale);
@@ -167,6 +168,14 @@ def evaluate_model(
     # the same with a base emoji counted as a hit for any of its skin-tone variants
     bases = torch.from_numpy(data.base.astype(np.int64))
     metrics["identity_top5_base"] = float((bases[top5] == bases[target][:, None]).any(1).float().mean())
+    if upsampler is not None and upsampler_eval:
+        # the metric's own ceiling: real 32 px renders of the same emoji through the upsampler
+        real_up = torch.cat(
+            [upsampler(real32[train_idx][i : i + 64]).float() for i in range(0, len(train_idx), 64)]
+        )
+        sims_real = F.normalize(judge_features(judge, real_up), dim=1) @ F.normalize(real_feats, dim=1).T
+        hits = (sims_real.topk(5, dim=1).indices == target[:, None]).any(1)
+        metrics["identity_top5_real32"] = float(hits.float().mean())
     metrics["kid"] = kid(fake_feats, real_feats[torch.from_numpy(data.train_index)])
     # seed diversity
     prompts = rng.choice(data.train_index, min(diversity_prompts, len(data.train_index)), replace=False)
