@@ -57,6 +57,8 @@ def test_base_step_changes_weights_and_resumes_exactly(synthetic_data, tmp_path)
     train(_options(synthetic_data, tmp_path, "a", "base", 3, resume=True))
     resumed = _checkpoint(one)
     assert resumed["step"] == 3
+    assert [(r["from_step"], r["to_step"]) for r in resumed["runs"]] == [(0, 1), (1, 3)]
+    assert resumed["runs"][1]["recon_weight"] == one.recon_weight
     straight_opts = _options(synthetic_data, tmp_path, "b", "base", 3)
     train(straight_opts)
     straight = _checkpoint(straight_opts)
@@ -101,7 +103,7 @@ def test_upsampler_l1_run_resumes_with_a_fresh_critic(synthetic_data, tmp_path, 
     l1.adv_weight = 0.0
     train(l1)
     before = _checkpoint(l1)
-    del before["critic"], before["opt_d"]  # what an L1 run of an older trainer wrote
+    del before["critic"], before["opt_d"], before["runs"]  # what an L1 run of an older trainer wrote
     torch.save(before, l1.run / CHECKPOINT)
     adv = _options(synthetic_data, tmp_path, "l1", "upsampler", 2, resume=True)
     adv.quiet = False
@@ -109,6 +111,9 @@ def test_upsampler_l1_run_resumes_with_a_fresh_critic(synthetic_data, tmp_path, 
     assert "starting a fresh one" in capsys.readouterr().out
     after = _checkpoint(adv)
     assert after["step"] == 2 and "critic" in after
+    # a checkpoint from before runs were recorded counts as one run
+    assert [(r["from_step"], r["to_step"]) for r in after["runs"]] == [(0, 1), (1, 2)]
+    assert [r.get("adv_weight") for r in after["runs"]] == [None, adv.adv_weight]
 
 
 def test_cli_train_runs_a_step(synthetic_data, tmp_path):

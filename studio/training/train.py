@@ -476,6 +476,7 @@ def train_base(options: TrainOptions) -> dict:
     torch_rng = torch.Generator().manual_seed(options.seed * 1000 + dist.rank + 1)
     step, trained_seconds, images_seen = 0, 0.0, 0
     ckpt_path = run / CHECKPOINT
+    state = None
     if options.resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         generator.load_state_dict(state["generator"])
@@ -491,6 +492,14 @@ def train_base(options: TrainOptions) -> dict:
         _log(options, dist, f"resumed {ckpt_path} at step {step}")
     elif options.resume:
         _log(options, dist, f"no checkpoint in {run}; starting from scratch")
+    history = RunHistory(
+        state,
+        {
+            "batch": batch * dist.world,
+            "recon_weight": options.recon_weight,
+            "mismatch_weight": options.mismatch_weight,
+        },
+    )
     dist.broadcast_module(generator)
     dist.broadcast_module(discriminator)
     name_rows = np.flatnonzero(data.caption_is_name)
@@ -537,6 +546,7 @@ def train_base(options: TrainOptions) -> dict:
             "seconds": trained_seconds + time.time() - started,
             "images": images_seen,
             "rng": ranks_state,
+            "runs": history.runs(step, images_seen),
             "config": base_config(ch).to_json(),
             "batch": batch,
             "world": dist.world,
@@ -634,6 +644,7 @@ def train_base(options: TrainOptions) -> dict:
         threads=torch.get_num_threads(),
         recon_weight=options.recon_weight,
         mismatch_weight=options.mismatch_weight,
+        runs=history.runs(step, images_seen),
     )
     if dist.main:
         standing_stats(g_ema.cpu(), embeddings.cpu(), batches=options.standing_batches)
@@ -670,6 +681,7 @@ def train_upsampler(options: TrainOptions) -> dict:
     torch_rng = torch.Generator().manual_seed(options.seed * 1000 + dist.rank + 1)
     step, trained_seconds, images_seen = 0, 0.0, 0
     ckpt_path = run / CHECKPOINT
+    state = None
     if options.resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         upsampler.load_state_dict(state["upsampler"])
@@ -685,6 +697,7 @@ def train_upsampler(options: TrainOptions) -> dict:
             rng.bit_generator.state = ranks[dist.rank]["numpy"]
             torch_rng.set_state(ranks[dist.rank]["torch"])
         _log(options, dist, f"resumed {ckpt_path} at step {step}")
+    history = RunHistory(state, {"batch": batch * dist.world, "adv_weight": options.adv_weight})
     dist.broadcast_module(upsampler)
     dist.broadcast_module(critic)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
@@ -718,6 +731,7 @@ def train_upsampler(options: TrainOptions) -> dict:
                     "seconds": trained_seconds + time.time() - started,
                     "images": images_seen,
                     "rng": ranks_state,
+                    "runs": history.runs(step, images_seen),
                     "config": upsampler_config(ch).to_json(),
                 },
                 ckpt_path,
@@ -782,7 +796,9 @@ def train_upsampler(options: TrainOptions) -> dict:
     summary = _run_summary(
         "upsampler", step, images_seen, trained_seconds + elapsed, batch, dist, use_bf16, ch, device
     )
-    summary.update(threads=torch.get_num_threads(), adv_weight=options.adv_weight)
+    summary.update(
+        threads=torch.get_num_threads(), adv_weight=options.adv_weight, runs=history.runs(step, images_seen)
+    )
     if dist.main:
         if (options.out / "model.json").exists():
             write_model_folder(options.out, None, upsampler.cpu().eval(), {"upsampler": summary})
@@ -797,6 +813,37 @@ def train_upsampler(options: TrainOptions) -> dict:
     dist.barrier()
     dist.close()
     return summary
+
+
+class RunHistory:
+    """Every run that made a checkpoint, oldest first; a resumed run appends itself, so a model's card can list
+    each run's steps, minutes and speed (kept in the checkpoint and in the run summary)."""
+
+    def __init__(self, state: dict | None, settings: dict):
+        state = state or {}
+        previous = state.get("runs")
+        if previous is None and state.get("step"):  # written before runs were recorded
+            previous = [
+                {"from_step": 0, "to_step": state["step"], "minutes": round(state["seconds"] / 60, 2)}
+            ]
+        self.previous = list(previous or [])
+        self.start_step = int(state.get("step", 0))
+        self.start_images = int(state.get("images", 0))
+        self.started = time.time()
+        self.settings = settings
+
+    def runs(self, step: int, images: int) -> list[dict]:
+        seconds = time.time() - self.started
+        current = {
+            "from_step": self.start_step,
+            "to_step": step,
+            "minutes": round(seconds / 60, 2),
+            "img_per_s": round((images - self.start_images) / max(seconds, 1e-6), 1),
+            "threads": torch.get_num_threads(),
+            "machine": _machine(),
+            **self.settings,
+        }
+        return [*self.previous, current]
 
 
 def _run_summary(stage, step, images_seen, seconds, batch, dist, use_bf16, ch, device) -> dict:
