@@ -250,6 +250,16 @@ class Dist:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item() > 0)
 
+    def gather(self, obj) -> list:
+        """Every process's ``obj`` in rank order (a collective: every process must call it)."""
+        if not self.enabled:
+            return [obj]
+        import torch.distributed as dist
+
+        gathered: list = [None] * self.world
+        dist.all_gather_object(gathered, obj)
+        return gathered
+
     def barrier(self) -> None:
         if self.enabled:
             import torch.distributed as dist
@@ -484,11 +494,10 @@ def train_base(options: TrainOptions) -> dict:
         g_ema.load_state_dict(state["g_ema"])
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
-        step, trained_seconds, images_seen = state["step"], state["seconds"], state["images"]
-        ranks = state["rng"]
-        if dist.rank < len(ranks):
-            sampler.set_state(ranks[dist.rank]["sampler"])
-            torch_rng.set_state(ranks[dist.rank]["torch"])
+        step, trained_seconds, images_seen, mine = _restore_progress(state, dist)
+        if mine is not None:
+            sampler.set_state(mine["sampler"])
+            torch_rng.set_state(mine["torch"])
         _log(options, dist, f"resumed {ckpt_path} at step {step}")
     elif options.resume:
         _log(options, dist, f"no checkpoint in {run}; starting from scratch")
@@ -527,13 +536,7 @@ def train_base(options: TrainOptions) -> dict:
     )
 
     def checkpoint(final: bool = False) -> None:
-        ranks_state = [{"sampler": sampler.state(), "torch": torch_rng.get_state()}]
-        if dist.enabled:
-            import torch.distributed as tdist
-
-            gathered: list = [None] * dist.world
-            tdist.all_gather_object(gathered, ranks_state[0])
-            ranks_state = gathered
+        ranks_state = dist.gather({"sampler": sampler.state(), "torch": torch_rng.get_state()})
         if not dist.main:
             return
         state = {
@@ -542,11 +545,9 @@ def train_base(options: TrainOptions) -> dict:
             "g_ema": g_ema.state_dict(),
             "opt_g": opt_g.state_dict(),
             "opt_d": opt_d.state_dict(),
-            "step": step,
-            "seconds": trained_seconds + time.time() - started,
-            "images": images_seen,
-            "rng": ranks_state,
-            "runs": history.runs(step, images_seen),
+            **_progress_fields(
+                step, trained_seconds + time.time() - started, images_seen, ranks_state, history
+            ),
             "config": base_config(ch).to_json(),
             "batch": batch,
             "world": dist.world,
@@ -691,11 +692,10 @@ def train_upsampler(options: TrainOptions) -> dict:
             opt_d.load_state_dict(state["opt_d"])
         elif adversarial:
             _log(options, dist, "the checkpoint has no discriminator (an L1 run): starting a fresh one")
-        step, trained_seconds, images_seen = state["step"], state["seconds"], state["images"]
-        ranks = state["rng"]
-        if dist.rank < len(ranks):
-            rng.bit_generator.state = ranks[dist.rank]["numpy"]
-            torch_rng.set_state(ranks[dist.rank]["torch"])
+        step, trained_seconds, images_seen, mine = _restore_progress(state, dist)
+        if mine is not None:
+            rng.bit_generator.state = mine["numpy"]
+            torch_rng.set_state(mine["torch"])
         _log(options, dist, f"resumed {ckpt_path} at step {step}")
     history = RunHistory(state, {"batch": batch * dist.world, "adv_weight": options.adv_weight})
     dist.broadcast_module(upsampler)
@@ -713,13 +713,7 @@ def train_upsampler(options: TrainOptions) -> dict:
     )
 
     def checkpoint() -> None:
-        ranks_state = [{"numpy": rng.bit_generator.state, "torch": torch_rng.get_state()}]
-        if dist.enabled:
-            import torch.distributed as tdist
-
-            gathered: list = [None] * dist.world
-            tdist.all_gather_object(gathered, ranks_state[0])
-            ranks_state = gathered
+        ranks_state = dist.gather({"numpy": rng.bit_generator.state, "torch": torch_rng.get_state()})
         if dist.main:
             _atomic_torch_save(
                 {
@@ -727,11 +721,9 @@ def train_upsampler(options: TrainOptions) -> dict:
                     "opt": opt.state_dict(),
                     "critic": critic.state_dict(),
                     "opt_d": opt_d.state_dict(),
-                    "step": step,
-                    "seconds": trained_seconds + time.time() - started,
-                    "images": images_seen,
-                    "rng": ranks_state,
-                    "runs": history.runs(step, images_seen),
+                    **_progress_fields(
+                        step, trained_seconds + time.time() - started, images_seen, ranks_state, history
+                    ),
                     "config": upsampler_config(ch).to_json(),
                 },
                 ckpt_path,
@@ -844,6 +836,25 @@ class RunHistory:
             **self.settings,
         }
         return [*self.previous, current]
+
+
+def _progress_fields(step: int, seconds: float, images: int, rng: list, history: RunHistory) -> dict:
+    """What both stages' checkpoints record about progress, for an exact resume and the run history."""
+    return {
+        "step": step,
+        "seconds": seconds,
+        "images": images,
+        "rng": rng,
+        "runs": history.runs(step, images),
+    }
+
+
+def _restore_progress(state: dict, dist: Dist) -> tuple[int, float, int, dict | None]:
+    """Step, trained seconds and images of a checkpoint, and this process's RNG state (None for a rank the
+    checkpoint did not have, e.g. after adding processes)."""
+    ranks = state["rng"]
+    mine = ranks[dist.rank] if dist.rank < len(ranks) else None
+    return state["step"], state["seconds"], state["images"], mine
 
 
 def _run_summary(stage, step, images_seen, seconds, batch, dist, use_bf16, ch, device) -> dict:
