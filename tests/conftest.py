@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# The window tests' fixtures (qloop, make_engine, make_window), for every test module that asks for them.
+pytest_plugins = ["test_ui_helpers"]
+
 # Tests use tiny models: one thread each is fastest, and two-thread OpenMP pools that spin against other
 # busy processes on a two-core machine run a hundred times slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -7,20 +7,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import test_ui_helpers
 from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 from test_ui_helpers import WAIT_MS
 
 from studio.ui.exporting import PARAMETERS_MIME
-
-# The shared window fixtures (pytest finds fixtures by module attribute).
-make_engine, make_window, qloop = (
-    test_ui_helpers.make_engine,
-    test_ui_helpers.make_window,
-    test_ui_helpers.qloop,
-)
 
 
 def _generate(qtbot, window, prompt="cat", count=3, seed=0) -> list[int]:

@@ -3,16 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import test_ui_helpers
 from PySide6.QtCore import Qt
 from test_ui_helpers import WAIT_MS, direct_render, wait_for_preview_of
-
-# The shared window fixtures (pytest finds fixtures by module attribute).
-make_engine, make_window, qloop = (
-    test_ui_helpers.make_engine,
-    test_ui_helpers.make_window,
-    test_ui_helpers.qloop,
-)
 
 
 def test_ctrl_enter_streams_n_items_into_the_gallery_in_order(qtbot, make_window):

@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import test_ui_helpers
 from test_ui_helpers import WAIT_MS, direct_render, wait_for_preview_of
 
 from studio.engine.requests import Endpoint
-
-# The shared window fixtures (pytest finds fixtures by module attribute).
-make_engine, make_window, qloop = (
-    test_ui_helpers.make_engine,
-    test_ui_helpers.make_window,
-    test_ui_helpers.qloop,
-)
 
 
 def _two_items(qtbot, window) -> list[int]:

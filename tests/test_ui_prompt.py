@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import test_ui_helpers
 from PIL import Image
 from PySide6.QtCore import Qt
 from test_ui_helpers import WAIT_MS, wait_for_preview_of
@@ -11,13 +10,6 @@ from test_ui_helpers import WAIT_MS, wait_for_preview_of
 from studio.io.export import ExportOptions
 from studio.io.metadata import read_parameters
 from studio.ui.exporting import export_pictures
-
-# The shared window fixtures (pytest finds fixtures by module attribute).
-make_engine, make_window, qloop = (
-    test_ui_helpers.make_engine,
-    test_ui_helpers.make_window,
-    test_ui_helpers.qloop,
-)
 
 
 def test_alt_up_and_down_walk_the_prompt_history(qtbot, make_window):

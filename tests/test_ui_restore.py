@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import test_ui_helpers
 from PIL import Image
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
@@ -12,13 +11,6 @@ from test_ui_helpers import wait_for_preview_of
 
 from studio.engine.requests import ConceptSlider, Endpoint, GenerationRequest
 from studio.io.export import export_result
-
-# The shared window fixtures (pytest finds fixtures by module attribute).
-make_engine, make_window, qloop = (
-    test_ui_helpers.make_engine,
-    test_ui_helpers.make_window,
-    test_ui_helpers.qloop,
-)
 
 
 def _drop(window, mime: QMimeData) -> None:

@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import test_ui_helpers
 from PySide6.QtWidgets import QApplication
 from test_ui_helpers import direct_render, wait_for_preview_of
 
 from studio.engine.requests import ConceptSlider
-
-# The shared window fixtures (pytest finds fixtures by module attribute).
-make_engine, make_window, qloop = (
-    test_ui_helpers.make_engine,
-    test_ui_helpers.make_window,
-    test_ui_helpers.qloop,
-)
 
 
 def _drag(slider, positions) -> None:

@@ -6,17 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import test_ui_helpers
 from test_ui_helpers import READY_TIMEOUT_MS, WAIT_MS
 
 from studio.app import model_display_name
-
-# The shared window fixtures (pytest finds fixtures by module attribute).
-make_engine, make_window, qloop = (
-    test_ui_helpers.make_engine,
-    test_ui_helpers.make_window,
-    test_ui_helpers.qloop,
-)
 
 
 def test_a_missing_model_is_explained_where_the_picture_would_be(qtbot, make_window, make_engine):
