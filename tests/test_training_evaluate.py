@@ -59,6 +59,14 @@ def test_metrics_on_tiny_model(data, judge, tiny_model_dir):
     for key in ("kid", "seed_diversity", "upsampler_psnr", "bicubic_psnr"):
         assert math.isfinite(metrics[key]), key
     assert metrics["seed_diversity"] > 0  # the tiny generator uses z
+    # a cache of the judge's view of the real renders, shared across calls, changes no metric
+    cache: dict = {}
+    for _ in range(2):
+        again = evaluate_model(
+            model.generator, model.upsampler, data, judge, psi=0.8, diversity_prompts=3, real_cache=cache
+        )
+        assert again == metrics
+    assert "features" in cache
 
 
 def _snapshot_folder(model, tmp_path):

@@ -124,9 +124,12 @@ def evaluate_model(
     seed: int = 0,
     upsampler_eval: bool = True,
     heldout_seeds: int = 1,
+    real_cache: dict | None = None,
 ) -> dict:
     """Every metric of the module docstring; ``limit`` evaluates a random subset of training emoji and
-    ``heldout_seeds`` > 1 averages held-out GAN-test over more seeds per emoji (seed ``index + k * 100000``)."""
+    ``heldout_seeds`` > 1 averages held-out GAN-test over more seeds per emoji (seed ``index + k * 100000``).
+    ``real_cache``: a dict kept across calls with the same data and judge, so the judge's view of the real
+    renders is computed once, not once per generator."""
     from studio.training.judge import judge_features, judge_logits
 
     generator.eval()
@@ -141,11 +144,18 @@ def evaluate_model(
     if limit is not None and limit < len(train_idx):
         train_idx = np.sort(rng.choice(train_idx, limit, replace=False))
     metrics: dict = {"psi": psi, "train_emoji": int(len(train_idx)), "heldout_emoji": int(len(held_idx))}
-    real_logits = judge_logits(judge, real128[held_idx])
-    metrics["judge_ceiling"] = float((real_logits.argmax(1) == labels[held_idx]).float().mean())
-    metrics["judge_train_real_accuracy"] = float(
-        (judge_logits(judge, real128[train_idx]).argmax(1) == labels[train_idx]).float().mean()
-    )
+    cache = {} if real_cache is None else real_cache
+
+    def accuracy_on_real(index: np.ndarray) -> float:
+        key = ("accuracy", index.tobytes())
+        if key not in cache:
+            cache[key] = float(
+                (judge_logits(judge, real128[index]).argmax(1) == labels[index]).float().mean()
+            )
+        return cache[key]
+
+    metrics["judge_ceiling"] = accuracy_on_real(held_idx)
+    metrics["judge_train_real_accuracy"] = accuracy_on_real(train_idx)
     fake_train = generate(generator, upsampler, names[train_idx], [int(i) for i in train_idx], psi)
     held_rep = np.tile(held_idx, heldout_seeds)
     held_seeds = [int(i) + 100000 * (k // len(held_idx)) for k, i in enumerate(held_rep)]
@@ -158,7 +168,9 @@ def evaluate_model(
     ceiling = metrics["judge_ceiling"]
     metrics["gan_test_train_vs_ceiling"] = metrics["gan_test_train"] / ceiling if ceiling > 0 else None
     # identity: nearest real emoji (all of them) in judge features, cosine
-    real_feats = judge_features(judge, real128)
+    if "features" not in cache:
+        cache["features"] = judge_features(judge, real128)
+    real_feats = cache["features"]
     fake_feats = judge_features(judge, fake_train)
     sims = F.normalize(fake_feats, dim=1) @ F.normalize(real_feats, dim=1).T
     top5 = sims.topk(5, dim=1).indices
@@ -245,6 +257,7 @@ def score_snapshots(
         if previous.get("settings") == settings:
             cached = {row["file"]: row for row in previous.get("rows", [])}
     rows = []
+    real_cache: dict = {}
     for path in paths:
         if path.name in cached:
             rows.append(cached[path.name])
@@ -261,6 +274,7 @@ def score_snapshots(
             diversity_prompts=16,
             upsampler_eval=False,
             heldout_seeds=heldout_seeds,
+            real_cache=real_cache,
         )
         keep = ("gan_test_heldout", "gan_test_train", "identity_top5", "identity_top5_base", "kid")
         row = {"file": path.name, "step": int(path.stem.rsplit("_", 1)[1])}
