@@ -98,9 +98,15 @@ def test_async_generate_streams_and_task_cancel_stops(engine):
 
 
 def test_latest_wins_under_a_burst_of_100_previews(engine):
-    gate = threading.Event()
-    # Occupy the worker so the burst queues up behind the current render.
-    engine._call_in_worker(gate.wait)
+    gate, busy = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        busy.set()
+        gate.wait()
+
+    # Occupy the worker (and wait until it really is busy) so the burst queues up behind it.
+    engine._call_in_worker(hold)
+    assert busy.wait(10)
     futures = [engine.preview(request(seed=i)) for i in range(100)]
     gate.set()
     results = [f.result(10) for f in futures]
