@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,8 @@ pytest_plugins = ["test_ui_helpers"]
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Prompt embeddings cached on disk go to a throw-away folder, never the user's cache.
+os.environ.setdefault("GAN_STUDIO_CACHE_DIR", tempfile.mkdtemp(prefix="gan-studio-test-cache-"))
 
 TINY_NAME = "tiny-test"
 

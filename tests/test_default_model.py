@@ -25,10 +25,10 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def minilm():
+def minilm(model):
     from studio.models.text import TextEncoderError, get_text_encoder
 
-    encoder = get_text_encoder()
+    encoder = get_text_encoder(model.info.conditioning.encoder)
     try:
         encoder.encode(["probe"])
     except TextEncoderError as exc:

@@ -155,11 +155,11 @@ def test_out_of_memory_halves_the_chunk_and_retries(engine, monkeypatch):
     original = engine._renderer._forward
     sizes = []
 
-    def fussy(requests):
+    def fussy(requests, exact):
         sizes.append(len(requests))
         if len(requests) > 1:
             raise torch.cuda.OutOfMemoryError("simulated")
-        return original(requests)
+        return original(requests, exact)
 
     monkeypatch.setattr(engine._renderer, "_forward", fussy)
     results = list(engine.generate_sync(request(count=4)))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.engine.devices import choose_device
-from studio.engine.renderer import Renderer
+from studio.engine.renderer import CPU_FIXED_ROWS, Renderer
 from studio.engine.requests import MAX_COUNT, GenerationRequest, GenerationResult, RequestError
 from studio.models.format import DEFAULT_MODEL, LoadedModel, ModelError, load_model
 from studio.models.vocabulary import Vocabulary, load_vocabulary
@@ -41,6 +41,9 @@ class EngineInfo:
     conditioning: str
     classes: tuple[str, ...]
     micro_batch: int
+    # The window says a prompt was "not understood well" when its best similarity to every known concept is
+    # below this (the encoder's calibrated threshold, studio/models/text.py); 0 for class-conditional models.
+    poor_match_similarity: float = 0.0
 
 
 @dataclass
@@ -264,7 +267,7 @@ class Engine:
         if failure is not None:
             future.set_result(GenerationResult(request=request, error=failure))
             return
-        result = self._render([request])[0]
+        result = self._render([request], exact=False)[0]
         with self._cond:
             self.stats["previews_rendered"] += 1
             if result.ok:
@@ -327,7 +330,9 @@ class Engine:
                     f"'{info.name}' expects {info.base.embed_dim}-dimensional prompt embeddings but the encoder "
                     f"makes {encoder.dim}."
                 )
-        micro_batch = max(1, int(self._micro_batch_request or (64 if choice.kind == "cuda" else 8)))
+        micro_batch = max(
+            1, int(self._micro_batch_request or (64 if choice.kind == "cuda" else CPU_FIXED_ROWS))
+        )
         self._renderer = Renderer(loaded, choice, encoder, micro_batch)
         self.device_choice = choice
         self.info = EngineInfo(
@@ -344,6 +349,7 @@ class Engine:
             conditioning=info.conditioning.kind,
             classes=info.conditioning.classes,
             micro_batch=micro_batch,
+            poor_match_similarity=float(getattr(encoder, "poor_match_similarity", 0.0) or 0.0),
         )
         if info.conditioning.kind == "text":
             self._set_progress("Loading the prompt encoder…")
@@ -351,13 +357,15 @@ class Engine:
         self._set_progress("Warming up…")
         warm_prompt = info.conditioning.classes[0] if info.conditioning.classes else "warm-up"
         warm = GenerationRequest(prompt=warm_prompt, model=info.name)
-        self._renderer.render([warm])
+        self._renderer.render([warm], exact=False)
         self._renderer.render([warm.single(i) for i in range(micro_batch)])
         self._set_progress("Ready")
         self._ready.set_result(self.info)
 
-    def _render(self, requests: list[GenerationRequest], first_index: int = 0) -> list[GenerationResult]:
-        results = self._renderer.render(requests, first_index)
+    def _render(
+        self, requests: list[GenerationRequest], first_index: int = 0, exact: bool = True
+    ) -> list[GenerationResult]:
+        results = self._renderer.render(requests, first_index, exact)
         with self._cond:
             self.stats["renders"] += 1
             self.stats["images"] += sum(r.ok for r in results)

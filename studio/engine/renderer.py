@@ -1,7 +1,8 @@
 """Pixels from one-image requests on one device: latents, conditions, the forward pass, error results.
 
-Only the engine's worker thread calls a Renderer, so it needs no locks. Every forward runs at one fixed
-shape, so that an image never depends on the batch it was rendered in (see ``_forward``).
+Only the engine's worker thread calls a Renderer, so it needs no locks. Every image that can be stored is
+rendered at one fixed, padded shape, so that it never depends on the batch it was rendered in (see
+``_forward``); CPU previews alone take a one-row shortcut and say so (``GenerationResult.exact``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from studio.models.cgan import premultiplied_to_rgba_uint8
 from studio.models.format import LoadedModel
 
 MAX_DIRECTIONS = 32
+# Rows of every exact CPU forward. Kernels block differently for different batch sizes (moving the last bit
+# of a float, rarely a uint8 pixel), so the shape is fixed for good: changing it changes stored pixels.
+# 16 rows is where batched CPU throughput peaks (docs/bench/engine.json).
+CPU_FIXED_ROWS = 16
 
 
 class Renderer:
@@ -31,8 +36,8 @@ class Renderer:
         self.directions, _ = closed_form_directions(
             loaded.generator.z_weight(), min(MAX_DIRECTIONS, info.z_dim)
         )
-        # CPU: one row per forward (batching gains nothing for these convolutions); GPU: pad to the micro-batch.
-        self.fixed_rows = micro_batch if choice.kind == "cuda" else 1
+        # Exact renders run at this many rows, zero-padded: the micro-batch on GPUs, a constant on CPU.
+        self.fixed_rows = micro_batch if choice.kind == "cuda" else CPU_FIXED_ROWS
         if choice.kind == "cuda":
             torch.backends.cudnn.benchmark = False  # the same algorithm every call keeps pixels reproducible
             torch.backends.cudnn.deterministic = True
@@ -47,8 +52,15 @@ class Renderer:
     def encode(self, prompts: list[str]) -> np.ndarray:
         return np.asarray(self.encoder.encode(prompts), dtype=np.float32)
 
-    def render(self, requests: list[GenerationRequest], first_index: int = 0) -> list[GenerationResult]:
-        """Render one-image requests as one micro-batch; invalid ones become error results."""
+    def render(
+        self, requests: list[GenerationRequest], first_index: int = 0, exact: bool = True
+    ) -> list[GenerationResult]:
+        """Render one-image requests as one micro-batch; invalid ones become error results.
+
+        ``exact=False`` (live previews) lets a CPU render one row alone: about 16x less work than the padded
+        shape, and at most a few uint8 levels away from the exact image (tests/test_engine_batching.py).
+        """
+        exact = exact or self.choice.kind != "cpu"  # padding is free on GPUs: always exact there
         info = self.loaded.info
         results: list[GenerationResult | None] = [None] * len(requests)
         valid: list[int] = []
@@ -67,7 +79,7 @@ class Renderer:
         if valid:
             started = time.perf_counter()
             try:
-                images, latents = self._forward_with_retry([requests[i] for i in valid])
+                images, latents = self._forward_with_retry([requests[i] for i in valid], exact)
             except Exception as exc:  # noqa: BLE001 - a broken render is reported, the engine keeps serving
                 for i in valid:
                     results[i] = GenerationResult(
@@ -87,15 +99,20 @@ class Renderer:
                         render_ms=elapsed_ms / len(valid),
                         device=self.choice.kind,
                         model_hash=self.loaded.hash,
+                        exact=exact,
                     )
         return results  # type: ignore[return-value]
 
-    def _forward_with_retry(self, requests: list[GenerationRequest]) -> tuple[np.ndarray, np.ndarray]:
+    def _forward_with_retry(
+        self, requests: list[GenerationRequest], exact: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Forward in chunks; on CUDA out-of-memory halve the chunk size and retry before giving up."""
-        chunk = len(requests)
+        chunk = min(len(requests), self.fixed_rows) if exact else len(requests)
         while True:
             try:
-                outputs = [self._forward(requests[i : i + chunk]) for i in range(0, len(requests), chunk)]
+                outputs = [
+                    self._forward(requests[i : i + chunk], exact) for i in range(0, len(requests), chunk)
+                ]
                 return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
             except torch.cuda.OutOfMemoryError:
                 if torch.cuda.is_available():
@@ -161,19 +178,20 @@ class Renderer:
         return torch.stack(rows)
 
     @torch.inference_mode()
-    def _forward(self, requests: list[GenerationRequest]) -> tuple[np.ndarray, np.ndarray]:
+    def _forward(self, requests: list[GenerationRequest], exact: bool) -> tuple[np.ndarray, np.ndarray]:
         """Render rows so that an image never depends on which batch it was in.
 
         Kernels pick different blockings for different batch sizes, which moves the last float bit and,
-        rarely, a uint8 pixel. So every forward runs at one fixed shape: one row at a time on CPU and
-        zero-padded to the micro-batch on GPUs (where padding is free). A one-image request then reproduces
-        image i of any batch exactly.
+        rarely, a uint8 pixel. So every exact forward runs at one fixed shape, zero-padded to
+        ``fixed_rows``; a row's values never depend on the other rows' values at a fixed shape, so a
+        one-image request reproduces image i of any batch exactly. Inexact (CPU preview) renders run one
+        row at a time.
         """
         device, dtype = self.choice.device, self.choice.dtype
         z = self._latents(requests)
         cond = self._conditions(requests)
         rows = len(requests)
-        if self.fixed_rows > 1:
+        if exact:
             pad = self.fixed_rows - rows
             z_in = torch.cat([z.to(device), torch.zeros(pad, z.shape[1], device=device)])
             cond = torch.cat([cond, torch.zeros(pad, cond.shape[1], device=device)])

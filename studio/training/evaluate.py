@@ -341,7 +341,7 @@ def run_evaluate(args) -> dict | None:
     if args.samples:
         from studio.models.text import get_text_encoder
 
-        write_samples(model, get_text_encoder(), Path(args.samples))
+        write_samples(model, get_text_encoder(model.info.conditioning.encoder), Path(args.samples))
         print(f"wrote {args.samples}")
     if args.no_metrics:
         return None
