@@ -101,3 +101,26 @@ def test_balanced_weights_give_groups_sqrt_mass():
     assert np.isclose(w.sum(), 1.0)
     assert np.isclose(w[:5].sum(), w[5])  # variants share one base's weight
     assert np.isclose(w[:10].sum() / w[10:].sum(), np.sqrt(6) / np.sqrt(2))
+
+
+def test_captions_in_every_language_the_encoder_knows(tmp_path):
+    _sources_or_skip()
+    from conftest import HashTextEncoder
+
+    class Multilingual(HashTextEncoder):
+        languages = ("en", "zh", "ja", "de", "fr", "es")
+
+    manifest = ds.build_dataset(tmp_path, encoder=Multilingual(), only=HANDFUL, log=lambda _: None)
+    data = ds.load_dataset(tmp_path)
+    by_language = manifest["captions_by_language"]
+    assert set(by_language) == {"en", "zh", "ja", "de", "fr", "es"}
+    assert sum(by_language.values()) == len(data.captions) == len(data.caption_lang)
+    dog = data.names.index("dog face")
+    dog_captions = {
+        (str(lang), c) for c, o, lang in zip(data.captions, data.caption_owner, data.caption_lang) if o == dog
+    }
+    assert ("zh", "狗脸") in dog_captions and ("de", "Hundegesicht") in dog_captions
+    assert (
+        data.captions[int(np.flatnonzero(data.caption_owner == dog)[0])] == "dog face"
+    )  # the name stays first
+    assert int(data.caption_is_name.sum()) == len(HANDFUL)  # one name caption per emoji, the English one

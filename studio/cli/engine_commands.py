@@ -93,7 +93,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from studio.engine.engine import Engine
     from studio.io.export import ExportOptions, export_result
 
-    engine = Engine(model=model, device=args.device)
+    engine = Engine(model=model, device=args.device, warm_up=False)
     try:
         info = engine.wait_ready()
         if request is None:

@@ -139,7 +139,7 @@ def _open_engine(model: str | None, device: str | None):
     """The engine the command renders with (tests replace this to use a tiny model and a fast encoder)."""
     from studio.engine.engine import Engine
 
-    return Engine(model=model or "emoji", device=device)
+    return Engine(model=model or "emoji", device=device, warm_up=False)
 
 
 def _interpolate(args) -> int:

@@ -67,12 +67,14 @@ class Engine:
         text_encoder=None,
         micro_batch: int | None = None,
         on_progress: Callable[[str], None] | None = None,
+        warm_up: bool = True,
     ):
         self._model_spec = model
         self._device_request = device
         self._encoder = text_encoder
         self._micro_batch_request = micro_batch
         self._on_progress = on_progress
+        self._warm_up = warm_up  # off for one-shot commands: it only steadies the first interactive previews
         self.progress = "Starting…"
         self.info: EngineInfo | None = None
         self.stats = {
@@ -351,14 +353,15 @@ class Engine:
             micro_batch=micro_batch,
             poor_match_similarity=float(getattr(encoder, "poor_match_similarity", 0.0) or 0.0),
         )
-        if info.conditioning.kind == "text":
-            self._set_progress("Loading the prompt encoder…")
-            self._renderer.encode(["warm-up"])
-        self._set_progress("Warming up…")
-        warm_prompt = info.conditioning.classes[0] if info.conditioning.classes else "warm-up"
-        warm = GenerationRequest(prompt=warm_prompt, model=info.name)
-        self._renderer.render([warm], exact=False)
-        self._renderer.render([warm.single(i) for i in range(micro_batch)])
+        if self._warm_up:
+            if info.conditioning.kind == "text":
+                self._set_progress("Loading the prompt encoder…")
+                self._renderer.encode(["warm-up"])
+            self._set_progress("Warming up…")
+            warm_prompt = info.conditioning.classes[0] if info.conditioning.classes else "warm-up"
+            warm = GenerationRequest(prompt=warm_prompt, model=info.name)
+            self._renderer.render([warm], exact=False)
+            self._renderer.render([warm.single(i) for i in range(micro_batch)])
         self._set_progress("Ready")
         self._ready.set_result(self.info)
 

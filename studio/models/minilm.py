@@ -152,8 +152,9 @@ class MiniLMEncoder:
                     for key, tensor in load_file(str(folder / "model.safetensors")).items()
                     if (ours := _our_name(key)) is not None
                 }
-                model = _bert_class()(config)
-                model.load_state_dict(state, strict=True)
+                with torch.device("meta"):  # no random initialisation of 12 M weights about to be replaced
+                    model = _bert_class()(config)
+                model.load_state_dict(state, strict=True, assign=True)
             except ImportError as exc:
                 raise TextEncoderError(
                     f"The prompt encoder needs the package '{exc.name}': reinstall GAN Studio's dependencies "

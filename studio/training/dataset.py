@@ -6,9 +6,14 @@
   ``images128`` (N x 128 x 128 x 4 straight-alpha RGBA), ``images32`` (N x 32 x 32 x 4),
   ``group`` / ``subgroup`` / ``base`` (int32 per emoji), ``heldout`` (bool per emoji),
   ``caption_owner`` (int32 per caption: which emoji it describes), ``caption_is_name`` (bool),
-  ``caption_emb`` (captions x 384 float16, MiniLM, unit rows) and the strings ``names``, ``emoji``,
-  ``captions``, ``groups``, ``subgroups``;
-- ``manifest.json``: counts per group, the source package versions, the sha256 of ``emoji.npz``.
+  ``caption_lang`` (the CLDR language of each caption), ``caption_emb`` (captions x D float16, the prompt
+  encoder's unit rows) and the strings ``names``, ``emoji``, ``captions``, ``groups``, ``subgroups``;
+- ``manifest.json``: counts per group and per caption language, the encoder, the source package versions,
+  the sha256 of ``emoji.npz``.
+
+Captions come in every language the prompt encoder knows (its ``languages``; CLDR's annotations carry names
+and keywords for them), so a model learns "猫" and "chat" from the pictures directly, not only through the
+encoder's alignment of translations.
 
 The held-out split is a fixed function of the *base* emoji (skin-tone modifiers removed) and a seed, so it
 is the same whatever subset is built and all skin-tone variants of a base fall on the same side.
@@ -58,7 +63,8 @@ class EmojiRecord:
     group: str
     subgroup: str
     codepoints: tuple[int, ...]
-    captions: list[str] = field(default_factory=list)
+    captions: list[str] = field(default_factory=list)  # English; the first is the emoji-test name
+    foreign: dict[str, list[str]] = field(default_factory=dict)  # CLDR language -> captions
 
     @property
     def base_key(self) -> str:
@@ -70,7 +76,16 @@ class EmojiRecord:
 class Sources:
     emoji_test: Path
     font: Path
-    annotations: list[Path]
+    annotations: list[Path]  # English
+
+    def annotations_for(self, language: str) -> list[Path]:
+        """CLDR's annotation files (plain and derived) for a language id such as ``zh`` or ``zh_Hant``."""
+        cldr = self.annotations[0].parents[1]
+        return [
+            p
+            for p in (cldr / d / f"{language}.xml" for d in ("annotations", "annotationsDerived"))
+            if p.exists()
+        ]
 
 
 def find_sources() -> Sources:
@@ -131,6 +146,15 @@ def parse_annotations(paths: Sequence[Path]) -> dict[str, tuple[str, list[str]]]
                 keywords = [k.strip() for k in text.split("|") if k.strip()]
             out[cp] = (tts, keywords)
     return out
+
+
+def foreign_captions(tts: str, keywords: Sequence[str]) -> list[str]:
+    """Captions in another language: its short name, and the name with up to four keywords."""
+    captions = [tts] if tts else []
+    extra = [k for k in keywords if k.lower() != tts.lower()]
+    if extra:
+        captions.append(f"{tts}, {', '.join(extra[:4])}" if tts else ", ".join(extra[:4]))
+    return list(dict.fromkeys(captions))
 
 
 def make_captions(record: EmojiRecord, tts: str, keywords: Sequence[str]) -> list[str]:
@@ -202,7 +226,8 @@ def build_dataset(
     """Render, caption, embed and split the emoji; write ``emoji.npz`` + ``manifest.json``; return the manifest.
 
     ``limit`` keeps the first N emoji (in emoji-test order); ``only`` keeps the named emoji (tests).
-    ``encoder`` is a text encoder (default: MiniLM through studio.models.text).
+    ``encoder`` is a text encoder (default: studio.models.text.DEFAULT_ENCODER); captions are made in every
+    language in its ``languages`` (English only when it has none).
     """
     from PIL import ImageFont
 
@@ -214,6 +239,13 @@ def build_dataset(
     if limit is not None:
         records = records[:limit]
     annotations = parse_annotations(sources.annotations)
+    if encoder is None:
+        from studio.models.text import DEFAULT_ENCODER, get_text_encoder
+
+        encoder = get_text_encoder(DEFAULT_ENCODER, disk_cache=False)
+    inner = getattr(encoder, "inner", encoder)  # skip the prompt cache: it is smaller than this batch
+    languages = [lang for lang in getattr(inner, "languages", ("en",)) if lang != "en"]
+    foreign = {lang: parse_annotations(sources.annotations_for(lang)) for lang in languages}
     font = ImageFont.truetype(str(sources.font), RENDER_SIZE)
     kept: list[EmojiRecord] = []
     big, small, skipped = [], [], []
@@ -224,6 +256,10 @@ def build_dataset(
             continue
         tts, keywords = annotations.get(record.emoji.replace("\ufe0f", ""), ("", []))
         record.captions = make_captions(record, tts, keywords)
+        key = record.emoji.replace("\ufe0f", "")
+        record.foreign = {
+            lang: foreign_captions(*foreign[lang][key]) for lang in languages if key in foreign[lang]
+        }
         kept.append(record)
         big.append(rendered[0])
         small.append(rendered[1])
@@ -236,19 +272,17 @@ def build_dataset(
     groups = sorted({r.group for r in kept}, key=[r.group for r in kept].index)
     subgroups = sorted({r.subgroup for r in kept}, key=[r.subgroup for r in kept].index)
     bases = sorted({r.base_key for r in kept}, key=[r.base_key for r in kept].index)
-    captions, owner, is_name = [], [], []
+    captions, owner, is_name, caption_lang = [], [], [], []
     for i, record in enumerate(kept):
-        for j, caption in enumerate(record.captions):
+        tagged = [("en", c) for c in record.captions]
+        tagged += [(lang, c) for lang, texts in record.foreign.items() for c in texts]
+        for j, (lang, caption) in enumerate(tagged):
             captions.append(caption)
             owner.append(i)
             is_name.append(j == 0)
-    if encoder is None:
-        from studio.models.text import get_text_encoder
-
-        encoder = get_text_encoder()
-    log(f"encoding {len(captions)} captions with {encoder.encoder_id}")
+            caption_lang.append(lang)
+    log(f"encoding {len(captions)} captions in {1 + len(languages)} languages with {encoder.encoder_id}")
     unique = list(dict.fromkeys(captions))
-    inner = getattr(encoder, "inner", encoder)  # skip the prompt cache: it is smaller than this batch
     vectors = np.concatenate(
         [np.asarray(inner.encode(unique[i : i + 1024]), np.float32) for i in range(0, len(unique), 1024)]
     )
@@ -265,6 +299,7 @@ def build_dataset(
         "heldout": np.array([is_heldout(r.base_key) for r in kept], bool),
         "caption_owner": np.array(owner, np.int32),
         "caption_is_name": np.array(is_name, bool),
+        "caption_lang": np.array(caption_lang),
         "caption_emb": caption_emb,
         "names": np.array([r.name for r in kept]),
         "emoji": np.array([r.emoji for r in kept]),
@@ -282,6 +317,7 @@ def build_dataset(
         "count": len(kept),
         "skipped": skipped,
         "captions": len(captions),
+        "captions_by_language": dict(Counter(caption_lang)),
         "heldout": int(heldout.sum()),
         "heldout_bases": int(len({r.base_key for r, h in zip(kept, heldout) if h})),
         "bases": len(bases),
@@ -325,6 +361,7 @@ class EmojiData:
     groups: list[str]
     subgroups: list[str]
     manifest: dict
+    caption_lang: np.ndarray | None = None  # CLDR language per caption (None: an English-only dataset)
 
     @property
     def train_index(self) -> np.ndarray:
@@ -369,6 +406,7 @@ def load_dataset(folder: str | Path) -> EmojiData:
         groups=[str(s) for s in d["groups"]],
         subgroups=[str(s) for s in d["subgroups"]],
         manifest=manifest,
+        caption_lang=d.get("caption_lang"),
     )
 
 
