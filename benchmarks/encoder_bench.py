@@ -22,7 +22,6 @@ import argparse
 import json
 import platform
 import random
-import statistics
 import subprocess
 import sys
 import time
@@ -101,7 +100,9 @@ def _closure(roots: list[str], exclude: set[str]) -> set[str]:
         for requirement in dist.requires or []:
             if "extra ==" in requirement:
                 continue
-            todo.append(requirement.split(";")[0].split("[")[0].split("(")[0].strip().split(" ")[0].rstrip("<>=!~,"))
+            todo.append(
+                requirement.split(";")[0].split("[")[0].split("(")[0].strip().split(" ")[0].rstrip("<>=!~,")
+            )
     return seen
 
 
@@ -223,7 +224,10 @@ def machine() -> dict:
     info = {"platform": platform.platform(), "python": platform.python_version()}
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        info["cpu"] = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")), "")
+        info["cpu"] = next(
+            (line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")),
+            "",
+        )
         info["avx512_bf16"] = "avx512_bf16" in lscpu
         info["cores"] = int(subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip())
     except (OSError, ValueError, StopIteration):

@@ -98,7 +98,9 @@ def _cli_runs(tree: Path, runs: int) -> dict:
                 )
                 elapsed = time.perf_counter() - started
                 if done.returncode != 0:
-                    return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
+                    return {
+                        "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"
+                    }
                 out[kind].append(round(elapsed, 3))
     return {
         **out,
@@ -160,11 +162,17 @@ def _encoders() -> dict:
     out = {}
     for encoder_id in (USE_M3_ID, MINILM_ID):
         done = subprocess.run(
-            [sys.executable, "-c", _ENCODER, encoder_id], cwd=ROOT, capture_output=True, text=True, timeout=300
+            [sys.executable, "-c", _ENCODER, encoder_id],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
-        out[encoder_id] = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {
-            "error": done.stderr.strip()[-300:]
-        }
+        out[encoder_id] = (
+            json.loads(done.stdout.strip().splitlines()[-1])
+            if done.returncode == 0
+            else {"error": done.stderr.strip()[-300:]}
+        )
     return out
 
 

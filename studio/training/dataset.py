@@ -222,12 +222,13 @@ def build_dataset(
     encoder=None,
     only: Sequence[str] | None = None,
     log: Callable[[str], None] = print,
+    languages: Sequence[str] | None = None,
 ) -> dict:
     """Render, caption, embed and split the emoji; write ``emoji.npz`` + ``manifest.json``; return the manifest.
 
     ``limit`` keeps the first N emoji (in emoji-test order); ``only`` keeps the named emoji (tests).
     ``encoder`` is a text encoder (default: studio.models.text.DEFAULT_ENCODER); captions are made in every
-    language in its ``languages`` (English only when it has none).
+    language in its ``languages`` (English only when it has none), or in ``languages`` when given.
     """
     from PIL import ImageFont
 
@@ -244,7 +245,7 @@ def build_dataset(
 
         encoder = get_text_encoder(DEFAULT_ENCODER, disk_cache=False)
     inner = getattr(encoder, "inner", encoder)  # skip the prompt cache: it is smaller than this batch
-    languages = [lang for lang in getattr(inner, "languages", ("en",)) if lang != "en"]
+    languages = [lang for lang in (languages or getattr(inner, "languages", ("en",))) if lang != "en"]
     foreign = {lang: parse_annotations(sources.annotations_for(lang)) for lang in languages}
     font = ImageFont.truetype(str(sources.font), RENDER_SIZE)
     kept: list[EmojiRecord] = []
@@ -371,11 +372,28 @@ class EmojiData:
     def heldout_index(self) -> np.ndarray:
         return np.flatnonzero(self.heldout)
 
-    def name_embeddings(self) -> np.ndarray:
-        """N x D float32: the embedding of each emoji's own name (its first caption)."""
-        rows = np.flatnonzero(self.caption_is_name)
+    def name_embeddings(self, language: str = "en") -> np.ndarray:
+        """N x D float32: the embedding of each emoji's own name (its first caption) in ``language``; zero rows
+        for emoji without a caption in that language (see :meth:`has_language`)."""
+        if language == "en":
+            rows = np.flatnonzero(self.caption_is_name)
+        else:
+            lang = self.caption_lang if self.caption_lang is not None else np.full(len(self.captions), "en")
+            candidates = np.flatnonzero(np.asarray(lang) == language)
+            # the first caption of each emoji in that language is its CLDR short name
+            _, first = np.unique(self.caption_owner[candidates], return_index=True)
+            rows = candidates[first]
         out = np.zeros((len(self.names), self.caption_emb.shape[1]), np.float32)
         out[self.caption_owner[rows]] = self.caption_emb[rows].astype(np.float32)
+        return out
+
+    def has_language(self, language: str) -> np.ndarray:
+        """Per emoji: whether it has a caption in ``language``."""
+        if language == "en":
+            return np.ones(len(self.names), bool)
+        lang = self.caption_lang if self.caption_lang is not None else np.full(len(self.captions), "en")
+        out = np.zeros(len(self.names), bool)
+        out[self.caption_owner[np.asarray(lang) == language]] = True
         return out
 
 

@@ -125,25 +125,36 @@ def evaluate_model(
     upsampler_eval: bool = True,
     heldout_seeds: int = 1,
     real_cache: dict | None = None,
+    language: str = "en",
 ) -> dict:
     """Every metric of the module docstring; ``limit`` evaluates a random subset of training emoji and
     ``heldout_seeds`` > 1 averages held-out GAN-test over more seeds per emoji (seed ``index + k * 100000``).
     ``real_cache``: a dict kept across calls with the same data and judge, so the judge's view of the real
-    renders is computed once, not once per generator."""
+    renders is computed once, not once per generator. ``language``: prompt each emoji by its name in that CLDR
+    language instead of its English emoji-test name (emoji without one are left out)."""
     from studio.training.judge import judge_features, judge_logits
 
     generator.eval()
     if upsampler is not None:
         upsampler.eval()
     rng = np.random.default_rng(seed)
-    names = torch.from_numpy(data.name_embeddings())
+    names = torch.from_numpy(data.name_embeddings(language))
     labels = torch.from_numpy(data.subgroup.astype(np.int64))
     real128 = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128))
     real32 = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32))
-    train_idx, held_idx = data.train_index, data.heldout_index
+    known = data.has_language(language)
+    train_idx, held_idx = (
+        data.train_index[known[data.train_index]],
+        data.heldout_index[known[data.heldout_index]],
+    )
     if limit is not None and limit < len(train_idx):
         train_idx = np.sort(rng.choice(train_idx, limit, replace=False))
-    metrics: dict = {"psi": psi, "train_emoji": int(len(train_idx)), "heldout_emoji": int(len(held_idx))}
+    metrics: dict = {
+        "psi": psi,
+        "language": language,
+        "train_emoji": int(len(train_idx)),
+        "heldout_emoji": int(len(held_idx)),
+    }
     cache = {} if real_cache is None else real_cache
 
     def accuracy_on_real(index: np.ndarray) -> float:
@@ -346,6 +357,17 @@ def run_evaluate(args) -> dict | None:
     if args.no_metrics:
         return None
     data = load_dataset(args.data)
+    encoded_with = data.manifest.get("encoder")
+    if (
+        encoded_with
+        and model.info.conditioning.kind == "text"
+        and encoded_with != model.info.conditioning.encoder
+    ):
+        raise EvaluateError(
+            f"The dataset's captions were encoded with {encoded_with} but '{model.info.name}' reads "
+            f"{model.info.conditioning.encoder}; build one with `gan-studio dataset build --encoder "
+            f"{model.info.conditioning.encoder}`."
+        )
     judge_path = Path(args.judge) if args.judge else model.info.path / JUDGE_FILE
     if args.train_judge or not judge_path.exists():
         if not args.train_judge:
@@ -356,7 +378,16 @@ def run_evaluate(args) -> dict | None:
         save_judge(judge, info, judge_path)
     judge, info = load_judge(judge_path)
     psi = model.info.default_truncation if args.psi is None else args.psi
-    metrics = evaluate_model(model.generator, model.upsampler, data, judge, psi=psi)
+    language = getattr(args, "language", "en") or "en"
+    metrics = evaluate_model(
+        model.generator,
+        model.upsampler,
+        data,
+        judge,
+        psi=psi,
+        language=language,
+        upsampler_eval=language == "en",
+    )
     metrics["judge"] = {
         k: info.get(k) for k in ("steps", "minutes", "width", "train_accuracy", "heldout_accuracy")
     }
