@@ -323,6 +323,11 @@ class GalleryView(QListView):
         self._follow = False
         self._append_timer = QTimer(self, singleShot=True, interval=APPEND_INTERVAL_MS)
         self._append_timer.timeout.connect(self.flush_incoming)
+        # A person looking at the newest images keeps seeing them when the window is resized (rows re-wrap).
+        self._at_newest = True
+        bar = self.verticalScrollBar()
+        bar.valueChanged.connect(lambda value: setattr(self, "_at_newest", value >= bar.maximum()))
+        bar.rangeChanged.connect(lambda low, high: bar.setValue(high) if self._at_newest else None)
 
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)
