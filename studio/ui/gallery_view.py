@@ -352,13 +352,13 @@ class GalleryView(QListView):
             painter.end()
 
     def _add_shortcuts(self) -> None:
-        for keys, slot in (
-            (QKeySequence.StandardKey.Copy, self.copy_image),
-            (QKeySequence("Ctrl+Shift+C"), self.copy_parameters),
-            (QKeySequence.StandardKey.Delete, self.delete_selected),
-            (QKeySequence("S"), self.toggle_star),
+        for text, keys, slot in (  # the texts also name them in Help ▸ Keyboard and mouse
+            ("Copy image", QKeySequence.StandardKey.Copy, self.copy_image),
+            ("Copy parameters", QKeySequence("Ctrl+Shift+C"), self.copy_parameters),
+            ("Delete selected images", QKeySequence.StandardKey.Delete, self.delete_selected),
+            ("Star / unstar", QKeySequence("S"), self.toggle_star),
         ):
-            action = QAction(self)
+            action = QAction(text, self)
             action.setShortcut(keys)
             action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
             action.triggered.connect(slot)

@@ -191,7 +191,7 @@ class MainWindow(QMainWindow):
     def _build_actions(self) -> None:
         c, j = self.controller, self.jobs
         self.generate_action = self._action("Generate", c.generate, "Ctrl+Return", "generate")
-        self.generate_enter_action = self._action("Generate (keypad)", c.generate, "Ctrl+Enter")
+        self.generate_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])  # keypad
         self.cancel_action = self._action(
             "Cancel", c.cancel, "Esc", "stop", "Stop the batch; images made stay"
         )
