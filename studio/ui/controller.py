@@ -240,7 +240,7 @@ class StudioController(QObject):
         replaced = ""
         if before != after and before != self._last_restored:
             self.undo_stack.push(label, lambda: self._bring_back(before))
-            replaced = describe_snapshot(before)
+            replaced = describe_replaced(before, after)
         self._last_restored = after
         return replaced
 
@@ -395,14 +395,17 @@ def _named(prompt: str, seed: int) -> str:
     return f"“{prompt if len(prompt) <= 40 else prompt[:39] + '…'}” · seed {seed}"
 
 
-def describe_snapshot(snapshot: dict) -> str:
-    """What a restore is about to replace, in a few words: '“apple” · seed 5, random seeds, 1 slider moved'."""
-    parts = [_named(snapshot["prompt"], snapshot["seed"])]
-    if snapshot["seed_mode"] == SEED_RANDOM:
+def describe_replaced(before: dict, after: dict) -> str:
+    """What a restore replaced, in a few words: '“apple” · seed 5, random seeds, 1 slider moved'."""
+    parts = [_named(before["prompt"], before["seed"])]
+    if before["seed_mode"] == SEED_RANDOM and after["seed_mode"] != SEED_RANDOM:
         parts.append("random seeds")
-    moved = len(snapshot["directions"]) + sum(1 for c in snapshot["concepts"] if c.scale != 0.0)
-    if moved:
-        parts.append(f"{moved} slider{'s' if moved != 1 else ''} moved")
-    if snapshot["slot_a"] is not None or snapshot["slot_b"] is not None:
+    if (before["directions"], before["concepts"]) != (after["directions"], after["concepts"]):
+        moved = len(before["directions"]) + sum(1 for c in before["concepts"] if c.scale != 0.0)
+        if moved:
+            parts.append(f"{moved} slider{'s' if moved != 1 else ''} moved")
+    if (before["slot_a"], before["slot_b"]) != (after["slot_a"], after["slot_b"]):
         parts.append("interpolation A/B")
+    elif before["preview_mode"] == "interpolation" and after["preview_mode"] != "interpolation":
+        parts.append(f"the interpolation at t = {before['t']:.2f}")
     return ", ".join(parts)
