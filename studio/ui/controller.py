@@ -333,7 +333,8 @@ class StudioController(QObject):
         try:
             request, model_hash = read_request(path)
         except ForeignParameters as exc:  # e.g. an AUTOMATIC1111 PNG: import what maps
-            return bool(self.restore_text(exc.text, name)) or self._say(str(exc))
+            restored = self.restore_text(exc.text, name)
+            return restored if restored is not None else self._say(str(exc))
         except ValueError as exc:
             return self._say(str(exc))
         return self.restore_request(request, model_hash, f"the parameters of {name}")

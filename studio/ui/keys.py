@@ -18,6 +18,7 @@ from PySide6.QtGui import QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QApplication,
+    QDialog,
     QLineEdit,
     QPlainTextEdit,
     QTextEdit,
@@ -63,9 +64,12 @@ class WindowKeys(QObject):
         return False
 
     def _in_window(self, widget: QWidget) -> bool:
+        """The window itself, a floating dock of it, or a popup it opened (not its dialogs: they own their keys)."""
         window = widget.window()
-        parent = window.parentWidget()  # a popup (the completion list) belongs to the widget that opened it
-        return window is self.window or (parent is not None and parent.window() is self.window)
+        if window is self.window:
+            return True
+        parent = window.parentWidget()
+        return not isinstance(window, QDialog) and parent is not None and parent.window() is self.window
 
     def _shortcut_override(self, widget: QWidget, event: QKeyEvent) -> bool:
         if event.key() == Qt.Key.Key_Escape and event.modifiers() == Qt.KeyboardModifier.NoModifier:
