@@ -9,20 +9,16 @@ or broken model is explained where the picture would be.
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, Qt, QTimer
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
-    QColor,
     QDragEnterEvent,
     QDropEvent,
     QGuiApplication,
     QKeySequence,
-    QPainter,
-    QPen,
 )
 from PySide6.QtWidgets import (
     QApplication,
@@ -40,8 +36,9 @@ from studio.session.settings import Settings
 from studio.session.state import SessionState
 from studio.ui import theme
 from studio.ui.controller import StudioController
+from studio.ui.dropping import IMAGE_SUFFIXES, DropHighlight, restore_from_mime
 from studio.ui.engine_link import EngineLink
-from studio.ui.exporting import PARAMETERS_MIME, request_from_json_text
+from studio.ui.exporting import PARAMETERS_MIME
 from studio.ui.gallery_view import GalleryView
 from studio.ui.help import ShortcutSheet, shortcut_rows, show_about
 from studio.ui.interpolation_panel import InterpolationPanel
@@ -52,41 +49,7 @@ from studio.ui.sliders_panel import SlidersPanel
 from studio.ui.undo import UndoStack
 from studio.ui.window_jobs import WindowJobs
 
-IMAGE_SUFFIXES = (".png", ".webp", ".jpg", ".jpeg", ".gif")
 POOR_MATCH_SIMILARITY = 0.25  # below this the nearest concept is a guess (the engine may say otherwise)
-
-
-class DropHighlight(QWidget):
-    """An outline and a sentence over the window while a file is dragged over it (mouse-transparent)."""
-
-    def __init__(self, parent: QWidget):
-        super().__init__(parent)
-        self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        self.text = "Drop to restore its parameters"
-        self.hide()
-
-    def show_over(self, text: str) -> None:
-        self.text = text
-        self.setGeometry(self.parentWidget().rect())
-        self.raise_()
-        self.show()
-
-    def paintEvent(self, event) -> None:  # noqa: N802
-        c = theme.colors()
-        painter = QPainter(self)
-        accent = QColor(c["accent"])
-        fill = QColor(accent)
-        fill.setAlpha(40)
-        painter.fillRect(self.rect(), fill)
-        painter.setPen(QPen(accent, 4))
-        painter.drawRect(self.rect().adjusted(2, 2, -2, -2))
-        font = self.font()
-        font.setPointSizeF(font.pointSizeF() * 1.6)
-        font.setBold(True)
-        painter.setFont(font)
-        painter.setPen(QColor(c["text"]))
-        painter.drawText(self.rect(), int(Qt.AlignmentFlag.AlignCenter), self.text)
-        painter.end()
 
 
 class MainWindow(QMainWindow):
@@ -417,31 +380,8 @@ class MainWindow(QMainWindow):
         return handled is not None
 
     def restore_from_mime(self, mime) -> bool | None:
-        """Restore from dropped/pasted files, parameters JSON or parameters text.
-
-        True: restored. False: it was an image or parameters, but could not be restored (the status bar
-        says why). None: nothing in it is an image or parameters (plain text, say).
-        """
-        if mime is None:
-            return None
-        for url in mime.urls():
-            path = url.toLocalFile()
-            if path and Path(path).suffix.lower() in IMAGE_SUFFIXES:
-                return self.controller.restore_file(path)
-        texts = []
-        if mime.hasFormat(PARAMETERS_MIME):
-            texts.append(bytes(mime.data(PARAMETERS_MIME).data()).decode("utf-8", "replace"))
-        if mime.hasText():
-            texts.append(mime.text())
-        for text in texts:
-            request = request_from_json_text(text)
-            if request is not None:
-                return self.controller.restore_request(request, source="the pasted parameters")
-        for text in texts:
-            restored = self.controller.restore_text(text)
-            if restored is not None:
-                return restored
-        return None
+        """Restore from dropped/pasted files or parameters (see :func:`restore_from_mime`)."""
+        return restore_from_mime(self.controller, mime)
 
     # --- persistence ---------------------------------------------------------------------------------------------
     def _restore_layout(self) -> None:
