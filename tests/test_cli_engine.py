@@ -120,3 +120,32 @@ def test_info_reports_device_and_versions(capsys):
     code, out, _ = run(capsys, "info", "--json", "--device", "cpu")
     data = json.loads(out)
     assert code == 0 and data["device"] == "cpu" and data["torch"] and data["dtype"] == "float32"
+
+
+def test_an_empty_prompt_is_refused_before_any_model_loads_and_leaves_no_folder(capsys, tmp_path):
+    out = tmp_path / "never-made"
+    code, _, err = run(capsys, "generate", "  ", "--model", "no-such-model", "--out", out)
+    assert code == 2 and "prompt is empty" in err  # not the missing model: nothing was loaded
+    assert not out.exists()
+
+
+def test_a_missing_model_leaves_no_empty_output_folder(capsys, tmp_path):
+    out = tmp_path / "new" / "folder"
+    code, _, err = run(capsys, "generate", "red apple", "--model", "no-such-model", "--out", out)
+    assert code == 2 and "no-such-model" in err
+    assert not (tmp_path / "new").exists()
+
+
+def test_the_image_rate_counts_from_the_first_image_not_from_start_up():
+    from studio.session.progress import BatchRate
+
+    now = [0.0]
+    rate = BatchRate(total=10, clock=lambda: now[0])
+    now[0] = 25.0  # model loading and warm-up: nothing rendered yet
+    rate.step(2)  # the first micro-batch of two
+    assert rate.rate is None and rate.summary() == ""
+    for _ in range(4):
+        now[0] += 0.5
+        rate.step()
+    assert rate.rate == 2.0 and rate.seconds_left == 2.0
+    assert rate.summary() == "2.0 img/s · about 2 s left"

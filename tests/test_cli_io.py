@@ -195,3 +195,13 @@ def test_parser_registers_commands():
     parser = build_parser()
     args = parser.parse_args(["inspect", "a.png", "--json"])
     assert args.func is io_commands._inspect and args.json
+
+
+def test_interpolate_pingpong_says_how_many_frames_the_file_plays(cli_engines, tmp_path, capsys):
+    out = tmp_path / "morph.gif"
+    assert main(["interpolate", "cat", "dog", "--frames", "4", "--pingpong", "--scale", "2",
+                 "--resample", "lanczos", "--out", str(out)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert printed.startswith("Wrote 6 frames (4 rendered, played forwards and back, 12 fps)")
+    with Image.open(out) as image:
+        assert image.n_frames == 6 and image.size == (256, 256)

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument(
         "--truncation", type=float, default=None, help="0..2; lower is more typical (default: model's)"
     )
-    gen.add_argument("--out", default=".", help="output folder (created if missing)")
+    gen.add_argument("--out", default=".", help="output folder (created when the first image is written)")
     gen.add_argument("--model", default=None, help="model name or folder (default: emoji)")
     gen.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
     gen.add_argument(
@@ -49,15 +49,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_output_folder(out: Path) -> Path:
+    """Refuse an output path that cannot become a writable folder, creating nothing yet."""
     if out.exists() and not out.is_dir():
         raise UserError(f"The output path '{out}' is a file; give a folder.")
+    existing = next((p for p in (out.absolute(), *out.absolute().parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise UserError(f"The output folder '{out}' cannot be created ({existing} is a file).")
+    if not os.access(existing, os.W_OK):
+        raise UserError(f"The output folder '{out}' is not writable; choose another with --out.")
+    return out
+
+
+def _create_output_folder(out: Path) -> None:
+    """Made when the first image is ready, so a refused or failed run leaves no empty folder behind."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"The output folder '{out}' cannot be created ({exc.strerror}).") from exc
-    if not os.access(out, os.W_OK):
-        raise UserError(f"The output folder '{out}' is not writable; choose another with --out.")
-    return out
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -86,6 +94,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
         except RequestError as exc:
             raise UserError(str(exc)) from exc
         model = args.model or "emoji"
+        # Checked now, before seconds of model loading; the model's own truncation is filled in after.
+        GenerationRequest(
+            prompt=args.prompt,
+            seed=seed,
+            count=args.count,
+            truncation=1.0 if args.truncation is None else args.truncation,
+        ).validated()
         request = None
         expected_hash = None
     out = _check_output_folder(Path(args.out))
@@ -117,11 +132,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         for result in engine.generate_sync(request):
             if not result.ok:
                 raise UserError(result.error)
+            if written == 0:
+                _create_output_folder(out)
             path = export_result(result, out, options, index=result.index)
             written += 1
             progress.step(path)
         progress.done()
-        print(f"Wrote {written} image(s) to {out}", file=sys.stderr)
+        rate = progress.rate.summary()
+        print(f"Wrote {written} image(s) to {out}" + (f" ({rate})" if rate else ""), file=sys.stderr)
         return 0
     finally:
         engine.close()
@@ -137,20 +155,18 @@ class _Progress:
     """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
 
     def __init__(self, total: int):
-        import time
+        from studio.session.progress import BatchRate
 
-        self.total, self.count, self.started, self.tty = total, 0, time.perf_counter(), sys.stderr.isatty()
+        self.total, self.count, self.tty = total, 0, sys.stderr.isatty()
+        self.rate = BatchRate(total)  # counts from the first image: loading and warm-up are not rendering
 
     def step(self, path: Path) -> None:
-        import time
-
         self.count += 1
-        rate = self.count / max(time.perf_counter() - self.started, 1e-9)
+        self.rate.step()
         width = 30
         filled = int(width * self.count / self.total)
-        line = (
-            f"[{'#' * filled}{'.' * (width - filled)}] {self.count}/{self.total} {rate:.1f} img/s {path.name}"
-        )
+        rate = self.rate.summary()
+        line = f"[{'#' * filled}{'.' * (width - filled)}] {self.count}/{self.total} {rate} {path.name}"
         if self.tty:
             print("\r" + line[:120].ljust(120), end="", file=sys.stderr, flush=True)
         elif self.count == self.total or self.count % max(1, self.total // 10) == 0:

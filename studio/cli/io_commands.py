@@ -39,6 +39,12 @@ def register(subparsers) -> None:
     interpolate.add_argument("--once", action="store_true", help="play once instead of looping (GIF, WebP)")
     interpolate.add_argument("--scale", type=int, default=1, help="integer upscaling 1-8 (default: 1)")
     interpolate.add_argument(
+        "--resample",
+        choices=("nearest", "lanczos"),
+        default="nearest",
+        help="how --scale enlarges: crisp pixels or smooth (default: nearest, as image export)",
+    )
+    interpolate.add_argument(
         "--background",
         default=None,
         help="colour to flatten on, e.g. white or '#202020' (default: keep alpha)",
@@ -144,7 +150,13 @@ def _open_engine(model: str | None, device: str | None):
 
 def _interpolate(args) -> int:
     from studio.cli import UserError
-    from studio.io.animation import AnimationOptions, animation_kind, mp4_available, save_results_animation
+    from studio.io.animation import (
+        AnimationOptions,
+        animation_kind,
+        mp4_available,
+        play_order,
+        save_results_animation,
+    )
     from studio.io.files import ExportError
 
     if not 2 <= args.frames <= MAX_FRAMES:
@@ -156,6 +168,7 @@ def _interpolate(args) -> int:
         pingpong=args.pingpong,
         background=args.background,
         scale=args.scale,
+        resample=args.resample,
     )
     out = Path(args.out)
     try:
@@ -191,7 +204,9 @@ def _interpolate(args) -> int:
         written = save_results_animation(results, out, options, mode="interpolate")
     except ExportError as exc:
         raise UserError(str(exc)) from exc
-    print(f"Wrote {len(results)} frames ({options.fps:g} fps) to {written}")
+    played = len(play_order(len(results), options.pingpong, options.loop))
+    how = f"{len(results)} rendered, played forwards and back" if options.pingpong else ""
+    print(f"Wrote {played} frames ({how + ', ' if how else ''}{options.fps:g} fps) to {written}")
     return 0
 
 

@@ -59,6 +59,14 @@ class MetadataError(UserError):
     """A file carries no readable GAN Studio parameters; ``str(error)`` is one sentence for a person."""
 
 
+class ForeignParameters(MetadataError):
+    """The file carries another tool's ``parameters`` text (``text``) instead of GAN Studio's document."""
+
+    def __init__(self, sentence: str, text: str):
+        super().__init__(sentence)
+        self.text = text
+
+
 @dataclass(frozen=True)
 class ImageParameters:
     """Everything stored in a file about how it was made; ``request`` re-renders it on ``device`` kind."""
@@ -255,7 +263,7 @@ def read_parameters(path: str | Path) -> ImageParameters:
             # PNG ``text`` also holds chunks after the pixels but loads them; ``info`` has those before.
             texts = image.text if verify and isinstance(getattr(image, "text", None), dict) else image.info
             raw_documents = list(_embedded_documents(image, texts))
-            other_tool_text = PNG_TEXT_KEY in texts
+            other_tool_text = texts.get(PNG_TEXT_KEY)
     except UnidentifiedImageError as exc:
         raise MetadataError(
             f"{name} is not an image GAN Studio can read; it may be damaged or another kind of file."
@@ -268,9 +276,10 @@ def read_parameters(path: str | Path) -> ImageParameters:
         ) from exc
     if raw_documents:
         return _parse_document(raw_documents[0], name)
-    if other_tool_text:
-        raise MetadataError(
-            f"{name} has generation notes from another tool but no GAN Studio parameters, so it cannot be restored."
+    if isinstance(other_tool_text, str) and other_tool_text:
+        raise ForeignParameters(
+            f"{name} has generation notes from another tool but no GAN Studio parameters, so it cannot be restored.",
+            other_tool_text,
         )
     raise MetadataError(
         f"{name} carries no GAN Studio parameters; only images exported from GAN Studio can be restored."

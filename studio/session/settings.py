@@ -24,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "export_folder": "",
     "export_format": "png",
     "export_scale": 4,
+    "export_resample": "nearest",
     "export_template": "{prompt}_{seed}",
     "theme": "dark",
     "smooth_preview": False,

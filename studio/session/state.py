@@ -100,6 +100,12 @@ class SessionState:
             raise ValueError("preview_mode must be 'single' or 'interpolation'")
         return value
 
+    def snapshot(self) -> dict[str, Any]:
+        """Every field's current value, for ``update(**snapshot)`` to bring back later (undo)."""
+        values = {name: getattr(self._values, name) for name in FIELD_NAMES}
+        values["directions"] = dict(values["directions"])
+        return values
+
     # --- small edits panels make --------------------------------------------------------------------------
     def set_direction(self, index: int, scale: float) -> None:
         directions = dict(self.directions)

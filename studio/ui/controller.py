@@ -14,14 +14,18 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QPixmap
 
 from studio.engine.requests import GenerationRequest, GenerationResult, RequestError
+from studio.io.metadata import ForeignParameters
+from studio.io.parameters_text import A1111, ParametersTextError, parse_parameters_text
 from studio.session.gallery_store import GalleryStore
 from studio.session.history import PromptHistory
-from studio.session.state import RANDOM_SEED_LIMIT, InterpolationSlot, SessionState
+from studio.session.progress import BatchRate
+from studio.session.state import RANDOM_SEED_LIMIT, SEED_RANDOM, InterpolationSlot, SessionState
 from studio.ui.engine_link import EngineLink
 from studio.ui.exporting import Picture, read_request
 from studio.ui.gallery_view import THUMB, GalleryView
 from studio.ui.images import qimage_from_rgba
 from studio.ui.preview_view import PreviewView
+from studio.ui.undo import UndoStack
 
 PROMPT_DEBOUNCE_MS = 220
 THUMBNAIL_IDLE_MS = 150
@@ -41,7 +45,7 @@ PREVIEW_FIELDS = (
 
 class StudioController(QObject):
     message = Signal(str)  # a sentence for the status bar
-    batch_progress = Signal(int, int, bool)  # done, total, running
+    batch_progress = Signal(int, int, bool, str)  # done, total, running, "12.5 img/s · about 3 s left"
     stats_changed = Signal()
 
     def __init__(
@@ -52,16 +56,20 @@ class StudioController(QObject):
         history: PromptHistory,
         preview: PreviewView,
         gallery: GalleryView,
+        undo: UndoStack,
         parent: QObject | None = None,
     ):
         super().__init__(parent)
         self.state, self.link, self.store, self.history = state, link, store, history
-        self.preview, self.gallery = preview, gallery
+        self.preview, self.gallery, self.undo_stack = preview, gallery, undo
         self.last_preview: GenerationResult | None = None
         self.last_render_ms = 0.0
         self._batch_total = 0
         self._batch_done = 0
+        self._batch_rate = BatchRate(0)
         self._restoring = False
+        self._last_restored: dict | None = None  # the state a restore produced (browsing adds no undo steps)
+        self._slot_pixmaps: dict[GenerationRequest, QPixmap] = {}  # what each slot showed when it was set
         self._debounce = QTimer(self, singleShot=True, interval=PROMPT_DEBOUNCE_MS)
         self._debounce.timeout.connect(self._prompt_settled)
         self._thumbnailer = QTimer(self, interval=THUMBNAIL_IDLE_MS)
@@ -154,7 +162,8 @@ class StudioController(QObject):
 
     def _start_batch(self, request, total: int) -> None:
         self._batch_total, self._batch_done = total, 0
-        self.batch_progress.emit(0, total, True)
+        self._batch_rate = BatchRate(total)
+        self.batch_progress.emit(0, total, True, "")
         self.link.generate(request)
 
     def cancel(self) -> None:
@@ -166,6 +175,7 @@ class StudioController(QObject):
 
     def _on_batch_result(self, result: GenerationResult) -> None:
         self._batch_done += 1
+        self._batch_rate.step()
         self.last_render_ms = result.render_ms
         if result.ok and result.image is not None:
             # Committed before it is shown (a crash keeps it); the thumbnail is made later, when idle.
@@ -179,15 +189,19 @@ class StudioController(QObject):
             self.gallery.add_items([item_id])
         else:
             self.message.emit(result.error or "An image could not be rendered.")
-        self.batch_progress.emit(self._batch_done, self._batch_total, True)
+        self.batch_progress.emit(self._batch_done, self._batch_total, True, self._batch_rate.summary())
         self.stats_changed.emit()
 
     def _on_batch_finished(self, finished: bool) -> None:
         self.gallery.flush_incoming()
-        self.batch_progress.emit(self._batch_done, self._batch_total, False)
+        self.batch_progress.emit(self._batch_done, self._batch_total, False, "")
         self._thumbnailer.start()
         if finished:
-            self.message.emit(f"Made {self._batch_done} image{'s' if self._batch_done != 1 else ''}.")
+            rate = self._batch_rate.rate
+            self.message.emit(
+                f"Made {self._batch_done} image{'s' if self._batch_done != 1 else ''}"
+                + (f" at {rate:.1f} img/s." if rate else ".")
+            )
 
     def _fill_thumbnails(self) -> None:
         """Store the thumbnails a batch skipped, a few per tick while nothing else runs."""
@@ -206,35 +220,77 @@ class StudioController(QObject):
         if picture is None:
             return
         self.preview.set_image(picture.image)
-        self._restore_state(picture.request)
+        replaced = self._restore_state(picture.request, f"showing {describe_request(picture.request)}")
+        if replaced:
+            self.message.emit(
+                f"Showing {describe_request(picture.request)}; it replaced your setup ({replaced}). "
+                "Ctrl+Z brings that back."
+            )
         self.request_preview()
 
-    def _restore_state(self, request: GenerationRequest) -> None:
-        """Take a stored request as the current state without the edit rules (and without a typing delay)."""
+    def _restore_state(self, request: GenerationRequest, label: str) -> str:
+        """Take a stored request as the current state without the edit rules (and without a typing delay).
+
+        What it replaced goes on the undo stack (once per run of restores: browsing the gallery with the
+        arrow keys keeps one step back to the person's own setup); returns a description of it, or ''.
+        """
+        before = self.state.snapshot()
+        self._apply_state(lambda: self.state.restore(request))
+        after = self.state.snapshot()
+        replaced = ""
+        if before != after and before != self._last_restored:
+            self.undo_stack.push(label, lambda: self._bring_back(before))
+            replaced = describe_replaced(before, after)
+        self._last_restored = after
+        return replaced
+
+    def _apply_state(self, change) -> None:
         self._restoring = True
         try:
-            self.state.restore(request)
+            change()
         finally:
             self._restoring = False
         self._debounce.stop()
         self.link.nearest(self.state.prompt)
 
+    def _bring_back(self, snapshot: dict) -> None:
+        self._apply_state(lambda: self.state.update(**snapshot))
+        self._last_restored = None
+        self.request_preview()
+
+    def undo(self) -> None:
+        """Ctrl+Z outside text fields: take back the newest restore, delete or slider reset."""
+        label = self.undo_stack.undo()
+        self.message.emit(f"Undid {label}." if label else "There is nothing to undo.")
+
+    def reset_sliders(self, default_truncation: float | None) -> None:
+        """Every slider back to 0 (and truncation to the model's default), undoable."""
+        before = self.state.snapshot()
+        self.state.reset_sliders(default_truncation)
+        if self.state.snapshot() != before:
+            self.undo_stack.push("the slider reset", lambda: self._bring_back(before))
+            self.message.emit("Sliders reset; Ctrl+Z brings them back.")
+
     def set_slot_from_item(self, item_id: int, which: str) -> None:
         item = self.gallery.gallery.item(item_id)
         if item is not None:
-            self._set_slot(which, item.request)
+            self._set_slot(which, item.request, self.gallery.gallery.thumbnail(item_id))
 
     def set_slot_from_preview(self, which: str) -> None:
         if self.last_preview is None:
             self.message.emit("There is no preview yet to use as " + which.upper() + ".")
             return
         request = self.last_preview.request
+        pixmap = QPixmap.fromImage(qimage_from_rgba(self.last_preview.image))
         if request.interpolate_to is not None:  # a frame of an interpolation is not a slot; use its start
             request = replace(request, interpolate_to=None, t=0.0)
-        self._set_slot(which, request)
+            pixmap = None
+        self._set_slot(which, request, pixmap)
 
-    def _set_slot(self, which: str, request: GenerationRequest) -> None:
+    def _set_slot(self, which: str, request: GenerationRequest, pixmap: QPixmap | None = None) -> None:
         slot = InterpolationSlot(replace(request, count=1))
+        if pixmap is not None:
+            self._slot_pixmaps[slot.request] = pixmap
         self.state.update(**{f"slot_{which}": slot})
         if self.state.slot_a is not None and self.state.slot_b is not None:
             self.state.update(preview_mode="interpolation")
@@ -243,6 +299,8 @@ class StudioController(QObject):
         slot = self.state.slot_a if which == "a" else self.state.slot_b
         if slot is None:
             return None
+        if slot.request in self._slot_pixmaps:
+            return self._slot_pixmaps[slot.request]
         for item_id in reversed(self.gallery.gallery.ids[-2000:]):
             item = self.gallery.gallery.item(item_id)
             if item is not None and item.request == slot.request:
@@ -256,7 +314,7 @@ class StudioController(QObject):
         item = self.gallery.gallery.item(item_id)
         if item is None:
             return
-        self._restore_state(item.request)
+        self._restore_state(item.request, f"“more like” {describe_request(item.request)}")
         self.state.update(
             seed=random.randint(0, RANDOM_SEED_LIMIT)
         )  # restore fixed the mode: this seed is used
@@ -268,32 +326,87 @@ class StudioController(QObject):
             return None
         return Picture(result.image, result.request, result.model_hash, result.device)
 
-    # --- restore -------------------------------------------------------------------------------------------------
+    # --- restore ---------------------------------------------------------------------------------------------
     def restore_file(self, path: str | Path) -> bool:
         """Restore prompt, seed, sliders and interpolation from an exported file and re-render it."""
+        name = Path(path).name
         try:
             request, model_hash = read_request(path)
+        except ForeignParameters as exc:  # e.g. an AUTOMATIC1111 PNG: import what maps
+            restored = self.restore_text(exc.text, name)
+            return restored if restored is not None else self._say(str(exc))
         except ValueError as exc:
-            self.message.emit(str(exc))
-            return False
-        return self.restore_request(request, model_hash, Path(path).name)
+            return self._say(str(exc))
+        return self.restore_request(request, model_hash, f"the parameters of {name}")
 
-    def restore_request(self, request: GenerationRequest, model_hash: str = "", source: str = "") -> bool:
+    def restore_text(self, text: str, source: str = "") -> bool | None:
+        """Restore from parameters text (this studio's or A1111's); None when ``text`` is not parameters."""
+        try:
+            imported = parse_parameters_text(text, self.state.model)
+        except ParametersTextError as exc:
+            return self._say(f"The parameters{' in ' + source if source else ''} cannot be used: {exc}")
+        if imported is None:
+            return None
+        request = imported.request
+        if imported.tool == A1111:  # only prompt and seed carry over; the person's own settings stay
+            s = self.state
+            request = replace(request, truncation=s.truncation, directions=s.preview_request().directions,
+                              concepts=s.concepts)  # fmt: skip
+            what = f"the prompt and seed of {source or 'the pasted AUTOMATIC1111 parameters'}"
+        else:
+            what = f"the parameters of {source}" if source else "the pasted parameters"
+        return self.restore_request(request, imported.model_hash, what, imported.ignored_sentence())
+
+    def restore_request(
+        self, request: GenerationRequest, model_hash: str = "", source: str = "", note: str = ""
+    ) -> bool:
+        """Make ``request`` the current state (undoable). ``source`` names it: "the pasted parameters"."""
+        source = source or "the parameters"
         info = self.link.info
         if info is not None and request.model != info.model_name:
             needs = f"{request.model}" + (f" (hash {model_hash})" if model_hash else "")
-            self.message.emit(
-                f"{source or 'These parameters'} were made with the model {needs}, but {info.model_name} is loaded; "
-                "open the studio with that model to restore it exactly."
+            return self._say(
+                f"{source[:1].upper() + source[1:]} were made with the model {needs}, but {info.model_name} "
+                "is loaded; open the studio with that model to restore it exactly."
             )
-            return False
-        self._restore_state(replace(request, model=self.state.model))
+        replaced = self._restore_state(replace(request, model=self.state.model), f"restoring {source}")
+        undo_hint = " Ctrl+Z brings back your previous setup." if replaced else ""
         if info is not None and model_hash and model_hash != info.model_hash:
             self.message.emit(
                 f"Restored; note the file was made with a different build of {info.model_name} "
-                f"(hash {model_hash}, loaded {info.model_hash}), so pixels may differ."
+                f"(hash {model_hash}, loaded {info.model_hash}), so pixels may differ.{undo_hint}"
             )
         else:
-            self.message.emit(f"Restored the parameters{' of ' + source if source else ''}.")
+            self.message.emit(f"Restored {source}.{' ' + note if note else ''}{undo_hint}")
         self.request_preview()
         return True
+
+    def _say(self, sentence: str) -> bool:
+        self.message.emit(sentence)
+        return False
+
+
+def describe_request(request: GenerationRequest) -> str:
+    """'“red apple” · seed 36' — how the status bar names a picture."""
+    return _named(request.prompt, request.seed)
+
+
+def _named(prompt: str, seed: int) -> str:
+    prompt = prompt.strip()
+    return f"“{prompt if len(prompt) <= 40 else prompt[:39] + '…'}” · seed {seed}"
+
+
+def describe_replaced(before: dict, after: dict) -> str:
+    """What a restore replaced, in a few words: '“apple” · seed 5, random seeds, 1 slider moved'."""
+    parts = [_named(before["prompt"], before["seed"])]
+    if before["seed_mode"] == SEED_RANDOM and after["seed_mode"] != SEED_RANDOM:
+        parts.append("random seeds")
+    if (before["directions"], before["concepts"]) != (after["directions"], after["concepts"]):
+        moved = len(before["directions"]) + sum(1 for c in before["concepts"] if c.scale != 0.0)
+        if moved:
+            parts.append(f"{moved} slider{'s' if moved != 1 else ''} moved")
+    if (before["slot_a"], before["slot_b"]) != (after["slot_a"], after["slot_b"]):
+        parts.append("interpolation A/B")
+    elif before["preview_mode"] == "interpolation" and after["preview_mode"] != "interpolation":
+        parts.append(f"the interpolation at t = {before['t']:.2f}")
+    return ", ".join(parts)

@@ -20,6 +20,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from studio.engine.requests import GenerationRequest, GenerationResult
 
 BATCH_SLICE_S = 0.008  # longest stretch of batch bookkeeping before the UI gets a turn
+CLOSE_WAIT_S = 0.5  # how long closing waits for the engine's worker to finish the micro-batch in flight
 
 
 class EngineLink(QObject):
@@ -159,7 +160,10 @@ class EngineLink(QObject):
 
     # --- concepts --------------------------------------------------------------------------------------------
     def nearest(self, prompt: str, k: int = 3) -> None:
-        if self.is_ready and prompt.strip():
+        """Look up the concepts nearest to ``prompt``; an empty prompt has none (the line clears at once)."""
+        if not prompt.strip():
+            self.nearest_ready.emit(prompt, [])
+        elif self.is_ready:
             self._spawn(self._await_nearest(prompt, k))
 
     async def _await_nearest(self, prompt: str, k: int) -> None:
@@ -190,4 +194,4 @@ class EngineLink(QObject):
             task.cancel()
         if self.engine is not None:
             with contextlib.suppress(Exception):
-                self.engine.close(timeout=2.0)
+                self.engine.close(timeout=CLOSE_WAIT_S)

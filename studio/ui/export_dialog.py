@@ -75,6 +75,8 @@ class ExportDialog(QDialog):
         self.resample_combo = QComboBox()
         self.resample_combo.addItem("Nearest (crisp pixels)", "nearest")
         self.resample_combo.addItem("Lanczos (smooth)", "lanczos")
+        self.resample_combo.setCurrentIndex(max(0, self.resample_combo.findData(settings["export_resample"])))
+        self.resample_combo.setToolTip("Also used for animations (GIF, WebP, MP4)")
         scale_row.addWidget(self.scale_spin)
         scale_row.addWidget(self.resample_combo, 1)
         form.addRow("Scale", scale_row)
@@ -141,6 +143,7 @@ class ExportDialog(QDialog):
         self.settings.set("export_folder", str(self.folder()))
         self.settings.set("export_format", self.format_combo.currentData())
         self.settings.set("export_scale", self.scale_spin.value())
+        self.settings.set("export_resample", self.resample_combo.currentData())
         self.settings.set("export_template", self.template_edit.text())
         self.accept()
 

@@ -89,9 +89,12 @@ def parameters_json(picture: Picture) -> str:
 
 
 def read_request(path: str | Path) -> tuple[GenerationRequest, str]:
-    """The request stored in an exported file and the model hash it names; ValueError with one sentence."""
+    """The request stored in an exported file and the model hash it names; ValueError with one sentence
+    (ForeignParameters, with the text, when the file carries another tool's notes)."""
     try:
         parameters = _metadata.read_parameters(path)
+    except _metadata.ForeignParameters:
+        raise  # another tool's notes: the window imports what maps
     except _metadata.MetadataError as exc:
         raise ValueError(str(exc)) from exc
     return parameters.request, parameters.model_hash

@@ -323,6 +323,11 @@ class GalleryView(QListView):
         self._follow = False
         self._append_timer = QTimer(self, singleShot=True, interval=APPEND_INTERVAL_MS)
         self._append_timer.timeout.connect(self.flush_incoming)
+        # A person looking at the newest images keeps seeing them when the window is resized (rows re-wrap).
+        self._at_newest = True
+        bar = self.verticalScrollBar()
+        bar.valueChanged.connect(lambda value: setattr(self, "_at_newest", value >= bar.maximum()))
+        bar.rangeChanged.connect(lambda low, high: bar.setValue(high) if self._at_newest else None)
 
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)
@@ -347,13 +352,13 @@ class GalleryView(QListView):
             painter.end()
 
     def _add_shortcuts(self) -> None:
-        for keys, slot in (
-            (QKeySequence.StandardKey.Copy, self.copy_image),
-            (QKeySequence("Ctrl+Shift+C"), self.copy_parameters),
-            (QKeySequence.StandardKey.Delete, self.delete_selected),
-            (QKeySequence("S"), self.toggle_star),
+        for text, keys, slot in (  # the texts also name them in Help ▸ Keyboard and mouse
+            ("Copy image", QKeySequence.StandardKey.Copy, self.copy_image),
+            ("Copy parameters", QKeySequence("Ctrl+Shift+C"), self.copy_parameters),
+            ("Delete selected images", QKeySequence.StandardKey.Delete, self.delete_selected),
+            ("Star / unstar", QKeySequence("S"), self.toggle_star),
         ):
-            action = QAction(self)
+            action = QAction(text, self)
             action.setShortcut(keys)
             action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
             action.triggered.connect(slot)

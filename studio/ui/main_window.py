@@ -9,11 +9,17 @@ or broken model is explained where the picture would be.
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QKeySequence,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
@@ -30,16 +36,20 @@ from studio.session.settings import Settings
 from studio.session.state import SessionState
 from studio.ui import theme
 from studio.ui.controller import StudioController
+from studio.ui.dropping import IMAGE_SUFFIXES, DropHighlight, restore_from_mime
 from studio.ui.engine_link import EngineLink
-from studio.ui.exporting import PARAMETERS_MIME, request_from_json_text
+from studio.ui.exporting import PARAMETERS_MIME
 from studio.ui.gallery_view import GalleryView
+from studio.ui.help import ShortcutSheet, shortcut_rows, show_about
 from studio.ui.interpolation_panel import InterpolationPanel
+from studio.ui.keys import WindowKeys
 from studio.ui.preview_view import PreviewView
 from studio.ui.prompt_panel import PromptPanel
 from studio.ui.sliders_panel import SlidersPanel
+from studio.ui.undo import UndoStack
 from studio.ui.window_jobs import WindowJobs
 
-IMAGE_SUFFIXES = (".png", ".webp", ".jpg", ".jpeg", ".gif")
+POOR_MATCH_SIMILARITY = 0.25  # below this the nearest concept is a guess (the engine may say otherwise)
 
 
 class MainWindow(QMainWindow):
@@ -67,10 +77,13 @@ class MainWindow(QMainWindow):
         self.model_name = model_name
         self.link = EngineLink(engine_source, self)
         self._build_widgets()
+        self.undo_stack = UndoStack(self)
         self.controller = StudioController(
-            self.state, self.link, self.store, self.history, self.preview, self.gallery, self
+            self.state, self.link, self.store, self.history, self.preview, self.gallery, self.undo_stack, self
         )
         self.jobs = WindowJobs(self)
+        self.drop_highlight = DropHighlight(self)
+        self.keys = WindowKeys(self)
         self._build_actions()
         self._build_status_bar()
         self._connect()
@@ -141,7 +154,7 @@ class MainWindow(QMainWindow):
     def _build_actions(self) -> None:
         c, j = self.controller, self.jobs
         self.generate_action = self._action("Generate", c.generate, "Ctrl+Return", "generate")
-        self.generate_enter_action = self._action("Generate (keypad)", c.generate, "Ctrl+Enter")
+        self.generate_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])  # keypad
         self.cancel_action = self._action(
             "Cancel", c.cancel, "Esc", "stop", "Stop the batch; images made stay"
         )
@@ -165,7 +178,7 @@ class MainWindow(QMainWindow):
             "Export all…", lambda: j.export_items(self.gallery.gallery.ids), "Ctrl+Shift+E"
         )
         self.export_preview_action = self._action("Export preview…", j.export_preview, "Ctrl+Alt+E")
-        self.undo_action = self._action("Undo delete", j.undo_delete, QKeySequence.StandardKey.Undo)
+        self.undo_action = self._action("Undo", c.undo, QKeySequence.StandardKey.Undo)
         self.undo_action.setEnabled(False)
         self.smooth_action = self._action(
             "Smooth preview",
@@ -180,6 +193,10 @@ class MainWindow(QMainWindow):
         self.theme_action.setCheckable(True)
         self.theme_action.setChecked(self.settings["theme"] == "light")
         self.quit_action = self._action("Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.shortcuts_action = self._action(
+            "Keyboard and mouse…", self.show_shortcuts, QKeySequence.StandardKey.HelpContents
+        )
+        self.about_action = self._action("About GAN Studio…", self.show_about)
 
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
@@ -205,6 +222,10 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         for dock in (self.prompt_dock, self.sliders_dock, self.interpolation_dock, self.gallery_dock):
             view_menu.addAction(dock.toggleViewAction())
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.shortcuts_action)
+        help_menu.addAction(self.about_action)
+        self.menus = [file_menu, edit_menu, gen_menu, view_menu, help_menu]
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -214,9 +235,9 @@ class MainWindow(QMainWindow):
         self.model_label = QLabel(f"Model: {self.model_name}")
         self.render_label = QLabel("Render: – ms")
         self.fps_label = QLabel("Preview: – fps")
-        self.undo_button = QToolButton(text="Undo", toolTip="Undo the last delete (Ctrl+Z)")
+        self.undo_button = QToolButton(text="Undo", toolTip="Undo (Ctrl+Z)")
         self.undo_button.setVisible(False)
-        self.undo_button.clicked.connect(self.jobs.undo_delete)
+        self.undo_button.clicked.connect(self.controller.undo)
         for widget in (
             self.undo_button,
             self.loading_bar,
@@ -237,13 +258,13 @@ class MainWindow(QMainWindow):
         p.set_ready(False)
         c.message.connect(self.show_message)
         c.batch_progress.connect(p.set_progress)
+        self.undo_stack.changed.connect(self._undo_changed)
+        self.sliders_panel.reset_requested.connect(c.reset_sliders)
         c.stats_changed.connect(self._update_stats)
         self.link.progress.connect(self._on_progress)
         self.link.ready.connect(self._on_ready)
         self.link.failed.connect(self._on_failed)
-        self.link.nearest_ready.connect(
-            lambda prompt, found: p.set_nearest(found) if prompt == self.state.prompt else None
-        )
+        self.link.nearest_ready.connect(self._show_nearest)
         self.gallery.deleted.connect(self.jobs.deleted)
         self.gallery.export_requested.connect(self.jobs.export_items)
         self.gallery.message.connect(self.show_message)
@@ -299,6 +320,35 @@ class MainWindow(QMainWindow):
     def show_message(self, text: str, timeout_ms: int = 8000) -> None:
         self.statusBar().showMessage(text, timeout_ms)
 
+    def _show_nearest(self, prompt: str, found: list) -> None:
+        """The nearest-concepts line; a quiet hint instead when even the best match is far off."""
+        if prompt != self.state.prompt:
+            return  # an answer for text that has since changed
+        threshold = getattr(self.link.info, "poor_match_similarity", POOR_MATCH_SIMILARITY)
+        self.prompt_panel.set_nearest(found, poor=bool(found) and found[0][1] < threshold)
+
+    def _undo_changed(self) -> None:
+        label = self.undo_stack.label
+        self.undo_action.setEnabled(bool(label))
+        self.undo_action.setText(f"Undo {label}" if label else "Undo")
+        self.undo_button.setVisible(bool(label))
+        self.undo_button.setToolTip(f"Undo {label} (Ctrl+Z)" if label else "Undo (Ctrl+Z)")
+
+    def show_shortcuts(self) -> ShortcutSheet:
+        gallery_actions = [a for a in self.gallery.actions() if a.text()]
+        sheet = ShortcutSheet(shortcut_rows(self.menus, {"Gallery": gallery_actions}), self)
+        sheet.open()
+        return sheet
+
+    def show_about(self):
+        info = self.link.info
+        return show_about(self, getattr(info, "model_path", None), getattr(info, "model_hash", ""))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if self.drop_highlight.isVisible():
+            self.drop_highlight.setGeometry(self.rect())
+
     def _refresh_slots(self) -> None:
         self.interpolation_panel.show_slots(
             self.controller.slot_pixmap("a"), self.controller.slot_pixmap("b")
@@ -306,39 +356,32 @@ class MainWindow(QMainWindow):
 
     # --- drop, paste ---------------------------------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
-        """Accept exported images from a file manager and items dragged from the gallery."""
+        """Accept exported images from a file manager and items dragged from the gallery, and say so."""
         mime = event.mimeData()
         if mime.hasFormat(PARAMETERS_MIME) or any(
             url.toLocalFile().lower().endswith(IMAGE_SUFFIXES) for url in mime.urls()
         ):
             event.acceptProposedAction()
+            self.drop_highlight.show_over("Drop to restore the picture’s parameters")
+
+    def dragLeaveEvent(self, event) -> None:  # noqa: N802
+        self.drop_highlight.hide()
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        self.drop_highlight.hide()
         if self.restore_from_mime(event.mimeData()):
             event.acceptProposedAction()
 
-    def paste(self) -> None:
-        if not self.restore_from_mime(QGuiApplication.clipboard().mimeData()):
-            self.show_message("The clipboard holds no GAN Studio image or parameters.")
+    def paste(self, quiet: bool = False) -> bool:
+        """Restore from the clipboard; False (and, unless ``quiet``, a sentence) when it holds nothing to restore."""
+        handled = self.restore_from_mime(QGuiApplication.clipboard().mimeData())
+        if handled is None and not quiet:
+            self.show_message("The clipboard holds no GAN Studio image, file or parameters.")
+        return handled is not None
 
-    def restore_from_mime(self, mime) -> bool:
-        """Restore from dropped/pasted files, parameters JSON or text; True if something was restored."""
-        if mime is None:
-            return False
-        for url in mime.urls():
-            path = url.toLocalFile()
-            if path and Path(path).suffix.lower() in IMAGE_SUFFIXES:
-                return self.controller.restore_file(path)
-        texts = []
-        if mime.hasFormat(PARAMETERS_MIME):
-            texts.append(bytes(mime.data(PARAMETERS_MIME).data()).decode("utf-8", "replace"))
-        if mime.hasText():
-            texts.append(mime.text())
-        for text in texts:
-            request = request_from_json_text(text)
-            if request is not None:
-                return self.controller.restore_request(request, source="the pasted parameters")
-        return False
+    def restore_from_mime(self, mime) -> bool | None:
+        """Restore from dropped/pasted files or parameters (see :func:`restore_from_mime`)."""
+        return restore_from_mime(self.controller, mime)
 
     # --- persistence ---------------------------------------------------------------------------------------------
     def _restore_layout(self) -> None:
@@ -373,6 +416,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.interpolation_panel.set_playing(False)
+        self.controller.cancel()  # a running batch stops; what it stored stays
         self.save_settings()
         self.link.close()
         self.store.close()

@@ -1,7 +1,7 @@
 """The live preview: the current image large, on a checkerboard so transparency shows.
 
-At an integer zoom the image is scaled nearest-neighbour (crisp pixels); the "smooth" toggle fits the image
-to the view with smooth scaling instead. Errors and loading messages are drawn where the image would be, so
+At the largest whole-number zoom that fits the image is scaled nearest-neighbour (crisp pixels); the
+"smooth" toggle, or a view too small for 2x, fits the image to the view with smooth scaling instead. Errors and loading messages are drawn where the image would be, so
 the person always knows why there is no picture.
 """
 
@@ -16,6 +16,8 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from studio.ui import theme
 from studio.ui.images import qimage_from_rgba
+
+MIN_CRISP_ZOOM = 2  # below 2x a whole-number zoom wastes most of the room: scale smoothly instead
 
 
 class PreviewView(QWidget):
@@ -104,15 +106,25 @@ class PreviewView(QWidget):
         return self._image
 
     # --- painting ---------------------------------------------------------------------------------------------
-    def image_rect(self) -> QRect:
-        """Where the image is drawn: integer zoom (nearest) or fitted (smooth), centred, with a margin."""
-        if self._image is None or self._image.isNull():
-            return QRect()
+    def _fit(self) -> float:
         margin = 16
         avail_w, avail_h = max(1, self.width() - 2 * margin), max(1, self.height() - 2 * margin)
+        return min(avail_w / self._image.width(), avail_h / self._image.height())
+
+    @property
+    def drawn_smooth(self) -> bool:
+        """Smooth scaling: chosen, or because no whole-number zoom of at least 2x fits (a small window)."""
+        if self._image is None or self._image.isNull():
+            return self._smooth
+        return self._smooth or math.floor(self._fit()) < MIN_CRISP_ZOOM
+
+    def image_rect(self) -> QRect:
+        """Where the image is drawn: the largest whole-number zoom that fits (crisp), or fitted (smooth)."""
+        if self._image is None or self._image.isNull():
+            return QRect()
+        fit = self._fit()
+        scale = fit if self.drawn_smooth else math.floor(fit)
         w, h = self._image.width(), self._image.height()
-        fit = min(avail_w / w, avail_h / h)
-        scale = fit if self._smooth or fit < 1 else max(1, math.floor(fit))
         dw, dh = round(w * scale), round(h * scale)
         return QRect((self.width() - dw) // 2, (self.height() - dh) // 2, dw, dh)
 
@@ -123,7 +135,7 @@ class PreviewView(QWidget):
         if self._image is not None and not self._image.isNull():
             target = self.image_rect()
             painter.fillRect(target, QBrush(theme.checker_tile(c["check_a"], c["check_b"])))
-            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self._smooth)
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.drawn_smooth)
             painter.drawImage(target, self._image)
             if self._busy:
                 self._draw_spinner(painter, QRectF(target.right() - 28, target.top() + 8, 20, 20), c)

@@ -226,16 +226,21 @@ class PromptPanel(QWidget):
     def set_vocabulary(self, names: list[str]) -> None:
         self.prompt_edit.set_completions(names)
 
-    def set_nearest(self, concepts: list[tuple[str, float]]) -> None:
-        self.nearest_label.setText(" · ".join(name for name, _ in concepts))
+    def set_nearest(self, concepts: list[tuple[str, float]], poor: bool = False) -> None:
+        """The concepts nearest to the prompt; ``poor``: even the best is far off, so say so quietly."""
+        names = " · ".join(name for name, _ in concepts)
+        if poor:
+            names = f"Not a concept the model knows well; closest: {names}"
+        self.nearest_label.setText(names)
+        self.nearest_label.setProperty("poor", poor)
 
-    def set_progress(self, done: int, total: int, running: bool) -> None:
-        """Show batch progress; ``running`` False hides the bar and re-enables Generate."""
+    def set_progress(self, done: int, total: int, running: bool, rate: str = "") -> None:
+        """Show batch progress (``rate``: "12.5 img/s · about 3 s left"); not ``running`` re-enables Generate."""
         self.generate_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         self.progress.setVisible(running)
         self.progress.set_fraction(done / max(total, 1))
-        self.progress_label.setText(f"{done} of {total}" if running else "")
+        self.progress_label.setText(f"{done} of {total}" + (f" · {rate}" if rate else "") if running else "")
 
     def set_ready(self, ready: bool) -> None:
         self.generate_button.setEnabled(ready)

@@ -79,6 +79,8 @@ class OffsetSlider(QWidget):
 
 
 class SlidersPanel(QWidget):
+    reset_requested = Signal(float)  # the model's default truncation; the controller resets (undoably)
+
     def __init__(self, state: SessionState, parent: QWidget | None = None):
         super().__init__(parent)
         self.state = state
@@ -139,7 +141,7 @@ class SlidersPanel(QWidget):
             "Reset", toolTip="All sliders back to 0 and truncation to the model's default"
         )
         set_icon(self.reset_button, "reset")
-        self.reset_button.clicked.connect(lambda: self.state.reset_sliders(self.default_truncation))
+        self.reset_button.clicked.connect(lambda: self.reset_requested.emit(self.default_truncation))
         self.randomize_button = QPushButton("Randomize", toolTip="Random positions for the latent directions")
         set_icon(self.randomize_button, "dice")
         self.randomize_button.clicked.connect(self.randomize)

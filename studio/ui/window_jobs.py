@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 class WindowJobs:
     def __init__(self, window: MainWindow):
         self.window = window
-        self._undo_ids: list[int] = []
 
     # --- open ------------------------------------------------------------------------------------------------
     def open_image(self) -> None:
@@ -99,9 +98,16 @@ class WindowJobs:
         self.window.show_message(f"Rendering {len(requests)} frames…", 0)
         results = await self.window.link.render_all(requests)
         try:
-            written = save_results_animation(
-                results, path, AnimationOptions(fps=fps, pingpong=mode == "ping-pong"), mode="interpolate"
+            settings = (
+                self.window.settings
+            )  # the export dialog's scale and resampling apply to animations too
+            options = AnimationOptions(
+                fps=fps,
+                pingpong=mode == "ping-pong",
+                scale=int(settings["export_scale"]),
+                resample=settings["export_resample"],
             )
+            written = save_results_animation(results, path, options, mode="interpolate")
         except Exception as exc:  # noqa: BLE001 - ExportError / OSError
             self.window.show_message(str(exc))
             return
@@ -110,19 +116,7 @@ class WindowJobs:
 
     # --- delete / undo ---------------------------------------------------------------------------------------
     def deleted(self, item_ids: list[int]) -> None:
-        self._undo_ids = list(item_ids)
-        count = len(item_ids)
-        self.window.undo_action.setEnabled(True)
-        self.window.undo_button.setVisible(True)
-        self.window.show_message(
-            f"Deleted {count} image{'s' if count != 1 else ''}. Undo with Ctrl+Z.", 15000
-        )
-
-    def undo_delete(self) -> None:
-        if not self._undo_ids:
-            return
-        ids, self._undo_ids = self._undo_ids, []
-        self.window.gallery.undo_delete(ids)
-        self.window.undo_action.setEnabled(False)
-        self.window.undo_button.setVisible(False)
-        self.window.show_message(f"Restored {len(ids)} image{'s' if len(ids) != 1 else ''}.")
+        ids = list(item_ids)
+        images = f"{len(ids)} image{'s' if len(ids) != 1 else ''}"
+        self.window.undo_stack.push(f"the delete of {images}", lambda: self.window.gallery.undo_delete(ids))
+        self.window.show_message(f"Deleted {images}. Undo with Ctrl+Z.", 15000)
