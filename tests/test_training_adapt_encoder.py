@@ -92,3 +92,26 @@ def test_evaluation_by_language_uses_that_languages_names(datasets):
     rows = np.flatnonzero((data.caption_lang == "zh") & (data.caption_owner == data.names.index("dog face")))
     assert data.captions[rows[0]] == "狗脸"
     assert np.array_equal(chinese[data.names.index("dog face")], data.caption_emb[rows[0]].astype(np.float32))
+
+
+def test_vocabulary_aliases_match_a_concept_by_any_of_its_names(tmp_path):
+    from types import SimpleNamespace
+
+    from studio.models.vocabulary import Aliases, load_vocabulary, save_vocabulary
+
+    rng = np.random.default_rng(3)
+
+    def unit(rows):
+        rows = rng.standard_normal((rows, 64)).astype(np.float32)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    english, other = unit(3), unit(4)
+    entries = [{"name": n, "group": "g"} for n in ("cat face", "dog face", "rocket")]
+    save_vocabulary(tmp_path, entries, english, (other, np.array([0, 0, 1, 2])))
+    vocabulary = load_vocabulary(SimpleNamespace(path=tmp_path, name="t"))
+    assert vocabulary.aliases is not None and vocabulary.aliases.codes.dtype == np.int8
+    best = vocabulary.nearest(other[1], k=3)
+    assert best[0][0] == "cat face" and abs(best[0][1] - 1.0) < 0.01  # shown by its English name
+    assert vocabulary.nearest(english[2], k=1)[0][0] == "rocket"
+    packed = Aliases.quantize(other, np.arange(4))
+    assert np.abs(packed.scores(other[0]) - other @ other[0]).max() < 0.01

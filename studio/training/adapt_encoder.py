@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from studio.models.format import load_model, save_model
-from studio.models.vocabulary import save_vocabulary
+from studio.models.vocabulary import dataset_aliases, save_vocabulary
 from studio.training.dataset import EmojiData, load_dataset
 
 RIDGE = 1e-2  # relative to the mean diagonal of the weighted Gram matrix; chosen on held-out captions
@@ -156,7 +156,7 @@ def adapt(
         {"name": name, "group": target.groups[g], "subgroup": target.subgroups[s]}
         for name, g, s in zip(target.names, target.group, target.subgroup)
     ]
-    save_vocabulary(out, entries, target.name_embeddings())
+    save_vocabulary(out, entries, target.name_embeddings(), dataset_aliases(target))
     judge = loaded.info.path / "judge.safetensors"
     if judge.exists() and judge.resolve() != (out / "judge.safetensors").resolve():
         shutil.copyfile(judge, out / "judge.safetensors")

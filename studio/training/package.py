@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from studio.models.cgan import BaseConfig, BaseGenerator, Upsampler, UpsamplerConfig
 from studio.models.format import save_model
-from studio.models.vocabulary import save_vocabulary
+from studio.models.vocabulary import dataset_aliases, save_vocabulary
 from studio.training.dataset import load_dataset
 from studio.training.train import default_manifest, upsampler_config
 
@@ -58,7 +58,7 @@ def package_model(
         {"name": name, "group": data.groups[g], "subgroup": data.subgroups[s]}
         for name, g, s in zip(data.names, data.group, data.subgroup)
     ]
-    save_vocabulary(out, entries, data.name_embeddings())
+    save_vocabulary(out, entries, data.name_embeddings(), dataset_aliases(data))
     if judge_path is not None and Path(judge_path).resolve() != (out / "judge.safetensors").resolve():
         shutil.copyfile(judge_path, out / "judge.safetensors")
     return out
