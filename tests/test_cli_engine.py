@@ -120,3 +120,13 @@ def test_info_reports_device_and_versions(capsys):
     code, out, _ = run(capsys, "info", "--json", "--device", "cpu")
     data = json.loads(out)
     assert code == 0 and data["device"] == "cpu" and data["torch"] and data["dtype"] == "float32"
+
+
+def test_generate_removes_what_a_killed_run_left_in_the_output_folder(capsys, tiny_model_dir, tmp_path):
+    from test_atomic import leave_stale_temp
+
+    out = tmp_path / "out"
+    out.mkdir()
+    leave_stale_temp(out)
+    code, _, _ = run(capsys, "generate", "cat", "--seed", 5, "--out", out, "--model", tiny_model_dir)
+    assert code == 0 and [p.name for p in out.iterdir()] == ["cat_5.png"]

@@ -60,3 +60,23 @@ def test_random_seed_mode_draws_a_new_seed_each_generate(qtbot, make_window):
         lambda: window.gallery.gallery.rowCount() == 1 and not window.link.generating, timeout=WAIT_MS
     )
     assert window.gallery.gallery.item(window.gallery.gallery.ids[0]).seed == window.state.seed
+
+
+def test_a_full_disk_during_generate_is_counted_and_said(qtbot, make_window, monkeypatch):
+    from test_session_gallery_store import full_disk
+
+    window = make_window()
+    window.state.update(prompt="owl", count=16, seed=0)
+    wait_for_preview_of(qtbot, window, window.state.preview_request())
+    full_disk(window.store, monkeypatch, after=3)
+    window.controller.generate()
+    bar = window.statusBar()
+    qtbot.waitUntil(lambda: bar.currentMessage().startswith("Made"), timeout=WAIT_MS)
+    assert bar.currentMessage().startswith("Made 3 of 16 images: The disk holding")
+    assert "full" in bar.currentMessage()
+    gallery = window.gallery.gallery
+    assert window.store.count() == gallery.rowCount() == 3  # what it says is what is there
+    monkeypatch.undo()
+    window.controller.generate()  # room again: the next batch is stored whole
+    qtbot.waitUntil(lambda: bar.currentMessage() == "Made 16 images.", timeout=WAIT_MS)
+    assert window.store.count() == gallery.rowCount() == 19

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from studio.atomic import remove_stale_temps
 from studio.cli import UserError
 
 
@@ -89,6 +90,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         request = None
         expected_hash = None
     out = _check_output_folder(Path(args.out))
+    remove_stale_temps(out)  # what an earlier run killed mid-write left behind
 
     from studio.engine.engine import Engine
     from studio.io.export import ExportOptions, export_result
@@ -104,13 +106,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         else:
             from dataclasses import replace
 
+            from studio.engine.info import model_mismatch
+
             request = replace(request, model=info.model_name)
-            if expected_hash and expected_hash != info.model_hash:
-                print(
-                    f"gan-studio: warning: the image was made with '{params.request.model}' weights {expected_hash}, "
-                    f"but the installed model is {info.model_hash}; the picture may differ.",
-                    file=sys.stderr,
-                )
+            mismatch = model_mismatch(
+                params.request.model, expected_hash or "", info.model_name, info.model_hash, "The image"
+            )
+            if mismatch is not None:
+                print(f"gan-studio: warning: {mismatch.sentence}", file=sys.stderr)
         options = ExportOptions(template="{prompt}_{seed}")
         written = 0
         progress = _Progress(request.count)

@@ -143,6 +143,7 @@ def _open_engine(model: str | None, device: str | None):
 
 
 def _interpolate(args) -> int:
+    from studio.atomic import remove_stale_temps
     from studio.cli import UserError
     from studio.io.animation import AnimationOptions, animation_kind, mp4_available, save_results_animation
     from studio.io.files import ExportError
@@ -169,6 +170,7 @@ def _interpolate(args) -> int:
         )
     if not out.parent.expanduser().is_dir():
         raise UserError(f"The folder {out.parent} does not exist; create it or choose another --out.")
+    remove_stale_temps(out.parent.expanduser())  # what an earlier run killed mid-write left behind
 
     requests = _frame_requests(args, seed_b)  # validates prompts and seeds before the model loads
     engine = _open_engine(getattr(args, "model", None), getattr(args, "device", None))

@@ -18,29 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.engine.devices import choose_device
+from studio.engine.info import EngineInfo
 from studio.engine.renderer import Renderer
 from studio.engine.requests import MAX_COUNT, GenerationRequest, GenerationResult, RequestError
 from studio.models.format import DEFAULT_MODEL, LoadedModel, ModelError, load_model
 from studio.models.vocabulary import Vocabulary, load_vocabulary
 
 _DONE = object()
-
-
-@dataclass(frozen=True)
-class EngineInfo:
-    model_name: str
-    model_hash: str
-    model_path: Path
-    resolution: int
-    base_resolution: int
-    default_truncation: float
-    num_directions: int
-    device_kind: str
-    device_label: str
-    dtype: str
-    conditioning: str
-    classes: tuple[str, ...]
-    micro_batch: int
 
 
 @dataclass

@@ -5,6 +5,7 @@ talks to the engine link, the store and the preview, so no panel calls another.
 
 from __future__ import annotations
 
+import logging
 import random
 import sqlite3
 from dataclasses import replace
@@ -13,8 +14,9 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QPixmap
 
+from studio.engine.info import model_mismatch
 from studio.engine.requests import GenerationRequest, GenerationResult, RequestError
-from studio.session.gallery_store import GalleryStore
+from studio.session.gallery_store import GalleryError, GalleryStore
 from studio.session.history import PromptHistory
 from studio.session.state import RANDOM_SEED_LIMIT, InterpolationSlot, SessionState
 from studio.ui.engine_link import EngineLink
@@ -22,6 +24,8 @@ from studio.ui.exporting import Picture, read_request
 from studio.ui.gallery_view import THUMB, GalleryView
 from studio.ui.images import qimage_from_rgba
 from studio.ui.preview_view import PreviewView
+
+log = logging.getLogger(__name__)
 
 PROMPT_DEBOUNCE_MS = 220
 THUMBNAIL_IDLE_MS = 150
@@ -61,6 +65,8 @@ class StudioController(QObject):
         self.last_render_ms = 0.0
         self._batch_total = 0
         self._batch_done = 0
+        self._batch_stored = 0
+        self._store_error: str | None = None  # why images of this batch could not be stored
         self._restoring = False
         self._debounce = QTimer(self, singleShot=True, interval=PROMPT_DEBOUNCE_MS)
         self._debounce.timeout.connect(self._prompt_settled)
@@ -153,7 +159,8 @@ class StudioController(QObject):
         self._start_batch(frames, count)
 
     def _start_batch(self, request, total: int) -> None:
-        self._batch_total, self._batch_done = total, 0
+        self._batch_total, self._batch_done, self._batch_stored = total, 0, 0
+        self._store_error = None
         self.batch_progress.emit(0, total, True)
         self.link.generate(request)
 
@@ -169,9 +176,18 @@ class StudioController(QObject):
         self.last_render_ms = result.render_ms
         if result.ok and result.image is not None:
             # Committed before it is shown (a crash keeps it); the thumbnail is made later, when idle.
-            item_id = self.store.add(
-                result.request, result.image, result.model_hash, result.device, thumbnail=False
-            )
+            try:
+                item_id = self.store.add(
+                    result.request, result.image, result.model_hash, result.device, thumbnail=False
+                )
+            except GalleryError as exc:  # full disk, read-only gallery: stop, and say what was kept
+                if self._store_error is None:
+                    log.warning("stopping the batch: an image could not be stored", exc_info=True)
+                    self._store_error = str(exc)
+                    self.link.cancel()
+                self.batch_progress.emit(self._batch_done, self._batch_total, True)
+                return
+            self._batch_stored += 1
             thumb = qimage_from_rgba(result.image).scaled(
                 THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
             )
@@ -186,8 +202,15 @@ class StudioController(QObject):
         self.gallery.flush_incoming()
         self.batch_progress.emit(self._batch_done, self._batch_total, False)
         self._thumbnailer.start()
-        if finished:
-            self.message.emit(f"Made {self._batch_done} image{'s' if self._batch_done != 1 else ''}.")
+        if self._store_error is not None:
+            self.message.emit(f"Made {self._batch_stored} of {self._batch_total} images: {self._store_error}")
+        elif finished:
+            stored = self._batch_stored
+            failed = self._batch_done - stored
+            text = f"Made {stored} image{'s' if stored != 1 else ''}."
+            if failed:
+                text = f"Made {stored} of {self._batch_total} images; {failed} could not be rendered."
+            self.message.emit(text)
 
     def _fill_thumbnails(self) -> None:
         """Store the thumbnails a batch skipped, a few per tick while nothing else runs."""
@@ -196,7 +219,7 @@ class StudioController(QObject):
         try:
             if self.store.fill_thumbnails(limit=4) == 0:
                 self._thumbnailer.stop()
-        except sqlite3.Error:  # the store closed with the window
+        except (sqlite3.Error, GalleryError):  # the store closed with the window, or cannot be written
             self._thumbnailer.stop()
 
     # --- gallery actions -----------------------------------------------------------------------------------------
@@ -280,19 +303,17 @@ class StudioController(QObject):
 
     def restore_request(self, request: GenerationRequest, model_hash: str = "", source: str = "") -> bool:
         info = self.link.info
-        if info is not None and request.model != info.model_name:
-            needs = f"{request.model}" + (f" (hash {model_hash})" if model_hash else "")
-            self.message.emit(
-                f"{source or 'These parameters'} were made with the model {needs}, but {info.model_name} is loaded; "
-                "open the studio with that model to restore it exactly."
+        mismatch = None
+        if info is not None:
+            mismatch = model_mismatch(
+                request.model, model_hash, info.model_name, info.model_hash, source or "These parameters"
             )
+        if mismatch is not None and mismatch.other_model:
+            self.message.emit(mismatch.sentence)
             return False
         self._restore_state(replace(request, model=self.state.model))
-        if info is not None and model_hash and model_hash != info.model_hash:
-            self.message.emit(
-                f"Restored; note the file was made with a different build of {info.model_name} "
-                f"(hash {model_hash}, loaded {info.model_hash}), so pixels may differ."
-            )
+        if mismatch is not None:
+            self.message.emit(f"Restored. {mismatch.sentence}")
         else:
             self.message.emit(f"Restored the parameters{' of ' + source if source else ''}.")
         self.request_preview()

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from studio.atomic import remove_stale_temps, write_atomically
 from studio.engine.requests import GenerationRequest, RequestError
 from studio.io import metadata as _metadata
 from studio.io.export import export_image
@@ -55,19 +56,32 @@ def write_png(picture: Picture, path: Path) -> Path:
     """A PNG with the parameters embedded at exactly ``path`` (replacing it: used for drag-and-drop copies)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     options = _metadata.save_options(_parameters(picture), "png")
-    tmp = path.with_name(path.name + ".partial")
-    Image.fromarray(np.ascontiguousarray(picture.image)).save(tmp, format="PNG", **options)
-    tmp.replace(path)
-    return path
+    picture_file = Image.fromarray(np.ascontiguousarray(picture.image))
+    return write_atomically(path, lambda temp: picture_file.save(temp, format="PNG", **options))
 
 
 DRAG_KEEP_SECONDS = 24 * 3600  # a file manager copies a dropped file at once; a day is plenty
 
 
+def drag_folder() -> Path:
+    return user_data_dir() / "drag-out"
+
+
+def remove_unfinished_files(export_folder: str | Path | None = None) -> int:
+    """Remove what writers killed mid-write left (hidden ``.partial`` files) in the folders the window
+    writes to; files another running window is still writing are kept. Returns how many were removed."""
+    from studio.paths import user_config_dir
+
+    folders = [user_data_dir(), drag_folder(), user_config_dir()]
+    if export_folder:
+        folders.append(Path(export_folder))
+    return sum(remove_stale_temps(folder) for folder in folders)
+
+
 def drag_file(picture: Picture, name: str) -> Path:
     """A PNG in the user's own ``drag-out`` folder for dragging onto a file manager; files older than a
     day are removed on the way, so the folder never grows."""
-    folder = user_data_dir() / "drag-out"
+    folder = drag_folder()
     cutoff = time.time() - DRAG_KEEP_SECONDS
     for old in folder.glob("*.png") if folder.is_dir() else ():
         try:

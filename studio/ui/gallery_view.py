@@ -28,7 +28,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QAction, QColor, QGuiApplication, QImage, QKeySequence, QPainter, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QMenu, QStyle, QStyledItemDelegate, QWidget
 
-from studio.session.gallery_store import GalleryItem, GalleryStore, decode_png
+from studio.session.gallery_store import GalleryError, GalleryItem, GalleryStore, decode_png
 from studio.ui import theme
 from studio.ui.exporting import PARAMETERS_MIME, Picture, drag_file, parameters_json, parameters_text
 from studio.ui.images import qimage_from_png, qimage_from_rgba
@@ -414,14 +414,21 @@ class GalleryView(QListView):
     def toggle_star(self) -> None:
         ids = self.selected_ids()
         if ids:
-            self.gallery.set_starred(ids, not self.gallery.is_starred(ids[0]))
+            try:
+                self.gallery.set_starred(ids, not self.gallery.is_starred(ids[0]))
+            except GalleryError as exc:  # read-only gallery, full disk: nothing changed
+                self.message.emit(str(exc))
 
     def delete_selected(self) -> None:
         ids = self.selected_ids()
         if not ids:
             return
         row = self.gallery.row_of(ids[0])
-        self.gallery.store.delete(ids)
+        try:
+            self.gallery.store.delete(ids)
+        except GalleryError as exc:  # read-only gallery, full disk: nothing deleted
+            self.message.emit(str(exc))
+            return
         self.gallery.remove(ids)
         if self.gallery.rowCount():
             self.setCurrentIndex(self.gallery.index(min(row, self.gallery.rowCount() - 1)))

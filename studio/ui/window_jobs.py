@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QDialog, QFileDialog
 
 from studio.ui.export_dialog import ExportDialog
-from studio.ui.exporting import export_pictures
+from studio.ui.exporting import export_pictures, remove_unfinished_files
 
 if TYPE_CHECKING:
     from studio.ui.main_window import MainWindow
@@ -20,6 +21,22 @@ class WindowJobs:
     def __init__(self, window: MainWindow):
         self.window = window
         self._undo_ids: list[int] = []
+        QTimer.singleShot(0, self.show_notices)  # once the window (and its status bar) is built
+        remove_unfinished_files(window.settings["export_folder"])
+        # Again after the model's "Ready" line (which would otherwise replace them), appended to it.
+        window.link.ready.connect(lambda info: QTimer.singleShot(0, lambda: self.show_notices(after=True)))
+
+    # --- start-up ---------------------------------------------------------------------------------------------
+    def show_notices(self, after: bool = False) -> None:
+        """Say what opening the settings and the gallery had to do (a damaged file kept aside, a read-only
+        folder...); a read-only gallery is also named in the title bar for as long as the window is open."""
+        store = self.window.store
+        notices = [n for n in (self.window.settings.notice, store.notice) if n]
+        if store.read_only and "read-only" not in self.window.windowTitle():
+            self.window.setWindowTitle(f"{self.window.windowTitle()} (read-only gallery)")
+        if notices:
+            current = self.window.statusBar().currentMessage() if after else ""
+            self.window.show_message(" ".join([current, *notices]).strip(), 0)
 
     # --- open ------------------------------------------------------------------------------------------------
     def open_image(self) -> None:
