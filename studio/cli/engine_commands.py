@@ -25,8 +25,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--truncation", type=float, default=None, help="0..2; lower is more typical (default: model's)"
     )
     gen.add_argument("--out", default=".", help="output folder (created if missing)")
-    gen.add_argument("--model", default=None, help="model name or folder (default: emoji)")
-    gen.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
     gen.add_argument(
         "--from", dest="from_image", default=None, help="re-render the image whose parameters IMAGE holds"
     )
@@ -37,13 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     models.set_defaults(func=cmd_models)
 
     info = subparsers.add_parser("info", help="versions, device and precision")
-    info.add_argument("--device", default=None)
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=cmd_info)
 
     bench = subparsers.add_parser("bench", help="engine benchmark (JSON): throughput and preview latency")
-    bench.add_argument("--model", default=None)
-    bench.add_argument("--device", default=None)
     bench.add_argument("--json", action="store_true", help="(always JSON; accepted for symmetry)")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions")
     bench.set_defaults(func=cmd_bench)

@@ -23,7 +23,6 @@ def register(subparsers) -> None:
     train.add_argument("--out", required=True, help="model folder to write (a run folder sits beside it)")
     train.add_argument("--stage", choices=("base", "upsampler"), default="base")
     train.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
-    train.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
     train.add_argument("--minutes", type=float, default=None, help="stop after this many minutes of training")
     train.add_argument("--steps", type=int, default=None, help="stop at this step")
     train.add_argument("--batch", type=int, default=None, help="images per step per process")
@@ -49,7 +48,6 @@ def register(subparsers) -> None:
     train.set_defaults(func=_train)
 
     evaluate = subparsers.add_parser("evaluate", help="measure a model offline with the judge classifier")
-    evaluate.add_argument("--model", default="emoji", help="model name or folder (default: emoji)")
     evaluate.add_argument("--data", default=DEFAULT_DATA, help="dataset folder")
     evaluate.add_argument(
         "--judge", default=None, help="judge weights (default: the model's judge.safetensors)"
@@ -118,9 +116,11 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
+    from studio.app import DEFAULT_MODEL
     from studio.cli import UserError
     from studio.training.evaluate import EvaluateError, run_evaluate
 
+    args.model = args.model or DEFAULT_MODEL
     try:
         metrics = run_evaluate(args)
     except (EvaluateError, FileNotFoundError) as exc:
