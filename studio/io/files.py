@@ -21,7 +21,6 @@ from studio.atomic import write_all as _write_all  # tests simulate a full disk 
 from studio.errors import UserError
 
 MAX_NAME_BYTES = 200  # most file systems allow 255 bytes; leave room for "_12" and temp prefixes
-MAX_PROMPT_CHARS_IN_NAME = 60
 MAX_UNIQUE_TRIES = 10_000
 
 # Characters Windows forbids in names, plus the separators of every OS.
