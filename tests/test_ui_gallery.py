@@ -79,7 +79,8 @@ def test_copy_star_show_and_drag_out(qtbot, make_window):
     stale = Path(path).with_name("stale.png")
     stale.write_bytes(b"old")
     os.utime(stale, (time.time() - 2 * 86400,) * 2)
-    view.gallery.mimeData([view.gallery.index(1)])
+    second = view.gallery.mimeData([view.gallery.index(1)])
+    assert second.urls()  # asking for the files waits until the files worker has written them
     assert not stale.exists() and Path(path).exists()
 
 
