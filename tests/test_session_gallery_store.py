@@ -205,3 +205,23 @@ def test_a_read_only_data_folder_opens_the_gallery_read_only(tmp_path, monkeypat
         store.add(GenerationRequest("dog"), _image(3))
     assert store.fill_thumbnails() == 0
     store.close()
+
+
+def test_a_gallery_on_a_read_only_file_system_names_the_reason(tmp_path, monkeypatch):
+    import studio.session.gallery_store as gallery_store
+
+    path = tmp_path / "gallery.sqlite"
+    with GalleryStore(path) as store:
+        store.add(GenerationRequest("cat"), _image(1))
+    real_connect = sqlite3.connect
+
+    def read_only_mount(target, *args, uri=False, **kwargs):  # what SQLite says on a read-only mount
+        if not uri and target != ":memory:":
+            raise sqlite3.OperationalError("unable to open database file")
+        return real_connect(target, *args, uri=uri, **kwargs)
+
+    monkeypatch.setattr(gallery_store.sqlite3, "connect", read_only_mount)
+    monkeypatch.setattr(gallery_store.os, "access", lambda folder, mode: False)
+    store = GalleryStore(path)
+    assert store.read_only and store.count() == 1
+    assert "because the folder is read-only" in store.notice

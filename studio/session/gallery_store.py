@@ -147,7 +147,7 @@ class GalleryStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(str(self.path), isolation_level=None)  # explicit transactions only
         except (OSError, sqlite3.Error) as exc:
-            raise _NotWritable(_cause(exc)) from exc
+            raise _NotWritable(_cause(exc, self.path.parent)) from exc
         try:
             version = _schema_version(db)
             db.execute("PRAGMA journal_mode=WAL")
@@ -164,7 +164,7 @@ class GalleryStore:
                 raise _Damaged(
                     "not a gallery database" if "not a database" in str(exc) else str(exc)
                 ) from exc
-            raise _NotWritable(_cause(exc)) from exc
+            raise _NotWritable(_cause(exc, self.path.parent)) from exc
         except BaseException:
             db.close()
             raise
@@ -210,8 +210,8 @@ class GalleryStore:
                     if _schema_version(db) == SCHEMA_VERSION:
                         db.execute("SELECT count(*) FROM items").fetchone()
                         return db
-                except (sqlite3.Error, _NewerSchema):
-                    log.warning("gallery %s could not be read with %s", self.path, options, exc_info=True)
+                except (sqlite3.Error, _NewerSchema) as exc:
+                    log.info("gallery %s could not be read with %s (%s)", self.path, options, exc)
                 db.close()
         return self._open_in_memory(self.notice)
 
@@ -484,11 +484,24 @@ def _is_damage(exc: sqlite3.Error) -> bool:
     return code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "malformed" in str(exc)
 
 
-def _cause(exc: BaseException) -> str:
-    """Why a gallery cannot be written, as the end of a sentence."""
+def _cause(exc: BaseException, folder: Path) -> str:
+    """Why a gallery in ``folder`` cannot be written, as the end of a sentence."""
     text = str(exc).lower()
     if getattr(exc, "errno", None) in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)) or "full" in text:
         return "the disk is full"
-    if isinstance(exc, PermissionError) or getattr(exc, "errno", None) == errno.EROFS or "readonly" in text:
+    if (
+        isinstance(exc, PermissionError)
+        or getattr(exc, "errno", None) == errno.EROFS
+        or "readonly" in text
+        or _read_only_folder(folder)
+    ):
         return "the folder is read-only"
     return f"it could not be written ({exc})"
+
+
+def _read_only_folder(folder: Path) -> bool:
+    """True for a folder on a read-only file system or one this user may not write into."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY) or not os.access(folder, os.W_OK)
+    except (OSError, AttributeError):  # AttributeError: no statvfs (Windows)
+        return False

@@ -195,7 +195,7 @@ def request_from_json_text(text: str) -> GenerationRequest | None:
     """A request from pasted parameters JSON (a document or a bare request), or None if it is not one."""
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: deeply nested JSON pasted
         return None
     if isinstance(data, dict) and isinstance(data.get("request"), dict):
         data = data["request"]
