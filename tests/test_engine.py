@@ -21,6 +21,19 @@ def engine(tiny_model_dir, text_encoder):
     engine.close()
 
 
+def occupy_worker(engine) -> threading.Event:
+    """Block the engine's worker (returns once it really is blocked); set the returned event to free it."""
+    gate, busy = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        busy.set()
+        gate.wait()
+
+    engine._call_in_worker(hold)
+    assert busy.wait(10)
+    return gate
+
+
 def request(prompt="red apple", **kw):
     return GenerationRequest(prompt=prompt, model="tiny-test", **kw)
 
@@ -101,15 +114,7 @@ def test_async_generate_streams_and_task_cancel_stops(engine):
 
 
 def test_latest_wins_under_a_burst_of_100_previews(engine):
-    gate, busy = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        busy.set()
-        gate.wait()
-
-    # Occupy the worker (and wait until it really is busy) so the burst queues up behind it.
-    engine._call_in_worker(hold)
-    assert busy.wait(10)
+    gate = occupy_worker(engine)  # so the burst queues up behind it
     futures = [engine.preview(request(seed=i)) for i in range(100)]
     gate.set()
     results = [f.result(10) for f in futures]
@@ -243,14 +248,7 @@ def test_nearest_concepts_without_vocabulary_is_empty(engine):
 def test_a_preview_the_caller_cancelled_breaks_neither_later_previews_nor_close(tiny_model_dir, text_encoder):
     engine = Engine(tiny_model_dir, device="cpu", text_encoder=text_encoder, micro_batch=4)
     engine.wait_ready(60)
-    gate, busy = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        busy.set()
-        gate.wait()
-
-    engine._call_in_worker(hold)
-    assert busy.wait(10)
+    gate = occupy_worker(engine)
 
     async def drag():
         pending = engine.preview(request(seed=1))
@@ -292,14 +290,7 @@ def test_work_queued_when_close_comes_gets_the_closed_sentence(tiny_model_dir, t
 
     engine = Engine(tiny_model_dir, device="cpu", text_encoder=text_encoder)
     engine.wait_ready(60)
-    gate, busy = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        busy.set()
-        gate.wait()
-
-    engine._call_in_worker(hold)
-    assert busy.wait(10)
+    gate = occupy_worker(engine)
     queued = engine.embed(["cat"])
     closer = threading.Thread(target=engine.close)
     closer.start()

@@ -86,6 +86,21 @@ def test_thumbnails_can_be_made_later(tmp_path):
 # ----------------------------------------------------------------------------------------------- bad days
 
 
+def refuse_read_write_opens(monkeypatch, message: str = "attempt to write a readonly database") -> None:
+    """Make SQLite refuse to open the gallery for writing, as in a read-only folder (tests run as root, whom
+    chmod does not stop); read-only (URI) and in-memory opens still work."""
+    import studio.session.gallery_store as gallery_store
+
+    real_connect = sqlite3.connect
+
+    def connect(target, *args, uri=False, **kwargs):
+        if not uri and target != ":memory:":
+            raise sqlite3.OperationalError(message)
+        return real_connect(target, *args, uri=uri, **kwargs)
+
+    monkeypatch.setattr(gallery_store.sqlite3, "connect", connect)
+
+
 def full_disk(store, monkeypatch, after: int):
     """Let ``after`` more INSERTs succeed, then fail the way SQLite does on a full disk."""
     real = store._db
@@ -185,19 +200,11 @@ def test_a_damaged_gallery_is_kept_aside_and_a_fresh_one_started(tmp_path, damag
 
 
 def test_a_read_only_data_folder_opens_the_gallery_read_only(tmp_path, monkeypatch):
-    import studio.session.gallery_store as gallery_store
 
     path = tmp_path / "gallery.sqlite"
     with GalleryStore(path) as store:
         ids = store.add_many([(GenerationRequest("cat", seed=s), _image(s), "") for s in range(2)])
-    real_connect = sqlite3.connect
-
-    def read_only_folder(target, *args, uri=False, **kwargs):
-        if not uri and target != ":memory:":  # tests run as root, whom chmod does not stop: refuse rw opens
-            raise sqlite3.OperationalError("attempt to write a readonly database")
-        return real_connect(target, *args, uri=uri, **kwargs)
-
-    monkeypatch.setattr(gallery_store.sqlite3, "connect", read_only_folder)
+    refuse_read_write_opens(monkeypatch)
     store = GalleryStore(path)
     assert store.read_only and "read-only" in store.notice
     assert store.ids() == ids and np.array_equal(store.image(ids[1]), _image(1))
@@ -213,14 +220,7 @@ def test_a_gallery_on_a_read_only_file_system_names_the_reason(tmp_path, monkeyp
     path = tmp_path / "gallery.sqlite"
     with GalleryStore(path) as store:
         store.add(GenerationRequest("cat"), _image(1))
-    real_connect = sqlite3.connect
-
-    def read_only_mount(target, *args, uri=False, **kwargs):  # what SQLite says on a read-only mount
-        if not uri and target != ":memory:":
-            raise sqlite3.OperationalError("unable to open database file")
-        return real_connect(target, *args, uri=uri, **kwargs)
-
-    monkeypatch.setattr(gallery_store.sqlite3, "connect", read_only_mount)
+    refuse_read_write_opens(monkeypatch, "unable to open database file")  # what a read-only mount gives
     monkeypatch.setattr(gallery_store.os, "access", lambda folder, mode: False)
     store = GalleryStore(path)
     assert store.read_only and store.count() == 1

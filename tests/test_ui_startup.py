@@ -85,18 +85,9 @@ def test_damaged_settings_and_gallery_still_open_the_window_and_say_so(qtbot, ma
 
 
 def test_a_read_only_gallery_opens_read_only_and_says_so(qtbot, make_window, monkeypatch):
-    import sqlite3
+    from test_session_gallery_store import refuse_read_write_opens
 
-    import studio.session.gallery_store as gallery_store
-
-    real_connect = sqlite3.connect
-
-    def read_only_folder(target, *args, uri=False, **kwargs):
-        if not uri and target != ":memory:":  # tests run as root, whom chmod does not stop: refuse rw opens
-            raise sqlite3.OperationalError("attempt to write a readonly database")
-        return real_connect(target, *args, uri=uri, **kwargs)
-
-    monkeypatch.setattr(gallery_store.sqlite3, "connect", read_only_folder)
+    refuse_read_write_opens(monkeypatch)
     window = make_window()
     qtbot.waitUntil(lambda: "read-only" in window.windowTitle(), timeout=WAIT_MS)
     assert "open read-only" in window.statusBar().currentMessage()

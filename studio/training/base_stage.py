@@ -15,11 +15,13 @@ from studio.models.cgan import BaseGenerator, rgba_uint8_to_premultiplied
 from studio.training.augment import diff_augment
 from studio.training.dataset import EmojiData, balanced_weights
 from studio.training.networks import ProjectionDiscriminator, base_config
-from studio.training.options import CHECKPOINT, TrainOptions
+from studio.training.options import TrainOptions
 from studio.training.runs import (
     RunHistory,
     log_line,
+    open_checkpoint,
     progress_fields,
+    rank_seeds,
     restore_progress,
     run_summary,
     save_checkpoint,
@@ -116,13 +118,12 @@ def train_base(options: TrainOptions) -> dict:
     images = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32)).to(device)
     embeddings = torch.from_numpy(data.caption_emb.astype(np.float32)).to(device)
     train_index = data.train_index
-    sampler = CaptionSampler(data, train_index, options.caption_name_prob, options.seed * 1000 + dist.rank)
-    torch_rng = torch.Generator().manual_seed(options.seed * 1000 + dist.rank + 1)
+    sampler_seed, torch_seed = rank_seeds(options, dist)
+    sampler = CaptionSampler(data, train_index, options.caption_name_prob, sampler_seed)
+    torch_rng = torch.Generator().manual_seed(torch_seed)
     step, trained_seconds, images_seen = 0, 0.0, 0
-    ckpt_path = run / CHECKPOINT
-    state = None
-    if options.resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+    ckpt_path, state = open_checkpoint(options, run, device)
+    if state is not None:
         generator.load_state_dict(state["generator"])
         discriminator.load_state_dict(state["discriminator"])
         g_ema.load_state_dict(state["g_ema"])

@@ -18,7 +18,7 @@ from studio.engine.devices import choose_device
 from studio.engine.requests import RequestError
 from studio.models.cgan import BaseGenerator, Upsampler, premultiplied_to_rgba_uint8
 from studio.training.dataset import load_dataset
-from studio.training.options import TrainError, TrainOptions
+from studio.training.options import CHECKPOINT, TrainError, TrainOptions
 
 
 def cpu_supports_bf16() -> bool:
@@ -155,6 +155,19 @@ def should_stop(options: TrainOptions, step: int, started: float) -> bool:
     if options.minutes is not None and time.time() - started >= options.minutes * 60.0:
         return True
     return False
+
+
+def open_checkpoint(options: TrainOptions, run: Path, device: torch.device) -> tuple[Path, dict | None]:
+    """The run's checkpoint path, and its state when resuming from one (else None)."""
+    path = run / CHECKPOINT
+    if options.resume and path.exists():
+        return path, torch.load(path, map_location=device, weights_only=False)
+    return path, None
+
+
+def rank_seeds(options: TrainOptions, dist: Dist) -> tuple[int, int]:
+    """This process's seeds for its data sampler and its torch generator (different on every rank)."""
+    return options.seed * 1000 + dist.rank, options.seed * 1000 + dist.rank + 1
 
 
 def save_checkpoint(state: dict, path: Path) -> None:

@@ -12,11 +12,13 @@ import torch.nn.functional as F
 from studio.models.cgan import Upsampler, rgba_uint8_to_premultiplied
 from studio.training.augment import degrade_for_upsampler
 from studio.training.networks import PatchDiscriminator, upsampler_config
-from studio.training.options import CHECKPOINT, TrainOptions
+from studio.training.options import TrainOptions
 from studio.training.runs import (
     RunHistory,
     log_line,
+    open_checkpoint,
     progress_fields,
+    rank_seeds,
     restore_progress,
     run_summary,
     save_checkpoint,
@@ -39,13 +41,12 @@ def train_upsampler(options: TrainOptions) -> dict:
     big = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128))
     small = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32))
     train_index = data.train_index
-    rng = np.random.default_rng(options.seed * 1000 + dist.rank)
-    torch_rng = torch.Generator().manual_seed(options.seed * 1000 + dist.rank + 1)
+    numpy_seed, torch_seed = rank_seeds(options, dist)
+    rng = np.random.default_rng(numpy_seed)
+    torch_rng = torch.Generator().manual_seed(torch_seed)
     step, trained_seconds, images_seen = 0, 0.0, 0
-    ckpt_path = run / CHECKPOINT
-    state = None
-    if options.resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+    ckpt_path, state = open_checkpoint(options, run, device)
+    if state is not None:
         upsampler.load_state_dict(state["upsampler"])
         opt.load_state_dict(state["opt"])
         if "critic" in state:
