@@ -87,3 +87,24 @@ def test_drag_out_files_are_written_on_the_files_worker(qtbot, make_window, monk
     paths = [url.toLocalFile() for url in mime.urls()]
     assert len(paths) == 2 and all(paths)
     assert threads == ["gan-studio-files_0"] * 2
+
+
+def test_cancel_while_frames_render_writes_no_animation(qtbot, make_window, tmp_path):
+    from test_engine import occupy_worker
+
+    window = make_window()
+    a, b = _generate(qtbot, window, "kite", 2, seed=1)[-2:]
+    window.gallery.slot_requested.emit(a, "a")
+    window.gallery.slot_requested.emit(b, "b")
+    requests = [window.state.interpolation_request(i / 5) for i in range(6)]
+    gate = occupy_worker(window.link.engine)  # the frames wait behind it: the job is surely rendering
+    task = window.jobs.start_file_job(
+        window.jobs.write_animation(requests, str(tmp_path / "clip.gif"), 10, "loop")
+    )
+    bar = window.statusBar()
+    qtbot.waitUntil(lambda: bar.currentMessage().startswith("Rendering 6 frames"), timeout=WAIT_MS)
+    window.jobs.job_cancel.click()
+    gate.set()
+    qtbot.waitUntil(task.done, timeout=WAIT_MS)
+    assert bar.currentMessage() == "Animation export cancelled; nothing was written."
+    assert not (tmp_path / "clip.gif").exists() and not window.jobs.job_progress.isVisible()
