@@ -264,8 +264,13 @@ def test_a_preview_the_caller_cancelled_breaks_neither_later_previews_nor_close(
     newer = asyncio.run(drag())
     gate.set()
     assert newer.result(10).request.seed == 2
-    asyncio.run(drag())  # and again, now with close() replacing the pending one
-    engine.close()  # no InvalidStateError
+    gate = occupy_worker(engine)  # and again, now with close() replacing the pending one
+    pending = asyncio.run(drag())
+    engine.close(timeout=0)  # no InvalidStateError
+    assert pending.result(0) is None
+    gate.set()
+    engine._thread.join(10)
+    assert not engine._thread.is_alive()
 
 
 def test_work_asked_after_close_resolves_at_once_with_a_sentence(tiny_model_dir, text_encoder):
