@@ -101,8 +101,8 @@ def refuse_read_write_opens(monkeypatch, message: str = "attempt to write a read
     monkeypatch.setattr(gallery_store.sqlite3, "connect", connect)
 
 
-def full_disk(store, monkeypatch, after: int):
-    """Let ``after`` more INSERTs succeed, then fail the way SQLite does on a full disk."""
+def full_disk(store, monkeypatch, after: int, statement: str = "INSERT"):
+    """Let ``after`` more ``statement``s succeed, then fail the way SQLite does on a full disk."""
     real = store._db
     calls = {"n": 0}
 
@@ -110,12 +110,19 @@ def full_disk(store, monkeypatch, after: int):
         def __getattr__(self, name):
             return getattr(real, name)
 
-        def execute(self, sql, *args):
-            if sql.startswith("INSERT"):
+        def _check(self, sql):
+            if sql.startswith(statement):
                 calls["n"] += 1
                 if calls["n"] > after:
                     raise sqlite3.OperationalError("database or disk is full")
+
+        def execute(self, sql, *args):
+            self._check(sql)
             return real.execute(sql, *args)
+
+        def executemany(self, sql, *args):
+            self._check(sql)
+            return real.executemany(sql, *args)
 
     monkeypatch.setattr(store, "_db", FullDisk())
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QDialog, QFileDialog, QProgressBar, QToolButton
 
+from studio.session.gallery_store import GalleryError
 from studio.ui.export_dialog import ExportDialog
 from studio.ui.exporting import (
     Picture,
@@ -262,8 +263,12 @@ class WindowJobs:
     def undo_delete(self) -> None:
         if not self._undo_ids:
             return
+        try:
+            self.window.gallery.undo_delete(self._undo_ids)
+        except GalleryError as exc:  # full disk: nothing restored yet, and Undo stays available
+            self.window.show_message(str(exc))
+            return
         ids, self._undo_ids = self._undo_ids, []
-        self.window.gallery.undo_delete(ids)
         self.window.undo_action.setEnabled(False)
         self.window.undo_button.setVisible(False)
         self.window.show_message(f"Restored {len(ids)} image{'s' if len(ids) != 1 else ''}.")
