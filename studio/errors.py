@@ -7,3 +7,7 @@ class UserError(Exception):
 
 class ModelError(Exception):
     """A model folder cannot be used; ``str(error)`` is one sentence for a person."""
+
+
+class EngineClosedError(RuntimeError):
+    """Work was asked of an engine after ``close()``; ``str(error)`` is one sentence."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -15,10 +16,16 @@ def test_import_contracts_hold():
 
     cwd = os.getcwd()
     os.chdir(ROOT)
+    # import-linter configures logging with disable_existing_loggers: keep studio's loggers working for
+    # the tests that run after this one.
+    loggers = [item for item in logging.root.manager.loggerDict.values() if isinstance(item, logging.Logger)]
+    disabled = [logger.disabled for logger in loggers]
     try:
         assert lint_imports(no_cache=True, no_logo=True) == 0
     finally:
         os.chdir(cwd)
+        for logger, was_disabled in zip(loggers, disabled, strict=True):
+            logger.disabled = was_disabled
 
 
 def test_core_layers_import_without_qt_installed():

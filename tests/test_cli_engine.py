@@ -149,3 +149,57 @@ def test_the_image_rate_counts_from_the_first_image_not_from_start_up():
         rate.step()
     assert rate.rate == 2.0 and rate.seconds_left == 2.0
     assert rate.summary() == "2.0 img/s · about 2 s left"
+
+
+def test_generate_removes_what_a_killed_run_left_in_the_output_folder(capsys, tiny_model_dir, tmp_path):
+    from test_atomic import leave_stale_temp
+
+    out = tmp_path / "out"
+    out.mkdir()
+    leave_stale_temp(out)
+    code, _, _ = run(capsys, "generate", "cat", "--seed", 5, "--out", out, "--model", tiny_model_dir)
+    assert code == 0 and [p.name for p in out.iterdir()] == ["cat_5.png"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["generate", "cat"],
+        ["info"],
+        ["bench"],
+        ["interpolate", "a", "b", "--out", "x.gif"],
+        ["train", "--out", "m"],
+        ["evaluate"],
+        ["models"],
+        ["inspect", "x.png"],
+    ],
+)
+def test_global_options_before_the_command_are_kept_by_every_command(command):
+    from studio.cli import build_parser
+
+    parser = build_parser()
+    before = parser.parse_args(["--model", "M", "--device", "cpu", *command])
+    assert (before.model, before.device) == ("M", "cpu")
+    after = parser.parse_args([*command, "--model", "N", "--device", "cuda"])
+    assert (after.model, after.device) == ("N", "cuda")
+    both = parser.parse_args(["--model", "M", *command, "--device", "mps"])
+    assert (both.model, both.device) == ("M", "mps")
+    assert parser.parse_args(command).model is None
+
+
+def test_generate_uses_the_model_given_before_the_command(capsys, tiny_model_dir, tmp_path):
+    code, _, err = run(
+        capsys,
+        "--model",
+        tiny_model_dir,
+        "--device",
+        "cpu",
+        "generate",
+        "cat",
+        "--seed",
+        1,
+        "--out",
+        tmp_path,
+    )
+    assert code == 0, err
+    assert [p.name for p in tmp_path.iterdir()] == ["cat_1.png"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -20,6 +19,19 @@ def engine(tiny_model_dir, text_encoder):
     engine.wait_ready(60)
     yield engine
     engine.close()
+
+
+def occupy_worker(engine) -> threading.Event:
+    """Block the engine's worker (returns once it really is blocked); set the returned event to free it."""
+    gate, busy = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        busy.set()
+        gate.wait()
+
+    engine._call_in_worker(hold)
+    assert busy.wait(10)
+    return gate
 
 
 def request(prompt="red apple", **kw):
@@ -67,14 +79,20 @@ def test_different_prompts_differ(engine):
     assert not np.array_equal(a.image, b.image)
 
 
+def rendered_after_draining(engine) -> int:
+    """Images rendered once every stream queued so far has been served or has ended: a one-image probe
+    queued now is served after them (streams are first in, first out), so no sleep is needed."""
+    probe = list(engine.generate_sync(request("probe")))
+    assert probe[0].ok
+    return engine.stats["images"] - 1
+
+
 def test_cancel_stops_within_one_micro_batch(engine):
     iterator = engine.generate_sync(request(count=200))
     got = [next(iterator) for _ in range(3)]
     iterator.close()
-    time.sleep(0.3)
-    rendered = engine.stats["images"]
-    time.sleep(0.3)
-    assert engine.stats["images"] == rendered, "the worker kept rendering after cancel"
+    rendered = rendered_after_draining(engine)
+    assert len(engine._streams) == 0, "the cancelled batch is still queued"
     assert rendered <= len(got) + 2 * engine.info.micro_batch
     assert len(got) == 3
 
@@ -90,23 +108,13 @@ def test_async_generate_streams_and_task_cancel_stops(engine):
 
     out = asyncio.run(consume(5))
     assert [r.index for r in out] == [0, 1, 2, 3, 4]
-    time.sleep(0.3)
-    images = engine.stats["images"]
-    time.sleep(0.3)
-    assert engine.stats["images"] == images
+    images = rendered_after_draining(engine)
+    assert len(engine._streams) == 0, "the cancelled batch is still queued"
     assert images <= 5 + 2 * engine.info.micro_batch
 
 
 def test_latest_wins_under_a_burst_of_100_previews(engine):
-    gate, busy = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        busy.set()
-        gate.wait()
-
-    # Occupy the worker (and wait until it really is busy) so the burst queues up behind it.
-    engine._call_in_worker(hold)
-    assert busy.wait(10)
+    gate = occupy_worker(engine)  # so the burst queues up behind it
     futures = [engine.preview(request(seed=i)) for i in range(100)]
     gate.set()
     results = [f.result(10) for f in futures]
@@ -187,11 +195,26 @@ def test_directions_concepts_and_interpolation_change_the_image(engine):
     assert np.abs(at_1.astype(int) - b.astype(int)).max() <= 1  # slerp/lerp at t=1 equals B up to rounding
 
 
-def test_frames_list_renders_micro_batched(engine):
+def test_frames_list_renders_micro_batched(engine, monkeypatch):
+    chunks = []
+    render = engine._renderer.render
+
+    def recording(requests, first_index=0):
+        chunks.append((len(requests), first_index))
+        return render(requests, first_index)
+
+    monkeypatch.setattr(engine._renderer, "render", recording)
     end = Endpoint("blue car", 9)
     frames = [request(seed=2, interpolate_to=end, t=t) for t in np.linspace(0, 1, 7)]
+    renders = engine.stats["renders"]
     results = list(engine.generate_sync(frames))
     assert len(results) == 7 and all(r.ok for r in results)
+    # Seven frames at micro_batch 4: two renderer calls (4 + 3), not seven.
+    assert chunks == [(4, 0), (3, 4)] and engine.stats["renders"] - renders == 2
+    assert [r.index for r in results] == list(range(7))
+    # ...and a micro-batched frame is the same picture as the frame rendered alone.
+    alone = next(iter(engine.generate_sync(frames[5])))
+    assert np.array_equal(alone.image, results[5].image)
 
 
 def test_missing_model_fails_ready_with_a_sentence(tmp_path, text_encoder):
@@ -217,3 +240,78 @@ def test_unknown_device_is_one_sentence(tiny_model_dir, text_encoder):
 def test_nearest_concepts_without_vocabulary_is_empty(engine):
     assert engine.nearest_concepts("cat").result(10) == []
     assert engine.vocabulary_names() == []
+
+
+# ----------------------------------------------------------------------------------------------- lifecycle
+
+
+def test_a_preview_the_caller_cancelled_breaks_neither_later_previews_nor_close(tiny_model_dir, text_encoder):
+    engine = Engine(tiny_model_dir, device="cpu", text_encoder=text_encoder, micro_batch=4)
+    engine.wait_ready(60)
+    gate = occupy_worker(engine)
+
+    async def drag():
+        pending = engine.preview(request(seed=1))
+        with pytest.raises(TimeoutError):  # the UI gave up on this one: asyncio cancels the engine's future
+            await asyncio.wait_for(asyncio.wrap_future(pending), timeout=0)
+        for _ in range(100):  # the cancellation reaches the engine's future on a later loop turn
+            if pending.cancelled():
+                break
+            await asyncio.sleep(0)
+        assert pending.cancelled()
+        return engine.preview(request(seed=2))  # a newer preview replaces the cancelled pending one
+
+    newer = asyncio.run(drag())
+    gate.set()
+    assert newer.result(10).request.seed == 2
+    gate = occupy_worker(engine)  # and again, now with close() replacing the pending one
+    pending = asyncio.run(drag())
+    engine.close(timeout=0)  # no InvalidStateError
+    assert pending.result(0) is None
+    gate.set()
+    engine._thread.join(10)
+    assert not engine._thread.is_alive()
+
+
+def test_work_asked_after_close_resolves_at_once_with_a_sentence(tiny_model_dir, text_encoder):
+    from studio.errors import EngineClosedError
+
+    engine = Engine(tiny_model_dir, device="cpu", text_encoder=text_encoder)
+    engine.wait_ready(60)
+    engine._vocabulary = (
+        _FakeVocabulary()
+    )  # the tiny model has none; nearest_concepts needs one to ask the worker
+    engine.close()
+    for future in (engine.embed(["cat"]), engine.nearest_concepts("cat")):
+        assert future.done()
+        with pytest.raises(EngineClosedError, match="closed"):
+            future.result(0)
+    assert engine.preview(request()).result(0) is None
+    assert list(engine.generate_sync(request())) == []
+
+
+def test_work_queued_when_close_comes_gets_the_closed_sentence(tiny_model_dir, text_encoder):
+    from studio.errors import EngineClosedError
+
+    engine = Engine(tiny_model_dir, device="cpu", text_encoder=text_encoder)
+    engine.wait_ready(60)
+    gate = occupy_worker(engine)
+    queued = engine.embed(["cat"])
+    closer = threading.Thread(target=engine.close)
+    closer.start()
+    while not engine._closing:  # close() has taken the lock and set the flag (no sleep: a spin on a flag)
+        pass
+    gate.set()
+    closer.join(10)
+    with pytest.raises(EngineClosedError):
+        queued.result(10)
+
+
+class _FakeVocabulary:
+    import numpy as _np
+
+    embeddings = _np.ones((1, 384), _np.float32)
+    names = ("cat",)
+
+    def nearest(self, embedding, k):
+        return [("cat", 1.0)]

@@ -324,13 +324,3 @@ def test_other_image_formats_are_not_opened(tmp_path):
     Image.new("RGB", (4, 4)).save(bmp)
     with pytest.raises(MetadataError, match="not an image GAN Studio can read"):
         read_parameters(bmp)
-
-
-def test_model_requirement_names_the_model_and_hash():
-    from studio.io.metadata import model_requirement
-
-    parameters = ImageParameters(GenerationRequest("x", model="emoji"), model_hash="1a2b3c4d")
-    assert model_requirement(parameters, "emoji", "1a2b3c4d") is None
-    missing = model_requirement(parameters, "faces", "99999999")
-    assert "'emoji' (hash 1a2b3c4d)" in missing and "'faces' is loaded" in missing
-    assert "may differ" in model_requirement(parameters, "emoji", "ffffffff")

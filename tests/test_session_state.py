@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import json
+import logging
 import random
+
+import pytest
 
 from studio.engine.requests import ConceptSlider, Endpoint, GenerationRequest
 from studio.session.history import PromptHistory
-from studio.session.settings import Settings
+from studio.session.settings import DEFAULTS, Settings
 from studio.session.state import SEED_RANDOM, InterpolationSlot, SessionState
 
 
@@ -80,3 +85,65 @@ def test_settings_survive_and_ignore_bad_values(tmp_path):
     assert Settings(tmp_path / "s.json")["last_prompt"] == "owl"
     odd = Settings(tmp_path / "t.json")
     assert odd["count"] == 8 and odd["theme"] == "light"
+
+
+def test_invalid_setting_values_fall_back_one_by_one_with_a_logged_warning(tmp_path, caplog):
+    (tmp_path / "s.json").write_text(
+        json.dumps(
+            {
+                "window_geometry": "!!!not base64!!!",
+                "interpolation_frames": 1e12,
+                "interpolation_fps": 10**12,
+                "count": 0,
+                "seed": -1,
+                "export_format": "bmp",
+                "theme": "light",
+                "last_prompt": "owl",
+            }
+        )
+    )
+    with caplog.at_level(logging.WARNING, logger="studio.session.settings"):
+        settings = Settings(tmp_path / "s.json")
+    for name in (
+        "window_geometry",
+        "interpolation_frames",
+        "interpolation_fps",
+        "count",
+        "seed",
+        "export_format",
+    ):
+        assert settings[name] == DEFAULTS[name]
+        assert any(name in record.getMessage() for record in caplog.records)
+    assert settings["theme"] == "light" and settings["last_prompt"] == "owl"
+    assert settings.notice is None
+
+
+@pytest.mark.parametrize("content", [b"\x00\xffgarbage", b"[1, 2]", b"{" * 100_000])
+def test_a_damaged_settings_file_is_kept_as_bad_and_said(tmp_path, content):
+    path = tmp_path / "settings.json"
+    path.write_bytes(content)
+    settings = Settings(path)
+    assert settings["count"] == DEFAULTS["count"]
+    assert (tmp_path / "settings.json.bad").read_bytes() == content
+    assert "damaged" in settings.notice and "settings.json.bad" in settings.notice
+    assert settings.save() and json.loads(path.read_text())["count"] == DEFAULTS["count"]
+
+
+def test_saving_on_a_full_disk_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import studio.atomic as atomic
+
+    path = tmp_path / "settings.json"
+    settings = Settings(path)
+    settings.set("last_prompt", "owl")
+    assert settings.save()
+    before = path.read_bytes()
+
+    def write_half_then_fail(file, data):
+        file.write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic, "write_all", write_half_then_fail)
+    settings.set("last_prompt", "cat")
+    assert settings.save() is False
+    assert [p.name for p in tmp_path.iterdir()] == ["settings.json"] and path.read_bytes() == before
+    assert settings["last_prompt"] == "cat"  # kept in memory

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from studio.training.dataset import make_synthetic_dataset
-from studio.training.train import CHECKPOINT
+from studio.training.options import CHECKPOINT
 
 
 def _free_port() -> int:

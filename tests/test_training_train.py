@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from studio.training.dataset import make_synthetic_dataset
-from studio.training.train import CHECKPOINT, TrainOptions, train
+from studio.training.options import CHECKPOINT, TrainOptions
+from studio.training.train import train
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def test_base_step_changes_weights_and_resumes_exactly(synthetic_data, tmp_path)
     state = _checkpoint(one)
     torch.manual_seed(0)
     from studio.models.cgan import BaseGenerator
-    from studio.training.train import base_config
+    from studio.training.networks import base_config
 
     fresh = BaseGenerator(base_config(4)).state_dict()
     assert any(not torch.equal(fresh[k], v) for k, v in state["generator"].items() if k in fresh)
@@ -76,7 +77,7 @@ def test_upsampler_step_changes_weights_and_resumes_exactly(synthetic_data, tmp_
     first = _checkpoint(one)
     assert first["step"] == 1
     from studio.models.cgan import Upsampler
-    from studio.training.train import PatchDiscriminator, upsampler_config
+    from studio.training.networks import PatchDiscriminator, upsampler_config
 
     torch.manual_seed(0)
     fresh = Upsampler(upsampler_config(4)).state_dict()
@@ -141,3 +142,29 @@ def test_cli_train_runs_a_step(synthetic_data, tmp_path):
     assert code == 0
     assert (tmp_path / "cli-model" / "model.json").exists()
     assert list((tmp_path / "cli-run" / "samples").glob("*.png"))
+
+
+def test_the_torchrun_entry_does_not_import_the_cli():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import studio.training.train as t;"
+        "assert 'studio.cli' not in sys.modules, 'CLI imported';"
+        "t.main(['--help'])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "--stage" in result.stdout and "--device" in result.stdout
+
+
+def test_pick_device_follows_the_engine_rule(monkeypatch):
+    import pytest
+
+    from studio.training.options import TrainError
+    from studio.training.runs import pick_device
+
+    monkeypatch.setenv("GAN_STUDIO_DEVICE", "cpu")
+    assert pick_device(None).type == "cpu"  # the engine's environment override applies to training too
+    with pytest.raises(TrainError, match="not a device name|not a supported device"):
+        pick_device("tpu")

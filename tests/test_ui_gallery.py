@@ -79,7 +79,8 @@ def test_copy_star_show_and_drag_out(qtbot, make_window):
     stale = Path(path).with_name("stale.png")
     stale.write_bytes(b"old")
     os.utime(stale, (time.time() - 2 * 86400,) * 2)
-    view.gallery.mimeData([view.gallery.index(1)])
+    second = view.gallery.mimeData([view.gallery.index(1)])
+    assert second.urls()  # asking for the files waits until the files worker has written them
     assert not stale.exists() and Path(path).exists()
 
 
@@ -114,3 +115,28 @@ def test_more_like_this_makes_new_seeds_of_the_same_prompt(qtbot, make_window):
     made = [gallery.item(i) for i in gallery.ids[2:]]
     assert {item.prompt for item in made} == {"tulip"}
     assert made[0].seed not in (3, 4) and [m.seed for m in made] == [made[0].seed + i for i in range(3)]
+
+
+def test_delete_star_and_undo_on_a_full_disk_say_so_and_change_nothing(qtbot, make_window, monkeypatch):
+    from test_session_gallery_store import full_disk
+
+    window = make_window()
+    ids = _generate(qtbot, window, count=3)
+    view = window.gallery
+    view.setFocus()
+    view.setCurrentIndex(view.gallery.index(1))
+    full_disk(window.store, monkeypatch, after=0, statement="UPDATE")
+    qtbot.keyClick(view, Qt.Key.Key_Delete)
+    assert "full" in window.statusBar().currentMessage()
+    assert view.gallery.ids == ids and window.store.count() == 3
+    qtbot.keyClick(view, Qt.Key.Key_S)
+    assert "full" in window.statusBar().currentMessage() and not window.store.item(ids[1]).starred
+    monkeypatch.undo()
+    qtbot.keyClick(view, Qt.Key.Key_Delete)
+    assert window.store.count() == 2
+    full_disk(window.store, monkeypatch, after=0, statement="UPDATE")
+    qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert "full" in window.statusBar().currentMessage() and window.undo_action.isEnabled()
+    monkeypatch.undo()
+    qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert view.gallery.ids == ids and window.store.count() == 3

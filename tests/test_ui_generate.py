@@ -6,6 +6,8 @@ import numpy as np
 from PySide6.QtCore import Qt
 from test_ui_helpers import WAIT_MS, direct_render, wait_for_preview_of
 
+from studio.engine.requests import GenerationRequest
+
 
 def test_ctrl_enter_streams_n_items_into_the_gallery_in_order(qtbot, make_window):
     window = make_window()
@@ -42,9 +44,18 @@ def test_escape_mid_batch_stops_within_a_micro_batch_and_keeps_what_arrived(qtbo
     qtbot.keyClick(window.preview, Qt.Key.Key_Escape)
     arrived = gallery.rowCount()
     qtbot.waitUntil(lambda: not window.link.generating, timeout=WAIT_MS)
-    qtbot.wait(300)  # give a runaway batch the chance to show itself
+    # A one-image probe is served after whatever the cancelled batch still had queued: no sleep needed.
+    # (Awaited on the loop: blocking the UI thread would keep the cancellation from reaching the engine.)
+
+    async def probe():
+        return [result async for result in engine.generate(GenerationRequest("probe", model="tiny-test"))]
+
+    task = window.link.spawn(probe())
+    qtbot.waitUntil(task.done, timeout=WAIT_MS)
+    assert task.result()[0].ok and not engine._streams
     assert gallery.rowCount() <= arrived + 2
-    assert engine.stats["images"] - rendered_before <= 2 * 2  # at most the micro-batch in flight and one more
+    # at most the micro-batch in flight and one more (plus the probe)
+    assert engine.stats["images"] - 1 - rendered_before <= 2 * 2
     assert window.store.count() == gallery.rowCount() < 200
     assert [gallery.item(i).seed for i in gallery.ids] == list(range(gallery.rowCount()))
     assert "kept" in window.statusBar().currentMessage()
@@ -60,3 +71,23 @@ def test_random_seed_mode_draws_a_new_seed_each_generate(qtbot, make_window):
         lambda: window.gallery.gallery.rowCount() == 1 and not window.link.generating, timeout=WAIT_MS
     )
     assert window.gallery.gallery.item(window.gallery.gallery.ids[0]).seed == window.state.seed
+
+
+def test_a_full_disk_during_generate_is_counted_and_said(qtbot, make_window, monkeypatch):
+    from test_session_gallery_store import full_disk
+
+    window = make_window()
+    window.state.update(prompt="owl", count=16, seed=0)
+    wait_for_preview_of(qtbot, window, window.state.preview_request())
+    full_disk(window.store, monkeypatch, after=3)
+    window.controller.generate()
+    bar = window.statusBar()
+    qtbot.waitUntil(lambda: bar.currentMessage().startswith("Made"), timeout=WAIT_MS)
+    assert bar.currentMessage().startswith("Made 3 of 16 images: The disk holding")
+    assert "full" in bar.currentMessage()
+    gallery = window.gallery.gallery
+    assert window.store.count() == gallery.rowCount() == 3  # what it says is what is there
+    monkeypatch.undo()
+    window.controller.generate()  # room again: the next batch is stored whole
+    qtbot.waitUntil(lambda: bar.currentMessage() == "Made 16 images.", timeout=WAIT_MS)
+    assert window.store.count() == gallery.rowCount() == 19

@@ -80,3 +80,21 @@ def test_files_without_parameters_and_pasted_json(qtbot, make_window, tmp_path):
     other.setText('{"prompt": "x", "model": "someone-elses-model"}')
     assert not window.restore_from_mime(other)
     assert "someone-elses-model" in window.statusBar().currentMessage()
+
+
+def test_parameters_from_another_build_restore_with_the_mismatch_sentence(qtbot, make_window):
+    window = make_window()
+    request = GenerationRequest("owl", seed=3, model="tiny-test")
+    assert window.controller.restore_request(request, "00000000", "owl.png")
+    message = window.statusBar().currentMessage()
+    assert message.startswith("Restored. owl.png was made with another build of 'tiny-test' (hash 00000000")
+    assert window.state.prompt == "owl"
+
+
+def test_pasting_deeply_nested_json_says_what_the_clipboard_holds(qtbot, make_window):
+    from PySide6.QtCore import QMimeData
+
+    window = make_window()
+    mime = QMimeData()
+    mime.setText("[" * 100_000 + "]" * 100_000)
+    assert window.restore_from_mime(mime) is False  # no RecursionError

@@ -66,3 +66,46 @@ def test_no_torch_on_the_path_to_a_visible_window():
 def test_model_display_names():
     assert model_display_name(None) == "emoji"
     assert model_display_name("/some/where/my-model") == "my-model"
+
+
+def test_damaged_settings_and_gallery_still_open_the_window_and_say_so(qtbot, make_window, tmp_path):
+    from studio.paths import user_config_dir, user_data_dir
+
+    user_config_dir().mkdir(parents=True)
+    (user_config_dir() / "settings.json").write_text(
+        '{"window_geometry": "!!!not base64!!!", "interpolation_frames": 1e12, "window_state": "%%%"}'
+    )
+    user_data_dir().mkdir(parents=True)
+    (user_data_dir() / "gallery.sqlite").write_bytes(b"garbage!" * 1000)
+    window = make_window()
+    assert window.interpolation_panel.frames_spin.value() == 24
+    qtbot.waitUntil(lambda: "damaged" in window.statusBar().currentMessage(), timeout=WAIT_MS)
+    assert "gallery file was damaged" in window.statusBar().currentMessage()
+    assert any(".damaged-" in p.name for p in user_data_dir().iterdir())
+
+
+def test_a_read_only_gallery_opens_read_only_and_says_so(qtbot, make_window, monkeypatch):
+    from test_session_gallery_store import refuse_read_write_opens
+
+    refuse_read_write_opens(monkeypatch)
+    window = make_window()
+    qtbot.waitUntil(lambda: "read-only" in window.windowTitle(), timeout=WAIT_MS)
+    assert "open read-only" in window.statusBar().currentMessage()
+    window.state.update(prompt="owl", count=2)
+    window.controller.generate()
+    bar = window.statusBar()
+    qtbot.waitUntil(lambda: bar.currentMessage().startswith("Made"), timeout=WAIT_MS)
+    assert bar.currentMessage().startswith("Made 0 of 2 images: The gallery in")
+
+
+def test_the_window_removes_unfinished_files_a_killed_window_left(qtbot, make_window):
+    from test_atomic import leave_stale_temp
+
+    from studio.paths import user_data_dir
+
+    drag_out = user_data_dir() / "drag-out"
+    drag_out.mkdir(parents=True)
+    name = leave_stale_temp(drag_out)
+    assert (drag_out / name).exists()
+    make_window(wait_ready=False)
+    assert not (drag_out / name).exists()

@@ -7,6 +7,7 @@ code, or raises :class:`UserError` (or a ModelError/RequestError) whose message 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
 
@@ -21,17 +22,35 @@ COMMAND_MODULES = (
 )
 
 
+def global_options(default: object) -> argparse.ArgumentParser:
+    """``--model`` and ``--device``, shared by the top level and every command (one parent parser).
+
+    Commands get ``default=argparse.SUPPRESS``: an option given before the command
+    (``gan-studio --model X generate ...``) is kept, one given after it wins.
+    """
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--model", default=default, help="model name or folder (default: emoji)")
+    options.add_argument(
+        "--device",
+        default=default,
+        help="cpu, cuda, cuda:N or mps (default: best available; env GAN_STUDIO_DEVICE)",
+    )
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gan-studio",
         description="GAN Studio: generate images with pretrained conditional GANs. With no command, opens the studio.",
+        parents=[global_options(None)],
     )
     parser.add_argument("--version", action="version", version=f"gan-studio {__version__}")
-    parser.add_argument("--model", help="model name or folder to open in the studio (default: emoji)")
-    parser.add_argument(
-        "--device", help="cpu, cuda, cuda:N or mps (default: best available; env GAN_STUDIO_DEVICE)"
+    command_options = global_options(argparse.SUPPRESS)
+    subparsers = parser.add_subparsers(
+        dest="command",
+        metavar="COMMAND",
+        parser_class=functools.partial(argparse.ArgumentParser, parents=[command_options]),
     )
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from studio.atomic import remove_stale_temps
 from studio.cli import UserError
 
 
@@ -24,8 +25,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--truncation", type=float, default=None, help="0..2; lower is more typical (default: model's)"
     )
     gen.add_argument("--out", default=".", help="output folder (created when the first image is written)")
-    gen.add_argument("--model", default=None, help="model name or folder (default: emoji)")
-    gen.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
     gen.add_argument(
         "--from", dest="from_image", default=None, help="re-render the image whose parameters IMAGE holds"
     )
@@ -36,13 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     models.set_defaults(func=cmd_models)
 
     info = subparsers.add_parser("info", help="versions, device and precision")
-    info.add_argument("--device", default=None)
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=cmd_info)
 
     bench = subparsers.add_parser("bench", help="engine benchmark (JSON): throughput and preview latency")
-    bench.add_argument("--model", default=None)
-    bench.add_argument("--device", default=None)
     bench.add_argument("--json", action="store_true", help="(always JSON; accepted for symmetry)")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions")
     bench.set_defaults(func=cmd_bench)
@@ -104,6 +100,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         request = None
         expected_hash = None
     out = _check_output_folder(Path(args.out))
+    remove_stale_temps(out)  # what an earlier run killed mid-write left behind
 
     from studio.engine.engine import Engine
     from studio.io.export import ExportOptions, export_result
@@ -119,13 +116,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         else:
             from dataclasses import replace
 
+            from studio.engine.info import model_mismatch
+
             request = replace(request, model=info.model_name)
-            if expected_hash and expected_hash != info.model_hash:
-                print(
-                    f"gan-studio: warning: the image was made with '{params.request.model}' weights {expected_hash}, "
-                    f"but the installed model is {info.model_hash}; the picture may differ.",
-                    file=sys.stderr,
-                )
+            mismatch = model_mismatch(
+                params.request.model, expected_hash or "", info.model_name, info.model_hash, "The image"
+            )
+            if mismatch is not None:
+                print(f"gan-studio: warning: {mismatch.sentence}", file=sys.stderr)
         options = ExportOptions(template="{prompt}_{seed}")
         written = 0
         progress = _Progress(request.count)

@@ -5,7 +5,6 @@ Heavy imports (torch, the engine) stay inside the handlers so ``gan-studio --hel
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -54,11 +53,6 @@ def register(subparsers) -> None:
         required=True,
         help="FILE.gif, FILE.webp, FILE.mp4 or a folder for numbered PNG frames (never overwritten)",
     )
-    # SUPPRESS keeps `gan-studio --model X interpolate ...` working: the subcommand does not reset it.
-    interpolate.add_argument(
-        "--model", default=argparse.SUPPRESS, help="model name or folder (default: emoji)"
-    )
-    interpolate.add_argument("--device", default=argparse.SUPPRESS, help="cpu, cuda, cuda:N or mps")
     interpolate.set_defaults(func=_interpolate)
 
 
@@ -149,6 +143,7 @@ def _open_engine(model: str | None, device: str | None):
 
 
 def _interpolate(args) -> int:
+    from studio.atomic import remove_stale_temps
     from studio.cli import UserError
     from studio.io.animation import (
         AnimationOptions,
@@ -182,9 +177,10 @@ def _interpolate(args) -> int:
         )
     if not out.parent.expanduser().is_dir():
         raise UserError(f"The folder {out.parent} does not exist; create it or choose another --out.")
+    remove_stale_temps(out.parent.expanduser())  # what an earlier run killed mid-write left behind
 
     requests = _frame_requests(args, seed_b)  # validates prompts and seeds before the model loads
-    engine = _open_engine(getattr(args, "model", None), getattr(args, "device", None))
+    engine = _open_engine(args.model, args.device)
     try:
         info = engine.wait_ready()
         truncation = info.default_truncation if args.truncation is None else args.truncation

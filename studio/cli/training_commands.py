@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-DEFAULT_DATA = "data/emoji"
+from studio.training.options import DEFAULT_DATA, add_train_arguments, options_from_args
 
 
 def register(subparsers) -> None:
@@ -29,37 +28,10 @@ def register(subparsers) -> None:
     dataset.set_defaults(func=lambda args: _usage(dataset))
 
     train = subparsers.add_parser("train", help="train (or resume) a stage of the cascaded emoji GAN")
-    train.add_argument("--data", default=DEFAULT_DATA, help="dataset folder from `gan-studio dataset build`")
-    train.add_argument("--out", required=True, help="model folder to write (a run folder sits beside it)")
-    train.add_argument("--stage", choices=("base", "upsampler"), default="base")
-    train.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
-    train.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
-    train.add_argument("--minutes", type=float, default=None, help="stop after this many minutes of training")
-    train.add_argument("--steps", type=int, default=None, help="stop at this step")
-    train.add_argument("--batch", type=int, default=None, help="images per step per process")
-    train.add_argument("--ch", type=int, default=None, help="generator / discriminator width")
-    train.add_argument(
-        "--run-dir", default=None, help="run folder for checkpoints and samples (default: runs/<stage>)"
-    )
-    train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument(
-        "--recon-weight",
-        type=float,
-        default=4.0,
-        help="base stage: weight of the L1 term pulling G(z, caption) towards that emoji",
-    )
-    train.add_argument(
-        "--adv-weight",
-        type=float,
-        default=0.01,
-        help="upsampler stage: weight of the adversarial term next to L1 (0: L1 only)",
-    )
-    train.add_argument("--checkpoint-minutes", type=float, default=3.0)
+    add_train_arguments(train)
     train.set_defaults(func=_train)
 
     evaluate = subparsers.add_parser("evaluate", help="measure a model offline with the judge classifier")
-    evaluate.add_argument("--model", default="emoji", help="model name or folder (default: emoji)")
     evaluate.add_argument("--data", default=DEFAULT_DATA, help="dataset folder")
     evaluate.add_argument(
         "--judge", default=None, help="judge weights (default: the model's judge.safetensors)"
@@ -107,36 +79,21 @@ def _dataset_build(args) -> int:
 
 def _train(args) -> int:
     from studio.cli import UserError
-    from studio.training.train import TrainError, TrainOptions, train
+    from studio.training.train import TrainError, train
 
-    options = TrainOptions(
-        data=Path(args.data),
-        out=Path(args.out),
-        stage=args.stage,
-        resume=args.resume,
-        device=args.device,
-        minutes=args.minutes,
-        steps=args.steps,
-        batch=args.batch,
-        ch=args.ch,
-        run=Path(args.run_dir) if args.run_dir else None,
-        threads=args.threads,
-        seed=args.seed,
-        recon_weight=args.recon_weight,
-        adv_weight=args.adv_weight,
-        checkpoint_minutes=args.checkpoint_minutes,
-    )
     try:
-        train(options)
+        train(options_from_args(args))
     except (TrainError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from exc
     return 0
 
 
 def _evaluate(args) -> int:
+    from studio.app import DEFAULT_MODEL
     from studio.cli import UserError
     from studio.training.evaluate import EvaluateError, run_evaluate
 
+    args.model = args.model or DEFAULT_MODEL
     try:
         metrics = run_evaluate(args)
     except (EvaluateError, FileNotFoundError) as exc:

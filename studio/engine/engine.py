@@ -18,32 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.engine.devices import choose_device
+from studio.engine.info import EngineInfo
 from studio.engine.renderer import CPU_FIXED_ROWS, Renderer
 from studio.engine.requests import MAX_COUNT, GenerationRequest, GenerationResult, RequestError
+from studio.errors import EngineClosedError
 from studio.models.format import DEFAULT_MODEL, LoadedModel, ModelError, load_model
 from studio.models.vocabulary import Vocabulary, load_vocabulary
 
 _DONE = object()
+CLOSED_SENTENCE = "The engine has been closed; open the model again to use it."
 
 
-@dataclass(frozen=True)
-class EngineInfo:
-    model_name: str
-    model_hash: str
-    model_path: Path
-    resolution: int
-    base_resolution: int
-    default_truncation: float
-    num_directions: int
-    device_kind: str
-    device_label: str
-    dtype: str
-    conditioning: str
-    classes: tuple[str, ...]
-    micro_batch: int
-    # The window says a prompt was "not understood well" when its best similarity to every known concept is
-    # below this (the encoder's calibrated threshold, studio/models/text.py); 0 for class-conditional models.
-    poor_match_similarity: float = 0.0
+def _settle(future: concurrent.futures.Future, value: object) -> None:
+    """Resolve ``future`` unless its caller already cancelled it (an ``asyncio.wait_for`` timeout does)."""
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        future.set_result(value)
 
 
 @dataclass
@@ -172,7 +161,7 @@ class Engine:
                 future.set_result(last)  # dedup: the same request renders nothing
                 return future
             if self._preview is not None:
-                self._preview[1].set_result(None)
+                _settle(self._preview[1], None)
             if self._closing:
                 future.set_result(None)
                 return future
@@ -205,14 +194,26 @@ class Engine:
         future: concurrent.futures.Future = concurrent.futures.Future()
 
         def job() -> None:
+            if not future.set_running_or_notify_cancel():
+                return  # the caller gave up waiting
+            failure = self._load_failure()
+            if failure is not None:
+                future.set_exception(ModelError(failure))
+                return
             try:
                 future.set_result(fn())
             except Exception as exc:  # noqa: BLE001 - reported to the caller, the worker keeps going
                 future.set_exception(exc)
 
-        # A close() before the job runs delivers _DONE: cancel, so nobody waits forever.
-        stream = _Stream([], lambda item: future.cancel(), job=job)
+        def closed(item: object) -> None:  # close() came before the job ran: say so, nobody waits forever
+            if future.set_running_or_notify_cancel():
+                future.set_exception(EngineClosedError(CLOSED_SENTENCE))
+
+        stream = _Stream([], closed, job=job)
         with self._cond:
+            if self._closing:
+                closed(_DONE)
+                return future
             self._streams.appendleft(stream)
             self._cond.notify()
         return future
@@ -223,7 +224,7 @@ class Engine:
         with self._cond:
             self._closing = True
             if self._preview is not None:
-                self._preview[1].set_result(None)
+                _settle(self._preview[1], None)
                 self._preview = None
             self._cond.notify_all()
         if threading.current_thread() is not self._thread:
@@ -267,15 +268,14 @@ class Engine:
             return
         failure = self._load_failure()
         if failure is not None:
-            future.set_result(GenerationResult(request=request, error=failure))
+            _settle(future, GenerationResult(request=request, error=failure))
             return
         result = self._render([request], exact=False)[0]
         with self._cond:
             self.stats["previews_rendered"] += 1
             if result.ok:
                 self._last_preview = result
-        if not future.done():
-            future.set_result(result)
+        _settle(future, result)
 
     def _serve_stream(self, stream: _Stream) -> None:
         if stream.job is not None:

@@ -8,7 +8,7 @@ restores.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -96,9 +96,6 @@ class GenerationRequest:
             raise RequestError("The request names no model.")
         return self
 
-    def seeds(self) -> list[int]:
-        return [self.seed + i for i in range(self.count)]
-
     def single(self, index: int) -> GenerationRequest:
         """The one-image request that reproduces image ``index`` of this batch."""
         return replace(self, seed=self.seed + index, count=1)
@@ -163,7 +160,6 @@ class GenerationResult:
     device: str = "cpu"
     model_hash: str = ""
     error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
     # False for a CPU live preview rendered one row alone: it may differ from the stored image of the same
     # request by a few uint8 levels, so whatever keeps the picture re-renders it exactly first.
     exact: bool = True

@@ -16,12 +16,11 @@ import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
+from studio.atomic import TEMP_PREFIX, TEMP_SUFFIX, open_temp
+from studio.atomic import write_all as _write_all  # tests simulate a full disk by patching this name
 from studio.errors import UserError
 
-TEMP_PREFIX = ".gan-studio-"
-TEMP_SUFFIX = ".partial"
 MAX_NAME_BYTES = 200  # most file systems allow 255 bytes; leave room for "_12" and temp prefixes
-MAX_PROMPT_CHARS_IN_NAME = 60
 MAX_UNIQUE_TRIES = 10_000
 
 # Characters Windows forbids in names, plus the separators of every OS.
@@ -128,19 +127,9 @@ def describe_os_error(exc: OSError, target: Path) -> str:
 
 
 def _create_temp(folder: Path, suffix: str = "") -> tuple[int, str]:
-    """A new temporary file in ``folder`` (same file system, so the final rename is atomic).
-
-    Unlike ``tempfile.mkstemp`` (mode 0600) the file gets the usual permissions (0666 less the umask),
-    because it becomes the exported file itself.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        path = folder / f"{TEMP_PREFIX}{secrets.token_hex(6)}{TEMP_SUFFIX}{suffix}"
-        try:
-            return os.open(path, flags, 0o666), str(path)
-        except FileExistsError:
-            continue
-    raise FileExistsError(errno.EEXIST, "no free temporary name", str(folder))
+    """A new, locked temporary file in ``folder`` (see :func:`studio.atomic.open_temp`)."""
+    fd, path = open_temp(folder, suffix)
+    return fd, str(path)
 
 
 def _create_temp_folder(parent: Path) -> Path:
@@ -153,11 +142,6 @@ def _create_temp_folder(parent: Path) -> Path:
         except FileExistsError:
             continue
     raise FileExistsError(errno.EEXIST, "no free temporary name", str(parent))
-
-
-def _write_all(file, data: bytes) -> None:
-    """Write ``data`` completely; a separate function so tests can simulate a full disk here."""
-    file.write(data)
 
 
 def _publish(temp: Path, folder: Path, stem: str, suffix: str) -> Path:
@@ -194,8 +178,10 @@ def write_new_file(folder: str | Path, stem: str, suffix: str, data: bytes | Cal
         fd, temp_name = _create_temp(folder, suffix)
         temp = Path(temp_name)
         if callable(data):
-            os.close(fd)
-            data(temp)
+            try:
+                data(temp)  # our descriptor stays open, holding the lock that marks the file as live
+            finally:
+                os.close(fd)
         else:
             with os.fdopen(fd, "wb") as file:
                 _write_all(file, data)

@@ -216,23 +216,6 @@ def sidecar_json(parameters: ImageParameters) -> str:
     return json.dumps(to_document(parameters), ensure_ascii=False, indent=2, allow_nan=False) + "\n"
 
 
-def model_requirement(parameters: ImageParameters, model_name: str, model_hash: str) -> str | None:
-    """None if the loaded model (name, hash) is the one that made the file, else a sentence saying what's needed."""
-    wanted, wanted_hash = parameters.request.model, parameters.model_hash
-    hash_note = f" (hash {wanted_hash})" if wanted_hash else ""
-    if wanted != model_name:
-        return (
-            f"This file was made with the model '{wanted}'{hash_note}, but '{model_name}' is loaded; "
-            f"install or open '{wanted}' to re-render it."
-        )
-    if wanted_hash and model_hash and wanted_hash != model_hash:
-        return (
-            f"This file was made with another version of '{wanted}' (hash {wanted_hash}, loaded {model_hash}); "
-            "it will re-render, but the picture may differ."
-        )
-    return None
-
-
 # ----------------------------------------------------------------------------------------------- reading
 
 

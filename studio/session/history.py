@@ -7,9 +7,9 @@ whenever a prompt is added.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from studio.atomic import write_atomically
 from studio.paths import user_data_dir
 
 HISTORY_LIMIT = 200
@@ -62,8 +62,6 @@ class PromptHistory:
     def _save(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self._entries, ensure_ascii=False), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_atomically(self.path, json.dumps(self._entries, ensure_ascii=False))
         except OSError:
             pass  # a read-only profile keeps history for this run only

@@ -15,7 +15,7 @@ Metrics (all from :func:`evaluate_model`):
 :func:`score_snapshots` ranks a training run's EMA snapshots by the held-out evaluation (GAN-test on the
 held-out emoji, several seeds each) so the shipped weights are the best measured ones, not the last ones.
 
-Images are generated exactly as the engine does: ``z = randn(z_dim, Generator().manual_seed(seed)) * psi``,
+Images are generated exactly as the engine does: ``z = seeded_z(seed, z_dim) * psi``,
 ``generator(z, embedding)``, then the upsampler.
 """
 
@@ -29,6 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from studio.atomic import write_atomically
+from studio.engine.latents import seeded_z
 from studio.models.cgan import premultiplied_to_rgba_uint8, rgba_uint8_to_premultiplied
 
 SAMPLE_PROMPTS = (
@@ -50,11 +52,8 @@ class EvaluateError(RuntimeError):
 
 
 def latents(seeds: Sequence[int], z_dim: int, psi: float) -> torch.Tensor:
-    """The engine's latents: one ``randn(z_dim)`` per seed from a fresh CPU generator, times ``psi``."""
-    return (
-        torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
-        * psi
-    )
+    """The engine's latents: its seeded z (studio.engine.latents) per seed, times the truncation ``psi``."""
+    return torch.stack([seeded_z(s, z_dim) for s in seeds]) * psi
 
 
 @torch.no_grad()
@@ -294,9 +293,7 @@ def score_snapshots(
         progress(json.dumps(row))
     best = max(rows, key=lambda r: (r[SELECTION_KEY], r["gan_test_train"]))
     result = {"settings": settings, "key": SELECTION_KEY, "best": best, "rows": rows}
-    tmp = cache_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(cache_path)
+    write_atomically(cache_path, json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -23,7 +23,8 @@ from studio.models.cgan import BaseConfig, BaseGenerator, Upsampler, UpsamplerCo
 from studio.models.format import save_model
 from studio.models.vocabulary import dataset_aliases, save_vocabulary
 from studio.training.dataset import load_dataset
-from studio.training.train import default_manifest, upsampler_config
+from studio.training.networks import upsampler_config
+from studio.training.runs import default_manifest
 
 
 def package_model(

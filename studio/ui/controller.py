@@ -5,6 +5,7 @@ talks to the engine link, the store and the preview, so no panel calls another.
 
 from __future__ import annotations
 
+import logging
 import random
 import sqlite3
 from dataclasses import replace
@@ -13,10 +14,11 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QPixmap
 
+from studio.engine.info import model_mismatch
 from studio.engine.requests import GenerationRequest, GenerationResult, RequestError
 from studio.io.metadata import ForeignParameters
 from studio.io.parameters_text import A1111, ParametersTextError, parse_parameters_text
-from studio.session.gallery_store import GalleryStore
+from studio.session.gallery_store import GalleryError, GalleryStore
 from studio.session.history import PromptHistory
 from studio.session.progress import BatchRate
 from studio.session.state import RANDOM_SEED_LIMIT, SEED_RANDOM, InterpolationSlot, SessionState
@@ -25,7 +27,9 @@ from studio.ui.exporting import Picture, read_request
 from studio.ui.gallery_view import THUMB, GalleryView
 from studio.ui.images import qimage_from_rgba
 from studio.ui.preview_view import PreviewView
-from studio.ui.undo import UndoStack
+from studio.ui.undo import UndoFailed, UndoStack
+
+log = logging.getLogger(__name__)
 
 PROMPT_DEBOUNCE_MS = 220
 THUMBNAIL_IDLE_MS = 150
@@ -67,6 +71,8 @@ class StudioController(QObject):
         self._batch_total = 0
         self._batch_done = 0
         self._batch_rate = BatchRate(0)
+        self._batch_stored = 0
+        self._store_error: str | None = None  # why images of this batch could not be stored
         self._restoring = False
         self._last_restored: dict | None = None  # the state a restore produced (browsing adds no undo steps)
         self._slot_pixmaps: dict[GenerationRequest, QPixmap] = {}  # what each slot showed when it was set
@@ -161,7 +167,8 @@ class StudioController(QObject):
         self._start_batch(frames, count)
 
     def _start_batch(self, request, total: int) -> None:
-        self._batch_total, self._batch_done = total, 0
+        self._batch_total, self._batch_done, self._batch_stored = total, 0, 0
+        self._store_error = None
         self._batch_rate = BatchRate(total)
         self.batch_progress.emit(0, total, True, "")
         self.link.generate(request)
@@ -179,9 +186,20 @@ class StudioController(QObject):
         self.last_render_ms = result.render_ms
         if result.ok and result.image is not None:
             # Committed before it is shown (a crash keeps it); the thumbnail is made later, when idle.
-            item_id = self.store.add(
-                result.request, result.image, result.model_hash, result.device, thumbnail=False
-            )
+            try:
+                item_id = self.store.add(
+                    result.request, result.image, result.model_hash, result.device, thumbnail=False
+                )
+            except GalleryError as exc:  # full disk, read-only gallery: stop, and say what was kept
+                if self._store_error is None:
+                    log.warning("stopping the batch: an image could not be stored", exc_info=True)
+                    self._store_error = str(exc)
+                    self.link.cancel()
+                self.batch_progress.emit(
+                    self._batch_done, self._batch_total, True, self._batch_rate.summary()
+                )
+                return
+            self._batch_stored += 1
             thumb = qimage_from_rgba(result.image).scaled(
                 THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
             )
@@ -196,12 +214,17 @@ class StudioController(QObject):
         self.gallery.flush_incoming()
         self.batch_progress.emit(self._batch_done, self._batch_total, False, "")
         self._thumbnailer.start()
-        if finished:
-            rate = self._batch_rate.rate
-            self.message.emit(
-                f"Made {self._batch_done} image{'s' if self._batch_done != 1 else ''}"
-                + (f" at {rate:.1f} img/s." if rate else ".")
-            )
+        rate = self._batch_rate.rate
+        at = f" at {rate:.1f} img/s" if rate else ""
+        if self._store_error is not None:
+            self.message.emit(f"Made {self._batch_stored} of {self._batch_total} images: {self._store_error}")
+        elif finished:
+            stored = self._batch_stored
+            failed = self._batch_done - stored
+            text = f"Made {stored} image{'s' if stored != 1 else ''}{at}."
+            if failed:
+                text = f"Made {stored} of {self._batch_total} images{at}; {failed} could not be rendered."
+            self.message.emit(text)
 
     def _fill_thumbnails(self) -> None:
         """Store the thumbnails a batch skipped, a few per tick while nothing else runs."""
@@ -210,7 +233,7 @@ class StudioController(QObject):
         try:
             if self.store.fill_thumbnails(limit=4) == 0:
                 self._thumbnailer.stop()
-        except sqlite3.Error:  # the store closed with the window
+        except (sqlite3.Error, GalleryError):  # the store closed with the window, or cannot be written
             self._thumbnailer.stop()
 
     # --- gallery actions -----------------------------------------------------------------------------------------
@@ -260,7 +283,10 @@ class StudioController(QObject):
 
     def undo(self) -> None:
         """Ctrl+Z outside text fields: take back the newest restore, delete or slider reset."""
-        label = self.undo_stack.undo()
+        try:
+            label = self.undo_stack.undo()
+        except UndoFailed:
+            return  # it said why; the entry stays for another try
         self.message.emit(f"Undid {label}." if label else "There is nothing to undo.")
 
     def reset_sliders(self, default_truncation: float | None) -> None:
@@ -363,19 +389,17 @@ class StudioController(QObject):
         """Make ``request`` the current state (undoable). ``source`` names it: "the pasted parameters"."""
         source = source or "the parameters"
         info = self.link.info
-        if info is not None and request.model != info.model_name:
-            needs = f"{request.model}" + (f" (hash {model_hash})" if model_hash else "")
-            return self._say(
-                f"{source[:1].upper() + source[1:]} were made with the model {needs}, but {info.model_name} "
-                "is loaded; open the studio with that model to restore it exactly."
+        mismatch = None
+        if info is not None:
+            mismatch = model_mismatch(
+                request.model, model_hash, info.model_name, info.model_hash, source[:1].upper() + source[1:]
             )
+        if mismatch is not None and mismatch.other_model:
+            return self._say(mismatch.sentence)
         replaced = self._restore_state(replace(request, model=self.state.model), f"restoring {source}")
         undo_hint = " Ctrl+Z brings back your previous setup." if replaced else ""
-        if info is not None and model_hash and model_hash != info.model_hash:
-            self.message.emit(
-                f"Restored; note the file was made with a different build of {info.model_name} "
-                f"(hash {model_hash}, loaded {info.model_hash}), so pixels may differ.{undo_hint}"
-            )
+        if mismatch is not None:
+            self.message.emit(f"Restored. {mismatch.sentence}{undo_hint}")
         else:
             self.message.emit(f"Restored {source}.{' ' + note if note else ''}{undo_hint}")
         self.request_preview()

@@ -17,6 +17,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from studio.engine.info import EngineInfo
 from studio.engine.requests import GenerationRequest, GenerationResult
 
 BATCH_SLICE_S = 0.008  # longest stretch of batch bookkeeping before the UI gets a turn
@@ -25,7 +26,7 @@ CLOSE_WAIT_S = 0.5  # how long closing waits for the engine's worker to finish t
 
 class EngineLink(QObject):
     progress = Signal(str)  # loading steps ("Loading the model…")
-    ready = Signal(object)  # EngineInfo
+    ready = Signal(object)  # EngineInfo (studio.engine.info, torch-free)
     failed = Signal(str)  # one sentence: why there is no model
     preview_ready = Signal(object)  # GenerationResult (ok or with .error)
     nearest_ready = Signal(str, list)  # prompt, [(name, score)]
@@ -37,7 +38,7 @@ class EngineLink(QObject):
         super().__init__(parent)
         self._source = engine_source
         self.engine: Any = None
-        self.info: Any = None
+        self.info: EngineInfo | None = None
         self.error: str | None = None
         self._tasks: set[asyncio.Task] = set()
         self._closed = False

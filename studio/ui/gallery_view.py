@@ -22,15 +22,14 @@ from PySide6.QtCore import (
     QSize,
     Qt,
     QTimer,
-    QUrl,
     Signal,
 )
 from PySide6.QtGui import QAction, QColor, QGuiApplication, QImage, QKeySequence, QPainter, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QMenu, QStyle, QStyledItemDelegate, QWidget
 
-from studio.session.gallery_store import GalleryItem, GalleryStore, decode_png
+from studio.session.gallery_store import GalleryError, GalleryItem, GalleryStore, decode_png
 from studio.ui import theme
-from studio.ui.exporting import PARAMETERS_MIME, Picture, drag_file, parameters_json, parameters_text
+from studio.ui.exporting import PARAMETERS_MIME, Picture, drag_mime_data, parameters_json, parameters_text
 from studio.ui.images import qimage_from_png, qimage_from_rgba
 
 ID_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -88,20 +87,12 @@ class GalleryModel(QAbstractListModel):
 
     def mimeData(self, indexes: Sequence[QModelIndex]) -> QMimeData:  # noqa: N802
         """Dragged items become PNG files (with parameters) that a file manager can drop."""
-        mime = QMimeData()
-        ids = [self._ids[i.row()] for i in indexes if i.isValid()]
-        pictures = [self.picture(i) for i in ids]
-        pictures = [p for p in pictures if p is not None]
-        if not pictures:
-            return mime
-        urls = []
-        for item_id, picture in zip(ids, pictures, strict=False):
-            path = drag_file(picture, f"{picture.request.prompt[:40]}_{picture.request.seed}_{item_id}")
-            urls.append(QUrl.fromLocalFile(str(path)))
-        mime.setUrls(urls)
-        mime.setImageData(qimage_from_rgba(pictures[0].image))
-        mime.setData(PARAMETERS_MIME, parameters_json(pictures[0]).encode("utf-8"))
-        return mime
+        entries = []
+        for item_id in [self._ids[i.row()] for i in indexes if i.isValid()]:
+            item, png = self.item(item_id), self.store.png(item_id)
+            if item is not None and png is not None:
+                entries.append((png, item, f"{item.request.prompt[:40]}_{item.request.seed}_{item_id}"))
+        return drag_mime_data(entries)
 
     # --- lookups -------------------------------------------------------------------------------------------------
     @property
@@ -419,14 +410,21 @@ class GalleryView(QListView):
     def toggle_star(self) -> None:
         ids = self.selected_ids()
         if ids:
-            self.gallery.set_starred(ids, not self.gallery.is_starred(ids[0]))
+            try:
+                self.gallery.set_starred(ids, not self.gallery.is_starred(ids[0]))
+            except GalleryError as exc:  # read-only gallery, full disk: nothing changed
+                self.message.emit(str(exc))
 
     def delete_selected(self) -> None:
         ids = self.selected_ids()
         if not ids:
             return
         row = self.gallery.row_of(ids[0])
-        self.gallery.store.delete(ids)
+        try:
+            self.gallery.store.delete(ids)
+        except GalleryError as exc:  # read-only gallery, full disk: nothing deleted
+            self.message.emit(str(exc))
+            return
         self.gallery.remove(ids)
         if self.gallery.rowCount():
             self.setCurrentIndex(self.gallery.index(min(row, self.gallery.rowCount() - 1)))

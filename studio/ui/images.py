@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice
 from PySide6.QtGui import QImage
 
 
@@ -30,11 +29,3 @@ def qimage_from_png(data: bytes) -> QImage:
     image = QImage()
     image.loadFromData(data, "PNG")
     return image
-
-
-def png_from_qimage(image: QImage) -> bytes:
-    array = QByteArray()
-    buffer = QBuffer(array)
-    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    image.save(buffer, "PNG")
-    return bytes(array.data())

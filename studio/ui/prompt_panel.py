@@ -52,7 +52,6 @@ class PromptEdit(QPlainTextEdit):
         self.completer.setMaxVisibleItems(10)
         self.completer.setModel(QStringListModel(self))
         self.completer.activated.connect(self._complete_with)
-        self._completing = False
 
     def set_completions(self, names: list[str]) -> None:
         self.completer.model().setStringList(sorted(set(names), key=str.lower))

@@ -34,10 +34,6 @@ def colors(name: str | None = None) -> dict[str, str]:
     return palettes()[name or _current["name"]]
 
 
-def current_theme() -> str:
-    return _current["name"]
-
-
 def style_sheet(name: str) -> str:
     """The QSS with the theme's colours filled in (longest token first, so @accent_hover beats @accent)."""
     text = (resources_dir() / "styles" / "studio.qss").read_text(encoding="utf-8")

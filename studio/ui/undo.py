@@ -13,6 +13,10 @@ from PySide6.QtCore import QObject, Signal
 UNDO_LIMIT = 50
 
 
+class UndoFailed(Exception):
+    """An undo could not be done; the person has been told why, and the entry stays for another try."""
+
+
 class UndoStack(QObject):
     changed = Signal()
 
@@ -32,10 +36,13 @@ class UndoStack(QObject):
         return self._entries[-1][0] if self._entries else ""
 
     def undo(self) -> str:
-        """Take back the newest change; returns its label ('' when there was nothing to undo)."""
+        """Take back the newest change; returns its label ('' when there was nothing to undo).
+
+        An undo that raises :class:`UndoFailed` (it said why, e.g. the disk is full) stays on the stack."""
         if not self._entries:
             return ""
-        label, undo = self._entries.pop()
+        label, undo = self._entries[-1]
         undo()
+        self._entries.pop()
         self.changed.emit()
         return label

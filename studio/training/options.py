@@ -1,0 +1,98 @@
+"""What a training run is asked to do: its options (torch-free, so the CLI builds its parser without torch)
+and their command-line form, shared by ``gan-studio train`` and ``torchrun -m studio.training.train``."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DATA = "data/emoji"
+CHECKPOINT = "checkpoint.pt"
+
+
+class TrainError(RuntimeError):
+    """Training cannot start; one sentence."""
+
+
+@dataclass
+class TrainOptions:
+    data: Path
+    out: Path
+    stage: str = "base"
+    resume: bool = False
+    device: str | None = None
+    minutes: float | None = None
+    steps: int | None = None
+    batch: int | None = None
+    ch: int | None = None
+    run: Path | None = None
+    threads: int | None = None
+    seed: int = 0
+    checkpoint_minutes: float = 3.0
+    sample_minutes: float = 6.0
+    log_every: int = 25
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    ema_decay: float = 0.999
+    mismatch_weight: float = 0.5
+    recon_weight: float = 4.0  # L1 between G(z, caption) and that emoji's render (0: pure GAN)
+    adv_weight: float = 0.01  # upsampler: weight of the adversarial term next to L1 (0: L1 only)
+    caption_name_prob: float = 0.5
+    bf16: bool | None = None  # None: when the CPU supports it
+    quiet: bool = False
+    standing_batches: int = 16  # batches that re-estimate the EMA generator's BN statistics
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``gan-studio train`` (``--device`` comes from the caller: the CLI's global options)."""
+    parser.add_argument("--data", default=DEFAULT_DATA, help="dataset folder from `gan-studio dataset build`")
+    parser.add_argument("--out", required=True, help="model folder to write (a run folder sits beside it)")
+    parser.add_argument("--stage", choices=("base", "upsampler"), default="base")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the run folder's last checkpoint"
+    )
+    parser.add_argument(
+        "--minutes", type=float, default=None, help="stop after this many minutes of training"
+    )
+    parser.add_argument("--steps", type=int, default=None, help="stop at this step")
+    parser.add_argument("--batch", type=int, default=None, help="images per step per process")
+    parser.add_argument("--ch", type=int, default=None, help="generator / discriminator width")
+    parser.add_argument(
+        "--run-dir", default=None, help="run folder for checkpoints and samples (default: runs/<stage>)"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--recon-weight",
+        type=float,
+        default=4.0,
+        help="base stage: weight of the L1 term pulling G(z, caption) towards that emoji",
+    )
+    parser.add_argument(
+        "--adv-weight",
+        type=float,
+        default=0.01,
+        help="upsampler stage: weight of the adversarial term next to L1 (0: L1 only)",
+    )
+    parser.add_argument("--checkpoint-minutes", type=float, default=3.0)
+
+
+def options_from_args(args: argparse.Namespace) -> TrainOptions:
+    return TrainOptions(
+        data=Path(args.data),
+        out=Path(args.out),
+        stage=args.stage,
+        resume=args.resume,
+        device=args.device,
+        minutes=args.minutes,
+        steps=args.steps,
+        batch=args.batch,
+        ch=args.ch,
+        run=Path(args.run_dir) if args.run_dir else None,
+        threads=args.threads,
+        seed=args.seed,
+        recon_weight=args.recon_weight,
+        adv_weight=args.adv_weight,
+        checkpoint_minutes=args.checkpoint_minutes,
+    )

@@ -1,0 +1,24 @@
+"""The torch-free engine description and the one model-mismatch sentence."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from studio.engine.info import model_mismatch
+
+
+def test_the_engine_info_module_does_not_import_torch():
+    code = "import sys, studio.engine.info; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_model_mismatch_names_the_model_and_the_hash():
+    assert model_mismatch("emoji", "1a2b3c4d", "emoji", "1a2b3c4d") is None
+    assert model_mismatch("emoji", "", "emoji", "1a2b3c4d") is None  # an unknown hash is not a mismatch
+    other = model_mismatch("emoji", "1a2b3c4d", "faces", "99999999", "owl.png")
+    assert other.other_model
+    assert other.sentence.startswith("owl.png was made with the model 'emoji' (hash 1a2b3c4d)")
+    assert "'faces' is loaded" in other.sentence and "--model emoji" in other.sentence
+    build = model_mismatch("emoji", "1a2b3c4d", "emoji", "ffffffff")
+    assert not build.other_model and "may differ" in build.sentence and "ffffffff" in build.sentence
