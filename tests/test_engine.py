@@ -199,9 +199,9 @@ def test_frames_list_renders_micro_batched(engine, monkeypatch):
     chunks = []
     render = engine._renderer.render
 
-    def recording(requests, first_index=0):
+    def recording(requests, first_index=0, exact=True):
         chunks.append((len(requests), first_index))
-        return render(requests, first_index)
+        return render(requests, first_index, exact)
 
     monkeypatch.setattr(engine._renderer, "render", recording)
     end = Endpoint("blue car", 9)

@@ -120,3 +120,22 @@ def test_engine_info_carries_the_encoders_poor_match_threshold(tiny_model_dir):
         )
     finally:
         engine.close()
+
+
+def test_a_bug_while_serving_a_job_answers_with_an_error_and_the_engine_keeps_serving(
+    tiny_model_dir, monkeypatch
+):
+    from conftest import HashTextEncoder
+
+    engine = Engine(tiny_model_dir, device="cpu", text_encoder=HashTextEncoder())
+    try:
+        engine.wait_ready(60)
+        healthy = engine._renderer.render
+        monkeypatch.setattr(engine._renderer, "render", lambda *a, **k: 1 / 0)
+        results = list(engine.generate_sync(request(count=3)))  # would wait forever if the worker died
+        assert len(results) == 3 and all("ZeroDivisionError" in r.error for r in results)
+        assert "ZeroDivisionError" in engine.preview(request(seed=77)).result(timeout=30).error
+        monkeypatch.setattr(engine._renderer, "render", healthy)
+        assert next(iter(engine.generate_sync(request(seed=3)))).ok
+    finally:
+        engine.close()

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from studio.models.format import DEFAULT_MODEL, LoadedModel, ModelError, load_mo
 from studio.models.vocabulary import Vocabulary, load_vocabulary
 
 _DONE = object()
+log = logging.getLogger(__name__)
 CLOSED_SENTENCE = "The engine has been closed; open the model again to use it."
 
 
@@ -256,12 +258,28 @@ class Engine:
                     stream = None
                 else:
                     stream = self._streams.popleft()
-            if stream is None:
-                self._serve_preview(*preview)
-            else:
-                self._serve_stream(stream)
+            try:
+                if stream is None:
+                    self._serve_preview(*preview)
+                else:
+                    self._serve_stream(stream)
+            except Exception as exc:  # noqa: BLE001 - a bug in one job must not stop the worker (callers would wait forever)
+                log.exception("the engine's worker failed while serving a job")
+                self._fail_job(preview if stream is None else stream, exc)
         for stream in self._streams:
             stream.deliver(_DONE)
+
+    def _fail_job(self, job, exc: Exception) -> None:
+        """Answer a preview or a stream whose serving raised: an error result each, then the end."""
+        sentence = f"Rendering failed ({type(exc).__name__}: {exc}); the engine is still running."
+        if isinstance(job, _Stream):
+            if job.job is None:
+                for request in job.requests[job.cursor :]:
+                    job.deliver(GenerationResult(request=request, error=sentence))
+                job.deliver(_DONE)
+        else:
+            request, future = job
+            _settle(future, GenerationResult(request=request, error=sentence))
 
     def _serve_preview(self, request: GenerationRequest, future: concurrent.futures.Future) -> None:
         if future.done():
