@@ -10,8 +10,6 @@ import json
 import sys
 from pathlib import Path
 
-MAX_FRAMES = 1000
-
 
 def register(subparsers) -> None:
     inspect = subparsers.add_parser(
@@ -144,6 +142,7 @@ def _open_engine(model: str | None, device: str | None):
 
 def _interpolate(args) -> int:
     from studio.cli import UserError
+    from studio.engine.requests import MAX_FRAMES
     from studio.io.animation import AnimationOptions, animation_kind, mp4_available, save_results_animation
     from studio.io.files import ExportError
 

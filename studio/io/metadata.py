@@ -24,8 +24,12 @@ Schema history (``schema`` in the document):
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import re
 import struct
+import warnings
 import xml.etree.ElementTree as ElementTree
 import zlib
 from dataclasses import dataclass
@@ -36,8 +40,10 @@ from xml.sax.saxutils import escape
 from PIL import ExifTags, Image, PngImagePlugin, UnidentifiedImageError
 
 from studio import __version__
-from studio.engine.requests import GenerationRequest, GenerationResult, RequestError
+from studio.engine.requests import MAX_FPS, MAX_FRAMES, GenerationRequest, GenerationResult, RequestError
 from studio.errors import UserError
+from studio.logs import log_caught
+from studio.untrusted import UntrustedInputError, parse_json, read_regular_file, shown, xml_text
 
 SCHEMA = 1
 APP_ID = "gan-studio"
@@ -49,6 +55,9 @@ RECIPE_FILE = "animation.json"  # in a folder of animation frames
 READ_FORMATS = ("PNG", "WEBP", "JPEG", "GIF")  # JPEG also opens MPO (multi-picture JPEG)
 MAX_VERIFIED_PIXELS = 64_000_000  # beyond this, metadata is read without decoding the pixels
 MAX_DOCUMENT_CHARS = 4_000_000  # a document is a few KB; refuse to parse anything absurdly large
+MAX_IMAGE_BYTES = 256 << 20  # an exported image is a few MB even at 8x; larger files are not read
+
+_log = logging.getLogger(__name__)
 
 _EXIF_ASCII = b"ASCII\0\0\0"
 _EXIF_UNICODE = b"UNICODE\0"
@@ -169,8 +178,9 @@ def exif_for(parameters: ImageParameters) -> Image.Exif:
 
 def xmp_packet(parameters: ImageParameters) -> bytes:
     """An XMP packet with the one-line text as dc:description and the document as ganstudio:parameters."""
-    description = escape(parameters_text(parameters))
-    document = escape(document_json(parameters))
+    # XML 1.0 cannot hold NUL, ESC and most other control characters a prompt may carry.
+    description = escape(xml_text(parameters_text(parameters)))
+    document = escape(xml_text(document_json(parameters)))
     packet = (
         '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
         '<x:xmpmeta xmlns:x="adobe:ns:meta/">'
@@ -229,26 +239,44 @@ def model_requirement(parameters: ImageParameters, model_name: str, model_hash: 
 
 
 def read_parameters(path: str | Path) -> ImageParameters:
-    """Read the parameters stored in a PNG, WebP, JPEG or GIF (or an MP4's sidecar); raise MetadataError."""
-    path = Path(path)
-    name = path.name or str(path)
+    """Read the parameters stored in a PNG, WebP, JPEG or GIF (or an MP4's sidecar); raise MetadataError.
+
+    Any file is untrusted: it is checked to be a regular file of a sane size before it is read, every field
+    is type- and range-checked, and every failure is one MetadataError sentence (logged with its traceback).
+    """
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # Pillow's warnings go to the log, never before the sentence
+            try:
+                return _read_parameters(Path(path))
+            finally:
+                for warning in caught:
+                    _log.info("While reading %s: %s", shown(path), shown(warning.message, 200))
+    except MetadataError as exc:
+        log_caught(str(exc), _log)
+        raise
+
+
+def _read_parameters(path: Path) -> ImageParameters:
+    name = shown(path.name or str(path))
     if path.suffix.lower() == ".mp4":
         return _read_sidecar(path)
     try:
         exists, is_dir = path.exists(), path.is_dir()
     except (OSError, ValueError) as exc:  # e.g. a NUL character in a pasted path
-        raise MetadataError(f"{str(path)!r} is not a usable file path; check the name.") from exc
+        raise MetadataError(f"{shown(repr(str(path)))} is not a usable file path; check the name.") from exc
     if not exists:
-        raise MetadataError(f"There is no file at {path}; check the name and folder.")
+        raise MetadataError(f"There is no file at {shown(path)}; check the name and folder.")
     if is_dir:
         if (path / RECIPE_FILE).is_file():  # a folder of animation frames
             return _read_sidecar(path / RECIPE_FILE)
-        raise MetadataError(f"{path} is a folder, not an image; choose an exported image file.")
+        raise MetadataError(f"{shown(path)} is a folder, not an image; choose an exported image file.")
     if path.suffix.lower() == ".json":  # an MP4's sidecar or a frame folder's animation.json
         return _read_sidecar(path)
+    data = _read_file(path, MAX_IMAGE_BYTES)
     try:
         # Only the formats GAN Studio writes: other plugins (EPS runs Ghostscript) have no business here.
-        with Image.open(path, formats=READ_FORMATS) as image:
+        with Image.open(io.BytesIO(data), formats=READ_FORMATS) as image:
             verify = image.width * image.height <= MAX_VERIFIED_PIXELS
             if verify:
                 image.load()  # decodes the first frame, so a cut-off file is caught here, not later
@@ -262,12 +290,12 @@ def read_parameters(path: str | Path) -> ImageParameters:
         ) from exc
     except Image.DecompressionBombError as exc:
         raise MetadataError(f"{name} is too large to be an image GAN Studio exported.") from exc
-    except (OSError, SyntaxError, EOFError, ValueError, struct.error, zlib.error) as exc:
+    except (OSError, SyntaxError, EOFError, ValueError, struct.error, zlib.error, MemoryError) as exc:
         raise MetadataError(
             f"{name} is damaged or incomplete (it may have been cut off while copying); export it again."
         ) from exc
     if raw_documents:
-        return _parse_document(raw_documents[0], name)
+        return _first_usable(raw_documents, name)
     if other_tool_text:
         raise MetadataError(
             f"{name} has generation notes from another tool but no GAN Studio parameters, so it cannot be restored."
@@ -275,6 +303,25 @@ def read_parameters(path: str | Path) -> ImageParameters:
     raise MetadataError(
         f"{name} carries no GAN Studio parameters; only images exported from GAN Studio can be restored."
     )
+
+
+def _read_file(path: Path, max_bytes: int) -> bytes:
+    try:
+        return read_regular_file(path, max_bytes)
+    except UntrustedInputError as exc:
+        raise MetadataError(str(exc)) from exc
+
+
+def _first_usable(raw_documents: list[str], name: str) -> ImageParameters:
+    """The first copy that parses: one damaged copy (a broken XMP) must not hide an intact one (EXIF)."""
+    first_error: MetadataError | None = None
+    for raw in raw_documents:
+        try:
+            return _parse_document(raw, name)
+        except MetadataError as exc:
+            first_error = first_error or exc
+    assert first_error is not None
+    raise first_error
 
 
 def _embedded_documents(image: Image.Image, texts: dict):
@@ -290,6 +337,7 @@ def _embedded_documents(image: Image.Image, texts: dict):
     try:
         user_comment = image.getexif().get_ifd(ExifTags.IFD.Exif).get(ExifTags.Base.UserComment)
     except Exception:  # noqa: BLE001 - a broken EXIF block must not hide an intact XMP copy
+        _log.info("Unreadable EXIF block", exc_info=True)
         user_comment = None
     decoded = _decode_user_comment(user_comment)
     if decoded and decoded.lstrip().startswith("{"):
@@ -328,73 +376,111 @@ def _document_from_xmp(xmp: bytes | str) -> str | None:
         return None
     try:
         root = ElementTree.fromstring(xmp)
-    except ElementTree.ParseError:
+        element = root.find(f".//{{{XMP_NAMESPACE}}}parameters")
+    except (ElementTree.ParseError, ValueError, LookupError, TypeError, RecursionError):
+        _log.info("Unreadable XMP packet", exc_info=True)  # e.g. an unknown encoding= declaration
         return None
-    element = root.find(f".//{{{XMP_NAMESPACE}}}parameters")
     return element.text if element is not None and element.text else None
 
 
 def _read_sidecar(path: Path) -> ImageParameters:
     sidecar = path if path.suffix.lower() == ".json" else sidecar_path(path)
-    if not sidecar.is_file():
-        raise MetadataError(
-            f"{path.name} has no parameters file beside it ({sidecar.name}); keep the two files together."
-        )
     try:
-        text = sidecar.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MetadataError(f"{sidecar.name} could not be read; it may be damaged.") from exc
-    return _parse_document(text, sidecar.name)
+        missing = not sidecar.exists()
+    except (OSError, ValueError):
+        missing = True
+    if missing:
+        raise MetadataError(
+            f"{shown(path.name)} has no parameters file beside it ({shown(sidecar.name)}); keep the two files together."
+        )
+    return _parse_document(_read_file(sidecar, MAX_DOCUMENT_CHARS), shown(sidecar.name))
 
 
-def _parse_document(raw: str, name: str) -> ImageParameters:
+PASTED = "the pasted parameters"
+
+
+def parameters_from_text(text: str) -> ImageParameters | None:
+    """The parameters in pasted text: a document, or a bare request as ``to_json`` writes it.
+
+    None when the text is not GAN Studio's (any other clipboard text); MetadataError when it is ours but
+    cannot be used (a sentence for the person, the same rules as for a file).
+    """
+    try:
+        return _parameters_from_text(text)
+    except MetadataError as exc:
+        log_caught(str(exc), _log)
+        raise
+
+
+def _parameters_from_text(text: str) -> ImageParameters | None:
+    looks_ours = '"prompt"' in text or '"request"' in text
+    if not text.lstrip().startswith("{"):
+        return None
+    if len(text) > MAX_DOCUMENT_CHARS:
+        if looks_ours:
+            raise MetadataError(
+                f"The pasted parameters are too large to be GAN Studio's ({len(text):,} characters)."
+            )
+        return None
+    try:
+        data = parse_json(text, "The pasted parameters")
+    except UntrustedInputError as exc:
+        if looks_ours:
+            raise MetadataError(f"{exc} Copy the parameters again.") from exc
+        return None
+    if not isinstance(data, dict) or not ("prompt" in data or isinstance(data.get("request"), dict)):
+        return None
+    document = data if "request" in data else {"schema": SCHEMA, "request": data}
+    return _from_document(document, PASTED)
+
+
+def _parse_document(raw: str | bytes, name: str) -> ImageParameters:
     if len(raw) > MAX_DOCUMENT_CHARS:
         raise MetadataError(
             f"The parameters in {name} are too large to be GAN Studio's; the file may be damaged."
         )
     try:
-        document = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise MetadataError(
-            f"The parameters in {name} are damaged (not valid JSON); export the image again."
-        ) from exc
+        document = parse_json(raw, f"The parameters in {name}")
+    except UntrustedInputError as exc:
+        raise MetadataError(f"{exc} Export the image again.") from exc
+    return _from_document(document, f"the parameters in {name}")
+
+
+def _from_document(document: Any, name: str) -> ImageParameters:
+    """Parameters from a parsed document; ``name`` says where it came from (``the parameters in x.png``)."""
+    where = name[:1].upper() + name[1:]
     if not isinstance(document, dict):
-        raise MetadataError(f"The parameters in {name} are not in a layout GAN Studio knows.")
+        raise MetadataError(f"{where} are not in a layout GAN Studio knows.")
     schema = document.get("schema", 0)
     if not isinstance(schema, int) or isinstance(schema, bool) or schema < 0:
-        raise MetadataError(f"The parameters in {name} have an unknown schema version ({schema!r}).")
+        raise MetadataError(f"{where} have an unknown schema version ({shown(repr(schema), 24)}).")
     if schema > SCHEMA:
         raise MetadataError(
-            f"{name} was made by a newer GAN Studio (parameters schema {schema}); update GAN Studio to restore it."
+            f"{where} were made by a newer GAN Studio (parameters schema {shown(schema, 24)}); update GAN Studio to restore them."
         )
     try:
         parameters = _from_schema0(document) if schema == 0 else _from_schema1(document)
         parameters.request.validated()
     except RequestError as exc:
-        raise MetadataError(f"The parameters in {name} cannot be used: {_sentence_body(exc)}") from exc
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise MetadataError(f"The parameters in {name} are incomplete or malformed ({exc!s}).") from exc
+        raise MetadataError(f"{where} cannot be used: {_sentence_body(exc)}") from exc
     return parameters
 
 
 def _from_schema1(document: dict[str, Any]) -> ImageParameters:
-    request_data = document["request"]
+    request_data = document.get("request")
     if not isinstance(request_data, dict):
-        raise TypeError("'request' is not an object")
-    model = document.get("model") or {}
-    if not isinstance(model, dict):
-        raise TypeError("'model' is not an object")
-    animation = document.get("animation")
-    if animation is not None and not isinstance(animation, dict):
-        raise TypeError("'animation' is not an object")
+        raise RequestError("The stored parameters hold no request object.")
+    model = document.get("model")
+    if not isinstance(model, (dict, type(None))):
+        raise RequestError("The stored 'model' is not an object.")
     return ImageParameters(
         request=GenerationRequest.from_json(request_data),
-        model_hash=str(model.get("hash", "")),
-        device=device_kind(str(document.get("device", "cpu"))),
-        app_version=str(document.get("app_version", "")),
-        size=_size(document.get("size", (0, 0))),
+        model_hash=_model_hash((model or {}).get("hash", "")),
+        device=_device(document.get("device", "cpu")),
+        app_version=_app_version(document.get("app_version", "")),
+        size=_size(document.get("size", [0, 0])),
         schema=1,
-        animation=animation,
+        animation=_animation(document.get("animation")),
     )
 
 
@@ -402,27 +488,86 @@ def _from_schema0(document: dict[str, Any]) -> ImageParameters:
     """Schema 0: a flat object, sliders as ``directions``, no concepts or interpolation."""
     request = GenerationRequest.from_json(
         {
-            "prompt": document["prompt"],
-            "seed": document.get("seed", 0),
-            "truncation": document.get("truncation", 1.0),
-            "directions": document.get("directions", ()),
-            "model": document.get("model", "emoji"),
+            key: document[key]
+            for key in ("prompt", "seed", "truncation", "directions", "model")
+            if key in document
         }
     )
     return ImageParameters(
         request=request,
-        model_hash=str(document.get("model_hash", "")),
-        device=device_kind(str(document.get("device", "cpu"))),
-        app_version=str(document.get("version", "")),
-        size=(int(document.get("width", 0)), int(document.get("height", 0))),
+        model_hash=_model_hash(document.get("model_hash", "")),
+        device=_device(document.get("device", "cpu")),
+        app_version=_app_version(document.get("version", "")),
+        size=_size([document.get("width", 0), document.get("height", 0)]),
         schema=0,
         animation=None,
     )
 
 
+# Fields beside the request: each checked, so what reaches a terminal, a sentence or the gallery is bounded.
+_HEX = re.compile(r"[0-9a-f]{1,64}")
+_WORD = re.compile(r"[a-z0-9_-]{1,16}")
+MAX_SIDE = 65_536  # pixels; exports go up to 8x of the rendered size
+
+
+def _model_hash(value: object) -> str:
+    if value in ("", None):
+        return ""
+    if not isinstance(value, str) or not _HEX.fullmatch(value):
+        raise RequestError("The stored model hash is not a short hexadecimal text.")
+    return value
+
+
+def _device(value: object) -> str:
+    kind = device_kind(value) if isinstance(value, str) else ""
+    if not _WORD.fullmatch(kind):
+        raise RequestError(f"The stored device kind {shown(repr(value), 30)} is not one GAN Studio knows.")
+    return kind
+
+
+def _app_version(value: object) -> str:
+    if not isinstance(value, str):
+        raise RequestError("The stored app version is not a text.")
+    return shown(value, 40)
+
+
 def _size(value: object) -> tuple[int, int]:
-    width, height = value  # type: ignore[misc]
-    return int(width), int(height)
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SIDE for v in value)
+    ):
+        raise RequestError(f"The stored size must be two whole numbers from 0 to {MAX_SIDE:,}.")
+    return int(value[0]), int(value[1])
+
+
+def _animation(value: object) -> dict[str, Any] | None:
+    """The animation recipe, every field checked (it is printed by ``inspect`` and drives re-renders)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise RequestError("The stored animation recipe is not an object.")
+    frames = value.get("frames")
+    if not isinstance(frames, int) or isinstance(frames, bool) or not 1 <= frames <= MAX_FRAMES:
+        raise RequestError(f"The animation's frame count must be a whole number from 1 to {MAX_FRAMES:,}.")
+    fps = value.get("fps", 12.0)
+    if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not 0 < fps <= MAX_FPS:
+        raise RequestError(f"The animation's fps must be a number above 0 and at most {MAX_FPS:g}.")
+    played = value.get("played_frames", frames)
+    if not isinstance(played, int) or isinstance(played, bool) or not 0 <= played <= 2 * MAX_FRAMES:
+        raise RequestError("The animation's played frame count is not a usable whole number.")
+    mode = value.get("mode", "frames")
+    if not isinstance(mode, str) or not _WORD.fullmatch(mode):
+        raise RequestError(f"The animation mode {shown(repr(mode), 30)} is not one GAN Studio knows.")
+    flags = {key: value.get(key, default) for key, default in (("loop", True), ("pingpong", False))}
+    if not all(isinstance(flag, bool) for flag in flags.values()):
+        raise RequestError("The animation's loop and ping-pong settings must be true or false.")
+    requests = value.get("requests", [])
+    if not isinstance(requests, list) or len(requests) > frames:
+        raise RequestError("The animation's frame requests are not a list of at most one per frame.")
+    checked = {"mode": mode, "frames": frames, "played_frames": played, "fps": fps, **flags}
+    checked["requests"] = [GenerationRequest.from_json(r).validated().to_json() for r in requests]
+    return {key: checked[key] for key in value if key in checked}  # what the file holds, checked
 
 
 def _sentence_body(exc: Exception) -> str:

@@ -6,7 +6,6 @@ the window's pictures into its calls.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from studio.engine.requests import GenerationRequest, RequestError
+from studio.engine.requests import GenerationRequest
 from studio.io import metadata as _metadata
 from studio.io.export import export_image
 from studio.paths import user_data_dir
@@ -98,16 +97,10 @@ def read_request(path: str | Path) -> tuple[GenerationRequest, str]:
 
 
 def request_from_json_text(text: str) -> GenerationRequest | None:
-    """A request from pasted parameters JSON (a document or a bare request), or None if it is not one."""
+    """A request from pasted parameters JSON (a document or a bare request), or None if the text is not one;
+    ValueError with one sentence when it is GAN Studio's but cannot be used."""
     try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    if isinstance(data, dict) and isinstance(data.get("request"), dict):
-        data = data["request"]
-    if not isinstance(data, dict) or "prompt" not in data:
-        return None
-    try:
-        return GenerationRequest.from_json(data)
-    except RequestError:
-        return None
+        parameters = _metadata.parameters_from_text(text)
+    except _metadata.MetadataError as exc:
+        raise ValueError(str(exc)) from exc
+    return parameters.request if parameters is not None else None

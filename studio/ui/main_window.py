@@ -322,7 +322,8 @@ class MainWindow(QMainWindow):
             self.show_message("The clipboard holds no GAN Studio image or parameters.")
 
     def restore_from_mime(self, mime) -> bool:
-        """Restore from dropped/pasted files, parameters JSON or text; True if something was restored."""
+        """Restore from dropped/pasted files, parameters JSON or text; True if something was restored (or a
+        sentence already said why GAN Studio's parameters could not be)."""
         if mime is None:
             return False
         for url in mime.urls():
@@ -335,7 +336,11 @@ class MainWindow(QMainWindow):
         if mime.hasText():
             texts.append(mime.text())
         for text in texts:
-            request = request_from_json_text(text)
+            try:
+                request = request_from_json_text(text)
+            except ValueError as exc:  # GAN Studio's parameters, but unusable: say why (already logged)
+                self.show_message(str(exc))
+                return True
             if request is not None:
                 return self.controller.restore_request(request, source="the pasted parameters")
         return False
