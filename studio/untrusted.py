@@ -216,6 +216,15 @@ def message(text: object, limit: int = MAX_MESSAGE_CHARS) -> str:
     return shown(text, limit)
 
 
+def printable_json(text: str) -> str:
+    """JSON text (from ``json.dumps``) with the characters :func:`printable` escapes written as ``\\uXXXX``.
+
+    Valid JSON still: outside strings JSON text is ASCII, and inside them ``\\uXXXX`` is the same character.
+    """
+    # json.dumps already escapes controls inside strings; its raw newlines are the indentation's.
+    return _UNPRINTABLE.sub(lambda m: m.group() if m.group() == "\n" else f"\\u{ord(m.group()):04x}", text)
+
+
 def xml_text(text: str) -> str:
     """``text`` without the characters XML 1.0 cannot hold (NUL, ESC, ...), as visible escapes instead."""
     return _NOT_XML.sub(lambda m: _escape(m.group()), text)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,8 @@ pytest_plugins = ["test_ui_helpers"]
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The CLI and the window log to the user's log folder: tests log to a folder of their own.
+os.environ.setdefault("GAN_STUDIO_LOG_DIR", tempfile.mkdtemp(prefix="gan-studio-test-logs-"))
 
 TINY_NAME = "tiny-test"
 

@@ -73,7 +73,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
         request = params.request
         if args.prompt:
             raise UserError("Give either a prompt or --from IMAGE, not both.")
-        model = args.model or request.model
+        if args.model:
+            model = args.model
+        else:  # the file names its model; it never chooses a folder
+            from studio.models.format import find_model
+
+            model = find_model(request.model)
         expected_hash = params.model_hash
     else:
         if args.prompt is None:

@@ -351,8 +351,12 @@ class Engine:
         self._set_progress("Warming up…")
         warm_prompt = info.conditioning.classes[0] if info.conditioning.classes else "warm-up"
         warm = GenerationRequest(prompt=warm_prompt, model=info.name)
-        self._renderer.render([warm])
-        self._renderer.render([warm.single(i) for i in range(micro_batch)])
+        for probe in (
+            self._renderer.render([warm]),
+            self._renderer.render([warm.single(i) for i in range(micro_batch)]),
+        ):
+            if not probe[0].ok:  # a model that cannot draw its probe image is not "Ready"
+                raise ModelError(f"'{info.name}' loaded but could not draw a test image: {probe[0].error}")
         self._set_progress("Ready")
         self._ready.set_result(self.info)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,14 +21,45 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from studio.engine.requests import MAX_TRUNCATION, RequestError, check_model_name
 from studio.errors import ModelError
+from studio.logs import log_caught
 from studio.models.cgan import BaseConfig, BaseGenerator, Upsampler, UpsamplerConfig
 from studio.paths import resources_dir, user_data_dir
+from studio.untrusted import UntrustedInputError, check_regular_file, parse_json, read_regular_file, shown
 
 FORMAT_VERSION = 1
 ARCHITECTURES = ("cgan32-cbn",)  # ids this version can build
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 DEFAULT_MODEL = "emoji"
+
+# A model folder is untrusted: these bound what model.json may ask for before anything is allocated.
+MAX_MODEL_JSON_BYTES = 1 << 20
+MAX_WEIGHTS_BYTES = 4 << 30
+MAX_PARAMETERS = 200_000_000  # per network (the emoji generator has ~0.9 M)
+MAX_RESOLUTION = 1024  # final image side in pixels
+MAX_CLASSES = 100_000
+MAX_TEXT_CHARS = 10_000  # description, licence, training data
+# (lowest, highest) of each hyper-parameter; channel_mult also has 1..9 entries (4 px to 1024 px).
+BASE_LIMITS = {
+    "z_dim": (1, 4096),
+    "embed_dim": (1, 4096),
+    "num_classes": (0, MAX_CLASSES),
+    "cond_dim": (1, 4096),
+    "ch": (1, 1024),
+    "out_channels": (4, 4),  # RGBA
+}
+CHANNEL_MULT_LIMITS = (1, 64)
+MAX_BASE_BLOCKS = 9
+UPSAMPLER_LIMITS = {
+    "channels": (4, 4),
+    "ch": (1, 1024),
+    "n_blocks": (0, 64),
+    "scale": (2, 8),
+    "tail_ch": (1, 1024),
+}
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -87,10 +120,13 @@ def find_models() -> list[ModelInfo | ModelError]:
     found: list[ModelInfo | ModelError] = []
     seen: set[str] = set()
     for root in model_search_path():
-        if not root.is_dir():
+        try:
+            folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        except OSError:
+            log_caught(f"The model folder {root} could not be listed", _log)
             continue
-        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-            if folder.name in seen or not (folder / "model.json").exists():
+        for folder in folders:
+            if folder.name in seen or not os.path.lexists(folder / "model.json"):
                 continue
             seen.add(folder.name)
             try:
@@ -98,6 +134,24 @@ def find_models() -> list[ModelInfo | ModelError]:
             except ModelError as exc:
                 found.append(exc)
     return found
+
+
+def find_model(name: str) -> Path:
+    """The folder of the model called ``name`` on the search path: a name from a file, never a path."""
+    try:
+        check_model_name(name)
+    except RequestError as exc:
+        raise ModelError(str(exc)) from exc
+    for root in model_search_path():
+        if (root / name).is_dir():
+            return root / name
+    raise ModelError(_unknown_model_sentence(name))
+
+
+def _unknown_model_sentence(name: str) -> str:
+    names = sorted(m.name for m in find_models() if isinstance(m, ModelInfo))
+    known = ", ".join(names) if names else "none are installed"
+    return f"There is no model called '{shown(name)}' (known models: {known})."
 
 
 def resolve_model(name_or_path: str | os.PathLike) -> Path:
@@ -109,12 +163,11 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
         if candidate.suffix.lower() in PICKLE_SUFFIXES:
             raise ModelError(_pickle_sentence(candidate))
         return candidate.parent
-    for root in model_search_path():
-        if (root / str(name_or_path)).is_dir():
-            return root / str(name_or_path)
-    names = sorted(m.name for m in find_models() if isinstance(m, ModelInfo))
-    known = ", ".join(names) if names else "none are installed"
-    raise ModelError(f"There is no model called '{name_or_path}' (known models: {known}).")
+    try:
+        check_model_name(str(name_or_path))
+    except RequestError as exc:  # a path a person typed that leads nowhere
+        raise ModelError(_unknown_model_sentence(str(name_or_path))) from exc
+    return find_model(str(name_or_path))
 
 
 def _pickle_sentence(path: Path) -> str:
@@ -127,97 +180,219 @@ def _pickle_sentence(path: Path) -> str:
 def _require(data: dict, key: str, kind: type | tuple[type, ...], where: str) -> Any:
     if key not in data:
         raise ModelError(f"{where} has no '{key}' entry.")
+    return _optional(data, key, kind, None, where)
+
+
+def _optional(data: dict, key: str, kind: type | tuple[type, ...], default: Any, where: str) -> Any:
+    """``data[key]`` if it has type ``kind`` (a boolean is not a number), ``default`` if absent."""
+    if key not in data:
+        return default
     value = data[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds:
         raise ModelError(f"{where}: '{key}' has the wrong type ({type(value).__name__}).")
     return value
 
 
+def _whole(data: dict, key: str, limits: tuple[int, int], where: str, default: int | None = None) -> int:
+    """A whole-number entry within ``limits`` (checked before anything of that size is allocated)."""
+    value = _require(data, key, int, where) if default is None else _optional(data, key, int, default, where)
+    low, high = limits
+    if not low <= value <= high:
+        raise ModelError(f"{where}: '{key}' is {shown(value, 24)}, outside {low}..{high}.")
+    return value
+
+
 def read_model_info(folder: str | os.PathLike) -> ModelInfo:
-    """Read and check ``model.json`` (no weights). Raises ModelError with one sentence."""
-    folder = Path(folder)
+    """Read and check ``model.json`` (no weights). Raises ModelError with one sentence (logged)."""
+    try:
+        return _read_model_info(Path(folder))
+    except ModelError as exc:
+        log_caught(str(exc), _log)
+        raise
+    except (OSError, ValueError) as exc:  # e.g. a folder that vanished or cannot be listed
+        log_caught("Unreadable model folder", _log)
+        raise ModelError(
+            f"The model folder '{shown(Path(folder).name)}' could not be read ({type(exc).__name__})."
+        ) from exc
+
+
+def _read_model_info(folder: Path) -> ModelInfo:
+    label = shown(folder.name)
     manifest = folder / "model.json"
     if not folder.is_dir():
-        raise ModelError(f"The model folder '{folder}' does not exist.")
-    if not manifest.exists():
+        raise ModelError(f"The model folder '{shown(folder)}' does not exist.")
+    if not os.path.lexists(manifest):
         pickles = [p for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES]
         if pickles:
             raise ModelError(_pickle_sentence(pickles[0]))
-        raise ModelError(f"The model folder '{folder.name}' has no model.json.")
+        raise ModelError(f"The model folder '{label}' has no model.json.")
+    where = f"The model.json of '{label}'"
     try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"The model.json of '{folder.name}' is not valid JSON ({exc}).") from exc
+        data = parse_json(read_regular_file(manifest, MAX_MODEL_JSON_BYTES, where), where)
+    except UntrustedInputError as exc:
+        raise ModelError(str(exc)) from exc
     if not isinstance(data, dict):
-        raise ModelError(f"The model.json of '{folder.name}' must hold a JSON object.")
-    where = f"The model.json of '{folder.name}'"
+        raise ModelError(f"{where} must hold a JSON object.")
     fmt = data.get("format", FORMAT_VERSION)
-    if fmt != FORMAT_VERSION:
+    if fmt != FORMAT_VERSION or isinstance(fmt, bool):
         raise ModelError(
-            f"{where} uses format {fmt}; this version of GAN Studio reads format {FORMAT_VERSION}."
+            f"{where} uses format {shown(fmt, 24)}; this version of GAN Studio reads format {FORMAT_VERSION}."
         )
     arch = _require(data, "architecture", dict, where)
     arch_id = _require(arch, "id", str, where + " (architecture)")
     if arch_id not in ARCHITECTURES:
         raise ModelError(
-            f"'{folder.name}' needs the architecture '{arch_id}', which this version of GAN Studio does not know "
+            f"'{label}' needs the architecture '{shown(arch_id, 40)}', which this version of GAN Studio does not know "
             f"(it knows {', '.join(ARCHITECTURES)})."
         )
-    cond_data = _require(data, "conditioning", dict, where)
-    kind = _require(cond_data, "kind", str, where + " (conditioning)")
-    if kind == "text":
-        conditioning = Conditioning(
-            "text", _require(cond_data, "encoder", str, where), int(cond_data.get("embedding_dim", 384))
-        )
-    elif kind == "class":
-        classes = tuple(str(c) for c in _require(cond_data, "classes", list, where))
-        if not classes:
-            raise ModelError(f"{where} lists no classes.")
-        conditioning = Conditioning("class", classes=classes)
-    else:
-        raise ModelError(f"{where}: conditioning kind '{kind}' is unknown (use 'text' or 'class').")
-    try:
-        base = BaseConfig.from_json(_require(arch, "base", dict, where))
-        up_data = arch.get("upsampler")
-        upsampler = UpsamplerConfig.from_json(up_data) if up_data else None
-    except TypeError as exc:
-        raise ModelError(f"{where} has an unexpected architecture setting ({exc}).") from exc
+    conditioning = _conditioning(_require(data, "conditioning", dict, where), where)
+    base = _base_config(_require(arch, "base", dict, where), where)
+    up_data = _optional(arch, "upsampler", (dict, type(None)), None, where)
+    upsampler = _upsampler_config(up_data, where) if up_data else None
     if conditioning.kind == "class" and base.num_classes != len(conditioning.classes):
         raise ModelError(
             f"{where}: the generator has {base.num_classes} classes but {len(conditioning.classes)} are named."
         )
     resolution = base.resolution * (upsampler.scale if upsampler else 1)
-    declared = data.get("resolution", resolution)
+    if resolution > MAX_RESOLUTION:
+        raise ModelError(
+            f"{where} asks for {resolution} px images; GAN Studio renders at most {MAX_RESOLUTION} px."
+        )
+    declared = _optional(data, "resolution", int, resolution, where)
     if declared != resolution:
-        raise ModelError(f"{where} says {declared} px but its architecture makes {resolution} px images.")
-    files = data.get("files", {})
-    for value in files.values():
-        if Path(str(value)).suffix.lower() in PICKLE_SUFFIXES:
-            raise ModelError(_pickle_sentence(Path(str(value))))
+        raise ModelError(
+            f"{where} says {shown(declared, 24)} px but its architecture makes {resolution} px images."
+        )
+    channels = _optional(data, "channels", int, base.out_channels, where)
+    if channels != base.out_channels:
+        raise ModelError(
+            f"{where} says {shown(channels, 24)} channels but the generator makes {base.out_channels}."
+        )
+    for network, config in (("generator", base), ("upsampler", upsampler)):
+        if config is not None and (count := _parameter_count(config)) > MAX_PARAMETERS:
+            raise ModelError(
+                f"{where} describes a {network} of {count:,} weights; GAN Studio loads at most {MAX_PARAMETERS:,}."
+            )
+    name = _optional(data, "name", str, folder.name, where)
+    try:
+        check_model_name(name)
+    except RequestError as exc:
+        raise ModelError(f"{where} gives an unusable name: {exc}") from exc
+    truncation = _optional(data, "default_truncation", (float, int), 1.0, where)
+    if not math.isfinite(truncation) or not 0 <= truncation <= MAX_TRUNCATION:
+        raise ModelError(f"{where}: 'default_truncation' must be between 0 and {MAX_TRUNCATION:g}.")
+    _files(data, where)
+    texts = {key: _optional(data, key, str, "", where) for key in ("description", "license", "training_data")}
+    if any(len(text) > MAX_TEXT_CHARS for text in texts.values()):
+        raise ModelError(
+            f"{where} has a description, licence or training note of more than {MAX_TEXT_CHARS:,} characters."
+        )
+    version = _optional(data, "version", str, "0", where)
     return ModelInfo(
         path=folder,
-        name=str(data.get("name", folder.name)),
-        version=str(data.get("version", "0")),
+        name=name,
+        version=shown(version, 40),
         architecture=arch_id,
         base=base,
         upsampler=upsampler,
         conditioning=conditioning,
         resolution=resolution,
-        channels=int(data.get("channels", base.out_channels)),
+        channels=channels,
         z_dim=base.z_dim,
-        default_truncation=float(data.get("default_truncation", 1.0)),
-        description=str(data.get("description", "")),
-        license=str(data.get("license", "")),
-        training_data=str(data.get("training_data", "")),
-        metrics=dict(data.get("metrics", {})),
+        default_truncation=float(truncation),
+        metrics=dict(_optional(data, "metrics", dict, {}, where)),
         raw=data,
+        **texts,
     )
+
+
+def _conditioning(data: dict, where: str) -> Conditioning:
+    kind = _require(data, "kind", str, where + " (conditioning)")
+    if kind == "text":
+        encoder = _require(data, "encoder", str, where)
+        return Conditioning("text", shown(encoder, 200), _whole(data, "embedding_dim", (1, 4096), where, 384))
+    if kind == "class":
+        classes = _require(data, "classes", list, where)
+        if not classes:
+            raise ModelError(f"{where} lists no classes.")
+        if len(classes) > MAX_CLASSES or not all(isinstance(c, str) and 0 < len(c) <= 200 for c in classes):
+            raise ModelError(
+                f"{where}: 'classes' must be up to {MAX_CLASSES:,} names of 1 to 200 characters."
+            )
+        return Conditioning("class", classes=tuple(classes))
+    raise ModelError(f"{where}: conditioning kind '{shown(kind, 40)}' is unknown (use 'text' or 'class').")
+
+
+def _base_config(data: dict, where: str) -> BaseConfig:
+    where = where + " (architecture.base)"
+    _no_unknown_keys(data, BaseConfig, where)
+    values: dict[str, Any] = {
+        key: _whole(data, key, limits, where, getattr(BaseConfig, key)) for key, limits in BASE_LIMITS.items()
+    }
+    mult = _optional(data, "channel_mult", list, list(BaseConfig.channel_mult), where)
+    low, high = CHANNEL_MULT_LIMITS
+    if not 1 <= len(mult) <= MAX_BASE_BLOCKS or not all(
+        isinstance(m, int) and not isinstance(m, bool) and low <= m <= high for m in mult
+    ):
+        raise ModelError(
+            f"{where}: 'channel_mult' must list 1 to {MAX_BASE_BLOCKS} whole numbers from {low} to {high}."
+        )
+    return BaseConfig(**values, channel_mult=tuple(mult))
+
+
+def _upsampler_config(data: dict, where: str) -> UpsamplerConfig:
+    where = where + " (architecture.upsampler)"
+    _no_unknown_keys(data, UpsamplerConfig, where)
+    values = {
+        key: _whole(data, key, limits, where, getattr(UpsamplerConfig, key))
+        for key, limits in UPSAMPLER_LIMITS.items()
+    }
+    if values["scale"] not in (2, 4, 8):
+        raise ModelError(f"{where}: 'scale' must be 2, 4 or 8.")
+    return UpsamplerConfig(**values)
+
+
+def _no_unknown_keys(data: dict, config_type: type, where: str) -> None:
+    unknown = sorted(set(data) - set(config_type.__dataclass_fields__))
+    if unknown:
+        raise ModelError(f"{where} has an unexpected architecture setting ('{shown(unknown[0], 40)}').")
+
+
+def _parameter_count(config: BaseConfig | UpsamplerConfig) -> int:
+    """How many weights the network would have, counted on the meta device (nothing is allocated)."""
+    with torch.device("meta"):
+        module = BaseGenerator(config) if isinstance(config, BaseConfig) else Upsampler(config)
+    return sum(t.numel() for t in (*module.parameters(), *module.buffers()))
+
+
+def _files(data: dict, where: str) -> dict[str, str]:
+    """``files``: weight file names inside the folder (never a path: a file must not choose what is read)."""
+    files = _optional(data, "files", dict, {}, where)
+    for value in files.values():
+        if (
+            not isinstance(value, str)
+            or not value
+            or value in (".", "..")
+            or Path(value).name != value
+            or "\\" in value
+        ):
+            raise ModelError(
+                f"{where}: the weight file {shown(repr(value), 40)} must be a plain file name in the folder."
+            )
+        if Path(value).suffix.lower() in PICKLE_SUFFIXES:
+            raise ModelError(_pickle_sentence(Path(value)))
+    return files
 
 
 def _load_weights(module: nn.Module, path: Path, model_name: str) -> None:
     """Copy a safetensors file into ``module`` after checking every key and shape."""
-    if not path.exists():
+    if not os.path.lexists(path):
         raise ModelError(f"The model '{model_name}' is missing its weights file '{path.name}'.")
+    try:  # safetensors maps the file itself: a pipe or /dev/zero must be refused before it opens it
+        check_regular_file(path, MAX_WEIGHTS_BYTES, f"The weights file '{path.name}' of '{model_name}'")
+    except UntrustedInputError as exc:
+        raise ModelError(str(exc)) from exc
     expected = module.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     try:
@@ -251,6 +426,10 @@ def _load_weights(module: nn.Module, path: Path, model_name: str) -> None:
             raise ModelError(
                 f"In '{path.name}' of '{model_name}', '{key}' has the wrong type ({tensor.dtype})."
             )
+        if tensor.dtype.is_floating_point and not bool(torch.isfinite(tensor).all()):
+            raise ModelError(
+                f"In '{path.name}' of '{model_name}', '{key}' holds NaN or infinite values; the weights are damaged."
+            )
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
 
 
@@ -264,9 +443,17 @@ def _file_hash(paths: list[Path]) -> str:
 
 
 def load_model(name_or_path: str | os.PathLike) -> LoadedModel:
-    """Load and validate a model folder (by name or path) onto the CPU, in eval mode."""
+    """Load and validate a model folder (by name or path) onto the CPU, in eval mode; ModelError (logged)."""
+    try:
+        return _load_model(name_or_path)
+    except ModelError as exc:
+        log_caught(str(exc), _log)
+        raise
+
+
+def _load_model(name_or_path: str | os.PathLike) -> LoadedModel:
     info = read_model_info(resolve_model(name_or_path))
-    files = info.raw.get("files", {})
+    files = _files(info.raw, f"The model.json of '{info.name}'")
     generator = BaseGenerator(info.base)
     weight_paths = [info.path / files.get("generator", "generator.safetensors")]
     _load_weights(generator, weight_paths[0], info.name)
@@ -277,7 +464,29 @@ def load_model(name_or_path: str | os.PathLike) -> LoadedModel:
         _load_weights(upsampler, weight_paths[1], info.name)
         upsampler.eval().requires_grad_(False)
     generator.eval().requires_grad_(False)
+    _probe(generator, upsampler, info)
     return LoadedModel(info, generator, upsampler, _file_hash(weight_paths))
+
+
+PROBE_SEED = 0
+
+
+@torch.no_grad()
+def _probe(generator: BaseGenerator, upsampler: Upsampler | None, info: ModelInfo) -> None:
+    """Render one probe image on the CPU: finite weights can still overflow (1e38) into NaN pixels."""
+    config = info.base
+    z = torch.randn(1, config.z_dim, generator=torch.Generator().manual_seed(PROBE_SEED))
+    if config.num_classes > 0:
+        condition = torch.zeros(1, dtype=torch.long)
+    else:
+        condition = torch.randn(1, config.embed_dim, generator=torch.Generator().manual_seed(PROBE_SEED))
+    image = generator(z, condition)
+    if upsampler is not None:
+        image = upsampler(image)
+    if not bool(torch.isfinite(image).all()):
+        raise ModelError(
+            f"The model '{info.name}' draws NaN or infinite values (its weights overflow); it cannot be used."
+        )
 
 
 def save_model(
