@@ -168,8 +168,9 @@ class _Progress:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from studio.models.format import ModelInfo, find_models, model_search_path
+    from studio.untrusted import message, printable, printable_json
 
-    found = find_models()
+    found = find_models()  # a broken model is listed with its sentence; text from folders is printed escaped
     if args.json:
         rows = [
             {
@@ -181,10 +182,10 @@ def cmd_models(args: argparse.Namespace) -> int:
                 "license": m.license,
             }
             if isinstance(m, ModelInfo)
-            else {"error": str(m)}
+            else {"error": message(m)}
             for m in found
         ]
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        print(printable_json(json.dumps(rows, indent=2, ensure_ascii=False)))
         return 0
     if not found:
         folders = " or ".join(str(p) for p in model_search_path())
@@ -192,9 +193,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     for m in found:
         if isinstance(m, ModelInfo):
-            print(f"{m.name:16} {m.version:8} {m.resolution}px {m.conditioning.kind:5} {m.path}")
+            print(printable(f"{m.name:16} {m.version:8} {m.resolution}px {m.conditioning.kind:5} {m.path}"))
         else:
-            print(f"(broken)         {m}")
+            print(f"(broken)         {message(m)}")
     return 0
 
 
