@@ -434,6 +434,11 @@ def _parameters_from_text(text: str) -> ImageParameters | None:
     return _from_document(document, PASTED)
 
 
+def parse_document(raw: str | bytes, name: str) -> ImageParameters:
+    """The parameters in a document's JSON text, as stored in a file called ``name``; raise MetadataError."""
+    return _parse_document(raw, shown(name))
+
+
 def _parse_document(raw: str | bytes, name: str) -> ImageParameters:
     if len(raw) > MAX_DOCUMENT_CHARS:
         raise MetadataError(
