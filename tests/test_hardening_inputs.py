@@ -376,3 +376,15 @@ def test_document_json_of_a_restored_request_stays_ascii():
     parameters = ImageParameters(GenerationRequest("a \x00 cat 😀", model="emoji"))
     assert document_json(parameters).isascii()
     assert io.BytesIO(document_json(parameters).encode("ascii"))
+
+
+def test_the_window_says_why_a_hostile_file_cannot_be_opened(make_window, tmp_path):
+    window = make_window()
+    messages = []
+    window.controller.message.connect(messages.append)
+    path = png_with(tmp_path / "inf.png", json.dumps(document()).replace('"seed": 3', '"seed": Infinity'))
+    assert window.controller.restore_file(path) is False
+    assert messages and "Infinity is not a usable number" in messages[-1]
+    os.mkfifo(tmp_path / "pipe.png")
+    assert window.controller.restore_file(tmp_path / "pipe.png") is False
+    assert "not a regular file" in messages[-1]

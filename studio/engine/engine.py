@@ -20,8 +20,10 @@ from pathlib import Path
 from studio.engine.devices import choose_device
 from studio.engine.renderer import Renderer
 from studio.engine.requests import MAX_COUNT, GenerationRequest, GenerationResult, RequestError
+from studio.logs import log_caught
 from studio.models.format import DEFAULT_MODEL, LoadedModel, ModelError, load_model
 from studio.models.vocabulary import Vocabulary, load_vocabulary
+from studio.untrusted import shown
 
 _DONE = object()
 
@@ -236,7 +238,8 @@ class Engine:
             self._load()
         except BaseException as exc:  # noqa: BLE001 - every loading failure goes to the waiter
             if not isinstance(exc, (ModelError, RequestError)):
-                exc = ModelError(f"The model could not be loaded: {exc}")
+                exc = ModelError(f"The model could not be loaded: {shown(exc, 120)}")
+            log_caught(str(exc))
             self._set_progress(str(exc))
             self._ready.set_exception(exc)
         while True:

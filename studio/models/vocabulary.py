@@ -74,13 +74,13 @@ def load_vocabulary(info: ModelInfo) -> Vocabulary | None:
                 tensor_path, MAX_EMBEDDINGS_BYTES, f"The vocabulary embeddings of '{info.name}'"
             )
             embeddings = _load_embeddings(tensor_path, info.name)
+        if embeddings.shape[0] != len(names):
+            raise UntrustedInputError(
+                f"{where} names {len(names)} concepts but has {embeddings.shape[0]} embeddings."
+            )
     except UntrustedInputError as exc:
         log_caught(str(exc), _log)
         raise ModelError(str(exc)) from exc
-    if embeddings.shape[0] != len(names):
-        raise ModelError(
-            f"The vocabulary of '{info.name}' names {len(names)} concepts but has {embeddings.shape[0]} embeddings."
-        )
     return Vocabulary(names, groups, embeddings)
 
 
