@@ -41,12 +41,17 @@ from studio.io.metadata import (  # noqa: E402
     ImageParameters,
     MetadataError,
     document_json,
-    parameters_from_text,
     read_parameters,
     save_options,
     xmp_packet,
 )
-from studio.untrusted import MAX_MESSAGE_CHARS  # noqa: E402
+
+try:
+    from studio.io.metadata import parameters_from_text
+except ImportError:  # a checkout from before issue 12 (for a before/after comparison): the window's parser
+    from studio.ui.exporting import request_from_json_text as parameters_from_text
+
+MAX_MESSAGE_CHARS = 240
 
 HANG_SECONDS = 10
 HOSTILE = [
