@@ -25,49 +25,31 @@ from studio.engine.requests import MAX_TRUNCATION, RequestError, check_model_nam
 from studio.errors import ModelError
 from studio.logs import log_caught
 from studio.models.cgan import BaseConfig, BaseGenerator, Upsampler, UpsamplerConfig
+from studio.models.manifest import (
+    MAX_PARAMETERS,
+    MAX_RESOLUTION,
+    MAX_TEXT_CHARS,
+    PICKLE_SUFFIXES,
+    Conditioning,
+    base_config_from,
+    conditioning_from,
+    optional,
+    parameter_count,
+    pickle_sentence,
+    require,
+    upsampler_config_from,
+    weight_files,
+)
 from studio.paths import resources_dir, user_data_dir
 from studio.untrusted import UntrustedInputError, check_regular_file, parse_json, read_regular_file, shown
 
 FORMAT_VERSION = 1
 ARCHITECTURES = ("cgan32-cbn",)  # ids this version can build
-PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 DEFAULT_MODEL = "emoji"
-
-# A model folder is untrusted: these bound what model.json may ask for before anything is allocated.
 MAX_MODEL_JSON_BYTES = 1 << 20
 MAX_WEIGHTS_BYTES = 4 << 30
-MAX_PARAMETERS = 200_000_000  # per network (the emoji generator has ~0.9 M)
-MAX_RESOLUTION = 1024  # final image side in pixels
-MAX_CLASSES = 100_000
-MAX_TEXT_CHARS = 10_000  # description, licence, training data
-# (lowest, highest) of each hyper-parameter; channel_mult also has 1..9 entries (4 px to 1024 px).
-BASE_LIMITS = {
-    "z_dim": (1, 4096),
-    "embed_dim": (1, 4096),
-    "num_classes": (0, MAX_CLASSES),
-    "cond_dim": (1, 4096),
-    "ch": (1, 1024),
-    "out_channels": (4, 4),  # RGBA
-}
-CHANNEL_MULT_LIMITS = (1, 64)
-MAX_BASE_BLOCKS = 9
-UPSAMPLER_LIMITS = {
-    "channels": (4, 4),
-    "ch": (1, 1024),
-    "n_blocks": (0, 64),
-    "scale": (2, 8),
-    "tail_ch": (1, 1024),
-}
 
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Conditioning:
-    kind: str  # "text" or "class"
-    encoder: str | None = None  # text encoder id, for kind == "text"
-    embedding_dim: int = 0
-    classes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -161,46 +143,13 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
         return candidate
     if candidate.is_file():
         if candidate.suffix.lower() in PICKLE_SUFFIXES:
-            raise ModelError(_pickle_sentence(candidate))
+            raise ModelError(pickle_sentence(candidate))
         return candidate.parent
     try:
         check_model_name(str(name_or_path))
     except RequestError as exc:  # a path a person typed that leads nowhere
         raise ModelError(_unknown_model_sentence(str(name_or_path))) from exc
     return find_model(str(name_or_path))
-
-
-def _pickle_sentence(path: Path) -> str:
-    return (
-        f"'{path.name}' is a pickle file, which GAN Studio never opens because loading it can run code; "
-        "convert it to safetensors (model.json + generator.safetensors)."
-    )
-
-
-def _require(data: dict, key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if key not in data:
-        raise ModelError(f"{where} has no '{key}' entry.")
-    return _optional(data, key, kind, None, where)
-
-
-def _optional(data: dict, key: str, kind: type | tuple[type, ...], default: Any, where: str) -> Any:
-    """``data[key]`` if it has type ``kind`` (a boolean is not a number), ``default`` if absent."""
-    if key not in data:
-        return default
-    value = data[key]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds:
-        raise ModelError(f"{where}: '{key}' has the wrong type ({type(value).__name__}).")
-    return value
-
-
-def _whole(data: dict, key: str, limits: tuple[int, int], where: str, default: int | None = None) -> int:
-    """A whole-number entry within ``limits`` (checked before anything of that size is allocated)."""
-    value = _require(data, key, int, where) if default is None else _optional(data, key, int, default, where)
-    low, high = limits
-    if not low <= value <= high:
-        raise ModelError(f"{where}: '{key}' is {shown(value, 24)}, outside {low}..{high}.")
-    return value
 
 
 def read_model_info(folder: str | os.PathLike) -> ModelInfo:
@@ -225,7 +174,7 @@ def _read_model_info(folder: Path) -> ModelInfo:
     if not os.path.lexists(manifest):
         pickles = [p for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES]
         if pickles:
-            raise ModelError(_pickle_sentence(pickles[0]))
+            raise ModelError(pickle_sentence(pickles[0]))
         raise ModelError(f"The model folder '{label}' has no model.json.")
     where = f"The model.json of '{label}'"
     try:
@@ -239,17 +188,17 @@ def _read_model_info(folder: Path) -> ModelInfo:
         raise ModelError(
             f"{where} uses format {shown(fmt, 24)}; this version of GAN Studio reads format {FORMAT_VERSION}."
         )
-    arch = _require(data, "architecture", dict, where)
-    arch_id = _require(arch, "id", str, where + " (architecture)")
+    arch = require(data, "architecture", dict, where)
+    arch_id = require(arch, "id", str, where + " (architecture)")
     if arch_id not in ARCHITECTURES:
         raise ModelError(
             f"'{label}' needs the architecture '{shown(arch_id, 40)}', which this version of GAN Studio does not know "
             f"(it knows {', '.join(ARCHITECTURES)})."
         )
-    conditioning = _conditioning(_require(data, "conditioning", dict, where), where)
-    base = _base_config(_require(arch, "base", dict, where), where)
-    up_data = _optional(arch, "upsampler", (dict, type(None)), None, where)
-    upsampler = _upsampler_config(up_data, where) if up_data else None
+    conditioning = conditioning_from(require(data, "conditioning", dict, where), where)
+    base = base_config_from(require(arch, "base", dict, where), where)
+    up_data = optional(arch, "upsampler", (dict, type(None)), None, where)
+    upsampler = upsampler_config_from(up_data, where) if up_data else None
     if conditioning.kind == "class" and base.num_classes != len(conditioning.classes):
         raise ModelError(
             f"{where}: the generator has {base.num_classes} classes but {len(conditioning.classes)} are named."
@@ -259,36 +208,36 @@ def _read_model_info(folder: Path) -> ModelInfo:
         raise ModelError(
             f"{where} asks for {resolution} px images; GAN Studio renders at most {MAX_RESOLUTION} px."
         )
-    declared = _optional(data, "resolution", int, resolution, where)
+    declared = optional(data, "resolution", int, resolution, where)
     if declared != resolution:
         raise ModelError(
             f"{where} says {shown(declared, 24)} px but its architecture makes {resolution} px images."
         )
-    channels = _optional(data, "channels", int, base.out_channels, where)
+    channels = optional(data, "channels", int, base.out_channels, where)
     if channels != base.out_channels:
         raise ModelError(
             f"{where} says {shown(channels, 24)} channels but the generator makes {base.out_channels}."
         )
     for network, config in (("generator", base), ("upsampler", upsampler)):
-        if config is not None and (count := _parameter_count(config)) > MAX_PARAMETERS:
+        if config is not None and (count := parameter_count(config)) > MAX_PARAMETERS:
             raise ModelError(
                 f"{where} describes a {network} of {count:,} weights; GAN Studio loads at most {MAX_PARAMETERS:,}."
             )
-    name = _optional(data, "name", str, folder.name, where)
+    name = optional(data, "name", str, folder.name, where)
     try:
         check_model_name(name)
     except RequestError as exc:
         raise ModelError(f"{where} gives an unusable name: {exc}") from exc
-    truncation = _optional(data, "default_truncation", (float, int), 1.0, where)
+    truncation = optional(data, "default_truncation", (float, int), 1.0, where)
     if not math.isfinite(truncation) or not 0 <= truncation <= MAX_TRUNCATION:
         raise ModelError(f"{where}: 'default_truncation' must be between 0 and {MAX_TRUNCATION:g}.")
-    _files(data, where)
-    texts = {key: _optional(data, key, str, "", where) for key in ("description", "license", "training_data")}
+    weight_files(data, where)
+    texts = {key: optional(data, key, str, "", where) for key in ("description", "license", "training_data")}
     if any(len(text) > MAX_TEXT_CHARS for text in texts.values()):
         raise ModelError(
             f"{where} has a description, licence or training note of more than {MAX_TEXT_CHARS:,} characters."
         )
-    version = _optional(data, "version", str, "0", where)
+    version = optional(data, "version", str, "0", where)
     return ModelInfo(
         path=folder,
         name=name,
@@ -301,88 +250,10 @@ def _read_model_info(folder: Path) -> ModelInfo:
         channels=channels,
         z_dim=base.z_dim,
         default_truncation=float(truncation),
-        metrics=dict(_optional(data, "metrics", dict, {}, where)),
+        metrics=dict(optional(data, "metrics", dict, {}, where)),
         raw=data,
         **texts,
     )
-
-
-def _conditioning(data: dict, where: str) -> Conditioning:
-    kind = _require(data, "kind", str, where + " (conditioning)")
-    if kind == "text":
-        encoder = _require(data, "encoder", str, where)
-        return Conditioning("text", shown(encoder, 200), _whole(data, "embedding_dim", (1, 4096), where, 384))
-    if kind == "class":
-        classes = _require(data, "classes", list, where)
-        if not classes:
-            raise ModelError(f"{where} lists no classes.")
-        if len(classes) > MAX_CLASSES or not all(isinstance(c, str) and 0 < len(c) <= 200 for c in classes):
-            raise ModelError(
-                f"{where}: 'classes' must be up to {MAX_CLASSES:,} names of 1 to 200 characters."
-            )
-        return Conditioning("class", classes=tuple(classes))
-    raise ModelError(f"{where}: conditioning kind '{shown(kind, 40)}' is unknown (use 'text' or 'class').")
-
-
-def _base_config(data: dict, where: str) -> BaseConfig:
-    where = where + " (architecture.base)"
-    _no_unknown_keys(data, BaseConfig, where)
-    values: dict[str, Any] = {
-        key: _whole(data, key, limits, where, getattr(BaseConfig, key)) for key, limits in BASE_LIMITS.items()
-    }
-    mult = _optional(data, "channel_mult", list, list(BaseConfig.channel_mult), where)
-    low, high = CHANNEL_MULT_LIMITS
-    if not 1 <= len(mult) <= MAX_BASE_BLOCKS or not all(
-        isinstance(m, int) and not isinstance(m, bool) and low <= m <= high for m in mult
-    ):
-        raise ModelError(
-            f"{where}: 'channel_mult' must list 1 to {MAX_BASE_BLOCKS} whole numbers from {low} to {high}."
-        )
-    return BaseConfig(**values, channel_mult=tuple(mult))
-
-
-def _upsampler_config(data: dict, where: str) -> UpsamplerConfig:
-    where = where + " (architecture.upsampler)"
-    _no_unknown_keys(data, UpsamplerConfig, where)
-    values = {
-        key: _whole(data, key, limits, where, getattr(UpsamplerConfig, key))
-        for key, limits in UPSAMPLER_LIMITS.items()
-    }
-    if values["scale"] not in (2, 4, 8):
-        raise ModelError(f"{where}: 'scale' must be 2, 4 or 8.")
-    return UpsamplerConfig(**values)
-
-
-def _no_unknown_keys(data: dict, config_type: type, where: str) -> None:
-    unknown = sorted(set(data) - set(config_type.__dataclass_fields__))
-    if unknown:
-        raise ModelError(f"{where} has an unexpected architecture setting ('{shown(unknown[0], 40)}').")
-
-
-def _parameter_count(config: BaseConfig | UpsamplerConfig) -> int:
-    """How many weights the network would have, counted on the meta device (nothing is allocated)."""
-    with torch.device("meta"):
-        module = BaseGenerator(config) if isinstance(config, BaseConfig) else Upsampler(config)
-    return sum(t.numel() for t in (*module.parameters(), *module.buffers()))
-
-
-def _files(data: dict, where: str) -> dict[str, str]:
-    """``files``: weight file names inside the folder (never a path: a file must not choose what is read)."""
-    files = _optional(data, "files", dict, {}, where)
-    for value in files.values():
-        if (
-            not isinstance(value, str)
-            or not value
-            or value in (".", "..")
-            or Path(value).name != value
-            or "\\" in value
-        ):
-            raise ModelError(
-                f"{where}: the weight file {shown(repr(value), 40)} must be a plain file name in the folder."
-            )
-        if Path(value).suffix.lower() in PICKLE_SUFFIXES:
-            raise ModelError(_pickle_sentence(Path(value)))
-    return files
 
 
 def _load_weights(module: nn.Module, path: Path, model_name: str) -> None:
@@ -453,7 +324,7 @@ def load_model(name_or_path: str | os.PathLike) -> LoadedModel:
 
 def _load_model(name_or_path: str | os.PathLike) -> LoadedModel:
     info = read_model_info(resolve_model(name_or_path))
-    files = _files(info.raw, f"The model.json of '{info.name}'")
+    files = weight_files(info.raw, f"The model.json of '{info.name}'")
     generator = BaseGenerator(info.base)
     weight_paths = [info.path / files.get("generator", "generator.safetensors")]
     _load_weights(generator, weight_paths[0], info.name)
