@@ -224,6 +224,22 @@ def run_guarded(fn, *args):
         signal.alarm(0)
 
 
+def attempt(part: dict, label: str, fn, *args) -> bool:
+    """True if ``fn(*args)`` returned, False if it raised; anything but one short sentence is a failure."""
+    try:
+        run_guarded(fn, *args)
+        return True
+    except (MetadataError, ModelError) as exc:
+        problem = check_sentence(str(exc))
+    except Hang:
+        problem = "hang"
+    except BaseException as exc:  # noqa: BLE001 - what the attack looks for
+        problem = f"{type(exc).__name__}: {str(exc)[:80]}"
+    if problem:
+        part["failures"].append(f"{label}: {problem}")
+    return False
+
+
 def attack_files(folder: Path, cases: int, rng: random.Random, stats: dict) -> list[tuple[Path, str]]:
     samples = []
     for index in range(cases):
@@ -231,19 +247,10 @@ def attack_files(folder: Path, cases: int, rng: random.Random, stats: dict) -> l
         samples.append((path, text))
         # 1. the reader
         stats["reader"]["tried"] += 1
-        try:
-            run_guarded(read_parameters, path)
+        if attempt(stats["reader"], path.name, read_parameters, path):
             stats["reader"]["restored"] += 1
-        except MetadataError as exc:
-            if must_restore:
-                stats["lost"].append(f"{path.name}: {exc}")
-            problem = check_sentence(str(exc))
-            if problem:
-                stats["reader"]["failures"].append(f"{path.name}: {problem}")
-        except Hang:
-            stats["reader"]["failures"].append(f"{path.name}: hang")
-        except BaseException as exc:  # noqa: BLE001
-            stats["reader"]["failures"].append(f"{path.name}: {type(exc).__name__}: {str(exc)[:80]}")
+        elif must_restore:
+            stats["lost"].append(path.name)
         # 2. inspect, in process
         stats["inspect"]["tried"] += 1
         out, err = io.StringIO(), io.StringIO()
@@ -265,16 +272,7 @@ def attack_files(folder: Path, cases: int, rng: random.Random, stats: dict) -> l
             stats["inspect"]["failures"].append(f"{path.name}: {type(exc).__name__}")
         # 3. the paste parser, with the same document text
         stats["paste"]["tried"] += 1
-        try:
-            run_guarded(parameters_from_text, text)
-        except MetadataError as exc:
-            problem = check_sentence(str(exc))
-            if problem:
-                stats["paste"]["failures"].append(f"{path.name}: {problem}")
-        except Hang:
-            stats["paste"]["failures"].append(f"{path.name}: hang")
-        except BaseException as exc:  # noqa: BLE001
-            stats["paste"]["failures"].append(f"{path.name}: {type(exc).__name__}: {str(exc)[:80]}")
+        attempt(stats["paste"], path.name, parameters_from_text, text)
     return samples
 
 
@@ -325,14 +323,8 @@ def attack_special_files(folder: Path, stats: dict) -> None:
     (special / "pipe.mp4").write_bytes(b"")
     for name in ("pipe.png", "zero.png", "clip.mp4", "pipe.mp4"):
         stats["special"]["tried"] += 1
-        try:
-            run_guarded(read_parameters, special / name)
+        if attempt(stats["special"], name, read_parameters, special / name):
             stats["special"]["failures"].append(f"{name}: read")
-        except MetadataError as exc:
-            if check_sentence(str(exc)):
-                stats["special"]["failures"].append(f"{name}: {check_sentence(str(exc))}")
-        except BaseException as exc:  # noqa: BLE001
-            stats["special"]["failures"].append(f"{name}: {type(exc).__name__}")
 
 
 def model_folders(models: Path, tiny: Path) -> dict[str, str]:
@@ -403,15 +395,10 @@ def attack_models(folder: Path, env: dict, stats: dict) -> None:
     broken = model_folders(models, tiny)
     for name in broken:
         stats["models"]["tried"] += 1
-        try:
-            loaded = run_guarded(load_model, models / name)
-            run_guarded(load_vocabulary, loaded.info)
+        if attempt(
+            stats["models"], name, lambda folder: load_vocabulary(load_model(folder).info), models / name
+        ):
             stats["models"]["failures"].append(f"{name}: loaded")
-        except ModelError as exc:
-            if check_sentence(str(exc)):
-                stats["models"]["failures"].append(f"{name}: {check_sentence(str(exc))}")
-        except BaseException as exc:  # noqa: BLE001
-            stats["models"]["failures"].append(f"{name}: {type(exc).__name__}: {str(exc)[:80]}")
     stats["models"]["tried"] += 1
     code, stdout, stderr = run_cli(["models"], env, timeout=120)
     listed = stdout.count("(broken)")

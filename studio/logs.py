@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
-import os
 from pathlib import Path
+
+from studio.paths import user_log_dir
 
 LOG_NAME = "gan-studio.log"
 MAX_LOG_BYTES = 1_000_000
@@ -24,18 +25,9 @@ log = logging.getLogger("studio")
 log.addHandler(logging.NullHandler())
 
 
-def log_dir() -> Path:
-    """Where the log file lives (``GAN_STUDIO_LOG_DIR`` overrides the platform's user log folder)."""
-    override = os.environ.get("GAN_STUDIO_LOG_DIR")
-    if override:
-        return Path(override)
-    import platformdirs
-
-    return Path(platformdirs.user_log_dir("gan-studio", appauthor=False))
-
-
 def log_file() -> Path:
-    return log_dir() / LOG_NAME
+    """The log file (in the user's log folder; ``GAN_STUDIO_LOG_DIR`` overrides it)."""
+    return user_log_dir() / LOG_NAME
 
 
 def setup_logging(level: int = logging.INFO) -> Path | None:

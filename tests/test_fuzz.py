@@ -30,6 +30,7 @@ from studio.io.metadata import (
     parse_document,
     read_parameters,
     save_options,
+    to_document,
 )
 from studio.untrusted import MAX_MESSAGE_CHARS
 
@@ -72,18 +73,14 @@ JSON_VALUES = st.recursive(
     max_leaves=8,
 )
 
-VALID_REQUEST = GenerationRequest(
-    "a cat", seed=3, truncation=0.7, directions=((1, 0.5),), model="emoji"
-).to_json()
-VALID_DOCUMENT = {
-    "schema": 1,
-    "app": "gan-studio",
-    "app_version": "0.1.0",
-    "model": {"id": "emoji", "hash": "1a2b3c4d"},
-    "request": VALID_REQUEST,
-    "device": "cpu",
-    "size": [128, 128],
-    "animation": {"mode": "interpolate", "frames": 2, "fps": 12.0, "loop": True, "requests": [VALID_REQUEST]},
+VALID_PARAMETERS = ImageParameters(
+    GenerationRequest("a cat", seed=3, truncation=0.7, directions=((1, 0.5),), model="emoji"),
+    model_hash="1a2b3c4d",
+    size=(128, 128),
+)
+VALID_REQUEST = VALID_PARAMETERS.request.to_json()
+VALID_DOCUMENT = to_document(VALID_PARAMETERS) | {
+    "animation": {"mode": "interpolate", "frames": 2, "fps": 12.0, "loop": True, "requests": [VALID_REQUEST]}
 }
 
 
@@ -107,6 +104,7 @@ def _replaced(value, path, new):
 
 def mutated(base):
     """``base`` with one to three of its values (at any depth) replaced by hostile ones."""
+
     @st.composite
     def build(draw):
         value = base

@@ -26,6 +26,7 @@ from studio.io.metadata import (
     parameters_from_text,
     read_parameters,
     save_options,
+    to_document,
     xmp_packet,
 )
 from studio.ui.exporting import request_from_json_text
@@ -34,18 +35,10 @@ from studio.untrusted import MAX_MESSAGE_CHARS, UntrustedInputError, parse_json,
 
 def document(**request_changes) -> dict:
     """A valid current-schema document; ``request_changes`` replace fields of its request."""
-    request = GenerationRequest("a cat", seed=3, truncation=0.7, model="emoji").to_json()
-    request.update(request_changes)
-    return {
-        "schema": 1,
-        "app": "gan-studio",
-        "app_version": "0.1.0",
-        "model": {"id": "emoji", "hash": "1a2b3c4d"},
-        "request": request,
-        "device": "cpu",
-        "size": [128, 128],
-        "animation": None,
-    }
+    request = GenerationRequest("a cat", seed=3, truncation=0.7, model="emoji")
+    data = to_document(ImageParameters(request, model_hash="1a2b3c4d", size=(128, 128)))
+    data["request"].update(request_changes)
+    return data
 
 
 def png_with(path: Path, text: str) -> Path:
