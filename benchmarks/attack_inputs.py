@@ -247,6 +247,7 @@ def attack_files(folder: Path, cases: int, rng: random.Random, stats: dict) -> l
         samples.append((path, text))
         # 1. the reader
         stats["reader"]["tried"] += 1
+        stats["reader"]["intact_copy"] += must_restore
         if attempt(stats["reader"], path.name, read_parameters, path):
             stats["reader"]["restored"] += 1
         elif must_restore:
@@ -423,7 +424,7 @@ def main() -> int:
         for part in ("reader", "inspect", "paste", "cli", "special", "models")
     }
     stats["lost"] = []
-    stats["reader"]["restored"] = 0
+    stats["reader"].update(restored=0, intact_copy=0)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gan-studio-attack-") as tmp:
         folder = Path(tmp)
