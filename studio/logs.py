@@ -38,6 +38,11 @@ def setup_logging(level: int = logging.INFO) -> Path | None:
     """
     path = log_file()
     root = logging.getLogger()
+    # A library's logging.config.dictConfig() disables loggers that existed before it (import-linter's does):
+    # the studio's own records must reach the file anyway.
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and (name == "studio" or name.startswith("studio.")):
+            logger.disabled = False
     for handler in root.handlers:
         if isinstance(handler, logging.handlers.RotatingFileHandler) and Path(handler.baseFilename) == path:
             return path
