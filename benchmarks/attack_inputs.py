@@ -22,10 +22,10 @@ import os
 import random
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -64,10 +64,6 @@ HOSTILE = [
 
 class Hang(Exception):
     pass
-
-
-def _alarm(*_):
-    raise Hang()
 
 
 def rich_parameters(prompt: str = "a red apple") -> ImageParameters:
@@ -217,11 +213,24 @@ def check_sentence(message: str) -> str | None:
 
 
 def run_guarded(fn, *args):
-    signal.alarm(HANG_SECONDS)
-    try:
-        return fn(*args)
-    finally:
-        signal.alarm(0)
+    """``fn(*args)``, or Hang after HANG_SECONDS. A thread, not SIGALRM: with torch's threads the alarm may
+    go to another thread and never interrupt a blocking open() of a named pipe (the thread is left behind)."""
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["value"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(HANG_SECONDS)
+    if worker.is_alive():
+        raise Hang()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
 
 
 def attempt(part: dict, label: str, fn, *args) -> bool:
@@ -417,7 +426,6 @@ def main() -> int:
     parser.add_argument("--generate", type=int, default=10, help="of those, also through generate --from")
     parser.add_argument("--seed", type=int, default=12)
     args = parser.parse_args()
-    signal.signal(signal.SIGALRM, _alarm)
     rng = random.Random(args.seed)
     stats = {
         part: {"tried": 0, "failures": []}
