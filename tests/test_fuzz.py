@@ -172,7 +172,7 @@ def test_fuzz_paste_parser(text):
         assert parameters is None or parameters.request.validated() is parameters.request
 
 
-@fuzz_settings(1000)
+@fuzz_settings(800)
 @given(st.one_of(mutated(VALID_REQUEST), JSON_VALUES))
 @example({"prompt": "x", "seed": 2**63 - 1, "count": 2})
 @example({"prompt": "x", "truncation": 10**39})
@@ -248,7 +248,7 @@ def model_manifest(tiny_model_dir):
     return json.loads((tiny_model_dir / "model.json").read_text(encoding="utf-8"))
 
 
-@fuzz_settings(500)
+@fuzz_settings(400)
 @given(data=st.data())
 @example(data=None)
 def test_fuzz_model_json(scratch, model_manifest, data):
