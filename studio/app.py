@@ -69,11 +69,13 @@ def main(model: str | None = None, device: str | None = None) -> int:
     from PySide6.QtGui import QGuiApplication, QIcon
     from PySide6.QtWidgets import QApplication
 
+    from studio.logs import setup_logging
     from studio.paths import resources_dir
     from studio.session.settings import Settings
     from studio.ui.main_window import create_main_window
     from studio.ui.theme import apply_theme
 
+    setup_logging()
     configure_process()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("GAN Studio")

@@ -40,3 +40,13 @@ def user_config_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_config_dir("gan-studio", appauthor=False))
+
+
+def user_log_dir() -> Path:
+    """The log file's folder (``GAN_STUDIO_LOG_DIR`` overrides)."""
+    override = os.environ.get("GAN_STUDIO_LOG_DIR")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_log_dir("gan-studio", appauthor=False))

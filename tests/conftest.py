@@ -23,6 +23,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Prompt embeddings cached on disk go to a throw-away folder, never the user's cache.
 os.environ.setdefault("GAN_STUDIO_CACHE_DIR", tempfile.mkdtemp(prefix="gan-studio-test-cache-"))
+# The CLI and the window log to the user's log folder: tests log to a folder of their own.
+os.environ.setdefault("GAN_STUDIO_LOG_DIR", tempfile.mkdtemp(prefix="gan-studio-test-logs-"))
 
 TINY_NAME = "tiny-test"
 

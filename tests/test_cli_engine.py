@@ -73,7 +73,7 @@ def test_generate_from_image_reproduces_pixels(capsys, tiny_model_dir, tmp_path)
         (["generate", "cat", "--seed", "-5"], "0 or more"),
         (["generate", "cat", "--seed", str(2**70)], "at most"),
         (["generate", "cat", "-n", "0"], "at least 1"),
-        (["generate", "cat", "-n", "1000000"], "At most 10,000"),
+        (["generate", "cat", "-n", "1000000"], "At most 1,000 images"),
         (["generate", "cat", "--truncation", "nan"], "Truncation"),
         (["generate", "cat", "--model", "no-such-model"], "no model called 'no-such-model'"),
         (["generate", "cat", "--device", "cuda"], "CUDA"),

@@ -244,7 +244,7 @@ def test_truncated_files(rich_result, tmp_path, image_format, keep):
 
 def test_damaged_json(tmp_path):
     path = write_png(tmp_path / "broken.png", {"gan-studio": '{"schema": 1, "request": {"prompt": '})
-    with pytest.raises(MetadataError, match="damaged"):
+    with pytest.raises(MetadataError, match="not valid JSON"):
         read_parameters(path)
 
 

@@ -70,11 +70,16 @@ def main(argv: list[str] | None = None) -> int:
 
         return app_main(model=args.model, device=args.device)
     from studio.engine.requests import RequestError
+    from studio.logs import log_caught, log_file, setup_logging
+    from studio.untrusted import message
 
+    setup_logging()
     try:
         return int(args.func(args) or 0)
     except (UserError, ModelError, RequestError) as exc:
-        print(f"gan-studio: error: {exc}", file=sys.stderr)
+        sentence = message(exc)  # text from files may be in it: printable, and cut short
+        log_caught(sentence)
+        print(f"gan-studio: error: {sentence}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         import os
@@ -84,6 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gan-studio: interrupted; files already written are kept.", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: one sentence here, the traceback in the log
+        log_caught(f"Unexpected error in '{args.command}'")
+        print(
+            f"gan-studio: error: something unexpected went wrong ({type(exc).__name__}); "
+            f"the details are in {log_file()}.",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -77,7 +77,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
         request = params.request
         if args.prompt:
             raise UserError("Give either a prompt or --from IMAGE, not both.")
-        model = args.model or request.model
+        if args.model:
+            model = args.model
+        else:  # the file names its model; it never chooses a folder
+            from studio.models.format import find_model
+
+            model = find_model(request.model)
         expected_hash = params.model_hash
     else:
         if args.prompt is None:
@@ -177,8 +182,9 @@ class _Progress:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from studio.models.format import ModelInfo, find_models, model_search_path
+    from studio.untrusted import message, printable, printable_json
 
-    found = find_models()
+    found = find_models()  # a broken model is listed with its sentence; text from folders is printed escaped
     if args.json:
         rows = [
             {
@@ -190,10 +196,10 @@ def cmd_models(args: argparse.Namespace) -> int:
                 "license": m.license,
             }
             if isinstance(m, ModelInfo)
-            else {"error": str(m)}
+            else {"error": message(m)}
             for m in found
         ]
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        print(printable_json(json.dumps(rows, indent=2, ensure_ascii=False)))
         return 0
     if not found:
         folders = " or ".join(str(p) for p in model_search_path())
@@ -201,9 +207,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     for m in found:
         if isinstance(m, ModelInfo):
-            print(f"{m.name:16} {m.version:8} {m.resolution}px {m.conditioning.kind:5} {m.path}")
+            print(printable(f"{m.name:16} {m.version:8} {m.resolution}px {m.conditioning.kind:5} {m.path}"))
         else:
-            print(f"(broken)         {m}")
+            print(f"(broken)         {message(m)}")
     return 0
 
 

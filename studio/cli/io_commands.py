@@ -9,8 +9,6 @@ import json
 import sys
 from pathlib import Path
 
-MAX_FRAMES = 1000
-
 
 def register(subparsers) -> None:
     inspect = subparsers.add_parser(
@@ -62,13 +60,15 @@ def register(subparsers) -> None:
 def _inspect(args) -> int:
     from studio.cli import UserError
     from studio.io.metadata import MetadataError, read_parameters, to_document
+    from studio.untrusted import printable_json
 
     try:
         parameters = read_parameters(args.image)
     except MetadataError as exc:
         raise UserError(str(exc)) from exc
+    # Everything printed came from the file: escape codes and bidi overrides are shown, not obeyed.
     if args.json:
-        print(json.dumps(to_document(parameters), ensure_ascii=False, indent=2))
+        print(printable_json(json.dumps(to_document(parameters), ensure_ascii=False, indent=2)))
     else:
         print(describe(parameters, args.image))
     return 0
@@ -107,7 +107,9 @@ def describe(parameters, image: str | Path = "IMAGE") -> str:
             lines.append(f"Re-render:    {command}")
     else:
         lines.append(f"Re-render:    gan-studio generate --from {_shell_quote(str(image))}")
-    return "\n".join(lines)
+    from studio.untrusted import printable
+
+    return "\n".join(printable(line) for line in lines)  # a prompt's escape codes are shown, not obeyed
 
 
 def _interpolate_command(parameters, image: str | Path) -> str | None:
@@ -145,6 +147,7 @@ def _open_engine(model: str | None, device: str | None):
 def _interpolate(args) -> int:
     from studio.atomic import remove_stale_temps
     from studio.cli import UserError
+    from studio.engine.requests import MAX_FRAMES
     from studio.io.animation import (
         AnimationOptions,
         animation_kind,

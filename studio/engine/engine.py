@@ -23,8 +23,10 @@ from studio.engine.info import EngineInfo
 from studio.engine.renderer import CPU_FIXED_ROWS, Renderer
 from studio.engine.requests import MAX_COUNT, GenerationRequest, GenerationResult, RequestError
 from studio.errors import EngineClosedError
+from studio.logs import log_caught
 from studio.models.format import DEFAULT_MODEL, LoadedModel, ModelError, load_model
 from studio.models.vocabulary import Vocabulary, load_vocabulary
+from studio.untrusted import shown
 
 _DONE = object()
 log = logging.getLogger(__name__)
@@ -244,7 +246,8 @@ class Engine:
             self._load()
         except BaseException as exc:  # noqa: BLE001 - every loading failure goes to the waiter
             if not isinstance(exc, (ModelError, RequestError)):
-                exc = ModelError(f"The model could not be loaded: {exc}")
+                exc = ModelError(f"The model could not be loaded: {shown(exc, 120)}")
+            log_caught(str(exc))
             self._set_progress(str(exc))
             self._ready.set_exception(exc)
         while True:
@@ -371,15 +374,19 @@ class Engine:
             micro_batch=micro_batch,
             poor_match_similarity=float(getattr(encoder, "poor_match_similarity", 0.0) or 0.0),
         )
+        warm_prompt = info.conditioning.classes[0] if info.conditioning.classes else "warm-up"
+        warm = GenerationRequest(prompt=warm_prompt, model=info.name)
         if self._warm_up:
             if info.conditioning.kind == "text":
                 self._set_progress("Loading the prompt encoder…")
                 self._renderer.encode(["warm-up"])
             self._set_progress("Warming up…")
-            warm_prompt = info.conditioning.classes[0] if info.conditioning.classes else "warm-up"
-            warm = GenerationRequest(prompt=warm_prompt, model=info.name)
-            self._renderer.render([warm], exact=False)
-            self._renderer.render([warm.single(i) for i in range(micro_batch)])
+        probes = [self._renderer.render([warm], exact=False)]
+        if self._warm_up:  # also the exact shape, so the first Generate is as fast as the rest
+            probes.append(self._renderer.render([warm.single(i) for i in range(micro_batch)]))
+        for probe in probes:
+            if not probe[0].ok:  # a model that cannot draw its probe image is not "Ready"
+                raise ModelError(f"'{info.name}' loaded but could not draw a test image: {probe[0].error}")
         self._set_progress("Ready")
         self._ready.set_result(self.info)
 

@@ -14,11 +14,10 @@ import torch
 
 from studio.engine.devices import DeviceChoice
 from studio.engine.latents import closed_form_directions, seeded_z, slerp
-from studio.engine.requests import GenerationRequest, GenerationResult, RequestError
+from studio.engine.requests import MAX_DIRECTIONS, GenerationRequest, GenerationResult, RequestError
 from studio.models.cgan import premultiplied_to_rgba_uint8
 from studio.models.format import LoadedModel, ModelError
 
-MAX_DIRECTIONS = 32
 # Rows of every exact CPU forward. Kernels block differently for different batch sizes (moving the last bit
 # of a float, rarely a uint8 pixel), so the shape is fixed for good: changing it changes stored pixels.
 # 16 rows is where batched CPU throughput peaks (docs/bench/engine.json).

@@ -8,16 +8,28 @@ restores.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from studio.untrusted import shown
+
+_MODEL_NAME = re.compile(r"[^/\\:\x00-\x1f\x7f~.][^/\\:\x00-\x1f\x7f]*")
+
+# The limits of a request: typed in the window, given to the CLI, restored from a file or pasted, all the same
+# (docs/ENGINE_API.md says them). A file may ask only for work a person could ask for.
 MAX_SEED = 2**63 - 1
 MAX_PROMPT_CHARS = 2000  # longer prompts are refused; the encoder reads ~256 tokens anyway
-MAX_COUNT = 10_000
+MAX_COUNT = 1000  # images per Generate
 MAX_TRUNCATION = 2.0
-MAX_OFFSET = 50.0
+MAX_OFFSET = 50.0  # largest |scale| of a latent or concept slider
+MAX_DIRECTIONS = 32  # latent directions a request may move: indexes 0..31, each at most once
+MAX_CONCEPTS = 16  # concept sliders (each costs two prompt encodings per image)
+MAX_MODEL_NAME_CHARS = 64
+MAX_FRAMES = 1000  # frames of one animation
+MAX_FPS = 60.0  # frames per second an animation plays at
 REQUEST_SCHEMA = 1
 
 
@@ -75,13 +87,21 @@ class GenerationRequest:
             )
         if not _finite(self.truncation) or not 0.0 <= self.truncation <= MAX_TRUNCATION:
             raise RequestError(f"Truncation must be a number between 0 and {MAX_TRUNCATION}.")
+        if len(self.directions) > MAX_DIRECTIONS:
+            raise RequestError(f"At most {MAX_DIRECTIONS} latent sliders can be moved at once.")
+        if len({index for index, _ in self.directions}) != len(self.directions):
+            raise RequestError("A latent slider is listed twice; give each direction once.")
         for index, scale in self.directions:
-            if not isinstance(index, int) or index < 0:
-                raise RequestError("A latent direction index must be a whole number of at least 0.")
+            if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < MAX_DIRECTIONS:
+                raise RequestError(
+                    f"A latent direction index must be a whole number from 0 to {MAX_DIRECTIONS - 1}."
+                )
             if not _finite(scale) or abs(scale) > MAX_OFFSET:
                 raise RequestError(
                     f"A slider offset must be a number between -{MAX_OFFSET:g} and {MAX_OFFSET:g}."
                 )
+        if len(self.concepts) > MAX_CONCEPTS:
+            raise RequestError(f"At most {MAX_CONCEPTS} concept sliders can be used at once; remove some.")
         for concept in self.concepts:
             check_prompt(concept.negative, what="A concept slider's first prompt")
             check_prompt(concept.positive, what="A concept slider's second prompt")
@@ -92,8 +112,7 @@ class GenerationRequest:
             check_seed(self.interpolate_to.seed)
         if not _finite(self.t) or not 0.0 <= self.t <= 1.0:
             raise RequestError("The interpolation position t must be between 0 and 1.")
-        if not self.model or not isinstance(self.model, str):
-            raise RequestError("The request names no model.")
+        check_model_name(self.model)
         return self
 
     def single(self, index: int) -> GenerationRequest:
@@ -123,25 +142,79 @@ class GenerationRequest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GenerationRequest:
-        """Rebuild a request from :meth:`to_json` output; raises RequestError on malformed data."""
-        try:
-            end = data.get("interpolate_to")
-            return cls(
-                prompt=str(data["prompt"]),
-                seed=int(data.get("seed", 0)),
-                count=int(data.get("count", 1)),
-                truncation=float(data.get("truncation", 1.0)),
-                directions=tuple((int(i), float(s)) for i, s in data.get("directions", ())),
-                concepts=tuple(
-                    ConceptSlider(str(c["negative"]), str(c["positive"]), float(c.get("scale", 0.0)))
-                    for c in data.get("concepts", ())
-                ),
-                interpolate_to=Endpoint(str(end["prompt"]), int(end["seed"])) if end else None,
-                t=float(data.get("t", 0.0)),
-                model=str(data.get("model", "emoji")),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise RequestError(f"The stored parameters are incomplete or malformed ({exc}).") from exc
+        """Rebuild a request from :meth:`to_json` output, every field type-checked; raises RequestError.
+
+        Ranges are :meth:`validated`'s job; here each field must have its JSON type (a seed is an integer,
+        not ``1e999`` or ``"5"``).
+        """
+        if not isinstance(data, dict):
+            raise RequestError("The stored request is not a JSON object.")
+        directions = _field(data, "directions", (list, tuple), ())
+        concepts = _field(data, "concepts", (list, tuple), ())
+        end = _field(data, "interpolate_to", (dict, type(None)), None)
+        return cls(
+            prompt=_field(data, "prompt", str),
+            seed=_integer(data, "seed", 0),
+            count=_integer(data, "count", 1),
+            truncation=_number(data, "truncation", 1.0),
+            directions=tuple(_direction(pair) for pair in directions),
+            concepts=tuple(_concept(concept) for concept in concepts),
+            interpolate_to=(
+                Endpoint(
+                    _field(end, "prompt", str, where="interpolate_to"),
+                    _integer(end, "seed", 0, "interpolate_to"),
+                )
+                if end is not None
+                else None
+            ),
+            t=_number(data, "t", 0.0),
+            model=_field(data, "model", str, "emoji"),
+        )
+
+
+_REQUIRED = object()
+_KINDS = {str: "a text", int: "a whole number", float: "a number", list: "a list", dict: "an object"}
+
+
+def _field(data: dict, key: str, kind, default: Any = _REQUIRED, where: str = "") -> Any:
+    """``data[key]`` if it has type ``kind`` (booleans are not numbers); RequestError naming the field."""
+    name = f"{where}.{key}" if where else key
+    if key not in data:
+        if default is _REQUIRED:
+            raise RequestError(f"The stored request has no '{name}'.")
+        return default
+    value = data[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        raise RequestError(
+            f"In the stored request, '{name}' must be {_KINDS[kinds[0]]}, not {shown(repr(value), 40)}."
+        )
+    return value
+
+
+def _integer(data: dict, key: str, default: int, where: str = "") -> int:
+    return _field(data, key, int, default, where)
+
+
+def _number(data: dict, key: str, default: float, where: str = "") -> float:
+    return float(_field(data, key, (float, int), default, where))
+
+
+def _direction(pair: object) -> tuple[int, float]:
+    if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+        raise RequestError("In the stored request, each latent slider must be an [index, offset] pair.")
+    values = {"index": pair[0], "offset": pair[1]}
+    return _integer(values, "index", 0, "directions"), _number(values, "offset", 0.0, "directions")
+
+
+def _concept(data: object) -> ConceptSlider:
+    if not isinstance(data, dict):
+        raise RequestError("In the stored request, each concept slider must be an object.")
+    return ConceptSlider(
+        _field(data, "negative", str, where="concepts"),
+        _field(data, "positive", str, where="concepts"),
+        _number(data, "scale", 0.0, "concepts"),
+    )
 
 
 @dataclass
@@ -187,6 +260,17 @@ def check_seed(seed: object) -> int:
     if seed > MAX_SEED:
         raise RequestError(f"The seed must be at most {MAX_SEED} (2^63 - 1).")
     return seed
+
+
+def check_model_name(name: object) -> str:
+    """A model is named, never located: ``emoji``, not ``/abs/path`` or ``../x`` (a file must not choose a folder)."""
+    if not isinstance(name, str) or not name.strip():
+        raise RequestError("The request names no model.")
+    if len(name) > MAX_MODEL_NAME_CHARS or not _MODEL_NAME.fullmatch(name):
+        raise RequestError(
+            f"The model must be given by its name, such as 'emoji', not a path or other text ({shown(repr(name), 40)})."
+        )
+    return name
 
 
 def _finite(value: object) -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from studio.engine.requests import GenerationRequest, GenerationResult
+from studio.engine.requests import MAX_FPS, GenerationRequest, GenerationResult
 from studio.io.export import Colour, encode, flatten, parse_colour, to_pil, upscale
 from studio.io.export import ExportOptions as _ImageOptions
 from studio.io.files import ExportError, check_folder, free_stem, new_folder, safe_file_stem, write_new_file
@@ -36,7 +36,6 @@ from studio.io.metadata import (
 )
 
 ANIMATION_SUFFIXES = {".gif": "gif", ".webp": "webp", ".mp4": "mp4"}
-MAX_FPS = 60.0
 MAX_GIF_FPS = 50.0  # GIF counts time in 1/100 s and browsers slow anything faster than 1/50 s
 GIF_ALPHA_THRESHOLD = 128
 TRANSPARENT_INDEX = 255

@@ -24,8 +24,11 @@ Schema history (``schema`` in the document):
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import struct
+import warnings
 import xml.etree.ElementTree as ElementTree
 import zlib
 from dataclasses import dataclass
@@ -38,6 +41,16 @@ from PIL import ExifTags, Image, PngImagePlugin, UnidentifiedImageError
 from studio import __version__
 from studio.engine.requests import GenerationRequest, GenerationResult, RequestError
 from studio.errors import UserError
+from studio.io.document_fields import (
+    checked_animation,
+    checked_app_version,
+    checked_device,
+    checked_model_hash,
+    checked_size,
+    device_kind,
+)
+from studio.logs import log_caught
+from studio.untrusted import UntrustedInputError, parse_json, read_regular_file, shown, xml_text
 
 SCHEMA = 1
 APP_ID = "gan-studio"
@@ -49,6 +62,9 @@ RECIPE_FILE = "animation.json"  # in a folder of animation frames
 READ_FORMATS = ("PNG", "WEBP", "JPEG", "GIF")  # JPEG also opens MPO (multi-picture JPEG)
 MAX_VERIFIED_PIXELS = 64_000_000  # beyond this, metadata is read without decoding the pixels
 MAX_DOCUMENT_CHARS = 4_000_000  # a document is a few KB; refuse to parse anything absurdly large
+MAX_IMAGE_BYTES = 256 << 20  # an exported image is a few MB even at 8x; larger files are not read
+
+_log = logging.getLogger(__name__)
 
 _EXIF_ASCII = b"ASCII\0\0\0"
 _EXIF_UNICODE = b"UNICODE\0"
@@ -94,11 +110,6 @@ def parameters_for(result: GenerationResult) -> ImageParameters:
         size=size,
         schema=SCHEMA,
     )
-
-
-def device_kind(device: str) -> str:
-    """``cuda:1`` -> ``cuda``: pixels depend on the kind of device, not which one of them."""
-    return (device or "cpu").split(":", 1)[0].strip().lower() or "cpu"
 
 
 # ----------------------------------------------------------------------------------------------- writing
@@ -177,8 +188,9 @@ def exif_for(parameters: ImageParameters) -> Image.Exif:
 
 def xmp_packet(parameters: ImageParameters) -> bytes:
     """An XMP packet with the one-line text as dc:description and the document as ganstudio:parameters."""
-    description = escape(parameters_text(parameters))
-    document = escape(document_json(parameters))
+    # XML 1.0 cannot hold NUL, ESC and most other control characters a prompt may carry.
+    description = escape(xml_text(parameters_text(parameters)))
+    document = escape(xml_text(document_json(parameters)))
     packet = (
         '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
         '<x:xmpmeta xmlns:x="adobe:ns:meta/">'
@@ -220,26 +232,44 @@ def sidecar_json(parameters: ImageParameters) -> str:
 
 
 def read_parameters(path: str | Path) -> ImageParameters:
-    """Read the parameters stored in a PNG, WebP, JPEG or GIF (or an MP4's sidecar); raise MetadataError."""
-    path = Path(path)
-    name = path.name or str(path)
+    """Read the parameters stored in a PNG, WebP, JPEG or GIF (or an MP4's sidecar); raise MetadataError.
+
+    Any file is untrusted: it is checked to be a regular file of a sane size before it is read, every field
+    is type- and range-checked, and every failure is one MetadataError sentence (logged with its traceback).
+    """
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # Pillow's warnings go to the log, never before the sentence
+            try:
+                return _read_parameters(Path(path))
+            finally:
+                for warning in caught:
+                    _log.info("While reading %s: %s", shown(path), shown(warning.message, 200))
+    except MetadataError as exc:
+        log_caught(str(exc), _log)
+        raise
+
+
+def _read_parameters(path: Path) -> ImageParameters:
+    name = shown(path.name or str(path))
     if path.suffix.lower() == ".mp4":
         return _read_sidecar(path)
     try:
         exists, is_dir = path.exists(), path.is_dir()
     except (OSError, ValueError) as exc:  # e.g. a NUL character in a pasted path
-        raise MetadataError(f"{str(path)!r} is not a usable file path; check the name.") from exc
+        raise MetadataError(f"{shown(repr(str(path)))} is not a usable file path; check the name.") from exc
     if not exists:
-        raise MetadataError(f"There is no file at {path}; check the name and folder.")
+        raise MetadataError(f"There is no file at {shown(path)}; check the name and folder.")
     if is_dir:
         if (path / RECIPE_FILE).is_file():  # a folder of animation frames
             return _read_sidecar(path / RECIPE_FILE)
-        raise MetadataError(f"{path} is a folder, not an image; choose an exported image file.")
+        raise MetadataError(f"{shown(path)} is a folder, not an image; choose an exported image file.")
     if path.suffix.lower() == ".json":  # an MP4's sidecar or a frame folder's animation.json
         return _read_sidecar(path)
+    data = _read_file(path, MAX_IMAGE_BYTES)
     try:
         # Only the formats GAN Studio writes: other plugins (EPS runs Ghostscript) have no business here.
-        with Image.open(path, formats=READ_FORMATS) as image:
+        with Image.open(io.BytesIO(data), formats=READ_FORMATS) as image:
             verify = image.width * image.height <= MAX_VERIFIED_PIXELS
             if verify:
                 image.load()  # decodes the first frame, so a cut-off file is caught here, not later
@@ -253,12 +283,12 @@ def read_parameters(path: str | Path) -> ImageParameters:
         ) from exc
     except Image.DecompressionBombError as exc:
         raise MetadataError(f"{name} is too large to be an image GAN Studio exported.") from exc
-    except (OSError, SyntaxError, EOFError, ValueError, struct.error, zlib.error) as exc:
+    except (OSError, SyntaxError, EOFError, ValueError, struct.error, zlib.error, MemoryError) as exc:
         raise MetadataError(
             f"{name} is damaged or incomplete (it may have been cut off while copying); export it again."
         ) from exc
     if raw_documents:
-        return _parse_document(raw_documents[0], name)
+        return _first_usable(raw_documents, name)
     if isinstance(other_tool_text, str) and other_tool_text:
         raise ForeignParameters(
             f"{name} has generation notes from another tool but no GAN Studio parameters, so it cannot be restored.",
@@ -267,6 +297,25 @@ def read_parameters(path: str | Path) -> ImageParameters:
     raise MetadataError(
         f"{name} carries no GAN Studio parameters; only images exported from GAN Studio can be restored."
     )
+
+
+def _read_file(path: Path, max_bytes: int) -> bytes:
+    try:
+        return read_regular_file(path, max_bytes)
+    except UntrustedInputError as exc:
+        raise MetadataError(str(exc)) from exc
+
+
+def _first_usable(raw_documents: list[str], name: str) -> ImageParameters:
+    """The first copy that parses: one damaged copy (a broken XMP) must not hide an intact one (EXIF)."""
+    first_error: MetadataError | None = None
+    for raw in raw_documents:
+        try:
+            return _parse_document(raw, name)
+        except MetadataError as exc:
+            first_error = first_error or exc
+    assert first_error is not None
+    raise first_error
 
 
 def _embedded_documents(image: Image.Image, texts: dict):
@@ -282,6 +331,7 @@ def _embedded_documents(image: Image.Image, texts: dict):
     try:
         user_comment = image.getexif().get_ifd(ExifTags.IFD.Exif).get(ExifTags.Base.UserComment)
     except Exception:  # noqa: BLE001 - a broken EXIF block must not hide an intact XMP copy
+        _log.info("Unreadable EXIF block", exc_info=True)
         user_comment = None
     decoded = _decode_user_comment(user_comment)
     if decoded and decoded.lstrip().startswith("{"):
@@ -320,73 +370,116 @@ def _document_from_xmp(xmp: bytes | str) -> str | None:
         return None
     try:
         root = ElementTree.fromstring(xmp)
-    except ElementTree.ParseError:
+        element = root.find(f".//{{{XMP_NAMESPACE}}}parameters")
+    except (ElementTree.ParseError, ValueError, LookupError, TypeError, RecursionError):
+        _log.info("Unreadable XMP packet", exc_info=True)  # e.g. an unknown encoding= declaration
         return None
-    element = root.find(f".//{{{XMP_NAMESPACE}}}parameters")
     return element.text if element is not None and element.text else None
 
 
 def _read_sidecar(path: Path) -> ImageParameters:
     sidecar = path if path.suffix.lower() == ".json" else sidecar_path(path)
-    if not sidecar.is_file():
-        raise MetadataError(
-            f"{path.name} has no parameters file beside it ({sidecar.name}); keep the two files together."
-        )
     try:
-        text = sidecar.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MetadataError(f"{sidecar.name} could not be read; it may be damaged.") from exc
-    return _parse_document(text, sidecar.name)
+        missing = not sidecar.exists()
+    except (OSError, ValueError):
+        missing = True
+    if missing:
+        raise MetadataError(
+            f"{shown(path.name)} has no parameters file beside it ({shown(sidecar.name)}); keep the two files together."
+        )
+    return _parse_document(_read_file(sidecar, MAX_DOCUMENT_CHARS), shown(sidecar.name))
 
 
-def _parse_document(raw: str, name: str) -> ImageParameters:
+PASTED = "the pasted parameters"
+
+
+def parameters_from_text(text: str) -> ImageParameters | None:
+    """The parameters in pasted text: a document, or a bare request as ``to_json`` writes it.
+
+    None when the text is not GAN Studio's (any other clipboard text); MetadataError when it is ours but
+    cannot be used (a sentence for the person, the same rules as for a file).
+    """
+    try:
+        return _parameters_from_text(text)
+    except MetadataError as exc:
+        log_caught(str(exc), _log)
+        raise
+
+
+def _parameters_from_text(text: str) -> ImageParameters | None:
+    looks_ours = '"prompt"' in text or '"request"' in text
+    if not text.lstrip().startswith("{"):
+        return None
+    if len(text) > MAX_DOCUMENT_CHARS:
+        if looks_ours:
+            raise MetadataError(
+                f"The pasted parameters are too large to be GAN Studio's ({len(text):,} characters)."
+            )
+        return None
+    try:
+        data = parse_json(text, "The pasted parameters")
+    except UntrustedInputError as exc:
+        if looks_ours:
+            raise MetadataError(f"{exc} Copy the parameters again.") from exc
+        return None
+    if not isinstance(data, dict) or not ("prompt" in data or isinstance(data.get("request"), dict)):
+        return None
+    document = data if "request" in data else {"schema": SCHEMA, "request": data}
+    return _from_document(document, PASTED)
+
+
+def parse_document(raw: str | bytes, name: str) -> ImageParameters:
+    """The parameters in a document's JSON text, as stored in a file called ``name``; raise MetadataError."""
+    return _parse_document(raw, shown(name))
+
+
+def _parse_document(raw: str | bytes, name: str) -> ImageParameters:
     if len(raw) > MAX_DOCUMENT_CHARS:
         raise MetadataError(
             f"The parameters in {name} are too large to be GAN Studio's; the file may be damaged."
         )
     try:
-        document = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise MetadataError(
-            f"The parameters in {name} are damaged (not valid JSON); export the image again."
-        ) from exc
+        document = parse_json(raw, f"The parameters in {name}")
+    except UntrustedInputError as exc:
+        raise MetadataError(f"{exc} Export the image again.") from exc
+    return _from_document(document, f"the parameters in {name}")
+
+
+def _from_document(document: Any, name: str) -> ImageParameters:
+    """Parameters from a parsed document; ``name`` says where it came from (``the parameters in x.png``)."""
+    where = name[:1].upper() + name[1:]
     if not isinstance(document, dict):
-        raise MetadataError(f"The parameters in {name} are not in a layout GAN Studio knows.")
+        raise MetadataError(f"{where} are not in a layout GAN Studio knows.")
     schema = document.get("schema", 0)
     if not isinstance(schema, int) or isinstance(schema, bool) or schema < 0:
-        raise MetadataError(f"The parameters in {name} have an unknown schema version ({schema!r}).")
+        raise MetadataError(f"{where} have an unknown schema version ({shown(repr(schema), 24)}).")
     if schema > SCHEMA:
         raise MetadataError(
-            f"{name} was made by a newer GAN Studio (parameters schema {schema}); update GAN Studio to restore it."
+            f"{where} were made by a newer GAN Studio (parameters schema {shown(schema, 24)}); update GAN Studio to restore them."
         )
     try:
         parameters = _from_schema0(document) if schema == 0 else _from_schema1(document)
         parameters.request.validated()
     except RequestError as exc:
-        raise MetadataError(f"The parameters in {name} cannot be used: {_sentence_body(exc)}") from exc
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise MetadataError(f"The parameters in {name} are incomplete or malformed ({exc!s}).") from exc
+        raise MetadataError(f"{where} cannot be used: {_sentence_body(exc)}") from exc
     return parameters
 
 
 def _from_schema1(document: dict[str, Any]) -> ImageParameters:
-    request_data = document["request"]
+    request_data = document.get("request")
     if not isinstance(request_data, dict):
-        raise TypeError("'request' is not an object")
-    model = document.get("model") or {}
-    if not isinstance(model, dict):
-        raise TypeError("'model' is not an object")
-    animation = document.get("animation")
-    if animation is not None and not isinstance(animation, dict):
-        raise TypeError("'animation' is not an object")
+        raise RequestError("The stored parameters hold no request object.")
+    model = document.get("model")
+    if not isinstance(model, (dict, type(None))):
+        raise RequestError("The stored 'model' is not an object.")
     return ImageParameters(
         request=GenerationRequest.from_json(request_data),
-        model_hash=str(model.get("hash", "")),
-        device=device_kind(str(document.get("device", "cpu"))),
-        app_version=str(document.get("app_version", "")),
-        size=_size(document.get("size", (0, 0))),
+        model_hash=checked_model_hash((model or {}).get("hash", "")),
+        device=checked_device(document.get("device", "cpu")),
+        app_version=checked_app_version(document.get("app_version", "")),
+        size=checked_size(document.get("size", [0, 0])),
         schema=1,
-        animation=animation,
+        animation=checked_animation(document.get("animation")),
     )
 
 
@@ -394,27 +487,20 @@ def _from_schema0(document: dict[str, Any]) -> ImageParameters:
     """Schema 0: a flat object, sliders as ``directions``, no concepts or interpolation."""
     request = GenerationRequest.from_json(
         {
-            "prompt": document["prompt"],
-            "seed": document.get("seed", 0),
-            "truncation": document.get("truncation", 1.0),
-            "directions": document.get("directions", ()),
-            "model": document.get("model", "emoji"),
+            key: document[key]
+            for key in ("prompt", "seed", "truncation", "directions", "model")
+            if key in document
         }
     )
     return ImageParameters(
         request=request,
-        model_hash=str(document.get("model_hash", "")),
-        device=device_kind(str(document.get("device", "cpu"))),
-        app_version=str(document.get("version", "")),
-        size=(int(document.get("width", 0)), int(document.get("height", 0))),
+        model_hash=checked_model_hash(document.get("model_hash", "")),
+        device=checked_device(document.get("device", "cpu")),
+        app_version=checked_app_version(document.get("version", "")),
+        size=checked_size([document.get("width", 0), document.get("height", 0)]),
         schema=0,
         animation=None,
     )
-
-
-def _size(value: object) -> tuple[int, int]:
-    width, height = value  # type: ignore[misc]
-    return int(width), int(height)
 
 
 def _sentence_body(exc: Exception) -> str:

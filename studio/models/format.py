@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,22 +21,35 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from studio.engine.requests import MAX_TRUNCATION, RequestError, check_model_name
 from studio.errors import ModelError
+from studio.logs import log_caught
 from studio.models.cgan import BaseConfig, BaseGenerator, Upsampler, UpsamplerConfig
+from studio.models.manifest import (
+    MAX_PARAMETERS,
+    MAX_RESOLUTION,
+    MAX_TEXT_CHARS,
+    PICKLE_SUFFIXES,
+    Conditioning,
+    base_config_from,
+    conditioning_from,
+    optional,
+    parameter_count,
+    pickle_sentence,
+    require,
+    upsampler_config_from,
+    weight_files,
+)
 from studio.paths import resources_dir, user_data_dir
+from studio.untrusted import UntrustedInputError, check_regular_file, parse_json, read_regular_file, shown
 
 FORMAT_VERSION = 1
 ARCHITECTURES = ("cgan32-cbn",)  # ids this version can build
-PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 DEFAULT_MODEL = "emoji"
+MAX_MODEL_JSON_BYTES = 1 << 20
+MAX_WEIGHTS_BYTES = 4 << 30
 
-
-@dataclass(frozen=True)
-class Conditioning:
-    kind: str  # "text" or "class"
-    encoder: str | None = None  # text encoder id, for kind == "text"
-    embedding_dim: int = 0
-    classes: tuple[str, ...] = ()
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -87,10 +102,13 @@ def find_models() -> list[ModelInfo | ModelError]:
     found: list[ModelInfo | ModelError] = []
     seen: set[str] = set()
     for root in model_search_path():
-        if not root.is_dir():
+        try:
+            folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        except OSError:
+            log_caught(f"The model folder {root} could not be listed", _log)
             continue
-        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-            if folder.name in seen or not (folder / "model.json").exists():
+        for folder in folders:
+            if folder.name in seen or not os.path.lexists(folder / "model.json"):
                 continue
             seen.add(folder.name)
             try:
@@ -100,6 +118,24 @@ def find_models() -> list[ModelInfo | ModelError]:
     return found
 
 
+def find_model(name: str) -> Path:
+    """The folder of the model called ``name`` on the search path: a name from a file, never a path."""
+    try:
+        check_model_name(name)
+    except RequestError as exc:
+        raise ModelError(str(exc)) from exc
+    for root in model_search_path():
+        if (root / name).is_dir():
+            return root / name
+    raise ModelError(_unknown_model_sentence(name))
+
+
+def _unknown_model_sentence(name: str) -> str:
+    names = sorted(m.name for m in find_models() if isinstance(m, ModelInfo))
+    known = ", ".join(names) if names else "none are installed"
+    return f"There is no model called '{shown(name)}' (known models: {known})."
+
+
 def resolve_model(name_or_path: str | os.PathLike) -> Path:
     """A model folder from a name on the search path or a path; raises ModelError naming what exists."""
     candidate = Path(name_or_path).expanduser()
@@ -107,117 +143,127 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
         return candidate
     if candidate.is_file():
         if candidate.suffix.lower() in PICKLE_SUFFIXES:
-            raise ModelError(_pickle_sentence(candidate))
+            raise ModelError(pickle_sentence(candidate))
         return candidate.parent
-    for root in model_search_path():
-        if (root / str(name_or_path)).is_dir():
-            return root / str(name_or_path)
-    names = sorted(m.name for m in find_models() if isinstance(m, ModelInfo))
-    known = ", ".join(names) if names else "none are installed"
-    raise ModelError(f"There is no model called '{name_or_path}' (known models: {known}).")
-
-
-def _pickle_sentence(path: Path) -> str:
-    return (
-        f"'{path.name}' is a pickle file, which GAN Studio never opens because loading it can run code; "
-        "convert it to safetensors (model.json + generator.safetensors)."
-    )
-
-
-def _require(data: dict, key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if key not in data:
-        raise ModelError(f"{where} has no '{key}' entry.")
-    value = data[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise ModelError(f"{where}: '{key}' has the wrong type ({type(value).__name__}).")
-    return value
+    try:
+        check_model_name(str(name_or_path))
+    except RequestError as exc:  # a path a person typed that leads nowhere
+        raise ModelError(_unknown_model_sentence(str(name_or_path))) from exc
+    return find_model(str(name_or_path))
 
 
 def read_model_info(folder: str | os.PathLike) -> ModelInfo:
-    """Read and check ``model.json`` (no weights). Raises ModelError with one sentence."""
-    folder = Path(folder)
+    """Read and check ``model.json`` (no weights). Raises ModelError with one sentence (logged)."""
+    try:
+        return _read_model_info(Path(folder))
+    except ModelError as exc:
+        log_caught(str(exc), _log)
+        raise
+    except (OSError, ValueError) as exc:  # e.g. a folder that vanished or cannot be listed
+        log_caught("Unreadable model folder", _log)
+        raise ModelError(
+            f"The model folder '{shown(Path(folder).name)}' could not be read ({type(exc).__name__})."
+        ) from exc
+
+
+def _read_model_info(folder: Path) -> ModelInfo:
+    label = shown(folder.name)
     manifest = folder / "model.json"
     if not folder.is_dir():
-        raise ModelError(f"The model folder '{folder}' does not exist.")
-    if not manifest.exists():
+        raise ModelError(f"The model folder '{shown(folder)}' does not exist.")
+    if not os.path.lexists(manifest):
         pickles = [p for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES]
         if pickles:
-            raise ModelError(_pickle_sentence(pickles[0]))
-        raise ModelError(f"The model folder '{folder.name}' has no model.json.")
+            raise ModelError(pickle_sentence(pickles[0]))
+        raise ModelError(f"The model folder '{label}' has no model.json.")
+    where = f"The model.json of '{label}'"
     try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"The model.json of '{folder.name}' is not valid JSON ({exc}).") from exc
+        data = parse_json(read_regular_file(manifest, MAX_MODEL_JSON_BYTES, where), where)
+    except UntrustedInputError as exc:
+        raise ModelError(str(exc)) from exc
     if not isinstance(data, dict):
-        raise ModelError(f"The model.json of '{folder.name}' must hold a JSON object.")
-    where = f"The model.json of '{folder.name}'"
+        raise ModelError(f"{where} must hold a JSON object.")
     fmt = data.get("format", FORMAT_VERSION)
-    if fmt != FORMAT_VERSION:
+    if fmt != FORMAT_VERSION or isinstance(fmt, bool):
         raise ModelError(
-            f"{where} uses format {fmt}; this version of GAN Studio reads format {FORMAT_VERSION}."
+            f"{where} uses format {shown(fmt, 24)}; this version of GAN Studio reads format {FORMAT_VERSION}."
         )
-    arch = _require(data, "architecture", dict, where)
-    arch_id = _require(arch, "id", str, where + " (architecture)")
+    arch = require(data, "architecture", dict, where)
+    arch_id = require(arch, "id", str, where + " (architecture)")
     if arch_id not in ARCHITECTURES:
         raise ModelError(
-            f"'{folder.name}' needs the architecture '{arch_id}', which this version of GAN Studio does not know "
+            f"'{label}' needs the architecture '{shown(arch_id, 40)}', which this version of GAN Studio does not know "
             f"(it knows {', '.join(ARCHITECTURES)})."
         )
-    cond_data = _require(data, "conditioning", dict, where)
-    kind = _require(cond_data, "kind", str, where + " (conditioning)")
-    if kind == "text":
-        conditioning = Conditioning(
-            "text", _require(cond_data, "encoder", str, where), int(cond_data.get("embedding_dim", 384))
-        )
-    elif kind == "class":
-        classes = tuple(str(c) for c in _require(cond_data, "classes", list, where))
-        if not classes:
-            raise ModelError(f"{where} lists no classes.")
-        conditioning = Conditioning("class", classes=classes)
-    else:
-        raise ModelError(f"{where}: conditioning kind '{kind}' is unknown (use 'text' or 'class').")
-    try:
-        base = BaseConfig.from_json(_require(arch, "base", dict, where))
-        up_data = arch.get("upsampler")
-        upsampler = UpsamplerConfig.from_json(up_data) if up_data else None
-    except TypeError as exc:
-        raise ModelError(f"{where} has an unexpected architecture setting ({exc}).") from exc
+    conditioning = conditioning_from(require(data, "conditioning", dict, where), where)
+    base = base_config_from(require(arch, "base", dict, where), where)
+    up_data = optional(arch, "upsampler", (dict, type(None)), None, where)
+    upsampler = upsampler_config_from(up_data, where) if up_data else None
     if conditioning.kind == "class" and base.num_classes != len(conditioning.classes):
         raise ModelError(
             f"{where}: the generator has {base.num_classes} classes but {len(conditioning.classes)} are named."
         )
     resolution = base.resolution * (upsampler.scale if upsampler else 1)
-    declared = data.get("resolution", resolution)
+    if resolution > MAX_RESOLUTION:
+        raise ModelError(
+            f"{where} asks for {resolution} px images; GAN Studio renders at most {MAX_RESOLUTION} px."
+        )
+    declared = optional(data, "resolution", int, resolution, where)
     if declared != resolution:
-        raise ModelError(f"{where} says {declared} px but its architecture makes {resolution} px images.")
-    files = data.get("files", {})
-    for value in files.values():
-        if Path(str(value)).suffix.lower() in PICKLE_SUFFIXES:
-            raise ModelError(_pickle_sentence(Path(str(value))))
+        raise ModelError(
+            f"{where} says {shown(declared, 24)} px but its architecture makes {resolution} px images."
+        )
+    channels = optional(data, "channels", int, base.out_channels, where)
+    if channels != base.out_channels:
+        raise ModelError(
+            f"{where} says {shown(channels, 24)} channels but the generator makes {base.out_channels}."
+        )
+    for network, config in (("generator", base), ("upsampler", upsampler)):
+        if config is not None and (count := parameter_count(config)) > MAX_PARAMETERS:
+            raise ModelError(
+                f"{where} describes a {network} of {count:,} weights; GAN Studio loads at most {MAX_PARAMETERS:,}."
+            )
+    name = optional(data, "name", str, folder.name, where)
+    try:
+        check_model_name(name)
+    except RequestError as exc:
+        raise ModelError(f"{where} gives an unusable name: {exc}") from exc
+    truncation = optional(data, "default_truncation", (float, int), 1.0, where)
+    if not math.isfinite(truncation) or not 0 <= truncation <= MAX_TRUNCATION:
+        raise ModelError(f"{where}: 'default_truncation' must be between 0 and {MAX_TRUNCATION:g}.")
+    weight_files(data, where)
+    texts = {key: optional(data, key, str, "", where) for key in ("description", "license", "training_data")}
+    if any(len(text) > MAX_TEXT_CHARS for text in texts.values()):
+        raise ModelError(
+            f"{where} has a description, licence or training note of more than {MAX_TEXT_CHARS:,} characters."
+        )
+    version = optional(data, "version", str, "0", where)
     return ModelInfo(
         path=folder,
-        name=str(data.get("name", folder.name)),
-        version=str(data.get("version", "0")),
+        name=name,
+        version=shown(version, 40),
         architecture=arch_id,
         base=base,
         upsampler=upsampler,
         conditioning=conditioning,
         resolution=resolution,
-        channels=int(data.get("channels", base.out_channels)),
+        channels=channels,
         z_dim=base.z_dim,
-        default_truncation=float(data.get("default_truncation", 1.0)),
-        description=str(data.get("description", "")),
-        license=str(data.get("license", "")),
-        training_data=str(data.get("training_data", "")),
-        metrics=dict(data.get("metrics", {})),
+        default_truncation=float(truncation),
+        metrics=dict(optional(data, "metrics", dict, {}, where)),
         raw=data,
+        **texts,
     )
 
 
 def _load_weights(module: nn.Module, path: Path, model_name: str) -> None:
     """Copy a safetensors file into ``module`` after checking every key and shape."""
-    if not path.exists():
+    if not os.path.lexists(path):
         raise ModelError(f"The model '{model_name}' is missing its weights file '{path.name}'.")
+    try:  # safetensors maps the file itself: a pipe or /dev/zero must be refused before it opens it
+        check_regular_file(path, MAX_WEIGHTS_BYTES, f"The weights file '{path.name}' of '{model_name}'")
+    except UntrustedInputError as exc:
+        raise ModelError(str(exc)) from exc
     expected = module.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     try:
@@ -251,6 +297,10 @@ def _load_weights(module: nn.Module, path: Path, model_name: str) -> None:
             raise ModelError(
                 f"In '{path.name}' of '{model_name}', '{key}' has the wrong type ({tensor.dtype})."
             )
+        if tensor.dtype.is_floating_point and not bool(torch.isfinite(tensor).all()):
+            raise ModelError(
+                f"In '{path.name}' of '{model_name}', '{key}' holds NaN or infinite values; the weights are damaged."
+            )
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
 
 
@@ -264,9 +314,17 @@ def _file_hash(paths: list[Path]) -> str:
 
 
 def load_model(name_or_path: str | os.PathLike) -> LoadedModel:
-    """Load and validate a model folder (by name or path) onto the CPU, in eval mode."""
+    """Load and validate a model folder (by name or path) onto the CPU, in eval mode; ModelError (logged)."""
+    try:
+        return _load_model(name_or_path)
+    except ModelError as exc:
+        log_caught(str(exc), _log)
+        raise
+
+
+def _load_model(name_or_path: str | os.PathLike) -> LoadedModel:
     info = read_model_info(resolve_model(name_or_path))
-    files = info.raw.get("files", {})
+    files = weight_files(info.raw, f"The model.json of '{info.name}'")
     generator = BaseGenerator(info.base)
     weight_paths = [info.path / files.get("generator", "generator.safetensors")]
     _load_weights(generator, weight_paths[0], info.name)
@@ -277,7 +335,29 @@ def load_model(name_or_path: str | os.PathLike) -> LoadedModel:
         _load_weights(upsampler, weight_paths[1], info.name)
         upsampler.eval().requires_grad_(False)
     generator.eval().requires_grad_(False)
+    _probe(generator, upsampler, info)
     return LoadedModel(info, generator, upsampler, _file_hash(weight_paths))
+
+
+PROBE_SEED = 0
+
+
+@torch.no_grad()
+def _probe(generator: BaseGenerator, upsampler: Upsampler | None, info: ModelInfo) -> None:
+    """Render one probe image on the CPU: finite weights can still overflow (1e38) into NaN pixels."""
+    config = info.base
+    z = torch.randn(1, config.z_dim, generator=torch.Generator().manual_seed(PROBE_SEED))
+    if config.num_classes > 0:
+        condition = torch.zeros(1, dtype=torch.long)
+    else:
+        condition = torch.randn(1, config.embed_dim, generator=torch.Generator().manual_seed(PROBE_SEED))
+    image = generator(z, condition)
+    if upsampler is not None:
+        image = upsampler(image)
+    if not bool(torch.isfinite(image).all()):
+        raise ModelError(
+            f"The model '{info.name}' draws NaN or infinite values (its weights overflow); it cannot be used."
+        )
 
 
 def save_model(

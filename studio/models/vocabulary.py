@@ -15,12 +15,18 @@ keeps the cosine within about 0.01 at a quarter of float32's size.
 from __future__ import annotations
 
 import json
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from studio.logs import log_caught
 from studio.models.format import ModelError, ModelInfo
+from studio.untrusted import UntrustedInputError, check_regular_file, parse_json, read_regular_file
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -68,46 +74,77 @@ class Vocabulary:
         return [(self.names[i], float(scores[i])) for i in top]
 
 
+MAX_VOCABULARY_JSON_BYTES = 32 << 20
+MAX_EMBEDDINGS_BYTES = 1 << 30
+MAX_CONCEPTS = 1_000_000
+MAX_NAME_CHARS = 200
+
+
 def load_vocabulary(info: ModelInfo) -> Vocabulary | None:
-    """The model's vocabulary, or None when the folder ships none."""
+    """The model's vocabulary, or None when the folder ships none; ModelError (one sentence) if it is damaged."""
     names_path = info.path / "vocabulary.json"
     tensor_path = info.path / "vocabulary.safetensors"
-    if not names_path.exists():
+    if not os.path.lexists(names_path):
         return None
+    where = f"The vocabulary of '{info.name}'"
     try:
-        entries = json.loads(names_path.read_text(encoding="utf-8"))
-        names = [str(e["name"]) for e in entries]
-        groups = [str(e.get("group", "")) for e in entries]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"The vocabulary of '{info.name}' is damaged ({exc}).") from exc
-    embeddings = np.zeros((len(names), 0), np.float32)
-    aliases = None
-    if tensor_path.exists():
-        from safetensors.numpy import load_file
-
-        try:
-            tensors = load_file(str(tensor_path))
-            embeddings = tensors["embeddings"].astype(np.float32)
-            if "alias_codes" in tensors:
-                aliases = Aliases(
-                    tensors["alias_codes"].astype(np.int8),
-                    tensors["alias_scales"].astype(np.float32),
-                    tensors["alias_owner"].astype(np.int64),
-                )
-        except Exception as exc:  # safetensors raises several types for damaged files
-            raise ModelError(f"The vocabulary embeddings of '{info.name}' are damaged ({exc}).") from exc
+        entries = parse_json(read_regular_file(names_path, MAX_VOCABULARY_JSON_BYTES, where), where)
+        if not isinstance(entries, list) or len(entries) > MAX_CONCEPTS:
+            raise UntrustedInputError(
+                f"{where} is damaged: it must be a list of at most {MAX_CONCEPTS:,} entries."
+            )
+        names, groups = [], []
+        for entry in entries:
+            name = entry.get("name") if isinstance(entry, dict) else None
+            group = entry.get("group", "") if isinstance(entry, dict) else None
+            if not all(isinstance(text, str) and len(text) <= MAX_NAME_CHARS for text in (name, group)):
+                raise UntrustedInputError(f"{where} is damaged: each entry needs a short 'name' text.")
+            names.append(name)
+            groups.append(group)
+        embeddings = np.zeros((len(names), 0), np.float32)
+        aliases = None
+        if os.path.lexists(tensor_path):
+            check_regular_file(
+                tensor_path, MAX_EMBEDDINGS_BYTES, f"The vocabulary embeddings of '{info.name}'"
+            )
+            embeddings, aliases = _load_embeddings(tensor_path, info.name)
         if embeddings.shape[0] != len(names):
-            raise ModelError(
-                f"The vocabulary of '{info.name}' names {len(names)} concepts but has {embeddings.shape[0]} embeddings."
+            raise UntrustedInputError(
+                f"{where} names {len(names)} concepts but has {embeddings.shape[0]} embeddings."
             )
         if aliases is not None and not (
             aliases.codes.ndim == 2
             and aliases.codes.shape[1] == embeddings.shape[1]
             and len(aliases.codes) == len(aliases.scales) == len(aliases.owner)
             and (len(aliases.owner) == 0 or (aliases.owner.min() >= 0 and aliases.owner.max() < len(names)))
+            and np.isfinite(aliases.scales).all()
         ):
-            raise ModelError(f"The vocabulary aliases of '{info.name}' do not match its concepts.")
+            raise UntrustedInputError(f"The vocabulary aliases of '{info.name}' do not match its concepts.")
+    except UntrustedInputError as exc:
+        log_caught(str(exc), _log)
+        raise ModelError(str(exc)) from exc
     return Vocabulary(names, groups, embeddings, aliases)
+
+
+def _load_embeddings(path: Path, model_name: str) -> tuple[np.ndarray, Aliases | None]:
+    from safetensors.numpy import load_file
+
+    where = f"The vocabulary embeddings of '{model_name}'"
+    try:
+        tensors = load_file(str(path))
+        embeddings = tensors["embeddings"].astype(np.float32)
+        aliases = None
+        if "alias_codes" in tensors:
+            aliases = Aliases(
+                tensors["alias_codes"].astype(np.int8),
+                tensors["alias_scales"].astype(np.float32),
+                tensors["alias_owner"].astype(np.int64),
+            )
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
+        raise UntrustedInputError(f"{where} are damaged ({type(exc).__name__}).") from exc
+    if embeddings.ndim != 2 or not np.isfinite(embeddings).all():
+        raise UntrustedInputError(f"{where} are damaged (not a finite N x D table).")
+    return embeddings, aliases
 
 
 def save_vocabulary(

@@ -37,7 +37,11 @@ def restore_from_mime(controller: StudioController, mime) -> bool | None:
     if mime.hasText():
         texts.append(mime.text())
     for text in texts:
-        request = request_from_json_text(text)
+        try:
+            request = request_from_json_text(text)
+        except ValueError as exc:  # GAN Studio's parameters, but unusable: say why (already logged)
+            controller.message.emit(str(exc))
+            return False
         if request is not None:
             return controller.restore_request(request, source="the pasted parameters")
     for text in texts:

@@ -9,7 +9,6 @@ and cancel between files), and a drag's PNGs are written while the mouse moves, 
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ from PIL import Image
 from PySide6.QtCore import QMimeData, QUrl
 
 from studio.atomic import remove_stale_temps, write_atomically
-from studio.engine.requests import GenerationRequest, RequestError
+from studio.engine.requests import GenerationRequest
 from studio.io import metadata as _metadata
 from studio.io.export import export_image
 from studio.paths import user_data_dir
@@ -195,16 +194,10 @@ def read_request(path: str | Path) -> tuple[GenerationRequest, str]:
 
 
 def request_from_json_text(text: str) -> GenerationRequest | None:
-    """A request from pasted parameters JSON (a document or a bare request), or None if it is not one."""
+    """A request from pasted parameters JSON (a document or a bare request), or None if the text is not one;
+    ValueError with one sentence when it is GAN Studio's but cannot be used."""
     try:
-        data = json.loads(text)
-    except (ValueError, RecursionError):  # RecursionError: deeply nested JSON pasted
-        return None
-    if isinstance(data, dict) and isinstance(data.get("request"), dict):
-        data = data["request"]
-    if not isinstance(data, dict) or "prompt" not in data:
-        return None
-    try:
-        return GenerationRequest.from_json(data)
-    except RequestError:
-        return None
+        parameters = _metadata.parameters_from_text(text)
+    except _metadata.MetadataError as exc:
+        raise ValueError(str(exc)) from exc
+    return parameters.request if parameters is not None else None
