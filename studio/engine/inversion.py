@@ -18,10 +18,12 @@ seen within one slice. The recipe:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,6 +44,7 @@ LEARNING_RATE_CONDITION = 0.02
 FEATURE_WEIGHT = 0.5
 CONDITION_WEIGHT = 0.2  # pull towards the concept it started from, so concept sliders keep their meaning
 JUDGE_FILE = "judge.safetensors"
+CACHE_MIN_CONCEPTS = 64  # smaller banks build faster than a cache file is read
 
 
 @dataclass
@@ -75,8 +78,40 @@ class ConceptBank:
     ):
         self.names, self.conditions, self.small, self.features = names, conditions, small, features
 
+    def with_renders_from(self, path: Path) -> ConceptBank | None:
+        """This bank with the renders cached at ``path``, or None when there is no matching cache."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                small, features, count = data["small"], data["features"], int(data["count"])
+        except (OSError, KeyError, ValueError):
+            return None
+        if count != len(self.names) or small.shape[0] != count or features.shape[0] != count:
+            return None
+        return ConceptBank(
+            self.names,
+            self.conditions,
+            torch.from_numpy(small.astype(np.float32)),
+            torch.from_numpy(features),
+        )
+
+    def save_renders(self, path: Path) -> None:
+        """Keep the renders for the next session (a failure only costs the rebuild next time)."""
+        temp = path.with_name(path.name + ".partial.npz")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(
+                temp,
+                small=self.small.numpy().astype(np.float16),
+                features=self.features.numpy().astype(np.float32),
+                count=np.int64(len(self.names)),
+            )
+            os.replace(temp, path)
+        except OSError:
+            log.warning("could not cache the concept bank at %s", path, exc_info=True)
+
     @classmethod
-    def build(cls, renderer, vocabulary, judge) -> ConceptBank:
+    def build(cls, renderer, vocabulary, judge, render: bool = True) -> ConceptBank:
+        """Names and projected conditions; with ``render`` also every concept's render at the mean z."""
         generator, info = renderer.generator, renderer.loaded.info
         device = renderer.choice.device
         with torch.no_grad():
@@ -90,6 +125,8 @@ class ConceptBank:
                 names = ["picture"]
                 conditions = generator.condition(torch.zeros(1, info.base.embed_dim, device=device)).float()
             small, features = [], []
+            if not render:
+                return cls(names, conditions.cpu(), torch.zeros(0), torch.zeros(0))
             for start in range(0, len(names), 256):
                 cond = conditions[start : start + 256]
                 images = generator.synthesize(torch.zeros(len(cond), info.z_dim, device=device), cond).float()
@@ -266,13 +303,30 @@ class Inverter:
         self._bank: ConceptBank | None = None
 
     def bank(self) -> ConceptBank:
+        """The concept bank: from the user's cache when this model's was built before, else built (seconds)."""
         if self._bank is None:
             started = time.perf_counter()
-            self._bank = ConceptBank.build(self.renderer, self.vocabulary, self.judge)
+            fresh = ConceptBank.build(self.renderer, self.vocabulary, self.judge, render=False)
+            cached = self._cache_path()
+            self._bank = fresh.with_renders_from(cached) if cached is not None else None
+            if self._bank is None:
+                self._bank = ConceptBank.build(self.renderer, self.vocabulary, self.judge)
+                if cached is not None and len(self._bank.names) >= CACHE_MIN_CONCEPTS:
+                    self._bank.save_renders(cached)
             log.info(
                 "concept bank: %d concepts in %.1f s", len(self._bank.names), time.perf_counter() - started
             )
         return self._bank
+
+    def _cache_path(self) -> Path | None:
+        from studio.paths import user_data_dir
+
+        loaded = self.renderer.loaded
+        judge = "judge" if self.judge is not None else "pixels"
+        try:
+            return user_data_dir() / "cache" / f"concepts-{loaded.info.path.name}-{loaded.hash}-{judge}.npz"
+        except Exception:  # noqa: BLE001 - no user folder: build every time
+            return None
 
     def start(self, target_rgba: np.ndarray, steps: int = DEFAULT_STEPS, name: str = "") -> InversionRun:
         return InversionRun(self, target_rgba, steps, name)
