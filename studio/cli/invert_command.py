@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_invert(args: argparse.Namespace) -> int:
-    from studio.engine.inversion import MAX_STEPS, reconstruction_psnr
+    from studio.engine.inversion import MAX_STEPS
     from studio.io.picture import read_picture
 
     if args.steps is not None and not 1 <= args.steps <= MAX_STEPS:
@@ -64,11 +64,9 @@ def cmd_invert(args: argparse.Namespace) -> int:
         path = export_result(outcome.result, out.parent if str(out.parent) else ".", options)
     finally:
         engine.close()
-    inverted = reconstruction_psnr(outcome.result.image, picture.image)
-    baseline = reconstruction_psnr(outcome.baseline.image, picture.image)
     print(
-        f"Wrote {path}: PSNR {inverted:.2f} dB against {picture.name} "
-        f"(nearest concept '{outcome.baseline.request.prompt}' alone: {baseline:.2f} dB), "
+        f"Wrote {path}: PSNR {outcome.psnr:.2f} dB against {picture.name} "
+        f"(nearest concept '{outcome.baseline.request.prompt}' alone: {outcome.baseline_psnr:.2f} dB), "
         f"{outcome.steps} steps in {outcome.seconds:.1f} s."
     )
     return 0

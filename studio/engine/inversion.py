@@ -6,7 +6,9 @@ seen within one slice. The recipe:
 1. **Nearest concepts.** Every concept the model knows (its vocabulary, or its classes) is rendered once at
    the mean z and kept small (16 px, plus the judge's features when the model folder ships a judge). The
    picture's nearest ``CANDIDATES`` by pixel distance (and judge-feature distance) are the starting points.
-2. **Optimise.** Adam on z and the projected condition of every candidate at once (one batch), on a pixel
+2. **Optimise.** Adam on z (from fixed random points on the sphere that truncated samples live on: the mean
+   z is a flat spot where SeFa directions move the picture less) and the projected condition of every
+   candidate at once (one batch), on a pixel
    loss of the picture composited over black and over white at the base resolution (which pins both colour
    and alpha) plus the judge's feature distance. After a quarter of the steps only the best candidate goes
    on. z is kept inside the ball that truncated samples live in, and the condition near where concepts live,
@@ -42,8 +44,9 @@ SEARCH_SIZE = 16
 LEARNING_RATE_Z = 0.08
 LEARNING_RATE_CONDITION = 0.02
 FEATURE_WEIGHT = 0.5
-CONDITION_WEIGHT = 0.2  # pull towards the concept it started from, so concept sliders keep their meaning
+CONDITION_WEIGHT = 2.0  # pull towards the concept it started from, so concept sliders keep their meaning
 JUDGE_FILE = "judge.safetensors"
+Z_INIT_SCALE = 1.0  # start from fixed random z on the sphere truncated samples live on (not the mean z)
 CACHE_MIN_CONCEPTS = 64  # smaller banks build faster than a cache file is read
 
 
@@ -67,6 +70,8 @@ class InversionOutcome:
     steps: int
     seconds: float
     loss: float
+    psnr: float = 0.0  # reconstruction PSNR (dB) of ``result`` against the picture, see reconstruction_psnr
+    baseline_psnr: float = 0.0
     extra: dict = field(default_factory=dict)
 
 
@@ -156,6 +161,7 @@ class InversionRun:
         self.inverter, self.total, self.name = inverter, steps, name
         self.step = 0
         self.started = time.perf_counter()
+        self.original = np.ascontiguousarray(target_rgba)
         renderer = inverter.renderer
         device = renderer.choice.device
         base = renderer.loaded.info.base_resolution
@@ -173,9 +179,10 @@ class InversionRun:
         rows = len(self.candidates)
         z_dim = renderer.loaded.info.z_dim
         self.start_condition = bank.conditions[self.candidates].to(device)
-        self.z = torch.zeros(rows, z_dim, device=device, requires_grad=True)
-        self.condition = self.start_condition.clone().requires_grad_(True)
         self.radius = inverter.z_radius
+        self.z = (Z_INIT_SCALE * self.radius / np.sqrt(z_dim)) * _start_z(rows, z_dim).to(device)
+        self.z.requires_grad_(True)
+        self.condition = self.start_condition.clone().requires_grad_(True)
         self.optimizer = self._optimizer()
         self.narrow_at = max(1, steps // 4) if rows > 1 else -1
         self.loss = float("inf")
@@ -287,6 +294,8 @@ class InversionRun:
             steps=self.step,
             seconds=time.perf_counter() - self.started,
             loss=self.loss,
+            psnr=reconstruction_psnr(result.image, self.original) if result.ok else 0.0,
+            baseline_psnr=reconstruction_psnr(baseline.image, self.original) if baseline.ok else 0.0,
         )
 
 
@@ -345,6 +354,11 @@ class Inverter:
             if on_progress is not None:
                 on_progress(run.preview())
         return run.finish()
+
+
+def _start_z(rows: int, z_dim: int) -> torch.Tensor:
+    """Fixed starting points (the same for every picture, so an inversion is repeatable)."""
+    return torch.randn(rows, z_dim, generator=torch.Generator().manual_seed(14))
 
 
 def reconstruction_psnr(image: np.ndarray, original: np.ndarray) -> float:

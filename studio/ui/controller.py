@@ -36,6 +36,7 @@ PREVIEW_FIELDS = (
     "t",
     "preview_mode",
     "seed",
+    "latent",
 )
 
 

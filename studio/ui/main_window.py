@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.io.picture import PICTURE_SUFFIXES
 from studio.session.gallery_store import GalleryStore
 from studio.session.history import PromptHistory
 from studio.session.settings import Settings
@@ -34,12 +35,13 @@ from studio.ui.engine_link import EngineLink
 from studio.ui.exporting import PARAMETERS_MIME, request_from_json_text
 from studio.ui.gallery_view import GalleryView
 from studio.ui.interpolation_panel import InterpolationPanel
+from studio.ui.inversion_flow import InversionFlow
 from studio.ui.preview_view import PreviewView
 from studio.ui.prompt_panel import PromptPanel
 from studio.ui.sliders_panel import SlidersPanel
 from studio.ui.window_jobs import WindowJobs
 
-IMAGE_SUFFIXES = (".png", ".webp", ".jpg", ".jpeg", ".gif")
+IMAGE_SUFFIXES = PICTURE_SUFFIXES  # exported images restore; any other picture is offered for inversion
 
 
 class MainWindow(QMainWindow):
@@ -71,11 +73,13 @@ class MainWindow(QMainWindow):
             self.state, self.link, self.store, self.history, self.preview, self.gallery, self
         )
         self.jobs = WindowJobs(self)
+        self.inversion = InversionFlow(self)
         self._build_actions()
         self._build_status_bar()
         self._connect()
         self.resize(1400, 900)
         self._restore_layout()
+        self.inversion.dock.hide()  # a saved layout may show it; it belongs to a picture being inverted
         self.preview.set_message(f"Loading the model “{model_name}”…", busy=True)
 
     # --- building ------------------------------------------------------------------------------------------------
@@ -143,7 +147,7 @@ class MainWindow(QMainWindow):
         self.generate_action = self._action("Generate", c.generate, "Ctrl+Return", "generate")
         self.generate_enter_action = self._action("Generate (keypad)", c.generate, "Ctrl+Enter")
         self.cancel_action = self._action(
-            "Cancel", c.cancel, "Esc", "stop", "Stop the batch; images made stay"
+            "Cancel", self.cancel, "Esc", "stop", "Stop the inversion or the batch; images made stay"
         )
         self.seed_action = self._action("New seed", self.prompt_panel.roll_seed, "Ctrl+R", "dice")
         self.play_action = self._action(
@@ -236,6 +240,7 @@ class MainWindow(QMainWindow):
         p.cancel_requested.connect(c.cancel)
         p.set_ready(False)
         c.message.connect(self.show_message)
+        self.inversion.message.connect(self.show_message)
         c.batch_progress.connect(p.set_progress)
         c.stats_changed.connect(self._update_stats)
         self.link.progress.connect(self._on_progress)
@@ -313,13 +318,24 @@ class MainWindow(QMainWindow):
         ):
             event.acceptProposedAction()
 
+    def cancel(self) -> None:
+        """Esc: stop a running inversion, else the running batch."""
+        if not self.inversion.cancel():
+            self.controller.cancel()
+
+    def open_file(self, path: str) -> bool:
+        """Restore an exported image; a picture without parameters is offered for inversion instead."""
+        if self.inversion.has_no_parameters(path):
+            return self.inversion.offer_file(path)
+        return self.controller.restore_file(path)
+
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
         if self.restore_from_mime(event.mimeData()):
             event.acceptProposedAction()
 
     def paste(self) -> None:
         if not self.restore_from_mime(QGuiApplication.clipboard().mimeData()):
-            self.show_message("The clipboard holds no GAN Studio image or parameters.")
+            self.show_message("The clipboard holds no picture or GAN Studio parameters.")
 
     def restore_from_mime(self, mime) -> bool:
         """Restore from dropped/pasted files, parameters JSON or text; True if something was restored."""
@@ -328,7 +344,7 @@ class MainWindow(QMainWindow):
         for url in mime.urls():
             path = url.toLocalFile()
             if path and Path(path).suffix.lower() in IMAGE_SUFFIXES:
-                return self.controller.restore_file(path)
+                return self.open_file(path)
         texts = []
         if mime.hasFormat(PARAMETERS_MIME):
             texts.append(bytes(mime.data(PARAMETERS_MIME).data()).decode("utf-8", "replace"))
@@ -338,6 +354,8 @@ class MainWindow(QMainWindow):
             request = request_from_json_text(text)
             if request is not None:
                 return self.controller.restore_request(request, source="the pasted parameters")
+        if mime.hasImage():  # pixels without parameters (a screenshot, a copied picture)
+            return self.inversion.offer_image(mime.imageData())
         return False
 
     # --- persistence ---------------------------------------------------------------------------------------------
