@@ -28,7 +28,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from studio.engine.engine import Engine
-from studio.engine.inversion import DEFAULT_STEPS, reconstruction_psnr
+from studio.engine.inversion import DEFAULT_STEPS, over_white, reconstruction_psnr
 from studio.engine.requests import GenerationRequest
 from studio.io.picture import read_picture
 from studio.models.cgan import rgba_uint8_to_premultiplied
@@ -223,11 +223,6 @@ def render(engine: Engine, request: GenerationRequest) -> np.ndarray:
     return result.image
 
 
-def over_white(image: np.ndarray) -> np.ndarray:
-    x = image.astype(np.float64) / 255.0
-    return x[..., :3] * x[..., 3:] + (1.0 - x[..., 3:])
-
-
 def sefa_rms(engine: Engine, request: GenerationRequest) -> dict[int, float]:
     """RMS change (0-255 scale, composited over white) of the picture at direction k = +-3, per k."""
     centre = over_white(render(engine, request))
@@ -328,6 +323,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--out", default=None, help="write the JSON here too")
     parser.add_argument("--grid", default=None, help="write the picture grid here")
+    parser.add_argument(
+        "--timing-only", action="store_true", help="only seconds per inversion on the held-out subset"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     log = lambda text: print(text, file=__import__("sys").stderr, flush=True)  # noqa: E731
@@ -369,6 +367,17 @@ def main() -> int:
         else f"{len(heldout)} of {int(data.heldout.sum())}, evenly spaced",
     }
     log(f"bank: {bank_seconds:.1f} s; inverting {len(emoji)} held-out emoji")
+    if args.timing_only:
+        seconds = [invert(engine, picture, args.steps)[1] for _, picture in emoji]
+        report["seconds"] = summarise(seconds)
+        report["seconds_each"] = [round(s, 3) for s in seconds]
+        report["load_average_at_end"] = os.getloadavg()
+        engine.close()
+        text = json.dumps(report, indent=2)
+        if args.out:
+            Path(args.out).write_text(text + "\n", encoding="utf-8")
+        print(text)
+        return 0
     report["heldout"], emoji_rows = evaluate_set(engine, judge, emoji, args.steps, "held-out", log)
     report["heldout_per_emoji"] = [
         {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k != "outcome"}

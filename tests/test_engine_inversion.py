@@ -282,3 +282,55 @@ def test_cli_invert_errors_are_one_sentence(fast_encoder, capsys, tmp_path, args
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert sentence in err and err.count("\n") == 1
+
+
+# --------------------------------------------------------------------------------------------- other models
+
+
+def test_a_class_conditional_model_inverts_too(tmp_path):
+    from studio.models.cgan import BaseConfig, BaseGenerator
+    from studio.models.format import save_model
+
+    torch.manual_seed(1)
+    generator = BaseGenerator(BaseConfig(z_dim=8, cond_dim=8, ch=4, channel_mult=(2, 1, 1, 1), num_classes=3))
+    manifest = {"name": "tiny-class", "conditioning": {"kind": "class", "classes": ["ant", "bee", "cow"]}}
+    folder = save_model(tmp_path / "tiny-class", manifest, generator.eval())
+    with Engine(model=folder, device="cpu") as engine:
+        engine.wait_ready(60)
+        target = _render(engine, GenerationRequest("bee", seed=3, model="tiny-class")).image
+        outcome = engine.invert(target, steps=30).result(60)
+        assert outcome.result.ok and outcome.result.request.prompt in ("ant", "bee", "cow")
+        assert set(outcome.nearest) == {"ant", "bee", "cow"}
+        # The prompt of an inverted request is only its name: no class lookup happens for it.
+        renamed = replace(outcome.result.request, prompt="not a class")
+        assert np.array_equal(_render(engine, renamed).image, outcome.result.image)
+
+
+def test_a_vocabulary_is_searched_and_its_renders_are_cached(tmp_path, monkeypatch):
+    from studio.engine.inversion import Inverter
+    from studio.models.cgan import BaseConfig, BaseGenerator, ConditionalBatchNorm2d
+    from studio.models.format import save_model
+    from studio.models.vocabulary import save_vocabulary
+
+    torch.manual_seed(2)
+    generator = BaseGenerator(BaseConfig(z_dim=16, cond_dim=16, ch=4, channel_mult=(2, 2, 1, 1)))
+    for module in generator.modules():  # conditions that change the picture (untrained, they barely do)
+        if isinstance(module, ConditionalBatchNorm2d):
+            torch.nn.init.normal_(module.gain.weight, std=0.5)
+            torch.nn.init.normal_(module.bias.weight, std=0.5)
+    manifest = {"name": TINY_NAME, "conditioning": {"kind": "text", "encoder": "all-MiniLM-L6-v2"}}
+    folder = save_model(tmp_path / TINY_NAME, manifest, generator.eval())  # no upsampler: exact targets
+    names = [f"concept {i}" for i in range(80)]
+    save_vocabulary(folder, [{"name": n} for n in names], HashTextEncoder().encode(names))
+    monkeypatch.setenv("GAN_STUDIO_DATA_DIR", str(tmp_path / "user"))
+    with Engine(model=folder, device="cpu", text_encoder=HashTextEncoder()) as engine:
+        engine.wait_ready(60)
+        target = _render(
+            engine, GenerationRequest("concept 7", seed=0, truncation=0.0, model=TINY_NAME)
+        ).image
+        outcome = engine.invert(target, steps=5).result(60)
+        assert outcome.nearest[0] == "concept 7"  # its own render at the mean z is the nearest
+        cached = list((tmp_path / "user" / "cache").glob("concepts-*.npz"))
+        assert len(cached) == 1
+        again = Inverter(engine._renderer, engine._vocabulary).bank()
+        assert torch.equal(again.small, engine._inverter().bank().small.half().float())

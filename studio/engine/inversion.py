@@ -361,6 +361,12 @@ def _start_z(rows: int, z_dim: int) -> torch.Tensor:
     return torch.randn(rows, z_dim, generator=torch.Generator().manual_seed(14))
 
 
+def over_white(image: np.ndarray) -> np.ndarray:
+    """Straight-alpha RGBA uint8 composited over white: H x W x 3 floats in [0, 1]."""
+    x = image.astype(np.float64) / 255.0
+    return x[..., :3] * x[..., 3:] + (1.0 - x[..., 3:])
+
+
 def reconstruction_psnr(image: np.ndarray, original: np.ndarray) -> float:
     """PSNR (dB) of two straight-alpha RGBA uint8 images composited over white, at ``original``'s size."""
     if image.shape != original.shape:
@@ -369,10 +375,6 @@ def reconstruction_psnr(image: np.ndarray, original: np.ndarray) -> float:
             tensor, size=original.shape[:2], mode="area" if image.shape[0] > original.shape[0] else "bilinear"
         )
         image = premultiplied_to_rgba_uint8(tensor)[0].numpy()
-
-    def over_white(x: np.ndarray) -> np.ndarray:
-        x = x.astype(np.float64) / 255.0
-        return x[..., :3] * x[..., 3:] + (1.0 - x[..., 3:])
 
     mse = float(((over_white(image) - over_white(original)) ** 2).mean())
     return float("inf") if mse == 0 else 10.0 * float(np.log10(1.0 / mse))
