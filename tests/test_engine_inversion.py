@@ -197,6 +197,14 @@ def test_invert_refuses_a_bad_step_count(engine, target, steps):
         engine.invert(target, steps=steps).result(5)
 
 
+@pytest.mark.parametrize(
+    "picture", [np.zeros((8, 8, 3), np.uint8), np.zeros((8, 6, 4), np.uint8), np.zeros((8, 8, 4)), "a.png"]
+)
+def test_invert_refuses_what_is_not_a_square_rgba_picture(engine, picture):
+    with pytest.raises(RequestError, match="square RGBA"):
+        engine.invert(picture).result(5)
+
+
 # --------------------------------------------------------------------------------------------- metadata
 
 

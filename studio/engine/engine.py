@@ -256,10 +256,21 @@ class Engine:
 
         steps = inversion.DEFAULT_STEPS if steps is None else steps
         job = InversionJob(concurrent.futures.Future())
+        problem = None
         if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= inversion.MAX_STEPS:
-            job.future.set_exception(
-                RequestError(f"The number of inversion steps must be between 1 and {inversion.MAX_STEPS}.")
+            problem = f"The number of inversion steps must be between 1 and {inversion.MAX_STEPS}."
+        shape = getattr(picture, "shape", ())
+        if (
+            getattr(picture, "dtype", None) != "uint8"
+            or len(shape) != 3
+            or shape[2] != 4
+            or shape[0] != shape[1]
+        ):
+            problem = (
+                "The picture to invert must be a square RGBA image; read it with studio.io.picture first."
             )
+        if problem is not None:
+            job.future.set_exception(RequestError(problem))
             return job
         running: list = []
 

@@ -274,7 +274,7 @@ class InversionRun:
     def baseline_request(self) -> GenerationRequest:
         """The nearest concept at the mean z: what the picture looks like before any optimisation."""
         bank = self.inverter.bank()
-        index = self.candidates[0] if len(self.candidates) == 1 else self.candidates[self.best_row]
+        index = self.candidates[self.best_row]
         return GenerationRequest(
             prompt=bank.names[index],
             truncation=1.0,
