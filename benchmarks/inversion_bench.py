@@ -394,8 +394,8 @@ def main() -> int:
         ]
 
     curve = []
-    subset = emoji[:: max(1, len(emoji) // args.curve)][: args.curve]
-    for steps in [int(s) for s in args.curve_steps.split(",")]:
+    subset = emoji[:: max(1, len(emoji) // max(1, args.curve))][: args.curve]
+    for steps in [int(s) for s in args.curve_steps.split(",")] if subset else []:
         summary, _ = evaluate_set(engine, judge, subset, steps, f"curve {steps}", log)
         curve.append(
             {

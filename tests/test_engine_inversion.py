@@ -267,6 +267,8 @@ def test_cli_invert_then_generate_from_gives_the_same_bytes(fast_encoder, capsys
     assert code == 0, err
     assert "PSNR" in printed and "sun.jpg" in printed and "30 steps" in printed
     assert read_parameters(out).request.latent.source == "sun.jpg"
+    assert main(["inspect", str(out)]) == 0
+    assert "Latent:       inverted from sun.jpg (float32)" in capsys.readouterr().out
     again = tmp_path / "again"
     assert main(["generate", "--from", str(out), "--out", str(again), "--model", str(tiny_model_dir)]) == 0
     assert next(again.glob("*.png")).read_bytes() == out.read_bytes()
