@@ -307,7 +307,8 @@ def grid(engine, rows, originals, path: Path) -> None:
             rgba = Image.fromarray(tile_image, "RGBA")
             x, y = pad + c * (tile + pad), label_h + pad + r * (tile + pad)
             image.paste(rgba, (x, y), rgba)
-    image.save(path, optimize=True)
+    # 256 colours keep the docs picture small (~180 KB instead of ~630 KB) with no visible change.
+    image.quantize(256, Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
 
 
 def main() -> int:
