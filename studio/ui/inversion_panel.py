@@ -62,7 +62,7 @@ class InversionPanel(QWidget):
         self.inversion.set_message("Not inverted yet.")
         self.title.setText(f"{name} has no GAN Studio parameters. Invert it into the model to edit it here.")
         self._set_running(False)
-        self.invert_button.setEnabled(True)
+        self.invert_button.setText("Invert into the model")
 
     def started(self, name: str, total_steps: int) -> None:
         self.title.setText(f"Inverting {name}… (Esc cancels)")
@@ -81,6 +81,7 @@ class InversionPanel(QWidget):
             self.inversion.set_image(image)
         self.title.setText(text)
         self._set_running(False)
+        self.invert_button.setText("Invert again")
 
     def _set_running(self, running: bool) -> None:
         self.progress.setVisible(running)
