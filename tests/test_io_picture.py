@@ -7,6 +7,8 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from studio.io.picture import MAX_PICTURE_PIXELS, PictureError, picture_from_rgba, read_picture
@@ -139,3 +141,41 @@ def test_pixels_from_memory(tmp_path):
     assert picture_from_rgba(rgb, "clipboard").image.shape == (128, 128, 4)
     with pytest.raises(PictureError):
         picture_from_rgba(np.zeros((0, 4, 4), np.uint8))
+
+
+_HEADERS = [
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff\xe0",
+    b"GIF89a",
+    b"RIFF\x00\x00\x00\x00WEBPVP8 ",
+    b"BM",
+    b"II*\x00",
+]
+
+
+@settings(max_examples=80, deadline=None)
+@given(header=st.sampled_from(_HEADERS), body=st.binary(max_size=300))
+def test_any_bytes_give_a_picture_or_one_sentence(tmp_path_factory, header, body):
+    path = tmp_path_factory.mktemp("fuzz") / "thing.img"
+    path.write_bytes(header + body)
+    try:
+        picture = read_picture(path)
+    except PictureError as exc:
+        assert "\n" not in str(exc) and str(exc).endswith(".")
+    else:
+        assert picture.image.shape == (128, 128, 4)
+
+
+def test_real_pictures_survive_truncation(tmp_path):
+    """Every prefix of a real JPEG and PNG gives a picture or one sentence (a cut-off download)."""
+    for name, options in (("cut.jpg", {"quality": 80}), ("cut.png", {})):
+        full = tmp_path / name
+        Image.effect_noise((64, 48), 40).convert("RGB").save(full, **options)
+        data = full.read_bytes()
+        for cut in range(0, len(data), max(1, len(data) // 40)):
+            part = tmp_path / f"part-{cut}-{name}"
+            part.write_bytes(data[:cut])
+            try:
+                read_picture(part)
+            except PictureError:
+                pass

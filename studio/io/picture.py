@@ -104,7 +104,10 @@ def _too_large(name: str, width: int = 0, height: int = 0) -> str:
 def to_rgba(image: Image.Image) -> Image.Image:
     """The first frame, upright, as straight-alpha 8-bit RGBA, whatever mode the file stores."""
     image.seek(0)
-    image = ImageOps.exif_transpose(image)
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - a malformed EXIF block costs the rotation, not the picture
+        log.warning("ignored an unreadable EXIF orientation", exc_info=True)
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16-bit (and 32-bit integer) grey: scale the file's full range down to 8 bits.

@@ -474,7 +474,10 @@ class GalleryView(QListView):
 
 def _origin(item) -> str:
     """ "seed N", or for an inverted picture the name of the file it came from (its link to the source)."""
-    latent = item.request.latent if '"latent"' in item.request_json else None
+    try:
+        latent = item.request.latent if '"latent"' in item.request_json else None
+    except ValueError:  # a damaged row still gets a tooltip
+        latent = None
     if latent is None:
         return f"seed {item.seed}"
     return f"inverted from {latent.source}" if latent.source else "inverted from a pasted picture"
