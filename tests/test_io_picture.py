@@ -153,6 +153,7 @@ _HEADERS = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")  # Pillow's note on the way to its error
 @settings(max_examples=80, deadline=None)
 @given(header=st.sampled_from(_HEADERS), body=st.binary(max_size=300))
 def test_any_bytes_give_a_picture_or_one_sentence(tmp_path_factory, header, body):
