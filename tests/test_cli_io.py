@@ -13,7 +13,7 @@ from studio.cli import build_parser, main
 from studio.engine.requests import ConceptSlider, GenerationRequest
 from studio.io.animation import mp4_available
 from studio.io.export import ExportOptions, export_result
-from studio.io.metadata import read_parameters
+from studio.io.metadata import SCHEMA, read_parameters
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_inspect_prints_parameters(exported_png, capsys):
 def test_inspect_json(exported_png, capsys):
     assert main(["inspect", str(exported_png), "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert document["schema"] == 1
+    assert document["schema"] == SCHEMA
     assert document["request"]["prompt"] == "a smiling sun"
     assert document["model"]["id"] == "tiny-test"
 

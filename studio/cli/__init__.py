@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "studio.cli.engine_commands",
     "studio.cli.training_commands",
     "studio.cli.io_commands",
+    "studio.cli.invert_command",
 )
 
 

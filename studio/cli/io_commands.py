@@ -91,6 +91,10 @@ def describe(parameters, image: str | Path = "IMAGE") -> str:
         lines.append(f"Slider:       direction {index} {scale:+g}")
     for concept in request.concepts:
         lines.append(f"Concept:      {concept.negative} -> {concept.positive} x{concept.scale:g}")
+    if request.latent is not None:
+        lines.append(
+            f"Latent:       inverted from {request.latent.source or 'a picture'} ({request.latent.dtype})"
+        )
     if request.interpolate_to is not None:
         end = request.interpolate_to
         lines.append(f"Towards:      {end.prompt} (seed {end.seed}) at t = {request.t:g}")

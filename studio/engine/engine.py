@@ -17,6 +17,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from studio.engine.devices import choose_device
 from studio.engine.info import EngineInfo
@@ -24,6 +25,11 @@ from studio.engine.renderer import CPU_FIXED_ROWS, Renderer
 from studio.engine.requests import MAX_COUNT, GenerationRequest, GenerationResult, RequestError
 from studio.errors import EngineClosedError
 from studio.logs import log_caught
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from studio.engine.inversion import InversionProgress
 from studio.models.format import DEFAULT_MODEL, LoadedModel, ModelError, load_model
 from studio.models.vocabulary import Vocabulary, load_vocabulary
 from studio.untrusted import shown
@@ -47,7 +53,25 @@ class _Stream:
     deliver: Callable[[object], None]
     cursor: int = 0
     cancelled: threading.Event = field(default_factory=threading.Event)
-    job: Callable[[], None] | None = None  # set for one-off worker calls (embeddings, nearest concepts)
+    # Set for worker calls (embeddings, nearest concepts); a job that returns True is sliced work (an
+    # inversion) and goes back in the queue, behind any newer preview, like a batch after a micro-batch.
+    job: Callable[[], bool | None] | None = None
+
+
+@dataclass
+class InversionJob:
+    """A running :meth:`Engine.invert`: ``future`` gets the InversionOutcome; ``cancel()`` stops it."""
+
+    future: concurrent.futures.Future
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def cancel(self) -> None:
+        """Stop at the next step; the future is cancelled (nothing is half-delivered)."""
+        self.cancelled.set()
+        self.future.cancel()
+
+    def result(self, timeout: float | None = None):
+        return self.future.result(timeout)
 
 
 class Engine:
@@ -84,6 +108,7 @@ class Engine:
         self._last_preview: GenerationResult | None = None
         self._closing = False
         self._vocabulary: Vocabulary | None = None
+        self._inversion = None  # the Inverter, made at the first invert()
         self._thread = threading.Thread(target=self._run, name="gan-studio-engine", daemon=True)
         self._thread.start()
 
@@ -222,6 +247,87 @@ class Engine:
             self._cond.notify()
         return future
 
+    # ----------------------------------------------------------------------------------------- inversion
+    def invert(
+        self,
+        picture: np.ndarray,
+        steps: int | None = None,
+        name: str = "",
+        on_progress: Callable[[InversionProgress], None] | None = None,
+    ) -> InversionJob:
+        """Find the explicit latent that redraws ``picture`` (letterboxed straight-alpha RGBA uint8).
+
+        Runs in the worker a slice at a time (previews interleave); ``on_progress`` gets the current best
+        image after each slice, in the worker thread. ``name`` is the source file name the result links to.
+        """
+        from studio.engine import inversion
+
+        steps = inversion.DEFAULT_STEPS if steps is None else steps
+        job = InversionJob(concurrent.futures.Future())
+        problem = None
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= inversion.MAX_STEPS:
+            problem = f"The number of inversion steps must be between 1 and {inversion.MAX_STEPS}."
+        shape = getattr(picture, "shape", ())
+        if (
+            getattr(picture, "dtype", None) != "uint8"
+            or len(shape) != 3
+            or shape[2] != 4
+            or shape[0] != shape[1]
+        ):
+            problem = (
+                "The picture to invert must be a square RGBA image; read it with studio.io.picture first."
+            )
+        if problem is not None:
+            job.future.set_exception(RequestError(problem))
+            return job
+        running: list = []
+
+        def work() -> bool:
+            if job.cancelled.is_set() or job.future.done():
+                return False
+            try:
+                failure = self._load_failure()
+                if failure is not None:
+                    raise ModelError(failure)
+                if not running:
+                    running.append(self._inverter().start(picture, steps, name))
+                run = running[0]
+                run.advance(inversion.SLICE_STEPS, job.cancelled)
+                if job.cancelled.is_set():
+                    return False
+                if on_progress is not None:
+                    try:
+                        on_progress(run.preview())
+                    except Exception:  # noqa: BLE001 - a broken listener must not stop the inversion
+                        log.exception("an inversion progress listener failed")
+                if not run.done:
+                    return True
+                outcome = run.finish()
+                if not outcome.result.ok:
+                    raise RequestError(outcome.result.error or "The inverted picture could not be rendered.")
+                job.future.set_result(outcome)
+            except Exception as exc:  # noqa: BLE001 - reported to the caller, the worker keeps going
+                log.warning("inversion failed", exc_info=True)
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return False
+
+        stream = _Stream([], lambda item: job.future.cancel(), job=work)
+        with self._cond:
+            if self._closing:
+                job.future.cancel()
+                return job
+            self._streams.append(stream)
+            self._cond.notify()
+        return job
+
+    def _inverter(self):
+        if self._inversion is None:
+            from studio.engine.inversion import Inverter
+
+            self._inversion = Inverter(self._renderer, self._vocabulary)
+        return self._inversion
+
     # ----------------------------------------------------------------------------------------- lifecycle
     def close(self, timeout: float = 5.0) -> None:
         """Stop the worker; pending previews resolve to None and open streams end."""
@@ -300,7 +406,12 @@ class Engine:
 
     def _serve_stream(self, stream: _Stream) -> None:
         if stream.job is not None:
-            stream.job()
+            if stream.job():
+                with self._cond:
+                    if self._closing:
+                        stream.deliver(_DONE)
+                    else:
+                        self._streams.appendleft(stream)
             return
         if stream.cancelled.is_set() or stream.cursor >= len(stream.requests):
             stream.deliver(_DONE)

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from studio.engine.devices import DeviceChoice
-from studio.engine.latents import closed_form_directions, seeded_z, slerp
+from studio.engine.explicit_latent import endpoint_condition, request_z, start_conditions
+from studio.engine.latents import closed_form_directions
 from studio.engine.requests import MAX_DIRECTIONS, GenerationRequest, GenerationResult, RequestError
 from studio.models.cgan import premultiplied_to_rgba_uint8
 from studio.models.format import LoadedModel, ModelError
@@ -148,14 +149,15 @@ class Renderer:
                     [generator.condition(vectors[i : i + 1]).float() for i in range(len(prompts))]
                 )
 
-        cond = embed([r.prompt for r in requests])
+        # --- issue 14: explicit latents (studio/engine/explicit_latent.py) replace the embedded prompt ---
+        cond = start_conditions(requests, embed, generator.config.cond_dim, device)
         for row, request in enumerate(requests):
             for concept in request.concepts:
                 if concept.scale:
                     pair = embed([concept.positive, concept.negative])
                     cond[row] += concept.scale * (pair[0] - pair[1])
             if request.interpolate_to is not None and request.t:
-                other = embed([request.interpolate_to.prompt])[0]
+                other = endpoint_condition(request.interpolate_to, embed, generator.config.cond_dim, device)
                 cond[row] = torch.lerp(cond[row], other, float(request.t))
         return cond
 
@@ -163,10 +165,7 @@ class Renderer:
         z_dim = self.loaded.info.z_dim
         rows = []
         for request in requests:
-            z = seeded_z(request.seed, z_dim)
-            if request.interpolate_to is not None and request.t:
-                z = slerp(z, seeded_z(request.interpolate_to.seed, z_dim), float(request.t))
-            z = z * float(request.truncation)
+            z = request_z(request, z_dim)  # issue 14: seeded or explicit z, slerped to B, truncated
             for index, scale in request.directions:
                 if index >= self.num_directions:
                     raise RequestError(

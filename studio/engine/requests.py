@@ -7,6 +7,7 @@ restores.
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 from dataclasses import dataclass, replace
@@ -30,7 +31,10 @@ MAX_CONCEPTS = 16  # concept sliders (each costs two prompt encodings per image)
 MAX_MODEL_NAME_CHARS = 64
 MAX_FRAMES = 1000  # frames of one animation
 MAX_FPS = 60.0  # frames per second an animation plays at
-REQUEST_SCHEMA = 1
+REQUEST_SCHEMA = 2  # 2: an optional explicit latent (``latent``); schema-1 requests read unchanged
+MAX_LATENT_VALUES = 4096  # z and condition are a few hundred numbers each; anything larger is not ours
+MAX_SOURCE_NAME_CHARS = 255
+LATENT_DTYPES = {"float32": "<f4", "float16": "<f2"}
 
 
 class RequestError(ValueError):
@@ -47,11 +51,106 @@ class ConceptSlider:
 
 
 @dataclass(frozen=True)
+class ExplicitLatent:
+    """A z and a projected condition given as numbers (an inverted picture) instead of a seed and a prompt.
+
+    ``z`` and ``condition`` are the little-endian bytes of ``dtype`` (float32 or float16) values, so the value
+    is hashable and round-trips through JSON bit for bit. ``source`` is the file name (never a path) of the
+    picture it was inverted from, shown as the gallery's link back to it.
+    """
+
+    z: bytes
+    condition: bytes
+    dtype: str = "float32"
+    source: str = ""
+
+    @classmethod
+    def from_arrays(cls, z, condition, dtype: str = "float32", source: str = "") -> ExplicitLatent:
+        if dtype not in LATENT_DTYPES:
+            raise RequestError(f"An explicit latent must be float32 or float16, not {dtype}.")
+        code = LATENT_DTYPES[dtype]
+        return cls(
+            z=np.ascontiguousarray(np.asarray(z, np.float32).reshape(-1), dtype=code).tobytes(),
+            condition=np.ascontiguousarray(
+                np.asarray(condition, np.float32).reshape(-1), dtype=code
+            ).tobytes(),
+            dtype=dtype,
+            source=source_name(source),
+        )
+
+    def z_array(self) -> np.ndarray:
+        """z as float32 (exactly the stored values)."""
+        return self._array(self.z)
+
+    def condition_array(self) -> np.ndarray:
+        return self._array(self.condition)
+
+    def _array(self, data: bytes) -> np.ndarray:
+        return np.frombuffer(data, LATENT_DTYPES[self.dtype]).astype(np.float32)
+
+    def validated(self) -> ExplicitLatent:
+        if self.dtype not in LATENT_DTYPES:
+            raise RequestError("An explicit latent must be stored as float32 or float16.")
+        size = np.dtype(LATENT_DTYPES[self.dtype]).itemsize
+        for name, data in (("z", self.z), ("condition", self.condition)):
+            if not isinstance(data, bytes) or not data or len(data) % size:
+                raise RequestError(f"The explicit latent's {name} is empty or cut off.")
+            if len(data) // size > MAX_LATENT_VALUES:
+                raise RequestError(
+                    f"The explicit latent's {name} has more than {MAX_LATENT_VALUES:,} numbers; it is not GAN Studio's."
+                )
+            if not np.isfinite(self._array(data)).all():
+                raise RequestError(f"The explicit latent's {name} holds a number that is not finite.")
+        if source_name(self.source) != self.source:
+            raise RequestError("An explicit latent's source must be a short file name, not a path.")
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dtype": self.dtype,
+            "z": base64.b64encode(self.z).decode("ascii"),
+            "condition": base64.b64encode(self.condition).decode("ascii"),
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> ExplicitLatent:
+        """Rebuild from :meth:`to_json`; sizes are checked before anything is decoded."""
+        if not isinstance(data, dict):
+            raise RequestError("The explicit latent is not an object.")
+        dtype = data.get("dtype", "float32")
+        if dtype not in LATENT_DTYPES:
+            raise RequestError("An explicit latent must be stored as float32 or float16.")
+        most = 4 * -(-MAX_LATENT_VALUES * np.dtype(LATENT_DTYPES[dtype]).itemsize // 3)
+        fields = {}
+        for name in ("z", "condition"):
+            text = data.get(name)
+            if not isinstance(text, str) or len(text) > most:
+                raise RequestError(f"The explicit latent's {name} is missing or too long.")
+            try:
+                fields[name] = base64.b64decode(text.encode("ascii"), validate=True)
+            except (ValueError, UnicodeEncodeError) as exc:
+                raise RequestError(f"The explicit latent's {name} is not valid base64.") from exc
+        source = data.get("source", "")
+        if not isinstance(source, str):
+            raise RequestError("An explicit latent's source must be a file name.")
+        return cls(z=fields["z"], condition=fields["condition"], dtype=dtype, source=source).validated()
+
+
+def source_name(name: object) -> str:
+    """A file name fit to store as a latent's source: the last path part, at most 255 characters."""
+    text = str(name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    text = "".join(ch for ch in text if ch.isprintable())
+    return text[:MAX_SOURCE_NAME_CHARS]
+
+
+@dataclass(frozen=True)
 class Endpoint:
-    """The B end of an interpolation (A is the request itself): a prompt and a seed."""
+    """The B end of an interpolation (A is the request itself): a prompt and a seed, or an explicit latent."""
 
     prompt: str
     seed: int
+    latent: ExplicitLatent | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +159,9 @@ class GenerationRequest:
 
     Image ``i`` of a batch uses seed ``seed + i``. ``directions`` are (closed-form direction index, scale)
     pairs applied to z; ``concepts`` move the prompt embedding; ``interpolate_to`` with ``t`` in [0, 1]
-    slerps z and lerps the embedding towards the B endpoint.
+    slerps z and lerps the embedding towards the B endpoint. ``latent`` (an inverted picture) replaces the
+    seeded z and the prompt's projected condition; truncation, directions, concepts and interpolation act on
+    it as on any other z and condition, and ``prompt`` is then only its name.
     """
 
     prompt: str
@@ -72,6 +173,7 @@ class GenerationRequest:
     interpolate_to: Endpoint | None = None
     t: float = 0.0
     model: str = "emoji"
+    latent: ExplicitLatent | None = None
 
     def validated(self) -> GenerationRequest:
         """Return self if valid, else raise RequestError with one clear sentence."""
@@ -110,6 +212,10 @@ class GenerationRequest:
         if self.interpolate_to is not None:
             check_prompt(self.interpolate_to.prompt, what="The interpolation's B prompt")
             check_seed(self.interpolate_to.seed)
+            if self.interpolate_to.latent is not None:
+                self.interpolate_to.latent.validated()
+        if self.latent is not None:
+            self.latent.validated()
         if not _finite(self.t) or not 0.0 <= self.t <= 1.0:
             raise RequestError("The interpolation position t must be between 0 and 1.")
         check_model_name(self.model)
@@ -130,14 +236,12 @@ class GenerationRequest:
             "concepts": [
                 {"negative": c.negative, "positive": c.positive, "scale": c.scale} for c in self.concepts
             ],
-            "interpolate_to": (
-                {"prompt": self.interpolate_to.prompt, "seed": self.interpolate_to.seed}
-                if self.interpolate_to
-                else None
-            ),
+            "interpolate_to": _endpoint_json(self.interpolate_to),
             "t": self.t,
             "model": self.model,
         }
+        if self.latent is not None:  # absent otherwise, so schema-1 readers still read plain requests
+            data["latent"] = self.latent.to_json()
         return data
 
     @classmethod
@@ -163,12 +267,14 @@ class GenerationRequest:
                 Endpoint(
                     _field(end, "prompt", str, where="interpolate_to"),
                     _integer(end, "seed", 0, "interpolate_to"),
+                    _latent_from(end.get("latent")),
                 )
                 if end is not None
                 else None
             ),
             t=_number(data, "t", 0.0),
             model=_field(data, "model", str, "emoji"),
+            latent=_latent_from(data.get("latent")),
         )
 
 
@@ -215,6 +321,19 @@ def _concept(data: object) -> ConceptSlider:
         _field(data, "positive", str, where="concepts"),
         _number(data, "scale", 0.0, "concepts"),
     )
+
+
+def _endpoint_json(end: Endpoint | None) -> dict[str, Any] | None:
+    if end is None:
+        return None
+    data: dict[str, Any] = {"prompt": end.prompt, "seed": end.seed}
+    if end.latent is not None:
+        data["latent"] = end.latent.to_json()
+    return data
+
+
+def _latent_from(data: object) -> ExplicitLatent | None:
+    return None if data is None else ExplicitLatent.from_json(data)
 
 
 @dataclass

@@ -18,8 +18,11 @@ Schema history (``schema`` in the document):
 - 0 (before 0.1.0): one flat JSON object in the same places, no ``schema`` key:
   ``{"prompt", "seed", "truncation", "model", "model_hash", "device", "version", "width", "height"}`` and an
   optional ``directions`` list of ``[index, scale]`` pairs.
-- 1 (current): ``{"schema": 1, "app": "gan-studio", "app_version", "model": {"id", "hash"}, "request":
+- 1: ``{"schema": 1, "app": "gan-studio", "app_version", "model": {"id", "hash"}, "request":
   GenerationRequest.to_json(), "device", "size": [w, h], "animation": recipe or null}``.
+- 2 (current): as 1; the request (and its interpolation end) may carry an explicit ``latent`` (an inverted
+  picture): ``{"dtype": "float32" | "float16", "z": base64, "condition": base64, "source": file name}``,
+  little-endian values whose count is checked before decoding (see ``ExplicitLatent.from_json``).
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from studio.io.document_fields import (
 from studio.logs import log_caught
 from studio.untrusted import UntrustedInputError, parse_json, read_regular_file, shown, xml_text
 
-SCHEMA = 1
+SCHEMA = 2
 APP_ID = "gan-studio"
 PNG_JSON_KEY = "gan-studio"  # iTXt chunk with the full document
 PNG_TEXT_KEY = "parameters"  # one-line text other tools show
@@ -154,6 +157,8 @@ def parameters_text(parameters: ImageParameters) -> str:
         fields.append(f"Interpolate to: {_quoted(end.prompt)}")
         fields.append(f"Seed B: {end.seed}")
         fields.append(f"t: {request.t:g}")
+    if request.latent is not None:
+        fields.append(f"Latent: {_quoted('inverted from ' + (request.latent.source or 'a picture'))}")
     if parameters.animation:
         fields.append(f"Animation: {parameters.animation.get('frames', '?')} frames")
     fields.append(f"Device: {parameters.device}")
@@ -458,14 +463,15 @@ def _from_document(document: Any, name: str) -> ImageParameters:
             f"{where} were made by a newer GAN Studio (parameters schema {shown(schema, 24)}); update GAN Studio to restore them."
         )
     try:
-        parameters = _from_schema0(document) if schema == 0 else _from_schema1(document)
+        parameters = _from_schema0(document) if schema == 0 else _from_schema1(document, schema)
         parameters.request.validated()
     except RequestError as exc:
         raise MetadataError(f"{where} cannot be used: {_sentence_body(exc)}") from exc
     return parameters
 
 
-def _from_schema1(document: dict[str, Any]) -> ImageParameters:
+def _from_schema1(document: dict[str, Any], schema: int = 1) -> ImageParameters:
+    """Schemas 1 and 2 share a layout (2 adds the request's optional explicit latent)."""
     request_data = document.get("request")
     if not isinstance(request_data, dict):
         raise RequestError("The stored parameters hold no request object.")
@@ -478,7 +484,7 @@ def _from_schema1(document: dict[str, Any]) -> ImageParameters:
         device=checked_device(document.get("device", "cpu")),
         app_version=checked_app_version(document.get("app_version", "")),
         size=checked_size(document.get("size", [0, 0])),
-        schema=1,
+        schema=schema,
         animation=checked_animation(document.get("animation")),
     )
 

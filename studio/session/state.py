@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from studio.engine.requests import MAX_SEED, ConceptSlider, Endpoint, GenerationRequest
+from studio.engine.requests import MAX_SEED, ConceptSlider, Endpoint, ExplicitLatent, GenerationRequest
 
 SEED_FIXED = "fixed"
 SEED_RANDOM = "random"
@@ -45,6 +45,7 @@ class _Fields:
     slot_b: InterpolationSlot | None = None
     t: float = 0.0
     preview_mode: str = "single"  # "single" (prompt + sliders) or "interpolation" (A -> B at t)
+    latent: ExplicitLatent | None = None  # an inverted picture's z and condition, instead of seed and prompt
 
 
 FIELD_NAMES = tuple(f.name for f in fields(_Fields))
@@ -79,6 +80,10 @@ class SessionState:
             if getattr(self._values, name) != value:
                 setattr(self._values, name, value)
                 changed.append(name)
+        if self.latent is not None and "latent" not in changes and {"prompt", "seed"} & set(changed):
+            # A new prompt or seed means a new picture: the inverted one it replaces no longer applies.
+            self._values.latent = None
+            changed.append("latent")
         for name in changed:
             for listener in list(self._listeners):
                 listener(name, getattr(self._values, name))
@@ -165,7 +170,7 @@ class SessionState:
         return replace(
             a,
             count=1,
-            interpolate_to=Endpoint(b.prompt, b.seed),
+            interpolate_to=Endpoint(b.prompt, b.seed, b.latent),
             t=min(1.0, max(0.0, float(t))),
             model=self.model,
         )
@@ -180,6 +185,7 @@ class SessionState:
             directions=self._direction_pairs(),
             concepts=self._active_concepts(),
             model=self.model,
+            latent=self.latent,
         )
 
     def _direction_pairs(self) -> tuple[tuple[int, float], ...]:
@@ -197,10 +203,12 @@ class SessionState:
             "truncation": request.truncation,
             "directions": dict(request.directions),
             "concepts": request.concepts,
+            "latent": request.latent,
         }
         if request.interpolate_to is not None:
             a = replace(request, count=1, interpolate_to=None, t=0.0)
-            b = replace(a, prompt=request.interpolate_to.prompt, seed=request.interpolate_to.seed)
+            end = request.interpolate_to
+            b = replace(a, prompt=end.prompt, seed=end.seed, latent=end.latent)
             changes.update(
                 slot_a=InterpolationSlot(a),
                 slot_b=InterpolationSlot(b),

@@ -44,6 +44,7 @@ PREVIEW_FIELDS = (
     "t",
     "preview_mode",
     "seed",
+    "latent",
 )
 
 

@@ -3,6 +3,7 @@ that shows a person where a drop goes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,27 +11,34 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QWidget
 
+from studio.io.picture import PICTURE_SUFFIXES
 from studio.ui import theme
 from studio.ui.exporting import PARAMETERS_MIME, request_from_json_text
 
 if TYPE_CHECKING:
     from studio.ui.controller import StudioController
 
-IMAGE_SUFFIXES = (".png", ".webp", ".jpg", ".jpeg", ".gif")
+IMAGE_SUFFIXES = PICTURE_SUFFIXES  # exported images restore; any other picture is offered for inversion
 
 
-def restore_from_mime(controller: StudioController, mime) -> bool | None:
+def restore_from_mime(
+    controller: StudioController,
+    mime,
+    open_file: Callable[[str], bool] | None = None,
+    offer_image: Callable[[object], bool] | None = None,
+) -> bool | None:
     """Restore from dropped/pasted files, parameters JSON or parameters text (this studio's or A1111's).
 
     True: restored. False: it was an image or parameters, but could not be restored (the status bar says
-    why). None: nothing in it is an image or parameters (plain text, say).
+    why). None: nothing in it is an image or parameters (plain text, say). ``open_file`` opens an image file
+    (default: restore its parameters); ``offer_image`` takes pasted pixels without parameters (inversion).
     """
     if mime is None:
         return None
     for url in mime.urls():
         path = url.toLocalFile()
         if path and Path(path).suffix.lower() in IMAGE_SUFFIXES:
-            return controller.restore_file(path)
+            return (open_file or controller.restore_file)(path)
     texts = []
     if mime.hasFormat(PARAMETERS_MIME):
         texts.append(bytes(mime.data(PARAMETERS_MIME).data()).decode("utf-8", "replace"))
@@ -48,6 +56,10 @@ def restore_from_mime(controller: StudioController, mime) -> bool | None:
         restored = controller.restore_text(text)
         if restored is not None:
             return restored
+    if (
+        offer_image is not None and mime.hasImage()
+    ):  # pixels without parameters (a screenshot, a copied picture)
+        return offer_image(mime.imageData())
     return None
 
 

@@ -32,6 +32,9 @@ class EngineLink(QObject):
     nearest_ready = Signal(str, list)  # prompt, [(name, score)]
     batch_result = Signal(object)  # GenerationResult, in order
     batch_finished = Signal(bool)  # True if it ran to the end, False if cancelled
+    inversion_progress = Signal(object)  # InversionProgress of the running inversion
+    inversion_finished = Signal(object)  # InversionOutcome (a cancelled inversion emits nothing)
+    inversion_failed = Signal(str)  # one sentence
 
     def __init__(self, engine_source: Any, parent: QObject | None = None):
         """``engine_source``: an Engine, or a callable returning one (or an awaitable of one)."""
@@ -43,6 +46,7 @@ class EngineLink(QObject):
         self._tasks: set[asyncio.Task] = set()
         self._closed = False
         self._batch: asyncio.Task | None = None
+        self._inversion: Any = None  # the engine's InversionJob while one runs
         self._preview_sequence = 0
         self._shown_sequence = 0
         self._pending_preview: GenerationRequest | None = None
@@ -158,6 +162,49 @@ class EngineLink(QObject):
         """Every result of a list of one-image requests (for animations), in order."""
         async with contextlib.aclosing(self.engine.generate(list(requests))) as stream:
             return [result async for result in stream]
+
+    # --- inversion -------------------------------------------------------------------------------------------
+    def invert(self, picture, name: str = "", steps: int | None = None) -> None:
+        """Invert a letterboxed RGBA picture; progress, the outcome or one sentence arrive as signals."""
+        self.cancel_inversion()
+        loop = asyncio.get_event_loop()
+        job = None
+
+        def progress(step) -> None:  # the engine's worker thread: hop to the loop, drop a replaced job's
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(
+                    lambda: self._inversion is job and self.inversion_progress.emit(step)
+                )
+
+        job = self.engine.invert(picture, steps, name, on_progress=progress)
+        self._inversion = job
+        self._spawn(self._await_inversion(job))
+
+    async def _await_inversion(self, job) -> None:
+        try:
+            outcome = await asyncio.wrap_future(job.future)
+        except asyncio.CancelledError:
+            return  # cancel_inversion() did it, and whoever called it knows
+        except Exception as exc:  # noqa: BLE001 - RequestError, ModelError: shown as their sentence
+            if not self._closed and self._inversion is job:
+                self._inversion = None
+                self.inversion_failed.emit(str(exc) or type(exc).__name__)
+            return
+        if not self._closed and self._inversion is job:
+            self._inversion = None
+            self.inversion_finished.emit(outcome)
+
+    def cancel_inversion(self) -> bool:
+        """Stop the running inversion (its result is dropped); True if one was running."""
+        job, self._inversion = self._inversion, None
+        if job is None or job.future.done():
+            return False
+        job.cancel()
+        return True
+
+    @property
+    def inverting(self) -> bool:
+        return self._inversion is not None
 
     # --- concepts --------------------------------------------------------------------------------------------
     def nearest(self, prompt: str, k: int = 3) -> None:

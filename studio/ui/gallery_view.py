@@ -72,7 +72,7 @@ class GalleryModel(QAbstractListModel):
             return item_id in self._starred
         if role == Qt.ItemDataRole.ToolTipRole:
             item = self.item_at(index.row())
-            return f"{item.prompt}\nseed {item.seed}" + (" · ★" if item.starred else "") if item else None
+            return f"{item.prompt}\n{_origin(item)}" + (" · ★" if item.starred else "") if item else None
         if role == Qt.ItemDataRole.AccessibleTextRole:
             item = self.item_at(index.row())
             return f"{item.prompt}, seed {item.seed}" if item else None
@@ -473,3 +473,14 @@ class GalleryView(QListView):
             if keys:
                 action.setShortcut(QKeySequence(keys))
         menu.exec(self.viewport().mapToGlobal(position))
+
+
+def _origin(item) -> str:
+    """ "seed N", or for an inverted picture the name of the file it came from (its link to the source)."""
+    try:
+        latent = item.request.latent if '"latent"' in item.request_json else None
+    except ValueError:  # a damaged row still gets a tooltip
+        latent = None
+    if latent is None:
+        return f"seed {item.seed}"
+    return f"inverted from {latent.source}" if latent.source else "inverted from a pasted picture"

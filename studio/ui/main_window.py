@@ -42,6 +42,7 @@ from studio.ui.exporting import PARAMETERS_MIME
 from studio.ui.gallery_view import GalleryView
 from studio.ui.help import ShortcutSheet, shortcut_rows, show_about
 from studio.ui.interpolation_panel import InterpolationPanel
+from studio.ui.inversion_flow import InversionFlow
 from studio.ui.keys import WindowKeys
 from studio.ui.preview_view import PreviewView
 from studio.ui.prompt_panel import PromptPanel
@@ -84,11 +85,13 @@ class MainWindow(QMainWindow):
         self.jobs = WindowJobs(self)
         self.drop_highlight = DropHighlight(self)
         self.keys = WindowKeys(self)
+        self.inversion = InversionFlow(self)
         self._build_actions()
         self._build_status_bar()
         self._connect()
         self.resize(1400, 900)
         self._restore_layout()
+        self.inversion.dock.hide()  # a saved layout may show it; it belongs to a picture being inverted
         self.preview.set_message(f"Loading the model “{model_name}”…", busy=True)
 
     # --- building ------------------------------------------------------------------------------------------------
@@ -156,7 +159,7 @@ class MainWindow(QMainWindow):
         self.generate_action = self._action("Generate", c.generate, "Ctrl+Return", "generate")
         self.generate_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])  # keypad
         self.cancel_action = self._action(
-            "Cancel", c.cancel, "Esc", "stop", "Stop the batch; images made stay"
+            "Cancel", self.cancel, "Esc", "stop", "Stop the inversion or the batch; images made stay"
         )
         self.seed_action = self._action("New seed", self.prompt_panel.roll_seed, "Ctrl+R", "dice")
         self.play_action = self._action(
@@ -257,6 +260,7 @@ class MainWindow(QMainWindow):
         p.cancel_requested.connect(c.cancel)
         p.set_ready(False)
         c.message.connect(self.show_message)
+        self.inversion.message.connect(self.show_message)
         c.batch_progress.connect(p.set_progress)
         self.undo_stack.changed.connect(self._undo_changed)
         self.sliders_panel.reset_requested.connect(c.reset_sliders)
@@ -367,6 +371,17 @@ class MainWindow(QMainWindow):
     def dragLeaveEvent(self, event) -> None:  # noqa: N802
         self.drop_highlight.hide()
 
+    def cancel(self) -> None:
+        """Esc: stop a running inversion, else the running batch."""
+        if not self.inversion.cancel():
+            self.controller.cancel()
+
+    def open_file(self, path: str) -> bool:
+        """Restore an exported image; a picture without parameters is offered for inversion instead."""
+        if self.inversion.has_no_parameters(path):
+            return self.inversion.offer_file(path)
+        return self.controller.restore_file(path)
+
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
         self.drop_highlight.hide()
         if self.restore_from_mime(event.mimeData()):
@@ -376,12 +391,15 @@ class MainWindow(QMainWindow):
         """Restore from the clipboard; False (and, unless ``quiet``, a sentence) when it holds nothing to restore."""
         handled = self.restore_from_mime(QGuiApplication.clipboard().mimeData())
         if handled is None and not quiet:
-            self.show_message("The clipboard holds no GAN Studio image, file or parameters.")
+            self.show_message("The clipboard holds no picture, GAN Studio image, file or parameters.")
         return handled is not None
 
     def restore_from_mime(self, mime) -> bool | None:
-        """Restore from dropped/pasted files or parameters (see :func:`restore_from_mime`)."""
-        return restore_from_mime(self.controller, mime)
+        """Restore from dropped/pasted files or parameters (see :func:`restore_from_mime`); a picture without
+        parameters (a file or pasted pixels) is offered for inversion instead."""
+        return restore_from_mime(
+            self.controller, mime, open_file=self.open_file, offer_image=self.inversion.offer_image
+        )
 
     # --- persistence ---------------------------------------------------------------------------------------------
     def _restore_layout(self) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QDialog, QFileDialog, QProgressBar, QToolButton
 
+from studio.io.picture import PICTURE_SUFFIXES
 from studio.session.gallery_store import GalleryError
 from studio.ui.export_dialog import ExportDialog
 from studio.ui.exporting import (
@@ -70,12 +71,12 @@ class WindowJobs:
     def open_image(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
             self.window,
-            "Open an exported image",
+            "Open an exported image or any picture",
             self.window.settings["export_folder"],
-            "Images (*.png *.webp *.jpg *.jpeg *.gif)",
+            "Images (" + " ".join("*" + suffix for suffix in PICTURE_SUFFIXES) + ")",
         )
         if path:
-            self.window.controller.restore_file(path)
+            self.window.open_file(path)
 
     # --- export ----------------------------------------------------------------------------------------------
     def export_items(self, item_ids: list[int]) -> None:
