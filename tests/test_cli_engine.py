@@ -172,6 +172,7 @@ def test_generate_removes_what_a_killed_run_left_in_the_output_folder(capsys, ti
         ["evaluate"],
         ["models"],
         ["inspect", "x.png"],
+        ["invert", "x.png"],
     ],
 )
 def test_global_options_before_the_command_are_kept_by_every_command(command):

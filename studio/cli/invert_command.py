@@ -25,8 +25,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     invert.add_argument(
         "--out", default=None, help="output file, .png/.webp/.jpg (default: IMAGE-inverted.png here)"
     )
-    invert.add_argument("--model", default=None, help="model name or folder (default: emoji)")
-    invert.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
     invert.set_defaults(func=cmd_invert)
 
 
@@ -47,7 +45,7 @@ def cmd_invert(args: argparse.Namespace) -> int:
     from studio.engine.engine import Engine
     from studio.io.export import ExportOptions, export_result
 
-    engine = Engine(model=args.model or "emoji", device=args.device)
+    engine = Engine(model=args.model or "emoji", device=args.device, warm_up=False)
     try:
         engine.wait_ready()
         tty = sys.stderr.isatty()
