@@ -108,3 +108,27 @@ def test_cancel_while_frames_render_writes_no_animation(qtbot, make_window, tmp_
     qtbot.waitUntil(task.done, timeout=WAIT_MS)
     assert bar.currentMessage() == "Animation export cancelled; nothing was written."
     assert not (tmp_path / "clip.gif").exists() and not window.jobs.job_progress.isVisible()
+
+
+def test_an_exported_preview_holds_the_stored_pixels_not_the_one_row_preview(qtbot, make_window, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from studio.io.metadata import read_parameters
+
+    window = make_window()
+    window.prompt_panel.prompt_edit.setPlainText("green kite")
+    qtbot.waitUntil(
+        lambda: (
+            window.controller.last_preview is not None
+            and window.controller.last_preview.request.prompt == "green kite"
+        ),
+        timeout=WAIT_MS,
+    )
+    picture = window.controller.picture_of_preview()
+    assert not picture.exact  # a CPU live preview renders one row alone
+    task = window.jobs.start_file_job(window.jobs._export_preview(picture, tmp_path, ExportOptions(scale=1)))
+    qtbot.waitUntil(task.done, timeout=WAIT_MS)
+    (path,) = tmp_path.glob("*.png")
+    stored = next(iter(window.link.engine.generate_sync(read_parameters(path).request)))
+    assert stored.exact and np.array_equal(np.asarray(Image.open(path).convert("RGBA")), stored.image)

@@ -485,19 +485,22 @@ class Engine:
             micro_batch=micro_batch,
             poor_match_similarity=float(getattr(encoder, "poor_match_similarity", 0.0) or 0.0),
         )
-        warm_prompt = info.conditioning.classes[0] if info.conditioning.classes else "warm-up"
-        warm = GenerationRequest(prompt=warm_prompt, model=info.name)
-        if self._warm_up:
+        if self._warm_up:  # load_model already drew a CPU probe; one-shot commands need nothing more
             if info.conditioning.kind == "text":
                 self._set_progress("Loading the prompt encoder…")
                 self._renderer.encode(["warm-up"])
             self._set_progress("Warming up…")
-        probes = [self._renderer.render([warm], exact=False)]
-        if self._warm_up:  # also the exact shape, so the first Generate is as fast as the rest
-            probes.append(self._renderer.render([warm.single(i) for i in range(micro_batch)]))
-        for probe in probes:
-            if not probe[0].ok:  # a model that cannot draw its probe image is not "Ready"
-                raise ModelError(f"'{info.name}' loaded but could not draw a test image: {probe[0].error}")
+            warm_prompt = info.conditioning.classes[0] if info.conditioning.classes else "warm-up"
+            warm = GenerationRequest(prompt=warm_prompt, model=info.name)
+            probes = (
+                self._renderer.render([warm], exact=False),
+                self._renderer.render([warm.single(i) for i in range(micro_batch)]),  # the exact shape
+            )
+            for probe in probes:
+                if not probe[0].ok:  # a model that cannot draw its probe image is not "Ready"
+                    raise ModelError(
+                        f"'{info.name}' loaded but could not draw a test image: {probe[0].error}"
+                    )
         self._set_progress("Ready")
         self._ready.set_result(self.info)
 

@@ -351,7 +351,7 @@ class StudioController(QObject):
         result = self.last_preview
         if result is None or result.image is None:
             return None
-        return Picture(result.image, result.request, result.model_hash, result.device)
+        return Picture(result.image, result.request, result.model_hash, result.device, result.exact)
 
     # --- restore ---------------------------------------------------------------------------------------------
     def restore_file(self, path: str | Path) -> bool:

@@ -51,6 +51,7 @@ class Picture:
     request: GenerationRequest
     model_hash: str = ""
     device: str = "cpu"
+    exact: bool = True  # False: a CPU live preview, re-rendered exactly before it is written (see renderer)
 
 
 def _parameters(picture: Picture):

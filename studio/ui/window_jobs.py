@@ -95,9 +95,21 @@ class WindowJobs:
             return
         dialog = ExportDialog(self.window.settings, 1, self.window)
         if dialog.exec() == QDialog.DialogCode.Accepted:
-            self.start_file_job(
-                self._export_files([self._picture_step(picture, dialog.folder(), dialog.options())], 1)
-            )
+            self.start_file_job(self._export_preview(picture, dialog.folder(), dialog.options()))
+
+    async def _export_preview(self, picture: Picture, folder: str | Path, options: object):
+        """Write the preview; a CPU live preview (one row alone) is first rendered the stored way, so the
+        file holds exactly the pixels ``generate --from`` gives back."""
+        if not picture.exact:
+            results = await self.window.link.render_all([picture.request])
+            if not results or not results[0].ok:
+                self.window.show_message(
+                    results[0].error if results else "The preview could not be rendered."
+                )
+                return None
+            done = results[0]
+            picture = Picture(done.image, done.request, done.model_hash, done.device, done.exact)
+        return await self._export_files([self._picture_step(picture, folder, options)], 1)
 
     def start_export(
         self, item_ids: Sequence[int], folder: str | Path, options: object
