@@ -225,7 +225,7 @@ def test_a_schema_1_document_still_reads(tmp_path):
     document = {
         "schema": 1,
         "app": "gan-studio",
-        "model": {"id": "emoji", "hash": "x"},
+        "model": {"id": "emoji", "hash": "abcd1234"},
         "request": {"schema": 1, "prompt": "cat", "seed": 4, "truncation": 0.8, "model": "emoji"},
         "device": "cpu",
         "size": [128, 128],

@@ -174,7 +174,7 @@ def test_engine_is_not_ready_when_its_probe_image_fails(user_model, text_encoder
     from studio.engine import engine as engine_module
     from studio.engine.requests import GenerationResult
 
-    def failing_render(self, requests, first_index=0):
+    def failing_render(self, requests, first_index=0, exact=True):
         return [GenerationResult(request=r, error="The device ran out of memory.") for r in requests]
 
     monkeypatch.setattr(engine_module.Renderer, "render", failing_render)

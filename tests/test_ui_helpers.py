@@ -83,6 +83,18 @@ def direct_render(engine, request: GenerationRequest) -> np.ndarray:
     return results[0].image
 
 
+def preview_render(engine, request: GenerationRequest) -> np.ndarray:
+    """The engine's live-preview render of ``request`` (one row alone on CPU), made in its worker thread."""
+    result = engine._call_in_worker(lambda: engine._renderer.render([request], exact=False)[0]).result(60)
+    assert result.ok and not result.exact, result.error
+    return result.image
+
+
+def close_to_stored(shown: np.ndarray, stored: np.ndarray) -> bool:
+    """A live preview is the stored image to within 2 of 255 (measured bound, tests/test_engine_batching.py)."""
+    return shown.shape == stored.shape and int(np.abs(shown.astype(int) - stored.astype(int)).max()) <= 2
+
+
 def wait_for_preview_of(qtbot, window, request: GenerationRequest) -> np.ndarray:
     """Wait until the preview shows the render of exactly ``request``; return its pixels."""
     controller = window.controller

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtWidgets import QApplication
-from test_ui_helpers import direct_render, wait_for_preview_of
+from test_ui_helpers import preview_render, wait_for_preview_of
 
 from studio.engine.requests import ConceptSlider
 
@@ -34,7 +34,7 @@ def test_dragging_a_direction_slider_through_50_positions(qtbot, make_window):
     requests = engine.stats["previews_requested"] - requested_before
     renders = engine.stats["previews_rendered"] - rendered_before
     assert requests == 50 and 1 <= renders <= requests
-    assert np.array_equal(shown, direct_render(engine, final))
+    assert np.array_equal(shown, preview_render(engine, final))
 
 
 def test_adding_and_moving_a_concept_slider(qtbot, make_window):
@@ -49,7 +49,7 @@ def test_adding_and_moving_a_concept_slider(qtbot, make_window):
     final = window.state.preview_request()
     assert final.concepts == (ConceptSlider("sad", "happy", 1.0),)
     shown = wait_for_preview_of(qtbot, window, final)
-    assert np.array_equal(shown, direct_render(window.link.engine, final))
+    assert np.array_equal(shown, preview_render(window.link.engine, final))
 
 
 def test_reset_and_randomize(qtbot, make_window):

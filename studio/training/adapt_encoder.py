@@ -33,7 +33,7 @@ from studio.models.vocabulary import dataset_aliases, save_vocabulary
 from studio.training.dataset import EmojiData, load_dataset
 
 RIDGE = 1e-2  # relative to the mean diagonal of the weighted Gram matrix; chosen on held-out captions
-ENGLISH_SHARE = 0.5  # English rows carry half of the fit's weight however many other captions there are
+ENGLISH_SHARE = 0.5  # English rows carry this share of the fit's weight however many other captions there are
 
 
 def _english_rows(data: EmojiData) -> np.ndarray:
@@ -41,7 +41,9 @@ def _english_rows(data: EmojiData) -> np.ndarray:
     return np.asarray(lang) == "en"
 
 
-def fit_targets(source: EmojiData, target: EmojiData, project) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def fit_targets(
+    source: EmojiData, target: EmojiData, project, english_share: float = ENGLISH_SHARE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(target-encoder embeddings X, condition targets Y, row weights w) for every caption of ``target``."""
     if source.names != target.names:
         raise ValueError("the two datasets describe different emoji; build both from the same packages")
@@ -100,7 +102,12 @@ def fit_report(pred: np.ndarray, y: np.ndarray, english: np.ndarray) -> dict:
 
 
 def adapt(
-    model: str | Path, source_data: Path, target_data: Path, out: Path, strength: float = RIDGE
+    model: str | Path,
+    source_data: Path,
+    target_data: Path,
+    out: Path,
+    strength: float = RIDGE,
+    english_share: float = ENGLISH_SHARE,
 ) -> dict:
     loaded = load_model(model)
     generator = loaded.generator.eval()
@@ -116,7 +123,7 @@ def adapt(
         with torch.no_grad():
             return generator.embed_proj(torch.from_numpy(embeddings)).numpy()
 
-    x, y, weights = fit_targets(source, target, project)
+    x, y, weights = fit_targets(source, target, project, english_share)
     held = target.heldout[target.caption_owner]
     english = _english_rows(target)
     weight, bias = ridge(x[~held], y[~held], weights[~held], strength)
@@ -125,6 +132,7 @@ def adapt(
         "source_encoder": source_encoder,
         "target_encoder": target.manifest.get("encoder"),
         "ridge": strength,
+        "english_share": english_share,
         "fitted_captions": int((~held).sum()),
         "fit_train": fit_report(pred[~held], y[~held], english[~held]),
         "fit_heldout": fit_report(pred[held], y[held], english[held]),
@@ -170,8 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target-data", required=True, help="the same emoji encoded with the new encoder")
     parser.add_argument("--out", required=True)
     parser.add_argument("--ridge", type=float, default=RIDGE)
+    parser.add_argument("--english-share", type=float, default=ENGLISH_SHARE)
     args = parser.parse_args(argv)
-    report = adapt(args.model, Path(args.source_data), Path(args.target_data), Path(args.out), args.ridge)
+    report = adapt(
+        args.model,
+        Path(args.source_data),
+        Path(args.target_data),
+        Path(args.out),
+        args.ridge,
+        args.english_share,
+    )
     print(json.dumps(report, indent=2, ensure_ascii=False))
     return 0
 

@@ -393,7 +393,11 @@ class StudioController(QObject):
         mismatch = None
         if info is not None:
             mismatch = model_mismatch(
-                request.model, model_hash, info.model_name, info.model_hash, source[:1].upper() + source[1:]
+                request.model,
+                model_hash,
+                info.model_name,
+                info.model_hash,
+                source[:1].upper() + source[1:] if source.startswith("the ") else source,
             )
         if mismatch is not None and mismatch.other_model:
             return self._say(mismatch.sentence)

@@ -13,6 +13,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QImage
 
+from studio.io.metadata import ForeignParameters
 from studio.io.picture import Picture, PictureError, picture_from_rgba, read_picture
 from studio.ui.exporting import read_request
 from studio.ui.images import rgba_from_qimage
@@ -51,6 +52,8 @@ class InversionFlow(QObject):
         """True for a file that carries no readable GAN Studio parameters (a picture to invert, perhaps)."""
         try:
             read_request(path)
+        except ForeignParameters:
+            return False  # another tool's parameters: restoring imports what maps
         except ValueError:
             return True
         return False

@@ -50,8 +50,6 @@ from studio.ui.sliders_panel import SlidersPanel
 from studio.ui.undo import UndoStack
 from studio.ui.window_jobs import WindowJobs
 
-POOR_MATCH_SIMILARITY = 0.25  # below this the nearest concept is a guess (the engine may say otherwise)
-
 
 class MainWindow(QMainWindow):
     def __init__(
@@ -328,7 +326,7 @@ class MainWindow(QMainWindow):
         """The nearest-concepts line; a quiet hint instead when even the best match is far off."""
         if prompt != self.state.prompt:
             return  # an answer for text that has since changed
-        threshold = getattr(self.link.info, "poor_match_similarity", POOR_MATCH_SIMILARITY)
+        threshold = self.link.info.poor_match_similarity if self.link.info is not None else 0.0
         self.prompt_panel.set_nearest(found, poor=bool(found) and found[0][1] < threshold)
 
     def _undo_changed(self) -> None:
