@@ -10,6 +10,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
+from test_ui_gallery import _generate as generate_into_gallery
 from test_ui_helpers import WAIT_MS
 
 CTRL = Qt.KeyboardModifier.ControlModifier
@@ -20,14 +21,7 @@ A1111_TEXT = (
 
 
 def _generate(qtbot, window, prompt="rocket", count=2, seed=36) -> list[int]:
-    window.state.update(prompt=prompt, count=count, seed=seed)
-    before = window.gallery.gallery.rowCount()
-    window.controller.generate()
-    qtbot.waitUntil(
-        lambda: window.gallery.gallery.rowCount() == before + count and not window.link.generating,
-        timeout=WAIT_MS,
-    )
-    return window.gallery.gallery.ids
+    return generate_into_gallery(qtbot, window, prompt, count, seed)
 
 
 def _click(qtbot, widget, pos=None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 from test_ui_helpers import preview_render, wait_for_preview_of
 
@@ -65,3 +66,20 @@ def test_reset_and_randomize(qtbot, make_window):
     panel.reset_button.click()
     assert window.state.directions == {} and window.state.truncation == 0.8  # the tiny model's default
     assert all(s.value() == 0 for s in panel.direction_sliders)
+
+
+def test_no_more_concept_sliders_than_a_request_may_carry(qtbot, make_window):
+    from studio.engine.requests import MAX_CONCEPTS
+
+    window = make_window()
+    panel = window.sliders_panel
+    for i in range(MAX_CONCEPTS):
+        panel.concept_from.setText(f"sad {i}")
+        panel.concept_to.setText(f"happy {i}")
+        qtbot.mouseClick(panel.add_concept_button, Qt.MouseButton.LeftButton)
+    assert len(window.state.concepts) == MAX_CONCEPTS
+    assert not panel.add_concept_button.isEnabled() and not panel.concept_from.isEnabled()
+    panel._add_concept()  # Enter in a field cannot sneak one more in either
+    assert len(window.state.concepts) == MAX_CONCEPTS
+    window.state.remove_concept(0)
+    assert panel.add_concept_button.isEnabled()

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.engine.requests import MAX_TRUNCATION
+from studio.engine.requests import MAX_CONCEPTS, MAX_TRUNCATION
 from studio.session.state import SessionState
 from studio.ui.theme import set_icon
 
@@ -183,6 +183,8 @@ class SlidersPanel(QWidget):
     # --- edits --------------------------------------------------------------------------------------------------
     def _add_concept(self) -> None:
         negative, positive = self.concept_from.text().strip(), self.concept_to.text().strip()
+        if len(self.state.concepts) >= MAX_CONCEPTS:
+            return
         if not negative or not positive:
             (self.concept_from if not negative else self.concept_to).setFocus()
             return
@@ -200,6 +202,14 @@ class SlidersPanel(QWidget):
         for index, slider in enumerate(self.direction_sliders):
             slider.set_value(self.state.directions.get(index, 0.0))
         concepts = self.state.concepts
+        room = len(concepts) < MAX_CONCEPTS  # a request carries at most this many (studio/engine/requests.py)
+        for widget in (self.concept_from, self.concept_to, self.add_concept_button):
+            widget.setEnabled(room)
+        self.add_concept_button.setToolTip(
+            "Add a slider that moves the prompt from one idea to the other"
+            if room
+            else f"At most {MAX_CONCEPTS} concept sliders; remove one to add another."
+        )
         labels = [f"{c.negative} ↔ {c.positive}" for c in concepts]
         if [s.label.text() for s in self.concept_sliders] != labels:
             self._rebuild_concepts(labels)
