@@ -21,6 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from studio.atomic import write_atomically
 from studio.engine.requests import MAX_TRUNCATION, RequestError, check_model_name
 from studio.errors import ModelError
 from studio.logs import log_caught
@@ -385,9 +386,7 @@ def save_model(
     if upsampler is not None:
         data["files"]["upsampler"] = "upsampler.safetensors"
         save_file(_contiguous(upsampler), str(folder / "upsampler.safetensors"))
-    tmp = folder / "model.json.tmp"
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(folder / "model.json")
+    write_atomically(folder / "model.json", json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     return folder
 
 

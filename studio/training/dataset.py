@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from studio.atomic import write_atomically
+
 EMOJI_TEST_CANDIDATES = (
     Path("/usr/share/unicode/emoji/emoji-test.txt"),
     Path("/usr/share/unicode-data/emoji/emoji-test.txt"),
@@ -308,9 +310,7 @@ def build_dataset(
         "groups": np.array(groups),
         "subgroups": np.array(subgroups),
     }
-    tmp = out / (DATA_FILE + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(out / DATA_FILE)
+    write_atomically(out / DATA_FILE, lambda temp: np.savez_compressed(temp, **arrays))
     heldout = arrays["heldout"]
     manifest = {
         "file": DATA_FILE,
