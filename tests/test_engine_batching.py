@@ -139,3 +139,29 @@ def test_a_bug_while_serving_a_job_answers_with_an_error_and_the_engine_keeps_se
         assert next(iter(engine.generate_sync(request(seed=3)))).ok
     finally:
         engine.close()
+
+
+def test_nearest_concepts_of_an_unreadable_prompt_score_zero(tmp_path, tiny_model_dir):
+    import shutil
+
+    from conftest import HashTextEncoder
+
+    from studio.models.vocabulary import save_vocabulary
+
+    folder = tmp_path / "tiny-test"
+    shutil.copytree(tiny_model_dir, folder)
+    encoder = HashTextEncoder()
+    names = ["cat face", "skull", "rocket"]
+    save_vocabulary(folder, [{"name": n, "group": "g"} for n in names], encoder.encode(names))
+
+    class ReadsLatinOnly(HashTextEncoder):
+        def known_share(self, text):
+            return 1.0 if text.isascii() else 0.0
+
+    engine = Engine(folder, device="cpu", text_encoder=ReadsLatinOnly())
+    try:
+        engine.wait_ready(60)
+        assert engine.nearest_concepts("skull").result(30)[0] == ("skull", pytest.approx(1.0, abs=1e-3))
+        assert all(score == 0.0 for _, score in engine.nearest_concepts("ቡና").result(30))
+    finally:
+        engine.close()

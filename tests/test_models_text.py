@@ -149,3 +149,10 @@ def test_missing_package_is_one_sentence(monkeypatch, encoder_id, module, packag
 def test_unknown_encoder_is_one_sentence():
     with pytest.raises(TextEncoderError, match="Unknown text encoder 'nosuch'"):
         get_text_encoder("nosuch")
+
+
+def test_encoders_say_how_much_of_a_prompt_they_can_read(encoder):
+    assert encoder.known_share("red apple") == 1.0
+    for unreadable in ("ቡና", "ᏣᎳᎩ ᎦᏬᏂᎯᏍᏗ", "😀🚀"):
+        assert encoder.known_share(unreadable) == 0.0, unreadable
+    assert CachedEncoder(Counting()).known_share("anything") == 1.0  # an encoder that cannot tell

@@ -124,3 +124,17 @@ def test_captions_in_every_language_the_encoder_knows(tmp_path):
         data.captions[int(np.flatnonzero(data.caption_owner == dog)[0])] == "dog face"
     )  # the name stays first
     assert int(data.caption_is_name.sum()) == len(HANDFUL)  # one name caption per emoji, the English one
+
+
+def test_captions_the_encoder_cannot_read_are_left_out(tmp_path):
+    _sources_or_skip()
+    from conftest import HashTextEncoder
+
+    class ReadsNoChinese(HashTextEncoder):
+        languages = ("en", "zh", "de")
+
+        def known_share(self, text):
+            return 0.0 if any("\u4e00" <= ch <= "\u9fff" for ch in text) else 1.0
+
+    manifest = ds.build_dataset(tmp_path, encoder=ReadsNoChinese(), only=HANDFUL, log=lambda _: None)
+    assert "zh" not in manifest["captions_by_language"] and manifest["captions_by_language"]["de"] > 0

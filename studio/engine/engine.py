@@ -207,13 +207,23 @@ class Engine:
         return list(self._vocabulary.names) if self._vocabulary is not None else []
 
     def nearest_concepts(self, prompt: str, k: int = 3) -> concurrent.futures.Future:
-        """The model's ``k`` known concepts nearest to ``prompt`` (empty when the model has no vocabulary)."""
+        """The model's ``k`` known concepts nearest to ``prompt`` (empty when the model has no vocabulary).
+
+        Each similarity is scaled by the share of the prompt the encoder can read, so a prompt in a script it
+        does not know (every piece unknown) scores 0 instead of matching a name that is also all unknown."""
         vocabulary = self._vocabulary
         if vocabulary is None or vocabulary.embeddings.shape[1] == 0 or not prompt.strip():
             future: concurrent.futures.Future = concurrent.futures.Future()
             future.set_result([])
             return future
-        return self._call_in_worker(lambda: vocabulary.nearest(self._renderer.encode([prompt])[0], k))
+
+        def nearest() -> list[tuple[str, float]]:
+            found = vocabulary.nearest(self._renderer.encode([prompt])[0], k)
+            known_share = getattr(self._renderer.encoder, "known_share", None)
+            scale = float(known_share(prompt)) if known_share is not None else 1.0
+            return [(name, score * scale) for name, score in found]
+
+        return self._call_in_worker(nearest)
 
     def embed(self, prompts: Sequence[str]) -> concurrent.futures.Future:
         """Prompt embeddings (float32 N x D), computed in the worker thread."""

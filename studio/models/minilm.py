@@ -171,6 +171,12 @@ class MiniLMEncoder:
             self._tokenizer = tokenizer
             self._model = model.eval()
 
+    def known_share(self, prompt: str) -> float:
+        """The share of the prompt's word pieces the model has a word for (0: nothing it can read)."""
+        self.load()
+        tokens = self._tokenizer.encode(prompt, add_special_tokens=False).tokens
+        return sum(t != "[UNK]" for t in tokens) / len(tokens) if tokens else 0.0
+
     def encode(self, prompts: Sequence[str]) -> np.ndarray:
         self.load()
         torch = self._torch

@@ -73,6 +73,11 @@ class CachedEncoder:
     def poor_match_similarity(self) -> float:
         return poor_match_similarity(self.encoder_id)
 
+    def known_share(self, prompt: str) -> float:
+        """How much of the prompt the encoder can read (1.0 when the encoder cannot tell)."""
+        known_share = getattr(self.inner, "known_share", None)
+        return float(known_share(prompt)) if known_share is not None else 1.0
+
     def encode(self, prompts: Sequence[str]) -> np.ndarray:
         with self._lock:
             missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]

