@@ -152,8 +152,9 @@ class MiniLMEncoder:
                     for key, tensor in load_file(str(folder / "model.safetensors")).items()
                     if (ours := _our_name(key)) is not None
                 }
-                with torch.device("meta"):  # no random initialisation of 12 M weights about to be replaced
-                    model = _bert_class()(config)
+                # Plain construction (0.1 s of random init that load_state_dict replaces): building on the
+                # meta device instead imports torch's decomposition tables, over a second on these cores.
+                model = _bert_class()(config)
                 model.load_state_dict(state, strict=True, assign=True)
             except ImportError as exc:
                 raise TextEncoderError(
