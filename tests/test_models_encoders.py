@@ -62,3 +62,44 @@ def test_use_m3_matches_the_wheels_own_encoder():
     ours = encoder.encode(same)
     theirs = np.stack([reference.encode(p) for p in same])
     assert np.sum(ours * theirs, axis=1).min() >= 0.999
+
+
+def test_the_cli_renders_with_the_heavy_frameworks_absent(tiny_model_dir, tmp_path):
+    """No sentence-transformers, transformers, scikit-learn or scipy at run time: generate works without them."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'sentence_transformers', 'transformers', 'sklearn', 'scipy'}:\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from studio.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    out = tmp_path / "out"
+    env = {**os.environ, "GAN_STUDIO_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "generate",
+            "a red apple",
+            "--seed",
+            "3",
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in out.iterdir()] == ["a red apple_3.png"]
