@@ -1,6 +1,6 @@
 """The studio application: QApplication + qasync event loop, the window shown at once, the engine after.
 
-Nothing on the path to a visible window imports torch or sentence-transformers: the engine module (which
+Nothing on the path to a visible window imports torch or a prompt encoder: the engine module (which
 imports torch) is imported in the background once the window is on screen, and the engine then loads the
 model and the prompt encoder in its own worker thread while the preview shows progress.
 """
