@@ -24,6 +24,7 @@ import argparse
 import json
 import platform
 import random
+import re
 import subprocess
 import sys
 import time
@@ -102,9 +103,7 @@ def _closure(roots: list[str], exclude: set[str]) -> set[str]:
         for requirement in dist.requires or []:
             if "extra ==" in requirement:
                 continue
-            todo.append(
-                requirement.split(";")[0].split("[")[0].split("(")[0].strip().split(" ")[0].rstrip("<>=!~,")
-            )
+            todo.append(re.match(r"[A-Za-z0-9._-]+", requirement.strip()).group(0))  # the name before any version
     return seen
 
 
