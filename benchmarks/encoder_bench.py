@@ -103,7 +103,9 @@ def _closure(roots: list[str], exclude: set[str]) -> set[str]:
         for requirement in dist.requires or []:
             if "extra ==" in requirement:
                 continue
-            todo.append(re.match(r"[A-Za-z0-9._-]+", requirement.strip()).group(0))  # the name before any version
+            todo.append(
+                re.match(r"[A-Za-z0-9._-]+", requirement.strip()).group(0)
+            )  # the name before any version
     return seen
 
 

@@ -109,13 +109,13 @@ def test_one_shot_engine_reports_the_encoder_sentence_per_image(tiny_model_dir):
 def test_engine_info_carries_the_encoders_poor_match_threshold(tiny_model_dir):
     from conftest import HashTextEncoder
 
-    from studio.models.text import CachedEncoder
+    from studio.models.text import POOR_MATCH_SIMILARITY, CachedEncoder
 
     engine = Engine(tiny_model_dir, device="cpu", text_encoder=CachedEncoder(HashTextEncoder()))
     try:
         assert (
             engine.wait_ready(60).poor_match_similarity
-            == CachedEncoder(HashTextEncoder()).poor_match_similarity
+            == POOR_MATCH_SIMILARITY[HashTextEncoder.encoder_id]
             > 0
         )
     finally:

@@ -25,15 +25,15 @@ from studio.engine.renderer import CPU_FIXED_ROWS, Renderer
 from studio.engine.requests import MAX_COUNT, GenerationRequest, GenerationResult, RequestError
 from studio.errors import EngineClosedError
 from studio.logs import log_caught
+from studio.models.format import DEFAULT_MODEL, LoadedModel, ModelError, load_model
+from studio.models.text import poor_match_similarity
+from studio.models.vocabulary import Vocabulary, load_vocabulary
+from studio.untrusted import shown
 
 if TYPE_CHECKING:
     import numpy as np
 
     from studio.engine.inversion import InversionProgress
-from studio.models.format import DEFAULT_MODEL, LoadedModel, ModelError, load_model
-from studio.models.text import poor_match_similarity
-from studio.models.vocabulary import Vocabulary, load_vocabulary
-from studio.untrusted import shown
 
 _DONE = object()
 log = logging.getLogger(__name__)

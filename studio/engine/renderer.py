@@ -149,7 +149,7 @@ class Renderer:
                     [generator.condition(vectors[i : i + 1]).float() for i in range(len(prompts))]
                 )
 
-        # --- issue 14: explicit latents (studio/engine/explicit_latent.py) replace the embedded prompt ---
+        # An explicit latent (an inverted picture, studio/engine/explicit_latent.py) replaces the embedded prompt.
         cond = start_conditions(requests, embed, generator.config.cond_dim, device)
         for row, request in enumerate(requests):
             for concept in request.concepts:
@@ -165,7 +165,7 @@ class Renderer:
         z_dim = self.loaded.info.z_dim
         rows = []
         for request in requests:
-            z = request_z(request, z_dim)  # issue 14: seeded or explicit z, slerped to B, truncated
+            z = request_z(request, z_dim)  # seeded or explicit z, slerped to B, truncated
             for index, scale in request.directions:
                 if index >= self.num_directions:
                     raise RequestError(

@@ -70,10 +70,6 @@ class CachedEncoder:
         self._capacity = capacity
         self._lock = threading.Lock()
 
-    @property
-    def poor_match_similarity(self) -> float:
-        return poor_match_similarity(self.encoder_id)
-
     def known_share(self, prompt: str) -> float:
         """How much of the prompt the encoder can read (1.0 when the encoder cannot tell)."""
         known_share = getattr(self.inner, "known_share", None)

@@ -173,10 +173,8 @@ def save_vocabulary(
 
 def dataset_aliases(data) -> tuple[np.ndarray, np.ndarray] | None:
     """Each emoji's CLDR short name in every other language of the dataset, as (embeddings, owner)."""
-    if data.caption_lang is None:
-        return None
     rows, owners = [], []
-    for language in sorted({str(x) for x in data.caption_lang} - {"en"}):
+    for language in sorted({str(x) for x in data.caption_languages} - {"en"}):
         has = data.has_language(language)
         rows.append(data.name_embeddings(language)[has])
         owners.append(np.flatnonzero(has))

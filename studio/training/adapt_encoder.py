@@ -36,18 +36,13 @@ RIDGE = 1e-2  # relative to the mean diagonal of the weighted Gram matrix; chose
 ENGLISH_SHARE = 0.5  # English rows carry this share of the fit's weight however many other captions there are
 
 
-def _english_rows(data: EmojiData) -> np.ndarray:
-    lang = data.caption_lang if data.caption_lang is not None else np.full(len(data.captions), "en")
-    return np.asarray(lang) == "en"
-
-
 def fit_targets(
     source: EmojiData, target: EmojiData, project, english_share: float = ENGLISH_SHARE
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(target-encoder embeddings X, condition targets Y, row weights w) for every caption of ``target``."""
     if source.names != target.names:
         raise ValueError("the two datasets describe different emoji; build both from the same packages")
-    source_english = _english_rows(source)
+    source_english = source.caption_languages == "en"
     by_caption = {
         (int(o), c): k
         for k, (o, c) in enumerate(zip(source.caption_owner, source.captions))
@@ -56,7 +51,7 @@ def fit_targets(
     name_rows = np.flatnonzero(source.caption_is_name)
     name_of = {int(source.caption_owner[k]): k for k in name_rows}
     source_conditions = project(source.caption_emb.astype(np.float32))
-    english = _english_rows(target)
+    english = target.caption_languages == "en"
     rows = []
     for k, (owner, caption) in enumerate(zip(target.caption_owner, target.captions)):
         owner = int(owner)
@@ -125,7 +120,7 @@ def adapt(
 
     x, y, weights = fit_targets(source, target, project, english_share)
     held = target.heldout[target.caption_owner]
-    english = _english_rows(target)
+    english = target.caption_languages == "en"
     weight, bias = ridge(x[~held], y[~held], weights[~held], strength)
     pred = x @ weight.T + bias
     report = {

@@ -381,14 +381,20 @@ class EmojiData:
     def heldout_index(self) -> np.ndarray:
         return np.flatnonzero(self.heldout)
 
+    @property
+    def caption_languages(self) -> np.ndarray:
+        """The CLDR language of each caption ("en" for every caption of an English-only dataset)."""
+        if self.caption_lang is None:
+            return np.full(len(self.captions), "en")
+        return np.asarray(self.caption_lang)
+
     def name_embeddings(self, language: str = "en") -> np.ndarray:
         """N x D float32: the embedding of each emoji's own name (its first caption) in ``language``; zero rows
         for emoji without a caption in that language (see :meth:`has_language`)."""
         if language == "en":
             rows = np.flatnonzero(self.caption_is_name)
         else:
-            lang = self.caption_lang if self.caption_lang is not None else np.full(len(self.captions), "en")
-            candidates = np.flatnonzero(np.asarray(lang) == language)
+            candidates = np.flatnonzero(self.caption_languages == language)
             # the first caption of each emoji in that language is its CLDR short name
             _, first = np.unique(self.caption_owner[candidates], return_index=True)
             rows = candidates[first]
@@ -400,9 +406,8 @@ class EmojiData:
         """Per emoji: whether it has a caption in ``language``."""
         if language == "en":
             return np.ones(len(self.names), bool)
-        lang = self.caption_lang if self.caption_lang is not None else np.full(len(self.captions), "en")
         out = np.zeros(len(self.names), bool)
-        out[self.caption_owner[np.asarray(lang) == language]] = True
+        out[self.caption_owner[self.caption_languages == language]] = True
         return out
 
 
