@@ -47,7 +47,7 @@ def test_base_step_changes_weights_and_resumes_exactly(synthetic_data, tmp_path)
     from studio.models.cgan import BaseGenerator
     from studio.training.networks import base_config
 
-    fresh = BaseGenerator(base_config(4)).state_dict()
+    fresh = BaseGenerator(base_config(4, state["config"]["embed_dim"])).state_dict()
     assert any(not torch.equal(fresh[k], v) for k, v in state["generator"].items() if k in fresh)
     # the model folder holds safetensors only, and loads
     from studio.models.format import load_model

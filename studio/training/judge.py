@@ -23,21 +23,27 @@ JUDGE_SIZE = 64
 
 
 class Judge(nn.Module):
-    def __init__(self, num_classes: int, width: int = 24, in_channels: int = 4):
+    def __init__(self, num_classes: int, width: int = 24, in_channels: int = 4, depth: int = 1):
         super().__init__()
         widths = [width, width * 2, width * 4, width * 8]
         layers: list[nn.Module] = []
         prev = in_channels
         for i, w in enumerate(widths):
-            layers += [nn.Conv2d(prev, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+            for _ in range(depth):  # ``depth`` conv-BN-ReLU layers per scale
+                layers += [
+                    nn.Conv2d(prev, w, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(w),
+                    nn.ReLU(inplace=True),
+                ]
+                prev = w
             if i < len(widths) - 1:
                 layers.append(nn.AvgPool2d(2))
-            prev = w
         self.body = nn.Sequential(*layers)
         self.feature_dim = widths[-1]
         self.classifier = nn.Linear(widths[-1], num_classes)
         self.num_classes = num_classes
         self.width = width
+        self.depth = depth
 
     @staticmethod
     def prepare(x: torch.Tensor) -> torch.Tensor:
@@ -91,10 +97,15 @@ def train_judge(
     steps: int | None = None,
     log=print,
     init: Judge | None = None,
+    depth: int = 1,
 ) -> tuple[Judge, dict]:
-    """Train on the training emoji (64 px renders); report accuracy on held-out real renders."""
+    """Train on the training emoji (64 px renders); report accuracy on held-out real renders. The learning
+    rate follows a cosine from its start to zero over the time (or step) budget."""
     from studio.models.cgan import rgba_uint8_to_premultiplied
     from studio.training.dataset import balanced_weights
+    from studio.training.runs import cpu_supports_bf16
+
+    bf16 = cpu_supports_bf16()  # training only; every score is computed in float32
 
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -102,19 +113,24 @@ def train_judge(
     labels = torch.from_numpy(data.subgroup.astype(np.int64))
     train_index = data.train_index
     probs = torch.from_numpy(balanced_weights(data.group, data.base, train_index))
-    judge = init.train() if init is not None else Judge(len(data.subgroups), width)
-    width = judge.width
+    judge = init.train() if init is not None else Judge(len(data.subgroups), width, depth=depth)
+    width, depth = judge.width, judge.depth
     lr = 2e-3 if init is None else 1e-3
     opt = torch.optim.AdamW(judge.parameters(), lr=lr, weight_decay=1e-4)
     started = time.time()
     step = 0
     total_steps = steps or 10**9
     while step < total_steps and time.time() - started < minutes * 60:
+        done = max(step / total_steps, (time.time() - started) / (minutes * 60))
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1.0 + np.cos(np.pi * min(done, 1.0)))
         pick = torch.from_numpy(train_index)[
             torch.multinomial(probs, batch, replacement=True, generator=generator)
         ]
         x = augment_real(images[pick], generator)
-        loss = F.cross_entropy(judge(x), labels[pick], label_smoothing=0.1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = judge(x).float()
+        loss = F.cross_entropy(logits, labels[pick], label_smoothing=0.1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -128,6 +144,7 @@ def train_judge(
         "steps": step,
         "minutes": round((time.time() - started) / 60, 2),
         "width": width,
+        "depth": depth,
         "classes": len(data.subgroups),
         "train_accuracy": judge_accuracy(judge, images[train_index], labels[train_index]),
         "heldout_accuracy": judge_accuracy(judge, images[data.heldout_index], labels[data.heldout_index]),
@@ -154,7 +171,12 @@ def judge_accuracy(judge: Judge, images: torch.Tensor, labels: torch.Tensor) -> 
 def save_judge(judge: Judge, info: dict, path: Path) -> None:
     from safetensors.torch import save_file
 
-    meta = {"info": json.dumps(info), "width": str(judge.width), "classes": str(judge.num_classes)}
+    meta = {
+        "info": json.dumps(info),
+        "width": str(judge.width),
+        "depth": str(judge.depth),
+        "classes": str(judge.num_classes),
+    }
     save_file({k: v.contiguous() for k, v in judge.state_dict().items()}, str(path), metadata=meta)
 
 
@@ -164,7 +186,7 @@ def load_judge(path: Path) -> tuple[Judge, dict]:
     with safe_open(str(path), framework="pt") as handle:
         meta = handle.metadata() or {}
         tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-    judge = Judge(int(meta["classes"]), int(meta["width"]))
+    judge = Judge(int(meta["classes"]), int(meta["width"]), depth=int(meta.get("depth", 1)))
     judge.load_state_dict(tensors)
     return judge.eval(), json.loads(meta.get("info", "{}"))
 
@@ -180,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/judge.safetensors")
     parser.add_argument("--minutes", type=float, default=12.0)
     parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--depth", type=int, default=1, help="conv layers per scale")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--init", default=None, help="continue from these judge weights")
@@ -188,7 +211,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     init, previous = load_judge(Path(args.init)) if args.init else (None, {})
     judge, info = train_judge(
-        load_dataset(args.data), minutes=args.minutes, batch=args.batch, width=args.width, init=init
+        load_dataset(args.data),
+        minutes=args.minutes,
+        batch=args.batch,
+        width=args.width,
+        depth=args.depth,
+        init=init,
     )
     if previous:
         info["steps"] += previous.get("steps", 0)

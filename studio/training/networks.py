@@ -74,8 +74,9 @@ class PatchDiscriminator(nn.Module):
         return self.net(torch.cat([image, low], dim=1))
 
 
-def base_config(ch: int) -> BaseConfig:
-    return BaseConfig(z_dim=128, embed_dim=384, cond_dim=128, ch=ch, channel_mult=(8, 4, 2, 1))
+def base_config(ch: int, embed_dim: int) -> BaseConfig:
+    """The base generator's shape at width ``ch`` for a text encoder of ``embed_dim`` dimensions."""
+    return BaseConfig(z_dim=128, embed_dim=embed_dim, cond_dim=128, ch=ch, channel_mult=(8, 4, 2, 1))
 
 
 def upsampler_config(ch: int) -> UpsamplerConfig:

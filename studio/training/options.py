@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_DATA = "data/emoji"
+DEFAULT_FEATURES = "data/efficientnet-lite0.safetensors"
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -39,6 +40,11 @@ class TrainOptions:
     recon_weight: float = 4.0  # L1 between G(z, caption) and that emoji's render (0: pure GAN)
     adv_weight: float = 0.01  # upsampler: weight of the adversarial term next to L1 (0: L1 only)
     caption_name_prob: float = 0.5
+    disc: str = "conv"  # conv (SN-ResNet on RGBA), projected (frozen EfficientNet-Lite0 features) or both
+    conv_weight: float = 0.25  # disc "both": the conventional RGBA term's weight beside the projected one
+    recon_z: str = "all"  # L1 anchor on every z ("all") or on z = 0 with the emoji's own name ("zero")
+    features: Path = Path(DEFAULT_FEATURES)
+    projected_size: int = 64  # the projected discriminator's input size (px)
     bf16: bool | None = None  # None: when the CPU supports it
     quiet: bool = False
     standing_batches: int = 16  # batches that re-estimate the EMA generator's BN statistics
@@ -70,6 +76,33 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="base stage: weight of the L1 term pulling G(z, caption) towards that emoji",
     )
     parser.add_argument(
+        "--disc",
+        choices=("conv", "projected", "both"),
+        default="conv",
+        help="base stage: the conventional RGBA discriminator, one on frozen EfficientNet-Lite0 features, "
+        "or both (weighed by --conv-weight)",
+    )
+    parser.add_argument(
+        "--conv-weight",
+        type=float,
+        default=0.25,
+        help="--disc both: weight of the conventional RGBA term beside the projected one",
+    )
+    parser.add_argument(
+        "--recon-z",
+        choices=("all", "zero"),
+        default="all",
+        help="base stage: pull every z towards the caption's emoji (all), or only z = 0 prompted with the "
+        "emoji's name (zero), leaving the other seeds free to differ",
+    )
+    parser.add_argument(
+        "--features",
+        default=DEFAULT_FEATURES,
+        help="EfficientNet-Lite0 weights for --disc projected/both "
+        "(python -m studio.training.projected writes them)",
+    )
+    parser.add_argument("--projected-size", type=int, default=64, help="projected discriminator input (px)")
+    parser.add_argument(
         "--adv-weight",
         type=float,
         default=0.01,
@@ -94,5 +127,10 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         seed=args.seed,
         recon_weight=args.recon_weight,
         adv_weight=args.adv_weight,
+        disc=args.disc,
+        conv_weight=args.conv_weight,
+        recon_z=args.recon_z,
+        features=Path(args.features),
+        projected_size=args.projected_size,
         checkpoint_minutes=args.checkpoint_minutes,
     )

