@@ -172,3 +172,27 @@ def test_sample_row_is_deterministic(tiny_model_dir, text_encoder):
     emb = torch.from_numpy(text_encoder.encode(["red apple"])).repeat(2, 1)
     images = generate(model.generator, model.upsampler, emb, [0, 1], model.info.default_truncation)
     np.testing.assert_array_equal(np.concatenate(list(composite(images)), axis=1), row)
+
+
+def test_a_deeper_judge_round_trips_and_an_old_file_reads_as_depth_one(tmp_path, data):
+    from safetensors.torch import load_file, save_file
+
+    from studio.training.judge import Judge
+
+    deep = Judge(len(data.subgroups), width=4, depth=2).eval()
+    save_judge(deep, {"steps": 1}, tmp_path / "deep.safetensors")
+    loaded, _ = load_judge(tmp_path / "deep.safetensors")
+    assert loaded.depth == 2
+    x = torch.rand(2, 4, 64, 64) * 2 - 1
+    torch.testing.assert_close(loaded(x), deep(x))
+    # a judge file written before depth existed has no "depth" entry: one conv per scale
+    shallow = Judge(len(data.subgroups), width=4).eval()
+    save_file(
+        dict(shallow.state_dict()),
+        str(tmp_path / "old.safetensors"),
+        metadata={"info": "{}", "width": "4", "classes": str(len(data.subgroups))},
+    )
+    old, _ = load_judge(tmp_path / "old.safetensors")
+    assert old.depth == 1
+    torch.testing.assert_close(old(x), shallow(x))
+    assert load_file(str(tmp_path / "old.safetensors")).keys() == shallow.state_dict().keys()

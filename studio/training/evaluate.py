@@ -229,7 +229,8 @@ def shared_keywords(data, count: int = 50, min_emoji: int = 4, seed: int = 0) ->
         owners[text_id].add(int(data.caption_owner[row]))
         if first[text_id] < 0:
             first[text_id] = row
-    shared = [i for i in range(len(unique)) if len(owners[i]) >= min_emoji]
+    wordy = [any(ch.isalpha() for ch in text) for text in unique]  # not "*" or "-1"
+    shared = [i for i in range(len(unique)) if len(owners[i]) >= min_emoji and wordy[i]]
     rng = np.random.default_rng(seed)
     picked = sorted(rng.choice(shared, min(count, len(shared)), replace=False)) if shared else []
     return [(int(first[i]), np.array(sorted(owners[i]))) for i in picked]
