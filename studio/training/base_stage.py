@@ -149,6 +149,23 @@ def anchor_rows(data: EmojiData, rows: np.ndarray, options: TrainOptions) -> np.
     return np.flatnonzero(data.caption_is_name[rows])
 
 
+def init_generator(generator: BaseGenerator, path) -> None:
+    """Load a model folder's (or a snapshot's) base weights into a generator of the same shape."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise TrainError(f"Cannot read generator weights '{path}' ({exc}).") from exc
+    mine = generator.state_dict()
+    if state.keys() != mine.keys() or any(state[k].shape != v.shape for k, v in mine.items()):
+        raise TrainError(
+            f"The weights in '{path}' do not fit this generator (another width or text encoder?)."
+        )
+    generator.load_state_dict(state)
+
+
 def train_base(options: TrainOptions) -> dict:
     device, dist, data, run, use_bf16 = setup_run(options)
     batch = options.batch or 32
@@ -184,8 +201,13 @@ def train_base(options: TrainOptions) -> dict:
             sampler.set_state(mine["sampler"])
             torch_rng.set_state(mine["torch"])
         log_line(options, dist, f"resumed {ckpt_path} at step {step}")
-    elif options.resume:
-        log_line(options, dist, f"no checkpoint in {run}; starting from scratch")
+    else:
+        if options.resume:
+            log_line(options, dist, f"no checkpoint in {run}; starting from scratch")
+        if options.init_generator is not None:
+            init_generator(generator, options.init_generator)
+            g_ema.load_state_dict(generator.state_dict())
+            log_line(options, dist, f"generator initialised from {options.init_generator}")
     history = RunHistory(
         state,
         {

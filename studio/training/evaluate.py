@@ -327,6 +327,7 @@ def score_snapshots(
     limit: int = 600,
     heldout_seeds: int = 3,
     progress=print,
+    judge_key: str = "",
 ) -> dict:
     """Score every ``g_ema_*.safetensors`` in a run's snapshot folder and pick the best by held-out GAN-test
     (ties: training GAN-test). Scores are kept in ``scores.json`` beside them, so a later call only scores
@@ -340,7 +341,7 @@ def score_snapshots(
     if not paths:
         raise EvaluateError(f"There are no g_ema_*.safetensors snapshots in '{folder}'.")
     config = BaseConfig.from_json(json.loads((folder / "config.json").read_text(encoding="utf-8")))
-    settings = {"psi": psi, "limit": limit, "heldout_seeds": heldout_seeds}
+    settings = {"psi": psi, "limit": limit, "heldout_seeds": heldout_seeds, "judge": judge_key}
     cache_path = folder / SCORES_FILE
     cached: dict = {}
     if cache_path.exists():
@@ -413,7 +414,7 @@ def write_samples(
 def run_evaluate(args) -> dict | None:
     """The ``gan-studio evaluate`` command."""
     from studio.models.format import load_model
-    from studio.training.dataset import load_dataset
+    from studio.training.dataset import load_dataset, sha256_file
     from studio.training.judge import JUDGE_FILE, load_judge, save_judge, train_judge
 
     model = load_model(args.model)
@@ -425,7 +426,14 @@ def run_evaluate(args) -> dict | None:
         judge, _ = load_judge(judge_path)
         psi = model.info.default_truncation if args.psi is None else args.psi
         return score_snapshots(
-            Path(args.snapshots), model.upsampler, data, judge, psi, limit=args.limit, progress=print
+            Path(args.snapshots),
+            model.upsampler,
+            data,
+            judge,
+            psi,
+            limit=args.limit,
+            progress=print,
+            judge_key=sha256_file(judge_path)[:16],  # scores of another judge are not reused
         )
     metrics = None
     if args.samples:

@@ -45,6 +45,7 @@ class TrainOptions:
     recon_z: str = "all"  # L1 anchor on every z ("all") or on z = 0 with the emoji's own name ("zero")
     features: Path = Path(DEFAULT_FEATURES)
     projected_size: int = 64  # the projected discriminator's input size (px)
+    init_generator: Path | None = None  # start the base generator (and its EMA) from these weights
     bf16: bool | None = None  # None: when the CPU supports it
     quiet: bool = False
     standing_batches: int = 16  # batches that re-estimate the EMA generator's BN statistics
@@ -103,6 +104,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--projected-size", type=int, default=64, help="projected discriminator input (px)")
     parser.add_argument(
+        "--init-generator",
+        default=None,
+        help="base stage, new runs: start the generator from these weights (a model folder's "
+        "generator.safetensors or a snapshot of the same shape); the discriminators start fresh",
+    )
+    parser.add_argument(
         "--adv-weight",
         type=float,
         default=0.01,
@@ -132,5 +139,6 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         recon_z=args.recon_z,
         features=Path(args.features),
         projected_size=args.projected_size,
+        init_generator=Path(args.init_generator) if args.init_generator else None,
         checkpoint_minutes=args.checkpoint_minutes,
     )

@@ -1,0 +1,145 @@
+"""Compare base generators side by side: every metric of `gan-studio evaluate` with one or more judges, the
+shared-keyword seed metrics, and one sample grid of the same prompts and seeds per arm.
+
+    python scripts/ab_report.py --data data/emoji-usem3-kw --judge runs/judge2.safetensors \
+        --arm a=runs/ab/a-all/snapshots/g_ema_0003125.safetensors --arm b=... \
+        --shipped resources/models/emoji --shipped-data data/emoji-minilm \
+        --json docs/bench/ab.json --grid docs/ab_samples.png
+
+An arm is ``name=snapshot`` (its ``config.json`` beside it); every arm uses the upsampler of ``--upsampler``
+(default: the shipped model's). ``--shipped`` adds a whole model folder as a row, evaluated on the dataset
+built with its own encoder (``--shipped-data``) and prompted with the same keyword texts through that encoder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from studio.models.cgan import BaseConfig, BaseGenerator, rgba_uint8_to_premultiplied
+from studio.models.format import load_model
+from studio.models.text import get_text_encoder
+from studio.training.dataset import load_dataset
+from studio.training.evaluate import composite, evaluate_model, generate, keyword_metrics
+from studio.training.judge import judge_features, load_judge
+
+GRID_PROMPTS = ("grinning face", "pizza", "rocket", "flag: Japan", "dog face", "cat", "heart", "猫")
+GRID_SEEDS = (0, 1, 2, 3, 4, 5)
+
+
+def load_snapshot(path: Path) -> BaseGenerator:
+    from safetensors.torch import load_file
+
+    config = BaseConfig.from_json(json.loads((path.parent / "config.json").read_text(encoding="utf-8")))
+    generator = BaseGenerator(config)
+    generator.load_state_dict(load_file(str(path)))
+    return generator.eval()
+
+
+def grid_rows(generator, upsampler, encoder, psi: float) -> np.ndarray:
+    emb = torch.from_numpy(np.asarray(encoder.encode(list(GRID_PROMPTS)), np.float32))
+    rows = []
+    for k in range(len(GRID_PROMPTS)):
+        images = generate(generator, upsampler, emb[[k] * len(GRID_SEEDS)], GRID_SEEDS, psi)
+        rows.append(np.concatenate(list(composite(images)), axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--judge", action="append", required=True)
+    parser.add_argument("--arm", action="append", default=[])
+    parser.add_argument("--upsampler", default="resources/models/emoji")
+    parser.add_argument("--shipped", default=None)
+    parser.add_argument("--shipped-data", default=None)
+    parser.add_argument("--psi", type=float, default=0.8)
+    parser.add_argument("--limit", type=int, default=None, help="training emoji to score (default: all)")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--grid", default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_dataset(args.data)
+    upsampler = load_model(Path(args.upsampler)).upsampler.eval()
+    encoder = get_text_encoder(data.manifest["encoder"], disk_cache=False)
+    judges = [(Path(p).stem, *load_judge(Path(p))) for p in args.judge]
+    real = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128))
+    arms: list[tuple[str, BaseGenerator, object, object, object]] = []
+    for spec in args.arm:
+        name, path = spec.split("=", 1)
+        arms.append((name, load_snapshot(Path(path)), upsampler, data, None))
+    if args.shipped:
+        model = load_model(Path(args.shipped))
+        shipped_encoder = get_text_encoder(model.info.conditioning.encoder, disk_cache=False)
+        arms.insert(
+            0,
+            (
+                "shipped",
+                model.generator.eval(),
+                model.upsampler.eval(),
+                load_dataset(args.shipped_data),
+                shipped_encoder,
+            ),
+        )
+    report: dict = {"data": args.data, "psi": args.psi, "judges": {}, "arms": {}}
+    caches: dict = {}
+    grids = []
+    for name, generator, arm_upsampler, arm_data, arm_encoder in arms:
+        report["arms"][name] = {}
+        for judge_name, judge, info in judges:
+            report["judges"][judge_name] = info
+            started = time.time()
+            cache = caches.setdefault((judge_name, id(arm_data)), {})
+            metrics = evaluate_model(
+                generator,
+                arm_upsampler,
+                arm_data,
+                judge,
+                psi=args.psi,
+                limit=args.limit,
+                upsampler_eval=False,
+                real_cache=cache,
+                keywords=0,
+            )
+            feats = caches.setdefault((judge_name, "real"), judge_features(judge, real))
+            encode = None if arm_encoder is None else arm_encoder.encode
+            metrics.update(
+                keyword_metrics(generator, arm_upsampler, data, judge, args.psi, feats, encode=encode)
+            )
+            metrics["seconds"] = round(time.time() - started, 1)
+            report["arms"][name][judge_name] = {
+                k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()
+            }
+            print(name, judge_name, json.dumps(report["arms"][name][judge_name]), flush=True)
+        grids.append((name, grid_rows(generator, arm_upsampler, arm_encoder or encoder, args.psi)))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if args.grid:
+        label_w = 150
+        blocks = []
+        for name, rows in grids:
+            canvas = Image.new("RGB", (label_w + rows.shape[1], rows.shape[0]), (255, 255, 255))
+            canvas.paste(Image.fromarray(rows), (label_w, 0))
+            draw = ImageDraw.Draw(canvas)
+            draw.text((6, 6), name, fill=(0, 0, 0))
+            for k, prompt in enumerate(GRID_PROMPTS):
+                draw.text(
+                    (6, 24 + k * 128 + 50), prompt if prompt.isascii() else "(zh) cat", fill=(60, 60, 60)
+                )
+            blocks.append(np.asarray(canvas))
+        Image.fromarray(np.concatenate(blocks, axis=0)).save(args.grid)
+        print(f"wrote {args.grid}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
