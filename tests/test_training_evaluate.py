@@ -196,3 +196,19 @@ def test_a_deeper_judge_round_trips_and_an_old_file_reads_as_depth_one(tmp_path,
     assert old.depth == 1
     torch.testing.assert_close(old(x), shallow(x))
     assert load_file(str(tmp_path / "old.safetensors")).keys() == shallow.state_dict().keys()
+
+
+def test_a_flip_averaging_judge_sees_an_image_and_its_mirror_alike(tmp_path, data):
+    from studio.training.judge import Judge
+
+    torch.manual_seed(0)
+    judge = Judge(len(data.subgroups), width=4, depth=2, flip_average=True).eval()
+    x = torch.rand(3, 4, 64, 64) * 2 - 1
+    torch.testing.assert_close(judge.features(x), judge.features(x.flip(-1)))
+    plain = Judge(len(data.subgroups), width=4, depth=2).eval()
+    plain.load_state_dict(judge.state_dict())
+    assert not torch.allclose(plain.features(x), plain.features(x.flip(-1)))
+    save_judge(judge, {}, tmp_path / "flip.safetensors")
+    loaded, _ = load_judge(tmp_path / "flip.safetensors")
+    assert loaded.flip_average
+    torch.testing.assert_close(loaded(x), judge(x))

@@ -23,7 +23,14 @@ JUDGE_SIZE = 64
 
 
 class Judge(nn.Module):
-    def __init__(self, num_classes: int, width: int = 24, in_channels: int = 4, depth: int = 1):
+    def __init__(
+        self,
+        num_classes: int,
+        width: int = 24,
+        in_channels: int = 4,
+        depth: int = 1,
+        flip_average: bool = False,
+    ):
         super().__init__()
         widths = [width, width * 2, width * 4, width * 8]
         layers: list[nn.Module] = []
@@ -44,6 +51,7 @@ class Judge(nn.Module):
         self.num_classes = num_classes
         self.width = width
         self.depth = depth
+        self.flip_average = flip_average  # features averaged over the image and its mirror image
 
     @staticmethod
     def prepare(x: torch.Tensor) -> torch.Tensor:
@@ -56,7 +64,12 @@ class Judge(nn.Module):
         return x
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.body(self.prepare(x))
+        x = self.prepare(x)
+        if self.flip_average and not self.training:
+            both = self.body(torch.cat([x, x.flip(-1)]))
+            pooled = both.mean(dim=(2, 3))
+            return (pooled[: len(x)] + pooled[len(x) :]) * 0.5
+        h = self.body(x)
         return F.avg_pool2d(h, h.shape[-1]).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,6 +111,7 @@ def train_judge(
     log=print,
     init: Judge | None = None,
     depth: int = 1,
+    flip_average: bool = False,
 ) -> tuple[Judge, dict]:
     """Train on the training emoji (64 px renders); report accuracy on held-out real renders. The learning
     rate follows a cosine from its start to zero over the time (or step) budget."""
@@ -113,7 +127,11 @@ def train_judge(
     labels = torch.from_numpy(data.subgroup.astype(np.int64))
     train_index = data.train_index
     probs = torch.from_numpy(balanced_weights(data.group, data.base, train_index))
-    judge = init.train() if init is not None else Judge(len(data.subgroups), width, depth=depth)
+    judge = (
+        init.train()
+        if init is not None
+        else Judge(len(data.subgroups), width, depth=depth, flip_average=flip_average)
+    )
     width, depth = judge.width, judge.depth
     lr = 2e-3 if init is None else 1e-3
     opt = torch.optim.AdamW(judge.parameters(), lr=lr, weight_decay=1e-4)
@@ -145,6 +163,7 @@ def train_judge(
         "minutes": round((time.time() - started) / 60, 2),
         "width": width,
         "depth": depth,
+        "flip_average": judge.flip_average,
         "classes": len(data.subgroups),
         "train_accuracy": judge_accuracy(judge, images[train_index], labels[train_index]),
         "heldout_accuracy": judge_accuracy(judge, images[data.heldout_index], labels[data.heldout_index]),
@@ -175,6 +194,7 @@ def save_judge(judge: Judge, info: dict, path: Path) -> None:
         "info": json.dumps(info),
         "width": str(judge.width),
         "depth": str(judge.depth),
+        "flip_average": str(int(judge.flip_average)),
         "classes": str(judge.num_classes),
     }
     save_file({k: v.contiguous() for k, v in judge.state_dict().items()}, str(path), metadata=meta)
@@ -186,7 +206,12 @@ def load_judge(path: Path) -> tuple[Judge, dict]:
     with safe_open(str(path), framework="pt") as handle:
         meta = handle.metadata() or {}
         tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-    judge = Judge(int(meta["classes"]), int(meta["width"]), depth=int(meta.get("depth", 1)))
+    judge = Judge(
+        int(meta["classes"]),
+        int(meta["width"]),
+        depth=int(meta.get("depth", 1)),
+        flip_average=meta.get("flip_average", "0") == "1",
+    )
     judge.load_state_dict(tensors)
     return judge.eval(), json.loads(meta.get("info", "{}"))
 
@@ -203,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=12.0)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--depth", type=int, default=1, help="conv layers per scale")
+    parser.add_argument(
+        "--flip-average", action="store_true", help="score each image and its mirror image, averaged"
+    )
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--init", default=None, help="continue from these judge weights")
@@ -216,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         batch=args.batch,
         width=args.width,
         depth=args.depth,
+        flip_average=args.flip_average,
         init=init,
     )
     if previous:
