@@ -64,6 +64,9 @@ def main() -> int:
     parser.add_argument("--json", default=None)
     parser.add_argument("--grid", default=None)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--language", action="append", default=[], help="also score name prompts in these CLDR languages"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -114,6 +117,21 @@ def main() -> int:
             metrics.update(
                 keyword_metrics(generator, arm_upsampler, data, judge, args.psi, feats, encode=encode)
             )
+            for language in args.language:
+                other = evaluate_model(
+                    generator,
+                    arm_upsampler,
+                    arm_data,
+                    judge,
+                    psi=args.psi,
+                    limit=args.limit,
+                    upsampler_eval=False,
+                    real_cache=cache,
+                    keywords=0,
+                    language=language,
+                )
+                for key in ("gan_test_train", "gan_test_heldout", "identity_top5", "kid"):
+                    metrics[f"{language}_{key}"] = other[key]
             metrics["seconds"] = round(time.time() - started, 1)
             report["arms"][name][judge_name] = {
                 k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()
