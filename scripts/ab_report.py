@@ -95,30 +95,16 @@ def main() -> int:
     report: dict = {"data": args.data, "psi": args.psi, "judges": {}, "arms": {}}
     caches: dict = {}
     grids = []
+    real_feats = {judge_name: judge_features(judge, real) for judge_name, judge, _ in judges}
     for name, generator, arm_upsampler, arm_data, arm_encoder in arms:
         report["arms"][name] = {}
         for judge_name, judge, info in judges:
             report["judges"][judge_name] = info
             started = time.time()
             cache = caches.setdefault((judge_name, id(arm_data)), {})
-            metrics = evaluate_model(
-                generator,
-                arm_upsampler,
-                arm_data,
-                judge,
-                psi=args.psi,
-                limit=args.limit,
-                upsampler_eval=False,
-                real_cache=cache,
-                keywords=0,
-            )
-            feats = caches.setdefault((judge_name, "real"), judge_features(judge, real))
-            encode = None if arm_encoder is None else arm_encoder.encode
-            metrics.update(
-                keyword_metrics(generator, arm_upsampler, data, judge, args.psi, feats, encode=encode)
-            )
-            for language in args.language:
-                other = evaluate_model(
+            metrics: dict = {}
+            for language in ("en", *args.language):  # English: every metric; others: name prompts only
+                scored = evaluate_model(
                     generator,
                     arm_upsampler,
                     arm_data,
@@ -130,8 +116,17 @@ def main() -> int:
                     keywords=0,
                     language=language,
                 )
-                for key in ("gan_test_train", "gan_test_heldout", "identity_top5", "kid"):
-                    metrics[f"{language}_{key}"] = other[key]
+                if language == "en":
+                    metrics.update(scored)
+                else:
+                    for key in ("gan_test_train", "gan_test_heldout", "identity_top5", "kid"):
+                        metrics[f"{language}_{key}"] = scored[key]
+            encode = None if arm_encoder is None else arm_encoder.encode
+            metrics.update(
+                keyword_metrics(
+                    generator, arm_upsampler, data, judge, args.psi, real_feats[judge_name], encode=encode
+                )
+            )
             metrics["seconds"] = round(time.time() - started, 1)
             report["arms"][name][judge_name] = {
                 k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()

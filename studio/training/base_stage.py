@@ -322,9 +322,9 @@ def train_base(options: TrainOptions) -> dict:
         if projected is not None:
             projected.heads.requires_grad_(False)
         z = torch.randn(batch, generator.config.z_dim, generator=torch_rng).to(device)
-        anchor = anchor_rows(data, rows, options)
+        anchor = torch.from_numpy(anchor_rows(data, rows, options)).to(device)
         z_all = torch.cat([z, torch.zeros(len(anchor), z.shape[1], device=device)])
-        e_all = torch.cat([e, e[torch.from_numpy(anchor).to(device)]])
+        e_all = torch.cat([e, e[anchor]])
         with autocast:
             generated = generator(z_all, e_all).float()  # one pass: BatchNorm sees the random-z batch
             fake = generated[:batch]
@@ -336,8 +336,7 @@ def train_base(options: TrainOptions) -> dict:
                 feats = projected.features(augmented, backgrounds(batch, torch_rng, device))
                 adv_g = adv_g - w_proj * projected.head(feats, e).float().mean()
             if options.recon_z == "zero":
-                target = real[torch.from_numpy(anchor).to(device)]
-                recon = F.l1_loss(generated[batch:], target) if len(anchor) else generated.sum() * 0.0
+                recon = F.l1_loss(generated[batch:], real[anchor]) if len(anchor) else generated.sum() * 0.0
             else:
                 recon = F.l1_loss(fake, real)
             loss_g = adv_g + options.recon_weight * recon

@@ -66,8 +66,8 @@ class Judge(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.prepare(x)
         if self.flip_average and not self.training:
-            both = self.body(torch.cat([x, x.flip(-1)]))
-            pooled = both.mean(dim=(2, 3))
+            h = self.body(torch.cat([x, x.flip(-1)]))
+            pooled = F.avg_pool2d(h, h.shape[-1]).flatten(1)
             return (pooled[: len(x)] + pooled[len(x) :]) * 0.5
         h = self.body(x)
         return F.avg_pool2d(h, h.shape[-1]).flatten(1)
