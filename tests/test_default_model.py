@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from studio.models.format import load_model, resources_dir
+from studio.models.text import MINILM_ID, USE_M3_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = resources_dir() / "models" / "emoji"
@@ -25,7 +26,7 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def minilm(model):
+def encoder(model):
     from studio.models.text import TextEncoderError, get_text_encoder
 
     encoder = get_text_encoder(model.info.conditioning.encoder)
@@ -43,7 +44,7 @@ def test_shipped_folder_is_safe_and_small(model):
     assert sum(p.stat().st_size for p in MODEL_DIR.iterdir()) < 20 * 2**20
     info = model.info
     assert info.name == "emoji" and info.resolution == 128 and info.channels == 4
-    assert info.conditioning.kind == "text" and info.conditioning.encoder == "all-MiniLM-L6-v2"
+    assert info.conditioning.kind == "text" and info.conditioning.encoder in (MINILM_ID, USE_M3_ID)
     assert "SIL Open Font License" in info.license
     for key in ("gan_test_train", "judge_ceiling", "identity_top5", "upsampler_psnr", "bicubic_psnr"):
         assert key in info.metrics, key
@@ -51,21 +52,25 @@ def test_shipped_folder_is_safe_and_small(model):
     assert training["dataset_sha256"] and training["commands"]
 
 
-def test_vocabulary_matches_the_dataset(model):
+def test_vocabulary_matches_the_dataset(model, encoder):
     from studio.models.vocabulary import load_vocabulary
 
     vocab = load_vocabulary(model.info)
     assert vocab is not None and len(vocab.names) > 3000
-    assert vocab.embeddings.shape == (len(vocab.names), 384)
+    dim = model.info.conditioning.embedding_dim
+    assert encoder.dim == dim and vocab.embeddings.shape == (len(vocab.names), dim)
+    # the stored name embeddings are the encoder's own
+    picks = [vocab.names.index(n) for n in ("grinning face", "red heart")]
+    assert np.allclose(encoder.encode([vocab.names[i] for i in picks]), vocab.embeddings[picks], atol=1e-4)
     assert "grinning face" in vocab.names
 
 
-def test_different_prompts_give_different_images(model, minilm):
+def test_different_prompts_give_different_images(model, encoder):
     from studio.training.evaluate import generate
 
     prompts = ["grinning face", "red heart", "flag: Japan", "woman firefighter"]
     seeds = [0, 1]
-    emb = torch.from_numpy(minilm.encode(prompts)).repeat_interleave(len(seeds), 0)
+    emb = torch.from_numpy(encoder.encode(prompts)).repeat_interleave(len(seeds), 0)
     images = generate(
         model.generator, model.upsampler, emb, seeds * len(prompts), model.info.default_truncation
     )
@@ -78,13 +83,13 @@ def test_different_prompts_give_different_images(model, minilm):
             assert gap > 0.1 and gap > 2 * seed_gap, (prompts[i], prompts[j], gap, seed_gap)
 
 
-def test_reproduces_first_row_of_samples_png(model, minilm):
+def test_reproduces_first_row_of_samples_png(model, encoder):
     from PIL import Image
 
     from studio.training.evaluate import SAMPLE_PROMPTS, SAMPLE_SEEDS, sample_row
 
     sheet = np.asarray(Image.open(SAMPLES).convert("RGB"))
-    row = sample_row(model, minilm, SAMPLE_PROMPTS[0], SAMPLE_SEEDS)
+    row = sample_row(model, encoder, SAMPLE_PROMPTS[0], SAMPLE_SEEDS)
     assert sheet.shape == (128 * len(SAMPLE_PROMPTS), row.shape[1], 3)
     diff = np.abs(sheet[:128].astype(int) - row.astype(int))
     assert diff.max() <= 2, f"max pixel difference {diff.max()}/255"
