@@ -3,6 +3,7 @@ heads, and the base stage's --disc / --recon-z options."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -141,8 +142,29 @@ def test_the_zero_anchor_uses_name_captions_only(synthetic_data):
     picked = anchor_rows(data, rows, zero)
     assert len(picked) == len(data.names)
     assert data.caption_is_name[rows[picked]].all()
+    names = TrainOptions(data=synthetic_data, out=Path("unused"), recon_z="names")
+    assert np.array_equal(anchor_rows(data, rows, names), picked)
     every = TrainOptions(data=synthetic_data, out=Path("unused"), recon_z="all")
     assert len(anchor_rows(data, rows, every)) == 0
+
+
+def test_the_names_anchor_is_the_all_anchor_restricted_to_name_prompts(synthetic_data, tmp_path):
+    """With every row prompted by a name, "names" trains exactly like "all"; with none, like no anchor."""
+
+    def trained(name, **extra):
+        options = _options(synthetic_data, tmp_path / name, tmp_path / "unused", 2, **extra)
+        train(options)
+        record = json.loads((options.out / "model.json").read_text(encoding="utf-8"))["training"]["base"]
+        return torch.load(options.run / CHECKPOINT, weights_only=False)["generator"], record
+
+    names_only, record = trained("names1", recon_z="names", caption_name_prob=1.0)
+    assert record["recon_z"] == "names"
+    every, _ = trained("all1", recon_z="all", caption_name_prob=1.0)
+    assert all(torch.equal(names_only[k], every[k]) for k in every)
+    no_names, _ = trained("names0", recon_z="names", caption_name_prob=0.0)
+    unanchored, _ = trained("off0", recon_z="all", caption_name_prob=0.0, recon_weight=0.0)
+    assert all(torch.equal(no_names[k], unanchored[k]) for k in unanchored)
+    assert not all(torch.equal(no_names[k], every[k]) for k in every)
 
 
 def test_a_run_can_start_from_given_generator_weights(synthetic_data, tmp_path):

@@ -142,9 +142,10 @@ def hinge_d(real, fake, wrong, wrong_mask, options: TrainOptions) -> torch.Tenso
 
 
 def anchor_rows(data: EmojiData, rows: np.ndarray, options: TrainOptions) -> np.ndarray:
-    """Batch positions whose z = 0 render is pulled (L1) towards the emoji: with ``recon_z == "zero"`` the
-    ones prompted with the emoji's own name (a name fits one picture; a shared keyword does not)."""
-    if options.recon_z != "zero" or options.recon_weight <= 0:
+    """Batch positions pulled (L1) towards their emoji when ``recon_z`` is "zero" or "names": the ones
+    prompted with the emoji's own name (a name fits one picture; a shared keyword does not). "zero" renders
+    them once more at z = 0 and anchors that render; "names" anchors them at their random z."""
+    if options.recon_z == "all" or options.recon_weight <= 0:
         return np.zeros(0, np.int64)
     return np.flatnonzero(data.caption_is_name[rows])
 
@@ -323,8 +324,9 @@ def train_base(options: TrainOptions) -> dict:
             projected.heads.requires_grad_(False)
         z = torch.randn(batch, generator.config.z_dim, generator=torch_rng).to(device)
         anchor = torch.from_numpy(anchor_rows(data, rows, options)).to(device)
-        z_all = torch.cat([z, torch.zeros(len(anchor), z.shape[1], device=device)])
-        e_all = torch.cat([e, e[anchor]])
+        at_zero = anchor if options.recon_z == "zero" else anchor[:0]
+        z_all = torch.cat([z, torch.zeros(len(at_zero), z.shape[1], device=device)])
+        e_all = torch.cat([e, e[at_zero]])
         with autocast:
             generated = generator(z_all, e_all).float()  # one pass: BatchNorm sees the random-z batch
             fake = generated[:batch]
@@ -335,10 +337,13 @@ def train_base(options: TrainOptions) -> dict:
             if projected is not None:
                 feats = projected.features(augmented, backgrounds(batch, torch_rng, device))
                 adv_g = adv_g - w_proj * projected.head(feats, e).float().mean()
-            if options.recon_z == "zero":
-                recon = F.l1_loss(generated[batch:], real[anchor]) if len(anchor) else generated.sum() * 0.0
-            else:
+            if options.recon_z == "all":
                 recon = F.l1_loss(fake, real)
+            elif len(anchor):
+                anchored = generated[batch:] if options.recon_z == "zero" else fake[anchor]
+                recon = F.l1_loss(anchored, real[anchor])
+            else:
+                recon = generated.sum() * 0.0
             loss_g = adv_g + options.recon_weight * recon
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()

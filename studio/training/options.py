@@ -42,7 +42,8 @@ class TrainOptions:
     caption_name_prob: float = 0.5
     disc: str = "conv"  # conv (SN-ResNet on RGBA), projected (frozen EfficientNet-Lite0 features) or both
     conv_weight: float = 0.25  # disc "both": the conventional RGBA term's weight beside the projected one
-    recon_z: str = "all"  # L1 anchor on every z ("all") or on z = 0 with the emoji's own name ("zero")
+    recon_z: str = "all"  # L1 anchor on every z ("all"), on z = 0 with the emoji's own name ("zero"), or on
+    # every z of the rows prompted with the emoji's own name ("names": keywords and other captions stay free)
     features: Path = Path(DEFAULT_FEATURES)
     projected_size: int = 64  # the projected discriminator's input size (px)
     init_generator: Path | None = None  # start the base generator (and its EMA) from these weights
@@ -91,10 +92,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--recon-z",
-        choices=("all", "zero"),
+        choices=("all", "zero", "names"),
         default="all",
-        help="base stage: pull every z towards the caption's emoji (all), or only z = 0 prompted with the "
-        "emoji's name (zero), leaving the other seeds free to differ",
+        help="base stage: pull every z towards the caption's emoji (all), only z = 0 prompted with the "
+        "emoji's name (zero), or every z prompted with the emoji's name (names); the last two leave the "
+        "seeds of shared keywords free to differ",
     )
     parser.add_argument(
         "--features",
