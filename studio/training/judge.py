@@ -65,12 +65,10 @@ class Judge(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.prepare(x)
-        if self.flip_average and not self.training:
-            h = self.body(torch.cat([x, x.flip(-1)]))
-            pooled = F.avg_pool2d(h, h.shape[-1]).flatten(1)
-            return (pooled[: len(x)] + pooled[len(x) :]) * 0.5
-        h = self.body(x)
-        return F.avg_pool2d(h, h.shape[-1]).flatten(1)
+        flip = self.flip_average and not self.training
+        h = self.body(torch.cat([x, x.flip(-1)]) if flip else x)
+        pooled = F.avg_pool2d(h, h.shape[-1]).flatten(1)
+        return (pooled[: len(x)] + pooled[len(x) :]) * 0.5 if flip else pooled
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -5,7 +5,8 @@
   term (real image + another emoji's caption counts as fake: free, because the projection head reuses the
   real features), DiffAugment, an EMA generator, bf16 autocast on CPUs that support it. ``--disc
   projected|both`` swaps in (or adds) a projected discriminator on frozen EfficientNet-Lite0 features
-  (:mod:`studio.training.projected`); ``--recon-z zero`` anchors only z = 0 with the emoji's name by L1.
+  (:mod:`studio.training.projected`); ``--recon-z zero`` anchors only z = 0 with the emoji's name by L1,
+  ``--recon-z names`` every z of a row prompted with the emoji's name (keyword prompts stay free).
 - ``upsampler``: the 4x upsampler, supervised L1 on real 32 -> 128 pairs whose 32 px input is blurred and
   noised so it copes with generated images, plus (``adv_weight`` > 0) a hinge adversarial term from a
   spectral-norm patch discriminator that sees the 128 px image beside the bicubic upscale of its 32 px input,
