@@ -189,3 +189,45 @@ def test_a_run_can_start_from_given_generator_weights(synthetic_data, tmp_path):
     options.init_generator = tmp_path / "wider.safetensors"
     with pytest.raises(TrainError, match="do not fit this generator"):
         train(options)
+
+
+def test_the_mode_seeking_term_falls_as_two_renders_move_apart():
+    from studio.training.base_stage import mode_seeking
+
+    torch.manual_seed(0)
+    z1, z2 = torch.randn(4, 8), torch.randn(4, 8)
+    picture = torch.rand(4, 4, 8, 8) * 2 - 1
+    same = mode_seeking(picture, picture, z1, z2)
+    near = mode_seeking(picture, picture + 0.1, z1, z2)
+    far = mode_seeking(picture, picture + 0.5, z1, z2)
+    assert same > 1e4 and same > near > far
+    # per unit of z distance: the same pictures from z twice as far apart count as half as far apart
+    assert torch.isclose(mode_seeking(picture, picture + 0.1, z1, z1 + 2 * (z2 - z1)), 2 * near, rtol=1e-3)
+
+
+def test_the_diversity_term_works_on_prompts_that_are_not_names(synthetic_data, tmp_path):
+    """The mode-seeking term renders a second seed only for rows that are not the emoji's name: with every
+    row a name it trains bit-identically to no term; with keywords it changes the generator and is recorded."""
+    from studio.training.base_stage import diverse_rows
+
+    data = load_dataset(synthetic_data)
+    rows = np.arange(len(data.captions))
+    on = TrainOptions(data=synthetic_data, out=Path("unused"), diversity_weight=1.0)
+    picked = diverse_rows(data, rows, on)
+    assert len(picked) == len(rows) - len(data.names) > 0
+    assert not data.caption_is_name[rows[picked]].any()
+    assert len(diverse_rows(data, rows, TrainOptions(data=synthetic_data, out=Path("unused")))) == 0
+
+    def trained(name, **extra):
+        options = _options(synthetic_data, tmp_path / name, tmp_path / "unused", 2, recon_z="names", **extra)
+        train(options)
+        record = json.loads((options.out / "model.json").read_text(encoding="utf-8"))["training"]["base"]
+        return torch.load(options.run / CHECKPOINT, weights_only=False)["generator"], record
+
+    names_on, record = trained("on1", diversity_weight=1.0, caption_name_prob=1.0)
+    names_off, _ = trained("off1", caption_name_prob=1.0)
+    assert record["diversity_weight"] == 1.0 and record["runs"][-1]["diversity_weight"] == 1.0
+    assert all(torch.equal(names_on[k], names_off[k]) for k in names_off)
+    keywords_on, _ = trained("on0", diversity_weight=1.0, caption_name_prob=0.0)
+    keywords_off, _ = trained("off0", caption_name_prob=0.0)
+    assert not all(torch.equal(keywords_on[k], keywords_off[k]) for k in keywords_off)

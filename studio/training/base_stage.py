@@ -150,6 +150,24 @@ def anchor_rows(data: EmojiData, rows: np.ndarray, options: TrainOptions) -> np.
     return np.flatnonzero(data.caption_is_name[rows])
 
 
+def diverse_rows(data: EmojiData, rows: np.ndarray, options: TrainOptions) -> np.ndarray:
+    """Batch positions rendered at a second z for the mode-seeking term: the rows whose prompt is not the
+    emoji's own name, so it fits several pictures (empty when the term is off)."""
+    if options.diversity_weight <= 0:
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(~data.caption_is_name[rows])
+
+
+def mode_seeking(
+    first: torch.Tensor, second: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor
+) -> torch.Tensor:
+    """Mao et al.'s mode-seeking term (MSGAN, CVPR 2019): the inverse of how far apart two renders of one
+    prompt are, per unit of distance between their z. Minimising it keeps seeds from drawing one picture;
+    it flattens as they move apart, so it never pays to turn pictures into noise."""
+    apart = (first - second).abs().mean(dim=(1, 2, 3)) / (z1 - z2).abs().mean(dim=1)
+    return 1.0 / (apart.mean() + 1e-5)
+
+
 def init_generator(generator: BaseGenerator, path) -> None:
     """Load a model folder's (or a snapshot's) base weights into a generator of the same shape."""
     from safetensors import SafetensorError
@@ -218,6 +236,7 @@ def train_base(options: TrainOptions) -> dict:
             "disc": options.disc,
             "conv_weight": w_conv,
             "recon_z": options.recon_z,
+            "diversity_weight": options.diversity_weight,
         },
     )
     dist.broadcast_module(generator)
@@ -239,7 +258,7 @@ def train_base(options: TrainOptions) -> dict:
     started = time.time()
     last_ckpt = last_sample = started
     window_t, window_imgs = time.time(), 0
-    sums = {"d": 0.0, "g": 0.0, "l1": 0.0, "d_real": 0.0, "d_fake": 0.0}
+    sums = {"d": 0.0, "g": 0.0, "l1": 0.0, "ms": 0.0, "d_real": 0.0, "d_fake": 0.0}
     count = 0
     log_line(
         options,
@@ -325,8 +344,10 @@ def train_base(options: TrainOptions) -> dict:
         z = torch.randn(batch, generator.config.z_dim, generator=torch_rng).to(device)
         anchor = torch.from_numpy(anchor_rows(data, rows, options)).to(device)
         at_zero = anchor if options.recon_z == "zero" else anchor[:0]
-        z_all = torch.cat([z, torch.zeros(len(at_zero), z.shape[1], device=device)])
-        e_all = torch.cat([e, e[at_zero]])
+        free = torch.from_numpy(diverse_rows(data, rows, options)).to(device)
+        z2 = torch.randn(len(free), z.shape[1], generator=torch_rng).to(device)
+        z_all = torch.cat([z, torch.zeros(len(at_zero), z.shape[1], device=device), z2])
+        e_all = torch.cat([e, e[at_zero], e[free]])
         with autocast:
             generated = generator(z_all, e_all).float()  # one pass: BatchNorm sees the random-z batch
             fake = generated[:batch]
@@ -340,11 +361,18 @@ def train_base(options: TrainOptions) -> dict:
             if options.recon_z == "all":
                 recon = F.l1_loss(fake, real)
             elif len(anchor):
-                anchored = generated[batch:] if options.recon_z == "zero" else fake[anchor]
+                anchored = (
+                    generated[batch : batch + len(at_zero)] if options.recon_z == "zero" else fake[anchor]
+                )
                 recon = F.l1_loss(anchored, real[anchor])
             else:
                 recon = generated.sum() * 0.0
             loss_g = adv_g + options.recon_weight * recon
+            if len(free):
+                seeking = mode_seeking(fake[free], generated[batch + len(at_zero) :], z[free], z2)
+                loss_g = loss_g + options.diversity_weight * seeking
+            else:
+                seeking = torch.zeros((), device=device)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         dist.average_gradients(generator)
@@ -359,6 +387,7 @@ def train_base(options: TrainOptions) -> dict:
         sums["d"] += float(loss_d.detach())
         sums["g"] += float(adv_g.detach())
         sums["l1"] += float(recon.detach())
+        sums["ms"] += float(seeking.detach())
         sums["d_real"] += float(d_real.detach().mean())
         sums["d_fake"] += float(d_fake.detach().mean())
         count += 1
@@ -369,7 +398,7 @@ def train_base(options: TrainOptions) -> dict:
                 options,
                 dist,
                 f"step {step} | {rate:.0f} img/s | loss D {sums['d'] / count:.3f} G "
-                f"{sums['g'] / count:.3f} L1 {sums['l1'] / count:.3f} | D(real) {sums['d_real'] / count:.2f} D(fake) {sums['d_fake'] / count:.2f}"
+                f"{sums['g'] / count:.3f} L1 {sums['l1'] / count:.3f} MS {sums['ms'] / count:.2f} | D(real) {sums['d_real'] / count:.2f} D(fake) {sums['d_fake'] / count:.2f}"
                 f" | {(trained_seconds + now - started) / 60:.1f} min",
             )
             window_t, window_imgs, count = now, 0, 0
@@ -398,6 +427,7 @@ def train_base(options: TrainOptions) -> dict:
         disc=options.disc,
         conv_weight=w_conv,
         recon_z=options.recon_z,
+        diversity_weight=options.diversity_weight,
         runs=history.runs(step, images_seen),
     )
     if dist.main:

@@ -44,6 +44,7 @@ class TrainOptions:
     conv_weight: float = 0.25  # disc "both": the conventional RGBA term's weight beside the projected one
     recon_z: str = "all"  # L1 anchor on every z ("all"), on z = 0 with the emoji's own name ("zero"), or on
     # every z of the rows prompted with the emoji's own name ("names": keywords and other captions stay free)
+    diversity_weight: float = 0.0  # mode-seeking term on rows not prompted by a name: two z, pictures apart
     features: Path = Path(DEFAULT_FEATURES)
     projected_size: int = 64  # the projected discriminator's input size (px)
     init_generator: Path | None = None  # start the base generator (and its EMA) from these weights
@@ -99,6 +100,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "seeds of shared keywords free to differ",
     )
     parser.add_argument(
+        "--diversity-weight",
+        type=float,
+        default=0.0,
+        help="base stage: weight of a mode-seeking term (MSGAN) that pushes two seeds of a prompt that is "
+        "not an emoji's name (a shared keyword, another caption) to draw different pictures (0: off)",
+    )
+    parser.add_argument(
         "--features",
         default=DEFAULT_FEATURES,
         help="EfficientNet-Lite0 weights for --disc projected/both "
@@ -139,6 +147,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         disc=args.disc,
         conv_weight=args.conv_weight,
         recon_z=args.recon_z,
+        diversity_weight=args.diversity_weight,
         features=Path(args.features),
         projected_size=args.projected_size,
         init_generator=Path(args.init_generator) if args.init_generator else None,
