@@ -41,7 +41,8 @@ def test_export_all_runs_on_the_files_worker_with_progress(qtbot, make_window, m
     assert len(task.result()) == 4 and len(list(tmp_path.glob("*.png"))) == 4
     assert calls and all(name.startswith("gan-studio-files") for name in calls)
     assert window.statusBar().currentMessage() == f"Exported 4 images to {tmp_path}."
-    assert not window.jobs.job_progress.isVisible()
+    # the bar hides in the task's done callback, which asyncio runs on the next turn of the loop
+    qtbot.waitUntil(lambda: not window.jobs.job_progress.isVisible(), timeout=WAIT_MS)
 
 
 def test_cancel_stops_an_export_after_the_current_file_and_keeps_what_was_written(
@@ -107,7 +108,8 @@ def test_cancel_while_frames_render_writes_no_animation(qtbot, make_window, tmp_
     gate.set()
     qtbot.waitUntil(task.done, timeout=WAIT_MS)
     assert bar.currentMessage() == "Animation export cancelled; nothing was written."
-    assert not (tmp_path / "clip.gif").exists() and not window.jobs.job_progress.isVisible()
+    assert not (tmp_path / "clip.gif").exists()
+    qtbot.waitUntil(lambda: not window.jobs.job_progress.isVisible(), timeout=WAIT_MS)
 
 
 def test_an_exported_preview_holds_the_stored_pixels_not_the_one_row_preview(qtbot, make_window, tmp_path):
