@@ -227,18 +227,16 @@ def train_base(options: TrainOptions) -> dict:
             init_generator(generator, options.init_generator)
             g_ema.load_state_dict(generator.state_dict())
             log_line(options, dist, f"generator initialised from {options.init_generator}")
-    history = RunHistory(
-        state,
-        {
-            "batch": batch * dist.world,
-            "recon_weight": options.recon_weight,
-            "mismatch_weight": options.mismatch_weight,
-            "disc": options.disc,
-            "conv_weight": w_conv,
-            "recon_z": options.recon_z,
-            "diversity_weight": options.diversity_weight,
-        },
-    )
+    # the recipe's settings, recorded per run in the history and once in the run summary
+    recipe = {
+        "recon_weight": options.recon_weight,
+        "mismatch_weight": options.mismatch_weight,
+        "disc": options.disc,
+        "conv_weight": w_conv,
+        "recon_z": options.recon_z,
+        "diversity_weight": options.diversity_weight,
+    }
+    history = RunHistory(state, {"batch": batch * dist.world, **recipe})
     dist.broadcast_module(generator)
     dist.broadcast_module(discriminator)
     if projected is not None:
@@ -350,7 +348,7 @@ def train_base(options: TrainOptions) -> dict:
         e_all = torch.cat([e, e[at_zero], e[free]])
         with autocast:
             generated = generator(z_all, e_all).float()  # one pass: BatchNorm sees the random-z batch
-            fake = generated[:batch]
+            fake, at_zero_fake, second_fake = generated.split([batch, len(at_zero), len(free)])
             augmented = diff_augment(fake, generator=torch_rng)
             adv_g = torch.zeros((), device=device)
             if w_conv > 0:
@@ -361,15 +359,13 @@ def train_base(options: TrainOptions) -> dict:
             if options.recon_z == "all":
                 recon = F.l1_loss(fake, real)
             elif len(anchor):
-                anchored = (
-                    generated[batch : batch + len(at_zero)] if options.recon_z == "zero" else fake[anchor]
-                )
+                anchored = at_zero_fake if options.recon_z == "zero" else fake[anchor]
                 recon = F.l1_loss(anchored, real[anchor])
             else:
                 recon = generated.sum() * 0.0
             loss_g = adv_g + options.recon_weight * recon
             if len(free):
-                seeking = mode_seeking(fake[free], generated[batch + len(at_zero) :], z[free], z2)
+                seeking = mode_seeking(fake[free], second_fake, z[free], z2)
                 loss_g = loss_g + options.diversity_weight * seeking
             else:
                 seeking = torch.zeros((), device=device)
@@ -420,16 +416,7 @@ def train_base(options: TrainOptions) -> dict:
     summary = run_summary(
         "base", step, images_seen, trained_seconds + elapsed, batch, dist, use_bf16, ch, device
     )
-    summary.update(
-        threads=torch.get_num_threads(),
-        recon_weight=options.recon_weight,
-        mismatch_weight=options.mismatch_weight,
-        disc=options.disc,
-        conv_weight=w_conv,
-        recon_z=options.recon_z,
-        diversity_weight=options.diversity_weight,
-        runs=history.runs(step, images_seen),
-    )
+    summary.update(threads=torch.get_num_threads(), **recipe, runs=history.runs(step, images_seen))
     if dist.main:
         standing_stats(g_ema.cpu(), embeddings.cpu(), batches=options.standing_batches)
         with torch.no_grad():
