@@ -231,3 +231,44 @@ def test_the_diversity_term_works_on_prompts_that_are_not_names(synthetic_data, 
     keywords_on, _ = trained("on0", diversity_weight=1.0, caption_name_prob=0.0)
     keywords_off, _ = trained("off0", caption_name_prob=0.0)
     assert not all(torch.equal(keywords_on[k], keywords_off[k]) for k in keywords_off)
+
+
+def test_the_learning_rates_fall_on_a_cosine_from_the_decay_step():
+    from studio.training.base_stage import lr_scale
+
+    options = TrainOptions(data=Path("unused"), out=Path("unused"), steps=300, lr_decay_from=100)
+    assert lr_scale(0, options) == lr_scale(100, options) == 1.0
+    assert lr_scale(150, options) == pytest.approx(0.5 * (1 + np.cos(np.pi / 4)))
+    assert lr_scale(200, options) == pytest.approx(0.5)
+    assert lr_scale(300, options) == pytest.approx(0.0, abs=1e-12)
+    assert lr_scale(400, options) == pytest.approx(0.0, abs=1e-12)
+    assert all(lr_scale(s, options) >= lr_scale(s + 1, options) for s in range(300))
+    assert lr_scale(10**6, TrainOptions(data=Path("unused"), out=Path("unused"))) == 1.0
+
+
+def test_a_decay_without_an_end_step_is_refused_in_one_sentence(synthetic_data, tmp_path):
+    options = _options(synthetic_data, tmp_path, tmp_path / "unused", None, lr_decay_from=10, minutes=0.1)
+    with pytest.raises(TrainError, match="--lr-decay-from 10 needs --steps beyond it"):
+        train(options)
+    with pytest.raises(TrainError, match="needs --steps beyond it"):
+        train(_options(synthetic_data, tmp_path, tmp_path / "unused", 10, lr_decay_from=10))
+
+
+def test_the_decay_changes_nothing_before_its_step_and_is_recorded(synthetic_data, tmp_path):
+    """Steps up to the decay step train bit-identically to constant rates; after it the rates (and so the
+    weights) differ, the optimiser holds the scaled rate, and the run history records the setting."""
+
+    def trained(name, **extra):
+        options = _options(synthetic_data, tmp_path / name, tmp_path / "unused", 4, recon_z="names", **extra)
+        train(options)
+        record = json.loads((options.out / "model.json").read_text(encoding="utf-8"))["training"]["base"]
+        return torch.load(options.run / CHECKPOINT, weights_only=False), record
+
+    constant, record = trained("constant")
+    late, _ = trained("late", lr_decay_from=3)  # step 3 (the last) still runs at the full rate
+    early, early_record = trained("early", lr_decay_from=2)  # step 3 runs at half the rate
+    assert record["lr_decay_from"] is None and early_record["runs"][-1]["lr_decay_from"] == 2
+    assert all(torch.equal(constant["generator"][k], late["generator"][k]) for k in constant["generator"])
+    assert not all(torch.equal(constant["generator"][k], early["generator"][k]) for k in constant["generator"])
+    assert early["opt_g"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
+    assert constant["opt_d"]["param_groups"][0]["lr"] == pytest.approx(2e-4)

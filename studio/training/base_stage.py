@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 
 import numpy as np
@@ -168,6 +169,22 @@ def mode_seeking(
     return 1.0 / (apart.mean() + 1e-5)
 
 
+def lr_scale(step: int, options: TrainOptions) -> float:
+    """The learning rates' factor at ``step``: 1 until ``lr_decay_from``, then half a cosine down to 0 at
+    ``steps`` (late in a run it lets the generator settle instead of circling the discriminator)."""
+    start, end = options.lr_decay_from, options.steps
+    if start is None or step <= start:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - start) / (end - start))))
+
+
+def check_lr_decay(options: TrainOptions) -> None:
+    if options.lr_decay_from is not None and (options.steps is None or options.steps <= options.lr_decay_from):
+        raise TrainError(
+            f"--lr-decay-from {options.lr_decay_from} needs --steps beyond it (the step the rates reach 0)."
+        )
+
+
 def init_generator(generator: BaseGenerator, path) -> None:
     """Load a model folder's (or a snapshot's) base weights into a generator of the same shape."""
     from safetensors import SafetensorError
@@ -186,6 +203,7 @@ def init_generator(generator: BaseGenerator, path) -> None:
 
 
 def train_base(options: TrainOptions) -> dict:
+    check_lr_decay(options)
     device, dist, data, run, use_bf16 = setup_run(options)
     batch = options.batch or 32
     ch = options.ch or 16
@@ -235,6 +253,7 @@ def train_base(options: TrainOptions) -> dict:
         "conv_weight": w_conv,
         "recon_z": options.recon_z,
         "diversity_weight": options.diversity_weight,
+        "lr_decay_from": options.lr_decay_from,
     }
     history = RunHistory(state, {"batch": batch * dist.world, **recipe})
     dist.broadcast_module(generator)
@@ -298,6 +317,10 @@ def train_base(options: TrainOptions) -> dict:
 
     stop = should_stop(options, step, started)
     while not stop:
+        scale = lr_scale(step, options)
+        for opt, lr in ((opt_g, options.lr_g), (opt_d, options.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = lr * scale
         emoji, rows = sampler.sample(batch)
         e = embeddings[torch.from_numpy(rows).to(device)]
         real = images[torch.from_numpy(emoji).to(device)]

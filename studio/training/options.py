@@ -36,6 +36,7 @@ class TrainOptions:
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     ema_decay: float = 0.999
+    lr_decay_from: int | None = None  # base stage: from this step the learning rates fall on a cosine to 0 at steps
     mismatch_weight: float = 0.5
     recon_weight: float = 4.0  # L1 between G(z, caption) and that emoji's render (0: pure GAN)
     adv_weight: float = 0.01  # upsampler: weight of the adversarial term next to L1 (0: L1 only)
@@ -107,6 +108,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "not an emoji's name (a shared keyword, another caption) to draw different pictures (0: off)",
     )
     parser.add_argument(
+        "--lr-decay-from",
+        type=int,
+        default=None,
+        help="base stage: from this step both learning rates fall on a cosine to zero at --steps "
+        "(default: constant)",
+    )
+    parser.add_argument(
         "--features",
         default=DEFAULT_FEATURES,
         help="EfficientNet-Lite0 weights for --disc projected/both "
@@ -148,6 +156,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         conv_weight=args.conv_weight,
         recon_z=args.recon_z,
         diversity_weight=args.diversity_weight,
+        lr_decay_from=args.lr_decay_from,
         features=Path(args.features),
         projected_size=args.projected_size,
         init_generator=Path(args.init_generator) if args.init_generator else None,
