@@ -269,6 +269,8 @@ def test_the_decay_changes_nothing_before_its_step_and_is_recorded(synthetic_dat
     early, early_record = trained("early", lr_decay_from=2)  # step 3 runs at half the rate
     assert record["lr_decay_from"] is None and early_record["runs"][-1]["lr_decay_from"] == 2
     assert all(torch.equal(constant["generator"][k], late["generator"][k]) for k in constant["generator"])
-    assert not all(torch.equal(constant["generator"][k], early["generator"][k]) for k in constant["generator"])
+    assert not all(
+        torch.equal(constant["generator"][k], early["generator"][k]) for k in constant["generator"]
+    )
     assert early["opt_g"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
     assert constant["opt_d"]["param_groups"][0]["lr"] == pytest.approx(2e-4)

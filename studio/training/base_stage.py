@@ -179,7 +179,9 @@ def lr_scale(step: int, options: TrainOptions) -> float:
 
 
 def check_lr_decay(options: TrainOptions) -> None:
-    if options.lr_decay_from is not None and (options.steps is None or options.steps <= options.lr_decay_from):
+    if options.lr_decay_from is not None and (
+        options.steps is None or options.steps <= options.lr_decay_from
+    ):
         raise TrainError(
             f"--lr-decay-from {options.lr_decay_from} needs --steps beyond it (the step the rates reach 0)."
         )
