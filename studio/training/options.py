@@ -36,9 +36,8 @@ class TrainOptions:
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     ema_decay: float = 0.999
-    lr_decay_from: int | None = (
-        None  # base stage: from this step the learning rates fall on a cosine to 0 at steps
-    )
+    # base stage: from this step the learning rates fall on a cosine to 0 at ``steps`` (None: constant)
+    lr_decay_from: int | None = None
     mismatch_weight: float = 0.5
     recon_weight: float = 4.0  # L1 between G(z, caption) and that emoji's render (0: pure GAN)
     adv_weight: float = 0.01  # upsampler: weight of the adversarial term next to L1 (0: L1 only)
