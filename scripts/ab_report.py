@@ -26,7 +26,7 @@ from studio.models.cgan import BaseConfig, BaseGenerator, rgba_uint8_to_premulti
 from studio.models.format import load_model
 from studio.models.text import get_text_encoder
 from studio.training.dataset import load_dataset
-from studio.training.evaluate import composite, evaluate_model, generate, keyword_metrics
+from studio.training.evaluate import composite, evaluate_model, generate, heldout_gan_test, keyword_metrics
 from studio.training.judge import judge_features, load_judge
 
 GRID_PROMPTS = ("grinning face", "pizza", "rocket", "flag: Japan", "dog face", "cat", "heart", "猫")
@@ -68,6 +68,12 @@ def main() -> int:
     parser.add_argument("--grid-only", action="store_true", help="draw --grid without scoring the arms")
     parser.add_argument(
         "--language", action="append", default=[], help="also score name prompts in these CLDR languages"
+    )
+    parser.add_argument(
+        "--fresh-seeds",
+        type=int,
+        default=0,
+        help="also score held-out GAN-test on K fresh seeds per emoji (rounds 1..K) in every language",
     )
     args = parser.parse_args()
     if args.threads:
@@ -118,11 +124,22 @@ def main() -> int:
                     keywords=0,
                     language=language,
                 )
+                prefix = "" if language == "en" else f"{language}_"
                 if language == "en":
                     metrics.update(scored)
                 else:
                     for key in ("gan_test_train", "gan_test_heldout", "identity_top5", "kid"):
                         metrics[f"{language}_{key}"] = scored[key]
+                if args.fresh_seeds > 0:
+                    metrics[f"{prefix}gan_test_heldout_fresh"] = heldout_gan_test(
+                        generator,
+                        arm_upsampler,
+                        arm_data,
+                        judge,
+                        args.psi,
+                        range(1, args.fresh_seeds + 1),
+                        language,
+                    )
             encode = None if arm_encoder is None else arm_encoder.encode
             metrics.update(
                 keyword_metrics(

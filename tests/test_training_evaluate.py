@@ -14,6 +14,7 @@ from studio.training.evaluate import (
     composite,
     evaluate_model,
     generate,
+    heldout_gan_test,
     kid,
     latents,
     psnr,
@@ -212,3 +213,33 @@ def test_a_flip_averaging_judge_sees_an_image_and_its_mirror_alike(tmp_path, dat
     loaded, _ = load_judge(tmp_path / "flip.safetensors")
     assert loaded.flip_average
     torch.testing.assert_close(loaded(x), judge(x))
+
+
+def test_heldout_gan_test_seed_rounds(data, judge, tiny_model_dir, monkeypatch):
+    import studio.training.evaluate as evaluate
+
+    model = load_model(tiny_model_dir)
+    seen: list[list[int]] = []
+    real_generate = evaluate.generate
+
+    def recording_generate(generator, upsampler, embeddings, seeds, psi, **kwargs):
+        seen.append(list(seeds))
+        return real_generate(generator, upsampler, embeddings, seeds, psi, **kwargs)
+
+    monkeypatch.setattr(evaluate, "generate", recording_generate)
+    heldout_gan_test(model.generator, model.upsampler, data, judge, 0.8, rounds=(1, 3))
+    held = [int(i) for i in data.heldout_index]
+    assert seen == [[i + 100000 for i in held] + [i + 300000 for i in held]]
+    monkeypatch.undo()
+    metrics = evaluate_model(
+        model.generator, model.upsampler, data, judge, psi=0.8, diversity_prompts=2, heldout_seeds=2
+    )
+    by_round = [
+        heldout_gan_test(model.generator, model.upsampler, data, judge, 0.8, rounds=[k]) for k in (0, 1, 5)
+    ]
+    # evaluate_model's held-out score is rounds 0 and 1, each round the same emoji once
+    assert metrics["gan_test_heldout"] == pytest.approx((by_round[0] + by_round[1]) / 2)
+    both = heldout_gan_test(model.generator, model.upsampler, data, judge, 0.8, rounds=(1, 5))
+    assert both == pytest.approx((by_round[1] + by_round[2]) / 2)
+    with pytest.raises(ValueError, match="at least one seed round"):
+        heldout_gan_test(model.generator, model.upsampler, data, judge, 0.8, rounds=())

@@ -112,6 +112,31 @@ def mean_pairwise_rms(images: torch.Tensor) -> float:
 
 
 @torch.no_grad()
+def heldout_gan_test(
+    generator, upsampler, data, judge, psi: float, rounds: Sequence[int] = (0,), language: str = "en"
+) -> float:
+    """GAN-test on the held-out emoji that have a name in ``language``: each prompted by that name at seed
+    ``index + k * 100000`` for every ``k`` in ``rounds``. Round 0 is the seed ``evaluate_model`` always uses;
+    ``rounds=range(1, 4)`` scores the same emoji on three fresh seeds each (a check that a difference between
+    two generators is not the luck of one seed per emoji). NaN when no held-out emoji has such a name."""
+    from studio.training.judge import judge_logits
+
+    known = data.has_language(language)
+    held_idx = data.heldout_index[known[data.heldout_index]]
+    rounds = list(rounds)
+    if not rounds:
+        raise ValueError("Held-out GAN-test needs at least one seed round.")
+    if len(held_idx) == 0:
+        return float("nan")  # no held-out emoji has a name in this language
+    held_rep = np.tile(held_idx, len(rounds))
+    seeds = [int(i) + 100000 * rounds[k // len(held_idx)] for k, i in enumerate(held_rep)]
+    names = torch.from_numpy(data.name_embeddings(language))
+    labels = torch.from_numpy(data.subgroup.astype(np.int64))
+    fake = generate(generator, upsampler, names[held_rep], seeds, psi)
+    return float((judge_logits(judge, fake).argmax(1) == labels[held_rep]).float().mean())
+
+
+@torch.no_grad()
 def evaluate_model(
     generator,
     upsampler,
@@ -168,13 +193,10 @@ def evaluate_model(
     metrics["judge_ceiling"] = accuracy_on_real(held_idx)
     metrics["judge_train_real_accuracy"] = accuracy_on_real(train_idx)
     fake_train = generate(generator, upsampler, names[train_idx], [int(i) for i in train_idx], psi)
-    held_rep = np.tile(held_idx, heldout_seeds)
-    held_seeds = [int(i) + 100000 * (k // len(held_idx)) for k, i in enumerate(held_rep)]
-    fake_held = generate(generator, upsampler, names[held_rep], held_seeds, psi)
     fake_train_logits = judge_logits(judge, fake_train)
     metrics["gan_test_train"] = float((fake_train_logits.argmax(1) == labels[train_idx]).float().mean())
-    metrics["gan_test_heldout"] = float(
-        (judge_logits(judge, fake_held).argmax(1) == labels[held_rep]).float().mean()
+    metrics["gan_test_heldout"] = heldout_gan_test(
+        generator, upsampler, data, judge, psi, range(heldout_seeds), language
     )
     ceiling = metrics["judge_ceiling"]
     metrics["gan_test_train_vs_ceiling"] = metrics["gan_test_train"] / ceiling if ceiling > 0 else None
