@@ -148,6 +148,33 @@ def test_the_zero_anchor_uses_name_captions_only(synthetic_data):
     assert len(anchor_rows(data, rows, every)) == 0
 
 
+def test_names_in_every_language_are_anchored_and_not_pushed_apart(synthetic_data):
+    """--name-languages all: each emoji's first caption in another language (its CLDR short name) counts as
+    a name too, for the anchor and the mode-seeking term alike; English-only data is unchanged by it."""
+    import dataclasses
+
+    from studio.training.base_stage import anchor_rows, diverse_rows
+
+    data = load_dataset(synthetic_data)
+    rows = np.arange(len(data.captions))
+    assert np.array_equal(data.name_captions(True), data.caption_is_name)  # no languages recorded
+    # each emoji: its English name, then two Chinese captions (a name, then a shared keyword)
+    data = dataclasses.replace(data, caption_lang=np.array(["en", "zh", "zh"] * len(data.names)))
+    expected = np.tile([True, True, False], len(data.names))
+    assert np.array_equal(data.name_captions(True), expected)
+    assert np.array_equal(data.name_captions(False), data.caption_is_name)
+    assert data.name_captions(True)[data.caption_languages == "zh"].sum() == len(data.names)
+    for recon_z in ("zero", "names"):
+        english = TrainOptions(data=synthetic_data, out=Path("unused"), recon_z=recon_z)
+        every = dataclasses.replace(english, name_languages="all")
+        assert np.array_equal(anchor_rows(data, rows, english), np.flatnonzero(data.caption_is_name))
+        assert np.array_equal(anchor_rows(data, rows, every), np.flatnonzero(expected))
+    seeking = TrainOptions(
+        data=synthetic_data, out=Path("unused"), diversity_weight=0.1, name_languages="all"
+    )
+    assert np.array_equal(diverse_rows(data, rows, seeking), np.flatnonzero(~expected))
+
+
 def test_the_names_anchor_is_the_all_anchor_restricted_to_name_prompts(synthetic_data, tmp_path):
     """With every row prompted by a name, "names" trains exactly like "all"; with none, like no anchor."""
 

@@ -144,19 +144,21 @@ def hinge_d(real, fake, wrong, wrong_mask, options: TrainOptions) -> torch.Tenso
 
 def anchor_rows(data: EmojiData, rows: np.ndarray, options: TrainOptions) -> np.ndarray:
     """Batch positions pulled (L1) towards their emoji when ``recon_z`` is "zero" or "names": the ones
-    prompted with the emoji's own name (a name fits one picture; a shared keyword does not). "zero" renders
-    them once more at z = 0 and anchors that render; "names" anchors them at their random z."""
+    prompted with the emoji's own name (a name fits one picture; a shared keyword does not; ``name_languages``
+    says whether a name is the English one only or the name in every language). "zero" renders them once more
+    at z = 0 and anchors that render; "names" anchors them at their random z."""
     if options.recon_z == "all" or options.recon_weight <= 0:
         return np.zeros(0, np.int64)
-    return np.flatnonzero(data.caption_is_name[rows])
+    return np.flatnonzero(data.name_captions(options.name_languages == "all")[rows])
 
 
 def diverse_rows(data: EmojiData, rows: np.ndarray, options: TrainOptions) -> np.ndarray:
     """Batch positions rendered at a second z for the mode-seeking term: the rows whose prompt is not the
-    emoji's own name, so it fits several pictures (empty when the term is off)."""
+    emoji's own name (in English, or in any language: ``name_languages``), so it fits several pictures
+    (empty when the term is off)."""
     if options.diversity_weight <= 0:
         return np.zeros(0, np.int64)
-    return np.flatnonzero(~data.caption_is_name[rows])
+    return np.flatnonzero(~data.name_captions(options.name_languages == "all")[rows])
 
 
 def mode_seeking(
@@ -255,6 +257,7 @@ def train_base(options: TrainOptions) -> dict:
         "conv_weight": w_conv,
         "recon_z": options.recon_z,
         "diversity_weight": options.diversity_weight,
+        "name_languages": options.name_languages,
         "lr_decay_from": options.lr_decay_from,
     }
     history = RunHistory(state, {"batch": batch * dist.world, **recipe})

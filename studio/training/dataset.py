@@ -375,6 +375,7 @@ class EmojiData:
     subgroups: list[str]
     manifest: dict
     caption_lang: np.ndarray | None = None  # CLDR language per caption (None: an English-only dataset)
+    _every_name: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def train_index(self) -> np.ndarray:
@@ -390,6 +391,21 @@ class EmojiData:
         if self.caption_lang is None:
             return np.full(len(self.captions), "en")
         return np.asarray(self.caption_lang)
+
+    def name_captions(self, every_language: bool = False) -> np.ndarray:
+        """Per caption: whether it is its emoji's name. English only (``caption_is_name``, the emoji-test
+        name), or with ``every_language`` also each emoji's first caption in every other language: its CLDR
+        short name, the caption :meth:`name_embeddings` prompts with."""
+        if not every_language or self.caption_lang is None:
+            return self.caption_is_name
+        if self._every_name is None:
+            languages, language_id = np.unique(self.caption_languages, return_inverse=True)
+            pair = self.caption_owner.astype(np.int64) * len(languages) + language_id
+            _, first = np.unique(pair, return_index=True)  # captions are stored emoji by emoji, name first
+            names = self.caption_is_name.copy()
+            names[first[languages[language_id[first]] != "en"]] = True
+            self._every_name = names
+        return self._every_name
 
     def name_embeddings(self, language: str = "en") -> np.ndarray:
         """N x D float32: the embedding of each emoji's own name (its first caption) in ``language``; zero rows

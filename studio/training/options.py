@@ -47,6 +47,7 @@ class TrainOptions:
     recon_z: str = "all"  # L1 anchor on every z ("all"), on z = 0 with the emoji's own name ("zero"), or on
     # every z of the rows prompted with the emoji's own name ("names": keywords and other captions stay free)
     diversity_weight: float = 0.0  # mode-seeking term on rows not prompted by a name: two z, pictures apart
+    name_languages: str = "en"  # which captions are names for the two above: the English one, or "all"
     features: Path = Path(DEFAULT_FEATURES)
     projected_size: int = 64  # the projected discriminator's input size (px)
     init_generator: Path | None = None  # start the base generator (and its EMA) from these weights
@@ -100,6 +101,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="base stage: pull every z towards the caption's emoji (all), only z = 0 prompted with the "
         "emoji's name (zero), or every z prompted with the emoji's name (names); the last two leave the "
         "seeds of shared keywords free to differ",
+    )
+    parser.add_argument(
+        "--name-languages",
+        choices=("en", "all"),
+        default="en",
+        help="base stage: which captions count as an emoji's name for --recon-z zero/names and "
+        "--diversity-weight: its English emoji-test name only (en), or also its CLDR short name in every "
+        "other language (all), so a Chinese or German name is anchored like the English one and not pushed "
+        "apart like a shared keyword",
     )
     parser.add_argument(
         "--diversity-weight",
@@ -157,6 +167,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         conv_weight=args.conv_weight,
         recon_z=args.recon_z,
         diversity_weight=args.diversity_weight,
+        name_languages=args.name_languages,
         lr_decay_from=args.lr_decay_from,
         features=Path(args.features),
         projected_size=args.projected_size,
