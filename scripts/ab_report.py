@@ -129,7 +129,7 @@ def main() -> int:
                     metrics.update(scored)
                 else:
                     for key in ("gan_test_train", "gan_test_heldout", "identity_top5", "kid"):
-                        metrics[f"{language}_{key}"] = scored[key]
+                        metrics[f"{prefix}{key}"] = scored[key]
                 if args.fresh_seeds > 0:
                     metrics[f"{prefix}gan_test_heldout_fresh"] = heldout_gan_test(
                         generator,

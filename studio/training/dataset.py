@@ -412,11 +412,10 @@ class EmojiData:
         for emoji without a caption in that language (see :meth:`has_language`)."""
         if language == "en":
             rows = np.flatnonzero(self.caption_is_name)
-        else:
-            candidates = np.flatnonzero(self.caption_languages == language)
-            # the first caption of each emoji in that language is its CLDR short name
-            _, first = np.unique(self.caption_owner[candidates], return_index=True)
-            rows = candidates[first]
+        else:  # the first caption of each emoji in that language: its CLDR short name
+            rows = np.flatnonzero(
+                self.name_captions(every_language=True) & (self.caption_languages == language)
+            )
         out = np.zeros((len(self.names), self.caption_emb.shape[1]), np.float32)
         out[self.caption_owner[rows]] = self.caption_emb[rows].astype(np.float32)
         return out
