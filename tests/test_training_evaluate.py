@@ -13,10 +13,12 @@ from studio.training.dataset import load_dataset, make_synthetic_dataset
 from studio.training.evaluate import (
     composite,
     evaluate_model,
+    gan_test_hits,
     generate,
     heldout_gan_test,
     kid,
     latents,
+    paired_difference,
     psnr,
     sample_row,
     score_snapshots,
@@ -243,3 +245,35 @@ def test_heldout_gan_test_seed_rounds(data, judge, tiny_model_dir, monkeypatch):
     assert both == pytest.approx((by_round[1] + by_round[2]) / 2)
     with pytest.raises(ValueError, match="at least one seed round"):
         heldout_gan_test(model.generator, model.upsampler, data, judge, 0.8, rounds=())
+
+
+def test_gan_test_hits_are_one_row_per_round_and_average_to_the_score(data, judge, tiny_model_dir):
+    model = load_model(tiny_model_dir)
+    held = data.heldout_index
+    hits = gan_test_hits(model.generator, model.upsampler, data, judge, 0.8, held, (1, 5))
+    assert hits.shape == (2, len(held)) and hits.dtype == bool
+    score = heldout_gan_test(model.generator, model.upsampler, data, judge, 0.8, rounds=(1, 5))
+    assert hits.mean() == pytest.approx(score)
+    # a row is its round alone, whatever else is scored beside it
+    alone = gan_test_hits(model.generator, model.upsampler, data, judge, 0.8, held, (5,))
+    assert np.array_equal(alone[0], hits[1])
+    assert gan_test_hits(model.generator, model.upsampler, data, judge, 0.8, held[:0], (1,)).shape == (1, 0)
+
+
+def test_paired_difference_resamples_emoji_and_finds_a_real_gain():
+    rng = np.random.default_rng(3)
+    a = rng.random((6, 300)) < 0.3
+    same = paired_difference(a, a.copy())
+    assert same["difference"] == 0 and same["interval"] == [0.0, 0.0]
+    b = a | (rng.random((6, 300)) < 0.15)  # b hits wherever a does, and more
+    gain = paired_difference(a, b)
+    assert gain["difference"] == pytest.approx(b.mean() - a.mean())
+    assert 0 < gain["interval"][0] < gain["difference"] < gain["interval"][1]
+    noise = paired_difference(a, rng.random((6, 300)) < 0.3)
+    assert noise["interval"][0] < 0 < noise["interval"][1]
+    wider = paired_difference(a, b, level=0.99)
+    assert wider["interval"][0] <= gain["interval"][0] and wider["interval"][1] >= gain["interval"][1]
+    with pytest.raises(ValueError, match="same"):
+        paired_difference(a, b[:, :10])
+    with pytest.raises(ValueError, match="coverage"):
+        paired_difference(a, b, level=1.0)

@@ -112,6 +112,37 @@ def mean_pairwise_rms(images: torch.Tensor) -> float:
 
 
 @torch.no_grad()
+def gan_test_hits(
+    generator,
+    upsampler,
+    data,
+    judge,
+    psi: float,
+    index: np.ndarray,
+    rounds: Sequence[int],
+    language: str = "en",
+) -> np.ndarray:
+    """Judge hits, shape (len(rounds), len(index)): emoji ``index[j]`` prompted by its name in ``language`` at
+    seed ``index[j] + k * 100000`` for the k-th of ``rounds``, classified into its own subgroup or not. Two
+    generators scored on the same ``index`` and ``rounds`` see the same prompts and latents, so their hits can
+    be compared pair by pair (:func:`paired_difference`)."""
+    from studio.training.judge import judge_logits
+
+    rounds = list(rounds)
+    if not rounds:
+        raise ValueError("GAN-test needs at least one seed round.")
+    index = np.asarray(index, dtype=np.int64)
+    if len(index) == 0:
+        return np.zeros((len(rounds), 0), dtype=bool)
+    rep = np.tile(index, len(rounds))
+    seeds = [int(i) + 100000 * rounds[k // len(index)] for k, i in enumerate(rep)]
+    names = torch.from_numpy(data.name_embeddings(language))
+    labels = torch.from_numpy(data.subgroup.astype(np.int64))
+    fake = generate(generator, upsampler, names[rep], seeds, psi)
+    hits = (judge_logits(judge, fake).argmax(1) == labels[rep]).numpy()
+    return hits.reshape(len(rounds), len(index))
+
+
 def heldout_gan_test(
     generator, upsampler, data, judge, psi: float, rounds: Sequence[int] = (0,), language: str = "en"
 ) -> float:
@@ -119,21 +150,41 @@ def heldout_gan_test(
     ``index + k * 100000`` for every ``k`` in ``rounds``. Round 0 is the seed ``evaluate_model`` always uses;
     ``rounds=range(1, 4)`` scores the same emoji on three fresh seeds each (a check that a difference between
     two generators is not the luck of one seed per emoji). NaN when no held-out emoji has such a name."""
-    from studio.training.judge import judge_logits
-
     known = data.has_language(language)
     held_idx = data.heldout_index[known[data.heldout_index]]
-    rounds = list(rounds)
-    if not rounds:
-        raise ValueError("Held-out GAN-test needs at least one seed round.")
     if len(held_idx) == 0:
+        if not list(rounds):
+            raise ValueError("Held-out GAN-test needs at least one seed round.")
         return float("nan")  # no held-out emoji has a name in this language
-    held_rep = np.tile(held_idx, len(rounds))
-    seeds = [int(i) + 100000 * rounds[k // len(held_idx)] for k, i in enumerate(held_rep)]
-    names = torch.from_numpy(data.name_embeddings(language))
-    labels = torch.from_numpy(data.subgroup.astype(np.int64))
-    fake = generate(generator, upsampler, names[held_rep], seeds, psi)
-    return float((judge_logits(judge, fake).argmax(1) == labels[held_rep]).float().mean())
+    return float(gan_test_hits(generator, upsampler, data, judge, psi, held_idx, rounds, language).mean())
+
+
+def paired_difference(
+    a: np.ndarray, b: np.ndarray, resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict:
+    """``b - a`` for two generators' hits on the same (rounds, emoji) grid, with a bootstrap interval of
+    coverage ``level`` that resamples emoji (columns: an emoji's seeds go together, they share its difficulty)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 2 or a.shape[1] == 0:
+        raise ValueError("Paired hits must have the same (rounds, emoji) shape, with at least one emoji.")
+    per_emoji = (b - a).mean(axis=0)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(per_emoji), size=(resamples, len(per_emoji)))
+    boot = per_emoji[picks].mean(axis=1)
+    if not 0 < level < 1:
+        raise ValueError("The interval's coverage must lie between 0 and 1.")
+    tail = (1 - level) / 2
+    low, high = np.quantile(boot, [tail, 1 - tail])
+    return {
+        "a": float(a.mean()),
+        "b": float(b.mean()),
+        "difference": float(per_emoji.mean()),
+        "interval": [float(low), float(high)],
+        "level": level,
+        "emoji": int(a.shape[1]),
+        "rounds": int(a.shape[0]),
+    }
 
 
 @torch.no_grad()

@@ -1,0 +1,108 @@
+"""Paired GAN-test of arms against a baseline: the same emoji, prompts and latents for every generator.
+
+    python scripts/paired_report.py --data data/emoji-usem3-kw --judge runs/judge2f.safetensors \
+        --base v3=runs/ab/x-names/snapshots/g_ema_0069619.safetensors --arm soup50=runs/v6/soup/g.safetensors \
+        --rounds 4-9 --language zh --language de --limit 600 --psi 1.0 --json runs/v6/confirm.json
+
+For every language (English first) and both emoji sets (held-out; training, the ``--limit`` subset that
+``gan-studio evaluate`` and ``scripts/ab_report.py`` draw), each arm's hits minus the baseline's, with a 95%
+bootstrap interval over emoji (:func:`studio.training.evaluate.paired_difference`). Pairing removes the
+difference in difficulty between emoji and seeds, which is most of the noise in comparing two scores taken
+apart; seed rounds that no earlier evaluation drew make it a fresh test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from studio.models.format import load_model
+from studio.training.dataset import load_dataset
+from studio.training.evaluate import gan_test_hits, paired_difference
+from studio.training.judge import load_judge
+
+
+def parse_rounds(text: str) -> list[int]:
+    """``4-9`` or ``4,5,6``: seed rounds (seed = emoji index + 100000 x round)."""
+    if "-" in text:
+        first, last = (int(x) for x in text.split("-", 1))
+        return list(range(first, last + 1))
+    return [int(x) for x in text.split(",")]
+
+
+def emoji_sets(data, language: str, limit: int | None) -> dict[str, np.ndarray]:
+    """Held-out emoji with a name in ``language``, and the training subset ``evaluate_model`` scores."""
+    known = data.has_language(language)
+    train = data.train_index[known[data.train_index]]
+    if limit is not None and limit < len(train):
+        train = np.sort(np.random.default_rng(0).choice(train, limit, replace=False))
+    return {"heldout": data.heldout_index[known[data.heldout_index]], "train": train}
+
+
+def main() -> int:
+    from ab_report import load_snapshot
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--judge", required=True)
+    parser.add_argument("--base", required=True, help="name=snapshot of the baseline")
+    parser.add_argument("--arm", action="append", required=True, help="name=snapshot (repeat)")
+    parser.add_argument("--upsampler", default="resources/models/emoji")
+    parser.add_argument("--rounds", default="4-9", help="seed rounds, e.g. 4-9 or 4,5")
+    parser.add_argument("--language", action="append", default=[], help="more CLDR languages than English")
+    parser.add_argument("--limit", type=int, default=600, help="training emoji (the subset evaluate draws)")
+    parser.add_argument("--psi", type=float, default=1.0)
+    parser.add_argument("--sets", default="heldout,train", help="emoji sets to score: heldout, train or both")
+    parser.add_argument("--level", type=float, default=0.95, help="the bootstrap interval's coverage")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_dataset(args.data)
+    upsampler = load_model(Path(args.upsampler)).upsampler.eval()
+    judge, judge_info = load_judge(Path(args.judge))
+    rounds = parse_rounds(args.rounds)
+    specs = [args.base, *args.arm]
+    generators = {name: load_snapshot(Path(path)) for name, path in (s.split("=", 1) for s in specs)}
+    base_name = args.base.split("=", 1)[0]
+    report: dict = {
+        "data": args.data,
+        "judge": judge_info,
+        "psi": args.psi,
+        "rounds": rounds,
+        "level": args.level,
+        "base": args.base,
+        "arms": args.arm,
+        "results": {},
+    }
+    started = time.time()
+    for language in ("en", *args.language):
+        for set_name, index in emoji_sets(data, language, args.limit).items():
+            if set_name not in args.sets.split(","):
+                continue
+            hits = {
+                name: gan_test_hits(g, upsampler, data, judge, args.psi, index, rounds, language)
+                for name, g in generators.items()
+            }
+            for name in generators:
+                if name == base_name:
+                    continue
+                row = paired_difference(hits[base_name], hits[name], level=args.level)
+                row["ratio"] = row["b"] / row["a"] if row["a"] > 0 else None
+                report["results"].setdefault(name, {})[f"{language}_{set_name}"] = row
+                print(name, language, set_name, json.dumps(row), flush=True)
+    report["seconds"] = round(time.time() - started, 1)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
