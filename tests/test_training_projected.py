@@ -301,3 +301,42 @@ def test_the_decay_changes_nothing_before_its_step_and_is_recorded(synthetic_dat
     )
     assert early["opt_g"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
     assert constant["opt_d"]["param_groups"][0]["lr"] == pytest.approx(2e-4)
+
+
+def test_other_names_prob_draws_names_in_the_other_languages(synthetic_data):
+    """--other-names-prob p: about p of the name draws take the emoji's name in another language; keywords
+    and the English name share the rest as before; p = 0 leaves the random stream untouched."""
+    import dataclasses
+
+    from studio.training.base_stage import CaptionSampler
+
+    data = load_dataset(synthetic_data)
+    data = dataclasses.replace(data, caption_lang=np.array(["en", "zh", "zh"] * len(data.names)))
+    index = data.train_index
+    zh_name = data.name_captions(True) & ~data.caption_is_name
+    plain = CaptionSampler(data, index, 0.5, seed=7)
+    same = CaptionSampler(data, index, 0.5, seed=7, other_names_prob=0.0)
+    for _ in range(3):
+        a, b = plain.sample(64), same.sample(64)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    sampler = CaptionSampler(data, index, 0.5, seed=7, other_names_prob=0.5)
+    emoji, rows = sampler.sample(20000)
+    assert np.array_equal(data.caption_owner[rows], emoji)  # always a caption of the drawn emoji
+    # half the draws are names, half of those now Chinese; the other half picks among the two other
+    # captions (the Chinese name, a keyword) as before: English 0.25, Chinese name 0.25 + 0.25
+    shares = [data.caption_is_name[rows].mean(), zh_name[rows].mean()]
+    assert shares[0] == pytest.approx(0.25, abs=0.02) and shares[1] == pytest.approx(0.5, abs=0.02)
+    before = plain.sample(20000)[1]
+    assert data.caption_is_name[before].mean() == pytest.approx(0.5, abs=0.02)
+    assert zh_name[before].mean() == pytest.approx(0.25, abs=0.02)
+    everything = CaptionSampler(data, index, 1.0, seed=7, other_names_prob=1.0)
+    assert zh_name[everything.sample(500)[1]].all()
+
+
+def test_other_names_need_every_language_counted_as_a_name(synthetic_data, tmp_path):
+    options = _options(synthetic_data, tmp_path, tmp_path / "unused", 1, other_names_prob=0.3)
+    with pytest.raises(TrainError, match="needs --name-languages all"):
+        train(options)
+    options = _options(synthetic_data, tmp_path, tmp_path / "unused", 1, other_names_prob=1.5)
+    with pytest.raises(TrainError, match="between 0 and 1"):
+        train(options)

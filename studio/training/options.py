@@ -48,6 +48,7 @@ class TrainOptions:
     # every z of the rows prompted with the emoji's own name ("names": keywords and other captions stay free)
     diversity_weight: float = 0.0  # mode-seeking term on rows not prompted by a name: two z, pictures apart
     name_languages: str = "en"  # which captions are names for the two above: the English one, or "all"
+    other_names_prob: float = 0.0  # share of name draws that take the name in another language (needs "all")
     features: Path = Path(DEFAULT_FEATURES)
     projected_size: int = 64  # the projected discriminator's input size (px)
     init_generator: Path | None = None  # start the base generator (and its EMA) from these weights
@@ -112,6 +113,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "apart like a shared keyword",
     )
     parser.add_argument(
+        "--other-names-prob",
+        type=float,
+        default=0.0,
+        help="base stage, with --name-languages all: the share of name prompts drawn in another language "
+        "than English (the emoji's CLDR short name in one of its languages, at random); 0 keeps the English "
+        "name, and leaves the other languages' names about 1%% of the draws",
+    )
+    parser.add_argument(
         "--diversity-weight",
         type=float,
         default=0.0,
@@ -168,6 +177,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         recon_z=args.recon_z,
         diversity_weight=args.diversity_weight,
         name_languages=args.name_languages,
+        other_names_prob=args.other_names_prob,
         lr_decay_from=args.lr_decay_from,
         features=Path(args.features),
         projected_size=args.projected_size,
