@@ -218,6 +218,41 @@ def test_a_run_can_start_from_given_generator_weights(synthetic_data, tmp_path):
         train(options)
 
 
+def test_a_warm_up_trains_only_the_discriminator_then_both(synthetic_data, tmp_path):
+    """--d-warmup-steps N: a fresh discriminator learns beside given generator weights, which stay as they
+    are (running BatchNorm statistics aside) until step N; from then on both learn."""
+    from studio.models.cgan import BaseGenerator
+    from studio.training.networks import base_config
+
+    dim = load_dataset(synthetic_data).caption_emb.shape[1]
+    torch.manual_seed(5)
+    start = BaseGenerator(base_config(4, dim)).state_dict()
+    save_file({k: v.contiguous() for k, v in start.items()}, str(tmp_path / "start.safetensors"))
+    learned = [k for k, v in start.items() if v.is_floating_point() and "running" not in k]
+
+    def run(name, steps):
+        options = _options(synthetic_data, tmp_path / name, tmp_path / "unused", steps, d_warmup_steps=2)
+        options.init_generator = tmp_path / "start.safetensors"
+        train(options)
+        return torch.load(options.run / CHECKPOINT, weights_only=False)
+
+    warm = run("warm", 2)
+    assert all(torch.equal(warm["generator"][k], start[k]) for k in learned)
+    assert all(torch.equal(warm["g_ema"][k], start[k]) for k in learned)
+    fresh = run("fresh", 0)  # zero steps: the discriminator as initialised, with the same seed
+    moved = [
+        k
+        for k in fresh["discriminator"]
+        if not torch.equal(fresh["discriminator"][k], warm["discriminator"][k])
+    ]
+    assert moved, "the discriminator did not learn during the warm-up"
+    after = run("after", 3)
+    assert not all(torch.equal(after["generator"][k], start[k]) for k in learned)
+    assert any(entry.get("d_warmup_steps") == 2 for entry in after["runs"])
+    with pytest.raises(TrainError, match="--d-warmup-steps"):
+        train(_options(synthetic_data, tmp_path / "bad", tmp_path / "unused", 1, d_warmup_steps=-1))
+
+
 def test_the_mode_seeking_term_falls_as_two_renders_move_apart():
     from studio.training.base_stage import mode_seeking
 

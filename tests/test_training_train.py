@@ -168,3 +168,20 @@ def test_pick_device_follows_the_engine_rule(monkeypatch):
     assert pick_device(None).type == "cpu"  # the engine's environment override applies to training too
     with pytest.raises(TrainError, match="not a device name|not a supported device"):
         pick_device("tpu")
+
+
+def test_bf16_autocast_only_where_the_cpu_has_bf16_instructions():
+    """oneDNN emulates bf16 on AVX-512 CPUs without it (1.65x slower than float32 in training, measured):
+    only the native flags count, and oneDNN's answer only decides where /proc/cpuinfo says nothing."""
+    from studio.training.runs import cpu_supports_bf16
+
+    ice_lake = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_vnni\n"
+    sapphire_rapids = "flags\t\t: avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    zen4 = "flags\t\t: avx2 avx512f avx512_bf16\n"
+    avx2_only = "flags\t\t: sse2 avx avx2 fma\n"
+    graviton3 = "Features\t: fp asimd sve bf16 i8mm\n"
+    assert not cpu_supports_bf16(ice_lake)
+    assert not cpu_supports_bf16(avx2_only)
+    assert cpu_supports_bf16(sapphire_rapids) and cpu_supports_bf16(zen4) and cpu_supports_bf16(graviton3)
+    onednn = bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert cpu_supports_bf16("") == onednn  # no flags (not Linux): oneDNN's answer decides

@@ -211,6 +211,11 @@ def check_lr_decay(options: TrainOptions) -> None:
         )
 
 
+def check_warmup(options: TrainOptions) -> None:
+    if options.d_warmup_steps < 0:
+        raise TrainError(f"--d-warmup-steps must be 0 or more (got {options.d_warmup_steps}).")
+
+
 def check_other_names(options: TrainOptions) -> None:
     if not 0.0 <= options.other_names_prob <= 1.0:
         raise TrainError(f"--other-names-prob must lie between 0 and 1 (got {options.other_names_prob}).")
@@ -240,6 +245,7 @@ def init_generator(generator: BaseGenerator, path) -> None:
 def train_base(options: TrainOptions) -> dict:
     check_lr_decay(options)
     check_other_names(options)
+    check_warmup(options)
     device, dist, data, run, use_bf16 = setup_run(options)
     batch = options.batch or 32
     ch = options.ch or 16
@@ -294,6 +300,7 @@ def train_base(options: TrainOptions) -> dict:
         "name_languages": options.name_languages,
         "other_names_prob": options.other_names_prob,
         "lr_decay_from": options.lr_decay_from,
+        "d_warmup_steps": options.d_warmup_steps,
     }
     history = RunHistory(state, {"batch": batch * dist.world, **recipe})
     dist.broadcast_module(generator)
@@ -398,48 +405,51 @@ def train_base(options: TrainOptions) -> dict:
         if projected is not None:
             dist.average_gradients(projected.heads)
         opt_d.step()
-        # generator step
-        discriminator.requires_grad_(False)
-        if projected is not None:
-            projected.heads.requires_grad_(False)
-        z = torch.randn(batch, generator.config.z_dim, generator=torch_rng).to(device)
-        anchor = torch.from_numpy(anchor_rows(data, rows, options)).to(device)
-        at_zero = anchor if options.recon_z == "zero" else anchor[:0]
-        free = torch.from_numpy(diverse_rows(data, rows, options)).to(device)
-        z2 = torch.randn(len(free), z.shape[1], generator=torch_rng).to(device)
-        z_all = torch.cat([z, torch.zeros(len(at_zero), z.shape[1], device=device), z2])
-        e_all = torch.cat([e, e[at_zero], e[free]])
-        with autocast:
-            generated = generator(z_all, e_all).float()  # one pass: BatchNorm sees the random-z batch
-            fake, at_zero_fake, second_fake = generated.split([batch, len(at_zero), len(free)])
-            augmented = diff_augment(fake, generator=torch_rng)
-            adv_g = torch.zeros((), device=device)
-            if w_conv > 0:
-                adv_g = adv_g - w_conv * discriminator(augmented, e).float().mean()
+        # generator step (not while a fresh discriminator warms up beside a given generator)
+        if step < options.d_warmup_steps:
+            adv_g = recon = seeking = torch.zeros((), device=device)
+        else:
+            discriminator.requires_grad_(False)
             if projected is not None:
-                feats = projected.features(augmented, backgrounds(batch, torch_rng, device))
-                adv_g = adv_g - w_proj * projected.head(feats, e).float().mean()
-            if options.recon_z == "all":
-                recon = F.l1_loss(fake, real)
-            elif len(anchor):
-                anchored = at_zero_fake if options.recon_z == "zero" else fake[anchor]
-                recon = F.l1_loss(anchored, real[anchor])
-            else:
-                recon = generated.sum() * 0.0
-            loss_g = adv_g + options.recon_weight * recon
-            if len(free):
-                seeking = mode_seeking(fake[free], second_fake, z[free], z2)
-                loss_g = loss_g + options.diversity_weight * seeking
-            else:
-                seeking = torch.zeros((), device=device)
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        dist.average_gradients(generator)
-        opt_g.step()
-        discriminator.requires_grad_(True)
-        if projected is not None:
-            projected.heads.requires_grad_(True)
-        ema_update(g_ema, generator, options.ema_decay if step > 500 else 0.0)
+                projected.heads.requires_grad_(False)
+            z = torch.randn(batch, generator.config.z_dim, generator=torch_rng).to(device)
+            anchor = torch.from_numpy(anchor_rows(data, rows, options)).to(device)
+            at_zero = anchor if options.recon_z == "zero" else anchor[:0]
+            free = torch.from_numpy(diverse_rows(data, rows, options)).to(device)
+            z2 = torch.randn(len(free), z.shape[1], generator=torch_rng).to(device)
+            z_all = torch.cat([z, torch.zeros(len(at_zero), z.shape[1], device=device), z2])
+            e_all = torch.cat([e, e[at_zero], e[free]])
+            with autocast:
+                generated = generator(z_all, e_all).float()  # one pass: BatchNorm sees the random-z batch
+                fake, at_zero_fake, second_fake = generated.split([batch, len(at_zero), len(free)])
+                augmented = diff_augment(fake, generator=torch_rng)
+                adv_g = torch.zeros((), device=device)
+                if w_conv > 0:
+                    adv_g = adv_g - w_conv * discriminator(augmented, e).float().mean()
+                if projected is not None:
+                    feats = projected.features(augmented, backgrounds(batch, torch_rng, device))
+                    adv_g = adv_g - w_proj * projected.head(feats, e).float().mean()
+                if options.recon_z == "all":
+                    recon = F.l1_loss(fake, real)
+                elif len(anchor):
+                    anchored = at_zero_fake if options.recon_z == "zero" else fake[anchor]
+                    recon = F.l1_loss(anchored, real[anchor])
+                else:
+                    recon = generated.sum() * 0.0
+                loss_g = adv_g + options.recon_weight * recon
+                if len(free):
+                    seeking = mode_seeking(fake[free], second_fake, z[free], z2)
+                    loss_g = loss_g + options.diversity_weight * seeking
+                else:
+                    seeking = torch.zeros((), device=device)
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            dist.average_gradients(generator)
+            opt_g.step()
+            discriminator.requires_grad_(True)
+            if projected is not None:
+                projected.heads.requires_grad_(True)
+            ema_update(g_ema, generator, options.ema_decay if step > 500 else 0.0)
         step += 1
         images_seen += batch * dist.world
         window_imgs += batch * dist.world

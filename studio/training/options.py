@@ -52,6 +52,9 @@ class TrainOptions:
     features: Path = Path(DEFAULT_FEATURES)
     projected_size: int = 64  # the projected discriminator's input size (px)
     init_generator: Path | None = None  # start the base generator (and its EMA) from these weights
+    d_warmup_steps: int = (
+        0  # first steps of a run: only the discriminators learn (a fresh D beside a given G)
+    )
     bf16: bool | None = None  # None: when the CPU supports it
     quiet: bool = False
     standing_batches: int = 16  # batches that re-estimate the EMA generator's BN statistics
@@ -148,6 +151,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "generator.safetensors or a snapshot of the same shape); the discriminators start fresh",
     )
     parser.add_argument(
+        "--d-warmup-steps",
+        type=int,
+        default=0,
+        help="base stage: for the run's first N steps only the discriminators learn and the generator stays "
+        "as it is, so a fresh discriminator beside --init-generator weights first learns what real emoji "
+        "look like instead of pushing a trained generator around (0: off)",
+    )
+    parser.add_argument(
         "--adv-weight",
         type=float,
         default=0.01,
@@ -182,5 +193,6 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         features=Path(args.features),
         projected_size=args.projected_size,
         init_generator=Path(args.init_generator) if args.init_generator else None,
+        d_warmup_steps=args.d_warmup_steps,
         checkpoint_minutes=args.checkpoint_minutes,
     )
