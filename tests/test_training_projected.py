@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from studio.training.dataset import load_dataset, make_synthetic_dataset
 from studio.training.options import CHECKPOINT, TrainError, TrainOptions
@@ -251,6 +251,34 @@ def test_a_warm_up_trains_only_the_discriminator_then_both(synthetic_data, tmp_p
     assert any(entry.get("d_warmup_steps") == 2 for entry in after["runs"])
     with pytest.raises(TrainError, match="--d-warmup-steps"):
         train(_options(synthetic_data, tmp_path / "bad", tmp_path / "unused", 1, d_warmup_steps=-1))
+
+
+def test_a_run_goes_on_from_its_snapshots_with_its_discriminator(synthetic_data, random_features, tmp_path):
+    """Each checkpoint keeps the discriminators beside the generator snapshot (d_<step>.safetensors), so a run
+    whose checkpoint is lost can go on from a snapshot with the discriminator it was trained against."""
+    extra = {"disc": "both", "recon_z": "zero"}
+    first = _options(synthetic_data, tmp_path / "a", random_features, 2, **extra)
+    train(first)
+    snapshot = first.run / "snapshots" / "d_0000002.safetensors"
+    state = torch.load(first.run / CHECKPOINT, weights_only=False)
+    saved = load_file(str(snapshot))
+    assert all(torch.equal(saved[f"conv.{k}"], v) for k, v in state["discriminator"].items())
+    assert all(torch.equal(saved[f"projected.{k}"], v) for k, v in state["projected"].items())
+    again = _options(synthetic_data, tmp_path / "b", random_features, 0, **extra)
+    again.init_discriminator = snapshot
+    train(again)
+    restored = torch.load(again.run / CHECKPOINT, weights_only=False)
+    assert all(torch.equal(restored["discriminator"][k], v) for k, v in state["discriminator"].items())
+    assert all(torch.equal(restored["projected"][k], v) for k, v in state["projected"].items())
+    conv_only = _options(synthetic_data, tmp_path / "c", random_features, 0, disc="conv", recon_z="zero")
+    conv_only.init_discriminator = snapshot  # the projected heads have no place here
+    with pytest.raises(TrainError, match="do not fit this discriminator"):
+        train(conv_only)
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not weights")
+    conv_only.init_discriminator = broken
+    with pytest.raises(TrainError, match="Cannot read weights"):
+        train(conv_only)
 
 
 def test_the_mode_seeking_term_falls_as_two_renders_move_apart():

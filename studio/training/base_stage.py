@@ -225,21 +225,54 @@ def check_other_names(options: TrainOptions) -> None:
         )
 
 
-def init_generator(generator: BaseGenerator, path) -> None:
-    """Load a model folder's (or a snapshot's) base weights into a generator of the same shape."""
+def read_weights(path) -> dict:
+    """A safetensors file's tensors, or one sentence saying why not."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
-        state = load_file(str(path))
+        return load_file(str(path))
     except (OSError, SafetensorError) as exc:
-        raise TrainError(f"Cannot read generator weights '{path}' ({exc}).") from exc
-    mine = generator.state_dict()
-    if state.keys() != mine.keys() or any(state[k].shape != v.shape for k, v in mine.items()):
+        raise TrainError(f"Cannot read weights '{path}' ({exc}).") from exc
+
+
+def fits(state: dict, module_state: dict) -> bool:
+    return state.keys() == module_state.keys() and all(
+        state[k].shape == v.shape for k, v in module_state.items()
+    )
+
+
+def init_generator(generator: BaseGenerator, path) -> None:
+    """Load a model folder's (or a snapshot's) base weights into a generator of the same shape."""
+    state = read_weights(path)
+    if not fits(state, generator.state_dict()):
         raise TrainError(
             f"The weights in '{path}' do not fit this generator (another width or text encoder?)."
         )
     generator.load_state_dict(state)
+
+
+def discriminator_state(discriminator: nn.Module, projected) -> dict:
+    """The discriminators' weights as one flat dict (the projected heads under ``projected.``): what a run's
+    snapshot folder keeps beside each generator snapshot, so that training can go on from a snapshot with the
+    discriminator it was trained against even when the checkpoint (and its optimiser state) is gone."""
+    state = {f"conv.{k}": v for k, v in discriminator.state_dict().items()}
+    state.update({f"projected.{k}": v for k, v in (head_state(projected) or {}).items()})
+    return state
+
+
+def init_discriminator(discriminator: nn.Module, projected, path) -> None:
+    """Load a ``d_*.safetensors`` snapshot (``discriminator_state``) into discriminators of the same shape."""
+    state = read_weights(path)
+    conv = {k.removeprefix("conv."): v for k, v in state.items() if k.startswith("conv.")}
+    heads = {k.removeprefix("projected."): v for k, v in state.items() if k.startswith("projected.")}
+    if not fits(conv, discriminator.state_dict()) or not fits(heads, head_state(projected) or {}):
+        raise TrainError(
+            f"The weights in '{path}' do not fit this discriminator (another width, text encoder or --disc?)."
+        )
+    discriminator.load_state_dict(conv)
+    if projected is not None:
+        projected.load_state_dict(heads, strict=False)
 
 
 def train_base(options: TrainOptions) -> dict:
@@ -289,6 +322,9 @@ def train_base(options: TrainOptions) -> dict:
             init_generator(generator, options.init_generator)
             g_ema.load_state_dict(generator.state_dict())
             log_line(options, dist, f"generator initialised from {options.init_generator}")
+        if options.init_discriminator is not None:
+            init_discriminator(discriminator, projected, options.init_discriminator)
+            log_line(options, dist, f"discriminator initialised from {options.init_discriminator}")
     # the recipe's settings, recorded per run in the history and once in the run summary
     recipe = {
         "recon_weight": options.recon_weight,
@@ -359,6 +395,13 @@ def train_base(options: TrainOptions) -> dict:
         save_file(
             {k: v.contiguous() for k, v in snap.state_dict().items()},
             str(run / "snapshots" / f"g_ema_{step:07d}.safetensors"),
+        )
+        save_file(
+            {
+                k: v.detach().cpu().contiguous()
+                for k, v in discriminator_state(discriminator, projected).items()
+            },
+            str(run / "snapshots" / f"d_{step:07d}.safetensors"),
         )
         (run / "snapshots" / "config.json").write_text(json.dumps(config.to_json()))
 

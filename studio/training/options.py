@@ -52,9 +52,8 @@ class TrainOptions:
     features: Path = Path(DEFAULT_FEATURES)
     projected_size: int = 64  # the projected discriminator's input size (px)
     init_generator: Path | None = None  # start the base generator (and its EMA) from these weights
-    d_warmup_steps: int = (
-        0  # first steps of a run: only the discriminators learn (a fresh D beside a given G)
-    )
+    init_discriminator: Path | None = None  # start the discriminators from a run's d_*.safetensors snapshot
+    d_warmup_steps: int = 0  # a run's first steps: only the discriminators learn (a fresh D, a given G)
     bf16: bool | None = None  # None: when the CPU supports it
     quiet: bool = False
     standing_batches: int = 16  # batches that re-estimate the EMA generator's BN statistics
@@ -151,6 +150,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "generator.safetensors or a snapshot of the same shape); the discriminators start fresh",
     )
     parser.add_argument(
+        "--init-discriminator",
+        default=None,
+        help="base stage, new runs: start the discriminators from a run's d_<step>.safetensors snapshot (kept "
+        "beside each g_ema_<step> snapshot), e.g. with --init-generator of the same step",
+    )
+    parser.add_argument(
         "--d-warmup-steps",
         type=int,
         default=0,
@@ -193,6 +198,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         features=Path(args.features),
         projected_size=args.projected_size,
         init_generator=Path(args.init_generator) if args.init_generator else None,
+        init_discriminator=Path(args.init_discriminator) if args.init_discriminator else None,
         d_warmup_steps=args.d_warmup_steps,
         checkpoint_minutes=args.checkpoint_minutes,
     )
