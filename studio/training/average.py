@@ -24,6 +24,7 @@ import torch
 
 from studio.models.cgan import BaseConfig, BaseGenerator
 from studio.training.options import TrainError
+from studio.training.runs import same_shapes
 
 
 def read_snapshot(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -48,9 +49,8 @@ def average_states(states: list[dict[str, torch.Tensor]], weights: list[float]) 
         raise TrainError("Weights must be non-negative and not all zero.")
     total = float(sum(weights))
     keys = states[0].keys()
-    for state in states[1:]:
-        if state.keys() != keys or any(state[k].shape != states[0][k].shape for k in keys):
-            raise TrainError("The snapshots do not have the same shape (another width or text encoder?).")
+    if not all(same_shapes(state, states[0]) for state in states[1:]):
+        raise TrainError("The snapshots do not have the same shape (another width or text encoder?).")
     out = {}
     for key in keys:
         first = states[0][key]

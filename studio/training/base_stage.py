@@ -23,8 +23,10 @@ from studio.training.runs import (
     open_checkpoint,
     progress_fields,
     rank_seeds,
+    read_weights,
     restore_progress,
     run_summary,
+    same_shapes,
     save_checkpoint,
     save_grid,
     setup_run,
@@ -225,27 +227,10 @@ def check_other_names(options: TrainOptions) -> None:
         )
 
 
-def read_weights(path) -> dict:
-    """A safetensors file's tensors, or one sentence saying why not."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except (OSError, SafetensorError) as exc:
-        raise TrainError(f"Cannot read weights '{path}' ({exc}).") from exc
-
-
-def fits(state: dict, module_state: dict) -> bool:
-    return state.keys() == module_state.keys() and all(
-        state[k].shape == v.shape for k, v in module_state.items()
-    )
-
-
 def init_generator(generator: BaseGenerator, path) -> None:
     """Load a model folder's (or a snapshot's) base weights into a generator of the same shape."""
     state = read_weights(path)
-    if not fits(state, generator.state_dict()):
+    if not same_shapes(state, generator.state_dict()):
         raise TrainError(
             f"The weights in '{path}' do not fit this generator (another width or text encoder?)."
         )
@@ -266,7 +251,9 @@ def init_discriminator(discriminator: nn.Module, projected, path) -> None:
     state = read_weights(path)
     conv = {k.removeprefix("conv."): v for k, v in state.items() if k.startswith("conv.")}
     heads = {k.removeprefix("projected."): v for k, v in state.items() if k.startswith("projected.")}
-    if not fits(conv, discriminator.state_dict()) or not fits(heads, head_state(projected) or {}):
+    if not same_shapes(conv, discriminator.state_dict()) or not same_shapes(
+        heads, head_state(projected) or {}
+    ):
         raise TrainError(
             f"The weights in '{path}' do not fit this discriminator (another width, text encoder or --disc?)."
         )

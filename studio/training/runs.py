@@ -20,6 +20,23 @@ from studio.models.cgan import BaseGenerator, Upsampler, premultiplied_to_rgba_u
 from studio.training.dataset import load_dataset
 from studio.training.options import CHECKPOINT, TrainError, TrainOptions
 
+
+def read_weights(path) -> dict:
+    """A safetensors file's tensors, or one sentence saying why not."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise TrainError(f"Cannot read weights '{path}' ({exc}).") from exc
+
+
+def same_shapes(state: dict, reference: dict) -> bool:
+    """Whether ``state`` has exactly ``reference``'s keys, each tensor of the same shape."""
+    return state.keys() == reference.keys() and all(state[k].shape == v.shape for k, v in reference.items())
+
+
 NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # x86 AVX-512 BF16 / AMX; "bf16" on aarch64
 
 
