@@ -403,3 +403,44 @@ def test_other_names_need_every_language_counted_as_a_name(synthetic_data, tmp_p
     options = _options(synthetic_data, tmp_path, tmp_path / "unused", 1, other_names_prob=1.5)
     with pytest.raises(TrainError, match="between 0 and 1"):
         train(options)
+
+
+def test_conditioning_noise_moves_each_embedding_by_its_length_and_keeps_its_norm():
+    from studio.training.base_stage import noisy_conditions
+
+    e = torch.nn.functional.normalize(torch.randn(2000, 512, generator=torch.Generator().manual_seed(1)), dim=1)
+    assert noisy_conditions(e, 0.0, torch.Generator()) is e
+    moved = noisy_conditions(e, 0.3, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(moved.norm(dim=1), torch.ones(2000))
+    cosine = (moved * e).sum(1)
+    assert abs(float(cosine.mean()) - 1 / (1 + 0.3**2) ** 0.5) < 0.005  # about 0.958
+    assert float(cosine.min()) > 0.9
+    assert torch.equal(moved, noisy_conditions(e, 0.3, torch.Generator().manual_seed(2)))
+    far = noisy_conditions(e, 1.0, torch.Generator().manual_seed(2))
+    assert float((far * e).sum(1).mean()) < float(cosine.mean()) - 0.2
+
+
+def test_conditioning_noise_changes_what_the_generator_learns_not_the_batches(synthetic_data, tmp_path):
+    """--cond-noise draws from a stream of its own: with and without it a run sees the same captions, latents
+    and augmentations (the sampler's and torch's RNG states end equal), yet the generator learns otherwise;
+    the length is recorded in the run history and resumes; one out of range is refused in one sentence."""
+
+    def run(name, steps, resume=False, **extra):
+        options = _options(synthetic_data, tmp_path / name, tmp_path / "unused", steps, resume, **extra)
+        train(options)
+        return torch.load(options.run / CHECKPOINT, weights_only=False)
+
+    plain = run("plain", 2)
+    noisy = run("noisy", 2, cond_noise=0.3)
+    assert plain["rng"][0]["sampler"] == noisy["rng"][0]["sampler"]
+    assert torch.equal(plain["rng"][0]["torch"], noisy["rng"][0]["torch"])
+    assert not torch.equal(plain["rng"][0]["noise"], noisy["rng"][0]["noise"])  # only the noisy run drew
+    assert any(not torch.equal(plain["generator"][k], v) for k, v in noisy["generator"].items())
+    assert noisy["runs"][0]["cond_noise"] == 0.3 and plain["runs"][0]["cond_noise"] == 0.0
+    straight = run("straight", 3, cond_noise=0.3)
+    run("noisy", 3, resume=True, cond_noise=0.3)
+    resumed = torch.load(tmp_path / "noisy" / "run" / CHECKPOINT, weights_only=False)
+    for name, value in straight["generator"].items():
+        torch.testing.assert_close(resumed["generator"][name], value, rtol=1e-5, atol=1e-6, msg=name)
+    with pytest.raises(TrainError, match="--cond-noise"):
+        train(_options(synthetic_data, tmp_path / "bad", tmp_path / "unused", 1, cond_noise=-0.1))

@@ -195,6 +195,18 @@ def mode_seeking(
     return 1.0 / (apart.mean() + 1e-5)
 
 
+def noisy_conditions(e: torch.Tensor, length: float, generator: torch.Generator) -> torch.Tensor:
+    """Conditioning augmentation (the idea of StackGAN's, without its learned variance): each caption
+    embedding moved by a random direction of about ``length`` and scaled back to its own length, so the
+    generator learns to draw a caption's emoji from the prompts around it and not only from the exact point
+    (``length`` 0.3 on unit embeddings keeps a cosine of about 0.96; 0 returns ``e`` and draws nothing)."""
+    if length <= 0:
+        return e
+    noise = torch.randn(e.shape, generator=generator).to(e.device) * (length / math.sqrt(e.shape[1]))
+    moved = e + noise
+    return moved * (e.norm(dim=1, keepdim=True) / moved.norm(dim=1, keepdim=True).clamp_min(1e-8))
+
+
 def lr_scale(step: int, options: TrainOptions) -> float:
     """The learning rates' factor at ``step``: 1 until ``lr_decay_from``, then half a cosine down to 0 at
     ``steps`` (late in a run it lets the generator settle instead of circling the discriminator)."""
@@ -213,9 +225,11 @@ def check_lr_decay(options: TrainOptions) -> None:
         )
 
 
-def check_warmup(options: TrainOptions) -> None:
+def check_ranges(options: TrainOptions) -> None:
     if options.d_warmup_steps < 0:
         raise TrainError(f"--d-warmup-steps must be 0 or more (got {options.d_warmup_steps}).")
+    if not 0.0 <= options.cond_noise <= 2.0:
+        raise TrainError(f"--cond-noise must lie between 0 and 2 (got {options.cond_noise}).")
 
 
 def check_other_names(options: TrainOptions) -> None:
@@ -265,7 +279,7 @@ def init_discriminator(discriminator: nn.Module, projected, path) -> None:
 def train_base(options: TrainOptions) -> dict:
     check_lr_decay(options)
     check_other_names(options)
-    check_warmup(options)
+    check_ranges(options)
     device, dist, data, run, use_bf16 = setup_run(options)
     batch = options.batch or 32
     ch = options.ch or 16
@@ -287,6 +301,8 @@ def train_base(options: TrainOptions) -> dict:
         data, train_index, options.caption_name_prob, sampler_seed, options.other_names_prob
     )
     torch_rng = torch.Generator().manual_seed(torch_seed)
+    # the conditioning noise has a stream of its own: with and without it a run draws the same batches
+    noise_rng = torch.Generator().manual_seed(torch_seed + 1)
     step, trained_seconds, images_seen = 0, 0.0, 0
     ckpt_path, state = open_checkpoint(options, run, device)
     if state is not None:
@@ -301,6 +317,8 @@ def train_base(options: TrainOptions) -> dict:
         if mine is not None:
             sampler.set_state(mine["sampler"])
             torch_rng.set_state(mine["torch"])
+            if "noise" in mine:  # checkpoints from before --cond-noise have none
+                noise_rng.set_state(mine["noise"])
         log_line(options, dist, f"resumed {ckpt_path} at step {step}")
     else:
         if options.resume:
@@ -324,6 +342,7 @@ def train_base(options: TrainOptions) -> dict:
         "other_names_prob": options.other_names_prob,
         "lr_decay_from": options.lr_decay_from,
         "d_warmup_steps": options.d_warmup_steps,
+        "cond_noise": options.cond_noise,
     }
     history = RunHistory(state, {"batch": batch * dist.world, **recipe})
     dist.broadcast_module(generator)
@@ -356,7 +375,9 @@ def train_base(options: TrainOptions) -> dict:
     )
 
     def checkpoint(final: bool = False) -> None:
-        ranks_state = dist.gather({"sampler": sampler.state(), "torch": torch_rng.get_state()})
+        ranks_state = dist.gather(
+            {"sampler": sampler.state(), "torch": torch_rng.get_state(), "noise": noise_rng.get_state()}
+        )
         if not dist.main:
             return
         state = {
@@ -411,7 +432,7 @@ def train_base(options: TrainOptions) -> dict:
         # caption is fake) reuses the real images' features
         with autocast:
             with torch.no_grad():
-                fake = generator(z, e)
+                fake = generator(z, noisy_conditions(e, options.cond_noise, noise_rng))
             both = diff_augment(torch.cat([real, fake.float()]), generator=torch_rng)
             loss_d = torch.zeros((), device=device)
             d_real = d_fake = torch.zeros(batch, device=device)
@@ -448,7 +469,8 @@ def train_base(options: TrainOptions) -> dict:
             free = torch.from_numpy(diverse_rows(data, rows, options)).to(device)
             z2 = torch.randn(len(free), z.shape[1], generator=torch_rng).to(device)
             z_all = torch.cat([z, torch.zeros(len(at_zero), z.shape[1], device=device), z2])
-            e_all = torch.cat([e, e[at_zero], e[free]])
+            e_gen = noisy_conditions(e, options.cond_noise, noise_rng)  # the discriminators judge against e
+            e_all = torch.cat([e_gen, e_gen[at_zero], e_gen[free]])
             with autocast:
                 generated = generator(z_all, e_all).float()  # one pass: BatchNorm sees the random-z batch
                 fake, at_zero_fake, second_fake = generated.split([batch, len(at_zero), len(free)])

@@ -54,6 +54,7 @@ class TrainOptions:
     init_generator: Path | None = None  # start the base generator (and its EMA) from these weights
     init_discriminator: Path | None = None  # start the discriminators from a run's d_*.safetensors snapshot
     d_warmup_steps: int = 0  # a run's first steps: only the discriminators learn (a fresh D, a given G)
+    cond_noise: float = 0.0  # the generator reads each caption embedding moved by noise of this length
     bf16: bool | None = None  # None: when the CPU supports it
     quiet: bool = False
     standing_batches: int = 16  # batches that re-estimate the EMA generator's BN statistics
@@ -164,6 +165,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "look like instead of pushing a trained generator around (0: off)",
     )
     parser.add_argument(
+        "--cond-noise",
+        type=float,
+        default=0.0,
+        help="base stage: the generator reads each caption's embedding moved by random noise of this length "
+        "(unit-length embeddings; 0.3 keeps a cosine of about 0.96) while the discriminators judge its picture "
+        "against the caption itself, so that nearby prompts it never saw draw like the ones it did (0: off)",
+    )
+    parser.add_argument(
         "--adv-weight",
         type=float,
         default=0.01,
@@ -200,5 +209,6 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         init_generator=Path(args.init_generator) if args.init_generator else None,
         init_discriminator=Path(args.init_discriminator) if args.init_discriminator else None,
         d_warmup_steps=args.d_warmup_steps,
+        cond_noise=args.cond_noise,
         checkpoint_minutes=args.checkpoint_minutes,
     )
