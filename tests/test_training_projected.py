@@ -408,7 +408,9 @@ def test_other_names_need_every_language_counted_as_a_name(synthetic_data, tmp_p
 def test_conditioning_noise_moves_each_embedding_by_its_length_and_keeps_its_norm():
     from studio.training.base_stage import noisy_conditions
 
-    e = torch.nn.functional.normalize(torch.randn(2000, 512, generator=torch.Generator().manual_seed(1)), dim=1)
+    e = torch.nn.functional.normalize(
+        torch.randn(2000, 512, generator=torch.Generator().manual_seed(1)), dim=1
+    )
     assert noisy_conditions(e, 0.0, torch.Generator()) is e
     moved = noisy_conditions(e, 0.3, torch.Generator().manual_seed(2))
     torch.testing.assert_close(moved.norm(dim=1), torch.ones(2000))
