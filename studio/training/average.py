@@ -24,7 +24,7 @@ import torch
 
 from studio.models.cgan import BaseConfig, BaseGenerator
 from studio.training.options import TrainError
-from studio.training.runs import same_shapes
+from studio.training.runs import same_shapes, write_weights
 
 
 def read_snapshot(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -68,7 +68,6 @@ def average_snapshots(
     paths: list[Path], weights: list[float] | None, embeddings: torch.Tensor, out: Path, batches: int = 16
 ) -> Path:
     """Write the averaged snapshot (BN statistics recomputed over ``embeddings``) and its config.json."""
-    from safetensors.torch import save_file
 
     from studio.training.base_stage import standing_stats
 
@@ -84,7 +83,7 @@ def average_snapshots(
     generator.load_state_dict(state)
     standing_stats(generator, embeddings, batches=batches)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in generator.state_dict().items()}, str(out))
+    write_weights(generator.state_dict(), out)
     config_out = out.parent / "config.json"
     if config_out.resolve() != (Path(paths[0]).parent / "config.json").resolve():
         shutil.copyfile(Path(paths[0]).parent / "config.json", config_out)

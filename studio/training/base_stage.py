@@ -32,6 +32,7 @@ from studio.training.runs import (
     setup_run,
     should_stop,
     write_model_folder,
+    write_weights,
 )
 
 SAMPLE_PROMPTS = (
@@ -395,21 +396,12 @@ def train_base(options: TrainOptions) -> dict:
             "world": dist.world,
         }
         save_checkpoint(state, ckpt_path)
-        from safetensors.torch import save_file
-
         snap = copy.deepcopy(g_ema).cpu()
         standing_stats(snap, embeddings.cpu(), batches=options.standing_batches)
         (run / "snapshots").mkdir(exist_ok=True)
-        save_file(
-            {k: v.contiguous() for k, v in snap.state_dict().items()},
-            str(run / "snapshots" / f"g_ema_{step:07d}.safetensors"),
-        )
-        save_file(
-            {
-                k: v.detach().cpu().contiguous()
-                for k, v in discriminator_state(discriminator, projected).items()
-            },
-            str(run / "snapshots" / f"d_{step:07d}.safetensors"),
+        write_weights(snap.state_dict(), run / "snapshots" / f"g_ema_{step:07d}.safetensors")
+        write_weights(
+            discriminator_state(discriminator, projected), run / "snapshots" / f"d_{step:07d}.safetensors"
         )
         (run / "snapshots" / "config.json").write_text(json.dumps(config.to_json()))
 

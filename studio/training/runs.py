@@ -32,6 +32,13 @@ def read_weights(path) -> dict:
         raise TrainError(f"Cannot read weights '{path}' ({exc}).") from exc
 
 
+def write_weights(state: dict, path) -> None:
+    """Save tensors as safetensors (moved to the CPU and made contiguous first): the twin of ``read_weights``."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(path))
+
+
 def same_shapes(state: dict, reference: dict) -> bool:
     """Whether ``state`` has exactly ``reference``'s keys, each tensor of the same shape."""
     return state.keys() == reference.keys() and all(state[k].shape == v.shape for k, v in reference.items())

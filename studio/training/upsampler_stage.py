@@ -25,6 +25,7 @@ from studio.training.runs import (
     setup_run,
     should_stop,
     write_model_folder,
+    write_weights,
 )
 
 
@@ -157,12 +158,7 @@ def train_upsampler(options: TrainOptions) -> dict:
         if (options.out / "model.json").exists():
             write_model_folder(options.out, None, upsampler.cpu().eval(), {"upsampler": summary})
         else:
-            from safetensors.torch import save_file
-
-            save_file(
-                {k: v.contiguous() for k, v in upsampler.cpu().state_dict().items()},
-                str(run / "upsampler.safetensors"),
-            )
+            write_weights(upsampler.cpu().state_dict(), run / "upsampler.safetensors")
         log_line(options, dist, json.dumps(summary))
     dist.barrier()
     dist.close()
