@@ -10,6 +10,7 @@ GAN-test accuracy is compared with.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -223,7 +224,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train the judge classifier on real emoji renders.")
     parser.add_argument("--data", default="data/emoji")
     parser.add_argument("--out", default="runs/judge.safetensors")
-    parser.add_argument("--minutes", type=float, default=12.0)
+    parser.add_argument(
+        "--minutes", type=float, default=None, help="time budget (default 12, or none when --steps is given)"
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="stop after this many steps (the learning rate's cosine then follows steps, not minutes, so the "
+        "same command trains the same judge on a faster or slower machine)",
+    )
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--depth", type=int, default=1, help="conv layers per scale")
     parser.add_argument(
@@ -233,12 +243,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--init", default=None, help="continue from these judge weights")
     args = parser.parse_args(argv)
+    if args.steps is not None and args.steps < 1:
+        parser.error("--steps must be a positive number of steps.")
+    if args.minutes is None:
+        args.minutes = math.inf if args.steps else 12.0
     if args.threads:
         torch.set_num_threads(args.threads)
     init, previous = load_judge(Path(args.init)) if args.init else (None, {})
     judge, info = train_judge(
         load_dataset(args.data),
         minutes=args.minutes,
+        steps=args.steps,
         batch=args.batch,
         width=args.width,
         depth=args.depth,
