@@ -19,6 +19,7 @@ from studio.engine.inversion import reconstruction_psnr
 from studio.engine.latents import seeded_z
 from studio.engine.requests import (
     MAX_LATENT_VALUES,
+    REQUEST_SCHEMA,
     Endpoint,
     ExplicitLatent,
     GenerationRequest,
@@ -62,7 +63,7 @@ def test_explicit_latent_round_trips_json_exactly(dtype):
         "grinning face", latent=latent, interpolate_to=Endpoint("cat", 3, _latent(seed=1)), t=0.5
     )
     data = json.loads(json.dumps(request.to_json()))
-    assert data["schema"] == 2 and data["latent"]["dtype"] == dtype
+    assert data["schema"] == REQUEST_SCHEMA and data["latent"]["dtype"] == dtype
     again = GenerationRequest.from_json(data)
     assert again == request and hash(again) == hash(request)
     assert again.latent.z_array().tobytes() == latent.z_array().tobytes()
@@ -216,7 +217,7 @@ def test_exported_latent_reads_back_identically(tmp_path):
     path = tmp_path / "inverted.png"
     Image.new("RGBA", (4, 4)).save(path, **save_options(parameters, "png"))
     back = read_parameters(path)
-    assert back.schema == SCHEMA == 2 and back.request == request
+    assert back.schema == SCHEMA == 3 and back.request == request
     with Image.open(path) as image:
         assert "Latent: inverted from cat.png" in image.text["parameters"]
 

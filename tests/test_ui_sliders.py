@@ -63,8 +63,11 @@ def test_reset_and_randomize(qtbot, make_window):
         round(window.state.directions.get(i, 0.0), 2) for i in range(8)
     ]
     panel.truncation_slider.slider.setValue(25)
+    panel.variety_slider.slider.setValue(40)
+    assert window.state.variety == 0.4 and window.state.preview_request().variety == 0.4
     panel.reset_button.click()
     assert window.state.directions == {} and window.state.truncation == 0.8  # the tiny model's default
+    assert window.state.variety == 0.0 and panel.variety_slider.value() == 0.0
     assert all(s.value() == 0 for s in panel.direction_sliders)
 
 

@@ -24,6 +24,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument(
         "--truncation", type=float, default=None, help="0..2; lower is more typical (default: model's)"
     )
+    gen.add_argument(
+        "--variety",
+        type=float,
+        default=0.0,
+        help="0..1; how far each seed wanders from the prompt: more different pictures, each less like it "
+        "(default 0)",
+    )
     gen.add_argument("--out", default=".", help="output folder (created when the first image is written)")
     gen.add_argument(
         "--from", dest="from_image", default=None, help="re-render the image whose parameters IMAGE holds"
@@ -101,6 +108,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             seed=seed,
             count=args.count,
             truncation=1.0 if args.truncation is None else args.truncation,
+            variety=args.variety,
         ).validated()
         request = None
         expected_hash = None
@@ -116,7 +124,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if request is None:
             truncation = info.default_truncation if args.truncation is None else args.truncation
             request = GenerationRequest(
-                prompt=args.prompt, seed=seed, count=args.count, truncation=truncation, model=info.model_name
+                prompt=args.prompt,
+                seed=seed,
+                count=args.count,
+                truncation=truncation,
+                variety=args.variety,
+                model=info.model_name,
             ).validated()
         else:
             from dataclasses import replace

@@ -31,6 +31,12 @@ def register(subparsers) -> None:
         "--seed-b", type=int, default=None, help="seed of the last frame (default: seed A)"
     )
     interpolate.add_argument("--truncation", type=float, default=None, help="default: the model's own")
+    interpolate.add_argument(
+        "--variety",
+        type=float,
+        default=0.0,
+        help="0..1; how far the seeds wander from the prompts (default 0)",
+    )
     interpolate.add_argument("--fps", type=float, default=12.0, help="frames per second (default: 12)")
     interpolate.add_argument("--pingpong", action="store_true", help="play forwards, then backwards")
     interpolate.add_argument("--once", action="store_true", help="play once instead of looping (GIF, WebP)")
@@ -82,6 +88,7 @@ def describe(parameters, image: str | Path = "IMAGE") -> str:
         f"Prompt:       {request.prompt}",
         f"Seed:         {request.seed}",
         f"Truncation:   {request.truncation:g}",
+        *([f"Variety:      {request.variety:g}"] if request.variety else []),
         f"Model:        {request.model} (hash {parameters.model_hash or 'unknown'})",
         f"Size:         {width}x{height}",
         f"Device:       {parameters.device}",
@@ -126,6 +133,7 @@ def _interpolate_command(parameters, image: str | Path) -> str | None:
     parts = [
         "gan-studio interpolate", q(request.prompt), q(end.prompt), f"--frames {int(animation['frames'])}",
         f"--seed-a {request.seed} --seed-b {end.seed}", f"--truncation {request.truncation:g}",
+        *([f"--variety {request.variety:g}"] if request.variety else []),
         f"--fps {float(animation.get('fps', 12)):g}", *(["--pingpong"] if animation.get("pingpong") else []),
         *([] if animation.get("loop", True) else ["--once"]), f"--out {q(str(image))}",
     ]  # fmt: skip
@@ -220,7 +228,9 @@ def _frame_requests(args, seed_b: int):
 
     end = Endpoint(args.prompt_b, seed_b)
     requests = [
-        GenerationRequest(args.prompt_a, seed=args.seed_a, interpolate_to=end, t=float(t))
+        GenerationRequest(
+            args.prompt_a, seed=args.seed_a, interpolate_to=end, t=float(t), variety=args.variety
+        )
         for t in np.linspace(0.0, 1.0, args.frames)
     ]
     requests[0].validated()

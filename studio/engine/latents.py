@@ -1,8 +1,9 @@
-"""Latent arithmetic: seeded z, spherical interpolation and closed-form (SeFa) directions."""
+"""Latent arithmetic: seeded z, spherical interpolation, closed-form (SeFa) directions and variety offsets."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def seeded_z(seed: int, z_dim: int) -> torch.Tensor:
@@ -35,3 +36,26 @@ def closed_form_directions(z_weight: torch.Tensor, count: int) -> tuple[torch.Te
     # Fix each vector's sign so a direction means the same thing on every machine.
     signs = torch.sign(directions[torch.arange(directions.shape[0]), directions.abs().argmax(dim=1)])
     return directions * signs[:, None], eigenvalues[order].float()
+
+
+# Fixed for good: the variety directions of stored images (request field ``variety``) depend on it.
+VARIETY_SEED = 20261201
+
+
+def variety_offsets(z: torch.Tensor, generator) -> torch.Tensor:
+    """Where ``variety`` 1 moves each row's projected condition (``N x cond_dim``), a direction chosen by z.
+
+    A fixed random map (drawn on the CPU from ``VARIETY_SEED``) takes each z to a unit direction in the space
+    the model conditions on (the text embedding, or the class embedding), which the model's own projection
+    carries into its condition space. So a seed keeps its direction, a latent slider or an interpolation turns
+    it smoothly, and a z of zeros has none. Each row is computed alone, so a batch never changes a row.
+    """
+    if generator.config.num_classes > 0:  # classes: unit directions scaled to a typical class embedding
+        table = generator.class_embedding.weight.detach().float().cpu()
+        project = table.norm(dim=1).mean() * torch.eye(table.shape[1])
+    else:  # text: unit embedding directions through the model's linear projection (no bias: an offset)
+        project = generator.embed_proj.weight.detach().float().cpu().T  # embed_dim x cond_dim
+    seeded = torch.Generator(device="cpu").manual_seed(VARIETY_SEED)
+    basis = torch.randn(z.shape[1], project.shape[0], generator=seeded)
+    rows = [F.normalize(z[i : i + 1].detach().float().cpu() @ basis, dim=1) @ project for i in range(len(z))]
+    return torch.cat(rows) if rows else torch.zeros(0, project.shape[1])

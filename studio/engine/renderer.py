@@ -14,7 +14,7 @@ import torch
 
 from studio.engine.devices import DeviceChoice
 from studio.engine.explicit_latent import endpoint_condition, request_z, start_conditions
-from studio.engine.latents import closed_form_directions
+from studio.engine.latents import closed_form_directions, variety_offsets
 from studio.engine.requests import MAX_DIRECTIONS, GenerationRequest, GenerationResult, RequestError
 from studio.models.cgan import premultiplied_to_rgba_uint8
 from studio.models.format import LoadedModel, ModelError
@@ -161,6 +161,14 @@ class Renderer:
                 cond[row] = torch.lerp(cond[row], other, float(request.t))
         return cond
 
+    def _varied(self, cond: torch.Tensor, z: torch.Tensor, requests: list[GenerationRequest]) -> torch.Tensor:
+        """The conditions moved by each request's ``variety`` along the direction its final z chooses."""
+        amounts = torch.tensor([float(r.variety) for r in requests])
+        if not amounts.any():
+            return cond
+        offsets = amounts[:, None] * variety_offsets(z, self.generator)
+        return cond + offsets.to(cond.device)
+
     def _latents(self, requests: list[GenerationRequest]) -> torch.Tensor:
         z_dim = self.loaded.info.z_dim
         rows = []
@@ -187,7 +195,7 @@ class Renderer:
         """
         device, dtype = self.choice.device, self.choice.dtype
         z = self._latents(requests)
-        cond = self._conditions(requests)
+        cond = self._varied(self._conditions(requests), z, requests)
         rows = len(requests)
         if exact:
             pad = self.fixed_rows - rows

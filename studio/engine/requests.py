@@ -25,13 +25,15 @@ MAX_SEED = 2**63 - 1
 MAX_PROMPT_CHARS = 2000  # longer prompts are refused; the encoder reads ~256 tokens anyway
 MAX_COUNT = 1000  # images per Generate
 MAX_TRUNCATION = 2.0
+MAX_VARIETY = 1.0  # at 1 a seed moves the prompt's condition as far as a whole unit embedding would
 MAX_OFFSET = 50.0  # largest |scale| of a latent or concept slider
 MAX_DIRECTIONS = 32  # latent directions a request may move: indexes 0..31, each at most once
 MAX_CONCEPTS = 16  # concept sliders (each costs two prompt encodings per image)
 MAX_MODEL_NAME_CHARS = 64
 MAX_FRAMES = 1000  # frames of one animation
 MAX_FPS = 60.0  # frames per second an animation plays at
-REQUEST_SCHEMA = 2  # 2: an optional explicit latent (``latent``); schema-1 requests read unchanged
+# 2: an optional explicit latent (``latent``); 3: an optional ``variety``. Older requests read unchanged.
+REQUEST_SCHEMA = 3
 MAX_LATENT_VALUES = 4096  # z and condition are a few hundred numbers each; anything larger is not ours
 MAX_SOURCE_NAME_CHARS = 255
 LATENT_DTYPES = {"float32": "<f4", "float16": "<f2"}
@@ -161,7 +163,9 @@ class GenerationRequest:
     pairs applied to z; ``concepts`` move the prompt embedding; ``interpolate_to`` with ``t`` in [0, 1]
     slerps z and lerps the embedding towards the B endpoint. ``latent`` (an inverted picture) replaces the
     seeded z and the prompt's projected condition; truncation, directions, concepts and interpolation act on
-    it as on any other z and condition, and ``prompt`` is then only its name.
+    it as on any other z and condition, and ``prompt`` is then only its name. ``variety`` (0 to 1) moves the
+    condition along a direction that z chooses (studio/engine/latents.py: ``variety_directions``), so the
+    seeds of one prompt draw more different pictures, each a little less faithful to it.
     """
 
     prompt: str
@@ -174,6 +178,7 @@ class GenerationRequest:
     t: float = 0.0
     model: str = "emoji"
     latent: ExplicitLatent | None = None
+    variety: float = 0.0
 
     def validated(self) -> GenerationRequest:
         """Return self if valid, else raise RequestError with one clear sentence."""
@@ -189,6 +194,8 @@ class GenerationRequest:
             )
         if not _finite(self.truncation) or not 0.0 <= self.truncation <= MAX_TRUNCATION:
             raise RequestError(f"Truncation must be a number between 0 and {MAX_TRUNCATION}.")
+        if not _finite(self.variety) or not 0.0 <= self.variety <= MAX_VARIETY:
+            raise RequestError(f"Variety must be a number between 0 and {MAX_VARIETY:g}.")
         if len(self.directions) > MAX_DIRECTIONS:
             raise RequestError(f"At most {MAX_DIRECTIONS} latent sliders can be moved at once.")
         if len({index for index, _ in self.directions}) != len(self.directions):
@@ -242,6 +249,8 @@ class GenerationRequest:
         }
         if self.latent is not None:  # absent otherwise, so schema-1 readers still read plain requests
             data["latent"] = self.latent.to_json()
+        if self.variety:  # absent at 0, like the latent
+            data["variety"] = self.variety
         return data
 
     @classmethod
@@ -275,6 +284,7 @@ class GenerationRequest:
             t=_number(data, "t", 0.0),
             model=_field(data, "model", str, "emoji"),
             latent=_latent_from(data.get("latent")),
+            variety=_number(data, "variety", 0.0),
         )
 
 

@@ -18,7 +18,7 @@ A1111 = "AUTOMATIC1111"
 NEGATIVE_PREFIX = "Negative prompt:"
 # Keys this studio writes (studio.io.metadata.parameters_text); any other key marks another tool's text.
 STUDIO_KEYS = frozenset(
-    {"Seed", "Truncation", "Size", "Model", "Model hash", "Directions", "Concept", "Interpolate to",
+    {"Seed", "Truncation", "Variety", "Size", "Model", "Model hash", "Directions", "Concept", "Interpolate to",
      "Seed B", "t", "Animation", "Device", "Version"}
 )  # fmt: skip
 # One ``Key: value`` pair; the value is JSON-quoted or runs to the next comma (A1111's own pattern).
@@ -125,6 +125,7 @@ def _studio_request(prompt: str, seed: int, values: dict[str, str], pairs) -> Ge
         prompt,
         seed=seed,
         truncation=float(values["Truncation"]),
+        variety=float(values.get("Variety", 0.0)),
         directions=directions,
         concepts=tuple(concepts),
         interpolate_to=end,

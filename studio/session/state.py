@@ -39,6 +39,7 @@ class _Fields:
     seed_mode: str = SEED_FIXED
     count: int = 8
     truncation: float = 1.0
+    variety: float = 0.0  # how far each seed moves the prompt's condition (GenerationRequest.variety)
     directions: dict[int, float] = field(default_factory=dict)
     concepts: tuple[ConceptSlider, ...] = ()
     slot_a: InterpolationSlot | None = None
@@ -52,7 +53,7 @@ FIELD_NAMES = tuple(f.name for f in fields(_Fields))
 
 
 class SessionState:
-    """Prompt, seed, seed mode, count, truncation, latent offsets, concept sliders and interpolation A/B/t."""
+    """Prompt, seed, seed mode, count, truncation, variety, latent offsets, concept sliders and interpolation."""
 
     def __init__(self, model: str = "emoji", **values: Any):
         self.model = model
@@ -95,7 +96,7 @@ class SessionState:
             return {int(i): float(s) for i, s in dict(value).items() if float(s) != 0.0}
         if name == "concepts":
             return tuple(value)
-        if name in ("truncation", "t"):
+        if name in ("truncation", "t", "variety"):
             return float(value)
         if name in ("seed", "count"):
             return int(value)
@@ -133,8 +134,10 @@ class SessionState:
         self.update(concepts=concepts)
 
     def reset_sliders(self, default_truncation: float | None = None) -> None:
-        """Every latent and concept offset back to 0 (concepts stay, at 0) and truncation to the default."""
+        """Every latent and concept offset and the variety back to 0 (concepts stay, at 0) and truncation to
+        the default."""
         changes: dict[str, Any] = {
+            "variety": 0.0,
             "directions": {},
             "concepts": tuple(replace(c, scale=0.0) for c in self.concepts),
         }
@@ -182,6 +185,7 @@ class SessionState:
             seed=seed,
             count=count,
             truncation=self.truncation,
+            variety=self.variety,
             directions=self._direction_pairs(),
             concepts=self._active_concepts(),
             model=self.model,
@@ -195,12 +199,14 @@ class SessionState:
         return tuple(c for c in self.concepts if c.scale != 0.0)
 
     def restore(self, request: GenerationRequest) -> None:
-        """Take prompt, seed, truncation, sliders and interpolation from a stored request (a dropped file)."""
+        """Take prompt, seed, truncation, variety, sliders and interpolation from a stored request (a dropped
+        file)."""
         changes: dict[str, Any] = {
             "prompt": request.prompt,
             "seed": request.seed,
             "seed_mode": SEED_FIXED,
             "truncation": request.truncation,
+            "variety": request.variety,
             "directions": dict(request.directions),
             "concepts": request.concepts,
             "latent": request.latent,

@@ -1,5 +1,5 @@
 """The latent sliders dock: top closed-form (SeFa) directions by rank, concept sliders the person adds by
-naming two prompts, a truncation slider, Reset and Randomize.
+naming two prompts, truncation and variety sliders, Reset and Randomize.
 
 Every move goes straight into the session state; the window turns state changes into latest-wins previews,
 so a fast drag renders the newest position and never builds a backlog.
@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.engine.requests import MAX_CONCEPTS, MAX_TRUNCATION
+from studio.engine.requests import MAX_CONCEPTS, MAX_TRUNCATION, MAX_VARIETY
 from studio.session.state import SessionState
 from studio.ui.theme import set_icon
 
@@ -108,6 +108,15 @@ class SlidersPanel(QWidget):
         )
         self.truncation_slider.moved.connect(lambda value: self.state.update(truncation=value))
         layout.addWidget(self.truncation_slider)
+        self.variety_slider = OffsetSlider(
+            "Variety",
+            MAX_VARIETY,
+            signed=False,
+            tooltip="Higher: each seed wanders further from the prompt, so the seeds draw more different "
+            "pictures, each a little less like the prompt",
+        )
+        self.variety_slider.moved.connect(lambda value: self.state.update(variety=value))
+        layout.addWidget(self.variety_slider)
 
         layout.addWidget(QLabel("LATENT DIRECTIONS", objectName="SectionTitle"))
         self.directions_box = QVBoxLayout()
@@ -138,7 +147,7 @@ class SlidersPanel(QWidget):
 
         buttons = QHBoxLayout()
         self.reset_button = QPushButton(
-            "Reset", toolTip="All sliders back to 0 and truncation to the model's default"
+            "Reset", toolTip="All sliders and variety back to 0 and truncation to the model's default"
         )
         set_icon(self.reset_button, "reset")
         self.reset_button.clicked.connect(lambda: self.reset_requested.emit(self.default_truncation))
@@ -194,11 +203,12 @@ class SlidersPanel(QWidget):
 
     # --- state -> widgets ---------------------------------------------------------------------------------------
     def _on_state_changed(self, name: str, value: object) -> None:
-        if name in ("directions", "concepts", "truncation"):
+        if name in ("directions", "concepts", "truncation", "variety"):
             self._sync_from_state()
 
     def _sync_from_state(self) -> None:
         self.truncation_slider.set_value(self.state.truncation)
+        self.variety_slider.set_value(self.state.variety)
         for index, slider in enumerate(self.direction_sliders):
             slider.set_value(self.state.directions.get(index, 0.0))
         concepts = self.state.concepts
