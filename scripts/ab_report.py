@@ -26,7 +26,14 @@ from studio.models.cgan import BaseConfig, BaseGenerator, rgba_uint8_to_premulti
 from studio.models.format import load_model
 from studio.models.text import get_text_encoder
 from studio.training.dataset import load_dataset
-from studio.training.evaluate import composite, evaluate_model, generate, heldout_gan_test, keyword_metrics
+from studio.training.evaluate import (
+    VariedGenerator,
+    composite,
+    evaluate_model,
+    generate,
+    heldout_gan_test,
+    keyword_metrics,
+)
 from studio.training.judge import judge_features, load_judge
 
 GRID_PROMPTS = ("grinning face", "pizza", "rocket", "flag: Japan", "dog face", "cat", "heart", "猫")
@@ -75,6 +82,13 @@ def main() -> int:
         default=0,
         help="also score held-out GAN-test on K fresh seeds per emoji (rounds 1..K) in every language",
     )
+    parser.add_argument(
+        "--variety",
+        type=float,
+        action="append",
+        default=[],
+        help="also score every arm as the engine renders it at this variety (rows NAME@V); repeatable",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -100,7 +114,12 @@ def main() -> int:
                 shipped_encoder,
             ),
         )
-    report: dict = {"data": args.data, "psi": args.psi, "judges": {}, "arms": {}}
+    arms += [
+        (f"{name}@{v:g}", VariedGenerator(generator, v), *rest)
+        for v in args.variety
+        for name, generator, *rest in list(arms)
+    ]
+    report: dict = {"data": args.data, "psi": args.psi, "variety": args.variety, "judges": {}, "arms": {}}
     caches: dict = {}
     grids = []
     real_feats = {} if args.grid_only else {name: judge_features(judge, real) for name, judge, _ in judges}

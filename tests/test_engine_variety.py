@@ -82,6 +82,14 @@ def test_the_engine_moves_the_condition_by_variety_times_the_offset(engine, tiny
 
     expected = premultiplied_to_rgba_uint8(image.float()).numpy()[0]
     assert np.abs(expected.astype(int) - moved.astype(int)).max() <= 1
+    # what the evaluation scores at a variety is what the engine draws
+    from studio.training.evaluate import VariedGenerator
+
+    with torch.inference_mode():
+        scored = VariedGenerator(generator, 0.6)(
+            z, torch.from_numpy(text_encoder.encode(["red apple"])).float()
+        )
+    torch.testing.assert_close(tiny.upsampler(scored), image)
 
 
 def test_variety_spreads_the_seeds_and_batches_match_single_images(engine):

@@ -77,6 +77,25 @@ def generate(
     return torch.cat(out) if out else torch.zeros(0, 4, 32, 32)
 
 
+class VariedGenerator(torch.nn.Module):
+    """A base generator as the engine renders it at ``variety`` (studio/engine/latents.py:
+    ``variety_offsets``), for scoring: ``forward(z, embedding)``, ``config`` and ``z_weight`` as the wrapped one."""
+
+    def __init__(self, generator, variety: float):
+        super().__init__()
+        self.generator, self.variety, self.config = generator, float(variety), generator.config
+
+    def z_weight(self) -> torch.Tensor:
+        return self.generator.z_weight()
+
+    def forward(self, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        from studio.engine.latents import variety_offsets
+
+        projected = self.generator.condition(condition)
+        offsets = variety_offsets(z, self.generator).to(projected.device)
+        return self.generator.synthesize(z, projected + self.variety * offsets)
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB over premultiplied RGBA mapped to [0, 1]."""
     mse = float((((a - b) * 0.5) ** 2).mean())
