@@ -91,3 +91,21 @@ def test_a_full_disk_during_generate_is_counted_and_said(qtbot, make_window, mon
     window.controller.generate()  # room again: the next batch is stored whole
     qtbot.waitUntil(lambda: bar.currentMessage().startswith("Made 16 images"), timeout=WAIT_MS)
     assert window.store.count() == gallery.rowCount() == 19
+
+
+def test_variety_set_in_the_prompt_panel_reaches_the_slider_and_every_stored_image(qtbot, make_window):
+    window = make_window()
+    panel = window.prompt_panel
+    window.state.update(prompt="grinning cat", count=3, seed=5)
+    panel.variety_spin.setValue(0.45)
+    assert window.state.variety == 0.45 and window.sliders_panel.variety_slider.value() == 0.45
+    panel.generate_button.click()
+    gallery = window.gallery.gallery
+    qtbot.waitUntil(lambda: gallery.rowCount() == 3 and not window.link.generating, timeout=WAIT_MS)
+    pictures = [gallery.picture(item_id) for item_id in gallery.ids]
+    assert [p.request.variety for p in pictures] == [0.45] * 3
+    assert np.array_equal(pictures[1].image, direct_render(window.link.engine, pictures[1].request))
+    plain = direct_render(window.link.engine, GenerationRequest("grinning cat", seed=6, model="tiny-test"))
+    assert not np.array_equal(pictures[1].image, plain)  # the variety moved the picture
+    window.sliders_panel.reset_button.click()
+    assert window.state.variety == 0.0 and panel.variety_spin.value() == 0.0

@@ -1,4 +1,4 @@
-"""The prompt panel: prompt with history and completion, seed (fixed/random, dice), count, truncation,
+"""The prompt panel: prompt with history and completion, seed (fixed/random, dice), count, truncation, variety,
 Generate / Cancel, and the "nearest concepts" line that shows how the model understood the prompt.
 
 It edits the session state and mirrors it back; it never talks to the engine (the window does).
@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.engine.requests import MAX_COUNT, MAX_SEED, MAX_TRUNCATION
+from studio.engine.requests import MAX_COUNT, MAX_SEED, MAX_TRUNCATION, MAX_VARIETY
 from studio.session.history import PromptHistory
 from studio.session.state import RANDOM_SEED_LIMIT, SEED_FIXED, SEED_RANDOM, SessionState
 from studio.ui import theme
@@ -199,6 +199,13 @@ class PromptPanel(QWidget):
         self.truncation_spin.setToolTip("Lower: more typical pictures; higher: more varied ones")
         self.truncation_spin.valueChanged.connect(lambda value: self.state.update(truncation=value))
         form.addRow("Truncation", self.truncation_spin)
+        self.variety_spin = QDoubleSpinBox(minimum=0.0, maximum=MAX_VARIETY, singleStep=0.05, decimals=2)
+        self.variety_spin.setToolTip(
+            "0: the seeds of a prompt stay close to it; higher: each seed wanders further, so the pictures "
+            "differ more and each is a little less like the prompt"
+        )
+        self.variety_spin.valueChanged.connect(lambda value: self.state.update(variety=value))
+        form.addRow("Variety", self.variety_spin)
         layout.addLayout(form)
 
         buttons = QHBoxLayout()
@@ -278,7 +285,7 @@ class PromptPanel(QWidget):
 
     # --- state -> widgets ---------------------------------------------------------------------------------------
     def _on_state_changed(self, name: str, value: object) -> None:
-        if name in ("prompt", "seed", "seed_mode", "count", "truncation"):
+        if name in ("prompt", "seed", "seed_mode", "count", "truncation", "variety"):
             self._sync_from_state()
 
     def _sync_from_state(self) -> None:
@@ -289,7 +296,12 @@ class PromptPanel(QWidget):
             self.prompt_edit.blockSignals(False)
         if self.seed_edit.text() != str(s.seed):
             self.seed_edit.setText(str(s.seed))
-        for widget, value in ((self.count_spin, s.count), (self.truncation_spin, s.truncation)):
+        spins = (
+            (self.count_spin, s.count),
+            (self.truncation_spin, s.truncation),
+            (self.variety_spin, s.variety),
+        )
+        for widget, value in spins:
             if widget.value() != value:
                 widget.blockSignals(True)
                 widget.setValue(value)
