@@ -86,3 +86,19 @@ def test_no_more_concept_sliders_than_a_request_may_carry(qtbot, make_window):
     assert len(window.state.concepts) == MAX_CONCEPTS
     window.state.remove_concept(0)
     assert panel.add_concept_button.isEnabled()
+
+
+def test_double_clicking_a_value_resets_its_slider(qtbot, make_window):
+    from PySide6.QtCore import Qt
+
+    window = make_window()
+    panel = window.sliders_panel
+    window.state.update(prompt="cat")
+    panel.variety_slider.slider.setValue(60)
+    panel.truncation_slider.slider.setValue(30)
+    panel.direction_sliders[0].slider.setValue(-40)
+    assert window.state.variety == 0.6 and window.state.truncation == 0.6
+    for slider in (panel.variety_slider, panel.truncation_slider, panel.direction_sliders[0]):
+        qtbot.mouseDClick(slider.value_label, Qt.MouseButton.LeftButton)
+    assert window.state.variety == 0.0 and window.state.directions == {}
+    assert window.state.truncation == 0.8  # the tiny model's default, not 0

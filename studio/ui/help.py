@@ -30,7 +30,7 @@ MOUSE = (
     ("Click a gallery image", "Show it and make its parameters the current ones (Ctrl+Z undoes)"),
     ("Right-click a gallery image", "Interpolation A / B, more like this, copy, export, star, delete"),
     ("Drag gallery images out", "PNG files with their parameters, for a file manager"),
-    ("Double-click a slider's value", "Reset that slider to 0"),
+    ("Double-click a slider's value", "Reset that slider (to 0; truncation to the model's default)"),
 )
 PROMPT_KEYS = (
     ("Alt+Up / Alt+Down", "Earlier / later prompt (in the prompt box)"),

@@ -34,7 +34,9 @@ STEPS = 100  # slider ticks each side of 0
 
 
 class OffsetSlider(QWidget):
-    """A labelled horizontal slider for a float in [-span, span] (or [0, span] when ``signed`` is False)."""
+    """A labelled horizontal slider for a float in [-span, span] (or [0, span] when ``signed`` is False).
+
+    Double-clicking it puts it back to ``reset_value`` (0, or the model's default truncation)."""
 
     moved = Signal(float)
 
@@ -42,6 +44,7 @@ class OffsetSlider(QWidget):
         super().__init__(parent)
         self.span = span
         self.signed = signed
+        self.reset_value = 0.0
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(8)
@@ -75,7 +78,7 @@ class OffsetSlider(QWidget):
         self.moved.emit(value)
 
     def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802
-        self.slider.setValue(0 if self.signed else self.slider.value())
+        self.slider.setValue(round(self.reset_value * STEPS / self.span))
 
 
 class SlidersPanel(QWidget):
@@ -163,6 +166,7 @@ class SlidersPanel(QWidget):
     def set_model(self, num_directions: int, default_truncation: float) -> None:
         """Build one slider per shown direction (by rank: 1 moves the picture most)."""
         self.default_truncation = default_truncation
+        self.truncation_slider.reset_value = default_truncation
         for slider in self.direction_sliders:
             slider.deleteLater()
         self.direction_sliders = []
