@@ -23,7 +23,7 @@ import torch
 
 from studio.models.format import load_model
 from studio.training.dataset import load_dataset
-from studio.training.evaluate import gan_test_hits, paired_difference
+from studio.training.evaluate import VariedGenerator, gan_test_hits, paired_difference
 from studio.training.judge import load_judge
 
 
@@ -44,14 +44,24 @@ def emoji_sets(data, language: str, limit: int | None) -> dict[str, np.ndarray]:
     return {"heldout": data.heldout_index[known[data.heldout_index]], "train": train}
 
 
-def main() -> int:
+def load_arm(path: str):
+    """``snapshot`` or ``snapshot@V``: the generator as the engine renders it at variety V."""
     from ab_report import load_snapshot
+
+    snapshot, _, variety = path.partition("@")
+    generator = load_snapshot(Path(snapshot))
+    return VariedGenerator(generator, float(variety)) if variety else generator
+
+
+def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--judge", required=True)
     parser.add_argument("--base", required=True, help="name=snapshot of the baseline")
-    parser.add_argument("--arm", action="append", required=True, help="name=snapshot (repeat)")
+    parser.add_argument(
+        "--arm", action="append", required=True, help="name=snapshot, or name=snapshot@VARIETY (repeat)"
+    )
     parser.add_argument("--upsampler", default="resources/models/emoji")
     parser.add_argument("--rounds", default="4-9", help="seed rounds, e.g. 4-9 or 4,5")
     parser.add_argument("--language", action="append", default=[], help="more CLDR languages than English")
@@ -69,7 +79,7 @@ def main() -> int:
     judge, judge_info = load_judge(Path(args.judge))
     rounds = parse_rounds(args.rounds)
     specs = [args.base, *args.arm]
-    generators = {name: load_snapshot(Path(path)) for name, path in (s.split("=", 1) for s in specs)}
+    generators = {name: load_arm(path) for name, path in (s.split("=", 1) for s in specs)}
     base_name = args.base.split("=", 1)[0]
     report: dict = {
         "data": args.data,
