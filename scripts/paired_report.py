@@ -54,7 +54,6 @@ def load_arm(path: str):
 
 
 def main() -> int:
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--judge", required=True)

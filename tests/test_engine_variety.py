@@ -10,7 +10,6 @@ import pytest
 import torch
 from PIL import Image
 
-from studio.engine.engine import Engine
 from studio.engine.latents import VARIETY_SEED, seeded_z, variety_offsets
 from studio.engine.requests import MAX_VARIETY, Endpoint, GenerationRequest, RequestError
 from studio.io.metadata import ImageParameters, parameters_text, read_parameters, save_options
@@ -25,11 +24,8 @@ def tiny(tiny_model_dir):
 
 
 @pytest.fixture
-def engine(tiny_model_dir, text_encoder):
-    engine = Engine(tiny_model_dir, device="cpu", text_encoder=text_encoder, micro_batch=4)
-    engine.wait_ready(60)
-    yield engine
-    engine.close()
+def engine(tiny_engine):
+    return tiny_engine
 
 
 def _images(engine, request):

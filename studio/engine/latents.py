@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 
@@ -55,7 +57,19 @@ def variety_offsets(z: torch.Tensor, generator) -> torch.Tensor:
         project = table.norm(dim=1).mean() * torch.eye(table.shape[1])
     else:  # text: unit embedding directions through the model's linear projection (no bias: an offset)
         project = generator.embed_proj.weight.detach().float().cpu().T  # embed_dim x cond_dim
-    seeded = torch.Generator(device="cpu").manual_seed(VARIETY_SEED)
-    basis = torch.randn(z.shape[1], project.shape[0], generator=seeded)
+    basis = _variety_basis(z.shape[1], project.shape[0])
     rows = [F.normalize(z[i : i + 1].detach().float().cpu() @ basis, dim=1) @ project for i in range(len(z))]
     return torch.cat(rows) if rows else torch.zeros(0, project.shape[1])
+
+
+def varied_conditions(projected: torch.Tensor, z: torch.Tensor, generator, amounts) -> torch.Tensor:
+    """``projected`` conditions moved by ``amounts`` (a number, or one per row as an ``N x 1`` tensor) times
+    :func:`variety_offsets`: what the engine renders and what the evaluation scores."""
+    return projected + (amounts * variety_offsets(z, generator)).to(projected.device)
+
+
+@lru_cache(maxsize=4)
+def _variety_basis(z_dim: int, width: int) -> torch.Tensor:
+    """The fixed random map from z to the embedding space, drawn once per shape (never modified)."""
+    seeded = torch.Generator(device="cpu").manual_seed(VARIETY_SEED)
+    return torch.randn(z_dim, width, generator=seeded)

@@ -14,7 +14,7 @@ import torch
 
 from studio.engine.devices import DeviceChoice
 from studio.engine.explicit_latent import endpoint_condition, request_z, start_conditions
-from studio.engine.latents import closed_form_directions, variety_offsets
+from studio.engine.latents import closed_form_directions, varied_conditions
 from studio.engine.requests import MAX_DIRECTIONS, GenerationRequest, GenerationResult, RequestError
 from studio.models.cgan import premultiplied_to_rgba_uint8
 from studio.models.format import LoadedModel, ModelError
@@ -166,8 +166,7 @@ class Renderer:
         amounts = torch.tensor([float(r.variety) for r in requests])
         if not amounts.any():
             return cond
-        offsets = amounts[:, None] * variety_offsets(z, self.generator)
-        return cond + offsets.to(cond.device)
+        return varied_conditions(cond, z, self.generator, amounts[:, None])
 
     def _latents(self, requests: list[GenerationRequest]) -> torch.Tensor:
         z_dim = self.loaded.info.z_dim

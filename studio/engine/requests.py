@@ -164,7 +164,7 @@ class GenerationRequest:
     slerps z and lerps the embedding towards the B endpoint. ``latent`` (an inverted picture) replaces the
     seeded z and the prompt's projected condition; truncation, directions, concepts and interpolation act on
     it as on any other z and condition, and ``prompt`` is then only its name. ``variety`` (0 to 1) moves the
-    condition along a direction that z chooses (studio/engine/latents.py: ``variety_directions``), so the
+    condition along a direction that z chooses (studio/engine/latents.py: ``variety_offsets``), so the
     seeds of one prompt draw more different pictures, each a little less faithful to it.
     """
 

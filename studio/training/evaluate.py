@@ -89,11 +89,10 @@ class VariedGenerator(torch.nn.Module):
         return self.generator.z_weight()
 
     def forward(self, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        from studio.engine.latents import variety_offsets
+        from studio.engine.latents import varied_conditions
 
-        projected = self.generator.condition(condition)
-        offsets = variety_offsets(z, self.generator).to(projected.device)
-        return self.generator.synthesize(z, projected + self.variety * offsets)
+        projected = varied_conditions(self.generator.condition(condition), z, self.generator, self.variety)
+        return self.generator.synthesize(z, projected)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
