@@ -20,12 +20,24 @@ WAIT_MS = 20_000
 
 
 @pytest.fixture(scope="session")
-def qloop(qapp):
+def _qasync_loop(qapp):
     import qasync
 
     loop = qasync.QEventLoop(qapp, already_running=True)
-    asyncio.set_event_loop(loop)
+    asyncio.events._set_running_loop(None)  # running only inside a window test (see qloop)
     yield loop
+
+
+@pytest.fixture
+def qloop(_qasync_loop):
+    """The one qasync loop, asyncio's running loop for this test only.
+
+    Outside window tests no loop may look as if it were running, or a later test's ``asyncio.run`` fails
+    ("cannot be called from a running event loop") depending on the order the modules ran in.
+    """
+    asyncio.set_event_loop(_qasync_loop)
+    asyncio.events._set_running_loop(_qasync_loop)
+    yield _qasync_loop
     asyncio.events._set_running_loop(None)
 
 
