@@ -75,6 +75,32 @@ def make_tiny_model(folder: Path, with_upsampler: bool = True) -> Path:
     return save_model(folder / TINY_NAME, manifest, generator.eval(), upsampler.eval() if upsampler else None)
 
 
+def tiny_train_options(data: Path, folder: Path, steps, **options):
+    """Training options for the tests' tiny runs (batch 4, ``ch`` 4, float32, one thread, quiet).
+
+    The model goes to ``folder/model`` and the run (checkpoint, snapshots, samples) to ``folder/run``;
+    ``options`` sets or overrides any other :class:`TrainOptions` field.
+    """
+    from studio.training.options import TrainOptions
+
+    settings = dict(
+        data=data,
+        out=folder / "model",
+        run=folder / "run",
+        stage="base",
+        steps=steps,
+        batch=4,
+        ch=4,
+        threads=1,
+        bf16=False,
+        quiet=True,
+        log_every=1,
+        standing_batches=1,
+    )
+    settings.update(options)
+    return TrainOptions(**settings)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("models"))

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_train_options
 from safetensors.torch import load_file, save_file
 
 from studio.training.dataset import load_dataset, make_synthetic_dataset
@@ -90,23 +91,8 @@ def test_only_the_heads_learn_and_gradients_reach_the_image(random_features):
 
 
 def _options(data, tmp_path, features, steps, resume=False, **extra):
-    return TrainOptions(
-        data=data,
-        out=tmp_path / "model",
-        run=tmp_path / "run",
-        stage="base",
-        steps=steps,
-        resume=resume,
-        batch=4,
-        ch=4,
-        threads=1,
-        bf16=False,
-        quiet=True,
-        log_every=1,
-        standing_batches=1,
-        features=features,
-        projected_size=32,
-        **extra,
+    return tiny_train_options(
+        data, tmp_path, steps, resume=resume, features=features, projected_size=32, **extra
     )
 
 

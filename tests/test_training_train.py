@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_train_options
 from safetensors.torch import load_file
 
 from studio.training.dataset import make_synthetic_dataset
-from studio.training.options import CHECKPOINT, TrainOptions
+from studio.training.options import CHECKPOINT
 from studio.training.train import train
 
 
@@ -17,21 +18,7 @@ def synthetic_data(tmp_path_factory):
 
 
 def _options(data, tmp_path, name, stage, steps, resume=False):
-    return TrainOptions(
-        data=data,
-        out=tmp_path / f"{name}-model",
-        run=tmp_path / f"{name}-run",
-        stage=stage,
-        steps=steps,
-        resume=resume,
-        batch=4,
-        ch=4,
-        threads=1,
-        bf16=False,
-        quiet=True,
-        log_every=1,
-        standing_batches=1,
-    )
+    return tiny_train_options(data, tmp_path / name, steps, stage=stage, resume=resume)
 
 
 def _checkpoint(options):
