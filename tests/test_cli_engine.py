@@ -204,3 +204,20 @@ def test_generate_uses_the_model_given_before_the_command(capsys, tiny_model_dir
     )
     assert code == 0, err
     assert [p.name for p in tmp_path.iterdir()] == ["cat_1.png"]
+
+
+def test_bench_threads_caps_torch_and_refuses_zero(capsys, tiny_model_dir):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        code, out, _ = run(capsys, "bench", "--quick", "--threads", 1, "--model", tiny_model_dir, "--device", "cpu")
+        assert code == 0
+        report = json.loads(out)
+        assert report["machine"]["threads"] == 1
+        assert report["stages_batch_1_ms"]["base"] > 0
+    finally:
+        torch.set_num_threads(before)
+    code, out, err = run(capsys, "bench", "--threads", 0, "--model", tiny_model_dir)
+    assert code != 0 and out == ""
+    assert "--threads must be at least 1" in err and len(err.strip().splitlines()) == 1

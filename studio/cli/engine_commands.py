@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench = subparsers.add_parser("bench", help="engine benchmark (JSON): throughput and preview latency")
     bench.add_argument("--json", action="store_true", help="(always JSON; accepted for symmetry)")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions")
+    bench.add_argument(
+        "--threads", type=int, default=None, help="CPU threads torch may use (e.g. 1: one core; default: torch's)"
+    )
     bench.set_defaults(func=cmd_bench)
 
 
@@ -265,5 +268,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from studio.engine.bench import run_benchmark
 
-    print(json.dumps(run_benchmark(model=args.model, device=args.device, quick=args.quick), indent=2))
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1 (got {args.threads}).")
+    report = run_benchmark(model=args.model, device=args.device, quick=args.quick, threads=args.threads)
+    print(json.dumps(report, indent=2))
     return 0

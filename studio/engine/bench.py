@@ -46,7 +46,12 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
-def run_benchmark(model: str | None = None, device: str | None = None, quick: bool = False) -> dict:
+def run_benchmark(
+    model: str | None = None, device: str | None = None, quick: bool = False, threads: int | None = None
+) -> dict:
+    """Benchmark the engine; ``threads`` caps torch's CPU threads first (1: the one-core numbers)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         loaded = load_model(model or "emoji")
         stand_in = False
