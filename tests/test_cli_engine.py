@@ -211,7 +211,9 @@ def test_bench_threads_caps_torch_and_refuses_zero(capsys, tiny_model_dir):
 
     before = torch.get_num_threads()
     try:
-        code, out, _ = run(capsys, "bench", "--quick", "--threads", 1, "--model", tiny_model_dir, "--device", "cpu")
+        code, out, _ = run(
+            capsys, "bench", "--quick", "--threads", 1, "--model", tiny_model_dir, "--device", "cpu"
+        )
         assert code == 0
         report = json.loads(out)
         assert report["machine"]["threads"] == 1

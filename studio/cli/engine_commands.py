@@ -49,7 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--json", action="store_true", help="(always JSON; accepted for symmetry)")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions")
     bench.add_argument(
-        "--threads", type=int, default=None, help="CPU threads torch may use (e.g. 1: one core; default: torch's)"
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads torch may use (e.g. 1: one core; default: torch's)",
     )
     bench.set_defaults(func=cmd_bench)
 
