@@ -51,6 +51,8 @@ def run_benchmark(
 ) -> dict:
     """Benchmark the engine; ``threads`` caps torch's CPU threads first (1: the one-core numbers)."""
     if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1 (got {threads}).")
         torch.set_num_threads(threads)
     try:
         loaded = load_model(model or "emoji")
