@@ -271,8 +271,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from studio.engine.bench import run_benchmark
 
-    if args.threads is not None and args.threads < 1:
-        raise UserError(f"--threads must be at least 1 (got {args.threads}).")
     report = run_benchmark(model=args.model, device=args.device, quick=args.quick, threads=args.threads)
     print(json.dumps(report, indent=2))
     return 0

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from studio.engine.engine import Engine
-from studio.engine.requests import GenerationRequest
+from studio.engine.requests import GenerationRequest, RequestError
 from studio.models.format import LoadedModel, ModelError, load_model
 
 
@@ -52,7 +52,7 @@ def run_benchmark(
     """Benchmark the engine; ``threads`` caps torch's CPU threads first (1: the one-core numbers)."""
     if threads is not None:
         if threads < 1:
-            raise ValueError(f"threads must be at least 1 (got {threads}).")
+            raise RequestError(f"--threads must be at least 1 (got {threads}).")
         torch.set_num_threads(threads)
     try:
         loaded = load_model(model or "emoji")
