@@ -172,3 +172,33 @@ def test_bf16_autocast_only_where_the_cpu_has_bf16_instructions():
     assert cpu_supports_bf16(sapphire_rapids) and cpu_supports_bf16(zen4) and cpu_supports_bf16(graviton3)
     onednn = bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     assert cpu_supports_bf16("") == onednn  # no flags (not Linux): oneDNN's answer decides
+
+
+@pytest.mark.parametrize("threads", ["0", "-2"])
+def test_training_tools_refuse_a_thread_count_under_one_in_one_sentence(
+    synthetic_data, tmp_path, capsys, threads
+):
+    """`gan-studio train`, the snapshot average and the judge trainer share the engine's `--threads` rule: a
+    count under one is one sentence and nothing is written (torch would otherwise ignore 0 or fail on -2)."""
+    from studio.cli import main
+    from studio.training import average, judge
+
+    before = torch.get_num_threads()
+    out = tmp_path / "model"
+    args = ["train", "--data", str(synthetic_data), "--out", str(out), "--run-dir", str(tmp_path / "run")]
+    assert main([*args, "--steps", "1", "--batch", "4", "--ch", "4", "--threads", threads]) != 0
+    err = capsys.readouterr().err.strip()
+    assert f"--threads must be at least 1 (got {threads})." in err and len(err.splitlines()) == 1
+    assert not out.exists() and not (tmp_path / "run").exists()
+    snapshot = str(tmp_path / "g.safetensors")  # never read: the thread count is refused first
+    averaged = tmp_path / "avg.safetensors"
+    common = ["--data", str(synthetic_data), "--out", str(averaged), "--threads", threads]
+    assert average.main(["--snapshot", snapshot, "--snapshot", snapshot, *common]) == 2
+    assert f"--threads must be at least 1 (got {threads})." in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        judge.main(
+            ["--data", str(synthetic_data), "--out", str(tmp_path / "j.safetensors"), "--threads", threads]
+        )
+    assert f"--threads must be at least 1 (got {threads})." in capsys.readouterr().err
+    assert not averaged.exists() and not (tmp_path / "j.safetensors").exists()
+    assert torch.get_num_threads() == before

@@ -14,8 +14,9 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from studio.engine.devices import set_threads
 from studio.engine.engine import Engine
-from studio.engine.requests import GenerationRequest, RequestError
+from studio.engine.requests import GenerationRequest
 from studio.models.format import LoadedModel, ModelError, load_model
 
 
@@ -50,10 +51,7 @@ def run_benchmark(
     model: str | None = None, device: str | None = None, quick: bool = False, threads: int | None = None
 ) -> dict:
     """Benchmark the engine; ``threads`` caps torch's CPU threads first (1: the one-core numbers)."""
-    if threads is not None:
-        if threads < 1:
-            raise RequestError(f"--threads must be at least 1 (got {threads}).")
-        torch.set_num_threads(threads)
+    set_threads(threads)
     try:
         loaded = load_model(model or "emoji")
         stand_in = False

@@ -26,6 +26,15 @@ class DeviceChoice:
         return str(self.dtype).removeprefix("torch.")
 
 
+def set_threads(threads: int | None) -> None:
+    """Cap torch's CPU threads for this process (``None`` leaves torch's choice). Raises RequestError below 1."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise RequestError(f"--threads must be at least 1 (got {threads}).")
+    torch.set_num_threads(threads)
+
+
 def choose_device(requested: str | None = None) -> DeviceChoice:
     """Pick the device: ``requested`` or $GAN_STUDIO_DEVICE, else the best available. Raises RequestError."""
     name = (requested or os.environ.get(DEVICE_ENV) or "auto").strip().lower()

@@ -24,7 +24,7 @@ import torch
 
 from studio.models.cgan import BaseConfig, BaseGenerator
 from studio.training.options import TrainError
-from studio.training.runs import same_shapes, write_weights
+from studio.training.runs import same_shapes, set_training_threads, write_weights
 
 
 def read_snapshot(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -101,9 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
+        set_training_threads(args.threads)
         if len(args.snapshot) < 2:
             raise TrainError("Give at least two --snapshot files to average.")
         from studio.training.dataset import load_dataset

@@ -220,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from studio.training.dataset import load_dataset
+    from studio.training.options import TrainError
+    from studio.training.runs import set_training_threads
 
     parser = argparse.ArgumentParser(description="Train the judge classifier on real emoji renders.")
     parser.add_argument("--data", default="data/emoji")
@@ -247,8 +249,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps must be a positive number of steps.")
     if args.minutes is None:
         args.minutes = math.inf if args.steps else 12.0
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    try:
+        set_training_threads(args.threads)
+    except TrainError as exc:
+        parser.error(str(exc))
     init, previous = load_judge(Path(args.init)) if args.init else (None, {})
     judge, info = train_judge(
         load_dataset(args.data),

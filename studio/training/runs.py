@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from studio.atomic import write_atomically
-from studio.engine.devices import choose_device
+from studio.engine.devices import choose_device, set_threads
 from studio.engine.requests import RequestError
 from studio.models.cgan import BaseGenerator, Upsampler, premultiplied_to_rgba_uint8
 from studio.training.dataset import load_dataset
@@ -69,6 +69,14 @@ def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def set_training_threads(threads: int | None) -> None:
+    """``--threads`` of the training tools, by the engine's rule (at least 1; None: torch's choice)."""
+    try:
+        set_threads(threads)
+    except RequestError as exc:
+        raise TrainError(str(exc)) from exc
 
 
 def pick_device(name: str | None) -> torch.device:
@@ -164,8 +172,7 @@ class Dist:
 
 
 def setup_run(options: TrainOptions):
-    if options.threads:
-        torch.set_num_threads(options.threads)
+    set_training_threads(options.threads)
     device = pick_device(options.device)
     if device.type == "cuda" and device.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))  # one GPU per process
