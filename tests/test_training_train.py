@@ -8,7 +8,7 @@ from conftest import tiny_train_options
 from safetensors.torch import load_file
 
 from studio.training.dataset import make_synthetic_dataset
-from studio.training.options import CHECKPOINT
+from studio.training.options import CHECKPOINT, TrainError
 from studio.training.train import train
 
 
@@ -202,3 +202,13 @@ def test_training_tools_refuse_a_thread_count_under_one_in_one_sentence(
     assert f"--threads must be at least 1 (got {threads})." in capsys.readouterr().err
     assert not averaged.exists() and not (tmp_path / "j.safetensors").exists()
     assert torch.get_num_threads() == before
+
+
+def test_a_run_trains_with_the_augment_policy_given_and_records_it(synthetic_data, tmp_path):
+    options = tiny_train_options(synthetic_data, tmp_path / "a", 2, augment="color,translation")
+    train(options)
+    state = torch.load(options.run / CHECKPOINT, weights_only=False)
+    assert state["step"] == 2 and state["runs"][-1]["augment"] == "color,translation"
+    with pytest.raises(TrainError, match="--augment: 'crop' is not a DiffAugment policy"):
+        train(tiny_train_options(synthetic_data, tmp_path / "b", 1, augment="crop"))
+    assert not (tmp_path / "b").exists()

@@ -52,22 +52,36 @@ def _cutout(x: torch.Tensor, generator: torch.Generator | None, ratio: float = 0
     return x * mask
 
 
+DEFAULT_POLICY = "color,translation,cutout"
+_AUGMENTS = {"color": _colour, "translation": _translation, "cutout": _cutout}
+
+
+def parse_policy(policy: str) -> tuple[str, ...]:
+    """``"color,cutout"`` -> ("color", "cutout"); ``""`` or ``"none"``: no augmentation. Raises ValueError
+    (one sentence) for a name DiffAugment does not have."""
+    names = tuple(name.strip() for name in policy.split(",") if name.strip())
+    if names == ("none",):
+        return ()
+    unknown = [name for name in names if name not in _AUGMENTS]
+    if unknown:
+        raise ValueError(
+            f"'{unknown[0]}' is not a DiffAugment policy; use any of {', '.join(_AUGMENTS)} (comma-separated) "
+            "or none."
+        )
+    return names
+
+
 def diff_augment(
-    x: torch.Tensor, policy: str = "color,translation,cutout", generator: torch.Generator | None = None
+    x: torch.Tensor, policy: str = DEFAULT_POLICY, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Augment premultiplied RGBA in [-1, 1] (N x 4 x H x W); returns the same layout."""
-    if not policy:
+    """Augment premultiplied RGBA in [-1, 1] (N x 4 x H x W); returns the same layout. Cutout makes a
+    transparent square hole in every image, so beside it a discriminator also takes holes in a fake as real."""
+    names = parse_policy(policy)
+    if not names:
         return x
     y = (x + 1.0) * 0.5
-    for name in policy.split(","):
-        if name == "color":
-            y = _colour(y, generator)
-        elif name == "translation":
-            y = _translation(y, generator)
-        elif name == "cutout":
-            y = _cutout(y, generator)
-        elif name:
-            raise ValueError(f"unknown DiffAugment policy '{name}'")
+    for name in names:
+        y = _AUGMENTS[name](y, generator)
     return y * 2.0 - 1.0
 
 

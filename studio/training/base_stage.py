@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from studio.models.cgan import BaseGenerator, rgba_uint8_to_premultiplied
-from studio.training.augment import diff_augment
+from studio.training.augment import diff_augment, parse_policy
 from studio.training.dataset import EmojiData, balanced_weights
 from studio.training.networks import ProjectionDiscriminator, base_config
 from studio.training.options import TrainError, TrainOptions
@@ -231,6 +231,10 @@ def check_ranges(options: TrainOptions) -> None:
         raise TrainError(f"--d-warmup-steps must be 0 or more (got {options.d_warmup_steps}).")
     if not 0.0 <= options.cond_noise <= 2.0:
         raise TrainError(f"--cond-noise must lie between 0 and 2 (got {options.cond_noise}).")
+    try:
+        parse_policy(options.augment)
+    except ValueError as exc:
+        raise TrainError(f"--augment: {exc}") from exc
 
 
 def check_other_names(options: TrainOptions) -> None:
@@ -344,6 +348,7 @@ def train_base(options: TrainOptions) -> dict:
         "lr_decay_from": options.lr_decay_from,
         "d_warmup_steps": options.d_warmup_steps,
         "cond_noise": options.cond_noise,
+        "augment": options.augment,
     }
     history = RunHistory(state, {"batch": batch * dist.world, **recipe})
     dist.broadcast_module(generator)
@@ -425,7 +430,7 @@ def train_base(options: TrainOptions) -> dict:
         with autocast:
             with torch.no_grad():
                 fake = generator(z, noisy_conditions(e, options.cond_noise, noise_rng))
-            both = diff_augment(torch.cat([real, fake.float()]), generator=torch_rng)
+            both = diff_augment(torch.cat([real, fake.float()]), options.augment, torch_rng)
             loss_d = torch.zeros((), device=device)
             d_real = d_fake = torch.zeros(batch, device=device)
             if w_conv > 0:
@@ -466,7 +471,7 @@ def train_base(options: TrainOptions) -> dict:
             with autocast:
                 generated = generator(z_all, e_all).float()  # one pass: BatchNorm sees the random-z batch
                 fake, at_zero_fake, second_fake = generated.split([batch, len(at_zero), len(free)])
-                augmented = diff_augment(fake, generator=torch_rng)
+                augmented = diff_augment(fake, options.augment, torch_rng)
                 adv_g = torch.zeros((), device=device)
                 if w_conv > 0:
                     adv_g = adv_g - w_conv * discriminator(augmented, e).float().mean()

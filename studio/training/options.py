@@ -55,6 +55,9 @@ class TrainOptions:
     init_discriminator: Path | None = None  # start the discriminators from a run's d_*.safetensors snapshot
     d_warmup_steps: int = 0  # a run's first steps: only the discriminators learn (a fresh D, a given G)
     cond_noise: float = 0.0  # the generator reads each caption embedding moved by noise of this length
+    augment: str = (
+        "color,translation,cutout"  # base stage: DiffAugment before the discriminators ("none": off)
+    )
     bf16: bool | None = None  # None: when the CPU supports it
     quiet: bool = False
     standing_batches: int = 16  # batches that re-estimate the EMA generator's BN statistics
@@ -173,6 +176,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "against the caption itself, so that nearby prompts it never saw draw like the ones it did (0: off)",
     )
     parser.add_argument(
+        "--augment",
+        default="color,translation,cutout",
+        help="base stage: the DiffAugment policy applied to real and generated images before the "
+        "discriminators, comma-separated from color, translation, cutout, or none. Cutout cuts a transparent "
+        "square out of every image, so beside it the discriminators accept holes in generated emoji too",
+    )
+    parser.add_argument(
         "--adv-weight",
         type=float,
         default=0.01,
@@ -210,5 +220,6 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         init_discriminator=Path(args.init_discriminator) if args.init_discriminator else None,
         d_warmup_steps=args.d_warmup_steps,
         cond_noise=args.cond_noise,
+        augment=args.augment,
         checkpoint_minutes=args.checkpoint_minutes,
     )
