@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from studio.training.options import DEFAULT_AUGMENT
+
 
 def _colour(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     n = x.shape[0]
@@ -52,7 +54,6 @@ def _cutout(x: torch.Tensor, generator: torch.Generator | None, ratio: float = 0
     return x * mask
 
 
-DEFAULT_POLICY = "color,translation,cutout"
 _AUGMENTS = {"color": _colour, "translation": _translation, "cutout": _cutout}
 
 
@@ -72,7 +73,7 @@ def parse_policy(policy: str) -> tuple[str, ...]:
 
 
 def diff_augment(
-    x: torch.Tensor, policy: str = DEFAULT_POLICY, generator: torch.Generator | None = None
+    x: torch.Tensor, policy: str = DEFAULT_AUGMENT, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Augment premultiplied RGBA in [-1, 1] (N x 4 x H x W); returns the same layout. Cutout makes a
     transparent square hole in every image, so beside it a discriminator also takes holes in a fake as real."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 DEFAULT_DATA = "data/emoji"
 DEFAULT_FEATURES = "data/efficientnet-lite0.safetensors"
+DEFAULT_AUGMENT = "color,translation,cutout"  # DiffAugment's policy (studio.training.augment)
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -55,9 +56,7 @@ class TrainOptions:
     init_discriminator: Path | None = None  # start the discriminators from a run's d_*.safetensors snapshot
     d_warmup_steps: int = 0  # a run's first steps: only the discriminators learn (a fresh D, a given G)
     cond_noise: float = 0.0  # the generator reads each caption embedding moved by noise of this length
-    augment: str = (
-        "color,translation,cutout"  # base stage: DiffAugment before the discriminators ("none": off)
-    )
+    augment: str = DEFAULT_AUGMENT  # base stage: DiffAugment before the discriminators ("none": off)
     bf16: bool | None = None  # None: when the CPU supports it
     quiet: bool = False
     standing_batches: int = 16  # batches that re-estimate the EMA generator's BN statistics
@@ -177,7 +176,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--augment",
-        default="color,translation,cutout",
+        default=DEFAULT_AUGMENT,
         help="base stage: the DiffAugment policy applied to real and generated images before the "
         "discriminators, comma-separated from color, translation, cutout, or none. Cutout cuts a transparent "
         "square out of every image, so beside it the discriminators accept holes in generated emoji too",
