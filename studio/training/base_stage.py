@@ -196,6 +196,39 @@ def mode_seeking(
     return 1.0 / (apart.mean() + 1e-5)
 
 
+HOLE_SIZE = 3  # px of the 32 px alpha's closing: a hole or notch up to about this wide counts
+
+
+def alpha_holes(images: torch.Tensor, size: int = HOLE_SIZE) -> torch.Tensor:
+    """Per image (premultiplied RGBA in [-1, 1]): the mean amount by which alpha lies below its morphological
+    closing (a max-pool dilation, then an erosion, ``size`` px), i.e. how much of the picture is a small hole
+    or notch its surroundings would fill. The closing is not differentiated, so the term's gradient only
+    raises alpha inside a hole and never eats into the shape around it."""
+    alpha = (images[:, 3:4].float() + 1.0) * 0.5
+    with torch.no_grad():
+        pad = size // 2
+        closed = -F.max_pool2d(-F.max_pool2d(alpha, size, 1, pad), size, 1, pad)
+    # relu, not clamp: clamp passes the gradient where a pixel equals its closing (the whole background)
+    return F.relu(closed - alpha).mean(dim=(1, 2, 3))
+
+
+def caption_hole_targets(images: torch.Tensor, data: EmojiData, text_ids: np.ndarray) -> torch.Tensor:
+    """Per caption text: the mean :func:`alpha_holes` of the training emoji it captions (real hearts have a
+    cleft, a donut a hole), the share a generated picture of that text may have before the hole term bites."""
+    real = alpha_holes(images).cpu().double().numpy()
+    train = ~data.heldout[data.caption_owner]
+    owners, ids = data.caption_owner[train], text_ids[train]
+    total = np.bincount(ids, weights=real[owners], minlength=int(text_ids.max()) + 1)
+    count = np.bincount(ids, minlength=len(total))
+    return torch.from_numpy(total / np.maximum(count, 1)).float().to(images.device)
+
+
+def hole_excess(fake: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The hole term: how far each picture's :func:`alpha_holes` lies above its caption's real share (0 below
+    it), averaged over the batch."""
+    return F.relu(alpha_holes(fake) - targets).mean()
+
+
 def noisy_conditions(e: torch.Tensor, length: float, generator: torch.Generator) -> torch.Tensor:
     """Conditioning augmentation (the idea of StackGAN's, without its learned variance): each caption
     embedding moved by a random direction of about ``length`` and scaled back to its own length, so the
@@ -231,6 +264,8 @@ def check_ranges(options: TrainOptions) -> None:
         raise TrainError(f"--d-warmup-steps must be 0 or more (got {options.d_warmup_steps}).")
     if not 0.0 <= options.cond_noise <= 2.0:
         raise TrainError(f"--cond-noise must lie between 0 and 2 (got {options.cond_noise}).")
+    if options.hole_weight < 0:
+        raise TrainError(f"--hole-weight must be 0 or more (got {options.hole_weight}).")
     try:
         parse_policy(options.augment)
     except ValueError as exc:
@@ -349,6 +384,7 @@ def train_base(options: TrainOptions) -> dict:
         "d_warmup_steps": options.d_warmup_steps,
         "cond_noise": options.cond_noise,
         "augment": options.augment,
+        "hole_weight": options.hole_weight,
     }
     history = RunHistory(state, {"batch": batch * dist.world, **recipe})
     dist.broadcast_module(generator)
@@ -356,6 +392,7 @@ def train_base(options: TrainOptions) -> dict:
     if projected is not None:
         dist.broadcast_module(projected.heads)
     text_ids = np.unique(np.asarray(data.captions), return_inverse=True)[1]
+    hole_targets = caption_hole_targets(images, data, text_ids) if options.hole_weight > 0 else None
     name_rows = np.flatnonzero(data.caption_is_name)
     prompt_rows = []
     for prompt in SAMPLE_PROMPTS:
@@ -370,7 +407,7 @@ def train_base(options: TrainOptions) -> dict:
     started = time.time()
     last_ckpt = last_sample = started
     window_t, window_imgs = time.time(), 0
-    sums = {"d": 0.0, "g": 0.0, "l1": 0.0, "ms": 0.0, "d_real": 0.0, "d_fake": 0.0}
+    sums = {"d": 0.0, "g": 0.0, "l1": 0.0, "ms": 0.0, "holes": 0.0, "d_real": 0.0, "d_fake": 0.0}
     count = 0
     log_line(
         options,
@@ -455,7 +492,7 @@ def train_base(options: TrainOptions) -> dict:
         opt_d.step()
         # generator step (not while a fresh discriminator warms up beside a given generator)
         if step < options.d_warmup_steps:
-            adv_g = recon = seeking = torch.zeros((), device=device)
+            adv_g = recon = seeking = holes = torch.zeros((), device=device)
         else:
             discriminator.requires_grad_(False)
             if projected is not None:
@@ -491,6 +528,11 @@ def train_base(options: TrainOptions) -> dict:
                     loss_g = loss_g + options.diversity_weight * seeking
                 else:
                     seeking = torch.zeros((), device=device)
+                if hole_targets is not None:
+                    holes = hole_excess(fake, hole_targets[torch.from_numpy(text_ids[rows]).to(device)])
+                    loss_g = loss_g + options.hole_weight * holes
+                else:
+                    holes = torch.zeros((), device=device)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             dist.average_gradients(generator)
@@ -506,6 +548,7 @@ def train_base(options: TrainOptions) -> dict:
         sums["g"] += float(adv_g.detach())
         sums["l1"] += float(recon.detach())
         sums["ms"] += float(seeking.detach())
+        sums["holes"] += float(holes.detach())
         sums["d_real"] += float(d_real.detach().mean())
         sums["d_fake"] += float(d_fake.detach().mean())
         count += 1
@@ -516,7 +559,8 @@ def train_base(options: TrainOptions) -> dict:
                 options,
                 dist,
                 f"step {step} | {rate:.0f} img/s | loss D {sums['d'] / count:.3f} G "
-                f"{sums['g'] / count:.3f} L1 {sums['l1'] / count:.3f} MS {sums['ms'] / count:.2f} | D(real) {sums['d_real'] / count:.2f} D(fake) {sums['d_fake'] / count:.2f}"
+                f"{sums['g'] / count:.3f} L1 {sums['l1'] / count:.3f} MS {sums['ms'] / count:.2f} "
+                f"holes {sums['holes'] / count:.4f} | D(real) {sums['d_real'] / count:.2f} D(fake) {sums['d_fake'] / count:.2f}"
                 f" | {(trained_seconds + now - started) / 60:.1f} min",
             )
             window_t, window_imgs, count = now, 0, 0

@@ -57,6 +57,7 @@ class TrainOptions:
     d_warmup_steps: int = 0  # a run's first steps: only the discriminators learn (a fresh D, a given G)
     cond_noise: float = 0.0  # the generator reads each caption embedding moved by noise of this length
     augment: str = DEFAULT_AUGMENT  # base stage: DiffAugment before the discriminators ("none": off)
+    hole_weight: float = 0.0  # base stage: weight of the term against small holes in generated alpha
     bf16: bool | None = None  # None: when the CPU supports it
     quiet: bool = False
     standing_batches: int = 16  # batches that re-estimate the EMA generator's BN statistics
@@ -182,6 +183,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "square out of every image, so beside it the discriminators accept holes in generated emoji too",
     )
     parser.add_argument(
+        "--hole-weight",
+        type=float,
+        default=0.0,
+        help="base stage: weight of a term against small holes and notches in the generated alpha: the share "
+        "of each picture lying below its alpha's 3 px closing, beyond what the real emoji of its caption have "
+        "(hearts their cleft, a donut its hole), so a generator drawn towards holes by its discriminators keeps "
+        "its shapes whole (0: off)",
+    )
+    parser.add_argument(
         "--adv-weight",
         type=float,
         default=0.01,
@@ -220,5 +230,6 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         d_warmup_steps=args.d_warmup_steps,
         cond_noise=args.cond_noise,
         augment=args.augment,
+        hole_weight=args.hole_weight,
         checkpoint_minutes=args.checkpoint_minutes,
     )

@@ -1,0 +1,91 @@
+"""The base stage's hole term (`--hole-weight`): small transparent holes and notches in generated alpha, measured
+against the real emoji of the same caption."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_train_options
+
+from studio.training.base_stage import alpha_holes, caption_hole_targets, hole_excess
+from studio.training.dataset import load_dataset, make_synthetic_dataset
+from studio.training.options import CHECKPOINT, TrainError
+from studio.training.train import train
+
+
+@pytest.fixture(scope="module")
+def synthetic_data(tmp_path_factory):
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), count=12)
+
+
+def _disc(radius=10.0, size=32):
+    """Premultiplied RGBA in [-1, 1]: an opaque red disc on transparency, 1 x 4 x size x size."""
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    inside = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < radius**2).float()
+    x = torch.stack([inside, inside * 0.0, inside * 0.0, inside])
+    return (x * 2.0 - 1.0)[None]
+
+
+def test_a_hole_counts_and_its_gradient_only_fills_it():
+    whole = _disc()
+    assert float(alpha_holes(whole)) == pytest.approx(0.0, abs=1e-6)  # a convex shape has nothing to fill
+    holed = whole.clone()
+    holed[0, :, 15, 15] = -1.0  # one transparent pixel inside the disc
+    notched = whole.clone()
+    notched[0, :, 7, 15:17] = -1.0  # a notch bitten out of the rim
+    ring = whole.clone()
+    ring[0, :, 12:20, 12:20] = -1.0  # an 8 px hole: wider than the closing, a donut's, not a defect
+    assert float(alpha_holes(holed)) == pytest.approx(1.0 / 1024.0, rel=1e-4)
+    assert float(alpha_holes(notched)) > 0.0
+    assert float(alpha_holes(ring)) < 0.25 * 8 * float(alpha_holes(holed))  # far less than its 64 px
+    holed.requires_grad_(True)
+    alpha_holes(holed).sum().backward()
+    moved = holed.grad[0, 3].nonzero().tolist()
+    # descent raises alpha in the hole and nowhere else: not on the transparent background, where alpha
+    # equals its closing, nor on the rim around the hole
+    assert moved == [[15, 15]] and float(holed.grad[0, 3, 15, 15]) < 0
+    assert torch.count_nonzero(holed.grad[0, :3]) == 0  # colour is left to the other terms
+
+
+def test_the_term_bites_only_above_its_captions_real_share():
+    holed = _disc()
+    holed[0, :, 15, 15] = -1.0
+    share = float(alpha_holes(holed))
+    pictures = torch.cat([holed, holed])
+    assert float(hole_excess(pictures, torch.tensor([share, share]))) == pytest.approx(0.0, abs=1e-7)
+    assert float(hole_excess(pictures, torch.tensor([0.0, 1.0]))) == pytest.approx(share / 2, rel=1e-4)
+
+
+def test_each_caption_text_gets_the_mean_share_of_its_training_emoji(synthetic_data):
+    data = load_dataset(synthetic_data)
+    images = torch.cat([_disc(8.0 + i % 5) for i in range(len(data.names))])
+    images[0, :, 16, 16] = -1.0  # emoji 0 (a disc, in training) has a hole
+    last = len(data.names) - 1  # held out
+    assert data.heldout[last] and not data.heldout[0]
+    images[last, :, 16, 16] = -1.0
+    texts, text_ids = np.unique(np.asarray(data.captions), return_inverse=True)
+    targets = caption_hole_targets(images, data, text_ids)
+    one = 1.0 / 1024.0
+    discs = [i for i in range(len(data.names)) if i % 2 == 0 and not data.heldout[i]]
+    assert float(targets[list(texts).index("shape 0")]) == pytest.approx(one, rel=1e-4)
+    assert float(targets[list(texts).index("disc")]) == pytest.approx(one / len(discs), rel=1e-4)
+    assert float(targets[list(texts).index("square")]) == pytest.approx(0.0, abs=1e-7)
+    # a held-out emoji's hole counts nowhere (its name is never drawn in training)
+    assert float(targets[list(texts).index(data.captions[3 * last])]) == pytest.approx(0.0, abs=1e-7)
+    assert data.captions[3 * last] == data.names[last]
+
+
+def test_a_run_with_the_hole_term_trains_differently_and_records_it(synthetic_data, tmp_path):
+    def trained(name, **extra):
+        options = tiny_train_options(synthetic_data, tmp_path / name, 3, **extra)
+        train(options)
+        return torch.load(options.run / CHECKPOINT, weights_only=False)
+
+    on = trained("on", hole_weight=50.0)
+    off = trained("off")
+    assert on["runs"][-1]["hole_weight"] == 50.0 and off["runs"][-1]["hole_weight"] == 0.0
+    assert not all(torch.equal(on["generator"][k], off["generator"][k]) for k in off["generator"])
+    with pytest.raises(TrainError, match=r"--hole-weight must be 0 or more \(got -1.0\)"):
+        train(tiny_train_options(synthetic_data, tmp_path / "bad", 1, hole_weight=-1.0))
+    assert not (tmp_path / "bad").exists()
