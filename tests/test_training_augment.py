@@ -34,3 +34,16 @@ def test_cutout_cuts_transparent_holes_and_the_rest_keep_an_opaque_centre():
     centre = kept[:, 3, 12:20, 12:20]  # translation moves by at most 1/8 of the side: the centre stays
     assert torch.equal(centre, torch.ones_like(centre))
     assert torch.equal(diff_augment(x, "none"), x)
+
+
+def test_colour_changes_shapes_and_leaves_transparent_pixels_empty():
+    """The module's promise: brightness, saturation and contrast act on the emoji, never on transparency
+    (contrast about the image's mean once turned every transparent pixel into a tint of that mean)."""
+    x = -torch.ones(64, 4, 8, 8)
+    x[:, :, 2:6, 2:6] = torch.tensor([1.0, -0.6, -0.6, 1.0]).view(1, 4, 1, 1)  # a red square
+    y = diff_augment(x, "color", torch.Generator().manual_seed(0))
+    empty = torch.ones(8, 8, dtype=torch.bool)
+    empty[2:6, 2:6] = False
+    assert torch.equal(y[:, :, empty], x[:, :, empty])  # every channel still -1: transparent black
+    assert torch.equal(y[:, 3], x[:, 3])  # alpha untouched
+    assert (y[:, :3, 2:6, 2:6] - x[:, :3, 2:6, 2:6]).abs().amax(dim=(1, 2, 3)).min() > 0.01

@@ -22,8 +22,10 @@ def _colour(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     rgb = rgb + brightness * alpha
     mean = rgb.mean(dim=1, keepdim=True)
     rgb = (rgb - mean) * (rand[:, 1:2] * 2.0) + mean  # saturation in [0, 2]
-    pixel_mean = rgb.mean(dim=(1, 2, 3), keepdim=True)
-    rgb = (rgb - pixel_mean) * (rand[:, 2:3] + 0.5) + pixel_mean  # contrast in [0.5, 1.5]
+    # contrast in [0.5, 1.5] about the image's mean colour, scaled by alpha like the brightness, so that a
+    # transparent pixel stays (0, 0, 0, 0) (about the mean alone, it turned a tint of the mean)
+    pixel_mean = rgb.mean(dim=(1, 2, 3), keepdim=True) * alpha
+    rgb = (rgb - pixel_mean) * (rand[:, 2:3] + 0.5) + pixel_mean
     return torch.cat([rgb, alpha], dim=1)
 
 
