@@ -48,7 +48,9 @@ def real_share(data, images: torch.Tensor, prompt: str) -> float | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", required=True)
     parser.add_argument("--arm", action="append", required=True, help="name=weights")
     parser.add_argument("--prompt", action="append", help="prompts (default: a fixed eight)")

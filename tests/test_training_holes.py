@@ -36,7 +36,10 @@ def test_a_hole_counts_and_its_gradient_only_fills_it():
     notched[0, :, 7, 15:17] = -1.0  # a notch bitten out of the rim
     ring = whole.clone()
     ring[0, :, 12:20, 12:20] = -1.0  # an 8 px hole: wider than the closing, a donut's, not a defect
-    assert float(alpha_holes(holed)) == pytest.approx(1.0 / 1024.0, rel=1e-4)
+    assert float(alpha_holes(holed)) == pytest.approx(0.5 / 1024.0, rel=1e-4)  # 1 below, 0.5 beyond the depth
+    shallow = whole.clone()
+    shallow[0, 3, 15, 15] = 0.2  # alpha 0.6: a ripple, not a hole
+    assert float(alpha_holes(shallow)) == 0.0
     assert float(alpha_holes(notched)) > 0.0
     assert float(alpha_holes(ring)) < 0.25 * 8 * float(alpha_holes(holed))  # far less than its 64 px
     holed.requires_grad_(True)
@@ -57,7 +60,7 @@ def test_the_term_bites_only_above_its_captions_real_share():
     assert float(hole_excess(pictures, torch.tensor([0.0, 1.0]))) == pytest.approx(share / 2, rel=1e-4)
 
 
-def test_each_caption_text_gets_the_mean_share_of_its_training_emoji(synthetic_data):
+def test_each_caption_text_gets_the_largest_share_of_its_training_emoji(synthetic_data):
     data = load_dataset(synthetic_data)
     images = torch.cat([_disc(8.0 + i % 5) for i in range(len(data.names))])
     images[0, :, 16, 16] = -1.0  # emoji 0 (a disc, in training) has a hole
@@ -66,10 +69,14 @@ def test_each_caption_text_gets_the_mean_share_of_its_training_emoji(synthetic_d
     images[last, :, 16, 16] = -1.0
     texts, text_ids = np.unique(np.asarray(data.captions), return_inverse=True)
     targets = caption_hole_targets(images, data, text_ids)
-    one = 1.0 / 1024.0
-    discs = [i for i in range(len(data.names)) if i % 2 == 0 and not data.heldout[i]]
+    one = 0.5 / 1024.0
+    images[2, :, 16, 16] = 0.0  # emoji 2 (a disc) a shallower one: alpha 0.5, 0.5 below its closing
+    assert float(alpha_holes(images[2:3])) == 0.0
     assert float(targets[list(texts).index("shape 0")]) == pytest.approx(one, rel=1e-4)
-    assert float(targets[list(texts).index("disc")]) == pytest.approx(one / len(discs), rel=1e-4)
+    # a keyword may have as much as the most of its emoji (here emoji 0's)
+    targets = caption_hole_targets(images, data, text_ids)
+    assert float(targets[list(texts).index("disc")]) == pytest.approx(one, rel=1e-4)
+    assert float(targets[list(texts).index("shape 2")]) == pytest.approx(0.0, abs=1e-7)
     assert float(targets[list(texts).index("square")]) == pytest.approx(0.0, abs=1e-7)
     # a held-out emoji's hole counts nowhere (its name is never drawn in training)
     assert float(targets[list(texts).index(data.captions[3 * last])]) == pytest.approx(0.0, abs=1e-7)

@@ -197,30 +197,30 @@ def mode_seeking(
 
 
 HOLE_SIZE = 3  # px of the 32 px alpha's closing: a hole or notch up to about this wide counts
+HOLE_DEPTH = 0.5  # how far below its closing a pixel's alpha must lie to count (ragged edges lie less)
 
 
-def alpha_holes(images: torch.Tensor, size: int = HOLE_SIZE) -> torch.Tensor:
-    """Per image (premultiplied RGBA in [-1, 1]): the mean amount by which alpha lies below its morphological
-    closing (a max-pool dilation, then an erosion, ``size`` px), i.e. how much of the picture is a small hole
-    or notch its surroundings would fill. The closing is not differentiated, so the term's gradient only
-    raises alpha inside a hole and never eats into the shape around it."""
+def alpha_holes(images: torch.Tensor, size: int = HOLE_SIZE, depth: float = HOLE_DEPTH) -> torch.Tensor:
+    """Per image (premultiplied RGBA in [-1, 1]): the mean amount by which alpha lies more than ``depth`` below
+    its morphological closing (a max-pool dilation, then an erosion, ``size`` px), i.e. how much of the picture
+    is a small hole or notch its surroundings would fill. The closing is not differentiated, so the term's
+    gradient only raises alpha inside a hole and never eats into the shape around it."""
     alpha = (images[:, 3:4].float() + 1.0) * 0.5
     with torch.no_grad():
         pad = size // 2
         closed = -F.max_pool2d(-F.max_pool2d(alpha, size, 1, pad), size, 1, pad)
-    # relu, not clamp: clamp passes the gradient where a pixel equals its closing (the whole background)
-    return F.relu(closed - alpha).mean(dim=(1, 2, 3))
+    # relu, not clamp: clamp passes the gradient where a pixel sits at the bound (the whole background)
+    return F.relu(closed - alpha - depth).mean(dim=(1, 2, 3))
 
 
 def caption_hole_targets(images: torch.Tensor, data: EmojiData, text_ids: np.ndarray) -> torch.Tensor:
-    """Per caption text: the mean :func:`alpha_holes` of the training emoji it captions (real hearts have a
-    cleft, a donut a hole), the share a generated picture of that text may have before the hole term bites."""
+    """Per caption text: the largest :func:`alpha_holes` among the training emoji it captions (a heart's cleft,
+    a donut's hole), the share a generated picture of that text may have before the hole term bites."""
     real = alpha_holes(images).cpu().double().numpy()
     train = ~data.heldout[data.caption_owner]
-    owners, ids = data.caption_owner[train], text_ids[train]
-    total = np.bincount(ids, weights=real[owners], minlength=int(text_ids.max()) + 1)
-    count = np.bincount(ids, minlength=len(total))
-    return torch.from_numpy(total / np.maximum(count, 1)).float().to(images.device)
+    targets = np.zeros(int(text_ids.max()) + 1)
+    np.maximum.at(targets, text_ids[train], real[data.caption_owner[train]])
+    return torch.from_numpy(targets).float().to(images.device)
 
 
 def hole_excess(fake: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -186,10 +186,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--hole-weight",
         type=float,
         default=0.0,
-        help="base stage: weight of a term against small holes and notches in the generated alpha: the share "
-        "of each picture lying below its alpha's 3 px closing, beyond what the real emoji of its caption have "
-        "(hearts their cleft, a donut its hole), so a generator drawn towards holes by its discriminators keeps "
-        "its shapes whole (0: off)",
+        help="base stage: weight of a term against small holes and notches in the generated alpha: how much of "
+        "each picture lies more than 0.5 below its alpha's 3 px closing, beyond the most that a real emoji of "
+        "its caption has (a heart its cleft, a donut its hole), so a generator drawn towards holes by its "
+        "discriminators keeps its shapes whole (0: off)",
     )
     parser.add_argument(
         "--adv-weight",
