@@ -1,13 +1,15 @@
 """How much of each base generator's 32 px alpha is a small hole or notch, per prompt, beside the real emoji
-of that caption: the measure the trainer's ``--hole-weight`` term uses (``alpha_holes``, a 3 px closing).
+of that caption: the measure the trainer's ``--hole-weight`` term uses (``alpha_holes``: alpha more than
+``HOLE_DEPTH`` below its ``HOLE_SIZE`` px closing).
 
     python scripts/hole_report.py --data data/emoji-usem3-kw \
         --arm v4=resources/models/emoji/generator.safetensors --arm r5=runs/v11/r5/snapshots/g_ema_0005000.safetensors \
         --json docs/bench/holes.json
 
 An arm is ``name=weights`` with a ``config.json`` beside it, or a model folder's ``generator.safetensors``
-(its ``model.json`` gives the shape). The "real" column is the mean over the training emoji captioned by the
-prompt's exact text (empty when no caption has it).
+(its ``model.json`` gives the shape). The "real" and "real_max" columns are the mean and the largest share among
+the training emoji captioned by the prompt's exact text (the term's target is the largest; empty when no caption
+has the text).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 from studio.models.cgan import rgba_uint8_to_premultiplied
 from studio.models.format import load_model
 from studio.models.text import get_text_encoder
-from studio.training.base_stage import alpha_holes
+from studio.training.base_stage import HOLE_DEPTH, HOLE_SIZE, alpha_holes
 from studio.training.dataset import load_dataset
 from studio.training.evaluate import generate
 
@@ -38,13 +40,14 @@ def load_base(path: Path):
     return load_model(path.parent).generator.eval()
 
 
-def real_share(data, images: torch.Tensor, prompt: str) -> float | None:
+def real_shares(data, images: torch.Tensor, prompt: str) -> tuple[float | None, float | None]:
     rows = np.flatnonzero(np.char.lower(np.asarray(data.captions).astype(str)) == prompt.lower())
     owners = np.unique(data.caption_owner[rows])
     owners = owners[~data.heldout[owners]]
     if not len(owners):
-        return None
-    return float(alpha_holes(images[torch.from_numpy(owners)]).mean())
+        return None, None
+    shares = alpha_holes(images[torch.from_numpy(owners)])
+    return float(shares.mean()), float(shares.max())
 
 
 def main() -> None:
@@ -65,10 +68,15 @@ def main() -> None:
     prompts = args.prompt or list(PROMPTS)
     seeds = list(range(args.seeds))
     emb = torch.from_numpy(np.asarray(encoder.encode(prompts), np.float32))
-    report = {"seeds": args.seeds, "measure": "mean alpha below its 3 px closing, 32 px base", "prompts": {}}
+    report = {
+        "seeds": args.seeds,
+        "measure": f"mean alpha more than {HOLE_DEPTH} below its {HOLE_SIZE} px closing, 32 px base",
+        "prompts": {},
+    }
     arms = {name: load_base(Path(path)) for name, path in (a.split("=", 1) for a in args.arm)}
     for i, prompt in enumerate(prompts):
-        row = {"real": real_share(data, images, prompt)}
+        mean, most = real_shares(data, images, prompt)
+        row = {"real": mean, "real_max": most}
         for name, generator in arms.items():
             with torch.no_grad():
                 x = generate(generator, None, emb[[i] * len(seeds)], seeds, 1.0, upsample=False)
