@@ -78,7 +78,7 @@ def diff_augment(
     x: torch.Tensor, policy: str = DEFAULT_AUGMENT, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Augment premultiplied RGBA in [-1, 1] (N x 4 x H x W); returns the same layout. Cutout makes a
-    transparent square hole in every image, so beside it a discriminator also takes holes in a fake as real."""
+    transparent square hole in every image, real and fake alike."""
     names = parse_policy(policy)
     if not names:
         return x
