@@ -62,25 +62,27 @@ def test_the_term_bites_only_above_its_captions_real_share():
 
 def test_each_caption_text_gets_the_largest_share_of_its_training_emoji(synthetic_data):
     data = load_dataset(synthetic_data)
+    last = len(data.names) - 1  # held out; emoji 0 and 2 (discs) are in training
+    assert data.heldout[last] and not data.heldout[0] and not data.heldout[2]
     images = torch.cat([_disc(8.0 + i % 5) for i in range(len(data.names))])
-    images[0, :, 16, 16] = -1.0  # emoji 0 (a disc, in training) has a hole
-    last = len(data.names) - 1  # held out
-    assert data.heldout[last] and not data.heldout[0]
+    images[0, :, 16, 16] = -1.0  # emoji 0 has a hole: alpha 0, 1 below its closing
+    images[2, :, 16, 16] = 0.0  # emoji 2 a shallow dip: alpha 0.5, not deeper than HOLE_DEPTH
     images[last, :, 16, 16] = -1.0
     texts, text_ids = np.unique(np.asarray(data.captions), return_inverse=True)
     targets = caption_hole_targets(images, data, text_ids)
+
+    def target(text):
+        return float(targets[list(texts).index(text)])
+
     one = 0.5 / 1024.0
-    images[2, :, 16, 16] = 0.0  # emoji 2 (a disc) a shallower one: alpha 0.5, 0.5 below its closing
-    assert float(alpha_holes(images[2:3])) == 0.0
-    assert float(targets[list(texts).index("shape 0")]) == pytest.approx(one, rel=1e-4)
-    # a keyword may have as much as the most of its emoji (here emoji 0's)
-    targets = caption_hole_targets(images, data, text_ids)
-    assert float(targets[list(texts).index("disc")]) == pytest.approx(one, rel=1e-4)
-    assert float(targets[list(texts).index("shape 2")]) == pytest.approx(0.0, abs=1e-7)
-    assert float(targets[list(texts).index("square")]) == pytest.approx(0.0, abs=1e-7)
+    assert target("shape 0") == pytest.approx(one, rel=1e-4)
+    assert target("shape 2") == pytest.approx(0.0, abs=1e-7)
+    # a keyword may have as much as the most of its emoji: emoji 0's, not the mean over the five training discs
+    assert target("disc") == pytest.approx(one, rel=1e-4)
+    assert target("square") == pytest.approx(0.0, abs=1e-7)
     # a held-out emoji's hole counts nowhere (its name is never drawn in training)
-    assert float(targets[list(texts).index(data.captions[3 * last])]) == pytest.approx(0.0, abs=1e-7)
     assert data.captions[3 * last] == data.names[last]
+    assert target(data.names[last]) == pytest.approx(0.0, abs=1e-7)
 
 
 def test_a_run_with_the_hole_term_trains_differently_and_records_it(synthetic_data, tmp_path):
