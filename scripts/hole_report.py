@@ -24,9 +24,10 @@ import torch
 from studio.models.cgan import rgba_uint8_to_premultiplied
 from studio.models.format import load_model
 from studio.models.text import get_text_encoder
-from studio.training.base_stage import HOLE_DEPTH, HOLE_SIZE, alpha_holes
+from studio.training.base_stage import alpha_holes
 from studio.training.dataset import load_dataset
 from studio.training.evaluate import generate
+from studio.training.options import HOLE_DEPTH, HOLE_SIZE
 
 PROMPTS = ("heart", "red heart", "love", "face", "grinning face", "cat", "star", "flag")
 

@@ -16,7 +16,7 @@ from studio.models.cgan import BaseGenerator, rgba_uint8_to_premultiplied
 from studio.training.augment import diff_augment, parse_policy
 from studio.training.dataset import EmojiData, balanced_weights
 from studio.training.networks import ProjectionDiscriminator, base_config
-from studio.training.options import TrainError, TrainOptions
+from studio.training.options import HOLE_DEPTH, HOLE_SIZE, TrainError, TrainOptions
 from studio.training.runs import (
     RunHistory,
     log_line,
@@ -194,10 +194,6 @@ def mode_seeking(
     it flattens as they move apart, so it never pays to turn pictures into noise."""
     apart = (first - second).abs().mean(dim=(1, 2, 3)) / (z1 - z2).abs().mean(dim=1)
     return 1.0 / (apart.mean() + 1e-5)
-
-
-HOLE_SIZE = 3  # px of the 32 px alpha's closing: a hole or notch up to about this wide counts
-HOLE_DEPTH = 0.5  # how far below its closing a pixel's alpha must lie to count (ragged edges lie less)
 
 
 def alpha_holes(images: torch.Tensor, size: int = HOLE_SIZE, depth: float = HOLE_DEPTH) -> torch.Tensor:

@@ -10,6 +10,9 @@ from pathlib import Path
 DEFAULT_DATA = "data/emoji"
 DEFAULT_FEATURES = "data/efficientnet-lite0.safetensors"
 DEFAULT_AUGMENT = "color,translation,cutout"  # DiffAugment's policy (studio.training.augment)
+# the hole term (--hole-weight, studio.training.base_stage.alpha_holes)
+HOLE_SIZE = 3  # px of the 32 px alpha's closing: a hole or notch up to about this wide counts
+HOLE_DEPTH = 0.5  # how far below its closing a pixel's alpha must lie to count (ragged edges lie less)
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -187,8 +190,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.0,
         help="base stage: weight of a term against small holes and notches in the generated alpha: how much of "
-        "each picture lies more than 0.5 below its alpha's 3 px closing, beyond the most that a real emoji of "
-        "its caption has (a heart its cleft, a donut its hole), so a generator drawn towards holes by its "
+        f"each picture lies more than {HOLE_DEPTH} below its alpha's {HOLE_SIZE} px closing, beyond the most that "
+        "a real emoji of its caption has (a heart its cleft, a donut its hole), so a generator drawn towards holes by its "
         "discriminators keeps its shapes whole (0: off)",
     )
     parser.add_argument(
