@@ -27,6 +27,7 @@ from studio.models.format import load_model
 from studio.models.text import get_text_encoder
 from studio.training.dataset import load_dataset
 from studio.training.evaluate import (
+    SpreadGenerator,
     VariedGenerator,
     composite,
     evaluate_model,
@@ -89,6 +90,18 @@ def main() -> int:
         default=[],
         help="also score every arm as the engine renders it at this variety (rows NAME@V); repeatable",
     )
+    parser.add_argument(
+        "--keyword-phrase",
+        action="append",
+        default=[],
+        help="also score the shared keywords worded this way, e.g. 'a {}' (keys kw[PHRASE]_...); repeatable",
+    )
+    parser.add_argument(
+        "--spread",
+        action="store_true",
+        help="also score every arm as the engine renders it with spread on (rows NAME+spread; the "
+        "vocabulary of --upsampler's model folder)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -119,6 +132,15 @@ def main() -> int:
         for v in args.variety
         for name, generator, *rest in list(arms)
     ]
+    if args.spread:
+        from studio.engine.spread import Spreader
+        from studio.models.vocabulary import load_vocabulary
+
+        spreader = Spreader(load_vocabulary(load_model(Path(args.upsampler)).info))
+        arms += [
+            (f"{name}+spread", SpreadGenerator(generator, spreader), *rest)
+            for name, generator, *rest in list(arms)
+        ]
     report: dict = {"data": args.data, "psi": args.psi, "variety": args.variety, "judges": {}, "arms": {}}
     caches: dict = {}
     grids = []
@@ -165,6 +187,12 @@ def main() -> int:
                     generator, arm_upsampler, data, judge, args.psi, real_feats[judge_name], encode=encode
                 )
             )
+            for phrase in args.keyword_phrase:
+                worded = keyword_metrics(
+                    generator, arm_upsampler, data, judge, args.psi, real_feats[judge_name],
+                    encode=(arm_encoder or encoder).encode, phrase=phrase,
+                )  # fmt: skip
+                metrics.update({f"kw[{phrase}]_{key}": value for key, value in worded.items()})
             metrics["seconds"] = round(time.time() - started, 1)
             report["arms"][name][judge_name] = {
                 k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()

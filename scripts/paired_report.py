@@ -23,7 +23,7 @@ import torch
 
 from studio.models.format import load_model
 from studio.training.dataset import load_dataset
-from studio.training.evaluate import VariedGenerator, gan_test_hits, paired_difference
+from studio.training.evaluate import SpreadGenerator, VariedGenerator, gan_test_hits, paired_difference
 from studio.training.judge import load_judge
 
 
@@ -45,11 +45,19 @@ def emoji_sets(data, language: str, limit: int | None) -> dict[str, np.ndarray]:
 
 
 def load_arm(path: str):
-    """``snapshot`` or ``snapshot@V``: the generator as the engine renders it at variety V."""
+    """``snapshot``, ``snapshot@V`` (the generator as the engine renders it at variety V) or
+    ``snapshot+spread`` (as it renders with spread on, matching against the shipped model's vocabulary)."""
     from ab_report import load_snapshot
 
+    path, spread, _ = path.partition("+spread")
     snapshot, _, variety = path.partition("@")
     generator = load_snapshot(Path(snapshot))
+    if spread:
+        from studio.engine.spread import Spreader
+        from studio.models.vocabulary import load_vocabulary
+
+        vocabulary = load_vocabulary(load_model(Path("resources/models/emoji")).info)
+        return SpreadGenerator(generator, Spreader(vocabulary))
     return VariedGenerator(generator, float(variety)) if variety else generator
 
 
@@ -59,7 +67,10 @@ def main() -> int:
     parser.add_argument("--judge", required=True)
     parser.add_argument("--base", required=True, help="name=snapshot of the baseline")
     parser.add_argument(
-        "--arm", action="append", required=True, help="name=snapshot, or name=snapshot@VARIETY (repeat)"
+        "--arm",
+        action="append",
+        required=True,
+        help="name=snapshot, name=snapshot@VARIETY or name=snapshot+spread (repeat)",
     )
     parser.add_argument("--upsampler", default="resources/models/emoji")
     parser.add_argument("--rounds", default="4-9", help="seed rounds, e.g. 4-9 or 4,5")

@@ -41,7 +41,11 @@ def test_shipped_folder_is_safe_and_small(model):
     names = sorted(p.name for p in MODEL_DIR.iterdir())
     assert not [n for n in names if n.endswith((".pt", ".pth", ".pkl", ".ckpt", ".bin"))]
     assert "generator.safetensors" in names and "upsampler.safetensors" in names
-    assert sum(p.stat().st_size for p in MODEL_DIR.iterdir()) < 40 * 2**20
+    # issue #11: the shipped weights within 40 MB; the folder adds the vocabulary (names in 16 languages and
+    # the shared keywords that spread needs)
+    weights = ("generator.safetensors", "upsampler.safetensors")
+    assert sum((MODEL_DIR / name).stat().st_size for name in weights) <= 40e6
+    assert sum(p.stat().st_size for p in MODEL_DIR.iterdir()) < 44 * 2**20
     info = model.info
     assert info.name == "emoji" and info.resolution == 128 and info.channels == 4
     assert info.conditioning.kind == "text" and info.conditioning.encoder in (MINILM_ID, USE_M3_ID)
@@ -63,6 +67,23 @@ def test_vocabulary_matches_the_dataset(model, encoder):
     # the stored name embeddings are the encoder's own
     picks = [vocab.names.index(n) for n in ("grinning face", "red heart")]
     assert np.allclose(encoder.encode([vocab.names[i] for i in picks]), vocab.embeddings[picks], atol=1e-4)
+
+
+def test_spread_fits_shared_keywords_and_leaves_the_sample_names_alone(model, encoder):
+    from studio.engine.spread import Spreader
+    from studio.models.vocabulary import load_vocabulary
+    from studio.training.evaluate import SAMPLE_PROMPTS
+
+    vocab = load_vocabulary(model.info)
+    assert vocab.keywords is not None
+    spreader = Spreader(vocab)
+    # every sample prompt is a full name: it fits one concept, so docs/samples.png is the same with spread
+    for prompt, embedding in zip(SAMPLE_PROMPTS, encoder.encode(list(SAMPLE_PROMPTS))):
+        assert len(spreader.matches(embedding)) <= 1, prompt
+    # a shared keyword in three languages fits several cats, and only cats
+    for prompt, embedding in zip(["cat", "猫", "Katze"], encoder.encode(["cat", "猫", "Katze"])):
+        found = [vocab.names[i] for i in spreader.matches(embedding)]
+        assert len(found) >= 5 and all("cat" in name for name in found), (prompt, found)
 
 
 def test_different_prompts_give_different_images(model, encoder):

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from studio.engine.requests import ConceptSlider, Endpoint, GenerationRequest
+from studio.engine.requests import SPREAD_DEFAULT, ConceptSlider, Endpoint, GenerationRequest
 from studio.session.history import PromptHistory
 from studio.session.settings import DEFAULTS, Settings
 from studio.session.state import SEED_RANDOM, InterpolationSlot, SessionState
@@ -41,6 +41,7 @@ def test_requests_carry_every_nonzero_offset():
         directions=((0, 1.0), (1, -2.0)),
         concepts=(ConceptSlider("sad", "happy", 0.5),),
         model="tiny",
+        spread=SPREAD_DEFAULT,
     )
     assert state.preview_request().count == 1
     state.reset_sliders(default_truncation=0.8)

@@ -102,3 +102,10 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def spread_choice(args) -> bool:
+    """``--spread`` / ``--no-spread``, or the studio's default for new images (studio/engine/spread.py)."""
+    from studio.engine.requests import SPREAD_DEFAULT
+
+    return SPREAD_DEFAULT if args.spread is None else bool(args.spread)

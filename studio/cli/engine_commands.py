@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from studio.atomic import remove_stale_temps
-from studio.cli import UserError
+from studio.cli import UserError, spread_choice
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.0,
         help="0..1; how far each seed wanders from the prompt: more different pictures, each less like it "
         "(default 0)",
+    )
+    gen.add_argument(
+        "--spread",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="seeds of a prompt that fits several emoji ('cat', 'heart') each draw one of them; a full name "
+        "is left as it is (default: on)",
     )
     gen.add_argument("--out", default=".", help="output folder (created when the first image is written)")
     gen.add_argument(
@@ -115,6 +122,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             count=args.count,
             truncation=1.0 if args.truncation is None else args.truncation,
             variety=args.variety,
+            spread=spread_choice(args),
         ).validated()
         request = None
         expected_hash = None
@@ -135,6 +143,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 count=args.count,
                 truncation=truncation,
                 variety=args.variety,
+                spread=spread_choice(args),
                 model=info.model_name,
             ).validated()
         else:

@@ -5,9 +5,12 @@ Heavy imports (torch, the engine) stay inside the handlers so ``gan-studio --hel
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
+
+from studio.cli import spread_choice
 
 
 def register(subparsers) -> None:
@@ -36,6 +39,12 @@ def register(subparsers) -> None:
         type=float,
         default=0.0,
         help="0..1; how far the seeds wander from the prompts (default 0)",
+    )
+    interpolate.add_argument(
+        "--spread",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a prompt that fits several emoji ('cat') draws the one its frame's latent picks (default: on)",
     )
     interpolate.add_argument("--fps", type=float, default=12.0, help="frames per second (default: 12)")
     interpolate.add_argument("--pingpong", action="store_true", help="play forwards, then backwards")
@@ -89,6 +98,7 @@ def describe(parameters, image: str | Path = "IMAGE") -> str:
         f"Seed:         {request.seed}",
         f"Truncation:   {request.truncation:g}",
         *([f"Variety:      {request.variety:g}"] if request.variety else []),
+        f"Spread:       {'on' if request.spread else 'off'}",
         f"Model:        {request.model} (hash {parameters.model_hash or 'unknown'})",
         f"Size:         {width}x{height}",
         f"Device:       {parameters.device}",
@@ -134,6 +144,7 @@ def _interpolate_command(parameters, image: str | Path) -> str | None:
         "gan-studio interpolate", q(request.prompt), q(end.prompt), f"--frames {int(animation['frames'])}",
         f"--seed-a {request.seed} --seed-b {end.seed}", f"--truncation {request.truncation:g}",
         *([f"--variety {request.variety:g}"] if request.variety else []),
+        "--spread" if request.spread else "--no-spread",
         f"--fps {float(animation.get('fps', 12)):g}", *(["--pingpong"] if animation.get("pingpong") else []),
         *([] if animation.get("loop", True) else ["--once"]), f"--out {q(str(image))}",
     ]  # fmt: skip
@@ -229,7 +240,12 @@ def _frame_requests(args, seed_b: int):
     end = Endpoint(args.prompt_b, seed_b)
     requests = [
         GenerationRequest(
-            args.prompt_a, seed=args.seed_a, interpolate_to=end, t=float(t), variety=args.variety
+            args.prompt_a,
+            seed=args.seed_a,
+            interpolate_to=end,
+            t=float(t),
+            variety=args.variety,
+            spread=spread_choice(args),
         )
         for t in np.linspace(0.0, 1.0, args.frames)
     ]

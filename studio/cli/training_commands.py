@@ -52,6 +52,12 @@ def register(subparsers) -> None:
     evaluate.add_argument(
         "--language", default="en", help="prompt each emoji by its CLDR name in this language (e.g. zh, de)"
     )
+    evaluate.add_argument(
+        "--spread",
+        action="store_true",
+        help="score the model as the studio draws it with spread on (the default for new images) rather than "
+        "the weights alone",
+    )
     evaluate.set_defaults(func=_evaluate)
 
 

@@ -478,7 +478,7 @@ class Engine:
         micro_batch = max(
             1, int(self._micro_batch_request or (64 if choice.kind == "cuda" else CPU_FIXED_ROWS))
         )
-        self._renderer = Renderer(loaded, choice, encoder, micro_batch)
+        self._renderer = Renderer(loaded, choice, encoder, micro_batch, self._vocabulary)
         self.device_choice = choice
         self.info = EngineInfo(
             model_name=info.name,

@@ -16,6 +16,7 @@ from studio.engine.devices import DeviceChoice
 from studio.engine.explicit_latent import endpoint_condition, request_z, start_conditions
 from studio.engine.latents import closed_form_directions, varied_conditions
 from studio.engine.requests import MAX_DIRECTIONS, GenerationRequest, GenerationResult, RequestError
+from studio.engine.spread import Spreader
 from studio.models.cgan import premultiplied_to_rgba_uint8
 from studio.models.format import LoadedModel, ModelError
 
@@ -26,11 +27,12 @@ CPU_FIXED_ROWS = 16
 
 
 class Renderer:
-    def __init__(self, loaded: LoadedModel, choice: DeviceChoice, encoder, micro_batch: int):
+    def __init__(self, loaded: LoadedModel, choice: DeviceChoice, encoder, micro_batch: int, vocabulary=None):
         info = loaded.info
         self.loaded = loaded
         self.choice = choice
         self.encoder = encoder
+        self.spreader = Spreader(vocabulary)  # what a request's ``spread`` mixes (no vocabulary: nothing)
         self.generator = loaded.generator.to(choice.device).eval()
         self.upsampler = loaded.upsampler.to(choice.device).eval() if loaded.upsampler is not None else None
         self.directions, _ = closed_form_directions(
@@ -124,17 +126,18 @@ class Renderer:
                     # Padded GPU shapes shrink too; later images keep this smaller (still fixed) shape.
                     self.fixed_rows = chunk
 
-    def _conditions(self, requests: list[GenerationRequest]) -> torch.Tensor:
-        """Projected conditions (N x cond_dim) with concepts applied and interpolation blended.
+    def _conditions(self, requests: list[GenerationRequest], z: torch.Tensor) -> torch.Tensor:
+        """Projected conditions (N x cond_dim) with spread, concepts and interpolation applied.
 
         Blending after the projection is exact for text models (the projection is linear) and gives class
-        models a meaningful in-between too.
+        models a meaningful in-between too. With ``spread``, a prompt (and the B prompt) is embedded as the
+        row's final z mixes the concepts it fits (studio/engine/spread.py); concept sliders stay directions.
         """
         generator, info, device = self.generator, self.loaded.info, self.choice.device
         if info.conditioning.kind == "class":
             names = {name.lower(): i for i, name in enumerate(info.conditioning.classes)}
 
-            def embed(prompts: list[str]) -> torch.Tensor:
+            def embed(prompts: list[str], zs: list | None = None) -> torch.Tensor:
                 missing = [p for p in prompts if p.strip().lower() not in names]
                 if missing:
                     raise RequestError(f"'{missing[0]}' is not one of this model's classes.")
@@ -142,22 +145,40 @@ class Renderer:
                 return torch.cat([generator.condition(index[i : i + 1]).float() for i in range(len(prompts))])
         else:
 
-            def embed(prompts: list[str]) -> torch.Tensor:
-                vectors = torch.from_numpy(self.encode(prompts)).to(device)
+            def embed(prompts: list[str], zs: list | None = None) -> torch.Tensor:
+                encoded = self.encode(prompts)
+                if zs is not None:  # spread: each row's z mixes the concepts its prompt fits
+                    encoded = np.stack(
+                        [
+                            e if row_z is None else self.spreader.embedding(e, row_z)
+                            for e, row_z in zip(encoded, zs)
+                        ]
+                    )
+                vectors = torch.from_numpy(encoded).to(device)
                 # One row at a time, like the forward pass, so a batch never moves a bit of the result.
                 return torch.cat(
                     [generator.condition(vectors[i : i + 1]).float() for i in range(len(prompts))]
                 )
 
         # An explicit latent (an inverted picture, studio/engine/explicit_latent.py) replaces the embedded prompt.
-        cond = start_conditions(requests, embed, generator.config.cond_dim, device)
+        spread_z = [z[row] if request.spread else None for row, request in enumerate(requests)]
+        # start_conditions embeds the prompts of the rows without an explicit latent, in row order
+        starting = [row_z for request, row_z in zip(requests, spread_z) if request.latent is None]
+        cond = start_conditions(
+            requests, lambda prompts: embed(prompts, starting), generator.config.cond_dim, device
+        )
         for row, request in enumerate(requests):
             for concept in request.concepts:
                 if concept.scale:
                     pair = embed([concept.positive, concept.negative])
                     cond[row] += concept.scale * (pair[0] - pair[1])
             if request.interpolate_to is not None and request.t:
-                other = endpoint_condition(request.interpolate_to, embed, generator.config.cond_dim, device)
+                other = endpoint_condition(
+                    request.interpolate_to,
+                    lambda prompts, row=row: embed(prompts, [spread_z[row]]),
+                    generator.config.cond_dim,
+                    device,
+                )
                 cond[row] = torch.lerp(cond[row], other, float(request.t))
         return cond
 
@@ -194,7 +215,7 @@ class Renderer:
         """
         device, dtype = self.choice.device, self.choice.dtype
         z = self._latents(requests)
-        cond = self._varied(self._conditions(requests), z, requests)
+        cond = self._varied(self._conditions(requests, z), z, requests)
         rows = len(requests)
         if exact:
             pad = self.fixed_rows - rows

@@ -26,14 +26,18 @@ MAX_PROMPT_CHARS = 2000  # longer prompts are refused; the encoder reads ~256 to
 MAX_COUNT = 1000  # images per Generate
 MAX_TRUNCATION = 2.0
 MAX_VARIETY = 1.0  # at 1 a seed moves the prompt's condition as far as a whole unit embedding would
+# New images in the window and on the command line spread (studio/engine/spread.py) unless told not to; a
+# stored request without the field (everything made before spread existed) renders without it.
+SPREAD_DEFAULT = True
 MAX_OFFSET = 50.0  # largest |scale| of a latent or concept slider
 MAX_DIRECTIONS = 32  # latent directions a request may move: indexes 0..31, each at most once
 MAX_CONCEPTS = 16  # concept sliders (each costs two prompt encodings per image)
 MAX_MODEL_NAME_CHARS = 64
 MAX_FRAMES = 1000  # frames of one animation
 MAX_FPS = 60.0  # frames per second an animation plays at
-# 2: an optional explicit latent (``latent``); 3: an optional ``variety``. Older requests read unchanged.
-REQUEST_SCHEMA = 3
+# 2: an optional explicit latent (``latent``); 3: an optional ``variety``; 4: an optional ``spread``. Older
+# requests read unchanged.
+REQUEST_SCHEMA = 4
 MAX_LATENT_VALUES = 4096  # z and condition are a few hundred numbers each; anything larger is not ours
 MAX_SOURCE_NAME_CHARS = 255
 LATENT_DTYPES = {"float32": "<f4", "float16": "<f2"}
@@ -165,7 +169,9 @@ class GenerationRequest:
     seeded z and the prompt's projected condition; truncation, directions, concepts and interpolation act on
     it as on any other z and condition, and ``prompt`` is then only its name. ``variety`` (0 to 1) moves the
     condition along a direction that z chooses (studio/engine/latents.py: ``variety_offsets``), so the
-    seeds of one prompt draw more different pictures, each a little less faithful to it.
+    seeds of one prompt draw more different pictures, each a little less faithful to it. ``spread`` lets
+    the seeds of a prompt that fits several emoji ("cat", "heart", "猫") each lean towards one of them
+    (studio/engine/spread.py); a prompt that fits one concept best renders as without it.
     """
 
     prompt: str
@@ -179,6 +185,7 @@ class GenerationRequest:
     model: str = "emoji"
     latent: ExplicitLatent | None = None
     variety: float = 0.0
+    spread: bool = False
 
     def validated(self) -> GenerationRequest:
         """Return self if valid, else raise RequestError with one clear sentence."""
@@ -251,6 +258,8 @@ class GenerationRequest:
             data["latent"] = self.latent.to_json()
         if self.variety:  # absent at 0, like the latent
             data["variety"] = self.variety
+        if self.spread:  # absent when off: every request stored before spread existed renders as it did
+            data["spread"] = True
         return data
 
     @classmethod
@@ -285,11 +294,19 @@ class GenerationRequest:
             model=_field(data, "model", str, "emoji"),
             latent=_latent_from(data.get("latent")),
             variety=_number(data, "variety", 0.0),
+            spread=_field(data, "spread", bool, False),
         )
 
 
 _REQUIRED = object()
-_KINDS = {str: "a text", int: "a whole number", float: "a number", list: "a list", dict: "an object"}
+_KINDS = {
+    str: "a text",
+    int: "a whole number",
+    float: "a number",
+    list: "a list",
+    dict: "an object",
+    bool: "true or false",
+}
 
 
 def _field(data: dict, key: str, kind, default: Any = _REQUIRED, where: str = "") -> Any:

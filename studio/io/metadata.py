@@ -23,7 +23,8 @@ Schema history (``schema`` in the document):
 - 2: as 1; the request (and its interpolation end) may carry an explicit ``latent`` (an inverted
   picture): ``{"dtype": "float32" | "float16", "z": base64, "condition": base64, "source": file name}``,
   little-endian values whose count is checked before decoding (see ``ExplicitLatent.from_json``).
-- 3 (current): as 2; the request may carry ``variety`` (0 to 1, absent at 0).
+- 3: as 2; the request may carry ``variety`` (0 to 1, absent at 0).
+- 4 (current): as 3; the request may carry ``spread: true`` (absent when off).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from studio.io.document_fields import (
 from studio.logs import log_caught
 from studio.untrusted import UntrustedInputError, parse_json, read_regular_file, shown, xml_text
 
-SCHEMA = 3
+SCHEMA = 4
 APP_ID = "gan-studio"
 PNG_JSON_KEY = "gan-studio"  # iTXt chunk with the full document
 PNG_TEXT_KEY = "parameters"  # one-line text other tools show
@@ -146,6 +147,7 @@ def parameters_text(parameters: ImageParameters) -> str:
         f"Seed: {request.seed}",
         f"Truncation: {request.truncation:g}",
         *([f"Variety: {request.variety:g}"] if request.variety else []),
+        *(["Spread: on"] if request.spread else []),
         f"Size: {width}x{height}",
         f"Model: {_quoted(request.model)}",
         f"Model hash: {parameters.model_hash or 'unknown'}",
@@ -473,7 +475,8 @@ def _from_document(document: Any, name: str) -> ImageParameters:
 
 
 def _from_schema1(document: dict[str, Any], schema: int = 1) -> ImageParameters:
-    """Schemas 1 to 3 share a layout (2 adds the request's optional explicit latent, 3 its variety)."""
+    """Schemas 1 to 4 share a layout (2 adds the request's optional explicit latent, 3 its variety, 4 its
+    spread)."""
     request_data = document.get("request")
     if not isinstance(request_data, dict):
         raise RequestError("The stored parameters hold no request object.")

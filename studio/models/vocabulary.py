@@ -39,17 +39,65 @@ class Aliases:
 
     @classmethod
     def quantize(cls, embeddings: np.ndarray, owner: np.ndarray) -> Aliases:
-        rows = np.asarray(embeddings, np.float32)
-        scales = np.maximum(np.abs(rows).max(axis=1), 1e-8) / 127.0
-        codes = np.clip(np.rint(rows / scales[:, None]), -127, 127).astype(np.int8)
-        return cls(codes, scales.astype(np.float32), np.asarray(owner, np.int64))
+        return cls(*_quantize(embeddings), np.asarray(owner, np.int64))
 
-    def scores(self, query: np.ndarray, chunk: int = 8192) -> np.ndarray:
-        out = np.empty(len(self.codes), np.float32)
-        for start in range(0, len(self.codes), chunk):
-            part = self.codes[start : start + chunk].astype(np.float32)
-            out[start : start + chunk] = (part @ query) * self.scales[start : start + chunk]
+    def scores(self, query: np.ndarray) -> np.ndarray:
+        return _int8_scores(self.codes, self.scales, query)
+
+
+@dataclass
+class Keywords:
+    """CLDR keywords that several concepts share ("cat", "heart", "猫", "Herz"), every language, each text once
+    (int8 rows like the aliases), and the concepts that carry each: ``owners[offsets[i]:offsets[i + 1]]``."""
+
+    codes: np.ndarray  # K x D int8
+    scales: np.ndarray  # K float32
+    offsets: np.ndarray  # K + 1 int, rising from 0 to len(owners)
+    owners: np.ndarray  # concept indices, grouped by keyword
+
+    @classmethod
+    def quantize(cls, embeddings: np.ndarray, owners: list[np.ndarray]) -> Keywords:
+        offsets = np.concatenate([[0], np.cumsum([len(o) for o in owners])]).astype(np.int64)
+        flat = np.concatenate(owners).astype(np.int64) if owners else np.zeros(0, np.int64)
+        return cls(*_quantize(embeddings), offsets, flat)
+
+    def concept_scores(self, query: np.ndarray, concepts: int) -> np.ndarray:
+        """Per concept, its best keyword's cosine to ``query`` (-inf for a concept without shared keywords)."""
+        out = np.full(concepts, -np.inf, np.float32)
+        if len(self.codes):
+            np.maximum.at(
+                out,
+                self.owners,
+                np.repeat(_int8_scores(self.codes, self.scales, query), np.diff(self.offsets)),
+            )
         return out
+
+    def valid(self, dim: int, concepts: int) -> bool:
+        return bool(
+            self.codes.ndim == 2
+            and self.codes.shape[1] == dim
+            and len(self.codes) == len(self.scales) == len(self.offsets) - 1
+            and self.offsets[0] == 0
+            and self.offsets[-1] == len(self.owners)
+            and (np.diff(self.offsets) >= 0).all()
+            and (len(self.owners) == 0 or (self.owners.min() >= 0 and self.owners.max() < concepts))
+            and np.isfinite(self.scales).all()
+        )
+
+
+def _quantize(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.asarray(embeddings, np.float32).reshape(len(embeddings), -1)
+    scales = np.maximum(np.abs(rows).max(axis=1), 1e-8) / 127.0 if len(rows) else np.zeros(0, np.float32)
+    codes = np.clip(np.rint(rows / scales[:, None]), -127, 127).astype(np.int8)
+    return codes, scales.astype(np.float32)
+
+
+def _int8_scores(codes: np.ndarray, scales: np.ndarray, query: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    out = np.empty(len(codes), np.float32)
+    for start in range(0, len(codes), chunk):
+        part = codes[start : start + chunk].astype(np.float32)
+        out[start : start + chunk] = (part @ query) * scales[start : start + chunk]
+    return out
 
 
 @dataclass
@@ -58,20 +106,65 @@ class Vocabulary:
     groups: list[str]
     embeddings: np.ndarray  # N x D float32, unit rows
     aliases: Aliases | None = None
+    keywords: Keywords | None = None
 
     def nearest(self, embedding: np.ndarray, k: int = 3) -> list[tuple[str, float]]:
         """The ``k`` concepts closest (cosine, over all their names) to ``embedding``, best first."""
         if not self.names:
             return []
-        query = np.asarray(embedding, np.float32).reshape(-1)
-        query = query / max(float(np.linalg.norm(query)), 1e-8)
-        scores = self.embeddings @ query
-        if self.aliases is not None and len(self.aliases.codes):
-            np.maximum.at(scores, self.aliases.owner, self.aliases.scores(query))
+        scores = self._name_scores(_unit(embedding))
         k = min(k, len(self.names))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
         return [(self.names[i], float(scores[i])) for i in top]
+
+    def matches(
+        self, embedding: np.ndarray, margin: float, limit: int, floor: float, related: float
+    ) -> np.ndarray:
+        """The concepts a prompt fits about equally well: those whose best name or shared keyword lies within
+        ``margin`` (cosine) of the best one and whose own English name lies within ``related`` of the closest
+        such name (so "rocket", a keyword of the astronauts too, stays a rocket, while "cat" keeps every cat),
+        best first (ties: the English name nearest the prompt first), the skin-tone variants of one emoji
+        counted once, at most ``limit``; none when even the best lies below ``floor`` (a sentence no name or
+        keyword is close to). A full name usually fits one concept; "cat" fits a dozen."""
+        if not self.names or self.embeddings.shape[1] == 0:
+            return np.zeros(0, np.int64)
+        query = _unit(embedding)
+        own = self.embeddings @ query
+        scores = self._name_scores(query, own)
+        if self.keywords is not None:
+            scores = np.maximum(scores, self.keywords.concept_scores(query, len(self.names)))
+        best = float(scores.max())
+        if best < floor:
+            return np.zeros(0, np.int64)
+        close = np.flatnonzero(scores >= best - margin)
+        close = close[own[close] >= own[close].max() - related]
+        close = close[
+            np.lexsort((close, -own[close], -scores[close]))
+        ]  # last key first: score, own name, index
+        kept: dict[str, int] = {}  # base name -> the concept shown for it, in order of first appearance
+        for index in close.tolist():
+            name = self.names[index]
+            base = _skin_tone_base(name)
+            if base not in kept or (name == base and self.names[kept[base]] != base):
+                kept[base] = index  # the variant without a skin tone stands for the others
+        return np.asarray(list(kept.values())[:limit], np.int64)
+
+    def _name_scores(self, query: np.ndarray, own: np.ndarray | None = None) -> np.ndarray:
+        scores = (self.embeddings @ query) if own is None else own.copy()
+        if self.aliases is not None and len(self.aliases.codes):
+            np.maximum.at(scores, self.aliases.owner, self.aliases.scores(query))
+        return scores
+
+
+def _skin_tone_base(name: str) -> str:
+    """ "astronaut: light skin tone" -> "astronaut" (Unicode's names of skin-tone variants); others as they are."""
+    return name.split(":", 1)[0] if "skin tone" in name else name
+
+
+def _unit(embedding: np.ndarray) -> np.ndarray:
+    query = np.asarray(embedding, np.float32).reshape(-1)
+    return query / max(float(np.linalg.norm(query)), 1e-8)
 
 
 MAX_VOCABULARY_JSON_BYTES = 32 << 20
@@ -102,12 +195,12 @@ def load_vocabulary(info: ModelInfo) -> Vocabulary | None:
             names.append(name)
             groups.append(group)
         embeddings = np.zeros((len(names), 0), np.float32)
-        aliases = None
+        aliases = keywords = None
         if os.path.lexists(tensor_path):
             check_regular_file(
                 tensor_path, MAX_EMBEDDINGS_BYTES, f"The vocabulary embeddings of '{info.name}'"
             )
-            embeddings, aliases = _load_embeddings(tensor_path, info.name)
+            embeddings, aliases, keywords = _load_embeddings(tensor_path, info.name)
         if embeddings.shape[0] != len(names):
             raise UntrustedInputError(
                 f"{where} names {len(names)} concepts but has {embeddings.shape[0]} embeddings."
@@ -120,13 +213,15 @@ def load_vocabulary(info: ModelInfo) -> Vocabulary | None:
             and np.isfinite(aliases.scales).all()
         ):
             raise UntrustedInputError(f"The vocabulary aliases of '{info.name}' do not match its concepts.")
+        if keywords is not None and not keywords.valid(embeddings.shape[1], len(names)):
+            raise UntrustedInputError(f"The vocabulary keywords of '{info.name}' do not match its concepts.")
     except UntrustedInputError as exc:
         log_caught(str(exc), _log)
         raise ModelError(str(exc)) from exc
-    return Vocabulary(names, groups, embeddings, aliases)
+    return Vocabulary(names, groups, embeddings, aliases, keywords)
 
 
-def _load_embeddings(path: Path, model_name: str) -> tuple[np.ndarray, Aliases | None]:
+def _load_embeddings(path: Path, model_name: str) -> tuple[np.ndarray, Aliases | None, Keywords | None]:
     from safetensors.numpy import load_file
 
     where = f"The vocabulary embeddings of '{model_name}'"
@@ -140,11 +235,19 @@ def _load_embeddings(path: Path, model_name: str) -> tuple[np.ndarray, Aliases |
                 tensors["alias_scales"].astype(np.float32),
                 tensors["alias_owner"].astype(np.int64),
             )
+        keywords = None
+        if "keyword_codes" in tensors:
+            keywords = Keywords(
+                tensors["keyword_codes"].astype(np.int8),
+                tensors["keyword_scales"].astype(np.float32),
+                tensors["keyword_offsets"].astype(np.int64),
+                tensors["keyword_owners"].astype(np.int64),
+            )
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
         raise UntrustedInputError(f"{where} are damaged ({type(exc).__name__}).") from exc
     if embeddings.ndim != 2 or not np.isfinite(embeddings).all():
         raise UntrustedInputError(f"{where} are damaged (not a finite N x D table).")
-    return embeddings, aliases
+    return embeddings, aliases, keywords
 
 
 def save_vocabulary(
@@ -152,8 +255,10 @@ def save_vocabulary(
     entries: list[dict],
     embeddings: np.ndarray,
     aliases: tuple[np.ndarray, np.ndarray] | None = None,
+    keywords: tuple[np.ndarray, list[np.ndarray]] | None = None,
 ) -> None:
-    """Write the vocabulary; ``aliases`` = (M x D embeddings of other names, the concept index of each)."""
+    """Write the vocabulary; ``aliases`` = (M x D embeddings of other names, the concept index of each);
+    ``keywords`` = (K x D embeddings of shared keywords, the concept indices of each)."""
     from safetensors.numpy import save_file
 
     folder = Path(folder)
@@ -168,6 +273,14 @@ def save_vocabulary(
             alias_scales=packed.scales.astype(np.float32),
             alias_owner=packed.owner.astype(np.int32),
         )
+    if keywords is not None:
+        shared = Keywords.quantize(*keywords)
+        tensors.update(
+            keyword_codes=np.ascontiguousarray(shared.codes),
+            keyword_scales=shared.scales,
+            keyword_offsets=shared.offsets.astype(np.int32),
+            keyword_owners=shared.owners.astype(np.int32),
+        )
     save_file(tensors, str(folder / "vocabulary.safetensors"))
 
 
@@ -181,3 +294,20 @@ def dataset_aliases(data) -> tuple[np.ndarray, np.ndarray] | None:
     if not rows:
         return None
     return np.concatenate(rows), np.concatenate(owners)
+
+
+def dataset_keywords(data, min_concepts: int = 2) -> tuple[np.ndarray, list[np.ndarray]] | None:
+    """Every caption text (keyword or name, any language) that at least ``min_concepts`` emoji share, once,
+    as (embeddings, the emoji that carry each): what lets "cat" spread its seeds over every cat. Skin-tone
+    variants of one emoji count as one (a text only they share spreads over nothing)."""
+    texts = np.asarray(data.captions)
+    unique, first, inverse = np.unique(texts, return_index=True, return_inverse=True)
+    owners: list[set[int]] = [set() for _ in unique]
+    for text_id, owner in zip(inverse, data.caption_owner):
+        owners[text_id].add(int(owner))
+    base = [_skin_tone_base(str(name)) for name in data.names]
+    shared = [i for i in range(len(unique)) if len({base[k] for k in owners[i]}) >= min_concepts]
+    if not shared:
+        return None
+    embeddings = np.asarray(data.caption_emb[first[shared]], np.float32)
+    return embeddings, [np.array(sorted(owners[i]), np.int64) for i in shared]

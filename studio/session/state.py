@@ -12,7 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from studio.engine.requests import MAX_SEED, ConceptSlider, Endpoint, ExplicitLatent, GenerationRequest
+from studio.engine.requests import (
+    MAX_SEED,
+    SPREAD_DEFAULT,
+    ConceptSlider,
+    Endpoint,
+    ExplicitLatent,
+    GenerationRequest,
+)
 
 SEED_FIXED = "fixed"
 SEED_RANDOM = "random"
@@ -40,6 +47,9 @@ class _Fields:
     count: int = 8
     truncation: float = 1.0
     variety: float = 0.0  # how far each seed moves the prompt's condition (GenerationRequest.variety)
+    spread: bool = (
+        SPREAD_DEFAULT  # seeds of a prompt that fits several emoji draw several (GenerationRequest.spread)
+    )
     directions: dict[int, float] = field(default_factory=dict)
     concepts: tuple[ConceptSlider, ...] = ()
     slot_a: InterpolationSlot | None = None
@@ -100,6 +110,8 @@ class SessionState:
             return float(value)
         if name in ("seed", "count"):
             return int(value)
+        if name == "spread":
+            return bool(value)
         if name == "seed_mode" and value not in (SEED_FIXED, SEED_RANDOM):
             raise ValueError(f"seed_mode must be {SEED_FIXED!r} or {SEED_RANDOM!r}")
         if name == "preview_mode" and value not in ("single", "interpolation"):
@@ -186,6 +198,7 @@ class SessionState:
             count=count,
             truncation=self.truncation,
             variety=self.variety,
+            spread=self.spread,
             directions=self._direction_pairs(),
             concepts=self._active_concepts(),
             model=self.model,
@@ -207,6 +220,7 @@ class SessionState:
             "seed_mode": SEED_FIXED,
             "truncation": request.truncation,
             "variety": request.variety,
+            "spread": request.spread,
             "directions": dict(request.directions),
             "concepts": request.concepts,
             "latent": request.latent,

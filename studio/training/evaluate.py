@@ -95,6 +95,27 @@ class VariedGenerator(torch.nn.Module):
         return self.generator.synthesize(z, projected)
 
 
+class SpreadGenerator(torch.nn.Module):
+    """A base generator as the engine renders it with ``spread`` on (studio/engine/spread.py): each row's
+    prompt embedding replaced by its z's mix of the concepts the prompt fits, for scoring."""
+
+    def __init__(self, generator, spreader):
+        super().__init__()
+        self.generator, self.spreader, self.config = generator, spreader, generator.config
+
+    def z_weight(self) -> torch.Tensor:
+        return self.generator.z_weight()
+
+    def forward(self, z: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        rows = embedding.detach().float().cpu().numpy()
+        spread = (
+            np.stack([self.spreader.embedding(rows[i], z[i]) for i in range(len(rows))])
+            if len(rows)
+            else rows
+        )
+        return self.generator(z, torch.from_numpy(spread).to(embedding.device))
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB over premultiplied RGBA mapped to [0, 1]."""
     mse = float((((a - b) * 0.5) ** 2).mean())
@@ -339,13 +360,15 @@ def keyword_metrics(
     seeds: int = 8,
     sefa_step: float = 3.0,
     encode=None,
+    phrase: str = "{}",
 ) -> dict:
     """Seeds of prompts that fit several emoji should draw several of them. For ``count`` shared keywords,
     ``seeds`` seeds each: ``keyword_precision`` (share of seeds whose nearest real emoji in judge features
     carries the keyword), ``keyword_coverage`` (how many different such emoji the seeds hit, on average),
     ``keyword_rms`` (mean pairwise RMS between the seeds, 32 px) and ``sefa_rms`` (RMS between the renders
     at -3 and +3 along the strongest closed-form direction, seed 0 of each keyword). ``encode`` (texts ->
-    embeddings) prompts a model whose encoder is not the dataset's."""
+    embeddings) prompts a model whose encoder is not the dataset's; ``phrase`` (with ``encode``) words each
+    keyword differently, e.g. "a {}" (precision still asks for an emoji that carries the keyword itself)."""
     from studio.engine.latents import closed_form_directions
     from studio.training.judge import judge_features
 
@@ -355,7 +378,8 @@ def keyword_metrics(
     if encode is None:
         embeddings = torch.from_numpy(data.caption_emb[[row for row, _ in keywords]].astype(np.float32))
     else:
-        embeddings = torch.as_tensor(np.asarray(encode([str(data.captions[row]) for row, _ in keywords])))
+        texts = [phrase.format(str(data.captions[row])) for row, _ in keywords]
+        embeddings = torch.as_tensor(np.asarray(encode(texts), np.float32))
     rows = embeddings.repeat_interleave(seeds, 0)
     seed_list = [1000 * k + s for k in range(len(keywords)) for s in range(seeds)]
     base = generate(generator, None, rows, seed_list, psi, upsample=False)
@@ -526,6 +550,11 @@ def run_evaluate(args) -> dict | None:
             progress=print,
             judge_key=sha256_file(judge_path)[:16],  # scores of another judge are not reused
         )
+    if getattr(args, "spread", False) and args.write_metrics:
+        raise EvaluateError(
+            "--spread scores what the studio draws, while model.json keeps the weights' own metrics; "
+            "drop --write-metrics."
+        )
     metrics = None
     if args.samples:
         from studio.models.text import get_text_encoder
@@ -557,8 +586,14 @@ def run_evaluate(args) -> dict | None:
     judge, info = load_judge(judge_path)
     psi = model.info.default_truncation if args.psi is None else args.psi
     language = getattr(args, "language", "en") or "en"
+    generator = model.generator
+    if getattr(args, "spread", False):
+        from studio.engine.spread import Spreader
+        from studio.models.vocabulary import load_vocabulary
+
+        generator = SpreadGenerator(generator, Spreader(load_vocabulary(model.info)))
     metrics = evaluate_model(
-        model.generator,
+        generator,
         model.upsampler,
         data,
         judge,
@@ -566,6 +601,8 @@ def run_evaluate(args) -> dict | None:
         language=language,
         upsampler_eval=language == "en",
     )
+    if getattr(args, "spread", False):
+        metrics["spread"] = True  # what the studio draws, not the weights alone
     metrics["judge"] = {
         k: info.get(k) for k in ("steps", "minutes", "width", "train_accuracy", "heldout_accuracy")
     }

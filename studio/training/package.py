@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from studio.models.cgan import BaseConfig, BaseGenerator, Upsampler, UpsamplerConfig
 from studio.models.format import save_model
-from studio.models.vocabulary import dataset_aliases, save_vocabulary
+from studio.models.vocabulary import dataset_aliases, dataset_keywords, save_vocabulary
 from studio.training.dataset import load_dataset
 from studio.training.networks import upsampler_config
 from studio.training.runs import default_manifest
@@ -59,7 +59,7 @@ def package_model(
         {"name": name, "group": data.groups[g], "subgroup": data.subgroups[s]}
         for name, g, s in zip(data.names, data.group, data.subgroup)
     ]
-    save_vocabulary(out, entries, data.name_embeddings(), dataset_aliases(data))
+    save_vocabulary(out, entries, data.name_embeddings(), dataset_aliases(data), dataset_keywords(data))
     if judge_path is not None and Path(judge_path).resolve() != (out / "judge.safetensors").resolve():
         shutil.copyfile(judge_path, out / "judge.safetensors")
     return out

@@ -11,6 +11,7 @@ import random
 from PySide6.QtCore import QRegularExpression, QStringListModel, Qt, Signal
 from PySide6.QtGui import QColor, QKeyEvent, QPainter, QRegularExpressionValidator
 from PySide6.QtWidgets import (
+    QCheckBox,
     QCompleter,
     QDoubleSpinBox,
     QFormLayout,
@@ -206,6 +207,13 @@ class PromptPanel(QWidget):
         )
         self.variety_spin.valueChanged.connect(lambda value: self.state.update(variety=value))
         form.addRow("Variety", self.variety_spin)
+        self.spread_check = QCheckBox("Draw the emoji it fits")
+        self.spread_check.setToolTip(
+            "On: when the prompt fits several emoji ('cat', 'heart', '猫'), each seed draws one of them; a "
+            "full emoji name is drawn as it is either way"
+        )
+        self.spread_check.toggled.connect(lambda checked: self.state.update(spread=checked))
+        form.addRow("Spread", self.spread_check)
         layout.addLayout(form)
 
         buttons = QHBoxLayout()
@@ -285,7 +293,7 @@ class PromptPanel(QWidget):
 
     # --- state -> widgets ---------------------------------------------------------------------------------------
     def _on_state_changed(self, name: str, value: object) -> None:
-        if name in ("prompt", "seed", "seed_mode", "count", "truncation", "variety"):
+        if name in ("prompt", "seed", "seed_mode", "count", "truncation", "variety", "spread"):
             self._sync_from_state()
 
     def _sync_from_state(self) -> None:
@@ -306,6 +314,10 @@ class PromptPanel(QWidget):
                 widget.blockSignals(True)
                 widget.setValue(value)
                 widget.blockSignals(False)
+        if self.spread_check.isChecked() != s.spread:
+            self.spread_check.blockSignals(True)
+            self.spread_check.setChecked(s.spread)
+            self.spread_check.blockSignals(False)
         self.seed_mode_button.blockSignals(True)
         self.seed_mode_button.setChecked(s.seed_mode == SEED_RANDOM)
         self.seed_mode_button.blockSignals(False)

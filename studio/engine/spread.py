@@ -1,0 +1,76 @@
+"""Spread: the seeds of a prompt that fits several emoji draw several of them.
+
+A full emoji name names one picture, but most prompts people type fit many: CLDR keywords are shared ("cat"
+by every cat, "heart" by every heart, "猫" and "Katze" as well). With ``spread`` on, a prompt's embedding is
+replaced, per image, by a mix of the English names of the concepts it fits about equally well
+(:meth:`studio.models.vocabulary.Vocabulary.matches`: names, other languages' names and shared keywords), the
+mix chosen by the image's final z through a fixed random map (``SPREAD_SEED``). So each seed leans towards one
+of them, a latent slider or an interpolation moves smoothly from one to the next, and a prompt that fits one
+concept best (a full name) is left exactly as it is. It changes no weight; what the engine renders and what
+the evaluation scores go through :class:`Spreader`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# Fixed for good: stored images with ``spread`` depend on all six.
+SPREAD_SEED = 20261202
+SPREAD_MARGIN = (
+    0.03  # cosine: concepts this close to the best one count as fitting equally well (int8 rows ~0.01)
+)
+SPREAD_LIMIT = 16  # at most this many concepts share a prompt's seeds
+SPREAD_SHARPNESS = 8.0  # how decidedly a z picks one of them (softmax of N(0, 1) scores times this)
+SPREAD_FLOOR = 0.7  # a prompt no name or keyword comes this close to (a free sentence) is left alone
+SPREAD_RELATED = 0.4  # a concept's own name must lie this close to the closest one's (cosine to the prompt)
+
+
+def spread_weights(z: torch.Tensor, count: int) -> torch.Tensor:
+    """How much each of ``count`` concepts gets for this z (sums to 1): ``softmax(SHARPNESS * u)`` where
+    ``u = unit(z) @ B`` and ``B`` is a fixed z_dim x SPREAD_LIMIT Gaussian map, so each score is N(0, 1) over
+    random z, the same z gives the same weights, and truncation (a scale) changes nothing."""
+    z = z.detach().float().cpu().reshape(-1)
+    scores = F.normalize(z, dim=0) @ _spread_basis(z.numel())[:, :count]
+    return torch.softmax(SPREAD_SHARPNESS * scores, dim=0)
+
+
+class Spreader:
+    """A model's vocabulary as spread uses it: :meth:`embedding` per (prompt embedding, z), with the matching
+    concepts of the last few hundred prompts kept (matching scans every name and keyword: tens of ms)."""
+
+    def __init__(self, vocabulary, cache_size: int = 256):
+        self.vocabulary = vocabulary
+        self._matches = lru_cache(maxsize=cache_size)(self._find)
+
+    def usable(self) -> bool:
+        return self.vocabulary is not None and self.vocabulary.embeddings.shape[1] > 0
+
+    def matches(self, embedding: np.ndarray) -> np.ndarray:
+        """The concepts this prompt embedding spreads over (fewer than 2: it is left alone)."""
+        if not self.usable():
+            return np.zeros(0, np.int64)
+        row = np.ascontiguousarray(embedding, dtype=np.float32).reshape(-1)
+        return self._matches(row.tobytes())
+
+    def embedding(self, embedding: np.ndarray, z: torch.Tensor) -> np.ndarray:
+        """The embedding to render this z with: the prompt's own, or the z's mix of the concepts it fits."""
+        found = self.matches(embedding)
+        if len(found) < 2:
+            return np.asarray(embedding, np.float32)
+        weights = spread_weights(z, len(found)).double().numpy()
+        return (weights @ self.vocabulary.embeddings[found].astype(np.float64)).astype(np.float32)
+
+    def _find(self, key: bytes) -> np.ndarray:
+        return self.vocabulary.matches(
+            np.frombuffer(key, np.float32), SPREAD_MARGIN, SPREAD_LIMIT, SPREAD_FLOOR, SPREAD_RELATED
+        )
+
+
+@lru_cache(maxsize=4)
+def _spread_basis(z_dim: int) -> torch.Tensor:
+    seeded = torch.Generator(device="cpu").manual_seed(SPREAD_SEED)
+    return torch.randn(z_dim, SPREAD_LIMIT, generator=seeded)

@@ -1,0 +1,231 @@
+"""Spread: the seeds of a prompt that fits several concepts (a shared keyword) each lean towards one of them,
+reproducibly, while a prompt that fits one concept renders exactly as without spread; carried by every layer
+that carries a request (engine, JSON, image parameters, parameters text, session state, CLI)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import HashTextEncoder
+from PIL import Image
+
+from studio.engine.latents import seeded_z
+from studio.engine.requests import Endpoint, GenerationRequest, RequestError
+from studio.engine.spread import SPREAD_LIMIT, Spreader, spread_weights
+from studio.io.metadata import ImageParameters, parameters_text, read_parameters, save_options
+from studio.io.parameters_text import parse_parameters_text
+from studio.models.format import read_model_info
+from studio.models.vocabulary import Vocabulary, dataset_keywords, load_vocabulary, save_vocabulary
+from studio.session.state import SessionState
+
+NAMES = ["cat face", "grinning cat", "black cat", "dog face", "astronaut", "astronaut: dark skin tone"]
+# keyword -> the concepts that carry it ("face" is shared by two, "cat" by three, "space" by both astronauts)
+KEYWORDS = {"cat": [0, 1, 2], "face": [0, 3], "space": [4, 5]}
+
+
+def _vocabulary_parts(encoder):
+    entries = [{"name": name, "group": "", "subgroup": ""} for name in NAMES]
+    names = encoder.encode(NAMES)
+    texts = list(KEYWORDS)
+    keywords = (encoder.encode(texts), [np.array(KEYWORDS[t]) for t in texts])
+    return entries, names, keywords
+
+
+@pytest.fixture(scope="module")
+def spread_model_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model with a vocabulary of six concepts and three shared keywords (hash embeddings)."""
+    folder = tmp_path_factory.mktemp("spread") / tiny_model_dir.name
+    shutil.copytree(tiny_model_dir, folder)
+    entries, names, keywords = _vocabulary_parts(HashTextEncoder())
+    save_vocabulary(folder, entries, names, keywords=keywords)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def vocabulary(spread_model_dir) -> Vocabulary:
+    return load_vocabulary(read_model_info(spread_model_dir))
+
+
+@pytest.fixture(scope="module")
+def spread_engine(spread_model_dir):
+    from studio.engine.engine import Engine
+
+    engine = Engine(model=spread_model_dir, device="cpu", text_encoder=HashTextEncoder())
+    engine.wait_ready(timeout=60)
+    yield engine
+    engine.close()
+
+
+def _embed(text: str) -> np.ndarray:
+    return HashTextEncoder().encode([text])[0]
+
+
+def _images(engine, request):
+    results = list(engine.generate_sync(request))
+    assert all(r.ok for r in results), [r.error for r in results]
+    return [r.image for r in results]
+
+
+def test_a_shared_keyword_matches_every_concept_that_carries_it(vocabulary):
+    assert sorted(vocabulary.matches(_embed("cat"), 0.03, 16, 0.7, 0.4).tolist()) == [0, 1, 2]
+    assert sorted(vocabulary.matches(_embed("face"), 0.03, 16, 0.7, 0.4).tolist()) == [0, 3]
+    # a full name fits one concept; skin-tone variants of one emoji count once
+    assert vocabulary.matches(_embed("black cat"), 0.03, 16, 0.7, 0.4).tolist() == [2]
+    assert vocabulary.matches(_embed("space"), 0.03, 16, 0.7, 0.4).tolist() == [4]
+    # a prompt nothing is close to (hash vectors are nearly orthogonal) matches nothing above the floor
+    assert vocabulary.matches(_embed("a sentence about nothing"), 0.03, 16, 0.7, 0.4).size == 0
+    assert len(vocabulary.matches(_embed("cat"), 0.03, 2, 0.7, 0.4)) == 2  # at most ``limit``
+    # ties are ordered by how close each concept's own name is to the prompt, then by index: reproducible
+    assert (
+        vocabulary.matches(_embed("cat"), 0.03, 16, 0.7, 0.4).tolist()
+        == vocabulary.matches(_embed("cat"), 0.03, 16, 0.7, 0.4).tolist()
+    )
+
+
+def test_weights_sum_to_one_depend_only_on_the_direction_of_z_and_pick_each_concept():
+    z = seeded_z(7, 128)
+    w = spread_weights(z, 5)
+    assert w.shape == (5,) and abs(float(w.sum()) - 1.0) < 1e-6
+    torch.testing.assert_close(spread_weights(0.3 * z, 5), w)  # truncation is a scale: no change
+    torch.testing.assert_close(spread_weights(z.clone(), 5), w, rtol=0, atol=0)
+    winners = [int(spread_weights(seeded_z(s, 128), 4).argmax()) for s in range(400)]
+    shares = np.bincount(winners, minlength=4) / 400
+    assert shares.min() > 0.15, shares  # each concept gets a fair share of the seeds
+    top = [float(spread_weights(seeded_z(s, 128), 4).max()) for s in range(400)]
+    assert np.median(top) > 0.8  # a typical seed leans clearly towards one concept
+    assert spread_weights(seeded_z(1, 128), SPREAD_LIMIT).shape == (SPREAD_LIMIT,)
+
+
+def test_the_spreader_leaves_a_single_match_alone_and_mixes_names_otherwise(vocabulary):
+    spreader = Spreader(vocabulary)
+    name = _embed("dog face")
+    assert np.array_equal(spreader.embedding(name, seeded_z(3, 16)), name)
+    z = seeded_z(3, 16)
+    mixed = spreader.embedding(_embed("cat"), z)
+    found = spreader.matches(_embed("cat"))
+    expected = spread_weights(z, len(found)).double().numpy() @ vocabulary.embeddings[found].astype(
+        np.float64
+    )
+    np.testing.assert_allclose(mixed, expected, atol=1e-6)
+    assert np.array_equal(
+        Spreader(None).embedding(_embed("cat"), z), _embed("cat")
+    )  # no vocabulary: as it is
+
+
+def test_the_engine_spreads_a_keyword_and_leaves_a_name_exactly_as_it_was(spread_engine, spread_model_dir):
+    def request(prompt, **kw):
+        return GenerationRequest(prompt, seed=20, count=8, model="tiny-test", **kw)
+
+    # a full name: byte for byte what it was without spread
+    assert np.array_equal(
+        np.stack(_images(spread_engine, request("dog face", spread=True))),
+        np.stack(_images(spread_engine, request("dog face"))),
+    )
+    spread = _images(spread_engine, request("cat", spread=True))
+    plain = _images(spread_engine, request("cat"))
+    assert not np.array_equal(np.stack(spread), np.stack(plain))
+    # each image is the concept mix its z picks, rendered like a prompt: the reference by hand
+    from studio.models.format import load_model
+    from studio.training.evaluate import SpreadGenerator
+
+    tiny = load_model(spread_model_dir)
+    generator = tiny.generator.eval()
+    spreader = Spreader(load_vocabulary(tiny.info))
+    z = torch.stack([seeded_z(20 + i, generator.config.z_dim) for i in range(8)])
+    with torch.inference_mode():
+        embedding = torch.from_numpy(np.repeat(_embed("cat")[None], 8, 0))
+        image = tiny.upsampler(SpreadGenerator(generator, spreader)(z, embedding))
+    from studio.models.cgan import premultiplied_to_rgba_uint8
+
+    expected = premultiplied_to_rgba_uint8(image.float()).numpy()
+    assert np.abs(expected.astype(int) - np.stack(spread).astype(int)).max() <= 1
+    # the eight seeds lean towards more than one of the three cats
+    assert len({int(spread_weights(z[i], 3).argmax()) for i in range(8)}) > 1
+    one = _images(spread_engine, GenerationRequest("cat", seed=23, model="tiny-test", spread=True))[0]
+    assert np.array_equal(one, spread[3])  # a batch's image i is the one-image request of seed + i
+
+
+def test_spread_interpolation_ends_are_the_spread_images(spread_engine):
+    a = GenerationRequest("cat", seed=5, model="tiny-test", spread=True)
+    b = GenerationRequest("face", seed=9, model="tiny-test", spread=True)
+    start = _images(spread_engine, GenerationRequest("cat", seed=5, model="tiny-test", spread=True,
+                                                     interpolate_to=Endpoint("face", 9), t=0.0))[0]  # fmt: skip
+    end = _images(spread_engine, GenerationRequest("cat", seed=5, model="tiny-test", spread=True,
+                                                   interpolate_to=Endpoint("face", 9), t=1.0))[0]  # fmt: skip
+    assert np.array_equal(start, _images(spread_engine, a)[0])
+    assert np.abs(end.astype(int) - _images(spread_engine, b)[0].astype(int)).max() <= 1
+
+
+def test_spread_round_trips_json_text_and_image_parameters(tmp_path):
+    request = GenerationRequest("cat", seed=3, spread=True, interpolate_to=Endpoint("dog", 4), t=0.5)
+    data = json.loads(json.dumps(request.to_json()))
+    assert data["spread"] is True and GenerationRequest.from_json(data) == request
+    # absent when off, and a request stored before spread existed reads as off
+    assert "spread" not in GenerationRequest("cat").to_json()
+    assert GenerationRequest.from_json({"prompt": "cat"}).spread is False
+    with pytest.raises(RequestError, match="'spread' must be true or false"):
+        GenerationRequest.from_json({**data, "spread": 1})
+    parameters = ImageParameters(request=request, model_hash="abc", size=(128, 128))
+    text = parameters_text(parameters)
+    assert "Spread: on" in text
+    assert parse_parameters_text(text, model="emoji").request == request
+    assert "Spread" not in parameters_text(ImageParameters(request=GenerationRequest("cat"), size=(1, 1)))
+    path = tmp_path / "spread.png"
+    Image.new("RGBA", (4, 4)).save(path, **save_options(parameters, "png"))
+    assert read_parameters(path).request == request
+
+
+def test_session_state_spreads_new_images_and_restores_a_stored_choice():
+    state = SessionState(model="tiny", prompt="cat")
+    assert state.spread is True and state.generation_request().spread is True
+    state.restore(GenerationRequest("dog", seed=2))  # stored before spread existed: off, as it was made
+    assert state.spread is False and state.preview_request().spread is False
+    state.update(spread=True)
+    state.reset_sliders()
+    assert state.spread is True  # a mode, not a slider
+
+
+def test_dataset_keywords_lists_each_shared_text_once_with_its_owners(tmp_path):
+    from studio.training.dataset import load_dataset, make_synthetic_dataset
+
+    data = load_dataset(make_synthetic_dataset(tmp_path / "data", count=12))
+    found = dataset_keywords(data)
+    assert found is not None
+    embeddings, owners = found
+    texts = np.asarray(data.captions)
+    for row, who in zip(embeddings, owners):
+        assert len(who) >= 2
+        matching = np.flatnonzero(np.abs(data.caption_emb.astype(np.float32) - row).max(axis=1) == 0)
+        assert (
+            sorted({int(data.caption_owner[i]) for i in matching if texts[i] == texts[matching[0]]})
+            == who.tolist()
+        )
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"keyword_owners": np.array([0, 1, 99], np.int32)},  # an owner past the last concept
+        {"keyword_offsets": np.array([0, 5, 3, 7], np.int32)},  # offsets that fall
+    ],
+)
+def test_damaged_keyword_tables_are_one_sentence(spread_model_dir, tmp_path, damage):
+    from safetensors.numpy import load_file, save_file
+
+    from studio.models.format import ModelError
+
+    folder = tmp_path / spread_model_dir.name
+    shutil.copytree(spread_model_dir, folder)
+    tensors = load_file(str(folder / "vocabulary.safetensors"))
+    tensors.update(damage)
+    if "keyword_owners" in damage:
+        tensors["keyword_offsets"] = np.array([0, 1, 2, 3], np.int32)
+    save_file(tensors, str(folder / "vocabulary.safetensors"))
+    with pytest.raises(
+        ModelError, match=r"^The vocabulary keywords of 'tiny-test' do not match its concepts\.$"
+    ):
+        load_vocabulary(read_model_info(folder))
