@@ -71,19 +71,32 @@ def _images(engine, request):
 
 
 def test_a_shared_keyword_matches_every_concept_that_carries_it(vocabulary):
-    assert sorted(vocabulary.matches(_embed("cat"), 0.03, 16, 0.7, 0.4).tolist()) == [0, 1, 2]
-    assert sorted(vocabulary.matches(_embed("face"), 0.03, 16, 0.7, 0.4).tolist()) == [0, 3]
+    assert sorted(vocabulary.matches(_embed("cat"), 0.005, 16, 0.7, 0.4).tolist()) == [0, 1, 2]
+    assert sorted(vocabulary.matches(_embed("face"), 0.005, 16, 0.7, 0.4).tolist()) == [0, 3]
     # a full name fits one concept; skin-tone variants of one emoji count once
-    assert vocabulary.matches(_embed("black cat"), 0.03, 16, 0.7, 0.4).tolist() == [2]
-    assert vocabulary.matches(_embed("space"), 0.03, 16, 0.7, 0.4).tolist() == [4]
+    assert vocabulary.matches(_embed("black cat"), 0.005, 16, 0.7, 0.4).tolist() == [2]
+    assert len(vocabulary.matches(_embed("space"), 0.005, 16, 0.7, 0.4)) == 1
     # a prompt nothing is close to (hash vectors are nearly orthogonal) matches nothing above the floor
-    assert vocabulary.matches(_embed("a sentence about nothing"), 0.03, 16, 0.7, 0.4).size == 0
-    assert len(vocabulary.matches(_embed("cat"), 0.03, 2, 0.7, 0.4)) == 2  # at most ``limit``
+    assert vocabulary.matches(_embed("a sentence about nothing"), 0.005, 16, 0.7, 0.4).size == 0
+    assert len(vocabulary.matches(_embed("cat"), 0.005, 2, 0.7, 0.4)) == 2  # at most ``limit``
     # ties are ordered by how close each concept's own name is to the prompt, then by index: reproducible
     assert (
-        vocabulary.matches(_embed("cat"), 0.03, 16, 0.7, 0.4).tolist()
-        == vocabulary.matches(_embed("cat"), 0.03, 16, 0.7, 0.4).tolist()
+        vocabulary.matches(_embed("cat"), 0.005, 16, 0.7, 0.4).tolist()
+        == vocabulary.matches(_embed("cat"), 0.005, 16, 0.7, 0.4).tolist()
     )
+
+
+def test_names_the_encoder_barely_tells_apart_do_not_spread():
+    from studio.engine.spread import SPREAD_FLOOR, SPREAD_MARGIN, SPREAD_RELATED
+
+    rng = np.random.default_rng(0)
+    up = rng.standard_normal(64)
+    down = up + 0.2 * rng.standard_normal(64)  # cosine about 0.98, like "palm up hand" and "palm down hand"
+    rows = np.stack([up / np.linalg.norm(up), down / np.linalg.norm(down)]).astype(np.float32)
+    assert 0.97 < float(rows[0] @ rows[1]) < 0.99
+    vocabulary = Vocabulary(["palm up hand", "palm down hand"], ["", ""], rows)
+    found = vocabulary.matches(rows[0], SPREAD_MARGIN, SPREAD_LIMIT, SPREAD_FLOOR, SPREAD_RELATED)
+    assert found.tolist() == [0]
 
 
 def test_weights_sum_to_one_depend_only_on_the_direction_of_z_and_pick_each_concept():

@@ -142,12 +142,9 @@ class Vocabulary:
         close = close[
             np.lexsort((close, -own[close], -scores[close]))
         ]  # last key first: score, own name, index
-        kept: dict[str, int] = {}  # base name -> the concept shown for it, in order of first appearance
+        kept: dict[str, int] = {}  # base name -> its best-ranked variant, in rank order
         for index in close.tolist():
-            name = self.names[index]
-            base = _skin_tone_base(name)
-            if base not in kept or (name == base and self.names[kept[base]] != base):
-                kept[base] = index  # the variant without a skin tone stands for the others
+            kept.setdefault(_skin_tone_base(self.names[index]), index)
         return np.asarray(list(kept.values())[:limit], np.int64)
 
     def _name_scores(self, query: np.ndarray, own: np.ndarray | None = None) -> np.ndarray:

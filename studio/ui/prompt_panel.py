@@ -207,7 +207,7 @@ class PromptPanel(QWidget):
         )
         self.variety_spin.valueChanged.connect(lambda value: self.state.update(variety=value))
         form.addRow("Variety", self.variety_spin)
-        self.spread_check = QCheckBox("Draw the emoji it fits")
+        self.spread_check = QCheckBox("Seeds pick among the emoji it fits")
         self.spread_check.setToolTip(
             "On: when the prompt fits several emoji ('cat', 'heart', '猫'), each seed draws one of them; a "
             "full emoji name is drawn as it is either way"

@@ -1,0 +1,90 @@
+"""What spread costs the engine, side by side with spread off in one run (prints JSON).
+
+    python benchmarks/spread_bench.py [--threads 1] [--repeats 40]
+
+- ``match_ms``: matching one new prompt against every name, other-language name and shared keyword of the
+  model's vocabulary (once per prompt; the engine keeps the last 256), median over distinct prompts.
+- ``image_ms``: one exact image of a shared keyword ("cat", seeds differ every time so nothing is cached but
+  the prompt), spread on and off interleaved, median; ``preview_ms``: the same as a live preview (one row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import numpy as np
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="emoji")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads torch may use (1: one core)")
+    parser.add_argument("--repeats", type=int, default=40)
+    args = parser.parse_args()
+
+    import torch
+
+    from studio.engine.devices import set_threads
+    from studio.engine.engine import Engine
+    from studio.engine.requests import GenerationRequest
+    from studio.engine.spread import SPREAD_FLOOR, SPREAD_LIMIT, SPREAD_MARGIN, SPREAD_RELATED
+    from studio.models.vocabulary import load_vocabulary
+
+    set_threads(args.threads)
+    engine = Engine(args.model, device="cpu")
+    info = engine.wait_ready()
+    renderer = engine._renderer  # noqa: SLF001 - the benchmark times the engine's own encoder and vocabulary
+    vocabulary = load_vocabulary(renderer.loaded.info)
+    words = ["cat", "heart", "flag", "fruit", "bird", "moon", "ball", "tree", "car", "star", "sun", "music"]
+    embeddings = renderer.encode(words)
+    match_ms = []
+    for embedding in embeddings:
+        started = time.perf_counter()
+        vocabulary.matches(embedding, SPREAD_MARGIN, SPREAD_LIMIT, SPREAD_FLOOR, SPREAD_RELATED)
+        match_ms.append((time.perf_counter() - started) * 1000.0)
+
+    def timed(spread: bool, seed: int, preview: bool) -> float:
+        request = GenerationRequest("cat", seed=seed, model=info.model_name, spread=spread)
+        started = time.perf_counter()
+        if preview:
+            engine.preview(request).result()
+        else:
+            list(engine.generate_sync(request))
+        return (time.perf_counter() - started) * 1000.0
+
+    report: dict = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
+        "model": info.model_name,
+        "concepts": len(vocabulary.names),
+        "keywords": 0 if vocabulary.keywords is None else len(vocabulary.keywords.codes),
+        "match_ms_median": round(statistics.median(match_ms), 2),
+        "match_ms_max": round(max(match_ms), 2),
+    }
+    for preview in (False, True):
+        timed(True, 0, preview), timed(False, 0, preview)  # warm-up, and the prompt's match cached
+        on, off = [], []
+        for i in range(args.repeats):
+            on.append(timed(True, 1000 + i, preview))
+            off.append(timed(False, 1000 + i, preview))
+        key = "preview_ms" if preview else "image_ms"
+        report[key] = {
+            "spread_on_median": round(float(np.median(on)), 2),
+            "spread_off_median": round(float(np.median(off)), 2),
+            "on_vs_off": round(float(np.median(on) / np.median(off)), 3),
+        }
+    engine.close()
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
