@@ -217,7 +217,7 @@ def test_exported_latent_reads_back_identically(tmp_path):
     path = tmp_path / "inverted.png"
     Image.new("RGBA", (4, 4)).save(path, **save_options(parameters, "png"))
     back = read_parameters(path)
-    assert back.schema == SCHEMA == 3 and back.request == request
+    assert back.schema == SCHEMA == 4 and back.request == request
     with Image.open(path) as image:
         assert "Latent: inverted from cat.png" in image.text["parameters"]
 
