@@ -52,6 +52,23 @@ def test_generate_writes_pngs_with_parameters(capsys, tiny_model_dir, tmp_path):
     assert "3/3" in err and "Wrote 3 image(s)" in err
 
 
+def test_generate_spreads_by_default_and_no_spread_turns_it_off(capsys, tiny_model_dir, tmp_path):
+    from studio.io.metadata import read_parameters
+
+    for flag, expected in (((), True), (("--no-spread",), False)):
+        out = tmp_path / ("on" if expected else "off")
+        code, _, err = run(
+            capsys, "generate", "cat", "--seed", 2, *flag, "--out", out, "--model", tiny_model_dir
+        )
+        assert code == 0, err
+        (path,) = out.glob("*.png")
+        assert read_parameters(path).request.spread is expected
+        with Image.open(path) as image:
+            assert ("Spread: on" in image.text["parameters"]) is expected
+    code, text, _ = run(capsys, "inspect", next((tmp_path / "on").glob("*.png")))
+    assert code == 0 and "Spread:       on" in text
+
+
 def test_generate_from_image_reproduces_pixels(capsys, tiny_model_dir, tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     assert (

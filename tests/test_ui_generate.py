@@ -109,3 +109,22 @@ def test_variety_set_in_the_prompt_panel_reaches_the_slider_and_every_stored_ima
     assert not np.array_equal(pictures[1].image, plain)  # the variety moved the picture
     window.sliders_panel.reset_button.click()
     assert window.state.variety == 0.0 and panel.variety_spin.value() == 0.0
+
+
+def test_the_spread_box_follows_the_state_and_reaches_every_stored_image(qtbot, make_window):
+    window = make_window()
+    panel = window.prompt_panel
+    assert panel.spread_check.isChecked() and window.state.spread  # new images spread by default
+    window.state.update(prompt="grinning cat", count=2, seed=5)
+    panel.spread_check.setChecked(False)
+    assert window.state.spread is False
+    panel.generate_button.click()
+    gallery = window.gallery.gallery
+    qtbot.waitUntil(lambda: gallery.rowCount() == 2 and not window.link.generating, timeout=WAIT_MS)
+    pictures = [gallery.picture(item_id) for item_id in gallery.ids]
+    assert [p.request.spread for p in pictures] == [False, False]
+    # restoring a request made with spread ticks the box again; Reset leaves the mode alone
+    window.controller.restore_request(GenerationRequest("cat", seed=3, model="tiny-test", spread=True))
+    assert window.state.spread is True and panel.spread_check.isChecked()
+    window.sliders_panel.reset_button.click()
+    assert panel.spread_check.isChecked()

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from studio.engine.devices import choose_device
 from studio.engine.info import EngineInfo
 from studio.engine.renderer import CPU_FIXED_ROWS, Renderer
-from studio.engine.requests import MAX_COUNT, GenerationRequest, GenerationResult, RequestError
+from studio.engine.requests import MAX_COUNT, SPREAD_DEFAULT, GenerationRequest, GenerationResult, RequestError
 from studio.errors import EngineClosedError
 from studio.logs import log_caught
 from studio.models.format import DEFAULT_MODEL, LoadedModel, ModelError, load_model
@@ -502,7 +502,8 @@ class Engine:
                 self._renderer.encode(["warm-up"])
             self._set_progress("Warming up…")
             warm_prompt = info.conditioning.classes[0] if info.conditioning.classes else "warm-up"
-            warm = GenerationRequest(prompt=warm_prompt, model=info.name)
+            # with spread as new images have it, so the first prompt does not pay for the vocabulary's first scan
+            warm = GenerationRequest(prompt=warm_prompt, model=info.name, spread=SPREAD_DEFAULT)
             probes = (
                 self._renderer.render([warm], exact=False),
                 self._renderer.render([warm.single(i) for i in range(micro_batch)]),  # the exact shape
