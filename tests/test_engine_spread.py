@@ -242,3 +242,9 @@ def test_damaged_keyword_tables_are_one_sentence(spread_model_dir, tmp_path, dam
         ModelError, match=r"^The vocabulary keywords of 'tiny-test' do not match its concepts\.$"
     ):
         load_vocabulary(read_model_info(folder))
+
+
+def test_the_engine_names_what_a_prompt_spreads_over(spread_engine):
+    assert sorted(spread_engine.spread_concepts("cat").result(timeout=30)) == sorted(NAMES[:3])
+    assert spread_engine.spread_concepts("dog face").result(timeout=30) == ["dog face"]
+    assert spread_engine.spread_concepts("   ").result(timeout=30) == []

@@ -178,3 +178,30 @@ def test_nearest_concepts_clear_with_the_prompt_and_a_poor_match_says_so(qtbot, 
     qtbot.keyClicks(edit, "zqxv")
     qtbot.waitUntil(lambda: label.text() != "", timeout=WAIT_MS)
     assert label.text() == "Not a concept the model knows well; closest: zebra · fax"
+
+
+def test_the_line_under_the_prompt_names_what_its_seeds_spread_over(qtbot, make_window):
+    window = make_window()
+    spread = {"cat": ["cat", "cat face", "black cat", "grinning cat"], "dog face": ["dog face"]}
+
+    def answer(value):
+        future = concurrent.futures.Future()
+        future.set_result(value)
+        return future
+
+    window.link.engine.nearest_concepts = lambda prompt, k=3: answer([("cat", 0.9), ("cat face", 0.8)])
+    window.link.engine.spread_concepts = lambda prompt: answer(spread.get(prompt.strip(), []))
+    label = window.prompt_panel.nearest_label
+    edit = _click_prompt(qtbot, window)
+    qtbot.keyClicks(edit, "cat")
+    expected = "Seeds draw one of 4: cat · cat face · black cat · …"
+    qtbot.waitUntil(lambda: label.text() == expected, timeout=WAIT_MS)
+    assert "grinning cat" in label.toolTip()
+    window.prompt_panel.spread_check.setChecked(False)  # off: the nearest concepts again
+    assert label.text() == "cat · cat face"
+    window.prompt_panel.spread_check.setChecked(True)
+    assert label.text() == expected
+    _press(qtbot, Qt.Key.Key_A, CTRL)
+    qtbot.keyClicks(edit, "dog face")  # one concept: nothing to spread over
+    qtbot.waitUntil(lambda: not window.controller.prompt_pending, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: label.text() == "cat · cat face", timeout=WAIT_MS)

@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING
 from studio.engine.devices import choose_device
 from studio.engine.info import EngineInfo
 from studio.engine.renderer import CPU_FIXED_ROWS, Renderer
-from studio.engine.requests import MAX_COUNT, SPREAD_DEFAULT, GenerationRequest, GenerationResult, RequestError
+from studio.engine.requests import (
+    MAX_COUNT,
+    SPREAD_DEFAULT,
+    GenerationRequest,
+    GenerationResult,
+    RequestError,
+)
 from studio.errors import EngineClosedError
 from studio.logs import log_caught
 from studio.models.format import DEFAULT_MODEL, LoadedModel, ModelError, load_model
@@ -224,6 +230,21 @@ class Engine:
             return [(name, score * scale) for name, score in found]
 
         return self._call_in_worker(nearest)
+
+    def spread_concepts(self, prompt: str) -> concurrent.futures.Future:
+        """The names of the concepts ``prompt`` spreads its seeds over with spread on (studio/engine/spread.py),
+        best first; fewer than two means it is drawn as it is."""
+        vocabulary = self._vocabulary
+        if vocabulary is None or vocabulary.embeddings.shape[1] == 0 or not prompt.strip():
+            future: concurrent.futures.Future = concurrent.futures.Future()
+            future.set_result([])
+            return future
+
+        def spread() -> list[str]:
+            found = self._renderer.spreader.matches(self._renderer.encode([prompt])[0])
+            return [vocabulary.names[int(i)] for i in found]
+
+        return self._call_in_worker(spread)
 
     def embed(self, prompts: Sequence[str]) -> concurrent.futures.Future:
         """Prompt embeddings (float32 N x D), computed in the worker thread."""

@@ -30,6 +30,7 @@ class EngineLink(QObject):
     failed = Signal(str)  # one sentence: why there is no model
     preview_ready = Signal(object)  # GenerationResult (ok or with .error)
     nearest_ready = Signal(str, list)  # prompt, [(name, score)]
+    spread_ready = Signal(str, list)  # prompt, [names its seeds spread over] (fewer than 2: none)
     batch_result = Signal(object)  # GenerationResult, in order
     batch_finished = Signal(bool)  # True if it ran to the end, False if cancelled
     inversion_progress = Signal(object)  # InversionProgress of the running inversion
@@ -211,6 +212,7 @@ class EngineLink(QObject):
         """Look up the concepts nearest to ``prompt``; an empty prompt has none (the line clears at once)."""
         if not prompt.strip():
             self.nearest_ready.emit(prompt, [])
+            self.spread_ready.emit(prompt, [])
         elif self.is_ready:
             self._spawn(self._await_nearest(prompt, k))
 
@@ -218,6 +220,9 @@ class EngineLink(QObject):
         with contextlib.suppress(Exception):  # a failed look-up only leaves the line empty
             self.nearest_ready.emit(
                 prompt, list(await asyncio.wrap_future(self.engine.nearest_concepts(prompt, k)))
+            )
+            self.spread_ready.emit(
+                prompt, list(await asyncio.wrap_future(self.engine.spread_concepts(prompt)))
             )
 
     def vocabulary_names(self) -> list[str]:

@@ -267,6 +267,7 @@ class MainWindow(QMainWindow):
         self.link.ready.connect(self._on_ready)
         self.link.failed.connect(self._on_failed)
         self.link.nearest_ready.connect(self._show_nearest)
+        self.link.spread_ready.connect(self._show_spread)
         self.gallery.deleted.connect(self.jobs.deleted)
         self.gallery.export_requested.connect(self.jobs.export_items)
         self.gallery.message.connect(self.show_message)
@@ -328,6 +329,11 @@ class MainWindow(QMainWindow):
             return  # an answer for text that has since changed
         threshold = self.link.info.poor_match_similarity if self.link.info is not None else 0.0
         self.prompt_panel.set_nearest(found, poor=bool(found) and found[0][1] < threshold)
+
+    def _show_spread(self, prompt: str, names: list) -> None:
+        """Which concepts the prompt's seeds spread over (the panel shows them while Spread is on)."""
+        if prompt == self.state.prompt:
+            self.prompt_panel.set_spread(names)
 
     def _undo_changed(self) -> None:
         label = self.undo_stack.label

@@ -160,6 +160,8 @@ class PromptPanel(QWidget):
         self.prompt_edit.history_newer.connect(lambda: self._recall(self.history.newer()))
         layout.addWidget(self.prompt_edit)
 
+        self._nearest_line: tuple[str, bool] = ("", False)  # the nearest concepts' text, and whether poor
+        self._spread_names: list[str] = []  # the concepts the prompt's seeds spread over (engine's answer)
         self.nearest_label = QLabel("", objectName="Nearest")
         self.nearest_label.setWordWrap(True)
         self.nearest_label.setToolTip("The concepts the model knows that are closest to this prompt")
@@ -245,7 +247,27 @@ class PromptPanel(QWidget):
         names = " · ".join(name for name, _ in concepts)
         if poor:
             names = f"Not a concept the model knows well; closest: {names}"
-        self.nearest_label.setText(names)
+        self._nearest_line = (names, poor)
+        self._show_line()
+
+    def set_spread(self, names: list[str]) -> None:
+        """The concepts the prompt's seeds spread over; shown instead of the nearest ones while Spread is on."""
+        self._spread_names = list(names)
+        self._show_line()
+
+    def _show_line(self) -> None:
+        text, poor = self._nearest_line
+        names = self._spread_names
+        if self.state.spread and len(names) >= 2 and not poor:
+            text = (
+                f"Seeds draw one of {len(names)}: "
+                + " · ".join(names[:3])
+                + (" · …" if len(names) > 3 else "")
+            )
+            self.nearest_label.setToolTip("With Spread on, each seed draws one of: " + ", ".join(names))
+        else:
+            self.nearest_label.setToolTip("The concepts the model knows that are closest to this prompt")
+        self.nearest_label.setText(text)
         self.nearest_label.setProperty("poor", poor)
 
     def set_progress(self, done: int, total: int, running: bool, rate: str = "") -> None:
@@ -293,6 +315,10 @@ class PromptPanel(QWidget):
 
     # --- state -> widgets ---------------------------------------------------------------------------------------
     def _on_state_changed(self, name: str, value: object) -> None:
+        if name == "spread":
+            self._show_line()
+        if name == "prompt":
+            self._spread_names = []  # until the engine says which concepts the new prompt fits
         if name in ("prompt", "seed", "seed_mode", "count", "truncation", "variety", "spread"):
             self._sync_from_state()
 
