@@ -91,6 +91,13 @@ def main() -> int:
         help="also score every arm as the engine renders it at this variety (rows NAME@V); repeatable",
     )
     parser.add_argument(
+        "--strength",
+        type=float,
+        action="append",
+        default=[],
+        help="also score every arm as the engine renders it at this prompt strength (rows NAME*S); repeatable",
+    )
+    parser.add_argument(
         "--keyword-phrase",
         action="append",
         default=[],
@@ -131,6 +138,12 @@ def main() -> int:
         (f"{name}@{v:g}", VariedGenerator(generator, v), *rest)
         for v in args.variety
         for name, generator, *rest in list(arms)
+    ]
+    arms += [
+        (f"{name}*{s:g}", VariedGenerator(generator, 0.0, s), *rest)
+        for s in args.strength
+        for name, generator, *rest in list(arms)
+        if "@" not in name
     ]
     if args.spread:
         from studio.engine.spread import Spreader

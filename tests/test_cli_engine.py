@@ -69,6 +69,20 @@ def test_generate_spreads_by_default_and_no_spread_turns_it_off(capsys, tiny_mod
     assert code == 0 and "Spread:       on" in text
 
 
+def test_generate_stores_the_prompt_strength_and_refuses_one_out_of_range(capsys, tiny_model_dir, tmp_path):
+    from studio.io.metadata import read_parameters
+
+    out = tmp_path / "strong"
+    code, _, err = run(capsys, "generate", "cat", "--strength", 1.3, "--out", out, "--model", tiny_model_dir)
+    assert code == 0, err
+    (path,) = out.glob("*.png")
+    assert read_parameters(path).request.strength == 1.3
+    code, text, _ = run(capsys, "inspect", path)
+    assert code == 0 and "Strength:     1.3" in text
+    code, _, err = run(capsys, "generate", "cat", "--strength", 3, "--out", out, "--model", tiny_model_dir)
+    assert code == 2 and "Prompt strength must be a number between 0 and 2." in err
+
+
 def test_generate_from_image_reproduces_pixels(capsys, tiny_model_dir, tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     assert (

@@ -126,5 +126,7 @@ def test_the_spread_box_follows_the_state_and_reaches_every_stored_image(qtbot, 
     # restoring a request made with spread ticks the box again; Reset leaves the mode alone
     window.controller.restore_request(GenerationRequest("cat", seed=3, model="tiny-test", spread=True))
     assert window.state.spread is True and panel.spread_check.isChecked()
+    panel.strength_spin.setValue(1.25)
+    assert window.state.strength == 1.25 and window.state.preview_request().strength == 1.25
     window.sliders_panel.reset_button.click()
-    assert panel.spread_check.isChecked()
+    assert panel.spread_check.isChecked() and panel.strength_spin.value() == 1.0

@@ -32,6 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default 0)",
     )
     gen.add_argument(
+        "--strength",
+        type=float,
+        default=1.0,
+        help="0..2; how hard the picture follows the prompt: above 1 more typical of its kind (default 1)",
+    )
+    gen.add_argument(
         "--spread",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -122,6 +128,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             count=args.count,
             truncation=1.0 if args.truncation is None else args.truncation,
             variety=args.variety,
+            strength=args.strength,
             spread=spread_choice(args),
         ).validated()
         request = None
@@ -143,6 +150,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 count=args.count,
                 truncation=truncation,
                 variety=args.variety,
+                strength=args.strength,
                 spread=spread_choice(args),
                 model=info.model_name,
             ).validated()

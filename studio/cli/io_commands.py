@@ -41,6 +41,9 @@ def register(subparsers) -> None:
         help="0..1; how far the seeds wander from the prompts (default 0)",
     )
     interpolate.add_argument(
+        "--strength", type=float, default=1.0, help="0..2; how hard the frames follow the prompts (default 1)"
+    )
+    interpolate.add_argument(
         "--spread",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -99,6 +102,7 @@ def describe(parameters, image: str | Path = "IMAGE") -> str:
         f"Truncation:   {request.truncation:g}",
         *([f"Variety:      {request.variety:g}"] if request.variety else []),
         f"Spread:       {'on' if request.spread else 'off'}",
+        *([f"Strength:     {request.strength:g}"] if request.strength != 1.0 else []),
         f"Model:        {request.model} (hash {parameters.model_hash or 'unknown'})",
         f"Size:         {width}x{height}",
         f"Device:       {parameters.device}",
@@ -145,6 +149,7 @@ def _interpolate_command(parameters, image: str | Path) -> str | None:
         f"--seed-a {request.seed} --seed-b {end.seed}", f"--truncation {request.truncation:g}",
         *([f"--variety {request.variety:g}"] if request.variety else []),
         "--spread" if request.spread else "--no-spread",
+        *([f"--strength {request.strength:g}"] if request.strength != 1.0 else []),
         f"--fps {float(animation.get('fps', 12)):g}", *(["--pingpong"] if animation.get("pingpong") else []),
         *([] if animation.get("loop", True) else ["--once"]), f"--out {q(str(image))}",
     ]  # fmt: skip
@@ -245,6 +250,7 @@ def _frame_requests(args, seed_b: int):
             interpolate_to=end,
             t=float(t),
             variety=args.variety,
+            strength=args.strength,
             spread=spread_choice(args),
         )
         for t in np.linspace(0.0, 1.0, args.frames)

@@ -1,4 +1,5 @@
-"""Latent arithmetic: seeded z, spherical interpolation, closed-form (SeFa) directions and variety offsets."""
+"""Latent arithmetic: seeded z, spherical interpolation, closed-form (SeFa) directions, variety offsets and
+prompt strength."""
 
 from __future__ import annotations
 
@@ -66,6 +67,23 @@ def varied_conditions(projected: torch.Tensor, z: torch.Tensor, generator, amoun
     """``projected`` conditions moved by ``amounts`` (a number, or one per row as an ``N x 1`` tensor) times
     :func:`variety_offsets`: what the engine renders and what the evaluation scores."""
     return projected + (amounts * variety_offsets(z, generator)).to(projected.device)
+
+
+def condition_origin(generator) -> torch.Tensor:
+    """Where the projected condition of an empty prompt lies: the projection's bias for a text model (the
+    embedding of zeros), zeros for a class model."""
+    width = generator.config.cond_dim
+    if generator.config.num_classes > 0 or generator.embed_proj.bias is None:
+        return torch.zeros(width)
+    return generator.embed_proj.bias.detach().float().cpu()
+
+
+def strengthened_conditions(projected: torch.Tensor, generator, amounts) -> torch.Tensor:
+    """``projected`` conditions moved away from :func:`condition_origin` by ``amounts`` (a number, or one per
+    row as ``N x 1``): for a text model exactly the prompt embedding times the amount, through the model's
+    linear projection. 1 leaves them as they are; above 1 the prompt is followed harder."""
+    origin = condition_origin(generator).to(projected.device)
+    return origin + (amounts * (projected - origin).cpu()).to(projected.device)
 
 
 @lru_cache(maxsize=4)

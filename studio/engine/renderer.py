@@ -14,7 +14,7 @@ import torch
 
 from studio.engine.devices import DeviceChoice
 from studio.engine.explicit_latent import endpoint_condition, request_z, start_conditions
-from studio.engine.latents import closed_form_directions, varied_conditions
+from studio.engine.latents import closed_form_directions, strengthened_conditions, varied_conditions
 from studio.engine.requests import MAX_DIRECTIONS, GenerationRequest, GenerationResult, RequestError
 from studio.engine.spread import Spreader
 from studio.models.cgan import premultiplied_to_rgba_uint8
@@ -183,7 +183,11 @@ class Renderer:
         return cond
 
     def _varied(self, cond: torch.Tensor, z: torch.Tensor, requests: list[GenerationRequest]) -> torch.Tensor:
-        """The conditions moved by each request's ``variety`` along the direction its final z chooses."""
+        """The conditions scaled by each request's prompt ``strength``, then moved by its ``variety`` along the
+        direction its final z chooses."""
+        strengths = torch.tensor([float(r.strength) for r in requests])
+        if bool((strengths != 1.0).any()):
+            cond = strengthened_conditions(cond, self.generator, strengths[:, None])
         amounts = torch.tensor([float(r.variety) for r in requests])
         if not amounts.any():
             return cond

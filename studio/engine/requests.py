@@ -26,6 +26,7 @@ MAX_PROMPT_CHARS = 2000  # longer prompts are refused; the encoder reads ~256 to
 MAX_COUNT = 1000  # images per Generate
 MAX_TRUNCATION = 2.0
 MAX_VARIETY = 1.0  # at 1 a seed moves the prompt's condition as far as a whole unit embedding would
+MAX_STRENGTH = 2.0  # prompt strength: the prompt embedding is scaled by 0 ... 2 (1: as it is)
 # New images in the window and on the command line spread (studio/engine/spread.py) unless told not to; a
 # stored request without the field (everything made before spread existed) renders without it.
 SPREAD_DEFAULT = True
@@ -35,8 +36,8 @@ MAX_CONCEPTS = 16  # concept sliders (each costs two prompt encodings per image)
 MAX_MODEL_NAME_CHARS = 64
 MAX_FRAMES = 1000  # frames of one animation
 MAX_FPS = 60.0  # frames per second an animation plays at
-# 2: an optional explicit latent (``latent``); 3: an optional ``variety``; 4: an optional ``spread``. Older
-# requests read unchanged.
+# 2: an optional explicit latent (``latent``); 3: an optional ``variety``; 4: an optional ``spread`` and an
+# optional ``strength``. Older requests read unchanged.
 REQUEST_SCHEMA = 4
 MAX_LATENT_VALUES = 4096  # z and condition are a few hundred numbers each; anything larger is not ours
 MAX_SOURCE_NAME_CHARS = 255
@@ -171,7 +172,9 @@ class GenerationRequest:
     condition along a direction that z chooses (studio/engine/latents.py: ``variety_offsets``), so the
     seeds of one prompt draw more different pictures, each a little less faithful to it. ``spread`` lets
     the seeds of a prompt that fits several emoji ("cat", "heart", "猫") each lean towards one of them
-    (studio/engine/spread.py); a prompt that fits one concept best renders as without it.
+    (studio/engine/spread.py); a prompt that fits one concept best renders as without it. ``strength``
+    (0 to 2, default 1) scales the prompt's embedding (studio/engine/latents.py: ``strengthened_conditions``):
+    above 1 the picture follows the prompt's kind harder, below 1 it drifts towards no prompt at all.
     """
 
     prompt: str
@@ -186,6 +189,7 @@ class GenerationRequest:
     latent: ExplicitLatent | None = None
     variety: float = 0.0
     spread: bool = False
+    strength: float = 1.0
 
     def validated(self) -> GenerationRequest:
         """Return self if valid, else raise RequestError with one clear sentence."""
@@ -203,6 +207,8 @@ class GenerationRequest:
             raise RequestError(f"Truncation must be a number between 0 and {MAX_TRUNCATION}.")
         if not _finite(self.variety) or not 0.0 <= self.variety <= MAX_VARIETY:
             raise RequestError(f"Variety must be a number between 0 and {MAX_VARIETY:g}.")
+        if not _finite(self.strength) or not 0.0 <= self.strength <= MAX_STRENGTH:
+            raise RequestError(f"Prompt strength must be a number between 0 and {MAX_STRENGTH:g}.")
         if len(self.directions) > MAX_DIRECTIONS:
             raise RequestError(f"At most {MAX_DIRECTIONS} latent sliders can be moved at once.")
         if len({index for index, _ in self.directions}) != len(self.directions):
@@ -260,6 +266,8 @@ class GenerationRequest:
             data["variety"] = self.variety
         if self.spread:  # absent when off: every request stored before spread existed renders as it did
             data["spread"] = True
+        if self.strength != 1.0:  # absent at 1, like the variety at 0
+            data["strength"] = self.strength
         return data
 
     @classmethod
@@ -295,6 +303,7 @@ class GenerationRequest:
             latent=_latent_from(data.get("latent")),
             variety=_number(data, "variety", 0.0),
             spread=_field(data, "spread", bool, False),
+            strength=_number(data, "strength", 1.0),
         )
 
 

@@ -24,7 +24,8 @@ Schema history (``schema`` in the document):
   picture): ``{"dtype": "float32" | "float16", "z": base64, "condition": base64, "source": file name}``,
   little-endian values whose count is checked before decoding (see ``ExplicitLatent.from_json``).
 - 3: as 2; the request may carry ``variety`` (0 to 1, absent at 0).
-- 4 (current): as 3; the request may carry ``spread: true`` (absent when off).
+- 4 (current): as 3; the request may carry ``spread: true`` (absent when off) and ``strength`` (0 to 2,
+  absent at 1).
 """
 
 from __future__ import annotations
@@ -148,6 +149,7 @@ def parameters_text(parameters: ImageParameters) -> str:
         f"Truncation: {request.truncation:g}",
         *([f"Variety: {request.variety:g}"] if request.variety else []),
         *(["Spread: on"] if request.spread else []),
+        *([f"Strength: {request.strength:g}"] if request.strength != 1.0 else []),
         f"Size: {width}x{height}",
         f"Model: {_quoted(request.model)}",
         f"Model hash: {parameters.model_hash or 'unknown'}",
@@ -476,7 +478,7 @@ def _from_document(document: Any, name: str) -> ImageParameters:
 
 def _from_schema1(document: dict[str, Any], schema: int = 1) -> ImageParameters:
     """Schemas 1 to 4 share a layout (2 adds the request's optional explicit latent, 3 its variety, 4 its
-    spread)."""
+    spread and strength)."""
     request_data = document.get("request")
     if not isinstance(request_data, dict):
         raise RequestError("The stored parameters hold no request object.")

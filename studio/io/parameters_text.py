@@ -18,7 +18,7 @@ A1111 = "AUTOMATIC1111"
 NEGATIVE_PREFIX = "Negative prompt:"
 # Keys this studio writes (studio.io.metadata.parameters_text); any other key marks another tool's text.
 STUDIO_KEYS = frozenset(
-    {"Seed", "Truncation", "Variety", "Spread", "Size", "Model", "Model hash", "Directions", "Concept", "Interpolate to",
+    {"Seed", "Truncation", "Variety", "Spread", "Strength", "Size", "Model", "Model hash", "Directions", "Concept", "Interpolate to",
      "Seed B", "t", "Animation", "Device", "Version"}
 )  # fmt: skip
 # One ``Key: value`` pair; the value is JSON-quoted or runs to the next comma (A1111's own pattern).
@@ -127,6 +127,7 @@ def _studio_request(prompt: str, seed: int, values: dict[str, str], pairs) -> Ge
         truncation=float(values["Truncation"]),
         variety=float(values.get("Variety", 0.0)),
         spread=_spread(values.get("Spread", "off")),
+        strength=float(values.get("Strength", 1.0)),
         directions=directions,
         concepts=tuple(concepts),
         interpolate_to=end,

@@ -47,9 +47,9 @@ class _Fields:
     count: int = 8
     truncation: float = 1.0
     variety: float = 0.0  # how far each seed moves the prompt's condition (GenerationRequest.variety)
-    spread: bool = (
-        SPREAD_DEFAULT  # seeds of a prompt that fits several emoji draw several (GenerationRequest.spread)
-    )
+    # seeds of a prompt that fits several emoji draw several of them (GenerationRequest.spread)
+    spread: bool = SPREAD_DEFAULT
+    strength: float = 1.0  # how hard the picture follows the prompt (GenerationRequest.strength)
     directions: dict[int, float] = field(default_factory=dict)
     concepts: tuple[ConceptSlider, ...] = ()
     slot_a: InterpolationSlot | None = None
@@ -106,7 +106,7 @@ class SessionState:
             return {int(i): float(s) for i, s in dict(value).items() if float(s) != 0.0}
         if name == "concepts":
             return tuple(value)
-        if name in ("truncation", "t", "variety"):
+        if name in ("truncation", "t", "variety", "strength"):
             return float(value)
         if name in ("seed", "count"):
             return int(value)
@@ -150,6 +150,7 @@ class SessionState:
         the default."""
         changes: dict[str, Any] = {
             "variety": 0.0,
+            "strength": 1.0,
             "directions": {},
             "concepts": tuple(replace(c, scale=0.0) for c in self.concepts),
         }
@@ -199,6 +200,7 @@ class SessionState:
             truncation=self.truncation,
             variety=self.variety,
             spread=self.spread,
+            strength=self.strength,
             directions=self._direction_pairs(),
             concepts=self._active_concepts(),
             model=self.model,
@@ -221,6 +223,7 @@ class SessionState:
             "truncation": request.truncation,
             "variety": request.variety,
             "spread": request.spread,
+            "strength": request.strength,
             "directions": dict(request.directions),
             "concepts": request.concepts,
             "latent": request.latent,

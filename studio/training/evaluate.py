@@ -78,20 +78,25 @@ def generate(
 
 
 class VariedGenerator(torch.nn.Module):
-    """A base generator as the engine renders it at ``variety`` (studio/engine/latents.py:
-    ``variety_offsets``), for scoring: ``forward(z, embedding)``, ``config`` and ``z_weight`` as the wrapped one."""
+    """A base generator as the engine renders it at ``variety`` and prompt ``strength`` (studio/engine/latents.py:
+    ``variety_offsets``, ``strengthened_conditions``), for scoring: ``forward(z, embedding)``, ``config`` and
+    ``z_weight`` as the wrapped one."""
 
-    def __init__(self, generator, variety: float):
+    def __init__(self, generator, variety: float, strength: float = 1.0):
         super().__init__()
         self.generator, self.variety, self.config = generator, float(variety), generator.config
+        self.strength = float(strength)
 
     def z_weight(self) -> torch.Tensor:
         return self.generator.z_weight()
 
     def forward(self, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        from studio.engine.latents import varied_conditions
+        from studio.engine.latents import strengthened_conditions, varied_conditions
 
-        projected = varied_conditions(self.generator.condition(condition), z, self.generator, self.variety)
+        projected = self.generator.condition(condition)
+        if self.strength != 1.0:
+            projected = strengthened_conditions(projected, self.generator, self.strength)
+        projected = varied_conditions(projected, z, self.generator, self.variety)
         return self.generator.synthesize(z, projected)
 
 

@@ -33,12 +33,13 @@ log = logging.getLogger(__name__)
 
 PROMPT_DEBOUNCE_MS = 220
 THUMBNAIL_IDLE_MS = 150
-EDIT_FIELDS = ("prompt", "truncation", "variety", "spread", "directions", "concepts", "seed")
+EDIT_FIELDS = ("prompt", "truncation", "variety", "spread", "strength", "directions", "concepts", "seed")
 PREVIEW_FIELDS = (
     "prompt",
     "truncation",
     "variety",
     "spread",
+    "strength",
     "directions",
     "concepts",
     "slot_a",
@@ -379,7 +380,7 @@ class StudioController(QObject):
         request = imported.request
         if imported.tool == A1111:  # only prompt and seed carry over; the person's own settings stay
             s = self.state
-            request = replace(request, truncation=s.truncation, variety=s.variety, spread=s.spread,
+            request = replace(request, truncation=s.truncation, variety=s.variety, spread=s.spread, strength=s.strength,
                               directions=s.preview_request().directions, concepts=s.concepts)  # fmt: skip
             what = f"the prompt and seed of {source or 'the pasted AUTOMATIC1111 parameters'}"
         else:

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.engine.requests import MAX_COUNT, MAX_SEED, MAX_TRUNCATION, MAX_VARIETY
+from studio.engine.requests import MAX_COUNT, MAX_SEED, MAX_STRENGTH, MAX_TRUNCATION, MAX_VARIETY
 from studio.session.history import PromptHistory
 from studio.session.state import RANDOM_SEED_LIMIT, SEED_FIXED, SEED_RANDOM, SessionState
 from studio.ui import theme
@@ -209,6 +209,13 @@ class PromptPanel(QWidget):
         )
         self.variety_spin.valueChanged.connect(lambda value: self.state.update(variety=value))
         form.addRow("Variety", self.variety_spin)
+        self.strength_spin = QDoubleSpinBox(minimum=0.0, maximum=MAX_STRENGTH, singleStep=0.05, decimals=2)
+        self.strength_spin.setToolTip(
+            "How hard the picture follows the prompt: 1 as trained; above 1 more typical of the prompt's kind "
+            "(and less of the one emoji it names), below 1 vaguer"
+        )
+        self.strength_spin.valueChanged.connect(lambda value: self.state.update(strength=value))
+        form.addRow("Strength", self.strength_spin)
         self.spread_check = QCheckBox("Seeds pick among the emoji it fits")
         self.spread_check.setToolTip(
             "On: when the prompt fits several emoji ('cat', 'heart', '猫'), each seed draws one of them; a "
@@ -319,7 +326,7 @@ class PromptPanel(QWidget):
             self._show_line()
         if name == "prompt":
             self._spread_names = []  # until the engine says which concepts the new prompt fits
-        if name in ("prompt", "seed", "seed_mode", "count", "truncation", "variety", "spread"):
+        if name in ("prompt", "seed", "seed_mode", "count", "truncation", "variety", "spread", "strength"):
             self._sync_from_state()
 
     def _sync_from_state(self) -> None:
@@ -334,6 +341,7 @@ class PromptPanel(QWidget):
             (self.count_spin, s.count),
             (self.truncation_spin, s.truncation),
             (self.variety_spin, s.variety),
+            (self.strength_spin, s.strength),
         )
         for widget, value in spins:
             if widget.value() != value:

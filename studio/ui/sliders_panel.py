@@ -150,7 +150,8 @@ class SlidersPanel(QWidget):
 
         buttons = QHBoxLayout()
         self.reset_button = QPushButton(
-            "Reset", toolTip="All sliders and variety back to 0 and truncation to the model's default"
+            "Reset",
+            toolTip="All sliders and variety back to 0, prompt strength to 1 and truncation to the model's default",
         )
         set_icon(self.reset_button, "reset")
         self.reset_button.clicked.connect(lambda: self.reset_requested.emit(self.default_truncation))
