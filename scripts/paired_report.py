@@ -45,13 +45,17 @@ def emoji_sets(data, language: str, limit: int | None) -> dict[str, np.ndarray]:
 
 
 def load_arm(path: str):
-    """``snapshot``, ``snapshot@V`` (the generator as the engine renders it at variety V) or
-    ``snapshot+spread`` (as it renders with spread on, matching against the shipped model's vocabulary)."""
+    """``snapshot``, ``snapshot@V`` (the generator as the engine renders it at variety V), ``snapshot*S`` (at
+    prompt strength S) or ``snapshot+spread`` (with spread on, matching against the shipped model's
+    vocabulary)."""
     from ab_report import load_snapshot
 
     path, spread, _ = path.partition("+spread")
+    path, _, strength = path.partition("*")
     snapshot, _, variety = path.partition("@")
     generator = load_snapshot(Path(snapshot))
+    if strength:
+        return VariedGenerator(generator, float(variety or 0.0), float(strength))
     if spread:
         from studio.engine.spread import Spreader
         from studio.models.vocabulary import load_vocabulary
@@ -70,7 +74,7 @@ def main() -> int:
         "--arm",
         action="append",
         required=True,
-        help="name=snapshot, name=snapshot@VARIETY or name=snapshot+spread (repeat)",
+        help="name=snapshot, name=snapshot@VARIETY, name=snapshot*STRENGTH or name=snapshot+spread (repeat)",
     )
     parser.add_argument("--upsampler", default="resources/models/emoji")
     parser.add_argument("--rounds", default="4-9", help="seed rounds, e.g. 4-9 or 4,5")
