@@ -66,9 +66,11 @@ class Spreader:
         return (weights @ self.vocabulary.embeddings[found].astype(np.float64)).astype(np.float32)
 
     def _find(self, key: bytes) -> np.ndarray:
-        return self.vocabulary.matches(
+        found = self.vocabulary.matches(
             np.frombuffer(key, np.float32), SPREAD_MARGIN, SPREAD_LIMIT, SPREAD_FLOOR, SPREAD_RELATED
         )
+        found.setflags(write=False)  # cached and handed out again: nobody may change it
+        return found
 
 
 @lru_cache(maxsize=4)

@@ -10,6 +10,11 @@ concept each names). A prompt is matched against every name of a concept and the
 English name, so "猫" is understood as "cat face" as surely as "cat" is (docs/bench/encoders.json:
 nearest-name accuracy 0.95x English or better in zh/ja/de/fr/es with aliases, 0.54-0.84x without). int8
 keeps the cosine within about 0.01 at a quarter of float32's size.
+
+It may also ship the caption texts (CLDR keywords and names, every language) that at least two concepts
+share, each once with the concepts that carry it (``keyword_codes``, ``keyword_scales``, ``keyword_offsets``,
+``keyword_owners``): :meth:`Vocabulary.matches` reads them so that "cat" fits every cat
+(studio/engine/spread.py).
 """
 
 from __future__ import annotations
@@ -139,9 +144,8 @@ class Vocabulary:
             return np.zeros(0, np.int64)
         close = np.flatnonzero(scores >= best - margin)
         close = close[own[close] >= own[close].max() - related]
-        close = close[
-            np.lexsort((close, -own[close], -scores[close]))
-        ]  # last key first: score, own name, index
+        # best score first, then the English name nearest the prompt, then the index (lexsort: last key first)
+        close = close[np.lexsort((close, -own[close], -scores[close]))]
         kept: dict[str, int] = {}  # base name -> its best-ranked variant, in rank order
         for index in close.tolist():
             kept.setdefault(_skin_tone_base(self.names[index]), index)
@@ -155,7 +159,8 @@ class Vocabulary:
 
 
 def _skin_tone_base(name: str) -> str:
-    """ "astronaut: light skin tone" -> "astronaut" (Unicode's names of skin-tone variants); others as they are."""
+    """The base of a skin-tone variant's Unicode name ("astronaut: light skin tone" -> "astronaut"); other
+    names as they are."""
     return name.split(":", 1)[0] if "skin tone" in name else name
 
 
