@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
+from conftest import HashTextEncoder
 from PIL import Image
 
 from studio.cli import main
@@ -67,6 +69,30 @@ def test_generate_spreads_by_default_and_no_spread_turns_it_off(capsys, tiny_mod
             assert ("Spread: on" in image.text["parameters"]) is expected
     code, text, _ = run(capsys, "inspect", next((tmp_path / "on").glob("*.png")))
     assert code == 0 and "Spread:       on" in text
+
+
+def test_generate_says_what_a_keyword_spreads_over(capsys, tiny_model_dir, tmp_path):
+    import shutil
+
+    from studio.models.vocabulary import save_vocabulary
+
+    folder = tmp_path / "models" / tiny_model_dir.name
+    shutil.copytree(tiny_model_dir, folder)
+    names = ["cat face", "grinning cat", "black cat", "dog face"]
+    encoder = HashTextEncoder()
+    save_vocabulary(
+        folder,
+        [{"name": n, "group": "", "subgroup": ""} for n in names],
+        encoder.encode(names),
+        keywords=(encoder.encode(["cat"]), [np.array([0, 1, 2])]),
+    )
+    args = ("-n", 2, "--out", tmp_path / "out", "--model", folder)
+    code, _, err = run(capsys, "generate", "cat", *args)
+    (line,) = [text for text in err.splitlines() if text.startswith("Spreading the seeds over 3 emoji: ")]
+    assert code == 0 and sorted(line.split(": ", 1)[1].split(", ")) == sorted(names[:3]), err
+    for prompt, flag in (("dog face", ()), ("cat", ("--no-spread",))):  # one concept, or spread off: quiet
+        code, _, err = run(capsys, "generate", prompt, *flag, *args)
+        assert code == 0 and "Spreading" not in err, err
 
 
 def test_generate_stores_the_prompt_strength_and_refuses_one_out_of_range(capsys, tiny_model_dir, tmp_path):

@@ -165,6 +165,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
             )
             if mismatch is not None:
                 print(f"gan-studio: warning: {mismatch.sentence}", file=sys.stderr)
+        if request.spread and request.latent is None and request.count > 1:
+            spread = engine.spread_concepts(request.prompt).result()
+            if len(spread) >= 2:  # say why the seeds draw different emoji (--no-spread: one)
+                shown = ", ".join(spread[:5]) + (", …" if len(spread) > 5 else "")
+                print(f"Spreading the seeds over {len(spread)} emoji: {shown}", file=sys.stderr)
         options = ExportOptions(template="{prompt}_{seed}")
         written = 0
         progress = _Progress(request.count)
