@@ -302,3 +302,18 @@ def test_paired_difference_resamples_emoji_and_finds_a_real_gain():
         paired_difference(a, b[:, :10])
     with pytest.raises(ValueError, match="coverage"):
         paired_difference(a, b, level=1.0)
+
+
+def test_spread_scores_are_never_written_into_model_json(tiny_model_dir, tmp_path):
+    import shutil
+    from types import SimpleNamespace
+
+    from studio.training.evaluate import EvaluateError, run_evaluate
+
+    folder = tmp_path / tiny_model_dir.name
+    shutil.copytree(tiny_model_dir, folder)
+    before = (folder / "model.json").read_bytes()
+    args = SimpleNamespace(model=str(folder), spread=True, write_metrics=True, snapshots=None, samples=None)
+    with pytest.raises(EvaluateError, match=r"drop --write-metrics\.$"):
+        run_evaluate(args)
+    assert (folder / "model.json").read_bytes() == before
