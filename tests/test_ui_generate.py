@@ -128,5 +128,8 @@ def test_the_spread_box_follows_the_state_and_reaches_every_stored_image(qtbot, 
     assert window.state.spread is True and panel.spread_check.isChecked()
     panel.strength_spin.setValue(1.25)
     assert window.state.strength == 1.25 and window.state.preview_request().strength == 1.25
+    assert abs(window.sliders_panel.strength_slider.value() - 1.25) <= 0.02  # the slider follows (one step)
+    window.sliders_panel.strength_slider.moved.emit(1.5)
+    assert window.state.strength == 1.5 and panel.strength_spin.value() == 1.5
     window.sliders_panel.reset_button.click()
     assert panel.spread_check.isChecked() and panel.strength_spin.value() == 1.0

@@ -1,5 +1,5 @@
 """The latent sliders dock: top closed-form (SeFa) directions by rank, concept sliders the person adds by
-naming two prompts, truncation and variety sliders, Reset and Randomize.
+naming two prompts, truncation, variety and prompt-strength sliders, Reset and Randomize.
 
 Every move goes straight into the session state; the window turns state changes into latest-wins previews,
 so a fast drag renders the newest position and never builds a backlog.
@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.engine.requests import MAX_CONCEPTS, MAX_TRUNCATION, MAX_VARIETY
+from studio.engine.requests import MAX_CONCEPTS, MAX_STRENGTH, MAX_TRUNCATION, MAX_VARIETY
 from studio.session.state import SessionState
 from studio.ui.theme import set_icon
 
@@ -36,7 +36,8 @@ STEPS = 100  # slider ticks each side of 0
 class OffsetSlider(QWidget):
     """A labelled horizontal slider for a float in [-span, span] (or [0, span] when ``signed`` is False).
 
-    Double-clicking it puts it back to ``reset_value`` (0, or the model's default truncation)."""
+    Double-clicking it puts it back to ``reset_value`` (0, 1 for the prompt strength, or the model's default
+    truncation)."""
 
     moved = Signal(float)
 
@@ -120,6 +121,16 @@ class SlidersPanel(QWidget):
         )
         self.variety_slider.moved.connect(lambda value: self.state.update(variety=value))
         layout.addWidget(self.variety_slider)
+        self.strength_slider = OffsetSlider(
+            "Strength",
+            MAX_STRENGTH,
+            signed=False,
+            tooltip="How hard the picture follows the prompt: 1 as trained; higher: more typical of the "
+            "prompt's kind and less of the one emoji it names",
+        )
+        self.strength_slider.reset_value = 1.0
+        self.strength_slider.moved.connect(lambda value: self.state.update(strength=value))
+        layout.addWidget(self.strength_slider)
 
         layout.addWidget(QLabel("LATENT DIRECTIONS", objectName="SectionTitle"))
         self.directions_box = QVBoxLayout()
@@ -208,12 +219,13 @@ class SlidersPanel(QWidget):
 
     # --- state -> widgets ---------------------------------------------------------------------------------------
     def _on_state_changed(self, name: str, value: object) -> None:
-        if name in ("directions", "concepts", "truncation", "variety"):
+        if name in ("directions", "concepts", "truncation", "variety", "strength"):
             self._sync_from_state()
 
     def _sync_from_state(self) -> None:
         self.truncation_slider.set_value(self.state.truncation)
         self.variety_slider.set_value(self.state.variety)
+        self.strength_slider.set_value(self.state.strength)
         for index, slider in enumerate(self.direction_sliders):
             slider.set_value(self.state.directions.get(index, 0.0))
         concepts = self.state.concepts
