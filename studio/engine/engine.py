@@ -217,34 +217,33 @@ class Engine:
 
         Each similarity is scaled by the share of the prompt the encoder can read, so a prompt in a script it
         does not know (every piece unknown) scores 0 instead of matching a name that is also all unknown."""
-        vocabulary = self._vocabulary
-        if vocabulary is None or vocabulary.embeddings.shape[1] == 0 or not prompt.strip():
-            future: concurrent.futures.Future = concurrent.futures.Future()
-            future.set_result([])
-            return future
 
-        def nearest() -> list[tuple[str, float]]:
-            found = vocabulary.nearest(self._renderer.encode([prompt])[0], k)
+        def nearest(vocabulary, embedding) -> list[tuple[str, float]]:
+            found = vocabulary.nearest(embedding, k)
             known_share = getattr(self._renderer.encoder, "known_share", None)
             scale = float(known_share(prompt)) if known_share is not None else 1.0
             return [(name, score * scale) for name, score in found]
 
-        return self._call_in_worker(nearest)
+        return self._vocabulary_lookup(prompt, nearest)
 
     def spread_concepts(self, prompt: str) -> concurrent.futures.Future:
         """The names of the concepts ``prompt`` spreads its seeds over with spread on (studio/engine/spread.py),
         best first; fewer than two means it is drawn as it is."""
+
+        def spread(vocabulary, embedding) -> list[str]:
+            return [vocabulary.names[int(i)] for i in self._renderer.spreader.matches(embedding)]
+
+        return self._vocabulary_lookup(prompt, spread)
+
+    def _vocabulary_lookup(self, prompt: str, lookup) -> concurrent.futures.Future:
+        """``lookup(vocabulary, prompt embedding)`` in the worker thread; [] at once when the model has no
+        vocabulary or the prompt is empty."""
         vocabulary = self._vocabulary
         if vocabulary is None or vocabulary.embeddings.shape[1] == 0 or not prompt.strip():
             future: concurrent.futures.Future = concurrent.futures.Future()
             future.set_result([])
             return future
-
-        def spread() -> list[str]:
-            found = self._renderer.spreader.matches(self._renderer.encode([prompt])[0])
-            return [vocabulary.names[int(i)] for i in found]
-
-        return self._call_in_worker(spread)
+        return self._call_in_worker(lambda: lookup(vocabulary, self._renderer.encode([prompt])[0]))
 
     def embed(self, prompts: Sequence[str]) -> concurrent.futures.Future:
         """Prompt embeddings (float32 N x D), computed in the worker thread."""
