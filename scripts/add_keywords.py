@@ -10,7 +10,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from studio.models.vocabulary import Keywords, dataset_keywords
@@ -32,12 +31,7 @@ def main() -> int:
     if data.caption_emb.shape[1] != tensors["embeddings"].shape[1]:
         raise SystemExit("The dataset was embedded with another encoder than the model's; nothing written.")
     shared = Keywords.quantize(*dataset_keywords(data))
-    tensors.update(
-        keyword_codes=np.ascontiguousarray(shared.codes),
-        keyword_scales=shared.scales,
-        keyword_offsets=shared.offsets.astype(np.int32),
-        keyword_owners=shared.owners.astype(np.int32),
-    )
+    tensors.update(shared.tensors())
     save_file(tensors, str(folder / "vocabulary.safetensors"))
     print(json.dumps({"keywords": len(shared.codes), "owners": len(shared.owners)}))
     return 0

@@ -66,6 +66,15 @@ class Keywords:
         flat = np.concatenate(owners).astype(np.int64) if owners else np.zeros(0, np.int64)
         return cls(*_quantize(embeddings), offsets, flat)
 
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The table as ``vocabulary.safetensors`` stores it (``keyword_*``; indices as int32)."""
+        return {
+            "keyword_codes": np.ascontiguousarray(self.codes),
+            "keyword_scales": self.scales,
+            "keyword_offsets": self.offsets.astype(np.int32),
+            "keyword_owners": self.owners.astype(np.int32),
+        }
+
     def concept_scores(self, query: np.ndarray, concepts: int) -> np.ndarray:
         """Per concept, its best keyword's cosine to ``query`` (-inf for a concept without shared keywords)."""
         out = np.full(concepts, -np.inf, np.float32)
@@ -276,13 +285,7 @@ def save_vocabulary(
             alias_owner=packed.owner.astype(np.int32),
         )
     if keywords is not None:
-        shared = Keywords.quantize(*keywords)
-        tensors.update(
-            keyword_codes=np.ascontiguousarray(shared.codes),
-            keyword_scales=shared.scales,
-            keyword_offsets=shared.offsets.astype(np.int32),
-            keyword_owners=shared.owners.astype(np.int32),
-        )
+        tensors.update(Keywords.quantize(*keywords).tensors())
     save_file(tensors, str(folder / "vocabulary.safetensors"))
 
 
