@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 
@@ -26,8 +25,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=40)
     args = parser.parse_args()
 
-    import torch
-
+    from studio.engine.bench import machine_report
     from studio.engine.devices import set_threads
     from studio.engine.engine import Engine
     from studio.engine.requests import GenerationRequest
@@ -57,12 +55,7 @@ def main() -> int:
         return (time.perf_counter() - started) * 1000.0
 
     report: dict = {
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        },
+        "machine": machine_report(),
         "model": info.model_name,
         "concepts": len(vocabulary.names),
         "keywords": 0 if vocabulary.keywords is None else len(vocabulary.keywords.codes),

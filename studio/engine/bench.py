@@ -43,6 +43,16 @@ def _images_per_second(fn, batch: int, repeats: int) -> float:
     return batch * repeats / (time.perf_counter() - started)
 
 
+def machine_report() -> dict:
+    """Which machine and torch a benchmark's numbers come from (every benchmark JSON starts with it)."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
@@ -67,12 +77,7 @@ def run_benchmark(
     z_dim, embed_dim = loaded.info.z_dim, loaded.info.base.embed_dim
     repeats = 2 if quick else 5
     report: dict = {
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        },
+        "machine": machine_report(),
         "model": info.model_name
         if not stand_in
         else "default architecture, random weights (shipped model not installed)",

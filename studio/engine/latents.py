@@ -83,7 +83,9 @@ def strengthened_conditions(projected: torch.Tensor, generator, amounts) -> torc
     row as ``N x 1``): for a text model exactly the prompt embedding times the amount, through the model's
     linear projection. 1 leaves them as they are; above 1 the prompt is followed harder."""
     origin = condition_origin(generator).to(projected.device)
-    return origin + (amounts * (projected - origin).cpu()).to(projected.device)
+    return origin + torch.as_tensor(amounts, dtype=projected.dtype, device=projected.device) * (
+        projected - origin
+    )
 
 
 @lru_cache(maxsize=4)
