@@ -555,7 +555,8 @@ def run_evaluate(args) -> dict | None:
             progress=print,
             judge_key=sha256_file(judge_path)[:16],  # scores of another judge are not reused
         )
-    if getattr(args, "spread", False) and args.write_metrics:
+    spread = bool(getattr(args, "spread", False))  # score what the studio draws with spread on
+    if spread and args.write_metrics:
         raise EvaluateError(
             "--spread scores what the studio draws, while model.json keeps the weights' own metrics; "
             "drop --write-metrics."
@@ -592,7 +593,7 @@ def run_evaluate(args) -> dict | None:
     psi = model.info.default_truncation if args.psi is None else args.psi
     language = getattr(args, "language", "en") or "en"
     generator = model.generator
-    if getattr(args, "spread", False):
+    if spread:
         from studio.engine.spread import Spreader
         from studio.models.vocabulary import load_vocabulary
 
@@ -606,7 +607,7 @@ def run_evaluate(args) -> dict | None:
         language=language,
         upsampler_eval=language == "en",
     )
-    if getattr(args, "spread", False):
+    if spread:
         metrics["spread"] = True  # what the studio draws, not the weights alone
     metrics["judge"] = {
         k: info.get(k) for k in ("steps", "minutes", "width", "train_accuracy", "heldout_accuracy")
