@@ -322,7 +322,9 @@ def train_base(options: TrainOptions) -> dict:
     torch.manual_seed(options.seed)
     config = base_config(ch, embed_dim=data.caption_emb.shape[1])
     generator = BaseGenerator(config).to(device)
-    discriminator = ProjectionDiscriminator(ch=ch, embed_dim=data.caption_emb.shape[1]).to(device)
+    discriminator = ProjectionDiscriminator(ch=options.d_ch or ch, embed_dim=data.caption_emb.shape[1]).to(
+        device
+    )
     w_proj, w_conv = discriminator_weights(options)
     projected = make_projected(options, data.caption_emb.shape[1], device) if w_proj > 0 else None
     d_params = list(discriminator.parameters()) + (projected.trainable() if projected is not None else [])
@@ -381,6 +383,7 @@ def train_base(options: TrainOptions) -> dict:
         "cond_noise": options.cond_noise,
         "augment": options.augment,
         "hole_weight": options.hole_weight,
+        "d_ch": options.d_ch or ch,
     }
     history = RunHistory(state, {"batch": batch * dist.world, **recipe})
     dist.broadcast_module(generator)

@@ -31,6 +31,7 @@ class TrainOptions:
     steps: int | None = None
     batch: int | None = None
     ch: int | None = None
+    d_ch: int | None = None  # base stage: the discriminator's width when it differs from the generator's
     run: Path | None = None
     threads: int | None = None
     seed: int = 0
@@ -80,6 +81,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="stop at this step")
     parser.add_argument("--batch", type=int, default=None, help="images per step per process")
     parser.add_argument("--ch", type=int, default=None, help="generator / discriminator width")
+    parser.add_argument(
+        "--d-ch",
+        type=int,
+        default=None,
+        help="base stage: the discriminator's width, if not --ch (e.g. a generator widened by "
+        "python -m studio.training.widen beside a discriminator snapshot of the old width)",
+    )
     parser.add_argument(
         "--run-dir", default=None, help="run folder for checkpoints and samples (default: runs/<stage>)"
     )
@@ -214,6 +222,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         steps=args.steps,
         batch=args.batch,
         ch=args.ch,
+        d_ch=args.d_ch,
         run=Path(args.run_dir) if args.run_dir else None,
         threads=args.threads,
         seed=args.seed,
