@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -60,7 +61,7 @@ def widen_state(state: dict, config: BaseConfig, new_ch: int, seed: int = 0) -> 
     Class-conditional and text-conditional generators alike: the conditioning path is not widened."""
     if new_ch < config.ch:
         raise ValueError(f"--ch {new_ch} is narrower than the generator's {config.ch}")
-    new_config = BaseConfig(**{**config.to_json(), "ch": new_ch, "channel_mult": tuple(config.channel_mult)})
+    new_config = replace(config, ch=new_ch)
     generator = torch.Generator().manual_seed(seed)
     widths = [(config.ch * m, new_ch * m) for m in config.channel_mult]
     stage = [_Widening(old, new, generator) for old, new in widths]
