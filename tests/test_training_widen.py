@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from studio.models.cgan import BaseConfig, BaseGenerator
 from studio.training.dataset import make_synthetic_dataset
-from studio.training.options import CHECKPOINT
+from studio.training.options import CHECKPOINT, TrainError
 from studio.training.train import train
 from studio.training.widen import main, widen_state
 
@@ -100,6 +100,9 @@ def test_the_command_writes_a_snapshot_a_run_can_start_from_beside_an_old_width_
     saved = torch.load(wider.run / CHECKPOINT, weights_only=False)
     assert saved["generator"]["out_conv.weight"].shape[1] == 6
     assert saved["runs"][-1]["d_ch"] == 4
+    with pytest.raises(TrainError, match=r"--d-ch must be 1 or more \(got 0\)"):
+        train(tiny_train_options(synthetic_data, tmp_path / "zero", 1, d_ch=0))
+    assert not (tmp_path / "zero").exists()
     # a narrower --ch is one sentence, and nothing is written
     bad = tmp_path / "bad" / "g.safetensors"
     assert main(["--generator", str(g), "--ch", "2", "--out", str(bad)]) == 2
