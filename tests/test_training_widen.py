@@ -100,6 +100,10 @@ def test_the_command_writes_a_snapshot_a_run_can_start_from_beside_an_old_width_
     saved = torch.load(wider.run / CHECKPOINT, weights_only=False)
     assert saved["generator"]["out_conv.weight"].shape[1] == 6
     assert saved["runs"][-1]["d_ch"] == 4
+    # resuming it without --d-ch (a discriminator of width 6) is one sentence, and the checkpoint is kept
+    with pytest.raises(TrainError, match=r"trained at another width \(--ch, --d-ch\)"):
+        train(tiny_train_options(synthetic_data, tmp_path / "go-on", 2, ch=6, resume=True))
+    assert torch.load(wider.run / CHECKPOINT, weights_only=False)["step"] == saved["step"]
     with pytest.raises(TrainError, match=r"--d-ch must be 1 or more \(got 0\)"):
         train(tiny_train_options(synthetic_data, tmp_path / "zero", 1, d_ch=0))
     assert not (tmp_path / "zero").exists()

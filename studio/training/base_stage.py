@@ -347,6 +347,13 @@ def train_base(options: TrainOptions) -> dict:
     step, trained_seconds, images_seen = 0, 0.0, 0
     ckpt_path, state = open_checkpoint(options, run, device)
     if state is not None:
+        if not same_shapes(state["generator"], generator.state_dict()) or not same_shapes(
+            state["discriminator"], discriminator.state_dict()
+        ):
+            raise TrainError(
+                f"The checkpoint in '{run}' was trained at another width (--ch, --d-ch) or with another text "
+                "encoder; resume it with the settings it was started with."
+            )
         generator.load_state_dict(state["generator"])
         discriminator.load_state_dict(state["discriminator"])
         if projected is not None:
