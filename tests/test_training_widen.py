@@ -38,15 +38,20 @@ def trained_like(config: BaseConfig) -> BaseGenerator:
     return generator
 
 
+CLASSES = BaseConfig(z_dim=8, num_classes=3, cond_dim=5, ch=4, channel_mult=(4, 2, 1))
+
+
 @pytest.mark.parametrize("mode", ["eval", "train"])
-def test_the_wider_generator_draws_the_same_pictures(mode):
-    narrow = trained_like(CONFIG).double()  # in float64 only rounding is left to differ
-    state, config = widen_state(narrow.state_dict(), CONFIG, 7, seed=3)
+@pytest.mark.parametrize("shape", [CONFIG, CLASSES], ids=["text", "classes"])
+def test_the_wider_generator_draws_the_same_pictures(mode, shape):
+    narrow = trained_like(shape).double()  # in float64 only rounding is left to differ
+    state, config = widen_state(narrow.state_dict(), shape, 7, seed=3)
     wide = BaseGenerator(config).double()
     wide.load_state_dict(state)
-    assert config.ch == 7 and config.channel_mult == CONFIG.channel_mult
+    assert config.ch == 7 and config.channel_mult == shape.channel_mult
     assert wide.fc.out_features == 16 * 28 and wide.out_conv.in_channels == 7
-    z, e = torch.randn(5, 8, dtype=torch.float64), torch.randn(5, 6, dtype=torch.float64)
+    z = torch.randn(5, 8, dtype=torch.float64)
+    e = torch.tensor([0, 1, 2, 1, 0]) if shape.num_classes else torch.randn(5, 6, dtype=torch.float64)
     getattr(narrow, mode)()
     getattr(wide, mode)()
     with torch.no_grad():
