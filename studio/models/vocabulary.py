@@ -49,6 +49,25 @@ class Aliases:
     def scores(self, query: np.ndarray) -> np.ndarray:
         return _int8_scores(self.codes, self.scales, query)
 
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The table as ``vocabulary.safetensors`` stores it (``alias_*``; owners as int32)."""
+        return {
+            "alias_codes": np.ascontiguousarray(self.codes),
+            "alias_scales": self.scales.astype(np.float32),
+            "alias_owner": self.owner.astype(np.int32),
+        }
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, np.ndarray]) -> Aliases | None:
+        """The table :meth:`tensors` stored, or None when the file has none (KeyError: a part is missing)."""
+        if "alias_codes" not in tensors:
+            return None
+        return cls(
+            tensors["alias_codes"].astype(np.int8),
+            tensors["alias_scales"].astype(np.float32),
+            tensors["alias_owner"].astype(np.int64),
+        )
+
 
 @dataclass
 class Keywords:
@@ -74,6 +93,18 @@ class Keywords:
             "keyword_offsets": self.offsets.astype(np.int32),
             "keyword_owners": self.owners.astype(np.int32),
         }
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, np.ndarray]) -> Keywords | None:
+        """The table :meth:`tensors` stored, or None when the file has none (KeyError: a part is missing)."""
+        if "keyword_codes" not in tensors:
+            return None
+        return cls(
+            tensors["keyword_codes"].astype(np.int8),
+            tensors["keyword_scales"].astype(np.float32),
+            tensors["keyword_offsets"].astype(np.int64),
+            tensors["keyword_owners"].astype(np.int64),
+        )
 
     def concept_scores(self, query: np.ndarray, concepts: int) -> np.ndarray:
         """Per concept, its best keyword's cosine to ``query`` (-inf for a concept without shared keywords)."""
@@ -239,21 +270,7 @@ def _load_embeddings(path: Path, model_name: str) -> tuple[np.ndarray, Aliases |
     try:
         tensors = load_file(str(path))
         embeddings = tensors["embeddings"].astype(np.float32)
-        aliases = None
-        if "alias_codes" in tensors:
-            aliases = Aliases(
-                tensors["alias_codes"].astype(np.int8),
-                tensors["alias_scales"].astype(np.float32),
-                tensors["alias_owner"].astype(np.int64),
-            )
-        keywords = None
-        if "keyword_codes" in tensors:
-            keywords = Keywords(
-                tensors["keyword_codes"].astype(np.int8),
-                tensors["keyword_scales"].astype(np.float32),
-                tensors["keyword_offsets"].astype(np.int64),
-                tensors["keyword_owners"].astype(np.int64),
-            )
+        aliases, keywords = Aliases.from_tensors(tensors), Keywords.from_tensors(tensors)
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
         raise UntrustedInputError(f"{where} are damaged ({type(exc).__name__}).") from exc
     if embeddings.ndim != 2 or not np.isfinite(embeddings).all():
@@ -278,12 +295,7 @@ def save_vocabulary(
     )
     tensors = {"embeddings": np.ascontiguousarray(embeddings.astype(np.float16))}
     if aliases is not None:
-        packed = Aliases.quantize(*aliases)
-        tensors.update(
-            alias_codes=np.ascontiguousarray(packed.codes),
-            alias_scales=packed.scales.astype(np.float32),
-            alias_owner=packed.owner.astype(np.int32),
-        )
+        tensors.update(Aliases.quantize(*aliases).tensors())
     if keywords is not None:
         tensors.update(Keywords.quantize(*keywords).tensors())
     save_file(tensors, str(folder / "vocabulary.safetensors"))
