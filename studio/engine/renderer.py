@@ -148,12 +148,7 @@ class Renderer:
             def embed(prompts: list[str], zs: list | None = None) -> torch.Tensor:
                 encoded = self.encode(prompts)
                 if zs is not None:  # spread: each row's z mixes the concepts its prompt fits
-                    encoded = np.stack(
-                        [
-                            e if row_z is None else self.spreader.embedding(e, row_z)
-                            for e, row_z in zip(encoded, zs)
-                        ]
-                    )
+                    encoded = self.spreader.embeddings(encoded, zs)
                 vectors = torch.from_numpy(encoded).to(device)
                 # One row at a time, like the forward pass, so a batch never moves a bit of the result.
                 return torch.cat(

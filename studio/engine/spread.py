@@ -65,6 +65,12 @@ class Spreader:
         weights = spread_weights(z, len(found)).double().numpy()
         return (weights @ self.vocabulary.embeddings[found].astype(np.float64)).astype(np.float32)
 
+    def embeddings(self, embeddings: np.ndarray, zs) -> np.ndarray:
+        """:meth:`embedding` row by row (``zs`` one z per row; a row whose z is None keeps its own)."""
+        if len(embeddings) == 0:
+            return embeddings
+        return np.stack([e if z is None else self.embedding(e, z) for e, z in zip(embeddings, zs)])
+
     def _find(self, key: bytes) -> np.ndarray:
         found = self.vocabulary.matches(
             np.frombuffer(key, np.float32), SPREAD_MARGIN, SPREAD_LIMIT, SPREAD_FLOOR, SPREAD_RELATED

@@ -112,12 +112,7 @@ class SpreadGenerator(torch.nn.Module):
         return self.generator.z_weight()
 
     def forward(self, z: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        rows = embedding.detach().float().cpu().numpy()
-        spread = (
-            np.stack([self.spreader.embedding(rows[i], z[i]) for i in range(len(rows))])
-            if len(rows)
-            else rows
-        )
+        spread = self.spreader.embeddings(embedding.detach().float().cpu().numpy(), z)
         return self.generator(z, torch.from_numpy(spread).to(embedding.device))
 
 
