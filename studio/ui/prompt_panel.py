@@ -196,26 +196,29 @@ class PromptPanel(QWidget):
         self.count_spin = QSpinBox(minimum=1, maximum=MAX_COUNT, toolTip="How many images Generate makes")
         self.count_spin.valueChanged.connect(lambda value: self.state.update(count=value))
         form.addRow("Images", self.count_spin)
-        self.truncation_spin = QDoubleSpinBox(
-            minimum=0.0, maximum=MAX_TRUNCATION, singleStep=0.05, decimals=2
+        self.truncation_spin = self._amount_spin(
+            form,
+            "Truncation",
+            "truncation",
+            MAX_TRUNCATION,
+            "Lower: more typical pictures; higher: more varied ones",
         )
-        self.truncation_spin.setToolTip("Lower: more typical pictures; higher: more varied ones")
-        self.truncation_spin.valueChanged.connect(lambda value: self.state.update(truncation=value))
-        form.addRow("Truncation", self.truncation_spin)
-        self.variety_spin = QDoubleSpinBox(minimum=0.0, maximum=MAX_VARIETY, singleStep=0.05, decimals=2)
-        self.variety_spin.setToolTip(
+        self.variety_spin = self._amount_spin(
+            form,
+            "Variety",
+            "variety",
+            MAX_VARIETY,
             "0: the seeds of a prompt stay close to it; higher: each seed wanders further, so the pictures "
-            "differ more and each is a little less like the prompt"
+            "differ more and each is a little less like the prompt",
         )
-        self.variety_spin.valueChanged.connect(lambda value: self.state.update(variety=value))
-        form.addRow("Variety", self.variety_spin)
-        self.strength_spin = QDoubleSpinBox(minimum=0.0, maximum=MAX_STRENGTH, singleStep=0.05, decimals=2)
-        self.strength_spin.setToolTip(
+        self.strength_spin = self._amount_spin(
+            form,
+            "Strength",
+            "strength",
+            MAX_STRENGTH,
             "How hard the picture follows the prompt: 1 as trained; above 1 more typical of the prompt's kind "
-            "(and less of the one emoji it names), below 1 vaguer"
+            "(and less of the one emoji it names), below 1 vaguer",
         )
-        self.strength_spin.valueChanged.connect(lambda value: self.state.update(strength=value))
-        form.addRow("Strength", self.strength_spin)
         self.spread_check = QCheckBox("Seeds pick among the emoji it fits")
         self.spread_check.setToolTip(
             "On: when the prompt fits several emoji ('cat', 'heart', '猫'), each seed draws one of them; a "
@@ -294,6 +297,15 @@ class PromptPanel(QWidget):
     # --- edits -> state -----------------------------------------------------------------------------------------
     def _on_prompt_edited(self) -> None:
         self.state.update(prompt=self.prompt_edit.toPlainText())
+
+    def _amount_spin(
+        self, form: QFormLayout, label: str, field: str, maximum: float, tip: str
+    ) -> QDoubleSpinBox:
+        """A 0..maximum box (steps of 0.05, two decimals) that sets the session's ``field``, as a row of ``form``."""
+        spin = QDoubleSpinBox(minimum=0.0, maximum=maximum, singleStep=0.05, decimals=2, toolTip=tip)
+        spin.valueChanged.connect(lambda value: self.state.update(**{field: value}))
+        form.addRow(label, spin)
+        return spin
 
     def _on_seed_edited(self) -> None:
         text = self.seed_edit.text().strip()
