@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,42 @@ def tiny_train_options(data: Path, folder: Path, steps, **options):
     return TrainOptions(**settings)
 
 
+def stored_everywhere(request, tmp_path: Path, shown: str) -> dict:
+    """Round-trip ``request`` through its JSON, the one-line parameters text (which must show ``shown``, e.g.
+    "Variety: 0.35", while a default request's text has no such key) and a PNG's metadata; returns the JSON
+    data for the caller's own field checks."""
+    import json
+
+    from PIL import Image
+
+    from studio.engine.requests import GenerationRequest
+    from studio.io.metadata import ImageParameters, parameters_text, read_parameters, save_options
+    from studio.io.parameters_text import parse_parameters_text
+
+    data = json.loads(json.dumps(request.to_json()))
+    assert GenerationRequest.from_json(data) == request
+    parameters = ImageParameters(request=request, model_hash="abc", size=(128, 128))
+    text = parameters_text(parameters)
+    assert shown in text
+    assert parse_parameters_text(text, model="emoji").request == request
+    key = shown.split(":")[0]
+    assert key not in parameters_text(ImageParameters(request=GenerationRequest("cat"), size=(1, 1)))
+    path = tmp_path / "stored.png"
+    Image.new("RGBA", (4, 4)).save(path, **save_options(parameters, "png"))
+    assert read_parameters(path).request == request
+    return data
+
+
+@contextmanager
+def open_engine(model_dir: Path):
+    """A ready engine on ``model_dir`` with the hash encoder, on the CPU; closed on leaving."""
+    from studio.engine.engine import Engine
+
+    with Engine(model=model_dir, device="cpu", text_encoder=HashTextEncoder()) as engine:
+        engine.wait_ready(timeout=60)
+        yield engine
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("models"))
@@ -121,9 +158,5 @@ def _isolated_user_dirs(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_engine(tiny_model_dir):
     """An engine on the tiny model with the hash encoder, shared by one test module."""
-    from studio.engine.engine import Engine
-
-    engine = Engine(model=tiny_model_dir, device="cpu", text_encoder=HashTextEncoder())
-    engine.wait_ready(timeout=60)
-    yield engine
-    engine.close()
+    with open_engine(tiny_model_dir) as engine:
+        yield engine

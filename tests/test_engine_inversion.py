@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_NAME, HashTextEncoder
+from conftest import TINY_NAME, HashTextEncoder, open_engine
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -41,10 +41,8 @@ def _render(engine, request):
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir):
-    engine = Engine(model=tiny_model_dir, device="cpu", text_encoder=HashTextEncoder())
-    engine.wait_ready(60)
-    yield engine
-    engine.close()
+    with open_engine(tiny_model_dir) as engine:
+        yield engine
 
 
 @pytest.fixture(scope="module")
@@ -334,8 +332,7 @@ def test_a_vocabulary_is_searched_and_its_renders_are_cached(tmp_path, monkeypat
     names = [f"concept {i}" for i in range(80)]
     save_vocabulary(folder, [{"name": n} for n in names], HashTextEncoder().encode(names))
     monkeypatch.setenv("GAN_STUDIO_DATA_DIR", str(tmp_path / "user"))
-    with Engine(model=folder, device="cpu", text_encoder=HashTextEncoder()) as engine:
-        engine.wait_ready(60)
+    with open_engine(folder) as engine:
         target = _render(
             engine, GenerationRequest("concept 7", seed=0, truncation=0.0, model=TINY_NAME)
         ).image

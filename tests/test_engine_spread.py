@@ -4,20 +4,16 @@ that carries a request (engine, JSON, image parameters, parameters text, session
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import numpy as np
 import pytest
 import torch
-from conftest import HashTextEncoder
-from PIL import Image
+from conftest import HashTextEncoder, open_engine, stored_everywhere
 
 from studio.engine.latents import seeded_z
 from studio.engine.requests import Endpoint, GenerationRequest, RequestError
 from studio.engine.spread import SPREAD_LIMIT, Spreader, spread_weights
-from studio.io.metadata import ImageParameters, parameters_text, read_parameters, save_options
-from studio.io.parameters_text import parse_parameters_text
 from studio.models.format import read_model_info
 from studio.models.vocabulary import Vocabulary, dataset_keywords, load_vocabulary, save_vocabulary
 from studio.session.state import SessionState
@@ -52,12 +48,8 @@ def vocabulary(spread_model_dir) -> Vocabulary:
 
 @pytest.fixture(scope="module")
 def spread_engine(spread_model_dir):
-    from studio.engine.engine import Engine
-
-    engine = Engine(model=spread_model_dir, device="cpu", text_encoder=HashTextEncoder())
-    engine.wait_ready(timeout=60)
-    yield engine
-    engine.close()
+    with open_engine(spread_model_dir) as engine:
+        yield engine
 
 
 def _embed(text: str) -> np.ndarray:
@@ -175,21 +167,13 @@ def test_spread_interpolation_ends_are_the_spread_images(spread_engine):
 
 def test_spread_round_trips_json_text_and_image_parameters(tmp_path):
     request = GenerationRequest("cat", seed=3, spread=True, interpolate_to=Endpoint("dog", 4), t=0.5)
-    data = json.loads(json.dumps(request.to_json()))
-    assert data["spread"] is True and GenerationRequest.from_json(data) == request
+    data = stored_everywhere(request, tmp_path, "Spread: on")
+    assert data["spread"] is True
     # absent when off, and a request stored before spread existed reads as off
     assert "spread" not in GenerationRequest("cat").to_json()
     assert GenerationRequest.from_json({"prompt": "cat"}).spread is False
     with pytest.raises(RequestError, match="'spread' must be true or false"):
         GenerationRequest.from_json({**data, "spread": 1})
-    parameters = ImageParameters(request=request, model_hash="abc", size=(128, 128))
-    text = parameters_text(parameters)
-    assert "Spread: on" in text
-    assert parse_parameters_text(text, model="emoji").request == request
-    assert "Spread" not in parameters_text(ImageParameters(request=GenerationRequest("cat"), size=(1, 1)))
-    path = tmp_path / "spread.png"
-    Image.new("RGBA", (4, 4)).save(path, **save_options(parameters, "png"))
-    assert read_parameters(path).request == request
 
 
 def test_session_state_spreads_new_images_and_restores_a_stored_choice():

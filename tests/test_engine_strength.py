@@ -3,17 +3,13 @@ every layer that carries a request (engine, JSON, image parameters, parameters t
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from conftest import stored_everywhere
 
 from studio.engine.latents import condition_origin, seeded_z, strengthened_conditions
 from studio.engine.requests import MAX_STRENGTH, Endpoint, GenerationRequest, RequestError
-from studio.io.metadata import ImageParameters, parameters_text, read_parameters, save_options
-from studio.io.parameters_text import parse_parameters_text
 from studio.models.format import load_model
 from studio.session.state import SessionState
 
@@ -71,18 +67,11 @@ def test_strength_out_of_range_is_one_sentence(value):
 
 def test_strength_round_trips_json_text_and_image_parameters(tmp_path):
     request = GenerationRequest("cat", seed=3, strength=1.25, interpolate_to=Endpoint("dog", 4), t=0.5)
-    data = json.loads(json.dumps(request.to_json()))
-    assert data["strength"] == 1.25 and GenerationRequest.from_json(data) == request
+    data = stored_everywhere(request, tmp_path, "Strength: 1.25")
+    assert data["strength"] == 1.25
     assert (
         "strength" not in GenerationRequest("cat").to_json()
     )  # absent at 1: older readers read it as before
-    parameters = ImageParameters(request=request, model_hash="abc", size=(128, 128))
-    text = parameters_text(parameters)
-    assert "Strength: 1.25" in text
-    assert parse_parameters_text(text, model="emoji").request == request
-    path = tmp_path / "strong.png"
-    Image.new("RGBA", (4, 4)).save(path, **save_options(parameters, "png"))
-    assert read_parameters(path).request == request
 
 
 def test_session_state_carries_restores_and_resets_strength():

@@ -3,17 +3,14 @@ carries a request (engine, JSON, image parameters, parameters text, session stat
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from conftest import stored_everywhere
 
 from studio.engine.latents import VARIETY_SEED, seeded_z, variety_offsets
 from studio.engine.requests import MAX_VARIETY, Endpoint, GenerationRequest, RequestError
-from studio.io.metadata import ImageParameters, parameters_text, read_parameters, save_options
-from studio.io.parameters_text import parse_parameters_text
+from studio.io.metadata import read_parameters
 from studio.models.format import load_model
 from studio.session.state import SessionState
 
@@ -108,19 +105,11 @@ def test_variety_out_of_range_is_one_sentence(value):
 
 def test_variety_round_trips_json_text_and_image_parameters(tmp_path):
     request = GenerationRequest("cat", seed=3, variety=0.35, interpolate_to=Endpoint("dog", 4), t=0.5)
-    data = json.loads(json.dumps(request.to_json()))
-    assert data["variety"] == 0.35 and GenerationRequest.from_json(data) == request
+    data = stored_everywhere(request, tmp_path, "Variety: 0.35")
+    assert data["variety"] == 0.35
     assert "variety" not in GenerationRequest("cat").to_json()  # absent at 0: older files read as before
     with pytest.raises(RequestError, match="'variety' must be a number"):
         GenerationRequest.from_json({**data, "variety": "0.3"})
-    parameters = ImageParameters(request=request, model_hash="abc", size=(128, 128))
-    text = parameters_text(parameters)
-    assert "Variety: 0.35" in text
-    assert parse_parameters_text(text, model="emoji").request == request
-    assert "Variety" not in parameters_text(ImageParameters(request=GenerationRequest("cat"), size=(1, 1)))
-    path = tmp_path / "varied.png"
-    Image.new("RGBA", (4, 4)).save(path, **save_options(parameters, "png"))
-    assert read_parameters(path).request == request
 
 
 def test_session_state_carries_restores_and_resets_variety():
