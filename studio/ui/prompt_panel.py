@@ -33,6 +33,9 @@ from studio.session.state import RANDOM_SEED_LIMIT, SEED_FIXED, SEED_RANDOM, Ses
 from studio.ui import theme
 from studio.ui.theme import set_icon
 
+# The tooltip of the line under the prompt, unless it says what Spread picks among.
+NEAREST_TIP = "The concepts the model knows that are closest to this prompt"
+
 
 class PromptEdit(QPlainTextEdit):
     """A multi-line prompt: Alt+Up/Down walk the history, Ctrl+Enter submits, completion pops up while typing."""
@@ -164,7 +167,7 @@ class PromptPanel(QWidget):
         self._spread_names: list[str] = []  # the concepts the prompt's seeds spread over (engine's answer)
         self.nearest_label = QLabel("", objectName="Nearest")
         self.nearest_label.setWordWrap(True)
-        self.nearest_label.setToolTip("The concepts the model knows that are closest to this prompt")
+        self.nearest_label.setToolTip(NEAREST_TIP)
         under_prompt = QHBoxLayout()
         under_prompt.addWidget(self.nearest_label, 1)
         under_prompt.addWidget(self.history_button, 0, Qt.AlignmentFlag.AlignTop)
@@ -276,7 +279,7 @@ class PromptPanel(QWidget):
             )
             self.nearest_label.setToolTip("With Spread on, each seed draws one of: " + ", ".join(names))
         else:
-            self.nearest_label.setToolTip("The concepts the model knows that are closest to this prompt")
+            self.nearest_label.setToolTip(NEAREST_TIP)
         self.nearest_label.setText(text)
         self.nearest_label.setProperty("poor", poor)
 
