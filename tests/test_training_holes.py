@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import tiny_train_options
 
-from studio.training.base_stage import alpha_holes, caption_hole_targets, hole_excess
+from studio.training.base_stage import alpha_holes, caption_hole_targets, deep_dips, hole_excess
 from studio.training.dataset import load_dataset, make_synthetic_dataset
 from studio.training.options import CHECKPOINT, TrainError
 from studio.training.train import train
@@ -49,6 +49,23 @@ def test_a_hole_counts_and_its_gradient_only_fills_it():
     # equals its closing, nor on the rim around the hole
     assert moved == [[15, 15]] and float(holed.grad[0, 3, 15, 15]) < 0
     assert torch.count_nonzero(holed.grad[0, :3]) == 0  # colour is left to the other terms
+
+
+def test_deep_dips_count_the_pixels_of_holes_narrower_than_the_closing():
+    """The ship rules' count (scripts/heart_check.py): pixels more than 0.5 below the closing, per image."""
+    whole = _disc(radius=40.0, size=128)
+    holed = whole.clone()
+    holed[0, :, 60:62, 60:63] = -1.0  # a 2 x 3 px transparent hole
+    shallow = whole.clone()
+    shallow[0, 3, 60:62, 60:63] = 0.2  # alpha 0.6: a ripple, not a hole
+    ring = whole.clone()
+    ring[0, :, 56:72, 56:72] = -1.0  # a 16 px hole: wider than the 7 px closing, part of the shape
+    overshoot = whole.clone()
+    # alpha 1.7 where a bicubic upscale overshoots: shown as 1, so no dip between the two
+    overshoot[0, 3, 64, [62, 66]] = 2.4
+    counts = deep_dips(torch.cat([whole, holed, shallow, ring, overshoot]), 7).tolist()
+    assert counts == [0, 6, 0, 0, 0]
+    assert deep_dips(ring, 17).tolist() == [256]  # a closing wide enough fills it
 
 
 def test_the_term_bites_only_above_its_captions_real_share():
