@@ -212,3 +212,24 @@ def test_a_run_trains_with_the_augment_policy_given_and_records_it(synthetic_dat
     with pytest.raises(TrainError, match="--augment: 'crop' is not a DiffAugment policy"):
         train(tiny_train_options(synthetic_data, tmp_path / "b", 1, augment="crop"))
     assert not (tmp_path / "b").exists()
+
+
+def test_the_learning_rates_come_from_the_command_line_and_are_recorded(synthetic_data, tmp_path, capsys):
+    from studio.cli import main
+
+    def cli(name, *extra):
+        tiny = ["--steps", "2", "--batch", "4", "--ch", "4", "--threads", "1"]
+        folder = ["--out", str(tmp_path / f"{name}-model"), "--run-dir", str(tmp_path / name)]
+        return main(["train", "--data", str(synthetic_data), *folder, *tiny, *extra])
+
+    assert cli("slow-d", "--lr-d", "5e-5", "--lr-g", "1e-4") == 0
+    state = torch.load(tmp_path / "slow-d" / CHECKPOINT, weights_only=False)
+    assert [g["lr"] for g in state["opt_d"]["param_groups"]] == [5e-5]
+    assert [g["lr"] for g in state["opt_g"]["param_groups"]] == [1e-4]
+    assert (state["runs"][-1]["lr_d"], state["runs"][-1]["lr_g"]) == (5e-5, 1e-4)
+    assert cli("default") == 0
+    assert torch.load(tmp_path / "default" / CHECKPOINT, weights_only=False)["runs"][-1]["lr_d"] == 2e-4
+    capsys.readouterr()
+    assert cli("zero", "--lr-d", "0") != 0
+    assert "--lr-d must lie above 0 and at most 0.1 (got 0.0)." in capsys.readouterr().err
+    assert not (tmp_path / "zero").exists()

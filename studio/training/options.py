@@ -145,6 +145,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "not an emoji's name (a shared keyword, another caption) to draw different pictures (0: off)",
     )
     parser.add_argument(
+        "--lr-g", type=float, default=2e-4, help="base stage: the generator's Adam learning rate"
+    )
+    parser.add_argument(
+        "--lr-d",
+        type=float,
+        default=2e-4,
+        help="the discriminators' Adam learning rate (base stage; the upsampler's critic too): lower it to "
+        "keep the discriminator's margin between real and fake narrower",
+    )
+    parser.add_argument(
         "--lr-decay-from",
         type=int,
         default=None,
@@ -234,6 +244,8 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         diversity_weight=args.diversity_weight,
         name_languages=args.name_languages,
         other_names_prob=args.other_names_prob,
+        lr_g=args.lr_g,
+        lr_d=args.lr_d,
         lr_decay_from=args.lr_decay_from,
         features=Path(args.features),
         projected_size=args.projected_size,
