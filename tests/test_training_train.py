@@ -233,3 +233,8 @@ def test_the_learning_rates_come_from_the_command_line_and_are_recorded(syntheti
     assert cli("zero", "--lr-d", "0") != 0
     assert "--lr-d must lie above 0 and at most 0.1 (got 0.0)." in capsys.readouterr().err
     assert not (tmp_path / "zero").exists()
+    assert (
+        cli("critic", "--stage", "upsampler", "--lr-d", "-1") != 0
+    )  # the upsampler's critic learns at --lr-d
+    assert "--lr-d must lie above 0" in capsys.readouterr().err
+    assert not (tmp_path / "critic").exists()

@@ -276,9 +276,6 @@ def check_ranges(options: TrainOptions) -> None:
         raise TrainError(f"--cond-noise must lie between 0 and 2 (got {options.cond_noise}).")
     if options.hole_weight < 0:
         raise TrainError(f"--hole-weight must be 0 or more (got {options.hole_weight}).")
-    for flag, rate in (("--lr-g", options.lr_g), ("--lr-d", options.lr_d)):
-        if not 0.0 < rate <= 0.1:
-            raise TrainError(f"{flag} must lie above 0 and at most 0.1 (got {rate}).")
     for flag, width in (("--ch", options.ch), ("--d-ch", options.d_ch)):
         if width is not None and width < 1:
             raise TrainError(f"{flag} must be 1 or more (got {width}).")

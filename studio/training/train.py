@@ -35,6 +35,9 @@ from studio.training.options import TrainError, TrainOptions, add_train_argument
 
 def train(options: TrainOptions) -> dict:
     """Run one stage; returns a summary dict (step, images/s, losses, minutes)."""
+    for flag, rate in (("--lr-g", options.lr_g), ("--lr-d", options.lr_d)):
+        if not 0.0 < rate <= 0.1:  # both stages: the upsampler's critic learns at lr_d
+            raise TrainError(f"{flag} must lie above 0 and at most 0.1 (got {rate}).")
     if options.stage == "base":
         from studio.training.base_stage import train_base
 
