@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,12 @@ def render(
         return small, upsampler(small)
 
 
+def label(prompt: str) -> str:
+    """The prompt in the letters Pillow's default font has: accents dropped, anything else escaped."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", prompt) if not unicodedata.combining(c))
+    return plain.encode("ascii", "backslashreplace").decode()
+
+
 def write_grid(path: Path, prompts: list[str], pictures: dict[str, list[torch.Tensor]]) -> None:
     """One row per prompt and arm: the seeds on grey 240, then the same on dark grey 64."""
     label_w, tile = 150, 128
@@ -75,7 +82,7 @@ def write_grid(path: Path, prompts: list[str], pictures: dict[str, list[torch.Te
             for j, grey in enumerate(GREYS):
                 row = np.concatenate(list(composite(rows[k], background=grey)), axis=1)
                 canvas.paste(Image.fromarray(row), (label_w + j * (width + 16), y))
-            draw.text((4, y + tile // 2 - 12), f"{prompt}\n{name}", fill=(40, 40, 40))
+            draw.text((4, y + tile // 2 - 12), f"{label(prompt)}\n{name}", fill=(40, 40, 40))
             y += tile
     canvas.save(path, optimize=True)
 
