@@ -39,11 +39,23 @@ from studio.training.judge import judge_features, load_judge
 
 GRID_PROMPTS = ("grinning face", "pizza", "rocket", "flag: Japan", "dog face", "cat", "heart", "猫")
 GRID_SEEDS = (0, 1, 2, 3, 4, 5)
+CONCEPTS_SUFFIX = "#concepts"
 
 
 def load_snapshot(path: Path) -> BaseGenerator:
+    """A snapshot (``config.json`` beside it); ``SNAPSHOT#concepts`` draws it with the fitted concept table
+    beside it (``concepts.safetensors``, studio/models/concepts.py) matched against the shipped vocabulary."""
     from safetensors.torch import load_file
 
+    if path.name.endswith(CONCEPTS_SUFFIX):
+        from studio.models.concepts import CONCEPTS_FILE, ConceptConditioner, read_concepts
+        from studio.models.vocabulary import load_vocabulary
+        from studio.training.evaluate import ConceptGenerator
+
+        generator = load_snapshot(path.with_name(path.name[: -len(CONCEPTS_SUFFIX)]))
+        vocabulary = load_vocabulary(load_model(Path("resources/models/emoji")).info)
+        table = read_concepts(path.parent / CONCEPTS_FILE)
+        return ConceptGenerator(generator, ConceptConditioner(generator, vocabulary, table))
     config = BaseConfig.from_json(json.loads((path.parent / "config.json").read_text(encoding="utf-8")))
     generator = BaseGenerator(config)
     generator.load_state_dict(load_file(str(path)))

@@ -31,6 +31,7 @@ from studio.engine.requests import (
 )
 from studio.errors import EngineClosedError
 from studio.logs import log_caught
+from studio.models.concepts import load_concepts
 from studio.models.format import DEFAULT_MODEL, LoadedModel, ModelError, load_model
 from studio.models.text import poor_match_similarity
 from studio.models.vocabulary import Vocabulary, load_vocabulary
@@ -498,7 +499,10 @@ class Engine:
         micro_batch = max(
             1, int(self._micro_batch_request or (64 if choice.kind == "cuda" else CPU_FIXED_ROWS))
         )
-        self._renderer = Renderer(loaded, choice, encoder, micro_batch, self._vocabulary)
+        concepts = None
+        if self._vocabulary is not None and info.conditioning.kind == "text":
+            concepts = load_concepts(info, len(self._vocabulary.names), info.base.cond_dim)
+        self._renderer = Renderer(loaded, choice, encoder, micro_batch, self._vocabulary, concepts)
         self.device_choice = choice
         self.info = EngineInfo(
             model_name=info.name,

@@ -18,6 +18,7 @@ from studio.engine.latents import closed_form_directions, strengthened_condition
 from studio.engine.requests import MAX_DIRECTIONS, GenerationRequest, GenerationResult, RequestError
 from studio.engine.spread import Spreader
 from studio.models.cgan import premultiplied_to_rgba_uint8
+from studio.models.concepts import ConceptConditioner, ConceptConditions
 from studio.models.format import LoadedModel, ModelError
 
 # Rows of every exact CPU forward. Kernels block differently for different batch sizes (moving the last bit
@@ -27,13 +28,27 @@ CPU_FIXED_ROWS = 16
 
 
 class Renderer:
-    def __init__(self, loaded: LoadedModel, choice: DeviceChoice, encoder, micro_batch: int, vocabulary=None):
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        choice: DeviceChoice,
+        encoder,
+        micro_batch: int,
+        vocabulary=None,
+        concepts: ConceptConditions | None = None,
+    ):
         info = loaded.info
         self.loaded = loaded
         self.choice = choice
         self.encoder = encoder
         self.spreader = Spreader(vocabulary)  # what a request's ``spread`` mixes (no vocabulary: nothing)
         self.generator = loaded.generator.to(choice.device).eval()
+        # a prompt that names a fitted concept draws its fitted condition (studio/models/concepts.py)
+        self.project = (
+            ConceptConditioner(self.generator, vocabulary, concepts)
+            if concepts is not None and vocabulary is not None
+            else self.generator.condition
+        )
         self.upsampler = loaded.upsampler.to(choice.device).eval() if loaded.upsampler is not None else None
         self.directions, _ = closed_form_directions(
             loaded.generator.z_weight(), min(MAX_DIRECTIONS, info.z_dim)
@@ -151,9 +166,7 @@ class Renderer:
                     encoded = self.spreader.embeddings(encoded, zs)
                 vectors = torch.from_numpy(encoded).to(device)
                 # One row at a time, like the forward pass, so a batch never moves a bit of the result.
-                return torch.cat(
-                    [generator.condition(vectors[i : i + 1]).float() for i in range(len(prompts))]
-                )
+                return torch.cat([self.project(vectors[i : i + 1]).float() for i in range(len(prompts))])
 
         # An explicit latent (an inverted picture, studio/engine/explicit_latent.py) replaces the embedded prompt.
         spread_z = [z[row] if request.spread else None for row, request in enumerate(requests)]

@@ -86,7 +86,7 @@ class LoadedModel:
     info: ModelInfo
     generator: BaseGenerator
     upsampler: Upsampler | None
-    hash: str  # first 8 hex digits of SHA-256 over the weight files, as written into image metadata
+    hash: str  # first 8 hex digits of SHA-256 over the weight files (and concept conditions), as in image metadata
 
 
 def user_models_dir() -> Path:
@@ -337,7 +337,10 @@ def _load_model(name_or_path: str | os.PathLike) -> LoadedModel:
         upsampler.eval().requires_grad_(False)
     generator.eval().requires_grad_(False)
     _probe(generator, upsampler, info)
-    return LoadedModel(info, generator, upsampler, _file_hash(weight_paths))
+    # fitted concept conditions (studio/models/concepts.py) change what a name draws: they are part of the hash
+    concepts = info.path / "concepts.safetensors"
+    hashed = weight_paths + ([concepts] if concepts.is_file() else [])
+    return LoadedModel(info, generator, upsampler, _file_hash(hashed))
 
 
 PROBE_SEED = 0

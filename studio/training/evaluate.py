@@ -116,6 +116,21 @@ class SpreadGenerator(torch.nn.Module):
         return self.generator(z, torch.from_numpy(spread).to(embedding.device))
 
 
+class ConceptGenerator(torch.nn.Module):
+    """A base generator as the engine renders it with a fitted concept table (studio/models/concepts.py), for
+    scoring: ``forward(z, embedding)``, ``config`` and ``z_weight`` as the wrapped one."""
+
+    def __init__(self, generator, conditioner):
+        super().__init__()
+        self.generator, self.conditioner, self.config = generator, conditioner, generator.config
+
+    def z_weight(self) -> torch.Tensor:
+        return self.generator.z_weight()
+
+    def forward(self, z: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        return self.generator.synthesize(z, self.conditioner(embedding.float()))
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB over premultiplied RGBA mapped to [0, 1]."""
     mse = float((((a - b) * 0.5) ** 2).mean())

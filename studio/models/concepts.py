@@ -1,0 +1,142 @@
+"""Fitted concept conditions: the condition that draws each known concept best, used for prompts that name it.
+
+A text model sees a prompt through one linear projection (``embed_proj``), and one linear map cannot place
+3,000 names where the synthesis draws each of them best. ``concepts.safetensors`` (optional, beside the
+vocabulary) stores, per vocabulary concept, a condition fitted to that concept's own picture with the weights
+frozen (:mod:`studio.training.concept_fit`), and which concepts have one. A prompt embedding ``e`` is then
+drawn with::
+
+    cond = (1 - g) * embed_proj(e) + g * fitted[j]
+
+where ``j`` is the fitted concept whose best name (English or any other language of the vocabulary) lies
+nearest ``e`` and ``g`` rises from 0 at cosine ``low`` to 1 at ``high``. So a full name in any language draws
+its fitted condition, a near paraphrase most of it, and a free sentence exactly what the projection gives.
+No weight changes; a model folder without the file renders as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from studio.logs import log_caught
+from studio.models.format import ModelError, ModelInfo
+from studio.untrusted import UntrustedInputError, check_regular_file
+
+_log = logging.getLogger(__name__)
+
+CONCEPTS_FILE = "concepts.safetensors"
+MAX_CONCEPTS_BYTES = 256 << 20
+DEFAULT_LOW = 0.85
+DEFAULT_HIGH = 0.97
+
+
+@dataclass(frozen=True)
+class ConceptConditions:
+    conditions: np.ndarray  # V x cond_dim float32 (rows of unfitted concepts unused)
+    fitted: np.ndarray  # V bool
+    low: float = DEFAULT_LOW
+    high: float = DEFAULT_HIGH
+
+    def gate(self, cosine: np.ndarray) -> np.ndarray:
+        """How much of the fitted condition a prompt this close (cosine) to the concept's name takes."""
+        return np.clip((np.asarray(cosine, np.float64) - self.low) / (self.high - self.low), 0.0, 1.0)
+
+
+class ConceptConditioner:
+    """Projected conditions with the fitted table applied: ``__call__(embeddings) -> N x cond_dim`` (torch),
+    each row computed alone so a batch never moves a bit of a row."""
+
+    def __init__(self, generator, vocabulary, table: ConceptConditions, cache_size: int = 4096):
+        self.generator, self.vocabulary, self.table = generator, vocabulary, table
+        self._rows = torch.from_numpy(np.ascontiguousarray(table.conditions, np.float32))
+        # matching scans every name in every language (tens of ms): a dragged slider repeats its prompt
+        self._nearest = lru_cache(maxsize=cache_size)(self._find)
+
+    def nearest(self, embedding: np.ndarray) -> tuple[int, float]:
+        """The fitted concept whose best name lies nearest this embedding, and that cosine."""
+        return self._nearest(np.ascontiguousarray(embedding, dtype=np.float32).reshape(-1).tobytes())
+
+    def _find(self, key: bytes) -> tuple[int, float]:
+        query = np.frombuffer(key, np.float32)
+        norm = float(np.linalg.norm(query))
+        if norm < 1e-8:
+            return -1, 0.0
+        scores = self.vocabulary._name_scores(query / norm)
+        scores = np.where(self.table.fitted, scores, -np.inf)
+        best = int(np.argmax(scores))
+        return best, float(scores[best])
+
+    def __call__(self, embeddings: torch.Tensor) -> torch.Tensor:
+        rows = []
+        for i in range(len(embeddings)):
+            row = embeddings[i : i + 1]
+            projected = self.generator.condition(row).float()
+            concept, cosine = self.nearest(row.detach().float().cpu().numpy())
+            gate = float(self.table.gate(cosine)) if concept >= 0 else 0.0
+            if gate > 0.0:
+                fitted = self._rows[concept : concept + 1].to(projected.device)
+                projected = torch.lerp(projected, fitted, gate)
+            rows.append(projected)
+        if not rows:
+            return torch.zeros(0, self.generator.config.cond_dim, device=embeddings.device)
+        return torch.cat(rows)
+
+
+def save_concepts(folder: Path, table: ConceptConditions, metadata: dict[str, str] | None = None) -> Path:
+    from safetensors.numpy import save_file
+
+    path = Path(folder) / CONCEPTS_FILE
+    meta = {"low": repr(float(table.low)), "high": repr(float(table.high)), **(metadata or {})}
+    save_file(
+        {
+            "conditions": np.ascontiguousarray(table.conditions, np.float32),
+            "fitted": table.fitted.astype(np.uint8),
+        },
+        str(path),
+        metadata=meta,
+    )
+    return path
+
+
+def load_concepts(info: ModelInfo, concepts: int, cond_dim: int) -> ConceptConditions | None:
+    """The folder's fitted conditions, or None when it ships none; ModelError (one sentence) when the file
+    is damaged or does not match the vocabulary (``concepts`` entries) and the generator (``cond_dim``)."""
+    path = info.path / CONCEPTS_FILE
+    if not os.path.lexists(path):
+        return None
+    where = f"The concept conditions of '{info.name}'"
+    try:
+        check_regular_file(path, MAX_CONCEPTS_BYTES, where)
+        table = read_concepts(path, where)
+        if table.conditions.shape != (concepts, cond_dim) or table.fitted.shape != (concepts,):
+            raise UntrustedInputError(f"{where} do not match its vocabulary and generator.")
+    except UntrustedInputError as exc:
+        log_caught(str(exc), _log)
+        raise ModelError(str(exc)) from exc
+    return table
+
+
+def read_concepts(path: Path, where: str = "The concept conditions") -> ConceptConditions:
+    """The table in ``path`` (UntrustedInputError, one sentence, when it is damaged)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            meta = handle.metadata() or {}
+            conditions = handle.get_tensor("conditions").astype(np.float32)
+            fitted = handle.get_tensor("fitted").astype(bool)
+        low, high = float(meta.get("low", DEFAULT_LOW)), float(meta.get("high", DEFAULT_HIGH))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
+        raise UntrustedInputError(f"{where} are damaged ({type(exc).__name__}).") from exc
+    if conditions.ndim != 2 or not np.isfinite(conditions).all():
+        raise UntrustedInputError(f"{where} are damaged (not a finite table).")
+    if not (np.isfinite([low, high]).all() and -1.0 <= low < high <= 1.0):
+        raise UntrustedInputError(f"{where} are damaged (the gate's cosines must rise within [-1, 1]).")
+    return ConceptConditions(conditions, fitted, low, high)

@@ -1,0 +1,184 @@
+"""Fitted concept conditions (studio/models/concepts.py, studio/training/concept_fit.py): a prompt that names a
+fitted concept, in any of its names, draws the fitted condition; a free prompt draws what the projection gives;
+the gate blends in between; an unfitted concept is never borrowed. Damaged or mismatched files are refused in
+one sentence, the engine renders with the table, and the model hash covers it."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_NAME, HashTextEncoder, open_engine
+
+from studio.engine.requests import GenerationRequest
+from studio.models.cgan import rgba_uint8_to_premultiplied
+from studio.models.concepts import (
+    CONCEPTS_FILE,
+    ConceptConditioner,
+    ConceptConditions,
+    load_concepts,
+    save_concepts,
+)
+from studio.models.format import ModelError, load_model, read_model_info
+from studio.models.vocabulary import load_vocabulary, save_vocabulary
+
+NAMES = ["cat face", "dog face", "rocket", "pizza"]
+FITTED = np.array([True, True, True, False])
+
+
+def _embed(text: str) -> np.ndarray:
+    return HashTextEncoder().encode([text])[0]
+
+
+@pytest.fixture(scope="module")
+def concept_model_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model with a four-concept vocabulary ("Katze" another name of the cat) and a table fitted for
+    the first three."""
+    folder = tmp_path_factory.mktemp("concepts") / tiny_model_dir.name
+    shutil.copytree(tiny_model_dir, folder)
+    entries = [{"name": name, "group": "", "subgroup": ""} for name in NAMES]
+    encoder = HashTextEncoder()
+    save_vocabulary(
+        folder, entries, encoder.encode(NAMES), aliases=(encoder.encode(["Katze"]), np.array([0]))
+    )
+    cond_dim = read_model_info(folder).base.cond_dim
+    conditions = np.random.default_rng(0).standard_normal((len(NAMES), cond_dim)).astype(np.float32)
+    save_concepts(folder, ConceptConditions(conditions, FITTED))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def conditioner(concept_model_dir) -> ConceptConditioner:
+    info = read_model_info(concept_model_dir)
+    vocabulary = load_vocabulary(info)
+    table = load_concepts(info, len(vocabulary.names), info.base.cond_dim)
+    return ConceptConditioner(load_model(concept_model_dir).generator, vocabulary, table)
+
+
+def _conditions(conditioner, texts: list[str]) -> torch.Tensor:
+    with torch.no_grad():
+        return conditioner(torch.from_numpy(HashTextEncoder().encode(texts)))
+
+
+def test_a_fitted_name_in_any_language_draws_its_fitted_condition(conditioner):
+    table = torch.from_numpy(conditioner.table.conditions)
+    got = _conditions(conditioner, ["cat face", "Katze", "rocket"])
+    torch.testing.assert_close(got, table[[0, 0, 2]], rtol=0, atol=0)
+
+
+def test_a_free_prompt_and_an_unfitted_concept_draw_what_the_projection_gives(conditioner):
+    texts = ["a sentence about nothing", "pizza"]  # pizza has no fitted condition: nothing is borrowed
+    rows = torch.from_numpy(HashTextEncoder().encode(texts))
+    with torch.no_grad():  # row by row, as the engine projects
+        plain = torch.cat([conditioner.generator.condition(rows[i : i + 1]) for i in range(len(rows))])
+    torch.testing.assert_close(_conditions(conditioner, texts), plain, rtol=0, atol=0)
+    assert conditioner.nearest(_embed("pizza"))[0] != 3
+
+
+def test_the_gate_blends_a_near_paraphrase_and_a_batch_never_moves_a_row(conditioner):
+    table = conditioner.table
+    name, other = _embed("dog face"), _embed("unrelated words")
+    other = other - (other @ name) * name
+    other /= np.linalg.norm(other)
+    cosine = (table.low + table.high) / 2  # half way up the gate
+    near = (cosine * name + np.sqrt(1 - cosine**2) * other).astype(np.float32)
+    rows = torch.from_numpy(np.stack([near, _embed("cat face"), _embed("a sentence about nothing")]))
+    with torch.no_grad():
+        got = conditioner(rows)
+        projected = conditioner.generator.condition(rows[:1])
+    concept, found = conditioner.nearest(near)
+    assert concept == 1 and abs(found - cosine) < 2e-3  # the vocabulary stores names as float16
+    expected = torch.lerp(projected, torch.from_numpy(table.conditions[1:2]), float(table.gate(found)))
+    torch.testing.assert_close(got[:1], expected)
+    assert 0.4 < float(table.gate(found)) < 0.6
+    for i in range(len(rows)):
+        with torch.no_grad():
+            torch.testing.assert_close(conditioner(rows[i : i + 1]), got[i : i + 1], rtol=0, atol=0)
+
+
+def _image(engine, request) -> np.ndarray:
+    results = list(engine.generate_sync(request))
+    assert len(results) == 1 and results[0].ok, [r.error for r in results]
+    return results[0].image
+
+
+def test_the_engine_renders_names_with_the_table_and_the_hash_covers_it(tiny_model_dir, concept_model_dir):
+    request = GenerationRequest("cat face", seed=3, model=TINY_NAME)
+    free = GenerationRequest("a sentence about nothing", seed=3, model=TINY_NAME)
+    with open_engine(tiny_model_dir) as engine:
+        before = [_image(engine, r) for r in (request, free)]
+    with open_engine(concept_model_dir) as engine:
+        after = [_image(engine, r) for r in (request, free)]
+    assert not np.array_equal(before[0], after[0])
+    assert np.array_equal(before[1], after[1])
+    assert load_model(concept_model_dir).hash != load_model(tiny_model_dir).hash
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["garbage", "wrong_shape", "bad_gate", "not_finite"],
+)
+def test_a_damaged_or_mismatched_table_is_refused_in_one_sentence(concept_model_dir, tmp_path, damage):
+    folder = tmp_path / "model"
+    shutil.copytree(concept_model_dir, folder)
+    info = read_model_info(folder)
+    cond_dim = info.base.cond_dim
+    conditions = np.zeros((len(NAMES), cond_dim), np.float32)
+    if damage == "garbage":
+        (folder / CONCEPTS_FILE).write_bytes(b"\x00not a safetensors file")
+    elif damage == "wrong_shape":
+        save_concepts(folder, ConceptConditions(np.zeros((2, cond_dim), np.float32), FITTED[:2]))
+    elif damage == "bad_gate":
+        save_concepts(folder, ConceptConditions(conditions, FITTED, low=0.9, high=0.5))
+    else:
+        conditions[1, 0] = np.nan
+        save_concepts(folder, ConceptConditions(conditions, FITTED))
+    with pytest.raises(ModelError) as caught:
+        load_concepts(info, len(NAMES), cond_dim)
+    message = str(caught.value)
+    assert message.startswith("The concept conditions of") and message.count(". ") == 0
+    with pytest.raises(ModelError):  # the engine refuses to start on it the same way
+        with open_engine(folder):
+            pass
+
+
+def test_a_folder_without_a_table_has_none(tiny_model_dir):
+    assert load_concepts(read_model_info(tiny_model_dir), 4, 16) is None
+
+
+def test_fitting_lowers_the_loss_fits_training_emoji_only_and_refuses_a_foreign_vocabulary(tmp_path):
+    from conftest import make_tiny_model
+
+    from studio.training.concept_fit import fit_model_concepts
+    from studio.training.dataset import load_dataset, make_synthetic_dataset
+
+    data_dir = make_synthetic_dataset(tmp_path / "data", count=12)
+    data = load_dataset(data_dir)
+    folder = make_tiny_model(tmp_path / "models")
+    with pytest.raises(ModelError, match="does not list the dataset's emoji"):
+        fit_model_concepts(folder, data_dir, steps=2, quiet=True)  # no vocabulary yet
+    assert not (folder / CONCEPTS_FILE).exists()
+    entries = [{"name": name, "group": "", "subgroup": ""} for name in data.names]
+    save_vocabulary(folder, entries, data.name_embeddings())
+    report = fit_model_concepts(folder, data_dir, steps=40, lr=0.2, quiet=True)
+    info = read_model_info(folder)
+    table = load_concepts(info, len(data.names), info.base.cond_dim)
+    assert table.fitted.tolist() == (~data.heldout).tolist()
+    assert report["fitted"] == int((~data.heldout).sum()) and report["moved"] > 0
+    # on z the fit never drew, the fitted conditions draw the training emoji closer to their pictures
+    generator = load_model(folder).generator
+    train = data.train_index
+    real = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32[train])).repeat(16, 1, 1, 1)
+    z = torch.randn(len(real), generator.config.z_dim, generator=torch.Generator().manual_seed(99))
+    with torch.no_grad():
+        start = generator.condition(torch.from_numpy(data.name_embeddings()[train])).repeat(16, 1)
+        fitted = torch.from_numpy(table.conditions[train]).repeat(16, 1)
+        before = float((generator.synthesize(z, start) - real).abs().mean())
+        after = float((generator.synthesize(z, fitted) - real).abs().mean())
+    assert after < before - 0.01, (before, after)
+    # a training emoji's name now draws its fitted condition, closer to its own picture than before
+    conditioner = ConceptConditioner(load_model(folder).generator, load_vocabulary(info), table)
+    name = torch.from_numpy(data.name_embeddings()[:1])
+    torch.testing.assert_close(conditioner(name), torch.from_numpy(table.conditions[:1]), rtol=0, atol=0)
