@@ -182,3 +182,14 @@ def test_fitting_lowers_the_loss_fits_training_emoji_only_and_refuses_a_foreign_
     conditioner = ConceptConditioner(load_model(folder).generator, load_vocabulary(info), table)
     name = torch.from_numpy(data.name_embeddings()[:1])
     torch.testing.assert_close(conditioner(name), torch.from_numpy(table.conditions[:1]), rtol=0, atol=0)
+
+
+def test_inversion_starts_fitted_concepts_from_what_their_names_draw(concept_model_dir):
+    from studio.engine.inversion import ConceptBank
+
+    with open_engine(concept_model_dir) as engine:
+        vocabulary = load_vocabulary(read_model_info(concept_model_dir))
+        bank = ConceptBank.build(engine._renderer, vocabulary, None, render=False)
+        with torch.no_grad():
+            drawn = engine._renderer.project(torch.from_numpy(HashTextEncoder().encode(NAMES)))
+    torch.testing.assert_close(bank.conditions[:3], drawn[:3], rtol=0, atol=0)  # the fitted three

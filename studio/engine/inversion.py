@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from studio.engine.requests import ExplicitLatent, GenerationRequest, GenerationResult
 from studio.models.cgan import premultiplied_to_rgba_uint8, rgba_uint8_to_premultiplied
+from studio.models.concepts import ConceptConditioner
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,10 @@ class ConceptBank:
             elif vocabulary is not None and vocabulary.embeddings.shape[1] == info.base.embed_dim:
                 names = list(vocabulary.names)
                 conditions = generator.condition(torch.from_numpy(vocabulary.embeddings).to(device)).float()
+                if isinstance(renderer.project, ConceptConditioner):  # fitted: what their names draw
+                    table = renderer.project.table
+                    fitted = torch.from_numpy(table.fitted).to(device)
+                    conditions[fitted] = torch.from_numpy(table.conditions).to(device)[fitted]
             else:  # a text model without a vocabulary: start from the centre of its condition space
                 names = ["picture"]
                 conditions = generator.condition(torch.zeros(1, info.base.embed_dim, device=device)).float()
