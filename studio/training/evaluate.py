@@ -520,13 +520,36 @@ def composite(images: torch.Tensor, background: int = BACKGROUND) -> np.ndarray:
 
 
 @torch.no_grad()
+def drawn_generator(model):
+    """The model's base generator as the studio draws prompts: through its fitted concept conditions
+    (studio/models/concepts.py) when the folder ships them, else the weights alone."""
+    from studio.models.concepts import ConceptConditioner, load_concepts
+    from studio.models.vocabulary import load_vocabulary
+
+    if model.info.conditioning.kind != "text":
+        return model.generator
+    vocabulary = load_vocabulary(model.info)
+    table = None
+    if vocabulary is not None:
+        table = load_concepts(model.info, len(vocabulary.names), model.info.base.cond_dim)
+    if table is None:
+        return model.generator
+    return ConceptGenerator(model.generator, ConceptConditioner(model.generator, vocabulary, table))
+
+
 def sample_row(
-    model, encoder, prompt: str, seeds: Sequence[int] = SAMPLE_SEEDS, psi: float | None = None
+    model,
+    encoder,
+    prompt: str,
+    seeds: Sequence[int] = SAMPLE_SEEDS,
+    psi: float | None = None,
+    generator=None,
 ) -> np.ndarray:
-    """One row of the sample grid: H x (len(seeds) * W) x 3 uint8."""
+    """One row of the sample grid: H x (len(seeds) * W) x 3 uint8 (``generator``: the model's as drawn)."""
     psi = model.info.default_truncation if psi is None else psi
+    generator = drawn_generator(model) if generator is None else generator
     emb = torch.from_numpy(np.asarray(encoder.encode([prompt]), np.float32)).repeat(len(seeds), 1)
-    images = generate(model.generator, model.upsampler, emb, seeds, psi)
+    images = generate(generator, model.upsampler, emb, seeds, psi)
     return np.concatenate(list(composite(images)), axis=1)
 
 
@@ -535,7 +558,8 @@ def write_samples(
 ) -> Path:
     from PIL import Image
 
-    rows = [sample_row(model, encoder, p, seeds) for p in prompts]
+    generator = drawn_generator(model)
+    rows = [sample_row(model, encoder, p, seeds, generator=generator) for p in prompts]
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(rows, axis=0)).save(path)
     return path
@@ -602,7 +626,8 @@ def run_evaluate(args) -> dict | None:
     judge, info = load_judge(judge_path)
     psi = model.info.default_truncation if args.psi is None else args.psi
     language = getattr(args, "language", "en") or "en"
-    generator = model.generator
+    generator = drawn_generator(model)  # with the folder's concept conditions, as the studio draws names
+    concepts = isinstance(generator, ConceptGenerator)
     if spread:
         from studio.engine.spread import Spreader
         from studio.models.vocabulary import load_vocabulary
@@ -619,6 +644,8 @@ def run_evaluate(args) -> dict | None:
     )
     if spread:
         metrics["spread"] = True  # what the studio draws, not the weights alone
+    if concepts:
+        metrics["concepts"] = True  # names drawn through the fitted concept conditions
     metrics["judge"] = {
         k: info.get(k) for k in ("steps", "minutes", "width", "train_accuracy", "heldout_accuracy")
     }
