@@ -162,11 +162,22 @@ def test_fitting_lowers_the_loss_fits_training_emoji_only_and_refuses_a_foreign_
     assert not (folder / CONCEPTS_FILE).exists()
     entries = [{"name": name, "group": "", "subgroup": ""} for name in data.names]
     save_vocabulary(folder, entries, data.name_embeddings())
-    report = fit_model_concepts(folder, data_dir, steps=40, lr=0.2, quiet=True)
+    report = fit_model_concepts(folder, data_dir, steps=40, lr=0.2, quiet=True, share=1.0)
     info = read_model_info(folder)
     table = load_concepts(info, len(data.names), info.base.cond_dim)
     assert table.fitted.tolist() == (~data.heldout).tolist()
     assert report["fitted"] == int((~data.heldout).sum()) and report["moved"] > 0
+    fit_model_concepts(folder, data_dir, steps=40, lr=0.2, quiet=True, share=0.5)  # the same fit, half way
+    half = load_concepts(info, len(data.names), info.base.cond_dim).conditions
+    with torch.no_grad():
+        origin = load_model(folder).generator.condition(
+            torch.from_numpy(data.name_embeddings()[data.train_index])
+        )
+    np.testing.assert_allclose(
+        half[data.train_index],
+        (origin + 0.5 * (torch.from_numpy(table.conditions[data.train_index]) - origin)).numpy(),
+        atol=1e-6,
+    )
     # on z the fit never drew, the fitted conditions draw the training emoji closer to their pictures
     generator = load_model(folder).generator
     train = data.train_index
