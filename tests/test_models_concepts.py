@@ -53,7 +53,7 @@ def concept_model_dir(tiny_model_dir, tmp_path_factory):
 def conditioner(concept_model_dir) -> ConceptConditioner:
     info = read_model_info(concept_model_dir)
     vocabulary = load_vocabulary(info)
-    table = load_concepts(info, len(vocabulary.names), info.base.cond_dim)
+    table = load_concepts(info, vocabulary)
     return ConceptConditioner(load_model(concept_model_dir).generator, vocabulary, table)
 
 
@@ -118,7 +118,7 @@ def test_the_engine_renders_names_with_the_table_and_the_hash_covers_it(tiny_mod
 
 @pytest.mark.parametrize(
     "damage",
-    ["garbage", "wrong_shape", "bad_gate", "not_finite"],
+    ["garbage", "wrong_shape", "bad_gate", "not_finite", "no_vocabulary"],
 )
 def test_a_damaged_or_mismatched_table_is_refused_in_one_sentence(concept_model_dir, tmp_path, damage):
     folder = tmp_path / "model"
@@ -132,11 +132,14 @@ def test_a_damaged_or_mismatched_table_is_refused_in_one_sentence(concept_model_
         save_concepts(folder, ConceptConditions(np.zeros((2, cond_dim), np.float32), FITTED[:2]))
     elif damage == "bad_gate":
         save_concepts(folder, ConceptConditions(conditions, FITTED, low=0.9, high=0.5))
-    else:
+    elif damage == "not_finite":
         conditions[1, 0] = np.nan
         save_concepts(folder, ConceptConditions(conditions, FITTED))
+    else:  # a table without the names it is matched against
+        (folder / "vocabulary.json").unlink()
+        (folder / "vocabulary.safetensors").unlink()
     with pytest.raises(ModelError) as caught:
-        load_concepts(info, len(NAMES), cond_dim)
+        load_concepts(info, load_vocabulary(info))
     message = str(caught.value)
     assert message.startswith("The concept conditions of") and message.count(". ") == 0
     with pytest.raises(ModelError):  # the engine refuses to start on it the same way
@@ -145,7 +148,7 @@ def test_a_damaged_or_mismatched_table_is_refused_in_one_sentence(concept_model_
 
 
 def test_a_folder_without_a_table_has_none(tiny_model_dir):
-    assert load_concepts(read_model_info(tiny_model_dir), 4, 16) is None
+    assert load_concepts(read_model_info(tiny_model_dir), None) is None
 
 
 def test_fitting_lowers_the_loss_fits_training_emoji_only_and_refuses_a_foreign_vocabulary(tmp_path):
@@ -164,11 +167,11 @@ def test_fitting_lowers_the_loss_fits_training_emoji_only_and_refuses_a_foreign_
     save_vocabulary(folder, entries, data.name_embeddings())
     report = fit_model_concepts(folder, data_dir, steps=40, lr=0.2, quiet=True, share=1.0)
     info = read_model_info(folder)
-    table = load_concepts(info, len(data.names), info.base.cond_dim)
+    table = load_concepts(info, load_vocabulary(info))
     assert table.fitted.tolist() == (~data.heldout).tolist()
     assert report["fitted"] == int((~data.heldout).sum()) and report["moved"] > 0
     fit_model_concepts(folder, data_dir, steps=40, lr=0.2, quiet=True, share=0.5)  # the same fit, half way
-    half = load_concepts(info, len(data.names), info.base.cond_dim).conditions
+    half = load_concepts(info, load_vocabulary(info)).conditions
     with torch.no_grad():
         origin = load_model(folder).generator.condition(
             torch.from_numpy(data.name_embeddings()[data.train_index])

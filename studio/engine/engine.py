@@ -499,9 +499,7 @@ class Engine:
         micro_batch = max(
             1, int(self._micro_batch_request or (64 if choice.kind == "cuda" else CPU_FIXED_ROWS))
         )
-        concepts = None
-        if self._vocabulary is not None and info.conditioning.kind == "text":
-            concepts = load_concepts(info, len(self._vocabulary.names), info.base.cond_dim)
+        concepts = load_concepts(info, self._vocabulary) if info.conditioning.kind == "text" else None
         self._renderer = Renderer(loaded, choice, encoder, micro_batch, self._vocabulary, concepts)
         self.device_choice = choice
         self.info = EngineInfo(

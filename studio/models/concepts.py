@@ -1,7 +1,7 @@
 """Fitted concept conditions: the condition that draws each known concept best, used for prompts that name it.
 
 A text model sees a prompt through one linear projection (``embed_proj``), and one linear map cannot place
-3,000 names where the synthesis draws each of them best. ``concepts.safetensors`` (optional, beside the
+thousands of names where the synthesis draws each of them best. ``concepts.safetensors`` (optional, beside the
 vocabulary) stores, per vocabulary concept, a condition fitted to that concept's own picture with the weights
 frozen (:mod:`studio.training.concept_fit`), and which concepts have one. A prompt embedding ``e`` is then
 drawn with::
@@ -65,11 +65,9 @@ class ConceptConditioner:
 
     def _find(self, key: bytes) -> tuple[int, float]:
         query = np.frombuffer(key, np.float32)
-        norm = float(np.linalg.norm(query))
-        if norm < 1e-8:
+        if float(np.linalg.norm(query)) < 1e-8:
             return -1, 0.0
-        scores = self.vocabulary._name_scores(query / norm)
-        scores = np.where(self.table.fitted, scores, -np.inf)
+        scores = np.where(self.table.fitted, self.vocabulary.name_scores(query), -np.inf)
         best = int(np.argmax(scores))
         return best, float(scores[best])
 
@@ -105,16 +103,19 @@ def save_concepts(folder: Path, table: ConceptConditions, metadata: dict[str, st
     return path
 
 
-def load_concepts(info: ModelInfo, concepts: int, cond_dim: int) -> ConceptConditions | None:
+def load_concepts(info: ModelInfo, vocabulary) -> ConceptConditions | None:
     """The folder's fitted conditions, or None when it ships none; ModelError (one sentence) when the file
-    is damaged or does not match the vocabulary (``concepts`` entries) and the generator (``cond_dim``)."""
+    is damaged or does not match the folder's vocabulary (its concepts and name embeddings) and generator."""
     path = info.path / CONCEPTS_FILE
     if not os.path.lexists(path):
         return None
     where = f"The concept conditions of '{info.name}'"
     try:
+        if vocabulary is None or vocabulary.embeddings.shape[1] != info.base.embed_dim:
+            raise UntrustedInputError(f"{where} need its vocabulary with the names' embeddings.")
         check_regular_file(path, MAX_CONCEPTS_BYTES, where)
         table = read_concepts(path, where)
+        concepts, cond_dim = len(vocabulary.names), info.base.cond_dim
         if table.conditions.shape != (concepts, cond_dim) or table.fitted.shape != (concepts,):
             raise UntrustedInputError(f"{where} do not match its vocabulary and generator.")
     except UntrustedInputError as exc:

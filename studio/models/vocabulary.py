@@ -191,6 +191,11 @@ class Vocabulary:
             kept.setdefault(_skin_tone_base(self.names[index]), index)
         return np.asarray(list(kept.values())[:limit], np.int64)
 
+    def name_scores(self, embedding: np.ndarray) -> np.ndarray:
+        """Per concept, the cosine between ``embedding`` and the closest of its names (English or any other
+        language)."""
+        return self._name_scores(_unit(embedding))
+
     def _name_scores(self, query: np.ndarray, own: np.ndarray | None = None) -> np.ndarray:
         scores = (self.embeddings @ query) if own is None else own.copy()
         if self.aliases is not None and len(self.aliases.codes):

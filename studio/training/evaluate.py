@@ -529,9 +529,7 @@ def drawn_generator(model):
     if model.info.conditioning.kind != "text":
         return model.generator
     vocabulary = load_vocabulary(model.info)
-    table = None
-    if vocabulary is not None:
-        table = load_concepts(model.info, len(vocabulary.names), model.info.base.cond_dim)
+    table = load_concepts(model.info, vocabulary)
     if table is None:
         return model.generator
     return ConceptGenerator(model.generator, ConceptConditioner(model.generator, vocabulary, table))
