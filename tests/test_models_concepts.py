@@ -220,3 +220,38 @@ def test_samples_and_evaluation_draw_names_through_the_table(tiny_model_dir, con
     free = [sample_row(m, encoder, "a sentence about nothing", seeds=(0, 1)) for m in (model, plain)]
     gap = [int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in (named, free)]
     assert gap[0] > 10 and gap[1] <= 1, gap  # free: the same up to the rounding of a batched projection
+
+
+def test_the_fit_takes_a_trainers_discriminator_and_refuses_other_weights(tmp_path):
+    from conftest import make_tiny_model
+    from safetensors.torch import save_file
+
+    from studio.training.concept_fit import fit_model_concepts
+    from studio.training.dataset import load_dataset, make_synthetic_dataset
+    from studio.training.networks import ProjectionDiscriminator
+    from studio.training.options import TrainError
+
+    data_dir = make_synthetic_dataset(tmp_path / "data", count=12)
+    data = load_dataset(data_dir)
+    folder = make_tiny_model(tmp_path / "models")
+    entries = [{"name": name, "group": "", "subgroup": ""} for name in data.names]
+    save_vocabulary(folder, entries, data.name_embeddings())
+    torch.manual_seed(0)
+    critic = ProjectionDiscriminator(ch=4, embed_dim=384)
+    critic(torch.zeros(1, 4, 32, 32), torch.zeros(1, 384))  # spectral norm's vectors exist after one call
+    save_file(
+        {f"conv.{k}": v.contiguous() for k, v in critic.state_dict().items()}, str(tmp_path / "d.safetensors")
+    )
+    plain = fit_model_concepts(folder, data_dir, steps=3, lr=0.2, quiet=True, share=1.0)
+    judged = fit_model_concepts(
+        folder, data_dir, steps=3, lr=0.2, quiet=True, share=1.0, discriminator=tmp_path / "d.safetensors"
+    )
+    assert judged["adv_weight"] == 0.25 and plain["adv_weight"] == 0.0
+    assert (
+        judged["l1_first"] == plain["l1_first"] and judged["moved"] != plain["moved"]
+    )  # the term moved the fit
+    save_file({"weight": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(TrainError, match="holds no conventional discriminator"):
+        fit_model_concepts(
+            folder, data_dir, steps=1, quiet=True, discriminator=tmp_path / "other.safetensors"
+        )

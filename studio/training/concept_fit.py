@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 STEPS = 100
 LEARNING_RATE = 0.03
 Z_PER_STEP = 2
+ADV_WEIGHT = 0.25  # with --discriminator: v4's recipe ratio (adversarial 1 beside recon 4)
 SHARE = 0.5  # how far each stored condition moves from embed_proj(name) towards its fit (rule 36, model card)
 CHUNK = 512  # emoji per forward pass (the gradient is summed over every chunk before a step)
 
@@ -49,14 +50,23 @@ def fit_conditions(
     seed: int = 0,
     bf16: bool = False,
     on_step: Callable[[int, float], None] | None = None,
+    discriminator=None,
+    names: torch.Tensor | None = None,
+    adv_weight: float = 0.0,
 ) -> tuple[torch.Tensor, list[float]]:
     """Conditions (``N x cond_dim``) that make ``generator`` (frozen) draw ``images`` (premultiplied RGBA at its
-    resolution), from ``start``; and the mean L1 of each step (before its update)."""
+    resolution), from ``start``; and the mean L1 of each step (before its update). With a (frozen)
+    ``discriminator`` the loss adds ``adv_weight`` times its mean ``-D(drawing, name)`` (``names``: each emoji's
+    prompt embedding), which keeps the drawings from sliding to the smooth average picture L1 alone rewards."""
     if steps < 1 or z_per_step < 1 or not lr > 0:
         raise ValueError("Fitting needs at least one step, one z per step and a positive learning rate.")
     generator.eval()
     for parameter in generator.parameters():
         parameter.requires_grad_(False)
+    if discriminator is not None:
+        discriminator.eval()
+        for parameter in discriminator.parameters():
+            parameter.requires_grad_(False)
     conditions = start.detach().clone().float().requires_grad_(True)
     optimizer = torch.optim.Adam([conditions], lr=lr)
     noise = torch.Generator().manual_seed(seed)
@@ -73,15 +83,40 @@ def fit_conditions(
             z = torch.randn(len(chunk), z_dim, generator=noise)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 drawn = generator.synthesize(z, chunk)
+                if discriminator is not None:
+                    logits = discriminator(drawn, names[rows].repeat(z_per_step, 1))
             target = images[rows].repeat(z_per_step, 1, 1, 1)
             loss = (drawn.float() - target).abs().mean(dim=(1, 2, 3)).sum() / (count * z_per_step)
-            loss.backward()
+            if discriminator is not None:
+                (loss + adv_weight * (-logits.float().sum() / (count * z_per_step))).backward()
+            else:
+                loss.backward()
             total += float(loss.detach())
         optimizer.step()
         losses.append(total)
         if on_step is not None:
             on_step(step, total)
     return conditions.detach(), losses
+
+
+def load_critic(path: Path, embed_dim: int):
+    """The conventional projection discriminator of a trainer's ``d_*.safetensors`` snapshot (its width read
+    from the weights), for the fit's adversarial term."""
+    from studio.training.networks import ProjectionDiscriminator
+    from studio.training.options import TrainError
+    from studio.training.runs import read_weights
+
+    state = {k.removeprefix("conv."): v for k, v in read_weights(path).items() if k.startswith("conv.")}
+    if "blocks.0.conv1.bias" not in state:
+        raise TrainError(f"'{path}' holds no conventional discriminator.")
+    critic = ProjectionDiscriminator(ch=int(state["blocks.0.conv1.bias"].shape[0]), embed_dim=embed_dim)
+    try:
+        critic.load_state_dict(state)
+    except RuntimeError as exc:
+        raise TrainError(
+            f"The discriminator in '{path}' does not fit this model's prompt embeddings."
+        ) from exc
+    return critic
 
 
 def fit_model_concepts(
@@ -94,6 +129,8 @@ def fit_model_concepts(
     bf16: bool = False,
     quiet: bool = False,
     share: float = SHARE,
+    discriminator: str | Path | None = None,
+    adv_weight: float = ADV_WEIGHT,
 ) -> dict:
     """Fit the conditions of ``data_folder``'s training emoji for the model folder ``model`` and write its
     ``concepts.safetensors``, each condition moved ``share`` of the way from ``embed_proj(name)`` to its fit;
@@ -130,7 +167,10 @@ def fit_model_concepts(
                 flush=True,
             )
 
-    fitted, losses = fit_conditions(generator, images, start, steps, lr, z_per_step, seed, bf16, report_step)
+    critic = None if discriminator is None else load_critic(Path(discriminator), names.shape[1])
+    fitted, losses = fit_conditions(
+        generator, images, start, steps, lr, z_per_step, seed, bf16, report_step, critic, names, adv_weight
+    )
     conditions = np.zeros((len(data.names), generator.config.cond_dim), np.float32)
     conditions[train] = (start + share * (fitted - start)).numpy()
     mask = np.zeros(len(data.names), bool)
@@ -142,6 +182,8 @@ def fit_model_concepts(
         "seed": seed,
         "bf16": bf16,
         "share": share,
+        "discriminator": None if discriminator is None else str(discriminator),
+        "adv_weight": adv_weight if discriminator is not None else 0.0,
         "fitted": int(mask.sum()),
         "l1_first": round(losses[0], 4),
         "l1_last": round(losses[-1], 4),
@@ -163,13 +205,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--z-per-step", type=int, default=Z_PER_STEP)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--share", type=float, default=SHARE, help="how far to move towards each fit, (0, 1]")
+    parser.add_argument(
+        "--discriminator", default=None, help="a trainer's d_*.safetensors: add its -D term to the fit's loss"
+    )
+    parser.add_argument("--adv-weight", type=float, default=ADV_WEIGHT)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CPUs with AVX-512 BF16 only)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     report = fit_model_concepts(
-        args.model, args.data, args.steps, args.lr, args.z_per_step, args.seed, args.bf16, share=args.share
+        args.model,
+        args.data,
+        args.steps,
+        args.lr,
+        args.z_per_step,
+        args.seed,
+        args.bf16,
+        share=args.share,
+        discriminator=args.discriminator,
+        adv_weight=args.adv_weight,
     )
     print(json.dumps(report, indent=2))
     return 0
