@@ -4,12 +4,15 @@ that makes the frozen base generator draw that emoji's own 32 px render.
 Adam on the conditions only, starting from ``embed_proj(English name)``; the loss is L1 on premultiplied RGBA
 between the generator's drawing at fresh random z (``z_per_step`` per emoji per step, z ~ N(0, I) as psi 1
 draws them) and the real render, summed over every training emoji per step (full batch), the learning rate
-decaying on a cosine to 0. Each stored condition moves ``--share`` of the way from ``embed_proj(name)`` to its
-fit (0.5 for the shipped model: the full fit drew the hearts' rims rougher, model card). Held-out emoji are never fitted (they keep drawing through ``embed_proj``), so
-held-out scores stay a test of what the model does with names it never saw. No weight changes.
+decaying on a cosine to 0; ``--discriminator`` adds a trainer's frozen ``-D(drawing, name)`` term, which keeps
+the drawings from sliding to the smooth average picture that L1 alone rewards. Each stored condition moves
+``--share`` of the way from ``embed_proj(name)`` to its fit. Held-out emoji are never fitted (they keep drawing
+through ``embed_proj``), so held-out scores stay a test of what the model does with names it never saw. No
+weight changes. Session 32's candidates and their scores are in the model card (*After v4, session 32*).
 
-    python -m studio.training.concept_fit --model resources/models/emoji --data data/emoji-usem3-kw \
-        --steps 100 --seed 1234 --bf16 --threads 2
+    python -m studio.training.concept_fit --model runs/emoji-concepts --data data/emoji-usem3-kw \
+        --steps 100 --seed 1234 --bf16 --threads 2 --share 0.375 \
+        --discriminator runs/v11/sdn/snapshots/d_0005524.safetensors
 
 writes ``concepts.safetensors`` into the model folder (the vocabulary there must list the dataset's emoji).
 """
@@ -36,7 +39,7 @@ STEPS = 100
 LEARNING_RATE = 0.03
 Z_PER_STEP = 2
 ADV_WEIGHT = 0.25  # with --discriminator: v4's recipe ratio (adversarial 1 beside recon 4)
-SHARE = 0.5  # how far each stored condition moves from embed_proj(name) towards its fit (rule 36, model card)
+SHARE = 0.5  # how far each stored condition moves from embed_proj(name) towards its fit
 CHUNK = 512  # emoji per forward pass (the gradient is summed over every chunk before a step)
 
 
