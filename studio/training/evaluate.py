@@ -77,18 +77,25 @@ def generate(
     return torch.cat(out) if out else torch.zeros(0, 4, 32, 32)
 
 
-class VariedGenerator(torch.nn.Module):
-    """A base generator as the engine renders it at ``variety`` and prompt ``strength`` (studio/engine/latents.py:
-    ``variety_offsets``, ``strengthened_conditions``), for scoring: ``forward(z, embedding)``, ``config`` and
-    ``z_weight`` as the wrapped one."""
+class _DrawnGenerator(torch.nn.Module):
+    """A base generator as the engine renders it with one of its options, for scoring: subclasses give
+    ``forward(z, embedding)``; ``config`` and ``z_weight`` are the wrapped one's."""
 
-    def __init__(self, generator, variety: float, strength: float = 1.0):
+    def __init__(self, generator):
         super().__init__()
-        self.generator, self.variety, self.config = generator, float(variety), generator.config
-        self.strength = float(strength)
+        self.generator, self.config = generator, generator.config
 
     def z_weight(self) -> torch.Tensor:
         return self.generator.z_weight()
+
+
+class VariedGenerator(_DrawnGenerator):
+    """At ``variety`` and prompt ``strength`` (studio/engine/latents.py: ``variety_offsets``,
+    ``strengthened_conditions``)."""
+
+    def __init__(self, generator, variety: float, strength: float = 1.0):
+        super().__init__(generator)
+        self.variety, self.strength = float(variety), float(strength)
 
     def forward(self, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         from studio.engine.latents import strengthened_conditions, varied_conditions
@@ -100,32 +107,25 @@ class VariedGenerator(torch.nn.Module):
         return self.generator.synthesize(z, projected)
 
 
-class SpreadGenerator(torch.nn.Module):
-    """A base generator as the engine renders it with ``spread`` on (studio/engine/spread.py): each row's
-    prompt embedding replaced by its z's mix of the concepts the prompt fits, for scoring."""
+class SpreadGenerator(_DrawnGenerator):
+    """With ``spread`` on (studio/engine/spread.py): each row's prompt embedding replaced by its z's mix of the
+    concepts the prompt fits."""
 
     def __init__(self, generator, spreader):
-        super().__init__()
-        self.generator, self.spreader, self.config = generator, spreader, generator.config
-
-    def z_weight(self) -> torch.Tensor:
-        return self.generator.z_weight()
+        super().__init__(generator)
+        self.spreader = spreader
 
     def forward(self, z: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         spread = self.spreader.embeddings(embedding.detach().float().cpu().numpy(), z)
         return self.generator(z, torch.from_numpy(spread).to(embedding.device))
 
 
-class ConceptGenerator(torch.nn.Module):
-    """A base generator as the engine renders it with a fitted concept table (studio/models/concepts.py), for
-    scoring: ``forward(z, embedding)``, ``config`` and ``z_weight`` as the wrapped one."""
+class ConceptGenerator(_DrawnGenerator):
+    """With a fitted concept table (studio/models/concepts.py)."""
 
     def __init__(self, generator, conditioner):
-        super().__init__()
-        self.generator, self.conditioner, self.config = generator, conditioner, generator.config
-
-    def z_weight(self) -> torch.Tensor:
-        return self.generator.z_weight()
+        super().__init__(generator)
+        self.conditioner = conditioner
 
     def forward(self, z: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         return self.generator.synthesize(z, self.conditioner(embedding.float()))
