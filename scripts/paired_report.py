@@ -6,7 +6,8 @@
 
 For every language (English first) and both emoji sets (held-out; training, the ``--limit`` subset that
 ``gan-studio evaluate`` and ``scripts/ab_report.py`` draw), each arm's hits minus the baseline's, with a 95%
-bootstrap interval over emoji (:func:`studio.training.evaluate.paired_difference`). Pairing removes the
+bootstrap interval over emoji (:func:`studio.training.evaluate.paired_difference`): GAN-test (subgroup) hits,
+and on the same pictures identity top-5 hits (the emoji itself among the 5 real emoji nearest in judge features). Pairing removes the
 difference in difficulty between emoji and seeds, which is most of the noise in comparing two scores taken
 apart; seed rounds that no earlier evaluation drew make it a fresh test.
 """
@@ -21,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from studio.models.cgan import rgba_uint8_to_premultiplied
 from studio.models.format import load_model
 from studio.training.dataset import load_dataset
-from studio.training.evaluate import SpreadGenerator, VariedGenerator, gan_test_hits, paired_difference
-from studio.training.judge import load_judge
+from studio.training.evaluate import SpreadGenerator, VariedGenerator, judge_hits, paired_difference
+from studio.training.judge import judge_features, load_judge
 
 
 def parse_rounds(text: str) -> list[int]:
@@ -106,21 +108,23 @@ def main() -> int:
         "results": {},
     }
     started = time.time()
+    real_features = judge_features(judge, rgba_uint8_to_premultiplied(torch.from_numpy(data.images128)))
     for language in ("en", *args.language):
         for set_name, index in emoji_sets(data, language, args.limit).items():
             if set_name not in args.sets.split(","):
                 continue
             hits = {
-                name: gan_test_hits(g, upsampler, data, judge, args.psi, index, rounds, language)
+                name: judge_hits(g, upsampler, data, judge, args.psi, index, rounds, language, real_features)
                 for name, g in generators.items()
             }
             for name in generators:
                 if name == base_name:
                     continue
-                row = paired_difference(hits[base_name], hits[name], level=args.level)
-                row["ratio"] = row["b"] / row["a"] if row["a"] > 0 else None
-                report["results"].setdefault(name, {})[f"{language}_{set_name}"] = row
-                print(name, language, set_name, json.dumps(row), flush=True)
+                for metric, suffix in (("gan_test", ""), ("identity", "_identity")):
+                    row = paired_difference(hits[base_name][metric], hits[name][metric], level=args.level)
+                    row["ratio"] = row["b"] / row["a"] if row["a"] > 0 else None
+                    report["results"].setdefault(name, {})[f"{language}_{set_name}{suffix}"] = row
+                    print(name, language, set_name + suffix, json.dumps(row), flush=True)
     report["seconds"] = round(time.time() - started, 1)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

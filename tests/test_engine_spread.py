@@ -232,3 +232,68 @@ def test_the_engine_names_what_a_prompt_spreads_over(spread_engine):
     assert sorted(spread_engine.spread_concepts("cat").result(timeout=30)) == sorted(NAMES[:3])
     assert spread_engine.spread_concepts("dog face").result(timeout=30) == ["dog face"]
     assert spread_engine.spread_concepts("   ").result(timeout=30) == []
+
+
+def test_with_a_concept_table_spread_mixes_the_concepts_own_conditions_without_jumps(
+    spread_model_dir, tmp_path
+):
+    """A fitted concept table (studio/models/concepts.py) and spread: each image's condition is its z's mix of
+    the concepts' own conditions (a fitted concept's row, another's conditioned name), in the engine and the
+    evaluation alike; linear in the weights, so z moving a little moves the condition a little; with nothing
+    fitted it is the plain projection of the mixed embedding."""
+    from studio.models.cgan import premultiplied_to_rgba_uint8
+    from studio.models.concepts import ConceptConditioner, ConceptConditions, load_concepts, save_concepts
+    from studio.models.format import load_model
+    from studio.training.evaluate import ConceptGenerator, SpreadGenerator
+
+    folder = tmp_path / spread_model_dir.name
+    shutil.copytree(spread_model_dir, folder)
+    info = read_model_info(folder)
+    rows = 3.0 * np.random.default_rng(1).standard_normal((len(NAMES), info.base.cond_dim)).astype(np.float32)
+    fitted = np.array([True, True, False, True, True, True])  # "black cat" keeps its conditioned name
+    save_concepts(folder, ConceptConditions(rows, fitted))
+    model, vocabulary = load_model(folder), load_vocabulary(info)
+    generator = model.generator.eval()
+    conditioner = ConceptConditioner(generator, vocabulary, load_concepts(info, vocabulary))
+    spreader = Spreader(vocabulary)
+    cat = _embed("cat")
+    z = torch.stack([seeded_z(40 + i, generator.config.z_dim) for i in range(6)])
+    with torch.inference_mode():
+        own = np.stack(
+            [
+                rows[0],
+                rows[1],
+                conditioner(torch.from_numpy(vocabulary.embeddings[2:3].astype(np.float32)))[0],
+            ]
+        )
+        got = spreader.conditions(np.repeat(cat[None], 6, 0), z, conditioner).numpy()
+    for i in range(6):
+        found, weights = spreader.mix(cat, z[i])
+        assert sorted(found.tolist()) == [0, 1, 2]
+        np.testing.assert_allclose(got[i], weights @ own[found].astype(np.float64), atol=1e-5)
+    # the engine draws exactly that (as the evaluation's wrappers do); a full name draws its own row
+    with open_engine(folder) as engine:
+        drawn = _images(engine, GenerationRequest("cat", seed=40, count=6, model="tiny-test", spread=True))
+    with torch.inference_mode():
+        embedding = torch.from_numpy(np.repeat(cat[None], 6, 0))
+        reference = model.upsampler(
+            SpreadGenerator(ConceptGenerator(generator, conditioner), spreader)(z, embedding)
+        )
+    expected = premultiplied_to_rgba_uint8(reference.float()).numpy()
+    assert np.abs(expected.astype(int) - np.stack(drawn).astype(int)).max() <= 1
+    # no jumps: along a path of z, the condition moves no more than the weights do, times the rows' spread
+    path = [torch.lerp(z[0], z[1], float(t)) for t in np.linspace(0, 1, 101)]
+    with torch.inference_mode():
+        steps = spreader.conditions(np.repeat(cat[None], len(path), 0), path, conditioner).numpy()
+    weights = np.stack([spreader.mix(cat, p)[1][np.argsort(spreader.mix(cat, p)[0])] for p in path])
+    bound = np.abs(np.diff(weights, axis=0)).sum(1) * np.abs(own).max() * np.sqrt(own.shape[1])
+    assert (np.linalg.norm(np.diff(steps, axis=0), axis=1) <= bound + 1e-4).all()
+    assert np.linalg.norm(steps[-1] - steps[0]) > 0.1  # the path does go somewhere
+    # nothing fitted: the mix of the names' projections is the projection of the mixed names (v4's drawing)
+    bare = ConceptConditioner(generator, vocabulary, ConceptConditions(rows, np.zeros(len(NAMES), bool)))
+    with torch.inference_mode():
+        mixed = spreader.conditions(np.repeat(cat[None], 6, 0), z, bare).numpy()
+        plain = generator.condition(
+            torch.from_numpy(spreader.embeddings(np.repeat(cat[None], 6, 0), z))
+        ).numpy()
+    np.testing.assert_allclose(mixed, plain, atol=1e-5)

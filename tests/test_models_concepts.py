@@ -77,6 +77,36 @@ def test_a_free_prompt_and_an_unfitted_concept_draw_what_the_projection_gives(co
     assert conditioner.nearest(_embed("pizza"))[0] != 3
 
 
+def test_an_english_name_wins_a_tie_with_another_languages_name_for_another_concept(
+    concept_model_dir, tmp_path
+):
+    """ "pie" is a food in English and the foot in Spanish: typed, the English concept's row is drawn."""
+    folder = tmp_path / "model"
+    shutil.copytree(concept_model_dir, folder)
+    entries = [{"name": name, "group": "", "subgroup": ""} for name in NAMES]
+    encoder = HashTextEncoder()
+    # "rocket" is also a name of the cat (index 0) in another language; the rocket's stored English name is a
+    # hair off the typed one (as int8 rounding leaves it), so the alias scores higher by less than the margin
+    names = encoder.encode(NAMES).astype(np.float32)
+    noise = np.random.default_rng(0).standard_normal(names.shape[1]).astype(np.float32)
+    names[2] += 0.03 * np.linalg.norm(names[2]) * noise / np.linalg.norm(noise)
+    names[2] *= np.linalg.norm(names[0]) / np.linalg.norm(names[2])  # as long as the others: cosine 0.9996
+    save_vocabulary(folder, entries, names, aliases=(encoder.encode(["rocket"]), np.array([0])))
+    info = read_model_info(folder)
+    vocabulary = load_vocabulary(info)
+    scores = vocabulary.name_scores(_embed("rocket"))
+    assert scores[0] > scores[2] > scores[0] - 0.002, scores
+    tied = ConceptConditioner(load_model(folder).generator, vocabulary, load_concepts(info, vocabulary))
+    assert tied.nearest(_embed("rocket"))[0] == 2
+    table = load_concepts(info, vocabulary)
+    torch.testing.assert_close(
+        tied(torch.from_numpy(_embed("rocket")[None])),
+        torch.from_numpy(table.conditions[2:3]),
+        rtol=0,
+        atol=0,
+    )
+
+
 def test_the_gate_blends_a_near_paraphrase_and_a_batch_never_moves_a_row(conditioner):
     table = conditioner.table
     name, other = _embed("dog face"), _embed("unrelated words")
@@ -196,6 +226,12 @@ def test_fitting_lowers_the_loss_fits_training_emoji_only_and_refuses_a_foreign_
     conditioner = ConceptConditioner(load_model(folder).generator, load_vocabulary(info), table)
     name = torch.from_numpy(data.name_embeddings()[:1])
     torch.testing.assert_close(conditioner(name), torch.from_numpy(table.conditions[:1]), rtol=0, atol=0)
+    # a guard that tolerates no hole at all (margin -1) puts every fitted row back to its projection
+    guarded = fit_model_concepts(folder, data_dir, steps=2, lr=0.2, quiet=True, share=1.0, guard=-1.0)
+    assert guarded["guard"]["reverted"] == len(data.train_index)
+    np.testing.assert_array_equal(
+        load_concepts(info, load_vocabulary(info)).conditions[train], origin.numpy()
+    )
 
 
 def test_inversion_starts_fitted_concepts_from_what_their_names_draw(concept_model_dir):
@@ -255,3 +291,40 @@ def test_the_fit_takes_a_trainers_discriminator_and_refuses_other_weights(tmp_pa
         fit_model_concepts(
             folder, data_dir, steps=1, quiet=True, discriminator=tmp_path / "other.safetensors"
         )
+
+
+class _HoleDrawer(torch.nn.Module):
+    """A stand-in base generator: an opaque 32 px square with a k x k transparent hole in the middle, k the first
+    condition entry rounded (0-4); the other entries change the colour only."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = type("Config", (), {"z_dim": 4})()
+
+    def synthesize(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        images = torch.ones(len(z), 4, 32, 32) * cond[:, 1:2, None, None].tanh()
+        images[:, 3] = 1.0
+        for i, k in enumerate(cond[:, 0].round().clamp(0, 4).int().tolist()):
+            images[i, 3, 14 : 14 + k, 14 : 14 + k] = -1.0
+        return images
+
+
+def test_the_guard_puts_back_exactly_the_rows_that_draw_more_holes():
+    """concept_fit.guard_conditions: a row goes back to its start where its drawings have more than ``margin``
+    extra hole pixels (a k x k hole is k^2 of them), and keeps its fit elsewhere."""
+    from studio.training.concept_fit import guard_conditions
+
+    holes = torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0, 0.0])
+    start = torch.zeros(6, 3)
+    stored = torch.stack([holes, torch.linspace(-1, 1, 6), torch.zeros(6)], dim=1)
+    guarded, report = guard_conditions(_HoleDrawer(), None, start, stored, margin=5.0, seeds=2)
+    back = torch.tensor(
+        [False, False, False, True, True, False]
+    )  # 9 and 16 extra pixels > 5; 0, 1, 4 are not
+    assert torch.equal(guarded[back], start[back]) and torch.equal(guarded[~back], stored[~back])
+    assert report["reverted"] == 2 and report["dips_start"] == 0.0 and report["dips_stored"] == 5.0
+    assert report["dips_guarded"] == round(5 / 6, 2)  # (0 + 1 + 4 + 0 + 0 + 0) / 6, rounded
+    everything, report_all = guard_conditions(_HoleDrawer(), None, start, stored, margin=-1.0, seeds=1)
+    assert torch.equal(everything, start) and report_all["reverted"] == 6
+    with pytest.raises(ValueError, match="1 to 8 seeds"):
+        guard_conditions(_HoleDrawer(), None, start, stored, 0.0, seeds=9)

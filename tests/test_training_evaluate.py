@@ -16,6 +16,7 @@ from studio.training.evaluate import (
     gan_test_hits,
     generate,
     heldout_gan_test,
+    judge_hits,
     kid,
     latents,
     paired_difference,
@@ -23,7 +24,7 @@ from studio.training.evaluate import (
     sample_row,
     score_snapshots,
 )
-from studio.training.judge import load_judge, save_judge, train_judge
+from studio.training.judge import judge_features, load_judge, save_judge, train_judge
 
 
 @pytest.fixture(scope="module")
@@ -283,6 +284,26 @@ def test_gan_test_hits_are_one_row_per_round_and_average_to_the_score(data, judg
     alone = gan_test_hits(model.generator, model.upsampler, data, judge, 0.8, held, (5,))
     assert np.array_equal(alone[0], hits[1])
     assert gan_test_hits(model.generator, model.upsampler, data, judge, 0.8, held[:0], (1,)).shape == (1, 0)
+
+
+def test_judge_hits_count_identity_and_gan_test_as_the_evaluation_does(data, judge, tiny_model_dir):
+    """The paired report's identity hits, on the evaluation's own seeds (round 0), average to its identity top-5."""
+    from studio.models.cgan import rgba_uint8_to_premultiplied
+
+    model = load_model(tiny_model_dir)
+    metrics = evaluate_model(model.generator, model.upsampler, data, judge, psi=0.8, diversity_prompts=3)
+    real = judge_features(judge, rgba_uint8_to_premultiplied(torch.from_numpy(data.images128)))
+    train = data.train_index
+    hits = judge_hits(model.generator, model.upsampler, data, judge, 0.8, train, (0, 2), real_features=real)
+    assert hits["identity"].shape == hits["gan_test"].shape == (2, len(train))
+    assert hits["identity"][0].mean() == pytest.approx(metrics["identity_top5"])
+    assert hits["gan_test"][0].mean() == pytest.approx(metrics["gan_test_train"])
+    plain = gan_test_hits(model.generator, model.upsampler, data, judge, 0.8, train, (0, 2))
+    assert np.array_equal(plain, hits["gan_test"])
+    assert "identity" not in judge_hits(model.generator, model.upsampler, data, judge, 0.8, train, (0,))
+    assert judge_hits(model.generator, None, data, judge, 0.8, train[:0], (1,), real_features=real)[
+        "identity"
+    ].shape == (1, 0)
 
 
 def test_paired_difference_resamples_emoji_and_finds_a_real_gain():

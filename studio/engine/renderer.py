@@ -162,6 +162,9 @@ class Renderer:
 
             def embed(prompts: list[str], zs: list | None = None) -> torch.Tensor:
                 encoded = self.encode(prompts)
+                if zs is not None and isinstance(self.project, ConceptConditioner):
+                    # spread with a concept table: mix the concepts' own conditions (no snap to one name)
+                    return self.spreader.conditions(encoded, zs, self.project, device)
                 if zs is not None:  # spread: each row's z mixes the concepts its prompt fits
                     encoded = self.spreader.embeddings(encoded, zs)
                 vectors = torch.from_numpy(encoded).to(device)

@@ -57,12 +57,20 @@ class Spreader:
         row = np.ascontiguousarray(embedding, dtype=np.float32).reshape(-1)
         return self._matches(row.tobytes())
 
-    def embedding(self, embedding: np.ndarray, z: torch.Tensor) -> np.ndarray:
-        """The embedding to render this z with: the prompt's own, or the z's mix of the concepts it fits."""
+    def mix(self, embedding: np.ndarray, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray] | None:
+        """The vocabulary concepts this z mixes for this prompt and their weights (summing to 1), or None when
+        the prompt is left alone (it fits fewer than two concepts)."""
         found = self.matches(embedding)
         if len(found) < 2:
+            return None
+        return found, spread_weights(z, len(found)).double().numpy()
+
+    def embedding(self, embedding: np.ndarray, z: torch.Tensor) -> np.ndarray:
+        """The embedding to render this z with: the prompt's own, or the z's mix of the concepts it fits."""
+        mixed = self.mix(embedding, z)
+        if mixed is None:
             return np.asarray(embedding, np.float32)
-        weights = spread_weights(z, len(found)).double().numpy()
+        found, weights = mixed
         return (weights @ self.vocabulary.embeddings[found].astype(np.float64)).astype(np.float32)
 
     def embeddings(self, embeddings: np.ndarray, zs) -> np.ndarray:
@@ -70,6 +78,24 @@ class Spreader:
         if len(embeddings) == 0:
             return embeddings
         return np.stack([e if z is None else self.embedding(e, z) for e, z in zip(embeddings, zs)])
+
+    def conditions(self, embeddings: np.ndarray, zs, conditioner, device="cpu") -> torch.Tensor:
+        """Projected conditions (N x cond_dim, on ``device``) for a model with fitted concept conditions
+        (studio/models/concepts.py, ``conditioner`` its ConceptConditioner): a spread row is the z's mix of its
+        concepts' own conditions, linear in the weights, so a dragged slider moves smoothly from one concept's
+        picture to the next (conditioning the mixed embedding would snap it to the nearest name's row). Rows
+        spread leaves alone (``zs`` None, a full name, a free sentence) go through the conditioner as they are."""
+        rows = []
+        for embedding, z in zip(embeddings, zs):
+            mixed = None if z is None else self.mix(embedding, z)
+            if mixed is None:
+                row = torch.from_numpy(np.asarray(embedding, np.float32)[None]).to(device)
+                rows.append(conditioner(row).float())
+            else:
+                found, weights = mixed
+                own = conditioner.of_concepts(found, device).double().cpu()
+                rows.append((torch.from_numpy(weights)[None] @ own).float().to(device))
+        return torch.cat(rows)
 
     def _find(self, key: bytes) -> np.ndarray:
         found = self.vocabulary.matches(

@@ -11,7 +11,10 @@ drawn with::
 where ``j`` is the fitted concept whose best name (English or any other language of the vocabulary) lies
 nearest ``e`` and ``g`` rises from 0 at cosine ``low`` to 1 at ``high``. So a full name in any language draws
 its fitted condition, a near paraphrase most of it, and a free sentence exactly what the projection gives.
-No weight changes; a model folder without the file renders as before.
+With ``spread`` a prompt that fits several concepts draws, per image, its z's mix of those concepts' own
+conditions (:meth:`ConceptConditioner.of_concepts`, studio/engine/spread.py ``Spreader.conditions``): linear in
+the mix, so a dragged slider never jumps from one name's row to the next. No weight changes; a model folder
+without the file renders as before.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ CONCEPTS_FILE = "concepts.safetensors"
 MAX_CONCEPTS_BYTES = 256 << 20
 DEFAULT_LOW = 0.85
 DEFAULT_HIGH = 0.97
+NAME_TIE = 0.002  # cosine: names this close to the best match tie with it (int8 rounding is well under 0.001)
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,29 @@ class ConceptConditioner:
             return -1, 0.0
         scores = np.where(self.table.fitted, self.vocabulary.name_scores(query), -np.inf)
         best = int(np.argmax(scores))
+        # A prompt that is a concept's English name keeps that concept when another language's name for a
+        # different one ties with it ("pie" is Spanish for foot; int8 rounding decides such ties otherwise).
+        english = np.where(
+            self.table.fitted, self.vocabulary.embeddings @ (query / np.linalg.norm(query)), -np.inf
+        )
+        own = int(np.argmax(english))
+        if own != best and english[own] >= scores[best] - NAME_TIE:
+            best = own
         return best, float(scores[best])
+
+    def of_concepts(self, concepts: np.ndarray, device="cpu") -> torch.Tensor:
+        """The conditions (K x cond_dim) the vocabulary concepts ``concepts`` draw by their English names: a fitted
+        concept's own row (its name is its own nearest name), any other what :meth:`__call__` gives its name."""
+        rows = []
+        for concept in np.asarray(concepts, np.int64).tolist():
+            if self.table.fitted[concept]:
+                rows.append(self._rows[concept : concept + 1].to(device))
+            else:
+                name = np.asarray(self.vocabulary.embeddings[concept : concept + 1], np.float32)
+                rows.append(self(torch.from_numpy(name).to(device)).float())
+        if not rows:
+            return torch.zeros(0, self.generator.config.cond_dim, device=device)
+        return torch.cat(rows)
 
     def __call__(self, embeddings: torch.Tensor) -> torch.Tensor:
         rows = []

@@ -41,6 +41,9 @@ Z_PER_STEP = 2
 ADV_WEIGHT = 0.25  # with --discriminator: v4's recipe ratio (adversarial 1 beside recon 4)
 SHARE = 0.5  # how far each stored condition moves from embed_proj(name) towards its fit
 CHUNK = 512  # emoji per forward pass (the gradient is summed over every chunk before a step)
+GUARD_SEED = 900_000_000  # the guard's seeds: GUARD_SEED + 8 x row + k, far from every evaluation's seeds
+GUARD_SEEDS = 4  # draws per row and condition
+GUARD_CLOSING = 7  # px of the 128 px closing, as the hearts gate counts (scripts/heart_check.py)
 
 
 def fit_conditions(
@@ -102,6 +105,58 @@ def fit_conditions(
     return conditions.detach(), losses
 
 
+@torch.no_grad()
+def guard_conditions(
+    generator,
+    upsampler,
+    start: torch.Tensor,
+    conditions: torch.Tensor,
+    margin: float,
+    seeds: int = GUARD_SEEDS,
+    first_seed: int = GUARD_SEED,
+    batch: int = 128,
+) -> tuple[torch.Tensor, dict]:
+    """``conditions`` with every row that draws more holes than its ``start`` put back to ``start``, and a report.
+
+    Per row, ``seeds`` drawings at psi 1 (seeds ``first_seed + 8 x row + k``) at both conditions, upsampled (when
+    ``upsampler`` is given) and counted with :func:`studio.training.base_stage.deep_dips`; a row whose mean exceeds
+    the start's by more than ``margin`` pixels is reverted. A fit that reaches for detail the base cannot draw (a
+    real emoji's thin motion arcs) draws it as tears; this keeps that row's picture as the name's projection draws
+    it."""
+    from studio.training.base_stage import deep_dips
+    from studio.training.evaluate import latents
+
+    if not 1 <= seeds <= 8:
+        raise ValueError("The guard draws 1 to 8 seeds per row.")
+    count = len(conditions)
+    row_of = np.repeat(np.arange(count), seeds)
+    seed_list = [first_seed + 8 * int(r) + k for r, k in zip(row_of, np.tile(np.arange(seeds), count))]
+    z = latents(seed_list, generator.config.z_dim, 1.0)
+    dips = {}
+    for name, rows in (("start", start), ("stored", conditions)):
+        counts = []
+        for first in range(0, len(z), batch):
+            drawn = generator.synthesize(
+                z[first : first + batch], rows[row_of[first : first + batch]].float()
+            )
+            if upsampler is not None:
+                drawn = upsampler(drawn)
+            counts.append(deep_dips(drawn.float(), GUARD_CLOSING).float())
+        dips[name] = torch.cat(counts).reshape(count, seeds).mean(1)
+    revert = dips["stored"] > dips["start"] + margin
+    guarded = torch.where(revert[:, None], start.float(), conditions.float())
+    report = {
+        "margin": margin,
+        "seeds": seeds,
+        "first_seed": first_seed,
+        "reverted": int(revert.sum()),
+        "dips_start": round(float(dips["start"].mean()), 2),
+        "dips_stored": round(float(dips["stored"].mean()), 2),
+        "dips_guarded": round(float(torch.where(revert, dips["start"], dips["stored"]).mean()), 2),
+    }
+    return guarded, report
+
+
 def load_critic(path: Path, embed_dim: int):
     """The conventional projection discriminator of a trainer's ``d_*.safetensors`` snapshot (its width read
     from the weights), for the fit's adversarial term."""
@@ -134,9 +189,11 @@ def fit_model_concepts(
     share: float = SHARE,
     discriminator: str | Path | None = None,
     adv_weight: float = ADV_WEIGHT,
+    guard: float | None = None,
 ) -> dict:
     """Fit the conditions of ``data_folder``'s training emoji for the model folder ``model`` and write its
-    ``concepts.safetensors``, each condition moved ``share`` of the way from ``embed_proj(name)`` to its fit;
+    ``concepts.safetensors``, each condition moved ``share`` of the way from ``embed_proj(name)`` to its fit
+    (with ``guard``, rows that draw more than that many extra hole pixels go back: :func:`guard_conditions`);
     returns the report (also stored in the file's metadata)."""
     from studio.models.format import ModelError, load_model
     from studio.models.vocabulary import load_vocabulary
@@ -174,8 +231,12 @@ def fit_model_concepts(
     fitted, losses = fit_conditions(
         generator, images, start, steps, lr, z_per_step, seed, bf16, report_step, critic, names, adv_weight
     )
+    stored = start + share * (fitted - start)
+    guard_report = None
+    if guard is not None:
+        stored, guard_report = guard_conditions(generator, loaded.upsampler, start, stored, guard)
     conditions = np.zeros((len(data.names), generator.config.cond_dim), np.float32)
-    conditions[train] = (start + share * (fitted - start)).numpy()
+    conditions[train] = stored.numpy()
     mask = np.zeros(len(data.names), bool)
     mask[train] = True
     report = {
@@ -191,6 +252,7 @@ def fit_model_concepts(
         "l1_first": round(losses[0], 4),
         "l1_last": round(losses[-1], 4),
         "moved": round(float((fitted - start).norm(dim=1).mean() / start.norm(dim=1).mean()), 4),
+        "guard": guard_report,
         "minutes": round((time.time() - started) / 60, 1),
         "dataset_sha256": data.manifest.get("sha256", ""),
     }
@@ -212,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
         "--discriminator", default=None, help="a trainer's d_*.safetensors: add its -D term to the fit's loss"
     )
     parser.add_argument("--adv-weight", type=float, default=ADV_WEIGHT)
+    parser.add_argument(
+        "--guard",
+        type=float,
+        default=None,
+        help="put back rows whose drawings have more than this many extra hole pixels (128 px) than the name's",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CPUs with AVX-512 BF16 only)")
     args = parser.parse_args(argv)
@@ -228,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         share=args.share,
         discriminator=args.discriminator,
         adv_weight=args.adv_weight,
+        guard=args.guard,
     )
     print(json.dumps(report, indent=2))
     return 0

@@ -116,7 +116,11 @@ class SpreadGenerator(_DrawnGenerator):
         self.spreader = spreader
 
     def forward(self, z: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        spread = self.spreader.embeddings(embedding.detach().float().cpu().numpy(), z)
+        rows = embedding.detach().float().cpu().numpy()
+        if isinstance(self.generator, ConceptGenerator):  # as the engine: mix the concepts' own conditions
+            conditions = self.spreader.conditions(rows, z, self.generator.conditioner, embedding.device)
+            return self.generator.generator.synthesize(z, conditions)
+        spread = self.spreader.embeddings(rows, z)
         return self.generator(z, torch.from_numpy(spread).to(embedding.device))
 
 
@@ -180,21 +184,45 @@ def gan_test_hits(
     seed ``index[j] + k * 100000`` for the k-th of ``rounds``, classified into its own subgroup or not. Two
     generators scored on the same ``index`` and ``rounds`` see the same prompts and latents, so their hits can
     be compared pair by pair (:func:`paired_difference`)."""
-    from studio.training.judge import judge_logits
+    return judge_hits(generator, upsampler, data, judge, psi, index, rounds, language)["gan_test"]
+
+
+def judge_hits(
+    generator,
+    upsampler,
+    data,
+    judge,
+    psi: float,
+    index: np.ndarray,
+    rounds: Sequence[int],
+    language: str = "en",
+    real_features: torch.Tensor | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`gan_test_hits` as ``"gan_test"``; with ``real_features`` (the judge's features of every real emoji at
+    128 px, in the dataset's order) also ``"identity"``: whether the prompted emoji itself is among the 5 real emoji
+    nearest each picture (cosine), as ``identity_top5`` counts it, on the same pictures."""
+    from studio.training.judge import judge_features
 
     rounds = list(rounds)
     if not rounds:
         raise ValueError("GAN-test needs at least one seed round.")
     index = np.asarray(index, dtype=np.int64)
     if len(index) == 0:
-        return np.zeros((len(rounds), 0), dtype=bool)
+        empty = np.zeros((len(rounds), 0), dtype=bool)
+        return {"gan_test": empty} | ({} if real_features is None else {"identity": empty.copy()})
     rep = np.tile(index, len(rounds))
     seeds = [int(i) + 100000 * rounds[k // len(index)] for k, i in enumerate(rep)]
     names = torch.from_numpy(data.name_embeddings(language))
     labels = torch.from_numpy(data.subgroup.astype(np.int64))
     fake = generate(generator, upsampler, names[rep], seeds, psi)
-    hits = (judge_logits(judge, fake).argmax(1) == labels[rep]).numpy()
-    return hits.reshape(len(rounds), len(index))
+    features = judge_features(judge, fake)  # one pass of the judge: its logits are the classifier's on these
+    with torch.no_grad():
+        hits = {"gan_test": (judge.classifier(features).argmax(1) == labels[rep]).numpy()}
+    if real_features is not None:
+        sims = F.normalize(features, dim=1) @ F.normalize(real_features, dim=1).T
+        top5 = sims.topk(5, dim=1).indices
+        hits["identity"] = (top5 == torch.from_numpy(rep)[:, None]).any(1).numpy()
+    return {name: h.reshape(len(rounds), len(index)) for name, h in hits.items()}
 
 
 def heldout_gan_test(
