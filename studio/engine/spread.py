@@ -6,8 +6,10 @@ replaced, per image, by a mix of the English names of the concepts it fits about
 (:meth:`studio.models.vocabulary.Vocabulary.matches`: names, other languages' names and shared keywords), the
 mix chosen by the image's final z through a fixed random map (``SPREAD_SEED``). So each seed leans towards one
 of them, a latent slider or an interpolation moves smoothly from one to the next, and a prompt that fits one
-concept best (a full name) is left exactly as it is. It changes no weight; what the engine renders and what
-the evaluation scores go through :class:`Spreader`.
+concept best (a full name) is left exactly as it is. With a fitted concept table (studio/models/concepts.py) the
+mix is taken of the concepts' own conditions instead (:meth:`Spreader.conditions`), still linear in the
+weights. It changes no weight; what the engine renders and what the evaluation scores go through
+:class:`Spreader`.
 """
 
 from __future__ import annotations
