@@ -7,9 +7,10 @@
 For every language (English first) and both emoji sets (held-out; training, the ``--limit`` subset that
 ``gan-studio evaluate`` and ``scripts/ab_report.py`` draw), each arm's hits minus the baseline's, with a 95%
 bootstrap interval over emoji (:func:`studio.training.evaluate.paired_difference`): GAN-test (subgroup) hits,
-and on the same pictures identity top-5 hits (the emoji itself among the 5 real emoji nearest in judge features). Pairing removes the
-difference in difficulty between emoji and seeds, which is most of the noise in comparing two scores taken
-apart; seed rounds that no earlier evaluation drew make it a fresh test.
+and on the same pictures identity top-5 hits (the emoji itself among the 5 real emoji nearest in judge
+features; printed as ``heldout_identity`` / ``train_identity``). Pairing removes the difference in difficulty
+between emoji and seeds, which is most of the noise in comparing two scores taken apart; seed rounds that no
+earlier evaluation drew make it a fresh test.
 """
 
 from __future__ import annotations
