@@ -19,8 +19,6 @@ import json
 import statistics
 import time
 
-import numpy as np
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -29,7 +27,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=40)
     args = parser.parse_args()
 
-    from studio.engine.bench import machine_report
+    from studio.engine.bench import machine_report, request_ms, side_by_side
     from studio.engine.devices import set_threads
     from studio.engine.engine import Engine
     from studio.engine.requests import GenerationRequest
@@ -64,12 +62,7 @@ def main() -> int:
     def timed(project, prompt: str, spread: bool, seed: int, preview: bool) -> float:
         renderer.project = project
         request = GenerationRequest(prompt, seed=seed, model=info.model_name, spread=spread)
-        started = time.perf_counter()
-        if preview:
-            engine.preview(request).result()
-        else:
-            list(engine.generate_sync(request))
-        return (time.perf_counter() - started) * 1000.0
+        return request_ms(engine, request, preview)
 
     report: dict = {
         "machine": machine_report(),
@@ -80,15 +73,16 @@ def main() -> int:
     }
     for kind, prompt, spread in (("name", "red heart", False), ("spread", "cat", True)):
         for preview in (False, True):
-            timed(table, prompt, spread, 0, preview), timed(plain, prompt, spread, 0, preview)  # warm, cached
-            on, off = [], []
-            for i in range(args.repeats):
-                on.append(timed(table, prompt, spread, 1000 + i, preview))
-                off.append(timed(plain, prompt, spread, 5000 + i, preview))  # not a request the cache holds
+            # warm-up at seed 0 (caches the match); then seeds no request before used, so no preview is cached
+            timing = side_by_side(
+                lambda i, p=prompt, s=spread, v=preview: timed(table, p, s, 0 if i < 0 else 1000 + i, v),
+                lambda i, p=prompt, s=spread, v=preview: timed(plain, p, s, 0 if i < 0 else 5000 + i, v),
+                args.repeats,
+            )
             report[f"{kind}_{'preview' if preview else 'image'}_ms"] = {
-                "table_median": round(float(np.median(on)), 2),
-                "plain_median": round(float(np.median(off)), 2),
-                "table_vs_plain": round(float(np.median(on) / np.median(off)), 3),
+                "table_median": round(timing["first_median"], 2),
+                "plain_median": round(timing["second_median"], 2),
+                "table_vs_plain": round(timing["ratio"], 3),
             }
     renderer.project = table
     engine.close()

@@ -15,8 +15,6 @@ import json
 import statistics
 import time
 
-import numpy as np
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -25,7 +23,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=40)
     args = parser.parse_args()
 
-    from studio.engine.bench import machine_report
+    from studio.engine.bench import machine_report, request_ms, side_by_side
     from studio.engine.devices import set_threads
     from studio.engine.engine import Engine
     from studio.engine.requests import GenerationRequest
@@ -44,14 +42,11 @@ def main() -> int:
         spreader.matches(embedding)  # a prompt it has not matched before: the whole scan
         match_ms.append((time.perf_counter() - started) * 1000.0)
 
-    def timed(spread: bool, seed: int, preview: bool) -> float:
-        request = GenerationRequest("cat", seed=seed, model=info.model_name, spread=spread)
-        started = time.perf_counter()
-        if preview:
-            engine.preview(request).result()
-        else:
-            list(engine.generate_sync(request))
-        return (time.perf_counter() - started) * 1000.0
+    def timed(spread: bool, i: int, preview: bool) -> float:  # i = -1: the warm-up, which caches the match
+        request = GenerationRequest(
+            "cat", seed=0 if i < 0 else 1000 + i, model=info.model_name, spread=spread
+        )
+        return request_ms(engine, request, preview)
 
     report: dict = {
         "machine": machine_report(),
@@ -62,16 +57,15 @@ def main() -> int:
         "match_ms_max": round(max(match_ms), 2),
     }
     for preview in (False, True):
-        timed(True, 0, preview), timed(False, 0, preview)  # warm-up, and the prompt's match cached
-        on, off = [], []
-        for i in range(args.repeats):
-            on.append(timed(True, 1000 + i, preview))
-            off.append(timed(False, 1000 + i, preview))
-        key = "preview_ms" if preview else "image_ms"
-        report[key] = {
-            "spread_on_median": round(float(np.median(on)), 2),
-            "spread_off_median": round(float(np.median(off)), 2),
-            "on_vs_off": round(float(np.median(on) / np.median(off)), 3),
+        timing = side_by_side(
+            lambda i, preview=preview: timed(True, i, preview),
+            lambda i, preview=preview: timed(False, i, preview),
+            args.repeats,
+        )
+        report["preview_ms" if preview else "image_ms"] = {
+            "spread_on_median": round(timing["first_median"], 2),
+            "spread_off_median": round(timing["second_median"], 2),
+            "on_vs_off": round(timing["ratio"], 3),
         }
     engine.close()
     print(json.dumps(report, indent=2))

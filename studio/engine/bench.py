@@ -53,6 +53,32 @@ def machine_report() -> dict:
     }
 
 
+def request_ms(engine: Engine, request: GenerationRequest, preview: bool) -> float:
+    """Wall time of one request through the engine: a live preview (one row) or the exact image(s)."""
+    started = time.perf_counter()
+    if preview:
+        engine.preview(request).result()
+    else:
+        list(engine.generate_sync(request))
+    return (time.perf_counter() - started) * 1000.0
+
+
+def side_by_side(first, second, repeats: int) -> dict:
+    """``first(i)`` and ``second(i)`` (each returns ms) called alternately for ``i`` in ``range(repeats)``, after one
+    warm-up call of each with ``i = -1``: the two medians and their ratio (the one number a shared, noisy machine
+    lets a benchmark trust)."""
+    first(-1), second(-1)
+    a, b = [], []
+    for i in range(repeats):
+        a.append(first(i))
+        b.append(second(i))
+    return {
+        "first_median": float(np.median(a)),
+        "second_median": float(np.median(b)),
+        "ratio": float(np.median(a) / np.median(b)),
+    }
+
+
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
