@@ -29,12 +29,11 @@ import numpy as np
 import torch
 
 from studio.logs import log_caught
-from studio.models.format import ModelError, ModelInfo
+from studio.models.format import CONCEPTS_FILE, ModelError, ModelInfo
 from studio.untrusted import UntrustedInputError, check_regular_file
 
 _log = logging.getLogger(__name__)
 
-CONCEPTS_FILE = "concepts.safetensors"
 MAX_CONCEPTS_BYTES = 256 << 20
 DEFAULT_LOW = 0.85
 DEFAULT_HIGH = 0.97

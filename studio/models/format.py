@@ -49,6 +49,7 @@ ARCHITECTURES = ("cgan32-cbn",)  # ids this version can build
 DEFAULT_MODEL = "emoji"
 MAX_MODEL_JSON_BYTES = 1 << 20
 MAX_WEIGHTS_BYTES = 4 << 30
+CONCEPTS_FILE = "concepts.safetensors"  # optional fitted concept conditions (studio/models/concepts.py)
 
 _log = logging.getLogger(__name__)
 
@@ -338,7 +339,7 @@ def _load_model(name_or_path: str | os.PathLike) -> LoadedModel:
     generator.eval().requires_grad_(False)
     _probe(generator, upsampler, info)
     # fitted concept conditions (studio/models/concepts.py) change what a name draws: they are part of the hash
-    concepts = info.path / "concepts.safetensors"
+    concepts = info.path / CONCEPTS_FILE
     hashed = weight_paths + ([concepts] if concepts.is_file() else [])
     return LoadedModel(info, generator, upsampler, _file_hash(hashed))
 

@@ -547,7 +547,6 @@ def composite(images: torch.Tensor, background: int = BACKGROUND) -> np.ndarray:
     return (rgb * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
-@torch.no_grad()
 def drawn_generator(model):
     """The model's base generator as the studio draws prompts: through its fitted concept conditions
     (studio/models/concepts.py) when the folder ships them, else the weights alone."""
@@ -563,6 +562,7 @@ def drawn_generator(model):
     return ConceptGenerator(model.generator, ConceptConditioner(model.generator, vocabulary, table))
 
 
+@torch.no_grad()
 def sample_row(
     model,
     encoder,
