@@ -39,6 +39,9 @@ STEPS = 100
 LEARNING_RATE = 0.03
 Z_PER_STEP = 2
 ADV_WEIGHT = 0.25  # with --discriminator: v4's recipe ratio (adversarial 1 beside recon 4)
+# with --discriminator: weight of the critic's feature matching, mean |h(drawing) - h(real)| over its pooled
+# features; 0.872 makes the term equal the L1 term at v4's first step (session 34, rule 43)
+FEATURE_MATCH = 0.0
 SHARE = 0.5  # how far each stored condition moves from embed_proj(name) towards its fit
 CHUNK = 512  # emoji per forward pass (the gradient is summed over every chunk before a step)
 GUARD_SEED = 900_000_000  # the guard's seeds: GUARD_SEED + 8 x row + k, far from every evaluation's seeds
@@ -59,20 +62,29 @@ def fit_conditions(
     discriminator=None,
     names: torch.Tensor | None = None,
     adv_weight: float = 0.0,
+    feature_match: float = 0.0,
 ) -> tuple[torch.Tensor, list[float]]:
     """Conditions (``N x cond_dim``) that make ``generator`` (frozen) draw ``images`` (premultiplied RGBA at its
     resolution), from ``start``; and the mean L1 of each step (before its update). With a (frozen)
     ``discriminator`` the loss adds ``adv_weight`` times its mean ``-D(drawing, name)`` (``names``: each emoji's
-    prompt embedding), which keeps the drawings from sliding to the smooth average picture L1 alone rewards."""
+    prompt embedding), which keeps the drawings from sliding to the smooth average picture L1 alone rewards,
+    and ``feature_match`` times the mean absolute gap between the critic's pooled features of the drawing and
+    of the real picture (what it looks at, rather than each pixel)."""
     if steps < 1 or z_per_step < 1 or not lr > 0:
         raise ValueError("Fitting needs at least one step, one z per step and a positive learning rate.")
     generator.eval()
     for parameter in generator.parameters():
         parameter.requires_grad_(False)
+    if feature_match and discriminator is None:
+        raise ValueError("Feature matching needs a discriminator.")
     if discriminator is not None:
         discriminator.eval()
         for parameter in discriminator.parameters():
             parameter.requires_grad_(False)
+        with torch.no_grad():
+            real_features = torch.cat(
+                [discriminator.features(images[i : i + CHUNK]).float() for i in range(0, len(images), CHUNK)]
+            )
     conditions = start.detach().clone().float().requires_grad_(True)
     optimizer = torch.optim.Adam([conditions], lr=lr)
     noise = torch.Generator().manual_seed(seed)
@@ -90,11 +102,16 @@ def fit_conditions(
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 drawn = generator.synthesize(z, chunk)
                 if discriminator is not None:
-                    logits = discriminator(drawn, names[rows].repeat(z_per_step, 1))
+                    features = discriminator.features(drawn)
+                    logits = discriminator.head(features, names[rows].repeat(z_per_step, 1))
             target = images[rows].repeat(z_per_step, 1, 1, 1)
             loss = (drawn.float() - target).abs().mean(dim=(1, 2, 3)).sum() / (count * z_per_step)
             if discriminator is not None:
-                (loss + adv_weight * (-logits.float().sum() / (count * z_per_step))).backward()
+                total_loss = loss + adv_weight * (-logits.float().sum() / (count * z_per_step))
+                if feature_match:
+                    gap = (features.float() - real_features[rows].repeat(z_per_step, 1)).abs().mean(1)
+                    total_loss = total_loss + feature_match * gap.sum() / (count * z_per_step)
+                total_loss.backward()
             else:
                 loss.backward()
             total += float(loss.detach())
@@ -190,6 +207,7 @@ def fit_model_concepts(
     discriminator: str | Path | None = None,
     adv_weight: float = ADV_WEIGHT,
     guard: float | None = None,
+    feature_match: float = FEATURE_MATCH,
 ) -> dict:
     """Fit the conditions of ``data_folder``'s training emoji for the model folder ``model`` and write its
     ``concepts.safetensors``, each condition moved ``share`` of the way from ``embed_proj(name)`` to its fit
@@ -206,6 +224,8 @@ def fit_model_concepts(
         raise ModelError("Concept conditions are for text models; this one is conditioned on classes.")
     if not 0 < share <= 1:
         raise ModelError("The share of the fit to keep must lie in (0, 1].")
+    if feature_match and discriminator is None:
+        raise ModelError("Feature matching compares the critic's features: give --discriminator as well.")
     if vocabulary is None or vocabulary.names != data.names:
         raise ModelError(
             f"The vocabulary of '{loaded.info.name}' does not list the dataset's emoji in the dataset's order."
@@ -229,7 +249,19 @@ def fit_model_concepts(
 
     critic = None if discriminator is None else load_critic(Path(discriminator), names.shape[1])
     fitted, losses = fit_conditions(
-        generator, images, start, steps, lr, z_per_step, seed, bf16, report_step, critic, names, adv_weight
+        generator,
+        images,
+        start,
+        steps,
+        lr,
+        z_per_step,
+        seed,
+        bf16,
+        report_step,
+        critic,
+        names,
+        adv_weight,
+        feature_match,
     )
     stored = start + share * (fitted - start)
     guard_report = None
@@ -248,6 +280,7 @@ def fit_model_concepts(
         "share": share,
         "discriminator": None if discriminator is None else str(discriminator),
         "adv_weight": adv_weight if discriminator is not None else 0.0,
+        "feature_match": feature_match if discriminator is not None else 0.0,
         "fitted": int(mask.sum()),
         "l1_first": round(losses[0], 4),
         "l1_last": round(losses[-1], 4),
@@ -275,6 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--adv-weight", type=float, default=ADV_WEIGHT)
     parser.add_argument(
+        "--feature-match",
+        type=float,
+        default=FEATURE_MATCH,
+        help="with --discriminator: weight of matching the critic's features of the real picture",
+    )
+    parser.add_argument(
         "--guard",
         type=float,
         default=None,
@@ -297,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         discriminator=args.discriminator,
         adv_weight=args.adv_weight,
         guard=args.guard,
+        feature_match=args.feature_match,
     )
     print(json.dumps(report, indent=2))
     return 0
