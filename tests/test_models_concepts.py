@@ -341,6 +341,47 @@ def test_feature_matching_draws_closer_to_what_the_critic_sees_in_the_real_pictu
         fit_model_concepts(folder, data_dir, steps=1, quiet=True, feature_match=1.0)
 
 
+def test_rescale_moves_every_fitted_row_towards_its_projection_and_keeps_the_fits_record(tmp_path):
+    from conftest import make_tiny_model
+    from safetensors import safe_open
+
+    from studio.training.concept_fit import fit_model_concepts, main, rescale_model_concepts
+    from studio.training.dataset import load_dataset, make_synthetic_dataset
+
+    data_dir = make_synthetic_dataset(tmp_path / "data", count=12)
+    data = load_dataset(data_dir)
+    folder = make_tiny_model(tmp_path / "models")
+    save_vocabulary(
+        folder, [{"name": n, "group": "", "subgroup": ""} for n in data.names], data.name_embeddings()
+    )
+    with pytest.raises(ModelError, match="has no concept table to rescale"):
+        rescale_model_concepts(folder, data_dir, 0.5)
+    fit_model_concepts(folder, data_dir, steps=5, lr=0.2, quiet=True, share=1.0)
+    info = read_model_info(folder)
+    train = data.train_index
+    full = load_concepts(info, load_vocabulary(info)).conditions.copy()
+    with torch.no_grad():
+        origin = (
+            load_model(folder).generator.condition(torch.from_numpy(data.name_embeddings()[train])).numpy()
+        )
+    full[train[0]] = origin[0]  # a row a guard had put back
+    save_concepts(
+        folder, ConceptConditions(full, load_concepts(info, load_vocabulary(info)).fitted), {"fit": "{}"}
+    )
+    assert main(["--model", str(folder), "--data", str(data_dir), "--rescale", "0.5"]) == 0
+    half = load_concepts(info, load_vocabulary(info)).conditions
+    np.testing.assert_allclose(half[train], origin + 0.5 * (full[train] - origin), atol=1e-6)
+    np.testing.assert_array_equal(half[train[0]], origin[0])  # at its projection, it stays there
+    np.testing.assert_array_equal(
+        half[data.heldout_index], full[data.heldout_index]
+    )  # never fitted: untouched
+    with safe_open(str(folder / "concepts.safetensors"), framework="numpy") as handle:
+        meta = handle.metadata()
+    assert meta["fit"] == "{}" and '"factor": 0.5' in meta["rescale"]
+    with pytest.raises(ModelError, match="must lie in"):
+        rescale_model_concepts(folder, data_dir, 1.5)
+
+
 class _HoleDrawer(torch.nn.Module):
     """A stand-in base generator: an opaque 32 px square with a k x k transparent hole in the middle, k the first
     condition entry rounded (0-4); the other entries change the colour only."""

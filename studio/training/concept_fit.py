@@ -194,6 +194,64 @@ def load_critic(path: Path, embed_dim: int):
     return critic
 
 
+def _model_and_names(model: str | Path, data_folder: str | Path):
+    """The model folder, its vocabulary, the dataset (checked against it), the training emoji's English name
+    embeddings and their projections ``embed_proj(name)`` (where every fit starts)."""
+    from studio.models.format import ModelError, load_model
+    from studio.models.vocabulary import load_vocabulary
+    from studio.training.dataset import load_dataset
+
+    loaded = load_model(model)
+    if loaded.info.conditioning.kind != "text":
+        raise ModelError("Concept conditions are for text models; this one is conditioned on classes.")
+    vocabulary = load_vocabulary(loaded.info)
+    data = load_dataset(data_folder)
+    if vocabulary is None or vocabulary.names != data.names:
+        raise ModelError(
+            f"The vocabulary of '{loaded.info.name}' does not list the dataset's emoji in the dataset's order."
+        )
+    names = torch.from_numpy(data.name_embeddings("en")[data.train_index])
+    with torch.no_grad():
+        start = loaded.generator.condition(names).float()
+    return loaded, vocabulary, data, names, start
+
+
+def rescale_model_concepts(
+    model: str | Path, data_folder: str | Path, factor: float, guard: float | None = None
+) -> dict:
+    """Move every row of the folder's table ``factor`` of the way from ``embed_proj(name)`` to where it is now
+    (rows at their projection stay there), guard the result as :func:`fit_model_concepts` does, and write it
+    back; returns the report (the table's earlier metadata kept beside it)."""
+    from safetensors import safe_open
+
+    from studio.models.concepts import CONCEPTS_FILE, load_concepts
+    from studio.models.format import ModelError
+
+    if not 0 < factor <= 1:
+        raise ModelError("The factor to rescale by must lie in (0, 1].")
+    loaded, vocabulary, data, _, start = _model_and_names(model, data_folder)
+    table = load_concepts(loaded.info, vocabulary)
+    if table is None:
+        raise ModelError(f"'{loaded.info.name}' has no concept table to rescale.")
+    with safe_open(str(loaded.info.path / CONCEPTS_FILE), framework="numpy") as handle:
+        metadata = dict(handle.metadata() or {})
+    train = data.train_index
+    now = torch.from_numpy(table.conditions[train])
+    stored = start + factor * (now - start)
+    guard_report = None
+    if guard is not None:
+        stored, guard_report = guard_conditions(loaded.generator, loaded.upsampler, start, stored, guard)
+    conditions = table.conditions.copy()
+    conditions[train] = stored.numpy()
+    report = {"factor": factor, "guard": guard_report, "dataset_sha256": data.manifest.get("sha256", "")}
+    metadata.pop("low", None), metadata.pop("high", None)
+    metadata["rescale"] = json.dumps(report)
+    save_concepts(
+        loaded.info.path, ConceptConditions(conditions, table.fitted, table.low, table.high), metadata
+    )
+    return report
+
+
 def fit_model_concepts(
     model: str | Path,
     data_folder: str | Path,
@@ -213,31 +271,17 @@ def fit_model_concepts(
     ``concepts.safetensors``, each condition moved ``share`` of the way from ``embed_proj(name)`` to its fit
     (with ``guard``, rows that draw more than that many extra hole pixels go back: :func:`guard_conditions`);
     returns the report (also stored in the file's metadata)."""
-    from studio.models.format import ModelError, load_model
-    from studio.models.vocabulary import load_vocabulary
-    from studio.training.dataset import load_dataset
+    from studio.models.format import ModelError
 
-    loaded = load_model(model)
-    vocabulary = load_vocabulary(loaded.info)
-    data = load_dataset(data_folder)
-    if loaded.info.conditioning.kind != "text":
-        raise ModelError("Concept conditions are for text models; this one is conditioned on classes.")
     if not 0 < share <= 1:
         raise ModelError("The share of the fit to keep must lie in (0, 1].")
     if feature_match and discriminator is None:
         raise ModelError("Feature matching compares the critic's features: give --discriminator as well.")
-    if vocabulary is None or vocabulary.names != data.names:
-        raise ModelError(
-            f"The vocabulary of '{loaded.info.name}' does not list the dataset's emoji in the dataset's order."
-        )
-    generator = loaded.generator
-    train = data.train_index
-    names = torch.from_numpy(data.name_embeddings("en")[train])
+    loaded, _, data, names, start = _model_and_names(model, data_folder)
+    generator, train = loaded.generator, data.train_index
     images = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32[train]))
     if images.shape[-1] != generator.config.resolution:
         raise ModelError("The dataset's small renders are not the generator's resolution.")
-    with torch.no_grad():
-        start = generator.condition(names).float()
     started = time.time()
 
     def report_step(step: int, loss: float) -> None:
@@ -319,11 +363,20 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="put back rows whose drawings have more than this many extra hole pixels (128 px) than the name's",
     )
+    parser.add_argument(
+        "--rescale",
+        type=float,
+        default=None,
+        help="instead of fitting: move the folder's table this share of the way from the names' projections",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CPUs with AVX-512 BF16 only)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.rescale is not None:
+        print(json.dumps(rescale_model_concepts(args.model, args.data, args.rescale, args.guard), indent=2))
+        return 0
     report = fit_model_concepts(
         args.model,
         args.data,
