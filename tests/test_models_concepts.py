@@ -380,6 +380,18 @@ def test_rescale_moves_every_fitted_row_towards_its_projection_and_keeps_the_fit
     assert meta["fit"] == "{}" and '"factor": 0.5' in meta["rescale"]
     with pytest.raises(ModelError, match="must lie in"):
         rescale_model_concepts(folder, data_dir, 1.5)
+    # a guard against another table that tolerates no hole puts every row back to that table's row
+    other = tmp_path / "other"
+    other.mkdir()
+    shifted = full + 1.0
+    save_concepts(other, ConceptConditions(shifted, load_concepts(info, load_vocabulary(info)).fitted))
+    report = rescale_model_concepts(
+        folder, data_dir, 1.0, guard=-1.0, guard_seeds=12, reference=other / "concepts.safetensors"
+    )
+    assert report["guard"]["reverted"] == len(train) and report["guard"]["seeds"] == 12
+    np.testing.assert_array_equal(
+        load_concepts(info, load_vocabulary(info)).conditions[train], shifted[train]
+    )
 
 
 class _HoleDrawer(torch.nn.Module):
@@ -415,5 +427,5 @@ def test_the_guard_puts_back_exactly_the_rows_that_draw_more_holes():
     assert report["dips_guarded"] == round(5 / 6, 2)  # (0 + 1 + 4 + 0 + 0 + 0) / 6, rounded
     everything, report_all = guard_conditions(_HoleDrawer(), None, start, stored, margin=-1.0, seeds=1)
     assert torch.equal(everything, start) and report_all["reverted"] == 6
-    with pytest.raises(ValueError, match="1 to 8 seeds"):
-        guard_conditions(_HoleDrawer(), None, start, stored, 0.0, seeds=9)
+    with pytest.raises(ValueError, match="1 to 64 seeds"):
+        guard_conditions(_HoleDrawer(), None, start, stored, 0.0, seeds=65)

@@ -135,7 +135,7 @@ def guard_conditions(
 ) -> tuple[torch.Tensor, dict]:
     """``conditions`` with every row that draws more holes than its ``start`` put back to ``start``, and a report.
 
-    Per row, ``seeds`` drawings at psi 1 (seeds ``first_seed + 8 x row + k``) at both conditions, upsampled (when
+    Per row, ``seeds`` drawings at psi 1 (seeds ``first_seed + max(8, seeds) x row + k``) at both conditions, upsampled (when
     ``upsampler`` is given) and counted with :func:`studio.training.base_stage.deep_dips`; a row whose mean exceeds
     the start's by more than ``margin`` pixels is reverted. A fit that reaches for detail the base cannot draw (a
     real emoji's thin motion arcs) draws it as tears; this keeps that row's picture as the name's projection draws
@@ -143,11 +143,11 @@ def guard_conditions(
     from studio.training.base_stage import deep_dips
     from studio.training.evaluate import latents
 
-    if not 1 <= seeds <= 8:
-        raise ValueError("The guard draws 1 to 8 seeds per row.")
-    count = len(conditions)
+    if not 1 <= seeds <= 64:
+        raise ValueError("The guard draws 1 to 64 seeds per row.")
+    count, stride = len(conditions), max(8, seeds)
     row_of = np.repeat(np.arange(count), seeds)
-    seed_list = [first_seed + 8 * int(r) + k for r, k in zip(row_of, np.tile(np.arange(seeds), count))]
+    seed_list = [first_seed + stride * int(r) + k for r, k in zip(row_of, np.tile(np.arange(seeds), count))]
     z = latents(seed_list, generator.config.z_dim, 1.0)
     dips = {}
     for name, rows in (("start", start), ("stored", conditions)):
@@ -217,14 +217,22 @@ def _model_and_names(model: str | Path, data_folder: str | Path):
 
 
 def rescale_model_concepts(
-    model: str | Path, data_folder: str | Path, factor: float, guard: float | None = None
+    model: str | Path,
+    data_folder: str | Path,
+    factor: float,
+    guard: float | None = None,
+    guard_seeds: int = GUARD_SEEDS,
+    guard_first_seed: int = GUARD_SEED,
+    reference: str | Path | None = None,
 ) -> dict:
     """Move every row of the folder's table ``factor`` of the way from ``embed_proj(name)`` to where it is now
     (rows at their projection stay there), guard the result as :func:`fit_model_concepts` does, and write it
-    back; returns the report (the table's earlier metadata kept beside it)."""
+    back; returns the report (the table's earlier metadata kept beside it). With ``reference`` (another
+    ``concepts.safetensors`` for the same vocabulary, e.g. the shipped one) the guard compares each row with
+    that table's row and puts it back there instead of to the projection."""
     from safetensors import safe_open
 
-    from studio.models.concepts import CONCEPTS_FILE, load_concepts
+    from studio.models.concepts import CONCEPTS_FILE, load_concepts, read_concepts
     from studio.models.format import ModelError
 
     if not 0 < factor <= 1:
@@ -240,7 +248,16 @@ def rescale_model_concepts(
     stored = start + factor * (now - start)
     guard_report = None
     if guard is not None:
-        stored, guard_report = guard_conditions(loaded.generator, loaded.upsampler, start, stored, guard)
+        against = start
+        if reference is not None:
+            other = read_concepts(Path(reference))
+            if other.conditions.shape != table.conditions.shape:
+                raise ModelError(f"The table '{reference}' is not for this model's concepts.")
+            against = torch.from_numpy(other.conditions[train])
+        stored, guard_report = guard_conditions(
+            loaded.generator, loaded.upsampler, against, stored, guard, guard_seeds, guard_first_seed
+        )
+        guard_report["against"] = "projection" if reference is None else str(reference)
     conditions = table.conditions.copy()
     conditions[train] = stored.numpy()
     report = {"factor": factor, "guard": guard_report, "dataset_sha256": data.manifest.get("sha256", "")}
@@ -266,6 +283,8 @@ def fit_model_concepts(
     adv_weight: float = ADV_WEIGHT,
     guard: float | None = None,
     feature_match: float = FEATURE_MATCH,
+    guard_seeds: int = GUARD_SEEDS,
+    guard_first_seed: int = GUARD_SEED,
 ) -> dict:
     """Fit the conditions of ``data_folder``'s training emoji for the model folder ``model`` and write its
     ``concepts.safetensors``, each condition moved ``share`` of the way from ``embed_proj(name)`` to its fit
@@ -310,7 +329,9 @@ def fit_model_concepts(
     stored = start + share * (fitted - start)
     guard_report = None
     if guard is not None:
-        stored, guard_report = guard_conditions(generator, loaded.upsampler, start, stored, guard)
+        stored, guard_report = guard_conditions(
+            generator, loaded.upsampler, start, stored, guard, guard_seeds, guard_first_seed
+        )
     conditions = np.zeros((len(data.names), generator.config.cond_dim), np.float32)
     conditions[train] = stored.numpy()
     mask = np.zeros(len(data.names), bool)
@@ -369,13 +390,31 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="instead of fitting: move the folder's table this share of the way from the names' projections",
     )
+    parser.add_argument(
+        "--guard-seeds", type=int, default=GUARD_SEEDS, help="the guard's draws per row (1-64)"
+    )
+    parser.add_argument("--guard-first-seed", type=int, default=GUARD_SEED)
+    parser.add_argument(
+        "--guard-against",
+        default=None,
+        help="with --rescale: a concepts.safetensors whose rows the guard compares with and puts back",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CPUs with AVX-512 BF16 only)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.rescale is not None:
-        print(json.dumps(rescale_model_concepts(args.model, args.data, args.rescale, args.guard), indent=2))
+        report = rescale_model_concepts(
+            args.model,
+            args.data,
+            args.rescale,
+            args.guard,
+            args.guard_seeds,
+            args.guard_first_seed,
+            args.guard_against,
+        )
+        print(json.dumps(report, indent=2))
         return 0
     report = fit_model_concepts(
         args.model,
@@ -390,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
         adv_weight=args.adv_weight,
         guard=args.guard,
         feature_match=args.feature_match,
+        guard_seeds=args.guard_seeds,
+        guard_first_seed=args.guard_first_seed,
     )
     print(json.dumps(report, indent=2))
     return 0
