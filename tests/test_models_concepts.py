@@ -380,6 +380,8 @@ def test_rescale_moves_every_fitted_row_towards_its_projection_and_keeps_the_fit
     assert meta["fit"] == "{}" and '"factor": 0.5' in meta["rescale"]
     with pytest.raises(ModelError, match="must lie in"):
         rescale_model_concepts(folder, data_dir, 1.5)
+    with pytest.raises(SystemExit):  # a fit's guard compares with the projections: refused, not ignored
+        main(["--model", str(folder), "--data", str(data_dir), "--guard-against", "other.safetensors"])
     # a guard against another table that tolerates no hole puts every row back to that table's row
     other = tmp_path / "other"
     other.mkdir()

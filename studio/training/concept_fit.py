@@ -15,6 +15,10 @@ weight changes. Session 32's candidates and their scores are in the model card (
         --discriminator runs/v11/sdn/snapshots/d_0005524.safetensors
 
 writes ``concepts.safetensors`` into the model folder (the vocabulary there must list the dataset's emoji).
+``--feature-match W`` adds W times the gap between the critic's pooled features of the drawing and of the real
+render (session 34: identity and realism rise together); ``--rescale F`` moves an existing table F of the way
+back towards the projections instead of fitting, and ``--guard-against TABLE`` (with it) guards each row against
+another table's row rather than the projection.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ ADV_WEIGHT = 0.25  # with --discriminator: v4's recipe ratio (adversarial 1 besi
 FEATURE_MATCH = 0.0
 SHARE = 0.5  # how far each stored condition moves from embed_proj(name) towards its fit
 CHUNK = 512  # emoji per forward pass (the gradient is summed over every chunk before a step)
-GUARD_SEED = 900_000_000  # the guard's seeds: GUARD_SEED + 8 x row + k, far from every evaluation's seeds
+GUARD_SEED = 900_000_000  # the guard's seeds: GUARD_SEED + max(8, seeds) x row + k, far from any evaluation's
 GUARD_SEEDS = 4  # draws per row and condition
 GUARD_CLOSING = 7  # px of the 128 px closing, as the hearts gate counts (scripts/heart_check.py)
 
@@ -261,7 +265,8 @@ def rescale_model_concepts(
     conditions = table.conditions.copy()
     conditions[train] = stored.numpy()
     report = {"factor": factor, "guard": guard_report, "dataset_sha256": data.manifest.get("sha256", "")}
-    metadata.pop("low", None), metadata.pop("high", None)
+    for key in ("low", "high"):  # save_concepts writes the table's own
+        metadata.pop(key, None)
     metadata["rescale"] = json.dumps(report)
     save_concepts(
         loaded.info.path, ConceptConditions(conditions, table.fitted, table.low, table.high), metadata
@@ -402,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CPUs with AVX-512 BF16 only)")
     args = parser.parse_args(argv)
+    if args.guard_against is not None and args.rescale is None:
+        parser.error(
+            "--guard-against goes with --rescale (a fit's guard compares with the names' projections)."
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.rescale is not None:
