@@ -181,20 +181,46 @@ def test_a_folder_without_a_table_has_none(tiny_model_dir):
     assert load_concepts(read_model_info(tiny_model_dir), None) is None
 
 
-def test_fitting_lowers_the_loss_fits_training_emoji_only_and_refuses_a_foreign_vocabulary(tmp_path):
+def _fit_folder(tmp_path, with_vocabulary: bool = True):
+    """A synthetic 12-emoji dataset and a tiny model folder whose vocabulary (when asked) lists its names."""
     from conftest import make_tiny_model
 
-    from studio.training.concept_fit import fit_model_concepts
     from studio.training.dataset import load_dataset, make_synthetic_dataset
 
     data_dir = make_synthetic_dataset(tmp_path / "data", count=12)
     data = load_dataset(data_dir)
     folder = make_tiny_model(tmp_path / "models")
+    if with_vocabulary:
+        _save_names(folder, data)
+    return data_dir, data, folder
+
+
+def _save_names(folder, data) -> None:
+    entries = [{"name": name, "group": "", "subgroup": ""} for name in data.names]
+    save_vocabulary(folder, entries, data.name_embeddings())
+
+
+def _tiny_critic(path):
+    """A trainer-style d_*.safetensors with a small random projection discriminator, for the fit's -D term."""
+    from safetensors.torch import save_file
+
+    from studio.training.networks import ProjectionDiscriminator
+
+    torch.manual_seed(0)
+    critic = ProjectionDiscriminator(ch=4, embed_dim=384)
+    critic(torch.zeros(1, 4, 32, 32), torch.zeros(1, 384))  # spectral norm's vectors exist after one call
+    save_file({f"conv.{k}": v.contiguous() for k, v in critic.state_dict().items()}, str(path))
+    return path
+
+
+def test_fitting_lowers_the_loss_fits_training_emoji_only_and_refuses_a_foreign_vocabulary(tmp_path):
+    from studio.training.concept_fit import fit_model_concepts
+
+    data_dir, data, folder = _fit_folder(tmp_path, with_vocabulary=False)
     with pytest.raises(ModelError, match="does not list the dataset's emoji"):
         fit_model_concepts(folder, data_dir, steps=2, quiet=True)  # no vocabulary yet
     assert not (folder / CONCEPTS_FILE).exists()
-    entries = [{"name": name, "group": "", "subgroup": ""} for name in data.names]
-    save_vocabulary(folder, entries, data.name_embeddings())
+    _save_names(folder, data)
     report = fit_model_concepts(folder, data_dir, steps=40, lr=0.2, quiet=True, share=1.0)
     info = read_model_info(folder)
     table = load_concepts(info, load_vocabulary(info))
@@ -259,25 +285,13 @@ def test_samples_and_evaluation_draw_names_through_the_table(tiny_model_dir, con
 
 
 def test_the_fit_takes_a_trainers_discriminator_and_refuses_other_weights(tmp_path):
-    from conftest import make_tiny_model
     from safetensors.torch import save_file
 
     from studio.training.concept_fit import fit_model_concepts
-    from studio.training.dataset import load_dataset, make_synthetic_dataset
-    from studio.training.networks import ProjectionDiscriminator
     from studio.training.options import TrainError
 
-    data_dir = make_synthetic_dataset(tmp_path / "data", count=12)
-    data = load_dataset(data_dir)
-    folder = make_tiny_model(tmp_path / "models")
-    entries = [{"name": name, "group": "", "subgroup": ""} for name in data.names]
-    save_vocabulary(folder, entries, data.name_embeddings())
-    torch.manual_seed(0)
-    critic = ProjectionDiscriminator(ch=4, embed_dim=384)
-    critic(torch.zeros(1, 4, 32, 32), torch.zeros(1, 384))  # spectral norm's vectors exist after one call
-    save_file(
-        {f"conv.{k}": v.contiguous() for k, v in critic.state_dict().items()}, str(tmp_path / "d.safetensors")
-    )
+    data_dir, _, folder = _fit_folder(tmp_path)
+    _tiny_critic(tmp_path / "d.safetensors")
     plain = fit_model_concepts(folder, data_dir, steps=3, lr=0.2, quiet=True, share=1.0)
     judged = fit_model_concepts(
         folder, data_dir, steps=3, lr=0.2, quiet=True, share=1.0, discriminator=tmp_path / "d.safetensors"
@@ -294,24 +308,10 @@ def test_the_fit_takes_a_trainers_discriminator_and_refuses_other_weights(tmp_pa
 
 
 def test_feature_matching_draws_closer_to_what_the_critic_sees_in_the_real_picture(tmp_path):
-    from conftest import make_tiny_model
-    from safetensors.torch import save_file
-
     from studio.training.concept_fit import fit_model_concepts, load_critic
-    from studio.training.dataset import load_dataset, make_synthetic_dataset
-    from studio.training.networks import ProjectionDiscriminator
 
-    data_dir = make_synthetic_dataset(tmp_path / "data", count=12)
-    data = load_dataset(data_dir)
-    folder = make_tiny_model(tmp_path / "models")
-    save_vocabulary(
-        folder, [{"name": n, "group": "", "subgroup": ""} for n in data.names], data.name_embeddings()
-    )
-    torch.manual_seed(0)
-    critic = ProjectionDiscriminator(ch=4, embed_dim=384)
-    critic(torch.zeros(1, 4, 32, 32), torch.zeros(1, 384))
-    weights = tmp_path / "d.safetensors"
-    save_file({f"conv.{k}": v.contiguous() for k, v in critic.state_dict().items()}, str(weights))
+    data_dir, data, folder = _fit_folder(tmp_path)
+    weights = _tiny_critic(tmp_path / "d.safetensors")
     critic = load_critic(weights, 384).eval()
     train = data.train_index
     real = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32[train])).repeat(8, 1, 1, 1)
@@ -342,18 +342,11 @@ def test_feature_matching_draws_closer_to_what_the_critic_sees_in_the_real_pictu
 
 
 def test_rescale_moves_every_fitted_row_towards_its_projection_and_keeps_the_fits_record(tmp_path):
-    from conftest import make_tiny_model
     from safetensors import safe_open
 
     from studio.training.concept_fit import fit_model_concepts, main, rescale_model_concepts
-    from studio.training.dataset import load_dataset, make_synthetic_dataset
 
-    data_dir = make_synthetic_dataset(tmp_path / "data", count=12)
-    data = load_dataset(data_dir)
-    folder = make_tiny_model(tmp_path / "models")
-    save_vocabulary(
-        folder, [{"name": n, "group": "", "subgroup": ""} for n in data.names], data.name_embeddings()
-    )
+    data_dir, data, folder = _fit_folder(tmp_path)
     with pytest.raises(ModelError, match="has no concept table to rescale"):
         rescale_model_concepts(folder, data_dir, 0.5)
     fit_model_concepts(folder, data_dir, steps=5, lr=0.2, quiet=True, share=1.0)
