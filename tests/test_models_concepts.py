@@ -424,3 +424,40 @@ def test_the_guard_puts_back_exactly_the_rows_that_draw_more_holes():
     assert torch.equal(everything, start) and report_all["reverted"] == 6
     with pytest.raises(ValueError, match="1 to 64 seeds"):
         guard_conditions(_HoleDrawer(), None, start, stored, 0.0, seeds=65)
+
+
+class _TearingGenerator(torch.nn.Module):
+    """A one-number "generator" whose colour reaches its target only as it punches 16 one-pixel holes in its
+    alpha: L1 alone pays for the colour with the holes (as a fit reaching for detail the base cannot draw)."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = type("Config", (), {"z_dim": 2})()
+        mask = torch.zeros(1, 1, 32, 32)
+        mask[..., 4::8, 4::8] = 1.0
+        self.register_buffer("mask", mask)
+        self.frozen = torch.nn.Parameter(torch.zeros(1))
+
+    def synthesize(self, z, conditions):
+        k = conditions[:, :1, None, None]
+        colour = k.expand(len(z), 3, 32, 32)
+        alpha = 1.0 - 2.0 * k * self.mask
+        return torch.cat([colour, alpha], 1).clamp(-1.0, 1.0)
+
+
+def test_the_hole_term_trades_the_colour_a_fit_reaches_for_back_for_whole_shapes():
+    from studio.training.base_stage import alpha_holes
+    from studio.training.concept_fit import fit_conditions
+
+    toy = _TearingGenerator()
+    real = torch.ones(2, 4, 32, 32)  # full colour, no hole
+    start = torch.zeros(2, 3)
+    holes = {}
+    for weight in (0.0, 400.0):
+        fitted, losses = fit_conditions(toy, real, start, steps=40, lr=0.1, hole_weight=weight)
+        assert losses[-1] < losses[0]
+        with torch.no_grad():
+            holes[weight] = float(alpha_holes(toy.synthesize(torch.zeros(2, 2), fitted)).mean())
+    assert holes[0.0] > 0.006  # L1 alone: every hole open (16 px x 0.5 / 1,024)
+    assert holes[400.0] < 0.25 * holes[0.0], holes
+    assert not toy.frozen.requires_grad  # the generator stays frozen

@@ -239,6 +239,34 @@ def test_a_warm_up_trains_only_the_discriminator_then_both(synthetic_data, tmp_p
         train(_options(synthetic_data, tmp_path / "bad", tmp_path / "unused", 1, d_warmup_steps=-1))
 
 
+def test_the_matching_aware_weight_comes_from_the_command_line_and_changes_what_the_critic_learns(
+    synthetic_data, tmp_path
+):
+    """--mismatch-weight: 0 drops the term that scores a real emoji under another caption as fake (a fresh
+    critic beside a trained generator learns real from fake first); the run records it; below 0 is refused."""
+    import argparse
+
+    from studio.training.options import add_train_arguments, options_from_args
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    assert options_from_args(parser.parse_args(["--out", "m"])).mismatch_weight == 0.5
+    assert (
+        options_from_args(parser.parse_args(["--out", "m", "--mismatch-weight", "0"])).mismatch_weight == 0.0
+    )
+
+    def critic(name, weight):
+        options = _options(synthetic_data, tmp_path / name, tmp_path / "unused", 2, mismatch_weight=weight)
+        train(options)
+        return torch.load(options.run / CHECKPOINT, weights_only=False)
+
+    off, on = critic("off", 0.0), critic("on", 0.5)
+    assert off["runs"][-1]["mismatch_weight"] == 0.0 and on["runs"][-1]["mismatch_weight"] == 0.5
+    assert not all(torch.equal(off["discriminator"][k], on["discriminator"][k]) for k in on["discriminator"])
+    with pytest.raises(TrainError, match=r"--mismatch-weight must be 0 or more \(got -1.0\)"):
+        train(_options(synthetic_data, tmp_path / "bad", tmp_path / "unused", 1, mismatch_weight=-1.0))
+
+
 def test_a_run_goes_on_from_its_snapshots_with_its_discriminator(synthetic_data, random_features, tmp_path):
     """Each checkpoint keeps the discriminators beside the generator snapshot (d_<step>.safetensors), so a run
     whose checkpoint is lost can go on from a snapshot with the discriminator it was trained against."""

@@ -276,6 +276,8 @@ def check_ranges(options: TrainOptions) -> None:
         raise TrainError(f"--cond-noise must lie between 0 and 2 (got {options.cond_noise}).")
     if options.hole_weight < 0:
         raise TrainError(f"--hole-weight must be 0 or more (got {options.hole_weight}).")
+    if options.mismatch_weight < 0:
+        raise TrainError(f"--mismatch-weight must be 0 or more (got {options.mismatch_weight}).")
     for flag, width in (("--ch", options.ch), ("--d-ch", options.d_ch)):
         if width is not None and width < 1:
             raise TrainError(f"{flag} must be 1 or more (got {width}).")

@@ -16,7 +16,8 @@ weight changes. Session 32's candidates and their scores are in the model card (
 
 writes ``concepts.safetensors`` into the model folder (the vocabulary there must list the dataset's emoji).
 ``--feature-match W`` adds W times the gap between the critic's pooled features of the drawing and of the real
-render (session 34: identity and realism rise together); ``--rescale F`` moves an existing table F of the way
+render (session 34: identity and realism rise together), ``--hole-weight W`` W times the drawings' small holes beyond
+their real render's; ``--rescale F`` moves an existing table F of the way
 back towards the projections instead of fitting, and ``--guard-against TABLE`` (with it) guards each row against
 another table's row rather than the projection.
 """
@@ -46,6 +47,9 @@ ADV_WEIGHT = 0.25  # with --discriminator: v4's recipe ratio (adversarial 1 besi
 # with --discriminator: weight of the critic's feature matching, mean |h(drawing) - h(real)| over its pooled
 # features; 0.872 makes the term equal the L1 term at v4's first step (session 34, rule 43)
 FEATURE_MATCH = 0.0
+# weight of the hole term: how far each drawing's small holes and notches at 32 px (base_stage.alpha_holes) lie
+# above its own real render's, so a fit that reaches for detail the base cannot draw pays for the tears it makes
+HOLE_WEIGHT = 0.0
 SHARE = 0.5  # how far each stored condition moves from embed_proj(name) towards its fit
 CHUNK = 512  # emoji per forward pass (the gradient is summed over every chunk before a step)
 GUARD_SEED = 900_000_000  # the guard's seeds: GUARD_SEED + max(8, seeds) x row + k, far from any evaluation's
@@ -67,13 +71,18 @@ def fit_conditions(
     names: torch.Tensor | None = None,
     adv_weight: float = 0.0,
     feature_match: float = 0.0,
+    hole_weight: float = 0.0,
 ) -> tuple[torch.Tensor, list[float]]:
     """Conditions (``N x cond_dim``) that make ``generator`` (frozen) draw ``images`` (premultiplied RGBA at its
     resolution), from ``start``; and the mean L1 of each step (before its update). With a (frozen)
     ``discriminator`` the loss adds ``adv_weight`` times its mean ``-D(drawing, name)`` (``names``: each emoji's
     prompt embedding), which keeps the drawings from sliding to the smooth average picture L1 alone rewards,
     and ``feature_match`` times the mean absolute gap between the critic's pooled features of the drawing and
-    of the real picture (what it looks at, rather than each pixel)."""
+    of the real picture (what it looks at, rather than each pixel). ``hole_weight`` adds that times how far each
+    drawing's share of small holes (:func:`studio.training.base_stage.alpha_holes`) lies above its real
+    picture's (0 below it), the tears a fit makes when it reaches for detail the base cannot draw."""
+    from studio.training.base_stage import alpha_holes
+
     if steps < 1 or z_per_step < 1 or not lr > 0:
         raise ValueError("Fitting needs at least one step, one z per step and a positive learning rate.")
     generator.eval()
@@ -89,6 +98,7 @@ def fit_conditions(
             real_features = torch.cat(
                 [discriminator.features(images[i : i + CHUNK]).float() for i in range(0, len(images), CHUNK)]
             )
+    real_holes = alpha_holes(images) if hole_weight else None
     conditions = start.detach().clone().float().requires_grad_(True)
     optimizer = torch.optim.Adam([conditions], lr=lr)
     noise = torch.Generator().manual_seed(seed)
@@ -110,14 +120,16 @@ def fit_conditions(
                     logits = discriminator.head(features, names[rows].repeat(z_per_step, 1))
             target = images[rows].repeat(z_per_step, 1, 1, 1)
             loss = (drawn.float() - target).abs().mean(dim=(1, 2, 3)).sum() / (count * z_per_step)
+            total_loss = loss
             if discriminator is not None:
-                total_loss = loss + adv_weight * (-logits.float().sum() / (count * z_per_step))
+                total_loss = total_loss + adv_weight * (-logits.float().sum() / (count * z_per_step))
                 if feature_match:
                     gap = (features.float() - real_features[rows].repeat(z_per_step, 1)).abs().mean(1)
                     total_loss = total_loss + feature_match * gap.sum() / (count * z_per_step)
-                total_loss.backward()
-            else:
-                loss.backward()
+            if hole_weight:
+                excess = torch.relu(alpha_holes(drawn.float()) - real_holes[rows].repeat(z_per_step))
+                total_loss = total_loss + hole_weight * excess.sum() / (count * z_per_step)
+            total_loss.backward()
             total += float(loss.detach())
         optimizer.step()
         losses.append(total)
@@ -290,6 +302,7 @@ def fit_model_concepts(
     feature_match: float = FEATURE_MATCH,
     guard_seeds: int = GUARD_SEEDS,
     guard_first_seed: int = GUARD_SEED,
+    hole_weight: float = HOLE_WEIGHT,
 ) -> dict:
     """Fit the conditions of ``data_folder``'s training emoji for the model folder ``model`` and write its
     ``concepts.safetensors``, each condition moved ``share`` of the way from ``embed_proj(name)`` to its fit
@@ -330,6 +343,7 @@ def fit_model_concepts(
         names,
         adv_weight,
         feature_match,
+        hole_weight,
     )
     stored = start + share * (fitted - start)
     guard_report = None
@@ -351,6 +365,7 @@ def fit_model_concepts(
         "discriminator": None if discriminator is None else str(discriminator),
         "adv_weight": adv_weight if discriminator is not None else 0.0,
         "feature_match": feature_match if discriminator is not None else 0.0,
+        "hole_weight": hole_weight,
         "fitted": int(mask.sum()),
         "l1_first": round(losses[0], 4),
         "l1_last": round(losses[-1], 4),
@@ -382,6 +397,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=FEATURE_MATCH,
         help="with --discriminator: weight of matching the critic's features of the real picture",
+    )
+    parser.add_argument(
+        "--hole-weight",
+        type=float,
+        default=HOLE_WEIGHT,
+        help="weight of a term against small holes in the drawings beyond their real render's (0: off)",
     )
     parser.add_argument(
         "--guard",
@@ -440,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         feature_match=args.feature_match,
         guard_seeds=args.guard_seeds,
         guard_first_seed=args.guard_first_seed,
+        hole_weight=args.hole_weight,
     )
     print(json.dumps(report, indent=2))
     return 0

@@ -145,6 +145,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "not an emoji's name (a shared keyword, another caption) to draw different pictures (0: off)",
     )
     parser.add_argument(
+        "--mismatch-weight",
+        type=float,
+        default=0.5,
+        help="base stage: weight of the matching-aware term (a real emoji under another caption counts as fake); "
+        "0 lets a fresh discriminator beside a trained generator learn real from fake (session 35, beside v4: at "
+        "0.5 it scored every real and fake emoji -0.96 within 700 steps and stayed there)",
+    )
+    parser.add_argument(
         "--lr-g", type=float, default=2e-4, help="base stage: the generator's Adam learning rate"
     )
     parser.add_argument(
@@ -237,6 +245,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         threads=args.threads,
         seed=args.seed,
         recon_weight=args.recon_weight,
+        mismatch_weight=args.mismatch_weight,
         adv_weight=args.adv_weight,
         disc=args.disc,
         conv_weight=args.conv_weight,

@@ -1,0 +1,150 @@
+"""Screen a concept-fit recipe before a full fit: fit the conditions of the A/B's training emoji only (600 by
+default, the subset `evaluate_model` draws with ``limit``; rows are fitted independently, so these rows are what a
+full fit would give them up to its z draws) and score them at several shares beside the model's own table.
+
+    python scripts/concept_screen.py --data data/emoji-usem3-kw --judge benchmarks/judge/judge-5500.safetensors \
+        --discriminator runs/v19/critic/snapshots/d_0012345.safetensors --feature-match 1.0 \
+        --share 0.375 --share 1.0 --json runs/v19/screen.json
+
+Every row draws each emoji's English name at seed = its index, psi 1, spread off, through the model's upsampler;
+the scores are the judge's identity top-5 (nearest of every real emoji in its features), KID (its features
+against every real training emoji) and the tears: mean deep-dip pixels at 128 px (``base_stage.deep_dips``, the
+hearts gate's count) and how many rows draw more than ``--tear`` px more of them than the model's table does at
+the same seed. The row "table" is the model folder's own ``concepts.safetensors``; "projection" draws the names
+through ``embed_proj``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from studio.models.cgan import rgba_uint8_to_premultiplied
+from studio.models.concepts import read_concepts
+from studio.models.format import load_model
+from studio.training.base_stage import deep_dips
+from studio.training.concept_fit import (
+    ADV_WEIGHT,
+    FEATURE_MATCH,
+    GUARD_CLOSING,
+    HOLE_WEIGHT,
+    LEARNING_RATE,
+    STEPS,
+    Z_PER_STEP,
+    fit_conditions,
+    load_critic,
+)
+from studio.training.dataset import load_dataset
+from studio.training.evaluate import kid, latents
+from studio.training.judge import judge_features, load_judge
+
+
+@torch.no_grad()
+def draw(generator, upsampler, conditions: torch.Tensor, seeds, batch: int = 128) -> torch.Tensor:
+    """128 px premultiplied RGBA drawn at each row's condition and seed (psi 1)."""
+    z = latents(seeds, generator.config.z_dim, 1.0)
+    out = [
+        upsampler(generator.synthesize(z[i : i + batch], conditions[i : i + batch].float())).float()
+        for i in range(0, len(z), batch)
+    ]
+    return torch.cat(out)
+
+
+def scores(images, index, judge, real_feats, train_index, reference_dips=None, tear: float = 30.0) -> dict:
+    """Identity top-5, KID and the tears of ``images`` (one per emoji of ``index``)."""
+    feats = judge_features(judge, images)
+    top5 = (F.normalize(feats, dim=1) @ F.normalize(real_feats, dim=1).T).topk(5, dim=1).indices
+    target = torch.from_numpy(index).long()
+    dips = deep_dips(images, GUARD_CLOSING).float()
+    row = {
+        "identity_top5": round(float((top5 == target[:, None]).any(1).float().mean()), 4),
+        "kid": round(kid(feats, real_feats[torch.from_numpy(train_index)]), 4),
+        "dips": round(float(dips.mean()), 2),
+    }
+    if reference_dips is not None:
+        row["tears"] = int((dips > reference_dips + tear).sum())
+    return row, dips
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="resources/models/emoji")
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--judge", required=True)
+    parser.add_argument("--limit", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument("--lr", type=float, default=LEARNING_RATE)
+    parser.add_argument("--z-per-step", type=int, default=Z_PER_STEP)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--discriminator", default=None)
+    parser.add_argument("--adv-weight", type=float, default=ADV_WEIGHT)
+    parser.add_argument("--feature-match", type=float, default=FEATURE_MATCH)
+    parser.add_argument("--hole-weight", type=float, default=HOLE_WEIGHT)
+    parser.add_argument("--share", type=float, action="append", default=[])
+    parser.add_argument(
+        "--tear", type=float, default=30.0, help="px of deep dips above the table's that count"
+    )
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--save", default=None, help="write the fitted rows (and their index) here (.pt)")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.time()
+    model = load_model(Path(args.model))
+    generator, upsampler = model.generator.eval(), model.upsampler.eval()
+    data = load_dataset(args.data)
+    judge, _ = load_judge(Path(args.judge))
+    rng = np.random.default_rng(0)  # evaluate_model's subset with limit
+    index = np.sort(rng.choice(data.train_index, min(args.limit, len(data.train_index)), replace=False))
+    seeds = [int(i) for i in index]
+    names = torch.from_numpy(data.name_embeddings("en")[index])
+    with torch.no_grad():
+        start = generator.condition(names).float()
+    real128 = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128))
+    real_feats = judge_features(judge, real128)
+    table = read_concepts(Path(args.model) / "concepts.safetensors")
+    report: dict = {"args": vars(args), "rows": {}}
+    reference, table_dips = scores(
+        draw(generator, upsampler, torch.from_numpy(table.conditions[index]), seeds),
+        index, judge, real_feats, data.train_index,
+    )  # fmt: skip
+    report["rows"]["table"] = reference
+    print("table", json.dumps(reference), flush=True)
+    row, _ = scores(
+        draw(generator, upsampler, start, seeds), index, judge, real_feats, data.train_index, table_dips
+    )
+    report["rows"]["projection"] = row
+    print("projection", json.dumps(row), flush=True)
+    if args.share:
+        critic = None if args.discriminator is None else load_critic(Path(args.discriminator), names.shape[1])
+        images = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32[index]))
+        fitted, losses = fit_conditions(
+            generator, images, start, args.steps, args.lr, args.z_per_step, args.seed, args.bf16, None,
+            critic, names, args.adv_weight, args.feature_match, args.hole_weight,
+        )  # fmt: skip
+        report["l1_first"], report["l1_last"] = round(losses[0], 4), round(losses[-1], 4)
+        if args.save:
+            torch.save({"index": torch.from_numpy(index), "start": start, "fitted": fitted}, args.save)
+        for share in args.share:
+            conditions = start + share * (fitted - start)
+            row, _ = scores(
+                draw(generator, upsampler, conditions, seeds), index, judge, real_feats, data.train_index, table_dips
+            )  # fmt: skip
+            report["rows"][f"share {share:g}"] = row
+            print(f"share {share:g}", json.dumps(row), flush=True)
+    report["minutes"] = round((time.time() - started) / 60, 1)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
