@@ -375,6 +375,8 @@ def test_rescale_moves_every_fitted_row_towards_its_projection_and_keeps_the_fit
         rescale_model_concepts(folder, data_dir, 1.5)
     with pytest.raises(SystemExit):  # a fit's guard compares with the projections: refused, not ignored
         main(["--model", str(folder), "--data", str(data_dir), "--guard-against", "other.safetensors"])
+    with pytest.raises(SystemExit):  # a tear count with no guard to add it to: refused, not ignored
+        main(["--model", str(folder), "--data", str(data_dir), "--rescale", "0.5", "--guard-tear", "30"])
     # a guard against another table that tolerates no hole puts every row back to that table's row
     other = tmp_path / "other"
     other.mkdir()
@@ -424,6 +426,16 @@ def test_the_guard_puts_back_exactly_the_rows_that_draw_more_holes():
     assert torch.equal(everything, start) and report_all["reverted"] == 6
     with pytest.raises(ValueError, match="1 to 64 seeds"):
         guard_conditions(_HoleDrawer(), None, start, stored, 0.0, seeds=65)
+    # a tear counted seed by seed: rows 2-4 draw more than 3 extra pixels on both seeds (4, 9, 16), which the
+    # mean's margin of 100 lets through; asking for 3 of 2 seeds puts nothing back
+    torn, report_torn = guard_conditions(_HoleDrawer(), None, start, stored, 100.0, seeds=2, tear=3.0)
+    back = torch.tensor([False, False, True, True, True, False])
+    assert torch.equal(torn[back], start[back]) and torch.equal(torn[~back], stored[~back])
+    assert report_torn["reverted"] == report_torn["reverted_by_tears_only"] == 3
+    kept, report_kept = guard_conditions(
+        _HoleDrawer(), None, start, stored, 100.0, seeds=2, tear=3.0, tear_seeds=3
+    )
+    assert torch.equal(kept, stored) and report_kept["reverted"] == 0
 
 
 class _TearingGenerator(torch.nn.Module):

@@ -16,10 +16,11 @@ weight changes. Session 32's candidates and their scores are in the model card (
 
 writes ``concepts.safetensors`` into the model folder (the vocabulary there must list the dataset's emoji).
 ``--feature-match W`` adds W times the gap between the critic's pooled features of the drawing and of the real
-render (session 34: identity and realism rise together), ``--hole-weight W`` W times the drawings' small holes beyond
-their real render's; ``--rescale F`` moves an existing table F of the way
-back towards the projections instead of fitting, and ``--guard-against TABLE`` (with it) guards each row against
-another table's row rather than the projection.
+render (session 34: identity and realism rise together), ``--hole-weight W`` W times the drawings' small holes
+beyond their real render's; ``--rescale F`` moves an existing table F of the way back towards the projections
+instead of fitting, and ``--guard-against TABLE`` (with it) guards each row against another table's row rather
+than the projection; ``--guard-tear PX`` also puts back a row that tears by more than PX pixels on
+``--guard-tear-seeds`` of its seeds.
 """
 
 from __future__ import annotations
@@ -148,6 +149,8 @@ def guard_conditions(
     seeds: int = GUARD_SEEDS,
     first_seed: int = GUARD_SEED,
     batch: int = 128,
+    tear: float | None = None,
+    tear_seeds: int = 2,
 ) -> tuple[torch.Tensor, dict]:
     """``conditions`` with every row that draws more holes than its ``start`` put back to ``start``, and a report.
 
@@ -155,7 +158,9 @@ def guard_conditions(
     ``upsampler`` is given) and counted with :func:`studio.training.base_stage.deep_dips`; a row whose mean exceeds
     the start's by more than ``margin`` pixels is reverted. A fit that reaches for detail the base cannot draw (a
     real emoji's thin motion arcs) draws it as tears; this keeps that row's picture as the name's projection draws
-    it."""
+    it. With ``tear``, a row also goes back where on ``tear_seeds`` or more of its seeds it draws more than ``tear``
+    pixels beyond the start at the same seed: a tear that comes and goes with z, which a mean over seeds hides
+    (session 34's anatomical heart)."""
     from studio.training.base_stage import deep_dips
     from studio.training.evaluate import latents
 
@@ -175,14 +180,22 @@ def guard_conditions(
             if upsampler is not None:
                 drawn = upsampler(drawn)
             counts.append(deep_dips(drawn.float(), GUARD_CLOSING).float())
-        dips[name] = torch.cat(counts).reshape(count, seeds).mean(1)
-    revert = dips["stored"] > dips["start"] + margin
+        dips[name] = torch.cat(counts).reshape(count, seeds)
+    by_mean = dips["stored"].mean(1) > dips["start"].mean(1) + margin
+    by_tears = torch.zeros(count, dtype=torch.bool)
+    if tear is not None:
+        by_tears = ((dips["stored"] - dips["start"]) > tear).sum(1) >= tear_seeds
+    revert = by_mean | by_tears
+    dips = {name: counts.mean(1) for name, counts in dips.items()}
     guarded = torch.where(revert[:, None], start.float(), conditions.float())
     report = {
         "margin": margin,
         "seeds": seeds,
         "first_seed": first_seed,
         "reverted": int(revert.sum()),
+        "tear": tear,
+        "tear_seeds": tear_seeds if tear is not None else None,
+        "reverted_by_tears_only": int((by_tears & ~by_mean).sum()),
         "dips_start": round(float(dips["start"].mean()), 2),
         "dips_stored": round(float(dips["stored"].mean()), 2),
         "dips_guarded": round(float(torch.where(revert, dips["start"], dips["stored"]).mean()), 2),
@@ -240,6 +253,8 @@ def rescale_model_concepts(
     guard_seeds: int = GUARD_SEEDS,
     guard_first_seed: int = GUARD_SEED,
     reference: str | Path | None = None,
+    guard_tear: float | None = None,
+    guard_tear_seeds: int = 2,
 ) -> dict:
     """Move every row of the folder's table ``factor`` of the way from ``embed_proj(name)`` to where it is now
     (rows at their projection stay there), guard the result as :func:`fit_model_concepts` does, and write it
@@ -271,8 +286,9 @@ def rescale_model_concepts(
                 raise ModelError(f"The table '{reference}' is not for this model's concepts.")
             against = torch.from_numpy(other.conditions[train])
         stored, guard_report = guard_conditions(
-            loaded.generator, loaded.upsampler, against, stored, guard, guard_seeds, guard_first_seed
-        )
+            loaded.generator, loaded.upsampler, against, stored, guard, guard_seeds, guard_first_seed,
+            tear=guard_tear, tear_seeds=guard_tear_seeds,
+        )  # fmt: skip
         guard_report["against"] = "projection" if reference is None else str(reference)
     conditions = table.conditions.copy()
     conditions[train] = stored.numpy()
@@ -303,6 +319,8 @@ def fit_model_concepts(
     guard_seeds: int = GUARD_SEEDS,
     guard_first_seed: int = GUARD_SEED,
     hole_weight: float = HOLE_WEIGHT,
+    guard_tear: float | None = None,
+    guard_tear_seeds: int = 2,
 ) -> dict:
     """Fit the conditions of ``data_folder``'s training emoji for the model folder ``model`` and write its
     ``concepts.safetensors``, each condition moved ``share`` of the way from ``embed_proj(name)`` to its fit
@@ -349,8 +367,9 @@ def fit_model_concepts(
     guard_report = None
     if guard is not None:
         stored, guard_report = guard_conditions(
-            generator, loaded.upsampler, start, stored, guard, guard_seeds, guard_first_seed
-        )
+            generator, loaded.upsampler, start, stored, guard, guard_seeds, guard_first_seed,
+            tear=guard_tear, tear_seeds=guard_tear_seeds,
+        )  # fmt: skip
     conditions = np.zeros((len(data.names), generator.config.cond_dim), np.float32)
     conditions[train] = stored.numpy()
     mask = np.zeros(len(data.names), bool)
@@ -421,6 +440,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--guard-first-seed", type=int, default=GUARD_SEED)
     parser.add_argument(
+        "--guard-tear",
+        type=float,
+        default=None,
+        help="with --guard: also put back rows that draw more than this many extra hole pixels on "
+        "--guard-tear-seeds of their seeds (a tear that comes and goes with z)",
+    )
+    parser.add_argument("--guard-tear-seeds", type=int, default=2)
+    parser.add_argument(
         "--guard-against",
         default=None,
         help="with --rescale: a concepts.safetensors whose rows the guard compares with and puts back",
@@ -432,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             "--guard-against goes with --rescale (a fit's guard compares with the names' projections)."
         )
+    if args.guard_tear is not None and args.guard is None:
+        parser.error("--guard-tear adds to a guard: give --guard as well.")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.rescale is not None:
@@ -443,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
             args.guard_seeds,
             args.guard_first_seed,
             args.guard_against,
+            args.guard_tear,
+            args.guard_tear_seeds,
         )
         print(json.dumps(report, indent=2))
         return 0
@@ -462,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
         guard_seeds=args.guard_seeds,
         guard_first_seed=args.guard_first_seed,
         hole_weight=args.hole_weight,
+        guard_tear=args.guard_tear,
+        guard_tear_seeds=args.guard_tear_seeds,
     )
     print(json.dumps(report, indent=2))
     return 0
