@@ -10,7 +10,8 @@ Every row draws each emoji's English name at seed = its index, psi 1, spread off
 the scores are the judge's identity top-5 (nearest of every real emoji in its features), KID (its features
 against every real training emoji) and the tears: mean deep-dip pixels at 128 px (``base_stage.deep_dips``, the
 hearts gate's count) and how many rows draw more than ``--tear`` px more of them than the model's table does at
-the same seed. The row "table" is the model folder's own ``concepts.safetensors``; "projection" draws the names
+the same seed. ``--guard`` also scores each share after concept_fit's guard against the table's rows, on the
+guard's own seeds (never the scored ones). The row "table" is the model folder's own ``concepts.safetensors``; "projection" draws the names
 through ``embed_proj``.
 """
 
@@ -38,6 +39,7 @@ from studio.training.concept_fit import (
     STEPS,
     Z_PER_STEP,
     fit_conditions,
+    guard_conditions,
     load_critic,
 )
 from studio.training.dataset import load_dataset
@@ -93,6 +95,18 @@ def main() -> int:
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--save", default=None, help="write the fitted rows (and their index) here (.pt)")
+    parser.add_argument(
+        "--load", default=None, help="score the fitted rows of an earlier --save instead of fitting"
+    )
+    parser.add_argument(
+        "--guard",
+        type=float,
+        default=None,
+        help="also score each share after concept_fit's guard against the table's rows (this margin, px)",
+    )
+    parser.add_argument("--guard-seeds", type=int, default=8)
+    parser.add_argument("--guard-tear", type=float, default=None, help="the guard's per-seed tear (px)")
+    parser.add_argument("--guard-tear-seeds", type=int, default=2)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if args.threads:
@@ -123,7 +137,12 @@ def main() -> int:
     )
     report["rows"]["projection"] = row
     print("projection", json.dumps(row), flush=True)
-    if args.share:
+    if args.share and args.load:
+        saved = torch.load(args.load, weights_only=True)
+        if not torch.equal(saved["index"], torch.from_numpy(index)):
+            parser.error(f"'{args.load}' holds the rows of another subset.")
+        fitted = saved["fitted"]
+    elif args.share:
         critic = None if args.discriminator is None else load_critic(Path(args.discriminator), names.shape[1])
         images = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32[index]))
         fitted, losses = fit_conditions(
@@ -133,13 +152,25 @@ def main() -> int:
         report["l1_first"], report["l1_last"] = round(losses[0], 4), round(losses[-1], 4)
         if args.save:
             torch.save({"index": torch.from_numpy(index), "start": start, "fitted": fitted}, args.save)
-        for share in args.share:
-            conditions = start + share * (fitted - start)
-            row, _ = scores(
-                draw(generator, upsampler, conditions, seeds), index, judge, real_feats, data.train_index, table_dips
+    for share in args.share:
+        conditions = start + share * (fitted - start)
+        row, _ = scores(
+            draw(generator, upsampler, conditions, seeds), index, judge, real_feats, data.train_index, table_dips
+        )  # fmt: skip
+        report["rows"][f"share {share:g}"] = row
+        print(f"share {share:g}", json.dumps(row), flush=True)
+        if args.guard is not None:
+            guarded, guard_report = guard_conditions(
+                generator, upsampler, torch.from_numpy(table.conditions[index]), conditions, args.guard,
+                args.guard_seeds, tear=args.guard_tear, tear_seeds=args.guard_tear_seeds,
             )  # fmt: skip
-            report["rows"][f"share {share:g}"] = row
-            print(f"share {share:g}", json.dumps(row), flush=True)
+            row, _ = scores(
+                draw(generator, upsampler, guarded, seeds), index, judge, real_feats, data.train_index,
+                table_dips,
+            )  # fmt: skip
+            row["reverted"] = guard_report["reverted"]
+            report["rows"][f"share {share:g} guarded"] = row
+            print(f"share {share:g} guarded", json.dumps(row), flush=True)
     report["minutes"] = round((time.time() - started) / 60, 1)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
