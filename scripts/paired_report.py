@@ -82,6 +82,9 @@ def main() -> int:
     parser.add_argument("--upsampler", default="resources/models/emoji")
     parser.add_argument("--rounds", default="4-9", help="seed rounds, e.g. 4-9 or 4,5")
     parser.add_argument("--language", action="append", default=[], help="more CLDR languages than English")
+    parser.add_argument(
+        "--no-english", action="store_true", help="score only the --language languages (e.g. to split a run)"
+    )
     parser.add_argument("--limit", type=int, default=600, help="training emoji (the subset evaluate draws)")
     parser.add_argument("--psi", type=float, default=1.0)
     parser.add_argument("--sets", default="heldout,train", help="emoji sets to score: heldout, train or both")
@@ -110,7 +113,7 @@ def main() -> int:
     }
     started = time.time()
     real_features = judge_features(judge, rgba_uint8_to_premultiplied(torch.from_numpy(data.images128)))
-    for language in ("en", *args.language):
+    for language in ([] if args.no_english else ["en"]) + args.language:
         for set_name, index in emoji_sets(data, language, args.limit).items():
             if set_name not in args.sets.split(","):
                 continue

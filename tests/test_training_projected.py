@@ -250,6 +250,7 @@ def test_the_matching_aware_weight_comes_from_the_command_line_and_changes_what_
 
     parser = argparse.ArgumentParser()
     add_train_arguments(parser)
+    parser.add_argument("--device", default=None)  # as studio.training.train adds it
     assert options_from_args(parser.parse_args(["--out", "m"])).mismatch_weight == 0.5
     assert (
         options_from_args(parser.parse_args(["--out", "m", "--mismatch-weight", "0"])).mismatch_weight == 0.0
