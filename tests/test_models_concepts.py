@@ -473,3 +473,11 @@ def test_the_hole_term_trades_the_colour_a_fit_reaches_for_back_for_whole_shapes
     assert holes[0.0] > 0.006  # L1 alone: every hole open (16 px x 0.5 / 1,024)
     assert holes[400.0] < 0.25 * holes[0.0], holes
     assert not toy.frozen.requires_grad  # the generator stays frozen
+
+
+def test_a_negative_hole_weight_is_refused_in_one_sentence(tmp_path):
+    from studio.training.concept_fit import fit_model_concepts
+
+    data_dir, _, folder = _fit_folder(tmp_path)
+    with pytest.raises(ModelError, match=r"must be 0 or more \(got -1.0\)"):
+        fit_model_concepts(folder, data_dir, steps=1, quiet=True, hole_weight=-1.0)

@@ -332,6 +332,8 @@ def fit_model_concepts(
         raise ModelError("The share of the fit to keep must lie in (0, 1].")
     if feature_match and discriminator is None:
         raise ModelError("Feature matching compares the critic's features: give --discriminator as well.")
+    if hole_weight < 0:
+        raise ModelError(f"The hole term's weight must be 0 or more (got {hole_weight}).")
     loaded, _, data, names, start = _model_and_names(model, data_folder)
     generator, train = loaded.generator, data.train_index
     images = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32[train]))
