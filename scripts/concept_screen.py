@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from studio.models.cgan import rgba_uint8_to_premultiplied
 from studio.models.concepts import read_concepts
@@ -34,6 +33,7 @@ from studio.training.concept_fit import (
     ADV_WEIGHT,
     FEATURE_MATCH,
     GUARD_CLOSING,
+    GUARD_TEAR_SEEDS,
     HOLE_WEIGHT,
     LEARNING_RATE,
     STEPS,
@@ -43,7 +43,7 @@ from studio.training.concept_fit import (
     load_critic,
 )
 from studio.training.dataset import load_dataset
-from studio.training.evaluate import kid, latents
+from studio.training.evaluate import kid, latents, nearest_real
 from studio.training.judge import judge_features, load_judge
 
 
@@ -61,7 +61,7 @@ def draw(generator, upsampler, conditions: torch.Tensor, seeds, batch: int = 128
 def scores(images, index, judge, real_feats, train_index, reference_dips=None, tear: float = 30.0) -> dict:
     """Identity top-5, KID and the tears of ``images`` (one per emoji of ``index``)."""
     feats = judge_features(judge, images)
-    top5 = (F.normalize(feats, dim=1) @ F.normalize(real_feats, dim=1).T).topk(5, dim=1).indices
+    top5 = nearest_real(feats, real_feats)
     target = torch.from_numpy(index).long()
     dips = deep_dips(images, GUARD_CLOSING).float()
     row = {
@@ -106,7 +106,7 @@ def main() -> int:
     )
     parser.add_argument("--guard-seeds", type=int, default=8)
     parser.add_argument("--guard-tear", type=float, default=None, help="the guard's per-seed tear (px)")
-    parser.add_argument("--guard-tear-seeds", type=int, default=2)
+    parser.add_argument("--guard-tear-seeds", type=int, default=GUARD_TEAR_SEEDS)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if args.threads:
@@ -124,10 +124,10 @@ def main() -> int:
         start = generator.condition(names).float()
     real128 = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128))
     real_feats = judge_features(judge, real128)
-    table = read_concepts(Path(args.model) / "concepts.safetensors")
+    table_rows = torch.from_numpy(read_concepts(Path(args.model) / "concepts.safetensors").conditions[index])
     report: dict = {"args": vars(args), "rows": {}}
     reference, table_dips = scores(
-        draw(generator, upsampler, torch.from_numpy(table.conditions[index]), seeds),
+        draw(generator, upsampler, table_rows, seeds),
         index, judge, real_feats, data.train_index,
     )  # fmt: skip
     report["rows"]["table"] = reference
@@ -161,7 +161,7 @@ def main() -> int:
         print(f"share {share:g}", json.dumps(row), flush=True)
         if args.guard is not None:
             guarded, guard_report = guard_conditions(
-                generator, upsampler, torch.from_numpy(table.conditions[index]), conditions, args.guard,
+                generator, upsampler, table_rows, conditions, args.guard,
                 args.guard_seeds, tear=args.guard_tear, tear_seeds=args.guard_tear_seeds,
             )  # fmt: skip
             row, _ = scores(

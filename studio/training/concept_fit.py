@@ -55,6 +55,7 @@ SHARE = 0.5  # how far each stored condition moves from embed_proj(name) towards
 CHUNK = 512  # emoji per forward pass (the gradient is summed over every chunk before a step)
 GUARD_SEED = 900_000_000  # the guard's seeds: GUARD_SEED + max(8, seeds) x row + k, far from any evaluation's
 GUARD_SEEDS = 4  # draws per row and condition
+GUARD_TEAR_SEEDS = 2  # with a tear (--guard-tear): on how many of a row's seeds it must tear to go back
 GUARD_CLOSING = 7  # px of the 128 px closing, as the hearts gate counts (scripts/heart_check.py)
 
 
@@ -150,7 +151,7 @@ def guard_conditions(
     first_seed: int = GUARD_SEED,
     batch: int = 128,
     tear: float | None = None,
-    tear_seeds: int = 2,
+    tear_seeds: int = GUARD_TEAR_SEEDS,
 ) -> tuple[torch.Tensor, dict]:
     """``conditions`` with every row that draws more holes than its ``start`` put back to ``start``, and a report.
 
@@ -254,7 +255,7 @@ def rescale_model_concepts(
     guard_first_seed: int = GUARD_SEED,
     reference: str | Path | None = None,
     guard_tear: float | None = None,
-    guard_tear_seeds: int = 2,
+    guard_tear_seeds: int = GUARD_TEAR_SEEDS,
 ) -> dict:
     """Move every row of the folder's table ``factor`` of the way from ``embed_proj(name)`` to where it is now
     (rows at their projection stay there), guard the result as :func:`fit_model_concepts` does, and write it
@@ -320,7 +321,7 @@ def fit_model_concepts(
     guard_first_seed: int = GUARD_SEED,
     hole_weight: float = HOLE_WEIGHT,
     guard_tear: float | None = None,
-    guard_tear_seeds: int = 2,
+    guard_tear_seeds: int = GUARD_TEAR_SEEDS,
 ) -> dict:
     """Fit the conditions of ``data_folder``'s training emoji for the model folder ``model`` and write its
     ``concepts.safetensors``, each condition moved ``share`` of the way from ``embed_proj(name)`` to its fit
@@ -448,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         help="with --guard: also put back rows that draw more than this many extra hole pixels on "
         "--guard-tear-seeds of their seeds (a tear that comes and goes with z)",
     )
-    parser.add_argument("--guard-tear-seeds", type=int, default=2)
+    parser.add_argument("--guard-tear-seeds", type=int, default=GUARD_TEAR_SEEDS)
     parser.add_argument(
         "--guard-against",
         default=None,

@@ -170,6 +170,13 @@ def mean_pairwise_rms(images: torch.Tensor) -> float:
 
 
 @torch.no_grad()
+def nearest_real(features: torch.Tensor, real_features: torch.Tensor, k: int = 5) -> torch.Tensor:
+    """Per picture (its judge features), the indices of the ``k`` real emoji nearest it by cosine, nearest first:
+    what identity top-1 / top-5 count."""
+    sims = F.normalize(features, dim=1) @ F.normalize(real_features, dim=1).T
+    return sims.topk(k, dim=1).indices
+
+
 def gan_test_hits(
     generator,
     upsampler,
@@ -219,8 +226,7 @@ def judge_hits(
     with torch.no_grad():
         hits = {"gan_test": (judge.classifier(features).argmax(1) == labels[rep]).numpy()}
     if real_features is not None:
-        sims = F.normalize(features, dim=1) @ F.normalize(real_features, dim=1).T
-        top5 = sims.topk(5, dim=1).indices
+        top5 = nearest_real(features, real_features)
         hits["identity"] = (top5 == torch.from_numpy(rep)[:, None]).any(1).numpy()
     return {name: h.reshape(len(rounds), len(index)) for name, h in hits.items()}
 
@@ -338,8 +344,7 @@ def evaluate_model(
         cache["features"] = judge_features(judge, real128)
     real_feats = cache["features"]
     fake_feats = judge_features(judge, fake_train)
-    sims = F.normalize(fake_feats, dim=1) @ F.normalize(real_feats, dim=1).T
-    top5 = sims.topk(5, dim=1).indices
+    top5 = nearest_real(fake_feats, real_feats)
     target = torch.from_numpy(train_idx).long()
     metrics["identity_top1"] = float((top5[:, 0] == target).float().mean())
     metrics["identity_top5"] = float((top5 == target[:, None]).any(1).float().mean())
@@ -351,8 +356,7 @@ def evaluate_model(
         real_up = torch.cat(
             [upsampler(real32[train_idx][i : i + 64]).float() for i in range(0, len(train_idx), 64)]
         )
-        sims_real = F.normalize(judge_features(judge, real_up), dim=1) @ F.normalize(real_feats, dim=1).T
-        hits = (sims_real.topk(5, dim=1).indices == target[:, None]).any(1)
+        hits = (nearest_real(judge_features(judge, real_up), real_feats) == target[:, None]).any(1)
         metrics["identity_top5_real32"] = float(hits.float().mean())
     metrics["kid"] = kid(fake_feats, real_feats[torch.from_numpy(data.train_index)])
     # seed diversity
