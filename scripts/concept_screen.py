@@ -107,6 +107,13 @@ def main() -> int:
     parser.add_argument("--guard-seeds", type=int, default=8)
     parser.add_argument("--guard-tear", type=float, default=None, help="the guard's per-seed tear (px)")
     parser.add_argument("--guard-tear-seeds", type=int, default=GUARD_TEAR_SEEDS)
+    parser.add_argument(
+        "--guard-ladder",
+        type=float,
+        action="append",
+        default=[],
+        help="the guard's ladder steps (repeatable)",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if args.threads:
@@ -163,12 +170,15 @@ def main() -> int:
             guarded, guard_report = guard_conditions(
                 generator, upsampler, table_rows, conditions, args.guard,
                 args.guard_seeds, tear=args.guard_tear, tear_seeds=args.guard_tear_seeds,
+                ladder=tuple(args.guard_ladder),
             )  # fmt: skip
             row, _ = scores(
                 draw(generator, upsampler, guarded, seeds), index, judge, real_feats, data.train_index,
                 table_dips,
             )  # fmt: skip
             row["reverted"] = guard_report["reverted"]
+            if args.guard_ladder:
+                row["ladder"] = guard_report["ladder"]
             report["rows"][f"share {share:g} guarded"] = row
             print(f"share {share:g} guarded", json.dumps(row), flush=True)
     report["minutes"] = round((time.time() - started) / 60, 1)

@@ -377,6 +377,11 @@ def test_rescale_moves_every_fitted_row_towards_its_projection_and_keeps_the_fit
         main(["--model", str(folder), "--data", str(data_dir), "--guard-against", "other.safetensors"])
     with pytest.raises(SystemExit):  # a tear count with no guard to add it to: refused, not ignored
         main(["--model", str(folder), "--data", str(data_dir), "--rescale", "0.5", "--guard-tear", "30"])
+    with pytest.raises(SystemExit):  # a ladder with no guard to climb: refused, not ignored
+        main(["--model", str(folder), "--data", str(data_dir), "--rescale", "0.5", "--guard-ladder", "0.5"])
+    ladder_of_one = ["--rescale", "1", "--guard", "8", "--guard-ladder", "1"]
+    with pytest.raises(SystemExit):  # a step of 1 is the row itself, 0 its way back: neither is a step
+        main(["--model", str(folder), "--data", str(data_dir), *ladder_of_one])
     # a guard against another table that tolerates no hole puts every row back to that table's row
     other = tmp_path / "other"
     other.mkdir()
@@ -436,6 +441,30 @@ def test_the_guard_puts_back_exactly_the_rows_that_draw_more_holes():
         _HoleDrawer(), None, start, stored, 100.0, seeds=2, tear=3.0, tear_seeds=3
     )
     assert torch.equal(kept, stored) and report_kept["reverted"] == 0
+
+
+def test_the_guards_ladder_keeps_the_largest_step_that_passes():
+    """With a ladder, a row that fails is tried part of the way from its start, largest step first, on the same
+    seeds and test: row 3 (a 3 x 3 hole) passes at 0.75 (2 x 2 = 4 extra pixels <= 5), row 4 (4 x 4) only at 0.5."""
+    from studio.training.concept_fit import guard_conditions
+
+    holes = torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0, 0.0])
+    start = torch.zeros(6, 3)
+    stored = torch.stack([holes, torch.linspace(-1, 1, 6), torch.zeros(6)], dim=1)
+    guarded, report = guard_conditions(_HoleDrawer(), None, start, stored, 5.0, seeds=2, ladder=(0.5, 0.75))
+    assert torch.equal(guarded[:3], stored[:3]) and torch.equal(guarded[5], stored[5])
+    assert torch.allclose(guarded[3], 0.75 * stored[3]) and torch.allclose(guarded[4], 0.5 * stored[4])
+    assert report["reverted"] == 0 and report["ladder"] == {"0.75": 1, "0.5": 1}
+    assert report["dips_guarded"] == round(13 / 6, 2)  # (0 + 1 + 4 + 4 + 4 + 0) / 6
+    # no step passes a guard that tolerates no hole: the failing rows go all the way back, as without a ladder
+    strict, report_strict = guard_conditions(_HoleDrawer(), None, start, stored, -1.0, seeds=1, ladder=(0.5,))
+    assert (
+        torch.equal(strict, start)
+        and report_strict["reverted"] == 6
+        and report_strict["ladder"] == {"0.5": 0}
+    )
+    with pytest.raises(ValueError, match="ladder"):
+        guard_conditions(_HoleDrawer(), None, start, stored, 5.0, ladder=(1.0,))
 
 
 class _TearingGenerator(torch.nn.Module):

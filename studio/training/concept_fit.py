@@ -20,7 +20,8 @@ render (session 34: identity and realism rise together), ``--hole-weight W`` W t
 beyond their real render's; ``--rescale F`` moves an existing table F of the way back towards the projections
 instead of fitting, and ``--guard-against TABLE`` (with it) guards each row against another table's row rather
 than the projection; ``--guard-tear PX`` also puts back a row that tears by more than PX pixels on
-``--guard-tear-seeds`` of its seeds.
+``--guard-tear-seeds`` of its seeds; ``--guard-ladder S`` (repeatable) tries a failing row S of the way from where
+it would go back before putting it back.
 """
 
 from __future__ import annotations
@@ -152,6 +153,7 @@ def guard_conditions(
     batch: int = 128,
     tear: float | None = None,
     tear_seeds: int = GUARD_TEAR_SEEDS,
+    ladder: tuple[float, ...] = (),
 ) -> tuple[torch.Tensor, dict]:
     """``conditions`` with every row that draws more holes than its ``start`` put back to ``start``, and a report.
 
@@ -161,34 +163,60 @@ def guard_conditions(
     real emoji's thin motion arcs) draws it as tears; this keeps that row's picture as the name's projection draws
     it. With ``tear``, a row also goes back where on ``tear_seeds`` or more of its seeds it draws more than ``tear``
     pixels beyond the start at the same seed: a tear that comes and goes with z, which a mean over seeds hides
-    (session 34's anatomical heart)."""
+    (session 34's anatomical heart). With a ``ladder`` of fractions (each in (0, 1), tried largest first), a row
+    that fails is tried again at each fraction of the way from its start to its condition, on the same seeds and
+    by the same test, and keeps the first that passes instead of going all the way back."""
     from studio.training.base_stage import deep_dips
     from studio.training.evaluate import latents
 
     if not 1 <= seeds <= 64:
         raise ValueError("The guard draws 1 to 64 seeds per row.")
+    if any(not 0 < step < 1 for step in ladder):
+        raise ValueError("Each step of the guard's ladder must lie strictly between 0 and 1.")
     count, stride = len(conditions), max(8, seeds)
-    row_of = np.repeat(np.arange(count), seeds)
-    seed_list = [first_seed + stride * int(r) + k for r, k in zip(row_of, np.tile(np.arange(seeds), count))]
-    z = latents(seed_list, generator.config.z_dim, 1.0)
-    dips = {}
-    for name, rows in (("start", start), ("stored", conditions)):
+    start, conditions = start.float(), conditions.float()
+
+    def count_dips(rows: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+        """Deep-dip pixels of ``rows`` (one per index in ``which``) on those rows' own seeds: (len, seeds)."""
+        row_of = np.repeat(which.numpy(), seeds)
+        seed_list = [
+            first_seed + stride * int(r) + k for r, k in zip(row_of, np.tile(np.arange(seeds), len(which)))
+        ]
+        z = latents(seed_list, generator.config.z_dim, 1.0)
+        local = np.repeat(np.arange(len(which)), seeds)
         counts = []
         for first in range(0, len(z), batch):
-            drawn = generator.synthesize(
-                z[first : first + batch], rows[row_of[first : first + batch]].float()
-            )
+            drawn = generator.synthesize(z[first : first + batch], rows[local[first : first + batch]])
             if upsampler is not None:
                 drawn = upsampler(drawn)
             counts.append(deep_dips(drawn.float(), GUARD_CLOSING).float())
-        dips[name] = torch.cat(counts).reshape(count, seeds)
-    by_mean = dips["stored"].mean(1) > dips["start"].mean(1) + margin
-    by_tears = torch.zeros(count, dtype=torch.bool)
-    if tear is not None:
-        by_tears = ((dips["stored"] - dips["start"]) > tear).sum(1) >= tear_seeds
+        return torch.cat(counts).reshape(len(which), seeds) if counts else torch.zeros(0, seeds)
+
+    def fails(stored: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        by_mean = stored.mean(1) > reference.mean(1) + margin
+        by_tears = torch.zeros(len(stored), dtype=torch.bool)
+        if tear is not None:
+            by_tears = ((stored - reference) > tear).sum(1) >= tear_seeds
+        return by_mean, by_tears
+
+    everyone = torch.arange(count)
+    dips = {"start": count_dips(start, everyone), "stored": count_dips(conditions, everyone)}
+    by_mean, by_tears = fails(dips["stored"], dips["start"])
     revert = by_mean | by_tears
-    dips = {name: counts.mean(1) for name, counts in dips.items()}
-    guarded = torch.where(revert[:, None], start.float(), conditions.float())
+    guarded = torch.where(revert[:, None], start, conditions)
+    guarded_dips = torch.where(revert[:, None], dips["start"], dips["stored"])
+    kept_at = {}
+    for step in sorted(ladder, reverse=True):
+        which = torch.nonzero(revert).flatten()
+        if not len(which):
+            break
+        rows = start[which] + step * (conditions[which] - start[which])
+        tried = count_dips(rows, which)
+        passes = ~torch.logical_or(*fails(tried, dips["start"][which]))
+        guarded[which[passes]] = rows[passes]
+        guarded_dips[which[passes]] = tried[passes]
+        revert[which[passes]] = False
+        kept_at[f"{step:g}"] = int(passes.sum())
     report = {
         "margin": margin,
         "seeds": seeds,
@@ -199,8 +227,10 @@ def guard_conditions(
         "reverted_by_tears_only": int((by_tears & ~by_mean).sum()),
         "dips_start": round(float(dips["start"].mean()), 2),
         "dips_stored": round(float(dips["stored"].mean()), 2),
-        "dips_guarded": round(float(torch.where(revert, dips["start"], dips["stored"]).mean()), 2),
+        "dips_guarded": round(float(guarded_dips.mean()), 2),
     }
+    if ladder:
+        report["ladder"] = kept_at  # rows kept at each step (they count in no other field but dips_guarded)
     return guarded, report
 
 
@@ -256,6 +286,7 @@ def rescale_model_concepts(
     reference: str | Path | None = None,
     guard_tear: float | None = None,
     guard_tear_seeds: int = GUARD_TEAR_SEEDS,
+    guard_ladder: tuple[float, ...] = (),
 ) -> dict:
     """Move every row of the folder's table ``factor`` of the way from ``embed_proj(name)`` to where it is now
     (rows at their projection stay there), guard the result as :func:`fit_model_concepts` does, and write it
@@ -288,7 +319,7 @@ def rescale_model_concepts(
             against = torch.from_numpy(other.conditions[train])
         stored, guard_report = guard_conditions(
             loaded.generator, loaded.upsampler, against, stored, guard, guard_seeds, guard_first_seed,
-            tear=guard_tear, tear_seeds=guard_tear_seeds,
+            tear=guard_tear, tear_seeds=guard_tear_seeds, ladder=guard_ladder,
         )  # fmt: skip
         guard_report["against"] = "projection" if reference is None else str(reference)
     conditions = table.conditions.copy()
@@ -322,6 +353,7 @@ def fit_model_concepts(
     hole_weight: float = HOLE_WEIGHT,
     guard_tear: float | None = None,
     guard_tear_seeds: int = GUARD_TEAR_SEEDS,
+    guard_ladder: tuple[float, ...] = (),
 ) -> dict:
     """Fit the conditions of ``data_folder``'s training emoji for the model folder ``model`` and write its
     ``concepts.safetensors``, each condition moved ``share`` of the way from ``embed_proj(name)`` to its fit
@@ -371,7 +403,7 @@ def fit_model_concepts(
     if guard is not None:
         stored, guard_report = guard_conditions(
             generator, loaded.upsampler, start, stored, guard, guard_seeds, guard_first_seed,
-            tear=guard_tear, tear_seeds=guard_tear_seeds,
+            tear=guard_tear, tear_seeds=guard_tear_seeds, ladder=guard_ladder,
         )  # fmt: skip
     conditions = np.zeros((len(data.names), generator.config.cond_dim), np.float32)
     conditions[train] = stored.numpy()
@@ -451,6 +483,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--guard-tear-seeds", type=int, default=GUARD_TEAR_SEEDS)
     parser.add_argument(
+        "--guard-ladder",
+        type=float,
+        action="append",
+        default=[],
+        help="with --guard: a failing row is tried this fraction of the way from where it would go back "
+        "(repeatable, each in (0, 1), largest first) and keeps the first that passes",
+    )
+    parser.add_argument(
         "--guard-against",
         default=None,
         help="with --rescale: a concepts.safetensors whose rows the guard compares with and puts back",
@@ -464,6 +504,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.guard_tear is not None and args.guard is None:
         parser.error("--guard-tear adds to a guard: give --guard as well.")
+    if args.guard_ladder and args.guard is None:
+        parser.error("--guard-ladder adds to a guard: give --guard as well.")
+    if any(not 0 < step < 1 for step in args.guard_ladder):
+        parser.error("Each --guard-ladder step must lie strictly between 0 and 1.")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.rescale is not None:
@@ -477,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
             args.guard_against,
             args.guard_tear,
             args.guard_tear_seeds,
+            tuple(args.guard_ladder),
         )
         print(json.dumps(report, indent=2))
         return 0
@@ -498,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
         hole_weight=args.hole_weight,
         guard_tear=args.guard_tear,
         guard_tear_seeds=args.guard_tear_seeds,
+        guard_ladder=tuple(args.guard_ladder),
     )
     print(json.dumps(report, indent=2))
     return 0
