@@ -39,6 +39,7 @@ import torch
 
 from studio.models.cgan import rgba_uint8_to_premultiplied
 from studio.models.concepts import DEFAULT_HIGH, DEFAULT_LOW, ConceptConditions, save_concepts
+from studio.training.runs import cpu_supports_bf16
 
 log = logging.getLogger(__name__)
 
@@ -496,7 +497,11 @@ def main(argv: list[str] | None = None) -> int:
         help="with --rescale: a concepts.safetensors whose rows the guard compares with and puts back",
     )
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CPUs with AVX-512 BF16 only)")
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bf16 autocast (CPUs with native bf16 only; float32 elsewhere, with a note)",
+    )
     args = parser.parse_args(argv)
     if args.guard_against is not None and args.rescale is None:
         parser.error(
@@ -525,6 +530,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(json.dumps(report, indent=2))
         return 0
+    bf16 = args.bf16
+    if bf16 and not cpu_supports_bf16():
+        print(
+            "This CPU has no native bf16 instructions (bf16 autocast runs emulated there, up to 30x slower): "
+            "fitting in float32.",
+            file=sys.stderr,
+        )
+        bf16 = False
     report = fit_model_concepts(
         args.model,
         args.data,
@@ -532,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         args.lr,
         args.z_per_step,
         args.seed,
-        args.bf16,
+        bf16,
         share=args.share,
         discriminator=args.discriminator,
         adv_weight=args.adv_weight,
