@@ -65,6 +65,7 @@ def main() -> int:
     from studio.engine.devices import set_threads
     from studio.engine.engine import Engine
     from studio.engine.requests import GenerationRequest
+    from studio.errors import ModelError
 
     set_threads(args.threads)
     prompts = [(prompt, "") for prompt in args.prompt] or list(PROMPTS)
@@ -72,23 +73,28 @@ def main() -> int:
     for spec in args.model:
         label, model = spec.split("=", 1)
         engine = Engine(Path(model) if Path(model).is_dir() else model, device="cpu")
-        info = engine.wait_ready()
-        rows = []
-        for prompt, _ in prompts:
-            request = GenerationRequest(
-                prompt,
-                seed=0,
-                count=args.seeds,
-                truncation=info.default_truncation,
-                model=info.model_name,
-                spread=not args.no_spread,
-            )
-            results = list(engine.generate_sync(request))
-            errors = [r.error for r in results if not r.ok]
-            if errors:
-                raise SystemExit(f"{label}: {prompt!r}: {errors[0]}")
-            rows.append([_on_grey(r.image) for r in results])
-        engine.close()
+        try:
+            try:
+                info = engine.wait_ready()
+            except ModelError as exc:
+                raise SystemExit(f"{label}: {exc}") from None
+            rows = []
+            for prompt, _ in prompts:
+                request = GenerationRequest(
+                    prompt,
+                    seed=0,
+                    count=args.seeds,
+                    truncation=info.default_truncation,
+                    model=info.model_name,
+                    spread=not args.no_spread,
+                )
+                results = list(engine.generate_sync(request))
+                errors = [r.error for r in results if not r.ok]
+                if errors:
+                    raise SystemExit(f"{label}: {prompt!r}: {errors[0]}")
+                rows.append([_on_grey(r.image) for r in results])
+        finally:
+            engine.close()
         blocks.append((label, rows))
 
     block_width = args.seeds * TILE

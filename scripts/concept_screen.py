@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -46,7 +45,7 @@ from studio.training.concept_fit import (
 from studio.training.dataset import load_dataset
 from studio.training.evaluate import kid, latents, nearest_real
 from studio.training.judge import judge_features, load_judge
-from studio.training.runs import cpu_supports_bf16
+from studio.training.runs import bf16_if_native
 
 
 @torch.no_grad()
@@ -118,12 +117,7 @@ def main() -> int:
     )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    if args.bf16 and not cpu_supports_bf16():
-        print(
-            "This CPU has no native bf16 instructions (emulated, far slower): fitting in float32.",
-            file=sys.stderr,
-        )
-        args.bf16 = False
+    args.bf16 = bf16_if_native(args.bf16)
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.time()

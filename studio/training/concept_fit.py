@@ -39,7 +39,7 @@ import torch
 
 from studio.models.cgan import rgba_uint8_to_premultiplied
 from studio.models.concepts import DEFAULT_HIGH, DEFAULT_LOW, ConceptConditions, save_concepts
-from studio.training.runs import cpu_supports_bf16
+from studio.training.runs import bf16_if_native
 
 log = logging.getLogger(__name__)
 
@@ -530,14 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(json.dumps(report, indent=2))
         return 0
-    bf16 = args.bf16
-    if bf16 and not cpu_supports_bf16():
-        print(
-            "This CPU has no native bf16 instructions (bf16 autocast runs emulated there, up to 30x slower): "
-            "fitting in float32.",
-            file=sys.stderr,
-        )
-        bf16 = False
+    bf16 = bf16_if_native(args.bf16)
     report = fit_model_concepts(
         args.model,
         args.data,

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -69,6 +70,19 @@ def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def bf16_if_native(requested: bool) -> bool:
+    """``requested``, where this CPU runs bf16 natively (:func:`cpu_supports_bf16`); elsewhere False, with one
+    sentence on stderr: an explicit ``--bf16`` on such a CPU would run emulated, up to 30x slower than float32."""
+    if requested and not cpu_supports_bf16():
+        print(
+            "This CPU has no native bf16 instructions (bf16 autocast runs emulated there, up to 30x slower): "
+            "running in float32.",
+            file=sys.stderr,
+        )
+        return False
+    return requested
 
 
 def set_training_threads(threads: int | None) -> None:
