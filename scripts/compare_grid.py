@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from studio.io.export import flatten
+from studio.training.evaluate import BACKGROUND  # the grey every sample grid is composited on
+
 PROMPTS = (
     ("grinning face", ""),
     ("smiling face with sunglasses", ""),
@@ -34,7 +37,7 @@ FONT_FILES = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",  # CJK labels
 )
-TILE, LABEL_WIDTH, HEADER, GAP, BACKGROUND = 96, 190, 24, 16, 240
+TILE, LABEL_WIDTH, HEADER, GAP = 96, 190, 24, 16
 
 
 def _font(text: str) -> ImageFont.ImageFont:
@@ -45,9 +48,8 @@ def _font(text: str) -> ImageFont.ImageFont:
 
 
 def _on_grey(rgba: np.ndarray) -> Image.Image:
-    image = Image.fromarray(rgba, "RGBA")
-    canvas = Image.new("RGBA", image.size, (BACKGROUND, BACKGROUND, BACKGROUND, 255))
-    return Image.alpha_composite(canvas, image).convert("RGB").resize((TILE, TILE), Image.Resampling.LANCZOS)
+    grey = (BACKGROUND,) * 3
+    return flatten(Image.fromarray(rgba, "RGBA"), grey).resize((TILE, TILE), Image.Resampling.LANCZOS)
 
 
 def main() -> int:
