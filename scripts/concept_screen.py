@@ -12,7 +12,9 @@ against every real training emoji) and the tears: mean deep-dip pixels at 128 px
 hearts gate's count) and how many rows draw more than ``--tear`` px more of them than the model's table does at
 the same seed. ``--guard`` also scores each share after concept_fit's guard against the table's rows, on the
 guard's own seeds (never the scored ones). The row "table" is the model folder's own ``concepts.safetensors``; "projection" draws the names
-through ``embed_proj``.
+through ``embed_proj``. ``--candidate TABLE`` (repeatable) scores another ``concepts.safetensors`` for the same
+vocabulary, a full fit's rows, by the same numbers (tears against the folder's table), and with ``--guard`` also
+after the guard against the table.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from studio.training.concept_fit import (
     ADV_WEIGHT,
     FEATURE_MATCH,
     GUARD_CLOSING,
+    GUARD_SEED,
     GUARD_TEAR_SEEDS,
     HOLE_WEIGHT,
     LEARNING_RATE,
@@ -106,6 +109,13 @@ def main() -> int:
         help="also score each share after concept_fit's guard against the table's rows (this margin, px)",
     )
     parser.add_argument("--guard-seeds", type=int, default=8)
+    parser.add_argument(
+        "--guard-first-seed",
+        type=int,
+        action="append",
+        default=None,
+        help=f"where the guard's seeds start (default {GUARD_SEED}); repeat it to pool seed sets",
+    )
     parser.add_argument("--guard-tear", type=float, default=None, help="the guard's per-seed tear (px)")
     parser.add_argument("--guard-tear-seeds", type=int, default=GUARD_TEAR_SEEDS)
     parser.add_argument(
@@ -114,6 +124,12 @@ def main() -> int:
         action="append",
         default=[],
         help="the guard's ladder steps (repeatable)",
+    )
+    parser.add_argument(
+        "--candidate",
+        action="append",
+        default=[],
+        help="also score this concepts.safetensors (repeatable): a full fit's table for the same vocabulary",
     )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -133,7 +149,8 @@ def main() -> int:
         start = generator.condition(names).float()
     real128 = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128))
     real_feats = judge_features(judge, real128)
-    table_rows = torch.from_numpy(read_concepts(Path(args.model) / "concepts.safetensors").conditions[index])
+    table = read_concepts(Path(args.model) / "concepts.safetensors").conditions
+    table_rows = torch.from_numpy(table[index])
     report: dict = {"args": vars(args), "rows": {}}
     reference, table_dips = scores(
         draw(generator, upsampler, table_rows, seeds),
@@ -146,6 +163,35 @@ def main() -> int:
     )
     report["rows"]["projection"] = row
     print("projection", json.dumps(row), flush=True)
+    first_seeds = tuple(args.guard_first_seed or (GUARD_SEED,))
+
+    def score_rows(label: str, conditions: torch.Tensor) -> None:
+        """Score ``conditions`` (one per screened emoji), and with --guard again after the guard against the table."""
+        row, _ = scores(
+            draw(generator, upsampler, conditions, seeds), index, judge, real_feats, data.train_index, table_dips
+        )  # fmt: skip
+        report["rows"][label] = row
+        print(label, json.dumps(row), flush=True)
+        if args.guard is None:
+            return
+        guarded, guard_report = guard_conditions(
+            generator, upsampler, table_rows, conditions, args.guard, args.guard_seeds, first_seeds,
+            tear=args.guard_tear, tear_seeds=args.guard_tear_seeds, ladder=tuple(args.guard_ladder),
+        )  # fmt: skip
+        row, _ = scores(
+            draw(generator, upsampler, guarded, seeds), index, judge, real_feats, data.train_index, table_dips
+        )  # fmt: skip
+        row["reverted"] = guard_report["reverted"]
+        if args.guard_ladder:
+            row["ladder"] = guard_report["ladder"]
+        report["rows"][f"{label} guarded"] = row
+        print(f"{label} guarded", json.dumps(row), flush=True)
+
+    for path in args.candidate:
+        other = read_concepts(Path(path)).conditions
+        if other.shape != table.shape:
+            parser.error(f"'{path}' is not a concept table for this model's vocabulary.")
+        score_rows(path, torch.from_numpy(other[index]))
     if args.share and args.load:
         saved = torch.load(args.load, weights_only=True)
         if not torch.equal(saved["index"], torch.from_numpy(index)):
@@ -162,27 +208,7 @@ def main() -> int:
         if args.save:
             torch.save({"index": torch.from_numpy(index), "start": start, "fitted": fitted}, args.save)
     for share in args.share:
-        conditions = start + share * (fitted - start)
-        row, _ = scores(
-            draw(generator, upsampler, conditions, seeds), index, judge, real_feats, data.train_index, table_dips
-        )  # fmt: skip
-        report["rows"][f"share {share:g}"] = row
-        print(f"share {share:g}", json.dumps(row), flush=True)
-        if args.guard is not None:
-            guarded, guard_report = guard_conditions(
-                generator, upsampler, table_rows, conditions, args.guard,
-                args.guard_seeds, tear=args.guard_tear, tear_seeds=args.guard_tear_seeds,
-                ladder=tuple(args.guard_ladder),
-            )  # fmt: skip
-            row, _ = scores(
-                draw(generator, upsampler, guarded, seeds), index, judge, real_feats, data.train_index,
-                table_dips,
-            )  # fmt: skip
-            row["reverted"] = guard_report["reverted"]
-            if args.guard_ladder:
-                row["ladder"] = guard_report["ladder"]
-            report["rows"][f"share {share:g} guarded"] = row
-            print(f"share {share:g} guarded", json.dumps(row), flush=True)
+        score_rows(f"share {share:g}", start + share * (fitted - start))
     report["minutes"] = round((time.time() - started) / 60, 1)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -481,6 +481,42 @@ def test_the_guards_ladder_keeps_the_largest_step_that_passes():
         guard_conditions(_HoleDrawer(), None, start, stored, 5.0, ladder=(1.0,))
 
 
+class _SeedHoleDrawer(_HoleDrawer):
+    """:class:`_HoleDrawer` whose hole shows only at latents with a positive first entry: a tear that comes and goes
+    with the seed."""
+
+    def synthesize(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return super().synthesize(z, cond * (z[:, :1] > 0))
+
+
+def test_pooled_seed_sets_keep_a_step_only_where_every_set_passes():
+    """Two ``first_seed``s: a row whose hole shows on one set's seed and not on the other's is kept by the first
+    set alone, put back by the second alone and by the pool; with a ladder the pool keeps the step that passes on
+    both. One set given as a tuple is the plain guard."""
+    from studio.training.concept_fit import guard_conditions
+    from studio.training.evaluate import latents
+
+    positive = [bool(latents([seed], 4, 1.0)[0, 0] > 0) for seed in range(0, 800, 8)]
+    quiet, loud = 8 * positive.index(False), 8 * positive.index(True)  # row 0's one seed in each set
+    start = torch.zeros(1, 3)
+    stored = torch.tensor([[3.0, 0.5, 0.0]])  # a 3 x 3 hole, 9 px > margin 5, where it shows
+
+    def guard(first_seed, ladder=()):
+        return guard_conditions(
+            _SeedHoleDrawer(), None, start, stored, 5.0, seeds=1, first_seed=first_seed, ladder=ladder
+        )
+
+    assert torch.equal(guard(quiet)[0], stored) and torch.equal(guard(loud)[0], start)
+    pooled, report = guard((quiet, loud))
+    assert torch.equal(pooled, start) and report["reverted"] == 1 and report["first_seed"] == [quiet, loud]
+    stepped, report_stepped = guard((quiet, loud), ladder=(0.5,))  # 1.5 rounds to a 2 x 2 hole: 4 px pass
+    assert torch.allclose(stepped, 0.5 * stored) and report_stepped["ladder"] == {"0.5": 1}
+    single, report_single = guard((loud,))
+    assert torch.equal(single, guard(loud)[0]) and report_single == guard(loud)[1]
+    with pytest.raises(ValueError, match="seed set"):
+        guard(())
+
+
 class _TearingGenerator(torch.nn.Module):
     """A one-number "generator" whose colour reaches its target only as it punches 16 one-pixel holes in its
     alpha: L1 alone pays for the colour with the holes (as a fit reaching for detail the base cannot draw)."""

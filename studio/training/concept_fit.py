@@ -21,7 +21,8 @@ beyond their real render's; ``--rescale F`` moves an existing table F of the way
 instead of fitting, and ``--guard-against TABLE`` (with it) guards each row against another table's row rather
 than the projection; ``--guard-tear PX`` also puts back a row that tears by more than PX pixels on
 ``--guard-tear-seeds`` of its seeds; ``--guard-ladder S`` (repeatable) tries a failing row S of the way from where
-it would go back before putting it back.
+it would go back before putting it back; ``--guard-first-seed`` given twice pools two seed sets (a step must pass
+on both).
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def guard_conditions(
     conditions: torch.Tensor,
     margin: float,
     seeds: int = GUARD_SEEDS,
-    first_seed: int = GUARD_SEED,
+    first_seed: int | tuple[int, ...] = GUARD_SEED,
     batch: int = 128,
     tear: float | None = None,
     tear_seeds: int = GUARD_TEAR_SEEDS,
@@ -166,7 +167,9 @@ def guard_conditions(
     pixels beyond the start at the same seed: a tear that comes and goes with z, which a mean over seeds hides
     (session 34's anatomical heart). With a ``ladder`` of fractions (each in (0, 1), tried largest first), a row
     that fails is tried again at each fraction of the way from its start to its condition, on the same seeds and
-    by the same test, and keeps the first that passes instead of going all the way back."""
+    by the same test, and keeps the first that passes instead of going all the way back. Several ``first_seed``
+    pool seed sets: every step is drawn on each set, and a row keeps a step only where it passes on every set
+    (the mean margin and the tear count are each taken per set)."""
     from studio.training.base_stage import deep_dips
     from studio.training.evaluate import latents
 
@@ -174,30 +177,34 @@ def guard_conditions(
         raise ValueError("The guard draws 1 to 64 seeds per row.")
     if any(not 0 < step < 1 for step in ladder):
         raise ValueError("Each step of the guard's ladder must lie strictly between 0 and 1.")
-    count, stride = len(conditions), max(8, seeds)
+    firsts = (first_seed,) if isinstance(first_seed, int) else tuple(first_seed)
+    if not firsts:
+        raise ValueError("The guard needs at least one seed set.")
+    count, stride, sets = len(conditions), max(8, seeds), len(firsts)
     start, conditions = start.float(), conditions.float()
 
     def count_dips(rows: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
-        """Deep-dip pixels of ``rows`` (one per index in ``which``) on those rows' own seeds: (len, seeds)."""
-        row_of = np.repeat(which.numpy(), seeds)
-        seed_list = [
-            first_seed + stride * int(r) + k for r, k in zip(row_of, np.tile(np.arange(seeds), len(which)))
-        ]
-        z = latents(seed_list, generator.config.z_dim, 1.0)
-        local = np.repeat(np.arange(len(which)), seeds)
+        """Deep-dip pixels of ``rows`` (one per index in ``which``) on those rows' own seeds of every set:
+        (len, sets, seeds)."""
         counts = []
-        for first in range(0, len(z), batch):
-            drawn = generator.synthesize(z[first : first + batch], rows[local[first : first + batch]])
-            if upsampler is not None:
-                drawn = upsampler(drawn)
-            counts.append(deep_dips(drawn.float(), GUARD_CLOSING).float())
-        return torch.cat(counts).reshape(len(which), seeds) if counts else torch.zeros(0, seeds)
+        for base in firsts:
+            seed_list = [base + stride * int(r) + k for r in which.numpy() for k in range(seeds)]
+            z = latents(seed_list, generator.config.z_dim, 1.0)
+            local = np.repeat(np.arange(len(which)), seeds)
+            for first in range(0, len(z), batch):
+                drawn = generator.synthesize(z[first : first + batch], rows[local[first : first + batch]])
+                if upsampler is not None:
+                    drawn = upsampler(drawn)
+                counts.append(deep_dips(drawn.float(), GUARD_CLOSING).float())
+        if not counts:
+            return torch.zeros(0, sets, seeds)
+        return torch.cat(counts).reshape(sets, len(which), seeds).transpose(0, 1)
 
     def fails(stored: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        by_mean = stored.mean(1) > reference.mean(1) + margin
+        by_mean = (stored.mean(2) > reference.mean(2) + margin).any(1)
         by_tears = torch.zeros(len(stored), dtype=torch.bool)
         if tear is not None:
-            by_tears = ((stored - reference) > tear).sum(1) >= tear_seeds
+            by_tears = (((stored - reference) > tear).sum(2) >= tear_seeds).any(1)
         return by_mean, by_tears
 
     everyone = torch.arange(count)
@@ -205,7 +212,7 @@ def guard_conditions(
     by_mean, by_tears = fails(dips["stored"], dips["start"])
     revert = by_mean | by_tears
     guarded = torch.where(revert[:, None], start, conditions)
-    guarded_dips = torch.where(revert[:, None], dips["start"], dips["stored"])
+    guarded_dips = torch.where(revert[:, None, None], dips["start"], dips["stored"])
     kept_at = {}
     for step in sorted(ladder, reverse=True):
         which = torch.nonzero(revert).flatten()
@@ -221,7 +228,7 @@ def guard_conditions(
     report = {
         "margin": margin,
         "seeds": seeds,
-        "first_seed": first_seed,
+        "first_seed": firsts[0] if sets == 1 else list(firsts),
         "reverted": int(revert.sum()),
         "tear": tear,
         "tear_seeds": tear_seeds if tear is not None else None,
@@ -283,7 +290,7 @@ def rescale_model_concepts(
     factor: float,
     guard: float | None = None,
     guard_seeds: int = GUARD_SEEDS,
-    guard_first_seed: int = GUARD_SEED,
+    guard_first_seed: int | tuple[int, ...] = GUARD_SEED,
     reference: str | Path | None = None,
     guard_tear: float | None = None,
     guard_tear_seeds: int = GUARD_TEAR_SEEDS,
@@ -350,7 +357,7 @@ def fit_model_concepts(
     guard: float | None = None,
     feature_match: float = FEATURE_MATCH,
     guard_seeds: int = GUARD_SEEDS,
-    guard_first_seed: int = GUARD_SEED,
+    guard_first_seed: int | tuple[int, ...] = GUARD_SEED,
     hole_weight: float = HOLE_WEIGHT,
     guard_tear: float | None = None,
     guard_tear_seeds: int = GUARD_TEAR_SEEDS,
@@ -474,7 +481,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--guard-seeds", type=int, default=GUARD_SEEDS, help="the guard's draws per row (1-64)"
     )
-    parser.add_argument("--guard-first-seed", type=int, default=GUARD_SEED)
+    parser.add_argument(
+        "--guard-first-seed",
+        type=int,
+        action="append",
+        default=None,
+        help=f"where the guard's seeds start (default {GUARD_SEED}); repeat it to pool seed sets: a row keeps a "
+        "step only where it passes on every set",
+    )
     parser.add_argument(
         "--guard-tear",
         type=float,
@@ -513,6 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--guard-ladder adds to a guard: give --guard as well.")
     if any(not 0 < step < 1 for step in args.guard_ladder):
         parser.error("Each --guard-ladder step must lie strictly between 0 and 1.")
+    first_seeds = tuple(args.guard_first_seed or (GUARD_SEED,))
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.rescale is not None:
@@ -522,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
             args.rescale,
             args.guard,
             args.guard_seeds,
-            args.guard_first_seed,
+            first_seeds,
             args.guard_against,
             args.guard_tear,
             args.guard_tear_seeds,
@@ -545,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
         guard=args.guard,
         feature_match=args.feature_match,
         guard_seeds=args.guard_seeds,
-        guard_first_seed=args.guard_first_seed,
+        guard_first_seed=first_seeds,
         hole_weight=args.hole_weight,
         guard_tear=args.guard_tear,
         guard_tear_seeds=args.guard_tear_seeds,
