@@ -6,7 +6,7 @@ full fit would give them up to its z draws) and score them at several shares bes
         --discriminator runs/v19/critic/snapshots/d_0012345.safetensors --feature-match 1.0 \
         --share 0.375 --share 1.0 --json runs/v19/screen.json
 
-Every row draws each emoji's English name at seed = its index, psi 1, spread off, through the model's upsampler;
+Every row draws each emoji's English name at seed = its index (plus ``--seed-offset``), psi 1, spread off, through the model's upsampler;
 the scores are the judge's identity top-5 (nearest of every real emoji in its features), KID (its features
 against every real training emoji) and the tears: mean deep-dip pixels at 128 px (``base_stage.deep_dips``, the
 hearts gate's count) and how many rows draw more than ``--tear`` px more of them than the model's table does at
@@ -84,6 +84,12 @@ def main() -> int:
     parser.add_argument("--data", required=True)
     parser.add_argument("--judge", required=True)
     parser.add_argument("--limit", type=int, default=600)
+    parser.add_argument(
+        "--seed-offset",
+        type=int,
+        default=0,
+        help="score at seed = index + this (another round of the same rows)",
+    )
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--lr", type=float, default=LEARNING_RATE)
     parser.add_argument("--z-per-step", type=int, default=Z_PER_STEP)
@@ -143,7 +149,7 @@ def main() -> int:
     judge, _ = load_judge(Path(args.judge))
     rng = np.random.default_rng(0)  # evaluate_model's subset with limit
     index = np.sort(rng.choice(data.train_index, min(args.limit, len(data.train_index)), replace=False))
-    seeds = [int(i) for i in index]
+    seeds = [int(i) + args.seed_offset for i in index]
     names = torch.from_numpy(data.name_embeddings("en")[index])
     with torch.no_grad():
         start = generator.condition(names).float()
