@@ -6,7 +6,9 @@ full fit would give them up to its z draws) and score them at several shares bes
         --discriminator runs/v19/critic/snapshots/d_0012345.safetensors --feature-match 1.0 \
         --share 0.375 --share 1.0 --json runs/v19/screen.json
 
-Every row draws each emoji's English name at seed = its index (plus ``--seed-offset``), psi 1, spread off, through the model's upsampler;
+Every row draws each emoji's English name at seed = its index (plus ``--seed-offset``; ``--rounds N`` scores N
+rounds, seed + 1,000,000 x r, and reports their means and each round's paired difference from the table: one
+round's identity moves by about 0.01, session 37), psi 1, spread off, through the model's upsampler;
 the scores are the judge's identity top-5 (nearest of every real emoji in its features), KID (its features
 against every real training emoji) and the tears: mean deep-dip pixels at 128 px (``base_stage.deep_dips``, the
 hearts gate's count) and how many rows draw more than ``--tear`` px more of them than the model's table does at
@@ -50,6 +52,8 @@ from studio.training.evaluate import kid, latents, nearest_real
 from studio.training.judge import judge_features, load_judge
 from studio.training.runs import bf16_if_native
 
+ROUND = 1_000_000  # seed distance between scoring rounds
+
 
 @torch.no_grad()
 def draw(generator, upsampler, conditions: torch.Tensor, seeds, batch: int = 128) -> torch.Tensor:
@@ -78,12 +82,32 @@ def scores(images, index, judge, real_feats, train_index, reference_dips=None, t
     return row, dips
 
 
+def mean_of_rounds(per_round: list[dict], table: dict | None) -> dict:
+    """One row from its rounds: the mean of each number, the rounds themselves, and (beside the table's rounds)
+    each round's identity and KID minus the table's at the same seeds."""
+    row = {key: round(float(np.mean([r[key] for r in per_round])), 4) for key in per_round[0]}
+    row["rounds"] = per_round
+    if table is not None:
+        row["vs_table"] = {
+            key: [round(mine[key] - theirs[key], 4) for mine, theirs in zip(per_round, table["rounds"])]
+            for key in ("identity_top5", "kid")
+        }
+    return row
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="resources/models/emoji")
     parser.add_argument("--data", required=True)
     parser.add_argument("--judge", required=True)
     parser.add_argument("--limit", type=int, default=600)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help=f"score every row on this many seed rounds (round r: seed = index + {ROUND:,} x r) and report "
+        "their means and each round's difference from the table",
+    )
     parser.add_argument(
         "--seed-offset",
         type=int,
@@ -139,6 +163,8 @@ def main() -> int:
     )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be 1 or more.")
     args.bf16 = bf16_if_native(args.bf16)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -149,7 +175,7 @@ def main() -> int:
     judge, _ = load_judge(Path(args.judge))
     rng = np.random.default_rng(0)  # evaluate_model's subset with limit
     index = np.sort(rng.choice(data.train_index, min(args.limit, len(data.train_index)), replace=False))
-    seeds = [int(i) + args.seed_offset for i in index]
+    rounds = [[int(i) + args.seed_offset + ROUND * r for i in index] for r in range(args.rounds)]
     names = torch.from_numpy(data.name_embeddings("en")[index])
     with torch.no_grad():
         start = generator.condition(names).float()
@@ -158,40 +184,43 @@ def main() -> int:
     table = read_concepts(Path(args.model) / "concepts.safetensors").conditions
     table_rows = torch.from_numpy(table[index])
     report: dict = {"args": vars(args), "rows": {}}
-    reference, table_dips = scores(
-        draw(generator, upsampler, table_rows, seeds),
-        index, judge, real_feats, data.train_index,
-    )  # fmt: skip
-    report["rows"]["table"] = reference
-    print("table", json.dumps(reference), flush=True)
-    row, _ = scores(
-        draw(generator, upsampler, start, seeds), index, judge, real_feats, data.train_index, table_dips
-    )
-    report["rows"]["projection"] = row
-    print("projection", json.dumps(row), flush=True)
+    table_dips: list = [None] * len(rounds)  # the table's deep dips per round, once it is scored
+
+    def score_all(label: str, conditions: torch.Tensor) -> dict:
+        """``conditions`` scored on every round; with several, the means, each round's numbers and each round's
+        difference from the table's (paired: the same emoji and seeds)."""
+        per_round = []
+        for r, seeds in enumerate(rounds):
+            row, dips = scores(
+                draw(generator, upsampler, conditions, seeds), index, judge, real_feats, data.train_index,
+                table_dips[r],
+            )  # fmt: skip
+            if table_dips[r] is None:
+                table_dips[r] = dips
+            per_round.append(row)
+        row = per_round[0] if len(rounds) == 1 else mean_of_rounds(per_round, report["rows"].get("table"))
+        report["rows"][label] = row
+        print(label, json.dumps(row), flush=True)
+        return row
+
+    score_all("table", table_rows)
+    score_all("projection", start)
     first_seeds = tuple(args.guard_first_seed or (GUARD_SEED,))
 
     def score_rows(label: str, conditions: torch.Tensor) -> None:
         """Score ``conditions`` (one per screened emoji), and with --guard again after the guard against the table."""
-        row, _ = scores(
-            draw(generator, upsampler, conditions, seeds), index, judge, real_feats, data.train_index, table_dips
-        )  # fmt: skip
-        report["rows"][label] = row
-        print(label, json.dumps(row), flush=True)
+        score_all(label, conditions)
         if args.guard is None:
             return
         guarded, guard_report = guard_conditions(
             generator, upsampler, table_rows, conditions, args.guard, args.guard_seeds, first_seeds,
             tear=args.guard_tear, tear_seeds=args.guard_tear_seeds, ladder=tuple(args.guard_ladder),
         )  # fmt: skip
-        row, _ = scores(
-            draw(generator, upsampler, guarded, seeds), index, judge, real_feats, data.train_index, table_dips
-        )  # fmt: skip
+        row = score_all(f"{label} guarded", guarded)
         row["reverted"] = guard_report["reverted"]
         if args.guard_ladder:
             row["ladder"] = guard_report["ladder"]
-        report["rows"][f"{label} guarded"] = row
-        print(f"{label} guarded", json.dumps(row), flush=True)
+        print(f"{label} guarded: guard", json.dumps({k: row[k] for k in ("reverted", "ladder") if k in row}))
 
     for path in args.candidate:
         other = read_concepts(Path(path)).conditions
