@@ -184,43 +184,40 @@ def main() -> int:
     table = read_concepts(Path(args.model) / "concepts.safetensors").conditions
     table_rows = torch.from_numpy(table[index])
     report: dict = {"args": vars(args), "rows": {}}
-    table_dips: list = [None] * len(rounds)  # the table's deep dips per round, once it is scored
 
-    def score_all(label: str, conditions: torch.Tensor) -> dict:
-        """``conditions`` scored on every round; with several, the means, each round's numbers and each round's
-        difference from the table's (paired: the same emoji and seeds)."""
-        per_round = []
+    def score_all(label: str, conditions: torch.Tensor, reference=None, extra: dict | None = None) -> list:
+        """``conditions`` scored on every round (tears against ``reference``, the table's dips per round), stored
+        and printed with ``extra``; with several rounds, the means, each round's numbers and each round's
+        difference from the table's (paired: the same emoji and seeds). Returns the dips per round."""
+        per_round, dips = [], []
         for r, seeds in enumerate(rounds):
-            row, dips = scores(
+            row, drawn_dips = scores(
                 draw(generator, upsampler, conditions, seeds), index, judge, real_feats, data.train_index,
-                table_dips[r],
+                None if reference is None else reference[r],
             )  # fmt: skip
-            if table_dips[r] is None:
-                table_dips[r] = dips
             per_round.append(row)
+            dips.append(drawn_dips)
         row = per_round[0] if len(rounds) == 1 else mean_of_rounds(per_round, report["rows"].get("table"))
+        row.update(extra or {})
         report["rows"][label] = row
         print(label, json.dumps(row), flush=True)
-        return row
+        return dips
 
-    score_all("table", table_rows)
-    score_all("projection", start)
+    table_dips = score_all("table", table_rows)
+    score_all("projection", start, table_dips)
     first_seeds = tuple(args.guard_first_seed or (GUARD_SEED,))
 
     def score_rows(label: str, conditions: torch.Tensor) -> None:
         """Score ``conditions`` (one per screened emoji), and with --guard again after the guard against the table."""
-        score_all(label, conditions)
+        score_all(label, conditions, table_dips)
         if args.guard is None:
             return
         guarded, guard_report = guard_conditions(
             generator, upsampler, table_rows, conditions, args.guard, args.guard_seeds, first_seeds,
             tear=args.guard_tear, tear_seeds=args.guard_tear_seeds, ladder=tuple(args.guard_ladder),
         )  # fmt: skip
-        row = score_all(f"{label} guarded", guarded)
-        row["reverted"] = guard_report["reverted"]
-        if args.guard_ladder:
-            row["ladder"] = guard_report["ladder"]
-        print(f"{label} guarded: guard", json.dumps({k: row[k] for k in ("reverted", "ladder") if k in row}))
+        counts = {key: guard_report[key] for key in ("reverted", "ladder") if key in guard_report}
+        score_all(f"{label} guarded", guarded, table_dips, counts)
 
     for path in args.candidate:
         other = read_concepts(Path(path)).conditions

@@ -396,23 +396,8 @@ def test_rescale_moves_every_fitted_row_towards_its_projection_and_keeps_the_fit
     ladder_of_one = ["--rescale", "1", "--guard", "8", "--guard-ladder", "1"]
     with pytest.raises(SystemExit):  # a step of 1 is the row itself, 0 its way back: neither is a step
         main(["--model", str(folder), "--data", str(data_dir), *ladder_of_one])
-    pooled = ["--rescale", "1", "--guard", "1000", "--guard-seeds", "1"]
-    assert (
-        main(
-            [
-                "--model",
-                str(folder),
-                "--data",
-                str(data_dir),
-                *pooled,
-                "--guard-first-seed",
-                "5",
-                "--guard-first-seed",
-                "77",
-            ]
-        )
-        == 0
-    )
+    pooled = ["--rescale", "1", "--guard", "1000", "--guard-seeds", "1", "--guard-first-seed", "5"]
+    assert main(["--model", str(folder), "--data", str(data_dir), *pooled, "--guard-first-seed", "77"]) == 0
     with safe_open(str(folder / "concepts.safetensors"), framework="numpy") as handle:
         assert json.loads(handle.metadata()["rescale"])["guard"]["first_seed"] == [5, 77]  # both sets drawn
     # a guard against another table that tolerates no hole puts every row back to that table's row

@@ -186,11 +186,10 @@ def guard_conditions(
     def count_dips(rows: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
         """Deep-dip pixels of ``rows`` (one per index in ``which``) on those rows' own seeds of every set:
         (len, sets, seeds)."""
-        counts = []
+        counts, local = [], np.repeat(np.arange(len(which)), seeds)
         for base in firsts:
             seed_list = [base + stride * int(r) + k for r in which.numpy() for k in range(seeds)]
             z = latents(seed_list, generator.config.z_dim, 1.0)
-            local = np.repeat(np.arange(len(which)), seeds)
             for first in range(0, len(z), batch):
                 drawn = generator.synthesize(z[first : first + batch], rows[local[first : first + batch]])
                 if upsampler is not None:
