@@ -16,7 +16,8 @@ the same seed. ``--guard`` also scores each share after concept_fit's guard agai
 guard's own seeds (never the scored ones). The row "table" is the model folder's own ``concepts.safetensors``; "projection" draws the names
 through ``embed_proj``. ``--candidate TABLE`` (repeatable) scores another ``concepts.safetensors`` for the same
 vocabulary, a full fit's rows, by the same numbers (tears against the folder's table), and with ``--guard`` also
-after the guard against the table.
+after the guard against the table. ``--tear-weight W`` adds concept_fit's 128 px tear term to the fit, each row
+held to what the table's row draws.
 """
 
 from __future__ import annotations
@@ -42,10 +43,12 @@ from studio.training.concept_fit import (
     HOLE_WEIGHT,
     LEARNING_RATE,
     STEPS,
+    TEAR_WEIGHT,
     Z_PER_STEP,
     fit_conditions,
     guard_conditions,
     load_critic,
+    tear_limits,
 )
 from studio.training.dataset import load_dataset
 from studio.training.evaluate import kid, latents, nearest_real
@@ -122,6 +125,12 @@ def main() -> int:
     parser.add_argument("--adv-weight", type=float, default=ADV_WEIGHT)
     parser.add_argument("--feature-match", type=float, default=FEATURE_MATCH)
     parser.add_argument("--hole-weight", type=float, default=HOLE_WEIGHT)
+    parser.add_argument(
+        "--tear-weight",
+        type=float,
+        default=TEAR_WEIGHT,
+        help="weight of the fit's 128 px tear term beyond what the table's rows draw (0: off)",
+    )
     parser.add_argument("--share", type=float, action="append", default=[])
     parser.add_argument(
         "--tear", type=float, default=30.0, help="px of deep dips above the table's that count"
@@ -232,9 +241,21 @@ def main() -> int:
     elif args.share:
         critic = None if args.discriminator is None else load_critic(Path(args.discriminator), names.shape[1])
         images = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32[index]))
+
+        def progress(step: int, loss: float) -> None:
+            if step % 10 == 0 or step == args.steps - 1:
+                print(
+                    json.dumps(
+                        {"step": step, "l1": round(loss, 4), "min": round((time.time() - started) / 60, 1)}
+                    ),
+                    flush=True,
+                )
+
+        limits = tear_limits(generator, upsampler, table_rows) if args.tear_weight else None
         fitted, losses = fit_conditions(
-            generator, images, start, args.steps, args.lr, args.z_per_step, args.seed, args.bf16, None,
+            generator, images, start, args.steps, args.lr, args.z_per_step, args.seed, args.bf16, progress,
             critic, names, args.adv_weight, args.feature_match, args.hole_weight,
+            upsampler=upsampler, tear_weight=args.tear_weight, tear_limit=limits,
         )  # fmt: skip
         report["l1_first"], report["l1_last"] = round(losses[0], 4), round(losses[-1], 4)
         if args.save:

@@ -564,3 +564,115 @@ def test_a_negative_hole_weight_is_refused_in_one_sentence(tmp_path):
     data_dir, _, folder = _fit_folder(tmp_path)
     with pytest.raises(ModelError, match=r"must be 0 or more \(got -1.0\)"):
         fit_model_concepts(folder, data_dir, steps=1, quiet=True, hole_weight=-1.0)
+
+
+class _NearestUpsampler(torch.nn.Module):
+    """A stand-in 4x upsampler: nearest neighbour times ``gain`` (a gain above 1 drives a hole's alpha below
+    -1, as a learned upsampler's overshoot does), clamped to [-1, 1] unless asked not to, as the model's."""
+
+    def __init__(self, gain: float = 1.0):
+        super().__init__()
+        self.gain = gain
+        self.frozen = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        out = torch.nn.functional.interpolate(x, scale_factor=4, mode="nearest") * self.gain
+        return out.clamp(-1.0, 1.0) if clamp else out
+
+
+def test_the_128px_tear_share_passes_a_gradient_into_holes_the_upscale_clamps():
+    """concept_fit.tears_128 is alpha_holes of the clamped 4x upscale with the tear count's 7 px closing, but
+    its clamp is straight-through: a hole whose upscaled alpha overshoots below -1 still gets a gradient that
+    fills it (a plain clamp passes none there), and nothing outside the hole moves."""
+    from studio.training.base_stage import alpha_holes
+    from studio.training.concept_fit import GUARD_CLOSING, tears_128
+
+    image = torch.ones(1, 4, 32, 32)
+    image[0, 3, 10, 10] = -0.5  # one 32 px pixel: a 4 x 4 hole at 128 px, narrower than the 7 px closing
+    up = _NearestUpsampler(gain=3.0)
+    image.requires_grad_(True)
+    share = tears_128(up, image)
+    expected = alpha_holes(up(image.detach()), GUARD_CLOSING)
+    assert torch.allclose(share, expected) and float(share.detach()) == pytest.approx(16 * 0.5 / 128**2)
+    share.sum().backward()
+    assert image.grad[0, 3, 10, 10] < 0  # raising the hole's alpha lowers the share
+    assert int((image.grad != 0).sum()) == 1
+    plain = image.detach().clone().requires_grad_(True)
+    alpha_holes(up(plain), GUARD_CLOSING).sum().backward()
+    assert not plain.grad.any()  # what the straight-through clamp is for
+
+
+def test_tear_limits_are_each_rows_mean_share_on_its_own_seeds():
+    from studio.training.concept_fit import tear_limits
+
+    rows = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.5, 0.0], [1.0, -0.5, 0.0]])  # no hole, a 1 x 1, a 1 x 1
+    limits = tear_limits(_HoleDrawer(), _NearestUpsampler(), rows, seeds=3)
+    assert limits.shape == (3,) and float(limits[0]) == 0.0
+    assert torch.allclose(limits[1:], torch.full((2,), 16 * 0.5 / 128**2))  # 4 x 4 px at depth 1 - 0.5
+
+
+def test_the_tear_term_keeps_a_fit_from_punching_holes_the_upsampler_shows():
+    """_TearingGenerator reaches its colour only by opening 16 one-pixel holes; upscaled they are 4 x 4 tears.
+    Held to a limit of none, the fit keeps the picture whole and gives up part of the colour."""
+    from studio.training.concept_fit import fit_conditions, tears_128
+
+    toy, up = _TearingGenerator(), _NearestUpsampler()
+    real = torch.ones(2, 4, 32, 32)
+    start = torch.zeros(2, 3)
+    tears, final = {}, {}
+    for weight in (0.0, 400.0):
+        fitted, losses = fit_conditions(
+            toy, real, start, steps=40, lr=0.1, upsampler=up, tear_weight=weight, tear_limit=torch.zeros(2)
+        )
+        with torch.no_grad():
+            tears[weight] = float(tears_128(up, toy.synthesize(torch.zeros(2, 2), fitted)).mean())
+        final[weight] = losses[-1]
+    assert tears[0.0] > 0.006 and tears[400.0] < 0.25 * tears[0.0], tears
+    assert final[400.0] > final[0.0]  # the colour it gave up
+    assert not up.frozen.requires_grad
+    with pytest.raises(ValueError, match="tear limit"):
+        fit_conditions(toy, real, start, steps=1, tear_weight=1.0, tear_limit=torch.zeros(2))
+
+
+def _fit_record(folder) -> dict:
+    """The fit's report in the folder's concepts.safetensors metadata."""
+    from safetensors import safe_open
+
+    with safe_open(str(folder / CONCEPTS_FILE), framework="numpy") as handle:
+        return json.loads(handle.metadata()["fit"])
+
+
+def test_the_cli_tear_term_holds_each_row_to_what_the_replaced_table_draws(tmp_path, monkeypatch):
+    """``concept_fit --tear-weight``: the limits come from the folder's current table (the projection's where it
+    has none), the fit gets them with the upsampler, and the report records both; a negative weight is one
+    sentence."""
+    from studio.training import concept_fit
+
+    data_dir, data, folder = _fit_folder(tmp_path)
+    seen = []
+
+    def spy(generator, upsampler, reference, *args, **kwargs):
+        seen.append((upsampler, reference.clone()))
+        return torch.zeros(len(reference))
+
+    monkeypatch.setattr(concept_fit, "tear_limits", spy)
+    argv = ["--model", str(folder), "--data", str(data_dir), "--steps", "1", "--tear-weight", "2.5"]
+    assert concept_fit.main(argv) == 0
+    info = read_model_info(folder)
+    with torch.no_grad():
+        origin = load_model(folder).generator.condition(
+            torch.from_numpy(data.name_embeddings()[data.train_index])
+        )
+    assert seen[0][0] is not None and torch.allclose(seen[0][1], origin)
+    first = load_concepts(info, load_vocabulary(info))
+    report = _fit_record(folder)
+    assert report["tear_weight"] == 2.5 and report["tear_reference"] == "projection"
+    assert concept_fit.main(argv) == 0  # now against the table the first fit wrote
+    assert torch.equal(seen[1][1], torch.from_numpy(first.conditions[data.train_index]))
+    assert _fit_record(folder)["tear_reference"] == "table"
+    with pytest.raises(
+        SystemExit
+    ):  # a term of the fit with a rescale, which fits nothing: refused, not ignored
+        concept_fit.main([*argv, "--rescale", "0.5"])
+    with pytest.raises(ModelError, match=r"tear term's weight must be 0 or more \(got -1.0\)"):
+        concept_fit.fit_model_concepts(folder, data_dir, steps=1, quiet=True, tear_weight=-1.0)

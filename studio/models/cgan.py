@@ -182,12 +182,14 @@ class Upsampler(nn.Module):
         self.up = nn.Sequential(*ups)
         self.tail = nn.Conv2d(tail, config.channels, 3, padding=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        """The 4x picture, clamped to [-1, 1]; ``clamp=False`` returns it unclamped (a fit that needs gradients
+        where a pixel lies beyond the range, as a hole's alpha at 0 does, clamps it straight-through itself)."""
         base = F.interpolate(x, scale_factor=self.config.scale, mode="bicubic", align_corners=False)
         h = self.head(x)
         h = h + self.body(h)
-        residual = self.tail(self.up(h))
-        return (base + residual).clamp(-1.0, 1.0)
+        out = base + self.tail(self.up(h))
+        return out.clamp(-1.0, 1.0) if clamp else out
 
 
 def premultiplied_to_rgba_uint8(images: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,8 @@ weight changes. Session 32's candidates and their scores are in the model card (
 writes ``concepts.safetensors`` into the model folder (the vocabulary there must list the dataset's emoji).
 ``--feature-match W`` adds W times the gap between the critic's pooled features of the drawing and of the real
 render (session 34: identity and realism rise together), ``--hole-weight W`` W times the drawings' small holes
-beyond their real render's; ``--rescale F`` moves an existing table F of the way back towards the projections
+beyond their real render's, ``--tear-weight W`` W times the same holes at 128 px (through the model's
+upsampler, where the tear count sees them) beyond what the folder's current table draws; ``--rescale F`` moves an existing table F of the way back towards the projections
 instead of fitting, and ``--guard-against TABLE`` (with it) guards each row against another table's row rather
 than the projection; ``--guard-tear PX`` also puts back a row that tears by more than PX pixels on
 ``--guard-tear-seeds`` of its seeds; ``--guard-ladder S`` (repeatable) tries a failing row S of the way from where
@@ -54,6 +55,13 @@ FEATURE_MATCH = 0.0
 # weight of the hole term: how far each drawing's small holes and notches at 32 px (base_stage.alpha_holes) lie
 # above its own real render's, so a fit that reaches for detail the base cannot draw pays for the tears it makes
 HOLE_WEIGHT = 0.0
+# weight of the tear term: the same dips counted where the ship rules count them, at 128 px through the model's
+# upsampler with a 7 px closing (GUARD_CLOSING), beyond what the table the fit replaces draws (session 38, rule 56)
+TEAR_WEIGHT = 0.0
+TEAR_SEED = (
+    920_000_000  # the tear term's reference seeds: TEAR_SEED + TEAR_SEEDS x row + k (apart from the guard's)
+)
+TEAR_SEEDS = 4
 SHARE = 0.5  # how far each stored condition moves from embed_proj(name) towards its fit
 CHUNK = 512  # emoji per forward pass (the gradient is summed over every chunk before a step)
 GUARD_SEED = 900_000_000  # the guard's seeds: GUARD_SEED + max(8, seeds) x row + k, far from any evaluation's
@@ -77,6 +85,9 @@ def fit_conditions(
     adv_weight: float = 0.0,
     feature_match: float = 0.0,
     hole_weight: float = 0.0,
+    upsampler=None,
+    tear_weight: float = 0.0,
+    tear_limit: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, list[float]]:
     """Conditions (``N x cond_dim``) that make ``generator`` (frozen) draw ``images`` (premultiplied RGBA at its
     resolution), from ``start``; and the mean L1 of each step (before its update). With a (frozen)
@@ -85,7 +96,12 @@ def fit_conditions(
     and ``feature_match`` times the mean absolute gap between the critic's pooled features of the drawing and
     of the real picture (what it looks at, rather than each pixel). ``hole_weight`` adds that times how far each
     drawing's share of small holes (:func:`studio.training.base_stage.alpha_holes`) lies above its real
-    picture's (0 below it), the tears a fit makes when it reaches for detail the base cannot draw."""
+    picture's (0 below it), the tears a fit makes when it reaches for detail the base cannot draw.
+    ``tear_weight`` adds that times how far the drawing at each row's first z of a step lies above its
+    ``tear_limit`` in the same dips measured at 128 px through the (frozen) ``upsampler`` with the tear count's
+    7 px closing (:func:`tears_128`; the limits: :func:`tear_limits` of the table the fit replaces): where the
+    upsampler turns a faint 32 px dip into a tear, which the 32 px term does not see (session 35, rule 49). One z
+    per row, not all: at 128 px the term costs about three times the rest of a step."""
     from studio.training.base_stage import alpha_holes
 
     if steps < 1 or z_per_step < 1 or not lr > 0:
@@ -104,6 +120,12 @@ def fit_conditions(
                 [discriminator.features(images[i : i + CHUNK]).float() for i in range(0, len(images), CHUNK)]
             )
     real_holes = alpha_holes(images) if hole_weight else None
+    if tear_weight:
+        if upsampler is None or tear_limit is None or len(tear_limit) != len(images):
+            raise ValueError("The tear term needs the model's upsampler and a tear limit per picture.")
+        upsampler.eval()
+        for parameter in upsampler.parameters():
+            parameter.requires_grad_(False)
     conditions = start.detach().clone().float().requires_grad_(True)
     optimizer = torch.optim.Adam([conditions], lr=lr)
     noise = torch.Generator().manual_seed(seed)
@@ -134,6 +156,10 @@ def fit_conditions(
             if hole_weight:
                 excess = torch.relu(alpha_holes(drawn.float()) - real_holes[rows].repeat(z_per_step))
                 total_loss = total_loss + hole_weight * excess.sum() / (count * z_per_step)
+            if tear_weight:
+                first_z = drawn[: len(chunk) // z_per_step]  # every row's first z (chunk repeats the rows)
+                excess = torch.relu(tears_128(upsampler, first_z, bf16) - tear_limit[rows])
+                total_loss = total_loss + tear_weight * excess.sum() / count
             total_loss.backward()
             total += float(loss.detach())
         optimizer.step()
@@ -141,6 +167,39 @@ def fit_conditions(
         if on_step is not None:
             on_step(step, total)
     return conditions.detach(), losses
+
+
+def tears_128(upsampler, images: torch.Tensor, bf16: bool = False) -> torch.Tensor:
+    """Per 32 px picture (premultiplied RGBA): :func:`studio.training.base_stage.alpha_holes` of its 4x upscale
+    with the tear count's 7 px closing, the differentiable twin of the guard's deep-dip count. The upscale is
+    clamped to [-1, 1] straight-through, so a hole whose alpha the upsampler drives below 0 still gets a
+    gradient (a plain clamp passes none there)."""
+    from studio.training.base_stage import alpha_holes
+
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        big = upsampler(images, clamp=False)
+    big = big.float()
+    big = big + (big.clamp(-1.0, 1.0) - big).detach()
+    return alpha_holes(big, GUARD_CLOSING)
+
+
+@torch.no_grad()
+def tear_limits(
+    generator, upsampler, conditions: torch.Tensor, seeds: int = TEAR_SEEDS, first_seed: int = TEAR_SEED,
+    batch: int = 128,
+) -> torch.Tensor:  # fmt: skip
+    """Per row of ``conditions``: the mean :func:`tears_128` of its drawings at psi 1 on ``seeds`` seeds
+    (``first_seed + seeds x row + k``), the most the fit's tear term lets that row's fit draw."""
+    from studio.training.evaluate import latents
+
+    seed_list = [first_seed + seeds * row + k for row in range(len(conditions)) for k in range(seeds)]
+    z = latents(seed_list, generator.config.z_dim, 1.0)
+    rows = conditions.float().repeat_interleave(seeds, 0)
+    shares = [
+        tears_128(upsampler, generator.synthesize(z[i : i + batch], rows[i : i + batch]))
+        for i in range(0, len(z), batch)
+    ]
+    return torch.cat(shares).reshape(len(conditions), seeds).mean(1)
 
 
 @torch.no_grad()
@@ -361,20 +420,24 @@ def fit_model_concepts(
     guard_tear: float | None = None,
     guard_tear_seeds: int = GUARD_TEAR_SEEDS,
     guard_ladder: tuple[float, ...] = (),
+    tear_weight: float = TEAR_WEIGHT,
 ) -> dict:
     """Fit the conditions of ``data_folder``'s training emoji for the model folder ``model`` and write its
     ``concepts.safetensors``, each condition moved ``share`` of the way from ``embed_proj(name)`` to its fit
     (with ``guard``, rows that draw more than that many extra hole pixels go back: :func:`guard_conditions`);
-    returns the report (also stored in the file's metadata)."""
+    returns the report (also stored in the file's metadata). ``tear_weight`` holds each row's fit to the tears
+    the folder's current table draws for it (the projection's where the folder has none): :func:`tear_limits`."""
+    from studio.models.concepts import load_concepts
     from studio.models.format import ModelError
 
     if not 0 < share <= 1:
         raise ModelError("The share of the fit to keep must lie in (0, 1].")
     if feature_match and discriminator is None:
         raise ModelError("Feature matching compares the critic's features: give --discriminator as well.")
-    if hole_weight < 0:
-        raise ModelError(f"The hole term's weight must be 0 or more (got {hole_weight}).")
-    loaded, _, data, names, start = _model_and_names(model, data_folder)
+    if hole_weight < 0 or tear_weight < 0:
+        which, weight = ("hole", hole_weight) if hole_weight < 0 else ("tear", tear_weight)
+        raise ModelError(f"The {which} term's weight must be 0 or more (got {weight}).")
+    loaded, vocabulary, data, names, start = _model_and_names(model, data_folder)
     generator, train = loaded.generator, data.train_index
     images = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32[train]))
     if images.shape[-1] != generator.config.resolution:
@@ -389,6 +452,15 @@ def fit_model_concepts(
             )
 
     critic = None if discriminator is None else load_critic(Path(discriminator), names.shape[1])
+    limits, tear_reference = None, None
+    if tear_weight:
+        replaced = load_concepts(loaded.info, vocabulary)
+        reference, tear_reference = start, "projection"
+        if replaced is not None:
+            own = torch.from_numpy(replaced.fitted[train])[:, None]
+            reference = torch.where(own, torch.from_numpy(replaced.conditions[train]), start)
+            tear_reference = "table"
+        limits = tear_limits(generator, loaded.upsampler, reference)
     fitted, losses = fit_conditions(
         generator,
         images,
@@ -404,6 +476,9 @@ def fit_model_concepts(
         adv_weight,
         feature_match,
         hole_weight,
+        upsampler=loaded.upsampler,
+        tear_weight=tear_weight,
+        tear_limit=limits,
     )
     stored = start + share * (fitted - start)
     guard_report = None
@@ -427,6 +502,8 @@ def fit_model_concepts(
         "adv_weight": adv_weight if discriminator is not None else 0.0,
         "feature_match": feature_match if discriminator is not None else 0.0,
         "hole_weight": hole_weight,
+        "tear_weight": tear_weight,
+        "tear_reference": tear_reference,
         "fitted": int(mask.sum()),
         "l1_first": round(losses[0], 4),
         "l1_last": round(losses[-1], 4),
@@ -464,6 +541,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=HOLE_WEIGHT,
         help="weight of a term against small holes in the drawings beyond their real render's (0: off)",
+    )
+    parser.add_argument(
+        "--tear-weight",
+        type=float,
+        default=TEAR_WEIGHT,
+        help="weight of a term against tears at 128 px beyond what the folder's current table draws (0: off)",
     )
     parser.add_argument(
         "--guard",
@@ -520,6 +603,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             "--guard-against goes with --rescale (a fit's guard compares with the names' projections)."
         )
+    if args.tear_weight and args.rescale is not None:
+        parser.error(
+            "--tear-weight is a term of the fit; --rescale moves the folder's table without fitting."
+        )
     if args.guard_tear is not None and args.guard is None:
         parser.error("--guard-tear adds to a guard: give --guard as well.")
     if args.guard_ladder and args.guard is None:
@@ -561,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
         guard_seeds=args.guard_seeds,
         guard_first_seed=first_seeds,
         hole_weight=args.hole_weight,
+        tear_weight=args.tear_weight,
         guard_tear=args.guard_tear,
         guard_tear_seeds=args.guard_tear_seeds,
         guard_ladder=tuple(args.guard_ladder),
