@@ -18,9 +18,9 @@ writes ``concepts.safetensors`` into the model folder (the vocabulary there must
 ``--feature-match W`` adds W times the gap between the critic's pooled features of the drawing and of the real
 render (session 34: identity and realism rise together), ``--hole-weight W`` W times the drawings' small holes
 beyond their real render's, ``--tear-weight W`` W times the same holes at 128 px (through the model's
-upsampler, where the tear count sees them) beyond what the folder's current table draws; ``--rescale F`` moves an existing table F of the way back towards the projections
-instead of fitting, and ``--guard-against TABLE`` (with it) guards each row against another table's row rather
-than the projection; ``--guard-tear PX`` also puts back a row that tears by more than PX pixels on
+upsampler, where the tear count sees them) beyond what the folder's current table draws; ``--rescale F``
+moves an existing table F of the way back towards the projections instead of fitting, and ``--guard-against
+TABLE`` (with it) guards each row against another table's row rather than the projection; ``--guard-tear PX`` also puts back a row that tears by more than PX pixels on
 ``--guard-tear-seeds`` of its seeds; ``--guard-ladder S`` (repeatable) tries a failing row S of the way from where
 it would go back before putting it back; ``--guard-first-seed`` given twice pools two seed sets (a step must pass
 on both).
