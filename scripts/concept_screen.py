@@ -170,6 +170,9 @@ def main() -> int:
         default=[],
         help="also score this concepts.safetensors (repeatable): a full fit's table for the same vocabulary",
     )
+    parser.add_argument(
+        "--no-projection", action="store_true", help="skip scoring the names' projections (a known row)"
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if args.rounds < 1:
@@ -213,7 +216,8 @@ def main() -> int:
         return dips
 
     table_dips = score_all("table", table_rows)
-    score_all("projection", start, table_dips)
+    if not args.no_projection:
+        score_all("projection", start, table_dips)
     first_seeds = tuple(args.guard_first_seed or (GUARD_SEED,))
 
     def score_rows(label: str, conditions: torch.Tensor) -> None:

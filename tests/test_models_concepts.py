@@ -602,13 +602,21 @@ def test_the_128px_tear_share_passes_a_gradient_into_holes_the_upscale_clamps():
     assert not plain.grad.any()  # what the straight-through clamp is for
 
 
-def test_tear_limits_are_each_rows_mean_share_on_its_own_seeds():
-    from studio.training.concept_fit import tear_limits
+def test_tear_limits_are_each_rows_largest_share_on_its_own_seeds():
+    """A row's limit is the most it tears on any of its seeds: with a hole that shows at some z only, the full
+    hole's share (4 x 4 px at 128 px, each 1 - 0.5 deep), not a mean over the seeds."""
+    from studio.training.concept_fit import TEAR_SEED, tear_limits
+    from studio.training.evaluate import latents
 
     rows = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.5, 0.0], [1.0, -0.5, 0.0]])  # no hole, a 1 x 1, a 1 x 1
+    hole = 16 * 0.5 / 128**2
     limits = tear_limits(_HoleDrawer(), _NearestUpsampler(), rows, seeds=3)
     assert limits.shape == (3,) and float(limits[0]) == 0.0
-    assert torch.allclose(limits[1:], torch.full((2,), 16 * 0.5 / 128**2))  # 4 x 4 px at depth 1 - 0.5
+    assert torch.allclose(limits[1:], torch.full((2,), hole))
+    shows = latents(range(TEAR_SEED, TEAR_SEED + 24), 4, 1.0)[:, 0].reshape(3, 8) > 0
+    assert shows.any(1).all() and not shows.all(1).any()  # every row's hole shows on some seeds, not all
+    sometimes = tear_limits(_SeedHoleDrawer(), _NearestUpsampler(), rows, seeds=8)
+    assert float(sometimes[0]) == 0.0 and torch.allclose(sometimes[1:], torch.full((2,), hole))
 
 
 def test_the_tear_term_keeps_a_fit_from_punching_holes_the_upsampler_shows():
