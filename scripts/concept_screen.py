@@ -12,9 +12,10 @@ round's identity moves by about 0.01, session 37), psi 1, spread off, through th
 the scores are the judge's identity top-5 (nearest of every real emoji in its features), KID (its features
 against every real training emoji) and the tears: mean deep-dip pixels at 128 px (``base_stage.deep_dips``, the
 hearts gate's count) and how many rows draw more than ``--tear`` px more of them than the model's table does at
-the same seed. ``--guard`` also scores each share after concept_fit's guard against the table's rows, on the
-guard's own seeds (never the scored ones). The row "table" is the model folder's own ``concepts.safetensors``; "projection" draws the names
-through ``embed_proj``. ``--candidate TABLE`` (repeatable) scores another ``concepts.safetensors`` for the same
+the same seed (and, as ``tears_reverse``, how many rows the table draws that much more than they do).
+``--guard`` also scores each share after concept_fit's guard against the table's rows, on the guard's own seeds
+(never the scored ones). The row "table" is the model folder's own ``concepts.safetensors``; "projection" draws
+the names through ``embed_proj``. ``--candidate TABLE`` (repeatable) scores another ``concepts.safetensors`` for the same
 vocabulary, a full fit's rows, by the same numbers (tears against the folder's table), and with ``--guard`` also
 after the guard against the table. ``--tear-weight W`` adds concept_fit's 128 px tear term to the fit, each row
 held to what the table's row draws.
@@ -82,6 +83,10 @@ def scores(images, index, judge, real_feats, train_index, reference_dips=None, t
     }
     if reference_dips is not None:
         row["tears"] = int((dips > reference_dips + tear).sum())
+        # the count the other way: how many of the table's drawings tear beyond these (session 38: a row that
+        # moves as far as a fit moves differs from the table's by a median 36 px, so a one-sided count is partly
+        # difference; the two counts together tell holes from difference)
+        row["tears_reverse"] = int((reference_dips > dips + tear).sum())
     return row, dips
 
 
