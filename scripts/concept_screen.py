@@ -15,10 +15,10 @@ hearts gate's count) and how many rows draw more than ``--tear`` px more of them
 the same seed (and, as ``tears_reverse``, how many rows the table draws that much more than they do).
 ``--guard`` also scores each share after concept_fit's guard against the table's rows, on the guard's own seeds
 (never the scored ones). The row "table" is the model folder's own ``concepts.safetensors``; "projection" draws
-the names through ``embed_proj``. ``--candidate TABLE`` (repeatable) scores another ``concepts.safetensors`` for the same
-vocabulary, a full fit's rows, by the same numbers (tears against the folder's table), and with ``--guard`` also
-after the guard against the table. ``--tear-weight W`` adds concept_fit's 128 px tear term to the fit, each row
-held to what the table's row draws.
+the names through ``embed_proj``. ``--candidate TABLE`` (repeatable) scores another ``concepts.safetensors``
+for the same vocabulary, a full fit's rows, by the same numbers (tears against the folder's table), and with
+``--guard`` also after the guard against the table. ``--tear-weight W`` adds concept_fit's 128 px tear term to
+the fit, each row held to what the table's row draws.
 """
 
 from __future__ import annotations

@@ -20,10 +20,10 @@ render (session 34: identity and realism rise together), ``--hole-weight W`` W t
 beyond their real render's, ``--tear-weight W`` W times the same holes at 128 px (through the model's
 upsampler, where the tear count sees them) beyond what the folder's current table draws; ``--rescale F``
 moves an existing table F of the way back towards the projections instead of fitting, and ``--guard-against
-TABLE`` (with it) guards each row against another table's row rather than the projection; ``--guard-tear PX`` also puts back a row that tears by more than PX pixels on
-``--guard-tear-seeds`` of its seeds; ``--guard-ladder S`` (repeatable) tries a failing row S of the way from where
-it would go back before putting it back; ``--guard-first-seed`` given twice pools two seed sets (a step must pass
-on both).
+TABLE`` (with it) guards each row against another table's row rather than the projection; ``--guard-tear PX``
+also puts back a row that tears by more than PX pixels on ``--guard-tear-seeds`` of its seeds; ``--guard-ladder
+S`` (repeatable) tries a failing row S of the way from where it would go back before putting it back;
+``--guard-first-seed`` given twice pools two seed sets (a step must pass on both).
 """
 
 from __future__ import annotations
@@ -58,9 +58,8 @@ HOLE_WEIGHT = 0.0
 # weight of the tear term: the same dips counted where the ship rules count them, at 128 px through the model's
 # upsampler with a 7 px closing (GUARD_CLOSING), beyond what the table the fit replaces draws (session 38, rule 56)
 TEAR_WEIGHT = 0.0
-TEAR_SEED = (
-    920_000_000  # the tear term's reference seeds: TEAR_SEED + TEAR_SEEDS x row + k (apart from the guard's)
-)
+# the tear term's reference seeds: TEAR_SEED + TEAR_SEEDS x row + k, apart from the guard's 900M and 910M
+TEAR_SEED = 920_000_000
 TEAR_SEEDS = 4
 SHARE = 0.5  # how far each stored condition moves from embed_proj(name) towards its fit
 CHUNK = 512  # emoji per forward pass (the gradient is summed over every chunk before a step)
@@ -101,7 +100,7 @@ def fit_conditions(
     ``tear_limit`` in the same dips measured at 128 px through the (frozen) ``upsampler`` with the tear count's
     7 px closing (:func:`tears_128`; the limits: :func:`tear_limits` of the table the fit replaces): where the
     upsampler turns a faint 32 px dip into a tear, which the 32 px term does not see (session 35, rule 49). One z
-    per row, not all: at 128 px the term costs about three times the rest of a step."""
+    per row, not all: at 128 px the term costs several times the rest of a step."""
     from studio.training.base_stage import alpha_holes
 
     if steps < 1 or z_per_step < 1 or not lr > 0:
