@@ -684,3 +684,40 @@ def test_the_cli_tear_term_holds_each_row_to_what_the_replaced_table_draws(tmp_p
         concept_fit.main([*argv, "--rescale", "0.5"])
     with pytest.raises(ModelError, match=r"tear term's weight must be 0 or more \(got -1.0\)"):
         concept_fit.fit_model_concepts(folder, data_dir, steps=1, quiet=True, tear_weight=-1.0)
+
+
+def test_a_fit_stopped_part_way_resumes_from_its_checkpoint_and_ends_as_if_never_stopped(tmp_path):
+    """``fit_conditions(checkpoint=...)``: killed at step 7 of 12, the state saved at step 5 takes the fit on to
+    the very conditions and losses of an uninterrupted fit (the same z and Adam moments). A checkpoint of another
+    fit, or a damaged file, is refused in one sentence rather than mixed in."""
+    from studio.training.concept_fit import fit_conditions
+
+    toy, up = _TearingGenerator(), _NearestUpsampler()
+    real, start = torch.ones(3, 4, 32, 32), torch.zeros(3, 3)
+    recipe = dict(steps=12, lr=0.1, upsampler=up, tear_weight=5.0, tear_limit=torch.zeros(3), seed=7)
+    whole, whole_losses = fit_conditions(toy, real, start, **recipe)
+
+    class Killed(Exception):
+        pass
+
+    def kill(step, loss):
+        if step == 7:
+            raise Killed
+
+    saved = tmp_path / "fit" / "state.pt"
+    with pytest.raises(Killed):
+        fit_conditions(toy, real, start, checkpoint=saved, checkpoint_every=5, on_step=kill, **recipe)
+    assert saved.exists() and not saved.with_name("state.pt.partial").exists()
+    steps_run = []
+    again = dict(checkpoint=saved, checkpoint_every=5, on_step=lambda s, _: steps_run.append(s))
+    resumed, losses = fit_conditions(toy, real, start, **again, **recipe)
+    assert steps_run == list(range(5, 12))  # steps 0-4 came from the file
+    assert torch.equal(resumed, whole) and losses == pytest.approx(whole_losses, abs=0, rel=1e-12)
+    assert not torch.equal(whole, start)
+    with pytest.raises(ValueError, match="belongs to another fit"):
+        fit_conditions(toy, real, start, checkpoint=saved, **{**recipe, "seed": 8})
+    with pytest.raises(ValueError, match="belongs to another fit"):
+        fit_conditions(toy, real, start + 0.5, checkpoint=saved, **recipe)
+    saved.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot be read.*delete it to start over"):
+        fit_conditions(toy, real, start, checkpoint=saved, **recipe)

@@ -23,14 +23,17 @@ moves an existing table F of the way back towards the projections instead of fit
 TABLE`` (with it) guards each row against another table's row rather than the projection; ``--guard-tear PX``
 also puts back a row that tears by more than PX pixels on ``--guard-tear-seeds`` of its seeds; ``--guard-ladder
 S`` (repeatable) tries a failing row S of the way from where it would go back before putting it back;
-``--guard-first-seed`` given twice pools two seed sets (a step must pass on both).
+``--guard-first-seed`` given twice pools two seed sets (a step must pass on both); ``--checkpoint FILE`` saves the
+fit's state every 5 steps and, run again, resumes from it (a fit of hours outlives a stopped process).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -61,6 +64,7 @@ TEAR_WEIGHT = 0.0
 # the tear term's reference seeds: TEAR_SEED + TEAR_SEEDS x row + k, apart from the guard's 900M and 910M
 TEAR_SEED = 920_000_000
 TEAR_SEEDS = 4
+CHECKPOINT_EVERY = 5  # with a checkpoint file: steps between saves of the fit's state
 SHARE = 0.5  # how far each stored condition moves from embed_proj(name) towards its fit
 CHUNK = 512  # emoji per forward pass (the gradient is summed over every chunk before a step)
 GUARD_SEED = 900_000_000  # the guard's seeds: GUARD_SEED + max(8, seeds) x row + k, far from any evaluation's
@@ -87,6 +91,8 @@ def fit_conditions(
     upsampler=None,
     tear_weight: float = 0.0,
     tear_limit: torch.Tensor | None = None,
+    checkpoint: Path | None = None,
+    checkpoint_every: int = CHECKPOINT_EVERY,
 ) -> tuple[torch.Tensor, list[float]]:
     """Conditions (``N x cond_dim``) that make ``generator`` (frozen) draw ``images`` (premultiplied RGBA at its
     resolution), from ``start``; and the mean L1 of each step (before its update). With a (frozen)
@@ -100,7 +106,9 @@ def fit_conditions(
     ``tear_limit`` in the same dips measured at 128 px through the (frozen) ``upsampler`` with the tear count's
     7 px closing (:func:`tears_128`; the limits: :func:`tear_limits` of the table the fit replaces): where the
     upsampler turns a faint 32 px dip into a tear, which the 32 px term does not see (session 35, rule 49). One z
-    per row, not all: at 128 px the term costs several times the rest of a step."""
+    per row, not all: at 128 px the term costs several times the rest of a step. With ``checkpoint`` (a file
+    path) the fit saves its state there every ``checkpoint_every`` steps and, where that file already holds the
+    state of the same fit, goes on from it: a fit stopped part way ends as it would have uninterrupted."""
     from studio.training.base_stage import alpha_holes
 
     if steps < 1 or z_per_step < 1 or not lr > 0:
@@ -129,10 +137,18 @@ def fit_conditions(
     optimizer = torch.optim.Adam([conditions], lr=lr)
     noise = torch.Generator().manual_seed(seed)
     z_dim, count = generator.config.z_dim, len(images)
-    losses = []
-    for step in range(steps):
+    losses: list[float] = []
+    recipe = {
+        "steps": steps, "lr": lr, "z_per_step": z_per_step, "seed": seed, "bf16": bf16, "adv_weight": adv_weight,
+        "feature_match": feature_match, "hole_weight": hole_weight, "tear_weight": tear_weight,
+        "critic": discriminator is not None, "start": _digest(start), "images": _digest(images),
+        "tear_limit": None if tear_limit is None else _digest(tear_limit),
+    }  # fmt: skip
+    if checkpoint is not None and Path(checkpoint).exists():
+        losses = _resume(Path(checkpoint), recipe, conditions, optimizer, noise)
+    for step in range(len(losses), steps):
         for group in optimizer.param_groups:
-            group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
+            group["lr"] = float(lr * 0.5 * (1 + np.cos(np.pi * step / steps)))  # a float: the state saves
         optimizer.zero_grad()
         total = 0.0
         for first in range(0, count, CHUNK):
@@ -165,7 +181,49 @@ def fit_conditions(
         losses.append(total)
         if on_step is not None:
             on_step(step, total)
+        if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            _save_state(Path(checkpoint), recipe, conditions, optimizer, noise, losses)
     return conditions.detach(), losses
+
+
+def _digest(tensor: torch.Tensor) -> str:
+    return hashlib.sha256(tensor.detach().float().contiguous().numpy().tobytes()).hexdigest()
+
+
+def _save_state(path: Path, recipe: dict, conditions, optimizer, noise, losses: list[float]) -> None:
+    """The fit's state after ``len(losses)`` steps, written beside ``path`` and renamed over it (a fit killed
+    while saving leaves the previous state whole)."""
+    state = {
+        "recipe": json.dumps(recipe, sort_keys=True),
+        "conditions": conditions.detach().clone(),
+        "optimizer": optimizer.state_dict(),
+        "noise": noise.get_state(),
+        "losses": torch.tensor(losses, dtype=torch.float64),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def _resume(path: Path, recipe: dict, conditions, optimizer, noise) -> list[float]:
+    """Load a state :func:`_save_state` wrote for the same ``recipe`` into the fit; its losses so far."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        same = state["recipe"] == json.dumps(recipe, sort_keys=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same sentence
+        raise ValueError(f"The fit's checkpoint {path} cannot be read; delete it to start over.") from error
+    if not same:
+        raise ValueError(
+            f"The fit's checkpoint {path} belongs to another fit (other settings, names or limits); "
+            "delete it or give another path."
+        )
+    with torch.no_grad():
+        conditions.copy_(state["conditions"])
+    optimizer.load_state_dict(state["optimizer"])
+    noise.set_state(state["noise"])
+    log.info("Resumed the concept fit from %s at step %d", path, len(state["losses"]))
+    return [float(loss) for loss in state["losses"]]
 
 
 def tears_128(upsampler, images: torch.Tensor, bf16: bool = False) -> torch.Tensor:
@@ -422,12 +480,14 @@ def fit_model_concepts(
     guard_tear_seeds: int = GUARD_TEAR_SEEDS,
     guard_ladder: tuple[float, ...] = (),
     tear_weight: float = TEAR_WEIGHT,
+    checkpoint: str | Path | None = None,
 ) -> dict:
     """Fit the conditions of ``data_folder``'s training emoji for the model folder ``model`` and write its
     ``concepts.safetensors``, each condition moved ``share`` of the way from ``embed_proj(name)`` to its fit
     (with ``guard``, rows that draw more than that many extra hole pixels go back: :func:`guard_conditions`);
     returns the report (also stored in the file's metadata). ``tear_weight`` holds each row's fit to the tears
-    the folder's current table draws for it (the projection's where the folder has none): :func:`tear_limits`."""
+    the folder's current table draws for it (the projection's where the folder has none): :func:`tear_limits`.
+    ``checkpoint``: a file the fit saves its state to as it goes and resumes from (:func:`fit_conditions`)."""
     from studio.models.concepts import load_concepts
     from studio.models.format import ModelError
 
@@ -480,6 +540,7 @@ def fit_model_concepts(
         upsampler=loaded.upsampler,
         tear_weight=tear_weight,
         tear_limit=limits,
+        checkpoint=None if checkpoint is None else Path(checkpoint),
     )
     stored = start + share * (fitted - start)
     guard_report = None
@@ -593,6 +654,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="with --rescale: a concepts.safetensors whose rows the guard compares with and puts back",
     )
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help=f"save the fit's state to this file every {CHECKPOINT_EVERY} steps, and resume from it where it "
+        "already holds the same fit's",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
         "--bf16",
@@ -653,6 +720,7 @@ def main(argv: list[str] | None = None) -> int:
         guard_tear=args.guard_tear,
         guard_tear_seeds=args.guard_tear_seeds,
         guard_ladder=tuple(args.guard_ladder),
+        checkpoint=args.checkpoint,
     )
     print(json.dumps(report, indent=2))
     return 0
