@@ -721,3 +721,29 @@ def test_a_fit_stopped_part_way_resumes_from_its_checkpoint_and_ends_as_if_never
     saved.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot be read.*delete it to start over"):
         fit_conditions(toy, real, start, checkpoint=saved, **recipe)
+
+
+def test_a_part_of_a_table_is_guarded_on_the_seeds_the_whole_tables_guard_gives_it():
+    """``guard_conditions(row_numbers=...)``: rows 3, 5, 8 and 10 of a table, guarded alone with their numbers,
+    come out as the whole table's guard leaves them (their seeds are 900M + 8 x number + k); numbered by their
+    place in the part instead, they would draw other seeds and other verdicts."""
+    from studio.training.concept_fit import GUARD_SEED, guard_conditions
+    from studio.training.evaluate import latents
+
+    stored = torch.tensor([[3.0, 0.5, 0.0]]).repeat(12, 1)  # a 3 x 3 hole where the seed's first entry is > 0
+    start = torch.zeros(12, 3)
+    part = torch.tensor([3, 5, 8, 10])
+    shows = latents([GUARD_SEED + 8 * r for r in range(12)], 4, 1.0)[:, 0] > 0
+    assert not torch.equal(shows[part], shows[: len(part)])  # the part's own places would draw other verdicts
+    whole, _ = guard_conditions(_SeedHoleDrawer(), None, start, stored, 5.0, seeds=1)
+    assert torch.equal(whole[:, 0] == 0, shows)  # back where the hole shows, kept elsewhere
+    alone, report = guard_conditions(
+        _SeedHoleDrawer(), None, start[part], stored[part], 5.0, seeds=1, row_numbers=part
+    )
+    assert torch.equal(alone, whole[part]) and report["reverted"] == int(shows[part].sum())
+    by_place, _ = guard_conditions(_SeedHoleDrawer(), None, start[part], stored[part], 5.0, seeds=1)
+    assert not torch.equal(by_place, whole[part])
+    with pytest.raises(ValueError, match="one row number per condition"):
+        guard_conditions(
+            _SeedHoleDrawer(), None, start[part], stored[part], 5.0, seeds=1, row_numbers=part[:2]
+        )

@@ -274,6 +274,7 @@ def guard_conditions(
     tear: float | None = None,
     tear_seeds: int = GUARD_TEAR_SEEDS,
     ladder: tuple[float, ...] = (),
+    row_numbers: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """``conditions`` with every row that draws more holes than its ``start`` put back to ``start``, and a report.
 
@@ -287,7 +288,8 @@ def guard_conditions(
     that fails is tried again at each fraction of the way from its start to its condition, on the same seeds and
     by the same test, and keeps the first that passes instead of going all the way back. Several ``first_seed``
     pool seed sets: every step is drawn on each set, and a row keeps a step only where it passes on every set
-    (the mean margin and the tear count are each taken per set)."""
+    (the mean margin and the tear count are each taken per set). ``row_numbers``: each row's number in the seeds' formula
+    (by default its position), so a part of a table is guarded on the very seeds the whole table's guard gives it."""
     from studio.training.base_stage import deep_dips
     from studio.training.evaluate import latents
 
@@ -300,13 +302,16 @@ def guard_conditions(
         raise ValueError("The guard needs at least one seed set.")
     count, stride, sets = len(conditions), max(8, seeds), len(firsts)
     start, conditions = start.float(), conditions.float()
+    numbers = torch.arange(count) if row_numbers is None else torch.as_tensor(row_numbers).long()
+    if numbers.shape != (count,):
+        raise ValueError("The guard needs one row number per condition.")
 
     def count_dips(rows: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
         """Deep-dip pixels of ``rows`` (one per index in ``which``) on those rows' own seeds of every set:
         (len, sets, seeds)."""
         counts, local = [], np.repeat(np.arange(len(which)), seeds)
         for base in firsts:
-            seed_list = [base + stride * int(r) + k for r in which.numpy() for k in range(seeds)]
+            seed_list = [base + stride * int(numbers[r]) + k for r in which.numpy() for k in range(seeds)]
             z = latents(seed_list, generator.config.z_dim, 1.0)
             for first in range(0, len(z), batch):
                 drawn = generator.synthesize(z[first : first + batch], rows[local[first : first + batch]])
