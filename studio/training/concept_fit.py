@@ -148,7 +148,8 @@ def fit_conditions(
         losses = _resume(Path(checkpoint), recipe, conditions, optimizer, noise)
     for step in range(len(losses), steps):
         for group in optimizer.param_groups:
-            group["lr"] = float(lr * 0.5 * (1 + np.cos(np.pi * step / steps)))  # a float: the state saves
+            # a float, not numpy's: torch.load(weights_only=True) reads a checkpoint's optimizer state back
+            group["lr"] = float(lr * 0.5 * (1 + np.cos(np.pi * step / steps)))
         optimizer.zero_grad()
         total = 0.0
         for first in range(0, count, CHUNK):
@@ -288,8 +289,9 @@ def guard_conditions(
     that fails is tried again at each fraction of the way from its start to its condition, on the same seeds and
     by the same test, and keeps the first that passes instead of going all the way back. Several ``first_seed``
     pool seed sets: every step is drawn on each set, and a row keeps a step only where it passes on every set
-    (the mean margin and the tear count are each taken per set). ``row_numbers``: each row's number in the seeds' formula
-    (by default its position), so a part of a table is guarded on the very seeds the whole table's guard gives it."""
+    (the mean margin and the tear count are each taken per set). ``row_numbers``: each row's number in the seeds'
+    formula (by default its position), so a part of a table is guarded on the seeds the whole table's guard gives
+    it."""
     from studio.training.base_stage import deep_dips
     from studio.training.evaluate import latents
 
