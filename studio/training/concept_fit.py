@@ -33,7 +33,6 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -44,7 +43,7 @@ import torch
 
 from studio.models.cgan import rgba_uint8_to_premultiplied
 from studio.models.concepts import DEFAULT_HIGH, DEFAULT_LOW, ConceptConditions, save_concepts
-from studio.training.runs import bf16_if_native
+from studio.training.runs import bf16_if_native, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -192,8 +191,8 @@ def _digest(tensor: torch.Tensor) -> str:
 
 
 def _save_state(path: Path, recipe: dict, conditions, optimizer, noise, losses: list[float]) -> None:
-    """The fit's state after ``len(losses)`` steps, written beside ``path`` and renamed over it (a fit killed
-    while saving leaves the previous state whole)."""
+    """The fit's state after ``len(losses)`` steps, saved all at once (a fit killed while saving leaves the
+    previous state whole: :func:`studio.training.runs.save_checkpoint`)."""
     state = {
         "recipe": json.dumps(recipe, sort_keys=True),
         "conditions": conditions.detach().clone(),
@@ -202,9 +201,7 @@ def _save_state(path: Path, recipe: dict, conditions, optimizer, noise, losses: 
         "losses": torch.tensor(losses, dtype=torch.float64),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(state, partial)
-    os.replace(partial, path)
+    save_checkpoint(state, path)
 
 
 def _resume(path: Path, recipe: dict, conditions, optimizer, noise) -> list[float]:
