@@ -6,8 +6,9 @@ shared-keyword seed metrics, and one sample grid of the same prompts and seeds p
         --shipped resources/models/emoji --shipped-data data/emoji-minilm \
         --json docs/bench/ab.json --grid docs/ab_samples.png
 
-An arm is ``name=snapshot`` (its ``config.json`` beside it); every arm uses the upsampler of ``--upsampler``
-(default: the shipped model's). ``--shipped`` adds a whole model folder as a row, evaluated on the dataset
+An arm is ``name=snapshot`` (its ``config.json`` beside it; every such arm uses the upsampler of
+``--upsampler``, default the shipped model's) or ``name=FOLDER``, a model folder drawn as the studio draws it
+(its concept table, its upsampler). ``--shipped`` adds a whole model folder as a row, evaluated on the dataset
 built with its own encoder (``--shipped-data``) and prompted with the same keyword texts through that encoder.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -27,9 +29,12 @@ from studio.models.format import load_model
 from studio.models.text import get_text_encoder
 from studio.training.dataset import load_dataset
 from studio.training.evaluate import (
+    ConceptGenerator,
     SpreadGenerator,
     VariedGenerator,
+    WordedNames,
     composite,
+    drawn_generator,
     evaluate_model,
     generate,
     heldout_gan_test,
@@ -60,6 +65,29 @@ def load_snapshot(path: Path) -> BaseGenerator:
     generator = BaseGenerator(config)
     generator.load_state_dict(load_file(str(path)))
     return generator.eval()
+
+
+def regated(generator: ConceptGenerator, low: float, high: float) -> ConceptGenerator:
+    """The same generator and concept table with the table's gate moved to rise from ``low`` to ``high``."""
+    from dataclasses import replace
+
+    from studio.models.concepts import ConceptConditioner
+
+    if not -1.0 <= low < high <= 1.0:
+        raise SystemExit(f"A gate must rise within [-1, 1]: {low}:{high}.")
+    conditioner = generator.conditioner
+    table = replace(conditioner.table, low=low, high=high)
+    return ConceptGenerator(
+        generator.generator, ConceptConditioner(generator.generator, conditioner.vocabulary, table)
+    )
+
+
+def phrase_language(spec: str) -> tuple[str, str]:
+    """``'de:{} Emoji'`` -> ``('de', '{} Emoji')``; a phrase without a language prefix words English names."""
+    match = re.fullmatch(r"([a-z]{2,3}(?:_[A-Za-z]+)?):(.*)", spec, flags=re.S)
+    if match and "{}" in match.group(2):
+        return match.group(1), match.group(2)
+    return "en", spec
 
 
 def grid_rows(generator, upsampler, encoder, psi: float) -> np.ndarray:
@@ -116,6 +144,20 @@ def main() -> int:
         help="also score the shared keywords worded this way, e.g. 'a {}' (keys kw[PHRASE]_...); repeatable",
     )
     parser.add_argument(
+        "--name-phrase",
+        action="append",
+        default=[],
+        help="also score the name prompts worded this way, e.g. '{} emoji' or 'de:{} Emoji' (names in that "
+        "language), through the dataset's encoder (keys name[PHRASE]_...); repeatable",
+    )
+    parser.add_argument(
+        "--gate",
+        action="append",
+        default=[],
+        help="also score every arm with a concept table at this gate LOW:HIGH (the cosines between which a "
+        "prompt takes its nearest concept's fitted condition; rows NAME~LOW:HIGH); repeatable",
+    )
+    parser.add_argument(
         "--spread",
         action="store_true",
         help="also score every arm as the engine renders it with spread on (rows NAME+spread; the "
@@ -132,7 +174,11 @@ def main() -> int:
     arms: list[tuple[str, BaseGenerator, object, object, object]] = []
     for spec in args.arm:
         name, path = spec.split("=", 1)
-        arms.append((name, load_snapshot(Path(path)), upsampler, data, None))
+        if (Path(path) / "model.json").is_file():
+            model = load_model(Path(path))
+            arms.append((name, drawn_generator(model).eval(), model.upsampler.eval(), data, None))
+        else:
+            arms.append((name, load_snapshot(Path(path)), upsampler, data, None))
     if args.shipped:
         model = load_model(Path(args.shipped))
         shipped_encoder = get_text_encoder(model.info.conditioning.encoder, disk_cache=False)
@@ -157,6 +203,13 @@ def main() -> int:
         for name, generator, *rest in list(arms)
         if "@" not in name
     ]
+    for spec in args.gate:
+        low, high = (float(x) for x in spec.split(":"))
+        arms += [
+            (f"{name}~{low:g}:{high:g}", regated(generator, low, high), *rest)
+            for name, generator, *rest in list(arms)
+            if isinstance(generator, ConceptGenerator)
+        ]
     if args.spread:
         from studio.engine.spread import Spreader
         from studio.models.vocabulary import load_vocabulary
@@ -212,6 +265,15 @@ def main() -> int:
                     generator, arm_upsampler, data, judge, args.psi, real_feats[judge_name], encode=encode
                 )
             )
+            for spec in args.name_phrase:
+                language, phrase = phrase_language(spec)
+                worded = evaluate_model(
+                    generator, arm_upsampler, WordedNames(arm_data, encoder.encode, phrase), judge,
+                    psi=args.psi, limit=args.limit, upsampler_eval=False, real_cache=cache, keywords=0,
+                    language=language,
+                )  # fmt: skip
+                for key in ("gan_test_train", "gan_test_heldout", "identity_top5", "kid"):
+                    metrics[f"name[{spec}]_{key}"] = worded[key]
             for phrase in args.keyword_phrase:
                 worded = keyword_metrics(
                     generator, arm_upsampler, data, judge, args.psi, real_feats[judge_name],

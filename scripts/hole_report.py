@@ -33,7 +33,13 @@ PROMPTS = ("heart", "red heart", "love", "face", "grinning face", "cat", "star",
 
 
 def load_base(path: Path):
-    """A base generator from a snapshot (``config.json`` beside it) or a model folder's weights."""
+    """A base generator from a snapshot (``config.json`` beside it), a model folder's weights
+    (``FOLDER/generator.safetensors``: the weights alone) or a model folder (drawn as the studio draws it,
+    through its concept table)."""
+    if (path / "model.json").is_file():
+        from studio.training.evaluate import drawn_generator
+
+        return drawn_generator(load_model(path)).eval()
     if (path.parent / "config.json").exists():
         from ab_report import load_snapshot
 

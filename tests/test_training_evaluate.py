@@ -338,3 +338,35 @@ def test_spread_scores_are_never_written_into_model_json(tiny_model_dir, tmp_pat
     with pytest.raises(EvaluateError, match=r"drop --write-metrics\.$"):
         run_evaluate(args)
     assert (folder / "model.json").read_bytes() == before
+
+
+def test_worded_names_embed_each_name_in_the_phrase_and_leave_the_rest_alone(data, judge, tiny_model_dir):
+    """Scoring paraphrased prompts (scripts/ab_report.py --name-phrase): the view embeds each emoji's name put into
+    the phrase with the given encoder; worded "{}" through an encoder that returns the dataset's own embeddings it
+    scores exactly as the dataset does."""
+    from studio.training.evaluate import WordedNames
+
+    stored = {str(text): data.caption_emb[row].astype(np.float32) for row, text in enumerate(data.captions)}
+    asked: list[list[str]] = []
+
+    def encode(texts):
+        asked.append(list(texts))
+        return np.stack(
+            [stored.get(text, np.full(data.caption_emb.shape[1], 0.5, np.float32)) for text in texts]
+        )
+
+    names = data.name_texts()
+    assert names == [str(data.captions[row]) for row in np.flatnonzero(data.caption_is_name)]
+    same = WordedNames(data, encode, "{}")
+    assert np.array_equal(same.name_embeddings(), data.name_embeddings())
+    model = load_model(tiny_model_dir)
+    plain = evaluate_model(model.generator, model.upsampler, data, judge, psi=0.8, diversity_prompts=3)
+    worded = evaluate_model(model.generator, model.upsampler, same, judge, psi=0.8, diversity_prompts=3)
+    assert worded == plain
+    emoji = WordedNames(data, encode, "{} emoji")
+    embedded = emoji.name_embeddings()
+    assert asked[-1] == [f"{name} emoji" for name in names]
+    assert np.allclose(embedded, 0.5) and emoji.name_embeddings() is embedded  # embedded once per language
+    assert emoji.train_index.tolist() == data.train_index.tolist()  # everything else is the dataset's
+    with pytest.raises(ValueError, match="no"):
+        WordedNames(data, encode, "emoji")

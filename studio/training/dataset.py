@@ -407,17 +407,27 @@ class EmojiData:
             self._every_name = names
         return self._every_name
 
+    def _name_rows(self, language: str) -> np.ndarray:
+        """The caption rows of the emoji's names in ``language`` (at most one per emoji)."""
+        if language == "en":
+            return np.flatnonzero(self.caption_is_name)
+        # the first caption of each emoji in that language: its CLDR short name
+        return np.flatnonzero(self.name_captions(every_language=True) & (self.caption_languages == language))
+
     def name_embeddings(self, language: str = "en") -> np.ndarray:
         """N x D float32: the embedding of each emoji's own name (its first caption) in ``language``; zero rows
         for emoji without a caption in that language (see :meth:`has_language`)."""
-        if language == "en":
-            rows = np.flatnonzero(self.caption_is_name)
-        else:  # the first caption of each emoji in that language: its CLDR short name
-            rows = np.flatnonzero(
-                self.name_captions(every_language=True) & (self.caption_languages == language)
-            )
+        rows = self._name_rows(language)
         out = np.zeros((len(self.names), self.caption_emb.shape[1]), np.float32)
         out[self.caption_owner[rows]] = self.caption_emb[rows].astype(np.float32)
+        return out
+
+    def name_texts(self, language: str = "en") -> list[str | None]:
+        """Each emoji's own name in ``language``, the text :meth:`name_embeddings` embeds; None for emoji
+        without a caption in that language."""
+        out: list[str | None] = [None] * len(self.names)
+        for row in self._name_rows(language).tolist():
+            out[int(self.caption_owner[row])] = str(self.captions[row])
         return out
 
     def has_language(self, language: str) -> np.ndarray:

@@ -135,6 +135,32 @@ class ConceptGenerator(_DrawnGenerator):
         return self.generator.synthesize(z, self.conditioner(embedding.float()))
 
 
+class WordedNames:
+    """The dataset with its names worded another way, for scoring paraphrased prompts: each emoji's name in a
+    language put into ``phrase`` ("{} emoji", "an emoji of {}") and embedded by ``encode`` (texts ->
+    embeddings, the model's encoder). Everything else (images, split, keywords) is the dataset's own."""
+
+    def __init__(self, data, encode, phrase: str):
+        if "{}" not in phrase:
+            raise ValueError(f"The phrase {phrase!r} has no {{}} for the name.")
+        self._data, self._encode, self.phrase = data, encode, phrase
+        self._embedded: dict[str, np.ndarray] = {}
+
+    def __getattr__(self, name: str):
+        return getattr(self._data, name)
+
+    def name_embeddings(self, language: str = "en") -> np.ndarray:
+        if language not in self._embedded:
+            texts = self._data.name_texts(language)
+            known = [i for i, text in enumerate(texts) if text is not None]
+            out = np.zeros((len(texts), self._data.caption_emb.shape[1]), np.float32)
+            if known:
+                worded = [self.phrase.format(texts[i]) for i in known]
+                out[known] = np.asarray(self._encode(worded), np.float32)
+            self._embedded[language] = out
+        return self._embedded[language]
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB over premultiplied RGBA mapped to [0, 1]."""
     mse = float((((a - b) * 0.5) ** 2).mean())
