@@ -163,6 +163,9 @@ def main() -> int:
         help="also score every arm as the engine renders it with spread on (rows NAME+spread; the "
         "vocabulary of --upsampler's model folder)",
     )
+    parser.add_argument(
+        "--spread-only", action="store_true", help="with --spread: score only the spread rows"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -203,22 +206,22 @@ def main() -> int:
         for name, generator, *rest in list(arms)
         if "@" not in name
     ]
+    tabled = [arm for arm in arms if isinstance(arm[1], ConceptGenerator)]
     for spec in args.gate:
         low, high = (float(x) for x in spec.split(":"))
         arms += [
             (f"{name}~{low:g}:{high:g}", regated(generator, low, high), *rest)
-            for name, generator, *rest in list(arms)
-            if isinstance(generator, ConceptGenerator)
+            for name, generator, *rest in tabled
         ]
     if args.spread:
         from studio.engine.spread import Spreader
         from studio.models.vocabulary import load_vocabulary
 
         spreader = Spreader(load_vocabulary(load_model(Path(args.upsampler)).info))
-        arms += [
-            (f"{name}+spread", SpreadGenerator(generator, spreader), *rest)
-            for name, generator, *rest in list(arms)
+        spread = [
+            (f"{name}+spread", SpreadGenerator(generator, spreader), *rest) for name, generator, *rest in arms
         ]
+        arms = spread if args.spread_only else arms + spread
     report: dict = {"data": args.data, "psi": args.psi, "variety": args.variety, "judges": {}, "arms": {}}
     caches: dict = {}
     grids = []
