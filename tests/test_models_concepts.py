@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -149,7 +150,7 @@ def test_the_engine_renders_names_with_the_table_and_the_hash_covers_it(tiny_mod
 
 @pytest.mark.parametrize(
     "damage",
-    ["garbage", "wrong_shape", "bad_gate", "not_finite", "no_vocabulary"],
+    ["garbage", "wrong_shape", "bad_gate", "not_finite", "no_vocabulary", "bad_row_gate", "short_row_gate"],
 )
 def test_a_damaged_or_mismatched_table_is_refused_in_one_sentence(concept_model_dir, tmp_path, damage):
     folder = tmp_path / "model"
@@ -166,6 +167,11 @@ def test_a_damaged_or_mismatched_table_is_refused_in_one_sentence(concept_model_
     elif damage == "not_finite":
         conditions[1, 0] = np.nan
         save_concepts(folder, ConceptConditions(conditions, FITTED))
+    elif damage in ("bad_row_gate", "short_row_gate"):
+        rows = len(NAMES) if damage == "bad_row_gate" else 2
+        low, high = np.full(rows, 0.6, np.float32), np.full(rows, 0.8, np.float32)
+        high[-1] = 0.5 if damage == "bad_row_gate" else 0.8  # one row's gate falls
+        save_concepts(folder, ConceptConditions(conditions, FITTED, row_low=low, row_high=high))
     else:  # a table without the names it is matched against
         (folder / "vocabulary.json").unlink()
         (folder / "vocabulary.safetensors").unlink()
@@ -749,3 +755,33 @@ def test_a_part_of_a_table_is_guarded_on_the_seeds_the_whole_tables_guard_gives_
         guard_conditions(
             _SeedHoleDrawer(), None, start[part], stored[part], 5.0, seeds=1, row_numbers=part[:2]
         )
+
+
+def test_a_gate_per_row_reaches_further_only_for_its_own_rows(concept_model_dir, tmp_path):
+    """A table may store its gate per concept: a prompt halfway up the table's gate takes all of a row whose own gate
+    was lowered and none of a row that keeps a higher one; the file round-trips, and every other row draws as before."""
+    folder = tmp_path / "model"
+    shutil.copytree(concept_model_dir, folder)
+    info = read_model_info(folder)
+    vocabulary = load_vocabulary(info)
+    table = load_concepts(info, vocabulary)
+    low = np.full(len(NAMES), table.low, np.float32)
+    high = np.full(len(NAMES), table.high, np.float32)
+    low[1], high[1] = 0.5, 0.6  # "dog face" reaches far
+    low[0], high[0] = 0.97, 0.99  # "cat face" hardly at all
+    save_concepts(folder, replace(table, row_low=low, row_high=high))
+    loaded = load_concepts(info, vocabulary)
+    assert np.array_equal(loaded.row_low, low) and np.array_equal(loaded.row_high, high)
+    cosine = (table.low + table.high) / 2
+    assert float(loaded.gate(cosine, 1)) == 1.0 and float(loaded.gate(cosine, 0)) == 0.0
+    assert float(loaded.gate(cosine, 2)) == pytest.approx(float(table.gate(cosine)))
+    assert float(loaded.gate(cosine)) == pytest.approx(float(table.gate(cosine)))  # no row: the table's gate
+    conditioner = ConceptConditioner(load_model(folder).generator, vocabulary, loaded)
+    name, other = _embed("dog face"), _embed("unrelated words")
+    other = other - (other @ name) * name
+    other /= np.linalg.norm(other)
+    near = torch.from_numpy((cosine * name + np.sqrt(1 - cosine**2) * other).astype(np.float32)[None])
+    with torch.no_grad():
+        torch.testing.assert_close(conditioner(near), torch.from_numpy(loaded.conditions[1:2]))
+        exact = torch.from_numpy(_embed("rocket")[None])
+        torch.testing.assert_close(conditioner(exact), torch.from_numpy(loaded.conditions[2:3]))

@@ -9,8 +9,9 @@ drawn with::
     cond = (1 - g) * embed_proj(e) + g * fitted[j]
 
 where ``j`` is the fitted concept whose best name (English or any other language of the vocabulary) lies
-nearest ``e`` and ``g`` rises from 0 at cosine ``low`` to 1 at ``high``. So a full name in any language draws
-its fitted condition, a near paraphrase most of it, and a free sentence exactly what the projection gives.
+nearest ``e`` and ``g`` rises from 0 at cosine ``low`` to 1 at ``high`` (one gate for the table, or one per row
+when the file stores ``low`` and ``high`` per concept). So a full name in any language draws its fitted
+condition, a near paraphrase most of it, and a free sentence exactly what the projection gives.
 With ``spread`` a prompt that fits several concepts draws, per image, its z's mix of those concepts' own
 conditions (:meth:`ConceptConditioner.of_concepts`, studio/engine/spread.py ``Spreader.conditions``): linear in
 the mix, so a dragged slider never jumps from one name's row to the next. No weight changes; a model folder
@@ -46,10 +47,15 @@ class ConceptConditions:
     fitted: np.ndarray  # V bool
     low: float = DEFAULT_LOW
     high: float = DEFAULT_HIGH
+    row_low: np.ndarray | None = None  # V float32: a gate per concept, replacing low/high (None: the table's)
+    row_high: np.ndarray | None = None
 
-    def gate(self, cosine: np.ndarray) -> np.ndarray:
-        """How much of the fitted condition a prompt this close (cosine) to the concept's name takes."""
-        return np.clip((np.asarray(cosine, np.float64) - self.low) / (self.high - self.low), 0.0, 1.0)
+    def gate(self, cosine: np.ndarray, concept: int | np.ndarray | None = None) -> np.ndarray:
+        """How much of the fitted condition a prompt this close (cosine) to concept ``concept``'s name takes."""
+        low, high = self.low, self.high
+        if self.row_low is not None and concept is not None:
+            low, high = self.row_low[concept].astype(np.float64), self.row_high[concept].astype(np.float64)
+        return np.clip((np.asarray(cosine, np.float64) - low) / (high - low), 0.0, 1.0)
 
 
 class ConceptConditioner:
@@ -102,7 +108,7 @@ class ConceptConditioner:
             row = embeddings[i : i + 1]
             projected = self.generator.condition(row).float()
             concept, cosine = self.nearest(row.detach().float().cpu().numpy())
-            gate = float(self.table.gate(cosine)) if concept >= 0 else 0.0
+            gate = float(self.table.gate(cosine, concept)) if concept >= 0 else 0.0
             if gate > 0.0:
                 fitted = self._rows[concept : concept + 1].to(projected.device)
                 projected = torch.lerp(projected, fitted, gate)
@@ -117,14 +123,14 @@ def save_concepts(folder: Path, table: ConceptConditions, metadata: dict[str, st
 
     path = Path(folder) / CONCEPTS_FILE
     meta = {"low": repr(float(table.low)), "high": repr(float(table.high)), **(metadata or {})}
-    save_file(
-        {
-            "conditions": np.ascontiguousarray(table.conditions, np.float32),
-            "fitted": table.fitted.astype(np.uint8),
-        },
-        str(path),
-        metadata=meta,
-    )
+    tensors = {
+        "conditions": np.ascontiguousarray(table.conditions, np.float32),
+        "fitted": table.fitted.astype(np.uint8),
+    }
+    if table.row_low is not None:
+        tensors["low"] = np.ascontiguousarray(table.row_low, np.float32)
+        tensors["high"] = np.ascontiguousarray(table.row_high, np.float32)
+    save_file(tensors, str(path), metadata=meta)
     return path
 
 
@@ -158,11 +164,23 @@ def read_concepts(path: Path, where: str = "The concept conditions") -> ConceptC
             meta = handle.metadata() or {}
             conditions = handle.get_tensor("conditions").astype(np.float32)
             fitted = handle.get_tensor("fitted").astype(bool)
+            per_row = "low" in handle.keys() or "high" in handle.keys()
+            row_low = handle.get_tensor("low").astype(np.float32) if per_row else None
+            row_high = handle.get_tensor("high").astype(np.float32) if per_row else None
         low, high = float(meta.get("low", DEFAULT_LOW)), float(meta.get("high", DEFAULT_HIGH))
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
         raise UntrustedInputError(f"{where} are damaged ({type(exc).__name__}).") from exc
     if conditions.ndim != 2 or not np.isfinite(conditions).all():
         raise UntrustedInputError(f"{where} are damaged (not a finite table).")
-    if not (np.isfinite([low, high]).all() and -1.0 <= low < high <= 1.0):
+    lows, highs = np.asarray([low]), np.asarray([high])
+    if row_low is not None:
+        if row_low.shape != (len(conditions),) or row_high.shape != row_low.shape:
+            raise UntrustedInputError(
+                f"{where} are damaged (a gate per row needs one low and one high per row)."
+            )
+        lows, highs = np.append(lows, row_low), np.append(highs, row_high)
+    if not (np.isfinite(lows).all() and np.isfinite(highs).all()):
         raise UntrustedInputError(f"{where} are damaged (the gate's cosines must rise within [-1, 1]).")
-    return ConceptConditions(conditions, fitted, low, high)
+    if not ((lows >= -1.0) & (lows < highs) & (highs <= 1.0)).all():
+        raise UntrustedInputError(f"{where} are damaged (the gate's cosines must rise within [-1, 1]).")
+    return ConceptConditions(conditions, fitted, low, high, row_low, row_high)

@@ -36,6 +36,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -457,9 +458,7 @@ def rescale_model_concepts(
     for key in ("low", "high"):  # save_concepts writes the table's own
         metadata.pop(key, None)
     metadata["rescale"] = json.dumps(report)
-    save_concepts(
-        loaded.info.path, ConceptConditions(conditions, table.fitted, table.low, table.high), metadata
-    )
+    save_concepts(loaded.info.path, replace(table, conditions=conditions), metadata)
     return report
 
 
