@@ -1,4 +1,4 @@
-"""Give a model folder's concept table a gate per row (rule 62, v7): rows whose own drawing passes a wide tear
+"""Give a model folder's concept table a gate per row (rule 62, session 40; not shipped): rows whose own drawing passes a wide tear
 check reach further (their gate rises from ``--low`` to ``--high``); rows that fail it keep the table's gate.
 
     python scripts/reach_gate.py --model resources/models/emoji --out runs/v24/R
