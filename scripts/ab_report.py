@@ -68,7 +68,8 @@ def load_snapshot(path: Path) -> BaseGenerator:
 
 
 def regated(generator: ConceptGenerator, low: float, high: float) -> ConceptGenerator:
-    """The same generator and concept table with the table's gate moved to rise from ``low`` to ``high``."""
+    """The same generator and concept table with one gate for every row, rising from ``low`` to ``high`` (a
+    table's gate per row, if it has one, is dropped)."""
     from dataclasses import replace
 
     from studio.models.concepts import ConceptConditioner
@@ -76,7 +77,7 @@ def regated(generator: ConceptGenerator, low: float, high: float) -> ConceptGene
     if not -1.0 <= low < high <= 1.0:
         raise SystemExit(f"A gate must rise within [-1, 1]: {low}:{high}.")
     conditioner = generator.conditioner
-    table = replace(conditioner.table, low=low, high=high)
+    table = replace(conditioner.table, low=low, high=high, row_low=None, row_high=None)
     return ConceptGenerator(
         generator.generator, ConceptConditioner(generator.generator, conditioner.vocabulary, table)
     )

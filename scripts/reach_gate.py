@@ -23,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
 
-from studio.models.concepts import load_concepts, save_concepts
+from studio.models.concepts import concepts_metadata, load_concepts, save_concepts
 from studio.models.format import CONCEPTS_FILE, load_model
 from studio.models.vocabulary import load_vocabulary
 from studio.training.base_stage import deep_dips
@@ -78,8 +77,7 @@ def main() -> int:
     keep = table.fitted & (drawn > projected + args.margin)
     low = np.where(keep, table.low, args.low).astype(np.float32)
     high = np.where(keep, table.high, args.high).astype(np.float32)
-    with safe_open(str(source / CONCEPTS_FILE), framework="numpy") as handle:
-        metadata = {k: v for k, v in (handle.metadata() or {}).items() if k not in ("low", "high")}
+    metadata = concepts_metadata(source / CONCEPTS_FILE)
     record = {
         "rule": 62, "low": args.low, "high": args.high, "closing_px": args.closing, "margin_px": args.margin,
         "seeds": args.seeds, "first_seed": args.first_seed, "rows_kept_at_table_gate": int(keep.sum()),

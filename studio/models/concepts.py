@@ -134,6 +134,15 @@ def save_concepts(folder: Path, table: ConceptConditions, metadata: dict[str, st
     return path
 
 
+def concepts_metadata(path: Path) -> dict[str, str]:
+    """The table file's metadata (fit and guard records) without the gate, which :func:`save_concepts` writes from
+    the table itself: what a tool that rewrites a table passes back to keep its history."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as handle:
+        return {k: v for k, v in (handle.metadata() or {}).items() if k not in ("low", "high")}
+
+
 def load_concepts(info: ModelInfo, vocabulary) -> ConceptConditions | None:
     """The folder's fitted conditions, or None when it ships none; ModelError (one sentence) when the file
     is damaged or does not match the folder's vocabulary (its concepts and name embeddings) and generator."""
@@ -179,8 +188,7 @@ def read_concepts(path: Path, where: str = "The concept conditions") -> ConceptC
                 f"{where} are damaged (a gate per row needs one low and one high per row)."
             )
         lows, highs = np.append(lows, row_low), np.append(highs, row_high)
-    if not (np.isfinite(lows).all() and np.isfinite(highs).all()):
-        raise UntrustedInputError(f"{where} are damaged (the gate's cosines must rise within [-1, 1]).")
-    if not ((lows >= -1.0) & (lows < highs) & (highs <= 1.0)).all():
+    rising = np.isfinite(lows) & np.isfinite(highs) & (lows >= -1.0) & (lows < highs) & (highs <= 1.0)
+    if not rising.all():
         raise UntrustedInputError(f"{where} are damaged (the gate's cosines must rise within [-1, 1]).")
     return ConceptConditions(conditions, fitted, low, high, row_low, row_high)

@@ -423,9 +423,7 @@ def rescale_model_concepts(
     back; returns the report (the table's earlier metadata kept beside it). With ``reference`` (another
     ``concepts.safetensors`` for the same vocabulary, e.g. the shipped one) the guard compares each row with
     that table's row and puts it back there instead of to the projection."""
-    from safetensors import safe_open
-
-    from studio.models.concepts import CONCEPTS_FILE, load_concepts, read_concepts
+    from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, load_concepts, read_concepts
     from studio.models.format import ModelError
 
     if not 0 < factor <= 1:
@@ -434,8 +432,7 @@ def rescale_model_concepts(
     table = load_concepts(loaded.info, vocabulary)
     if table is None:
         raise ModelError(f"'{loaded.info.name}' has no concept table to rescale.")
-    with safe_open(str(loaded.info.path / CONCEPTS_FILE), framework="numpy") as handle:
-        metadata = dict(handle.metadata() or {})
+    metadata = concepts_metadata(loaded.info.path / CONCEPTS_FILE)
     train = data.train_index
     now = torch.from_numpy(table.conditions[train])
     stored = start + factor * (now - start)
@@ -455,8 +452,6 @@ def rescale_model_concepts(
     conditions = table.conditions.copy()
     conditions[train] = stored.numpy()
     report = {"factor": factor, "guard": guard_report, "dataset_sha256": data.manifest.get("sha256", "")}
-    for key in ("low", "high"):  # save_concepts writes the table's own
-        metadata.pop(key, None)
     metadata["rescale"] = json.dumps(report)
     save_concepts(loaded.info.path, replace(table, conditions=conditions), metadata)
     return report
