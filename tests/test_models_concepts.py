@@ -785,3 +785,41 @@ def test_a_gate_per_row_reaches_further_only_for_its_own_rows(concept_model_dir,
         torch.testing.assert_close(conditioner(near), torch.from_numpy(loaded.conditions[1:2]))
         exact = torch.from_numpy(_embed("rocket")[None])
         torch.testing.assert_close(conditioner(exact), torch.from_numpy(loaded.conditions[2:3]))
+
+
+def test_a_rows_own_gate_never_reaches_a_prompt_nearer_a_concept_without_a_row(concept_model_dir, tmp_path):
+    """"dog face" reaches far (its own gate 0.5 -> 0.6), but a prompt at cosine 0.65 to it that lies nearer "pizza"
+    (a concept the table has no row for) takes the table's gate, which gives it none of the dog's row; the same
+    cosine with no nearer name takes all of it."""
+    folder = tmp_path / "model"
+    shutil.copytree(concept_model_dir, folder)
+    info = read_model_info(folder)
+    vocabulary = load_vocabulary(info)
+    table = load_concepts(info, vocabulary)
+    low = np.full(len(NAMES), table.low, np.float32)
+    high = np.full(len(NAMES), table.high, np.float32)
+    low[1], high[1] = 0.5, 0.6
+    save_concepts(folder, replace(table, row_low=low, row_high=high))
+    loaded = load_concepts(info, vocabulary)
+    conditioner = ConceptConditioner(load_model(folder).generator, vocabulary, loaded)
+
+    def toward(name: str, other: str, cosine: float) -> np.ndarray:
+        a, b = _embed(name), _embed(other)
+        b = b - (b @ a) * a
+        b /= np.linalg.norm(b)
+        return (cosine * a + np.sqrt(1 - cosine**2) * b).astype(np.float32)
+
+    nearer_pizza = toward("dog face", "pizza", 0.65)
+    scores = vocabulary.name_scores(nearer_pizza)
+    assert scores[3] > scores[1] + 0.05 and abs(scores[1] - 0.65) < 2e-3, scores
+    assert conditioner.nearest(nearer_pizza)[0] == 1  # the nearest fitted concept is still the dog
+    assert conditioner.gate(nearer_pizza) == (1, 0.0)
+    alone = toward("dog face", "unrelated words", 0.65)
+    assert int(np.argmax(vocabulary.name_scores(alone))) == 1
+    assert conditioner.gate(alone) == (1, 1.0)
+    rows = torch.from_numpy(np.stack([nearer_pizza, alone]))
+    with torch.no_grad():
+        got = conditioner(rows)
+        projected = conditioner.generator.condition(rows[:1])
+    torch.testing.assert_close(got[:1], projected, rtol=0, atol=0)
+    torch.testing.assert_close(got[1:], torch.from_numpy(loaded.conditions[1:2]), rtol=0, atol=0)

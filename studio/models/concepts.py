@@ -11,7 +11,10 @@ drawn with::
 where ``j`` is the fitted concept whose best name (English or any other language of the vocabulary) lies
 nearest ``e`` and ``g`` rises from 0 at cosine ``low`` to 1 at ``high`` (one gate for the table, or one per row
 when the file stores ``low`` and ``high`` per concept). So a full name in any language draws its fitted
-condition, a near paraphrase most of it, and a free sentence exactly what the projection gives.
+condition, a near paraphrase most of it, and a free sentence exactly what the projection gives. A row's own gate
+reaches only prompts whose nearest name of all concepts is that row's: a prompt nearer the name of a concept
+without a row (an emoji the table was not fitted on) takes the table's gate, so it never borrows a neighbour's
+row from afar.
 With ``spread`` a prompt that fits several concepts draws, per image, its z's mix of those concepts' own
 conditions (:meth:`ConceptConditioner.of_concepts`, studio/engine/spread.py ``Spreader.conditions``): linear in
 the mix, so a dragged slider never jumps from one name's row to the next. No weight changes; a model folder
@@ -70,23 +73,29 @@ class ConceptConditioner:
 
     def nearest(self, embedding: np.ndarray) -> tuple[int, float]:
         """The fitted concept whose best name lies nearest this embedding, and that cosine."""
+        return self._match(embedding)[:2]
+
+    def gate(self, embedding: np.ndarray) -> tuple[int, float]:
+        """The fitted concept this embedding draws from and how much of its row it takes (0: none)."""
+        concept, cosine, named = self._match(embedding)
+        if concept < 0:
+            return concept, 0.0
+        return concept, float(self.table.gate(cosine, concept if named else None))
+
+    def _match(self, embedding: np.ndarray) -> tuple[int, float, bool]:
         return self._nearest(np.ascontiguousarray(embedding, dtype=np.float32).reshape(-1).tobytes())
 
-    def _find(self, key: bytes) -> tuple[int, float]:
+    def _find(self, key: bytes) -> tuple[int, float, bool]:
+        """The nearest fitted concept, its cosine, and whether it is also the nearest of all concepts."""
         query = np.frombuffer(key, np.float32)
         if float(np.linalg.norm(query)) < 1e-8:
-            return -1, 0.0
-        scores = np.where(self.table.fitted, self.vocabulary.name_scores(query), -np.inf)
-        best = int(np.argmax(scores))
-        # A prompt that is a concept's English name keeps that concept when another language's name for a
-        # different one ties with it ("pie" is Spanish for foot; int8 rounding decides such ties otherwise).
-        english = np.where(
-            self.table.fitted, self.vocabulary.embeddings @ (query / np.linalg.norm(query)), -np.inf
-        )
-        own = int(np.argmax(english))
-        if own != best and english[own] >= scores[best] - NAME_TIE:
-            best = own
-        return best, float(scores[best])
+            return -1, 0.0, False
+        every = self.vocabulary.name_scores(query)
+        english = self.vocabulary.embeddings @ (query / np.linalg.norm(query))
+        best = _best(np.where(self.table.fitted, every, -np.inf), np.where(self.table.fitted, english, -np.inf))
+        overall = _best(every, english)
+        named = overall == best or every[overall] <= every[best] + NAME_TIE
+        return best, float(every[best]), bool(named)
 
     def of_concepts(self, concepts: np.ndarray, device="cpu") -> torch.Tensor:
         """The conditions (K x cond_dim) the vocabulary concepts ``concepts`` draw by their English names: a fitted
@@ -107,8 +116,7 @@ class ConceptConditioner:
         for i in range(len(embeddings)):
             row = embeddings[i : i + 1]
             projected = self.generator.condition(row).float()
-            concept, cosine = self.nearest(row.detach().float().cpu().numpy())
-            gate = float(self.table.gate(cosine, concept)) if concept >= 0 else 0.0
+            concept, gate = self.gate(row.detach().float().cpu().numpy())
             if gate > 0.0:
                 fitted = self._rows[concept : concept + 1].to(projected.device)
                 projected = torch.lerp(projected, fitted, gate)
@@ -116,6 +124,16 @@ class ConceptConditioner:
         if not rows:
             return torch.zeros(0, self.generator.config.cond_dim, device=embeddings.device)
         return torch.cat(rows)
+
+
+def _best(scores: np.ndarray, english: np.ndarray) -> int:
+    """The concept with the highest name score; a prompt that is a concept's English name keeps that concept when
+    another language's name for a different one ties with it ("pie" is Spanish for foot; int8 rounding decides
+    such ties otherwise)."""
+    best, own = int(np.argmax(scores)), int(np.argmax(english))
+    if own != best and english[own] >= scores[best] - NAME_TIE:
+        return own
+    return best
 
 
 def save_concepts(folder: Path, table: ConceptConditions, metadata: dict[str, str] | None = None) -> Path:
