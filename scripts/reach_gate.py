@@ -1,5 +1,5 @@
-"""Give a model folder's concept table a gate per row (rule 62, session 40; its candidate did not ship): rows
-whose own drawing passes a wide tear check reach further (their gate rises from ``--low`` to ``--high``); rows
+"""Give a model folder's concept table a gate per row (rule 62, session 40; shipped in v7 by rule 63, session 41):
+rows whose own drawing passes a wide tear check reach further (their gate rises from ``--low`` to ``--high``); rows
 that fail it keep the table's gate.
 
     python scripts/reach_gate.py --model resources/models/emoji --out runs/v24/R

@@ -788,7 +788,7 @@ def test_a_gate_per_row_reaches_further_only_for_its_own_rows(concept_model_dir,
 
 
 def test_a_rows_own_gate_never_reaches_a_prompt_nearer_a_concept_without_a_row(concept_model_dir, tmp_path):
-    """"dog face" reaches far (its own gate 0.5 -> 0.6), but a prompt at cosine 0.65 to it that lies nearer "pizza"
+    """ "dog face" reaches far (its own gate 0.5 -> 0.6), but a prompt at cosine 0.65 to it that lies nearer "pizza"
     (a concept the table has no row for) takes the table's gate, which gives it none of the dog's row; the same
     cosine with no nearer name takes all of it."""
     folder = tmp_path / "model"

@@ -88,11 +88,13 @@ class ConceptConditioner:
     def _find(self, key: bytes) -> tuple[int, float, bool]:
         """The nearest fitted concept, its cosine, and whether it is also the nearest of all concepts."""
         query = np.frombuffer(key, np.float32)
-        if float(np.linalg.norm(query)) < 1e-8:
+        if float(np.linalg.norm(query)) < 1e-8 or not self.table.fitted.any():
             return -1, 0.0, False
         every = self.vocabulary.name_scores(query)
         english = self.vocabulary.embeddings @ (query / np.linalg.norm(query))
-        best = _best(np.where(self.table.fitted, every, -np.inf), np.where(self.table.fitted, english, -np.inf))
+        best = _best(
+            np.where(self.table.fitted, every, -np.inf), np.where(self.table.fitted, english, -np.inf)
+        )
         overall = _best(every, english)
         named = overall == best or every[overall] <= every[best] + NAME_TIE
         return best, float(every[best]), bool(named)
