@@ -823,3 +823,18 @@ def test_a_rows_own_gate_never_reaches_a_prompt_nearer_a_concept_without_a_row(c
         projected = conditioner.generator.condition(rows[:1])
     torch.testing.assert_close(got[:1], projected, rtol=0, atol=0)
     torch.testing.assert_close(got[1:], torch.from_numpy(loaded.conditions[1:2]), rtol=0, atol=0)
+
+
+def test_a_table_with_no_fitted_row_matches_nothing(concept_model_dir):
+    """No row to borrow: every prompt, a name included, draws what the projection gives."""
+    info = read_model_info(concept_model_dir)
+    vocabulary = load_vocabulary(info)
+    table = load_concepts(info, vocabulary)
+    bare = ConceptConditioner(
+        load_model(concept_model_dir).generator, vocabulary, replace(table, fitted=np.zeros(len(NAMES), bool))
+    )
+    assert bare.gate(_embed("dog face")) == (-1, 0.0)
+    rows = torch.from_numpy(HashTextEncoder().encode(["dog face", "cat face"]))
+    with torch.no_grad():
+        plain = torch.cat([bare.generator.condition(rows[i : i + 1]) for i in range(len(rows))])
+        torch.testing.assert_close(bare(rows), plain, rtol=0, atol=0)
