@@ -1,4 +1,4 @@
-"""Give a model folder's concept table a gate per row (rule 62, session 40; shipped in v7 by rule 63, session 41):
+"""Give a model folder's concept table a gate per row (rule 62, session 40; shipped in v7 and v8 by rules 63-64):
 rows whose own drawing passes a wide tear check reach further (their gate rises from ``--low`` to ``--high``); rows
 that fail it keep the table's gate.
 
