@@ -34,6 +34,30 @@ def _embed(text: str) -> np.ndarray:
     return HashTextEncoder().encode([text])[0]
 
 
+def _toward(name: str, other: str, cosine: float) -> np.ndarray:
+    """A unit embedding at ``cosine`` from ``name``'s, turned towards ``other``'s."""
+    a, b = _embed(name), _embed(other)
+    b = b - (b @ a) * a
+    b /= np.linalg.norm(b)
+    return (cosine * a + np.sqrt(1 - cosine**2) * b).astype(np.float32)
+
+
+def _row_gated(concept_model_dir, tmp_path, gates: dict[int, tuple[float, float]]):
+    """A copy of the concept model whose table stores a gate per row: the table's own, but ``gates`` for the rows
+    named there. Returns the folder, its vocabulary, the table before, the per-row gates and the loaded table."""
+    folder = tmp_path / "model"
+    shutil.copytree(concept_model_dir, folder)
+    info = read_model_info(folder)
+    vocabulary = load_vocabulary(info)
+    table = load_concepts(info, vocabulary)
+    low = np.full(len(NAMES), table.low, np.float32)
+    high = np.full(len(NAMES), table.high, np.float32)
+    for row, (row_low, row_high) in gates.items():
+        low[row], high[row] = row_low, row_high
+    save_concepts(folder, replace(table, row_low=low, row_high=high))
+    return folder, vocabulary, table, (low, high), load_concepts(info, vocabulary)
+
+
 @pytest.fixture(scope="module")
 def concept_model_dir(tiny_model_dir, tmp_path_factory):
     """The tiny model with a four-concept vocabulary ("Katze" another name of the cat) and a table fitted for
@@ -111,11 +135,8 @@ def test_an_english_name_wins_a_tie_with_another_languages_name_for_another_conc
 
 def test_the_gate_blends_a_near_paraphrase_and_a_batch_never_moves_a_row(conditioner):
     table = conditioner.table
-    name, other = _embed("dog face"), _embed("unrelated words")
-    other = other - (other @ name) * name
-    other /= np.linalg.norm(other)
     cosine = (table.low + table.high) / 2  # half way up the gate
-    near = (cosine * name + np.sqrt(1 - cosine**2) * other).astype(np.float32)
+    near = _toward("dog face", "unrelated words", cosine)
     rows = torch.from_numpy(np.stack([near, _embed("cat face"), _embed("a sentence about nothing")]))
     with torch.no_grad():
         got = conditioner(rows)
@@ -760,27 +781,17 @@ def test_a_part_of_a_table_is_guarded_on_the_seeds_the_whole_tables_guard_gives_
 def test_a_gate_per_row_reaches_further_only_for_its_own_rows(concept_model_dir, tmp_path):
     """A table may store its gate per concept: a prompt halfway up the table's gate takes all of a row whose own gate
     was lowered and none of a row that keeps a higher one; the file round-trips, and every other row draws as before."""
-    folder = tmp_path / "model"
-    shutil.copytree(concept_model_dir, folder)
-    info = read_model_info(folder)
-    vocabulary = load_vocabulary(info)
-    table = load_concepts(info, vocabulary)
-    low = np.full(len(NAMES), table.low, np.float32)
-    high = np.full(len(NAMES), table.high, np.float32)
-    low[1], high[1] = 0.5, 0.6  # "dog face" reaches far
-    low[0], high[0] = 0.97, 0.99  # "cat face" hardly at all
-    save_concepts(folder, replace(table, row_low=low, row_high=high))
-    loaded = load_concepts(info, vocabulary)
+    # "dog face" reaches far, "cat face" hardly at all
+    folder, vocabulary, table, (low, high), loaded = _row_gated(
+        concept_model_dir, tmp_path, {1: (0.5, 0.6), 0: (0.97, 0.99)}
+    )
     assert np.array_equal(loaded.row_low, low) and np.array_equal(loaded.row_high, high)
     cosine = (table.low + table.high) / 2
     assert float(loaded.gate(cosine, 1)) == 1.0 and float(loaded.gate(cosine, 0)) == 0.0
     assert float(loaded.gate(cosine, 2)) == pytest.approx(float(table.gate(cosine)))
     assert float(loaded.gate(cosine)) == pytest.approx(float(table.gate(cosine)))  # no row: the table's gate
     conditioner = ConceptConditioner(load_model(folder).generator, vocabulary, loaded)
-    name, other = _embed("dog face"), _embed("unrelated words")
-    other = other - (other @ name) * name
-    other /= np.linalg.norm(other)
-    near = torch.from_numpy((cosine * name + np.sqrt(1 - cosine**2) * other).astype(np.float32)[None])
+    near = torch.from_numpy(_toward("dog face", "unrelated words", cosine)[None])
     with torch.no_grad():
         torch.testing.assert_close(conditioner(near), torch.from_numpy(loaded.conditions[1:2]))
         exact = torch.from_numpy(_embed("rocket")[None])
@@ -791,30 +802,14 @@ def test_a_rows_own_gate_never_reaches_a_prompt_nearer_a_concept_without_a_row(c
     """ "dog face" reaches far (its own gate 0.5 -> 0.6), but a prompt at cosine 0.65 to it that lies nearer "pizza"
     (a concept the table has no row for) takes the table's gate, which gives it none of the dog's row; the same
     cosine with no nearer name takes all of it."""
-    folder = tmp_path / "model"
-    shutil.copytree(concept_model_dir, folder)
-    info = read_model_info(folder)
-    vocabulary = load_vocabulary(info)
-    table = load_concepts(info, vocabulary)
-    low = np.full(len(NAMES), table.low, np.float32)
-    high = np.full(len(NAMES), table.high, np.float32)
-    low[1], high[1] = 0.5, 0.6
-    save_concepts(folder, replace(table, row_low=low, row_high=high))
-    loaded = load_concepts(info, vocabulary)
+    folder, vocabulary, _, _, loaded = _row_gated(concept_model_dir, tmp_path, {1: (0.5, 0.6)})
     conditioner = ConceptConditioner(load_model(folder).generator, vocabulary, loaded)
-
-    def toward(name: str, other: str, cosine: float) -> np.ndarray:
-        a, b = _embed(name), _embed(other)
-        b = b - (b @ a) * a
-        b /= np.linalg.norm(b)
-        return (cosine * a + np.sqrt(1 - cosine**2) * b).astype(np.float32)
-
-    nearer_pizza = toward("dog face", "pizza", 0.65)
+    nearer_pizza = _toward("dog face", "pizza", 0.65)
     scores = vocabulary.name_scores(nearer_pizza)
     assert scores[3] > scores[1] + 0.05 and abs(scores[1] - 0.65) < 2e-3, scores
     assert conditioner.nearest(nearer_pizza)[0] == 1  # the nearest fitted concept is still the dog
     assert conditioner.gate(nearer_pizza) == (1, 0.0)
-    alone = toward("dog face", "unrelated words", 0.65)
+    alone = _toward("dog face", "unrelated words", 0.65)
     assert int(np.argmax(vocabulary.name_scores(alone))) == 1
     assert conditioner.gate(alone) == (1, 1.0)
     rows = torch.from_numpy(np.stack([nearer_pizza, alone]))

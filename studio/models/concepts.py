@@ -96,7 +96,7 @@ class ConceptConditioner:
             np.where(self.table.fitted, every, -np.inf), np.where(self.table.fitted, english, -np.inf)
         )
         overall = _best(every, english)
-        named = overall == best or every[overall] <= every[best] + NAME_TIE
+        named = every[overall] <= every[best] + NAME_TIE  # the nearest of all, or tied with it
         return best, float(every[best]), bool(named)
 
     def of_concepts(self, concepts: np.ndarray, device="cpu") -> torch.Tensor:
