@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from studio.training.evaluate import (
     keyword_metrics,
 )
 from studio.training.judge import judge_features, load_judge
+from studio.training.wording import phrase_language
 
 GRID_PROMPTS = ("grinning face", "pizza", "rocket", "flag: Japan", "dog face", "cat", "heart", "猫")
 GRID_SEEDS = (0, 1, 2, 3, 4, 5)
@@ -81,14 +81,6 @@ def regated(generator: ConceptGenerator, low: float, high: float) -> ConceptGene
     return ConceptGenerator(
         generator.generator, ConceptConditioner(generator.generator, conditioner.vocabulary, table)
     )
-
-
-def phrase_language(spec: str) -> tuple[str, str]:
-    """``'de:{} Emoji'`` -> ``('de', '{} Emoji')``; a phrase without a language prefix words English names."""
-    match = re.fullmatch(r"([a-z]{2,3}(?:_[A-Za-z]+)?):(.*)", spec, flags=re.S)
-    if match and "{}" in match.group(2):
-        return match.group(1), match.group(2)
-    return "en", spec
 
 
 def grid_rows(generator, upsampler, encoder, psi: float) -> np.ndarray:
@@ -176,9 +168,11 @@ def main() -> int:
     judges = [(Path(p).stem, *load_judge(Path(p))) for p in args.judge]
     real = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128))
     arms: list[tuple[str, BaseGenerator, object, object, object]] = []
+    folders: dict[str, Path] = {}  # arm -> its model folder (its vocabulary spreads its prompts)
     for spec in args.arm:
         name, path = spec.split("=", 1)
         if (Path(path) / "model.json").is_file():
+            folders[name] = Path(path)
             model = load_model(Path(path))
             arms.append((name, drawn_generator(model).eval(), model.upsampler.eval(), data, None))
         else:
@@ -218,9 +212,22 @@ def main() -> int:
         from studio.engine.spread import Spreader
         from studio.models.vocabulary import load_vocabulary
 
-        spreader = Spreader(load_vocabulary(load_model(Path(args.upsampler)).info))
+        spreaders: dict[Path, Spreader] = {}
+
+        def spreader(arm: str) -> Spreader:
+            """A model-folder arm (and its @/*/~ variants) spreads through its own vocabulary, others through
+            --upsampler's."""
+            folder = next(
+                (f for n, f in folders.items() if arm == n or (arm.startswith(n) and arm[len(n) : len(n) + 1] in ("@", "*", "~"))),
+                Path(args.upsampler),
+            )
+            if folder not in spreaders:
+                spreaders[folder] = Spreader(load_vocabulary(load_model(folder).info))
+            return spreaders[folder]
+
         spread = [
-            (f"{name}+spread", SpreadGenerator(generator, spreader), *rest) for name, generator, *rest in arms
+            (f"{name}+spread", SpreadGenerator(generator, spreader(name)), *rest)
+            for name, generator, *rest in arms
         ]
         arms = spread if args.spread_only else arms + spread
     report: dict = {"data": args.data, "psi": args.psi, "variety": args.variety, "judges": {}, "arms": {}}

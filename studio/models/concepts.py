@@ -91,7 +91,7 @@ class ConceptConditioner:
         if float(np.linalg.norm(query)) < 1e-8 or not self.table.fitted.any():
             return -1, 0.0, False
         every = self.vocabulary.name_scores(query)
-        english = self.vocabulary.embeddings @ (query / np.linalg.norm(query))
+        english = self.vocabulary.english_scores(query)
         best = _best(
             np.where(self.table.fitted, every, -np.inf), np.where(self.table.fitted, english, -np.inf)
         )

@@ -50,6 +50,9 @@ DEFAULT_MODEL = "emoji"
 MAX_MODEL_JSON_BYTES = 1 << 20
 MAX_WEIGHTS_BYTES = 4 << 30
 CONCEPTS_FILE = "concepts.safetensors"  # optional fitted concept conditions (studio/models/concepts.py)
+WORDING_FILE = (
+    "wording.safetensors"  # optional wording directions left out of matching (studio/models/vocabulary.py)
+)
 
 _log = logging.getLogger(__name__)
 
@@ -87,7 +90,7 @@ class LoadedModel:
     info: ModelInfo
     generator: BaseGenerator
     upsampler: Upsampler | None
-    hash: str  # first 8 hex digits of SHA-256 over the weight files (and concept conditions), as in image metadata
+    hash: str  # first 8 hex digits of SHA-256 over the weight files (concept conditions, wording), as in image metadata
 
 
 def user_models_dir() -> Path:
@@ -338,9 +341,10 @@ def _load_model(name_or_path: str | os.PathLike) -> LoadedModel:
         upsampler.eval().requires_grad_(False)
     generator.eval().requires_grad_(False)
     _probe(generator, upsampler, info)
-    # fitted concept conditions (studio/models/concepts.py) change what a name draws: they are part of the hash
-    concepts = info.path / CONCEPTS_FILE
-    hashed = weight_paths + ([concepts] if concepts.is_file() else [])
+    # fitted concept conditions (studio/models/concepts.py) change what a name draws, wording directions
+    # (studio/models/vocabulary.py) what a worded one matches: both are part of the hash
+    extras = [info.path / CONCEPTS_FILE, info.path / WORDING_FILE]
+    hashed = weight_paths + [path for path in extras if path.is_file()]
     return LoadedModel(info, generator, upsampler, _file_hash(hashed))
 
 

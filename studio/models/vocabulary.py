@@ -15,6 +15,12 @@ It may also ship the caption texts (CLDR keywords and names, every language) tha
 share, each once with the concepts that carry it (``keyword_codes``, ``keyword_scales``, ``keyword_offsets``,
 ``keyword_owners``): :meth:`Vocabulary.matches` reads them so that "cat" fits every cat
 (studio/engine/spread.py).
+
+And it may ship ``wording.safetensors`` (``directions``: k x D orthonormal rows): the directions that wording a
+name as people type it ("… emoji", "an icon of …", "… Emoji", "…的表情符号") adds to its embedding, fitted on
+training names by :mod:`studio.training.wording`. Every cosine above is then taken with them left out of the
+prompt and of the rows, so a worded name or keyword finds what the bare one finds. It changes what such prompts
+draw, so it is part of the model's hash.
 """
 
 from __future__ import annotations
@@ -23,12 +29,13 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from studio.logs import log_caught
-from studio.models.format import ModelError, ModelInfo
+from studio.models.format import WORDING_FILE, ModelError, ModelInfo
 from studio.untrusted import UntrustedInputError, check_regular_file, parse_json, read_regular_file
 
 _log = logging.getLogger(__name__)
@@ -46,8 +53,8 @@ class Aliases:
     def quantize(cls, embeddings: np.ndarray, owner: np.ndarray) -> Aliases:
         return cls(*_quantize(embeddings), np.asarray(owner, np.int64))
 
-    def scores(self, query: np.ndarray) -> np.ndarray:
-        return _int8_scores(self.codes, self.scales, query)
+    def scores(self, query: np.ndarray, kept: np.ndarray | None = None) -> np.ndarray:
+        return _int8_scores(self.codes, self.scales, query, kept)
 
     def tensors(self) -> dict[str, np.ndarray]:
         """The table as ``vocabulary.safetensors`` stores it (``alias_*``; owners as int32)."""
@@ -106,14 +113,15 @@ class Keywords:
             tensors["keyword_owners"].astype(np.int64),
         )
 
-    def concept_scores(self, query: np.ndarray, concepts: int) -> np.ndarray:
-        """Per concept, its best keyword's cosine to ``query`` (-inf for a concept without shared keywords)."""
+    def concept_scores(self, query: np.ndarray, concepts: int, kept: np.ndarray | None = None) -> np.ndarray:
+        """Per concept, its best keyword's cosine to ``query`` (-inf for a concept without shared keywords);
+        ``kept``: each row's length once the wording directions are left out (None: no wording)."""
         out = np.full(concepts, -np.inf, np.float32)
         if len(self.codes):
             np.maximum.at(
                 out,
                 self.owners,
-                np.repeat(_int8_scores(self.codes, self.scales, query), np.diff(self.offsets)),
+                np.repeat(_int8_scores(self.codes, self.scales, query, kept), np.diff(self.offsets)),
             )
         return out
 
@@ -137,27 +145,57 @@ def _quantize(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes, scales.astype(np.float32)
 
 
-def _int8_scores(codes: np.ndarray, scales: np.ndarray, query: np.ndarray, chunk: int = 8192) -> np.ndarray:
+def _int8_scores(
+    codes: np.ndarray,
+    scales: np.ndarray,
+    query: np.ndarray,
+    kept: np.ndarray | None = None,
+    chunk: int = 8192,
+) -> np.ndarray:
+    """Each int8 row's dot product with ``query`` (a unit vector), divided by ``kept`` (the rows' lengths once
+    the wording directions are left out, when there are any)."""
     out = np.empty(len(codes), np.float32)
     for start in range(0, len(codes), chunk):
         part = codes[start : start + chunk].astype(np.float32)
         out[start : start + chunk] = (part @ query) * scales[start : start + chunk]
+    return out if kept is None else out / kept
+
+
+def _kept_lengths(
+    rows: np.ndarray, scales: np.ndarray | None, wording: np.ndarray, chunk: int = 8192
+) -> np.ndarray:
+    """Each row's length (rows ``codes * scale`` when ``scales`` is given) with the ``wording`` directions (k x D,
+    orthonormal) left out, floored at 1e-6."""
+    out = np.empty(len(rows), np.float32)
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk].astype(np.float32)
+        if scales is not None:
+            part *= scales[start : start + chunk, None]
+        squared = (part * part).sum(1) - ((part @ wording.T) ** 2).sum(1)
+        out[start : start + chunk] = np.sqrt(np.maximum(squared, 1e-12))
     return out
 
 
 @dataclass
 class Vocabulary:
+    """The concepts a model knows by name: their English names' embeddings, other languages' names (aliases) and
+    the keywords several share. With ``wording`` (k x D orthonormal, ``wording.safetensors``: the directions that
+    wording a name as people type it adds to its embedding, "… emoji", "an icon of …", "…的表情符号"), every
+    cosine here is taken with those directions left out of both sides, so "cat emoji" matches "cat" as "cat"
+    does; a name's cosine to itself stays 1."""
+
     names: list[str]
     groups: list[str]
     embeddings: np.ndarray  # N x D float32, unit rows
     aliases: Aliases | None = None
     keywords: Keywords | None = None
+    wording: np.ndarray | None = None  # k x D float32, orthonormal rows (None: cosines as they are)
 
     def nearest(self, embedding: np.ndarray, k: int = 3) -> list[tuple[str, float]]:
         """The ``k`` concepts closest (cosine, over all their names) to ``embedding``, best first."""
         if not self.names:
             return []
-        scores = self._name_scores(_unit(embedding))
+        scores = self._name_scores(self._query(embedding))
         k = min(k, len(self.names))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
@@ -174,11 +212,12 @@ class Vocabulary:
         keyword is close to). A full name usually fits one concept; "cat" fits a dozen."""
         if not self.names or self.embeddings.shape[1] == 0:
             return np.zeros(0, np.int64)
-        query = _unit(embedding)
-        own = self.embeddings @ query
+        query = self._query(embedding)
+        own = self._english(query)
         scores = self._name_scores(query, own)
         if self.keywords is not None:
-            scores = np.maximum(scores, self.keywords.concept_scores(query, len(self.names)))
+            kept = None if self.wording is None else self._kept["keywords"]
+            scores = np.maximum(scores, self.keywords.concept_scores(query, len(self.names), kept))
         best = float(scores.max())
         if best < floor:
             return np.zeros(0, np.int64)
@@ -194,13 +233,39 @@ class Vocabulary:
     def name_scores(self, embedding: np.ndarray) -> np.ndarray:
         """Per concept, the cosine between ``embedding`` and the closest of its names (English or any other
         language)."""
-        return self._name_scores(_unit(embedding))
+        return self._name_scores(self._query(embedding))
+
+    def english_scores(self, embedding: np.ndarray) -> np.ndarray:
+        """Per concept, the cosine between ``embedding`` and its English name."""
+        return self._english(self._query(embedding))
+
+    def _query(self, embedding: np.ndarray) -> np.ndarray:
+        """The prompt as every cosine here sees it: a unit vector, without the wording directions."""
+        query = _unit(embedding)
+        if self.wording is None:
+            return query
+        return _unit(query - (self.wording @ query) @ self.wording)
+
+    def _english(self, query: np.ndarray) -> np.ndarray:
+        scores = self.embeddings @ query
+        return scores if self.wording is None else scores / self._kept["english"]
 
     def _name_scores(self, query: np.ndarray, own: np.ndarray | None = None) -> np.ndarray:
-        scores = (self.embeddings @ query) if own is None else own.copy()
+        scores = self._english(query) if own is None else own.copy()
         if self.aliases is not None and len(self.aliases.codes):
-            np.maximum.at(scores, self.aliases.owner, self.aliases.scores(query))
+            kept = None if self.wording is None else self._kept["aliases"]
+            np.maximum.at(scores, self.aliases.owner, self.aliases.scores(query, kept))
         return scores
+
+    @cached_property
+    def _kept(self) -> dict[str, np.ndarray]:
+        """Every row's length with the wording directions left out (computed once, at the first match)."""
+        kept = {"english": _kept_lengths(self.embeddings, None, self.wording)}
+        if self.aliases is not None:
+            kept["aliases"] = _kept_lengths(self.aliases.codes, self.aliases.scales, self.wording)
+        if self.keywords is not None:
+            kept["keywords"] = _kept_lengths(self.keywords.codes, self.keywords.scales, self.wording)
+        return kept
 
 
 def _skin_tone_base(name: str) -> str:
@@ -262,10 +327,49 @@ def load_vocabulary(info: ModelInfo) -> Vocabulary | None:
             raise UntrustedInputError(f"The vocabulary aliases of '{info.name}' do not match its concepts.")
         if keywords is not None and not keywords.valid(embeddings.shape[1], len(names)):
             raise UntrustedInputError(f"The vocabulary keywords of '{info.name}' do not match its concepts.")
+        wording = _load_wording(info, embeddings.shape[1])
     except UntrustedInputError as exc:
         log_caught(str(exc), _log)
         raise ModelError(str(exc)) from exc
-    return Vocabulary(names, groups, embeddings, aliases, keywords)
+    return Vocabulary(names, groups, embeddings, aliases, keywords, wording)
+
+
+MAX_WORDING_BYTES = 1 << 20
+MAX_WORDING_DIRECTIONS = 64
+
+
+def _load_wording(info: ModelInfo, dim: int) -> np.ndarray | None:
+    """The folder's wording directions (k x D, orthonormal), or None when it ships none; UntrustedInputError
+    (one sentence) when the file is damaged or does not fit the vocabulary."""
+    path = info.path / WORDING_FILE
+    if not os.path.lexists(path):
+        return None
+    where = f"The wording directions of '{info.name}'"
+    check_regular_file(path, MAX_WORDING_BYTES, where)
+    from safetensors.numpy import load_file
+
+    try:
+        directions = load_file(str(path))["directions"].astype(np.float32)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
+        raise UntrustedInputError(f"{where} are damaged ({type(exc).__name__}).") from exc
+    if dim == 0 or directions.ndim != 2 or directions.shape[1] != dim:
+        raise UntrustedInputError(f"{where} do not match its vocabulary.")
+    if not 1 <= len(directions) <= MAX_WORDING_DIRECTIONS or not np.isfinite(directions).all():
+        raise UntrustedInputError(
+            f"{where} are damaged (1 to {MAX_WORDING_DIRECTIONS} finite rows expected)."
+        )
+    if np.abs(directions @ directions.T - np.eye(len(directions))).max() > 1e-3:
+        raise UntrustedInputError(f"{where} are damaged (the directions must be orthonormal).")
+    return directions
+
+
+def save_wording(folder: Path, directions: np.ndarray, metadata: dict[str, str] | None = None) -> Path:
+    """Write ``wording.safetensors`` (k x D orthonormal directions) into a model folder."""
+    from safetensors.numpy import save_file
+
+    path = Path(folder) / WORDING_FILE
+    save_file({"directions": np.ascontiguousarray(directions, np.float32)}, str(path), metadata=metadata)
+    return path
 
 
 def _load_embeddings(path: Path, model_name: str) -> tuple[np.ndarray, Aliases | None, Keywords | None]:

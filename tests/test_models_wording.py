@@ -1,0 +1,191 @@
+"""Wording directions (studio/training/wording.py, studio/models/vocabulary.py): a name worded as people type it
+("cat emoji") matches what the bare name matches, the bare name matches exactly as before, and the stored file is
+checked and part of the model's hash."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import numpy as np
+import pytest
+from conftest import HashTextEncoder
+
+from studio.models.concepts import ConceptConditioner, ConceptConditions
+from studio.models.format import WORDING_FILE, ModelError, load_model, read_model_info
+from studio.models.vocabulary import Vocabulary, load_vocabulary, save_vocabulary, save_wording
+from studio.training.wording import fit_wording, phrase_language
+
+NAMES = ["cat face", "grinning cat", "black cat", "dog face", "rocket", "pizza"]
+KEYWORDS = {"cat": [0, 1, 2]}
+SUFFIXES = (" emoji", " icon", " Emoji", "的表情符号", " symbol")
+
+
+class WordedEncoder(HashTextEncoder):
+    """Hash vectors, except that a text ending in a wording (" emoji", " icon", …) is its bare text's vector plus
+    that wording's own fixed direction (each about as long as the text's), as a sentence encoder roughly does."""
+
+    def __init__(self):
+        super().__init__()
+        self.wordings = {suffix: self._hash("wording:" + suffix) for suffix in SUFFIXES}
+
+    def _hash(self, text: str) -> np.ndarray:
+        seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
+        vector = np.random.default_rng(seed).standard_normal(self.dim)
+        return vector / np.linalg.norm(vector)
+
+    def encode(self, prompts):
+        out = []
+        for prompt in prompts:
+            suffix = next((s for s in SUFFIXES if prompt.endswith(s)), None)
+            if suffix is None:
+                out.append(self._hash(prompt))
+            else:
+                vector = self._hash(prompt[: -len(suffix)]) + 1.2 * self.wordings[suffix]
+                out.append(vector / np.linalg.norm(vector))
+        return np.asarray(out, np.float32).reshape(len(out), self.dim)
+
+
+class FakeData:
+    """What :func:`fit_wording` reads of a dataset: names per language and the held-out emoji."""
+
+    def __init__(self, count: int = 80):
+        self.names = [f"thing {i}" for i in range(count)]
+        self.heldout_index = np.arange(0, count, 10)
+
+    def name_texts(self, language: str):
+        return [f"{language} thing {i}" for i in range(len(self.names))]
+
+
+FIT = ("{} emoji", "{} icon", "de:{} Emoji", "zh:{}的表情符号")
+
+
+def _vocabulary(encoder, wording=None) -> Vocabulary:
+    from studio.models.vocabulary import Keywords
+
+    texts = list(KEYWORDS)
+    keywords = Keywords.quantize(encoder.encode(texts), [np.array(KEYWORDS[t]) for t in texts])
+    return Vocabulary(NAMES, [""] * len(NAMES), encoder.encode(NAMES), None, keywords, wording)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    encoder = WordedEncoder()
+    directions, singular = fit_wording(FakeData(), encoder.encode, FIT, count=60, directions=4)
+    return encoder, directions, singular
+
+
+def test_the_fit_finds_the_directions_wordings_add_and_only_those(fitted):
+    encoder, directions, singular = fitted
+    assert directions.shape == (4, encoder.dim)
+    np.testing.assert_allclose(directions @ directions.T, np.eye(4), atol=1e-5)
+    # each fitted wording's direction lies (almost) wholly in the kept span; a wording never fitted ("symbol") not
+    for suffix in (" emoji", " icon", " Emoji", "的表情符号"):
+        assert np.linalg.norm(directions @ encoder.wordings[suffix]) > 0.97, suffix
+    assert np.linalg.norm(directions @ encoder.wordings[" symbol"]) < 0.3
+    assert singular[3] > 5 * singular[4]  # four wordings, four directions, then noise
+
+
+def test_fit_never_reads_held_out_names():
+    seen: list[str] = []
+
+    def encode(texts):
+        seen.extend(texts)
+        return WordedEncoder().encode(texts)
+
+    data = FakeData()
+    fit_wording(data, encode, ("{} emoji",), count=1000, directions=1)
+    held = {f"en thing {i}" for i in data.heldout_index.tolist()}
+    assert seen and not held & {text.removesuffix(" emoji") for text in seen}
+
+
+def test_a_worded_name_or_keyword_finds_what_the_bare_one_finds(fitted):
+    encoder, directions, _ = fitted
+    plain, worded = _vocabulary(encoder), _vocabulary(encoder, directions)
+    for name in NAMES:
+        for suffix in (" emoji", " icon", "的表情符号"):
+            query = encoder.encode([name + suffix])[0]
+            assert plain.nearest(query, 1)[0][1] < 0.7  # the wording hides the name from a plain cosine
+            best, score = worded.nearest(query, 1)[0]
+            assert best == name and score > 0.99
+    # a keyword worded spreads like the bare keyword; without the directions it falls below the floor
+    cat_emoji = encoder.encode(["cat emoji"])[0]
+    assert plain.matches(cat_emoji, 0.005, 16, 0.7, 0.4).size == 0
+    assert sorted(worded.matches(cat_emoji, 0.005, 16, 0.7, 0.4).tolist()) == [0, 1, 2]
+
+
+def test_bare_names_and_keywords_match_exactly_as_without_the_directions(fitted):
+    encoder, directions, _ = fitted
+    plain, worded = _vocabulary(encoder), _vocabulary(encoder, directions)
+    for text in [*NAMES, "cat", "a sentence about nothing"]:
+        query = encoder.encode([text])[0]
+        assert (
+            worded.matches(query, 0.005, 16, 0.7, 0.4).tolist()
+            == plain.matches(query, 0.005, 16, 0.7, 0.4).tolist()
+        )
+        assert [n for n, _ in worded.nearest(query, 3)] == [n for n, _ in plain.nearest(query, 3)]
+    for i, name in enumerate(NAMES):
+        own = worded.english_scores(encoder.encode([name])[0])
+        assert own[i] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_concept_gate_reads_worded_names_through_the_directions(fitted):
+    encoder, directions, _ = fitted
+    conditions = np.arange(len(NAMES) * 2, dtype=np.float32).reshape(len(NAMES), 2)
+    table = ConceptConditions(conditions, np.ones(len(NAMES), bool))  # the table's gate: 0.85 to 0.97
+
+    def gate(vocabulary, prompt):
+        return ConceptConditioner(None, vocabulary, table).gate(encoder.encode([prompt])[0])
+
+    assert gate(_vocabulary(encoder), "rocket emoji")[1] == 0.0  # plain cosine about 0.64: none of the row
+    assert gate(_vocabulary(encoder, directions), "rocket emoji") == (4, 1.0)
+    assert (
+        gate(_vocabulary(encoder, directions), "rocket") == gate(_vocabulary(encoder), "rocket") == (4, 1.0)
+    )
+
+
+def test_phrase_language_reads_a_language_prefix():
+    assert phrase_language("de:{} Emoji") == ("de", "{} Emoji")
+    assert phrase_language("zh_Hant:{}表情") == ("zh_Hant", "{}表情")
+    assert phrase_language("{} emoji") == ("en", "{} emoji")
+    assert phrase_language("note: {}") == ("en", "note: {}")  # a space after the colon: not a language
+
+
+@pytest.fixture
+def worded_model_dir(tiny_model_dir, tmp_path, fitted):
+    encoder, directions, _ = fitted
+    folder = tmp_path / tiny_model_dir.name
+    shutil.copytree(tiny_model_dir, folder)
+    entries = [{"name": name, "group": "", "subgroup": ""} for name in NAMES]
+    save_vocabulary(folder, entries, encoder.encode(NAMES)[:, : HashTextEncoder.dim])
+    return folder
+
+
+def test_the_stored_directions_load_and_change_the_model_hash(worded_model_dir, fitted):
+    _, directions, _ = fitted
+    before = load_model(worded_model_dir).hash
+    assert load_vocabulary(read_model_info(worded_model_dir)).wording is None
+    save_wording(worded_model_dir, directions, {"fit": "{}"})
+    loaded = load_vocabulary(read_model_info(worded_model_dir))
+    np.testing.assert_array_equal(loaded.wording, directions)
+    assert load_model(worded_model_dir).hash != before
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: d[:, :10], r"do not match its vocabulary\.$"),
+        (lambda d: 2 * d, r"are damaged \(the directions must be orthonormal\)\.$"),
+        (lambda d: np.full_like(d, np.nan), r"are damaged \(1 to 64 finite rows expected\)\.$"),
+        (lambda d: np.zeros((0, d.shape[1]), np.float32), r"are damaged \(1 to 64 finite rows expected\)\.$"),
+        (None, r"are damaged \(\w+\)\.$"),
+    ],
+)
+def test_damaged_wording_files_are_one_sentence(worded_model_dir, fitted, damage, message):
+    _, directions, _ = fitted
+    if damage is None:
+        (worded_model_dir / WORDING_FILE).write_bytes(b"not a safetensors file")
+    else:
+        save_wording(worded_model_dir, damage(directions))
+    with pytest.raises(ModelError, match=r"^The wording directions of 'tiny-test' " + message):
+        load_vocabulary(read_model_info(worded_model_dir))
