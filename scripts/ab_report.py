@@ -218,7 +218,11 @@ def main() -> int:
             """A model-folder arm (and its @/*/~ variants) spreads through its own vocabulary, others through
             --upsampler's."""
             folder = next(
-                (f for n, f in folders.items() if arm == n or (arm.startswith(n) and arm[len(n) : len(n) + 1] in ("@", "*", "~"))),
+                (
+                    f
+                    for n, f in folders.items()
+                    if arm == n or (arm.startswith(n) and arm[len(n) : len(n) + 1] in ("@", "*", "~"))
+                ),
                 Path(args.upsampler),
             )
             if folder not in spreaders:
