@@ -9,7 +9,8 @@ arm on grey 240 and dark grey 64, where a hole shows dark.
 
 The gate's number is ``hearts``: the sum over the eleven heart wordings and seeds 0-5 (v4: 4,935). The other five
 prompts are drawn in the grid (faces, objects) and counted, but not summed. An arm is ``name=weights`` as in
-``scripts/hole_report.py``; the upsampler, vocabulary and prompt encoder are ``--model``'s.
+``scripts/hole_report.py``; the upsampler, vocabulary and prompt encoder are ``--model``'s (a model-folder arm
+spreads through its own vocabulary).
 """
 
 from __future__ import annotations
@@ -112,8 +113,12 @@ def main() -> None:
     pictures: dict[str, list[torch.Tensor]] = {}
     for name, path in (a.split("=", 1) for a in args.arm):
         generator = load_base(Path(path))
-        if spreader is not None:
-            generator = SpreadGenerator(generator, spreader)
+        if spreader is not None:  # a model folder spreads through its own vocabulary (its wording directions)
+            own = Path(path) / "model.json"
+            arm_spreader = (
+                Spreader(load_vocabulary(load_model(Path(path)).info)) if own.is_file() else spreader
+            )
+            generator = SpreadGenerator(generator, arm_spreader)
         counts, bicubic, pictures[name] = {}, {}, []
         for k, prompt in enumerate(prompts):
             small, big = render(generator, upsampler, embeddings[k : k + 1], seeds)
