@@ -189,3 +189,38 @@ def test_damaged_wording_files_are_one_sentence(worded_model_dir, fitted, damage
         save_wording(worded_model_dir, damage(directions))
     with pytest.raises(ModelError, match=r"^The wording directions of 'tiny-test' " + message):
         load_vocabulary(read_model_info(worded_model_dir))
+
+
+def test_a_prompt_nearest_an_unfitted_name_is_gated_on_plain_cosines():
+    """The directions only let a prompt find its own fitted name: a held-out emoji's name (nearest of all: its own,
+    unfitted) borrows its fitted neighbour's row by the plain cosine, exactly as without them."""
+    rng = np.random.default_rng(3)
+    dim = 64
+    wording = np.zeros((1, dim), np.float32)
+    wording[0, 0] = 1.0
+    shared, own_a, own_b = (rng.standard_normal(dim) for _ in range(3))
+    for v in (shared, own_a, own_b):
+        v[0] = 0.0
+
+    def unit(v):
+        return (v / np.linalg.norm(v)).astype(np.float32)
+
+    along = 1.5 * np.linalg.norm(shared) * wording[0]  # both names lie far along the wording direction
+    names = np.stack([unit(shared + 0.7 * own_a + along), unit(shared + 0.7 * own_b + along)])
+    table = ConceptConditions(
+        np.eye(2, dtype=np.float32), np.array([True, False])
+    )  # only the first has a row
+
+    def gate(directions):
+        vocabulary = Vocabulary(["fitted", "held out"], ["", ""], names, wording=directions)
+        return ConceptConditioner(None, vocabulary, table).gate(names[1])
+
+    plain_cosine = float(names[0] @ names[1])
+    with_directions = Vocabulary(["fitted", "held out"], ["", ""], names, wording=wording).english_scores(
+        names[1]
+    )
+    assert (
+        0.85 < plain_cosine < 0.97 and with_directions[0] < 0.85
+    )  # the directions alone would lend none of it
+    assert gate(None)[0] == 0 and gate(None)[1] > 0.0
+    assert gate(wording) == gate(None)

@@ -14,7 +14,8 @@ when the file stores ``low`` and ``high`` per concept). So a full name in any la
 condition, a near paraphrase most of it, and a free sentence exactly what the projection gives. A row's own gate
 reaches only prompts whose nearest name of all concepts is that row's: a prompt nearer the name of a concept
 without a row (an emoji the table was not fitted on) takes the table's gate, so it never borrows a neighbour's
-row from afar.
+row from afar. With wording directions in the vocabulary ("cat emoji" read as "cat", studio/models/vocabulary.py)
+a prompt finds its own fitted name through its wording; every other prompt is matched on plain cosines, as before.
 With ``spread`` a prompt that fits several concepts draws, per image, its z's mix of those concepts' own
 conditions (:meth:`ConceptConditioner.of_concepts`, studio/engine/spread.py ``Spreader.conditions``): linear in
 the mix, so a dragged slider never jumps from one name's row to the next. No weight changes; a model folder
@@ -86,12 +87,21 @@ class ConceptConditioner:
         return self._nearest(np.ascontiguousarray(embedding, dtype=np.float32).reshape(-1).tobytes())
 
     def _find(self, key: bytes) -> tuple[int, float, bool]:
-        """The nearest fitted concept, its cosine, and whether it is also the nearest of all concepts."""
+        """The nearest fitted concept, its cosine, and whether it is also the nearest of all concepts. With wording
+        directions (studio/models/vocabulary.py) they only let a prompt find its own fitted name through its
+        wording: a prompt whose nearest name of all is then not a fitted one is matched on plain cosines, exactly
+        as without them (the table's gate lends a neighbour's row by how close two emoji's names are, plainly)."""
         query = np.frombuffer(key, np.float32)
         if float(np.linalg.norm(query)) < 1e-8 or not self.table.fitted.any():
             return -1, 0.0, False
-        every = self.vocabulary.name_scores(query)
-        english = self.vocabulary.english_scores(query)
+        found = self._nearest_fitted(query, plain=False)
+        if not found[2] and self.vocabulary.wording is not None:
+            found = self._nearest_fitted(query, plain=True)
+        return found
+
+    def _nearest_fitted(self, query: np.ndarray, plain: bool) -> tuple[int, float, bool]:
+        every = self.vocabulary.name_scores(query, plain)
+        english = self.vocabulary.english_scores(query, plain)
         best = _best(
             np.where(self.table.fitted, every, -np.inf), np.where(self.table.fitted, english, -np.inf)
         )

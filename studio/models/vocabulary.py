@@ -230,30 +230,32 @@ class Vocabulary:
             kept.setdefault(_skin_tone_base(self.names[index]), index)
         return np.asarray(list(kept.values())[:limit], np.int64)
 
-    def name_scores(self, embedding: np.ndarray) -> np.ndarray:
+    def name_scores(self, embedding: np.ndarray, plain: bool = False) -> np.ndarray:
         """Per concept, the cosine between ``embedding`` and the closest of its names (English or any other
-        language)."""
-        return self._name_scores(self._query(embedding))
+        language); ``plain``: with the wording directions left in (as if there were none)."""
+        return self._name_scores(self._query(embedding, plain), plain=plain)
 
-    def english_scores(self, embedding: np.ndarray) -> np.ndarray:
-        """Per concept, the cosine between ``embedding`` and its English name."""
-        return self._english(self._query(embedding))
+    def english_scores(self, embedding: np.ndarray, plain: bool = False) -> np.ndarray:
+        """Per concept, the cosine between ``embedding`` and its English name (``plain`` as above)."""
+        return self._english(self._query(embedding, plain), plain)
 
-    def _query(self, embedding: np.ndarray) -> np.ndarray:
+    def _query(self, embedding: np.ndarray, plain: bool = False) -> np.ndarray:
         """The prompt as every cosine here sees it: a unit vector, without the wording directions."""
         query = _unit(embedding)
-        if self.wording is None:
+        if self.wording is None or plain:
             return query
         return _unit(query - (self.wording @ query) @ self.wording)
 
-    def _english(self, query: np.ndarray) -> np.ndarray:
+    def _english(self, query: np.ndarray, plain: bool = False) -> np.ndarray:
         scores = self.embeddings @ query
-        return scores if self.wording is None else scores / self._kept["english"]
+        return scores if self.wording is None or plain else scores / self._kept["english"]
 
-    def _name_scores(self, query: np.ndarray, own: np.ndarray | None = None) -> np.ndarray:
-        scores = self._english(query) if own is None else own.copy()
+    def _name_scores(
+        self, query: np.ndarray, own: np.ndarray | None = None, plain: bool = False
+    ) -> np.ndarray:
+        scores = self._english(query, plain) if own is None else own.copy()
         if self.aliases is not None and len(self.aliases.codes):
-            kept = None if self.wording is None else self._kept["aliases"]
+            kept = None if self.wording is None or plain else self._kept["aliases"]
             np.maximum.at(scores, self.aliases.owner, self.aliases.scores(query, kept))
         return scores
 
