@@ -24,7 +24,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from studio.models.cgan import BaseConfig, BaseGenerator, rgba_uint8_to_premultiplied
-from studio.models.format import load_model
+from studio.models.format import load_model, read_model_info, resolve_model
 from studio.models.text import get_text_encoder
 from studio.training.dataset import load_dataset
 from studio.training.evaluate import (
@@ -226,7 +226,7 @@ def main() -> int:
                 Path(args.upsampler),
             )
             if folder not in spreaders:
-                spreaders[folder] = Spreader(load_vocabulary(load_model(folder).info))
+                spreaders[folder] = Spreader(load_vocabulary(read_model_info(resolve_model(folder))))
             return spreaders[folder]
 
         spread = [

@@ -27,7 +27,7 @@ from hole_report import load_base
 from PIL import Image, ImageDraw
 
 from studio.engine.spread import Spreader
-from studio.models.format import load_model
+from studio.models.format import load_model, read_model_info
 from studio.models.text import get_text_encoder
 from studio.models.vocabulary import load_vocabulary
 from studio.training.base_stage import deep_dips
@@ -116,7 +116,7 @@ def main() -> None:
         if spreader is not None:  # a model folder spreads through its own vocabulary (its wording directions)
             own = Path(path) / "model.json"
             arm_spreader = (
-                Spreader(load_vocabulary(load_model(Path(path)).info)) if own.is_file() else spreader
+                Spreader(load_vocabulary(read_model_info(Path(path)))) if own.is_file() else spreader
             )
             generator = SpreadGenerator(generator, arm_spreader)
         counts, bicubic, pictures[name] = {}, {}, []

@@ -50,9 +50,8 @@ DEFAULT_MODEL = "emoji"
 MAX_MODEL_JSON_BYTES = 1 << 20
 MAX_WEIGHTS_BYTES = 4 << 30
 CONCEPTS_FILE = "concepts.safetensors"  # optional fitted concept conditions (studio/models/concepts.py)
-WORDING_FILE = (
-    "wording.safetensors"  # optional wording directions left out of matching (studio/models/vocabulary.py)
-)
+# optional wording directions left out of matching (studio/models/vocabulary.py)
+WORDING_FILE = "wording.safetensors"
 
 _log = logging.getLogger(__name__)
 
