@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +115,36 @@ def test_reproduces_first_row_of_samples_png(model, encoder):
     assert sheet.shape == (128 * len(SAMPLE_PROMPTS), row.shape[1], 3)
     diff = np.abs(sheet[:128].astype(int) - row.astype(int))
     assert diff.max() <= 2, f"max pixel difference {diff.max()}/255"
+
+
+def test_generic_prompts_draw_the_showcase_and_worded_names_do_not(model, encoder):
+    """'emoji' asks for any emoji: its seeds spread over a showcase from every group, with no fitted row taken;
+    a name worded around ('om emoji', which the encoder puts at 0.94 of 'emoji') is still that name."""
+    from studio.engine.spread import Spreader
+    from studio.models.concepts import ConceptConditioner, load_concepts
+    from studio.models.vocabulary import load_vocabulary
+    from studio.training.wording import GENERIC_TEXTS
+
+    vocab = load_vocabulary(model.info)
+    conditioner = ConceptConditioner(model.generator, vocab, load_concepts(model.info, vocab))
+    spreader = Spreader(vocab)
+    groups = {vocab.groups[i] for i in vocab.showcase}
+    assert len(vocab.showcase) == 16 and len(groups) == 9
+    for text, embedding in zip(GENERIC_TEXTS, encoder.encode(list(GENERIC_TEXTS))):
+        assert vocab.is_generic(embedding), text
+        assert spreader.matches(embedding).tolist() == vocab.showcase.tolist(), text
+        assert conditioner.gate(embedding) == (-1, 0.0) and vocab.nearest(embedding) == [], text
+    worded = [
+        "om emoji",
+        "an emoji of a om",
+        "cat emoji",
+        "emoji de yin yang",
+        "эмодзи смеется",
+        "うさぎの絵文字",
+    ]
+    plain = dataclasses.replace(vocab, generic=None)  # the same vocabulary without its generic texts
+    plain_conditioner = ConceptConditioner(model.generator, plain, conditioner.table)
+    for text, embedding in zip(worded, encoder.encode(worded)):
+        assert not vocab.is_generic(embedding), text
+        assert spreader.matches(embedding).tolist() == Spreader(plain).matches(embedding).tolist(), text
+        assert conditioner.gate(embedding) == plain_conditioner.gate(embedding), text

@@ -14,7 +14,7 @@ from conftest import HashTextEncoder
 from studio.models.concepts import ConceptConditioner, ConceptConditions
 from studio.models.format import WORDING_FILE, ModelError, load_model, read_model_info
 from studio.models.vocabulary import Vocabulary, load_vocabulary, save_vocabulary, save_wording
-from studio.training.wording import fit_wording, phrase_language
+from studio.training.wording import fit_wording, phrase_language, pick_showcase
 
 NAMES = ["cat face", "grinning cat", "black cat", "dog face", "rocket", "pizza"]
 KEYWORDS = {"cat": [0, 1, 2]}
@@ -224,3 +224,123 @@ def test_a_prompt_nearest_an_unfitted_name_is_gated_on_plain_cosines():
     )  # the directions alone would lend none of it
     assert gate(None)[0] == 0 and gate(None)[1] > 0.0
     assert gate(wording) == gate(None)
+
+
+def _with_generic(encoder, directions, showcase=(3, 4, 5)) -> Vocabulary:
+    vocabulary = _vocabulary(encoder, directions)
+    vocabulary.generic = encoder.encode(["emoji", "an emoji"])
+    vocabulary.showcase = np.asarray(showcase, np.int64)
+    return vocabulary
+
+
+def test_a_generic_prompt_names_nothing_and_spreads_over_the_showcase(fitted):
+    encoder, directions, _ = fitted
+    vocabulary = _with_generic(encoder, directions)
+    table = ConceptConditions(np.eye(len(NAMES), dtype=np.float32), np.ones(len(NAMES), bool))
+    for text in ("emoji", "an emoji"):
+        query = encoder.encode([text])[0]
+        assert vocabulary.is_generic(query)
+        assert vocabulary.matches(query, 0.005, 16, 0.7, 0.4).tolist() == [3, 4, 5]
+        assert vocabulary.matches(query, 0.005, 2, 0.7, 0.4).tolist() == [3, 4]  # spread's limit holds
+        assert vocabulary.nearest(query, 3) == []
+        # no fitted row: the projection's own guess
+        assert ConceptConditioner(None, vocabulary, table).gate(query) == (-1, 0.0)
+    # a model without generic texts matches the same prompt as any other
+    assert not _vocabulary(encoder, directions).is_generic(encoder.encode(["emoji"])[0])
+
+
+def test_every_other_prompt_matches_exactly_as_without_generic_texts(fitted):
+    encoder, directions, _ = fitted
+    generic, without = _with_generic(encoder, directions), _vocabulary(encoder, directions)
+    table = ConceptConditions(np.eye(len(NAMES), dtype=np.float32), np.ones(len(NAMES), bool))
+    texts = [
+        *NAMES,
+        "cat",
+        "cat emoji",
+        "rocket icon",
+        "pizza的表情符号",
+        "emojis",
+        "a sentence about nothing",
+    ]
+    for text in texts:
+        query = encoder.encode([text])[0]
+        assert not generic.is_generic(query), text
+        assert (
+            generic.matches(query, 0.005, 16, 0.7, 0.4).tolist()
+            == without.matches(query, 0.005, 16, 0.7, 0.4).tolist()
+        )
+        assert generic.nearest(query, 3) == without.nearest(query, 3)
+        gates = [ConceptConditioner(None, v, table).gate(query) for v in (generic, without)]
+        assert gates[0] == gates[1], text
+
+
+def test_the_showcase_takes_each_group_in_turn_from_new_subgroups():
+    groups = ["faces"] * 4 + ["animals"] * 3 + ["flags"] * 2
+    subgroups = ["smile", "smile", "sad", "sad", "cat", "dog", "dog", "country", "country"]
+    names = ["grin", "beam", "frown", "cry: light skin tone", "cat", "dog", "poodle", "flag: A", "flag: B"]
+    scores = np.array([1, 5, 2, 9, 0, 3, 4, 1, 1], float)
+    eligible = np.array([True] * 8 + [False])
+    picked = pick_showcase(scores, groups, subgroups, names, eligible, size=16)
+    # faces: beam (best smile), then frown (the sad one left: the skin-tone variant never); animals: poodle (best),
+    # then cat (dog's subgroup used); flags: A (B is not eligible), then nothing new
+    assert [names[i] for i in picked] == ["beam", "poodle", "flag: A", "frown", "cat"]
+    assert [names[i] for i in pick_showcase(scores, groups, subgroups, names, eligible, size=2)] == [
+        "beam",
+        "poodle",
+    ]
+    assert [names[i] for i in pick_showcase(np.zeros(9), groups, subgroups, names, eligible, size=3)] == [
+        "grin",
+        "cat",
+        "flag: A",
+    ]  # ties: the first
+
+
+def test_the_generic_texts_and_showcase_round_trip_and_change_the_model_hash(worded_model_dir, fitted):
+    encoder, directions, _ = fitted
+    save_wording(worded_model_dir, directions, {"fit": "{}"})
+    before = load_model(worded_model_dir).hash
+    generic = 2.0 * encoder.encode(["emoji", "Emoji"])[:, : HashTextEncoder.dim]
+    save_wording(worded_model_dir, directions, {"fit": "{}"}, generic, np.array([5, 0]), 0.99)
+    loaded = load_vocabulary(read_model_info(worded_model_dir))
+    np.testing.assert_allclose(np.linalg.norm(loaded.generic, axis=1), 1.0, atol=1e-6)  # stored as unit rows
+    assert loaded.showcase.tolist() == [5, 0] and loaded.generic_cosine == pytest.approx(0.99)
+    assert load_model(worded_model_dir).hash != before
+
+
+@pytest.mark.parametrize(
+    ("generic", "showcase", "cosine", "message"),
+    [
+        (lambda g: g[:, :10], np.array([0, 1]), None, r"the generic texts must be 1 to 64 rows"),
+        (lambda g: np.zeros_like(g), np.array([0, 1]), None, r"a generic text is not a finite, non-zero row"),
+        (
+            lambda g: np.full_like(g, np.inf),
+            np.array([0, 1]),
+            None,
+            r"a generic text is not a finite, non-zero row",
+        ),
+        (lambda g: g, np.array([0, 0]), None, r"the showcase must name 2 to 64 different concepts"),
+        (lambda g: g, np.array([0, len(NAMES)]), None, r"the showcase must name 2 to 64 different concepts"),
+        (lambda g: g, np.array([0.0, 1.0]), None, r"the showcase must name 2 to 64 different concepts"),
+        (lambda g: g, None, None, r"the showcase must name 2 to 64 different concepts"),
+        (lambda g: g, np.array([0, 1]), 0.5, r"the generic texts' cosine must lie in \[0\.9, 1\]"),
+        (lambda g: g, np.array([0, 1]), float("nan"), r"the generic texts' cosine must lie in \[0\.9, 1\]"),
+    ],
+)
+def test_damaged_generic_texts_or_showcase_are_one_sentence(
+    worded_model_dir, fitted, generic, showcase, cosine, message
+):
+    encoder, directions, _ = fitted
+    rows = encoder.encode(["emoji", "Emoji"])[:, : HashTextEncoder.dim]
+    if (
+        showcase is not None and showcase.dtype.kind == "f"
+    ):  # save_wording stores int64: write the floats as they are
+        from safetensors.numpy import save_file
+
+        save_file(
+            {"directions": directions, "generic": rows, "showcase": showcase.astype(np.float32)},
+            str(worded_model_dir / WORDING_FILE),
+        )
+    else:
+        save_wording(worded_model_dir, directions, None, generic(rows), showcase, cosine)
+    with pytest.raises(ModelError, match=r"^The wording directions of 'tiny-test' are damaged \(" + message):
+        load_vocabulary(read_model_info(worded_model_dir))

@@ -15,7 +15,8 @@ condition, a near paraphrase most of it, and a free sentence exactly what the pr
 reaches only prompts whose nearest name of all concepts is that row's: a prompt nearer the name of a concept
 without a row (an emoji the table was not fitted on) takes the table's gate, so it never borrows a neighbour's
 row from afar. With wording directions in the vocabulary ("cat emoji" read as "cat", studio/models/vocabulary.py)
-a prompt finds its own fitted name through its wording; every other prompt is matched on plain cosines, as before.
+a prompt finds its own fitted name through its wording; every other prompt is matched on plain cosines, as before,
+and a generic prompt ("emoji", studio/models/vocabulary.py) takes no row at all.
 With ``spread`` a prompt that fits several concepts draws, per image, its z's mix of those concepts' own
 conditions (:meth:`ConceptConditioner.of_concepts`, studio/engine/spread.py ``Spreader.conditions``): linear in
 the mix, so a dragged slider never jumps from one name's row to the next. No weight changes; a model folder
@@ -93,6 +94,8 @@ class ConceptConditioner:
         as without them (the table's gate lends a neighbour's row by how close two emoji's names are, plainly)."""
         query = np.frombuffer(key, np.float32)
         if float(np.linalg.norm(query)) < 1e-8 or not self.table.fitted.any():
+            return -1, 0.0, False
+        if self.vocabulary.is_generic(query):  # "emoji" names no emoji: the projection's own guess
             return -1, 0.0, False
         found = self._nearest_fitted(query, plain=False)
         if not found[2] and self.vocabulary.wording is not None:

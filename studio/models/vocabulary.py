@@ -21,6 +21,13 @@ name as people type it ("… emoji", "an icon of …", "… Emoji", "…的表�
 training names by :mod:`studio.training.wording`. Every cosine above is then taken with them left out of the
 prompt and of the rows, so a worded name or keyword finds what the bare one finds. It changes what such prompts
 draw, so it is part of the model's hash.
+
+The same file may also carry ``generic`` (m x D: texts people type for any emoji, "emoji", "an emoji",
+"絵文字") and ``showcase`` (concept indices). A prompt that is one of those texts (:meth:`Vocabulary.is_generic`)
+names no emoji in particular: it matches no name (nothing under the prompt, no fitted row: the prompt layer's own
+guess) and, with spread, its seeds draw the showcase, emoji from every group that the model draws surely
+(studio/training/wording.py picks them). Only the texts themselves: the encoder puts "om emoji" as near "emoji"
+(0.94) as to anything, so nearness alone would take worded names too.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ from studio.models.format import WORDING_FILE, ModelError, ModelInfo
 from studio.untrusted import UntrustedInputError, check_regular_file, parse_json, read_regular_file
 
 _log = logging.getLogger(__name__)
+
+# A prompt this close (plain cosine) to one of a model's generic texts is that text, up to what the encoder ignores.
+GENERIC_COSINE = 0.995
 
 
 @dataclass
@@ -190,10 +200,14 @@ class Vocabulary:
     aliases: Aliases | None = None
     keywords: Keywords | None = None
     wording: np.ndarray | None = None  # k x D float32, orthonormal rows (None: cosines as they are)
+    generic: np.ndarray | None = None  # m x D float32 unit rows: texts that ask for any emoji ("emoji")
+    showcase: np.ndarray | None = None  # int64 concept indices a generic prompt's seeds spread over
+    generic_cosine: float = GENERIC_COSINE  # a prompt this close to a generic text is that text
 
     def nearest(self, embedding: np.ndarray, k: int = 3) -> list[tuple[str, float]]:
-        """The ``k`` concepts closest (cosine, over all their names) to ``embedding``, best first."""
-        if not self.names:
+        """The ``k`` concepts closest (cosine, over all their names) to ``embedding``, best first; none for a
+        generic prompt (:meth:`is_generic`): the nearest names of "emoji" are noise."""
+        if not self.names or self.is_generic(embedding):
             return []
         scores = self._name_scores(self._query(embedding))
         k = min(k, len(self.names))
@@ -209,15 +223,14 @@ class Vocabulary:
         such name (so "rocket", a keyword of the astronauts too, stays a rocket, while "cat" keeps every cat),
         best first (ties: the English name nearest the prompt first), the skin-tone variants of one emoji
         counted once, at most ``limit``; none when even the best lies below ``floor`` (a sentence no name or
-        keyword is close to). A full name usually fits one concept; "cat" fits a dozen."""
+        keyword is close to). A full name usually fits one concept; "cat" fits a dozen; a generic prompt
+        (:meth:`is_generic`, "emoji"), the showcase."""
         if not self.names or self.embeddings.shape[1] == 0:
             return np.zeros(0, np.int64)
+        if self.is_generic(embedding):
+            return self.showcase[:limit].copy()
         query = self._query(embedding)
-        own = self._english(query)
-        scores = self._name_scores(query, own)
-        if self.keywords is not None:
-            kept = None if self.wording is None else self._kept["keywords"]
-            scores = np.maximum(scores, self.keywords.concept_scores(query, len(self.names), kept))
+        own, scores = self._match_scores(query)
         best = float(scores.max())
         if best < floor:
             return np.zeros(0, np.int64)
@@ -229,6 +242,22 @@ class Vocabulary:
         for index in close.tolist():
             kept.setdefault(_skin_tone_base(self.names[index]), index)
         return np.asarray(list(kept.values())[:limit], np.int64)
+
+    def is_generic(self, embedding: np.ndarray) -> bool:
+        """Whether the prompt is one of the model's generic texts ("emoji", "an emoji", "Emoji", "絵文字"): it asks for
+        any emoji, not a particular one."""
+        if self.generic is None or self.showcase is None:
+            return False
+        return float((self.generic @ _unit(embedding)).max()) >= self.generic_cosine
+
+    def _match_scores(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per concept: the cosine to its English name, and to the closest of its names and shared keywords."""
+        own = self._english(query)
+        scores = self._name_scores(query, own)
+        if self.keywords is not None:
+            kept = None if self.wording is None else self._kept["keywords"]
+            scores = np.maximum(scores, self.keywords.concept_scores(query, len(self.names), kept))
+        return own, scores
 
     def name_scores(self, embedding: np.ndarray, plain: bool = False) -> np.ndarray:
         """Per concept, the cosine between ``embedding`` and the closest of its names (English or any other
@@ -329,29 +358,34 @@ def load_vocabulary(info: ModelInfo) -> Vocabulary | None:
             raise UntrustedInputError(f"The vocabulary aliases of '{info.name}' do not match its concepts.")
         if keywords is not None and not keywords.valid(embeddings.shape[1], len(names)):
             raise UntrustedInputError(f"The vocabulary keywords of '{info.name}' do not match its concepts.")
-        wording = _load_wording(info, embeddings.shape[1])
+        wording, generic, showcase, cosine = _load_wording(info, embeddings.shape[1], len(names))
     except UntrustedInputError as exc:
         log_caught(str(exc), _log)
         raise ModelError(str(exc)) from exc
-    return Vocabulary(names, groups, embeddings, aliases, keywords, wording)
+    return Vocabulary(names, groups, embeddings, aliases, keywords, wording, generic, showcase, cosine)
 
 
 MAX_WORDING_BYTES = 1 << 20
 MAX_WORDING_DIRECTIONS = 64
+MAX_GENERIC_TEXTS = 64
 
 
-def _load_wording(info: ModelInfo, dim: int) -> np.ndarray | None:
-    """The folder's wording directions (k x D, orthonormal), or None when it ships none; UntrustedInputError
-    (one sentence) when the file is damaged or does not fit the vocabulary."""
+def _load_wording(
+    info: ModelInfo, dim: int, concepts: int
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, float]:
+    """The folder's wording directions (k x D, orthonormal), generic texts (m x D, unit rows) and showcase (concept
+    indices), each None when it ships none, and the generic texts' cosine; UntrustedInputError (one sentence) when
+    the file is damaged or does not fit the vocabulary."""
     path = info.path / WORDING_FILE
     if not os.path.lexists(path):
-        return None
+        return None, None, None, GENERIC_COSINE
     where = f"The wording directions of '{info.name}'"
     check_regular_file(path, MAX_WORDING_BYTES, where)
     from safetensors.numpy import load_file
 
     try:
-        directions = load_file(str(path))["directions"].astype(np.float32)
+        tensors = load_file(str(path))
+        directions = tensors["directions"].astype(np.float32)
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
         raise UntrustedInputError(f"{where} are damaged ({type(exc).__name__}).") from exc
     if dim == 0 or directions.ndim != 2 or directions.shape[1] != dim:
@@ -362,15 +396,55 @@ def _load_wording(info: ModelInfo, dim: int) -> np.ndarray | None:
         )
     if np.abs(directions @ directions.T - np.eye(len(directions))).max() > 1e-3:
         raise UntrustedInputError(f"{where} are damaged (the directions must be orthonormal).")
-    return directions
+    if not {"generic", "showcase", "generic_cosine"} & set(tensors):
+        return directions, None, None, GENERIC_COSINE
+    generic = tensors.get("generic", np.zeros((0, 0), np.float32)).astype(np.float32)
+    showcase = tensors.get("showcase", np.zeros(0, np.int64))
+    cosine = tensors.get("generic_cosine", np.full(1, GENERIC_COSINE, np.float32))
+    if generic.ndim != 2 or generic.shape[1] != dim or not 1 <= len(generic) <= MAX_GENERIC_TEXTS:
+        raise UntrustedInputError(
+            f"{where} are damaged (the generic texts must be 1 to {MAX_GENERIC_TEXTS} rows of the vocabulary's width)."
+        )
+    lengths = np.linalg.norm(generic, axis=1) if np.isfinite(generic).all() else np.zeros(len(generic))
+    if (lengths < 1e-6).any():
+        raise UntrustedInputError(f"{where} are damaged (a generic text is not a finite, non-zero row).")
+    if (
+        showcase.ndim != 1
+        or showcase.dtype.kind not in "iu"
+        or not 2 <= len(showcase) <= MAX_GENERIC_TEXTS
+        or len(np.unique(showcase)) != len(showcase)
+        or showcase.min() < 0
+        or showcase.max() >= concepts
+    ):
+        raise UntrustedInputError(
+            f"{where} are damaged (the showcase must name 2 to {MAX_GENERIC_TEXTS} different concepts)."
+        )
+    if cosine.shape != (1,) or not (np.isfinite(cosine).all() and 0.9 <= float(cosine[0]) <= 1.0):
+        raise UntrustedInputError(f"{where} are damaged (the generic texts' cosine must lie in [0.9, 1]).")
+    return directions, generic / lengths[:, None], showcase.astype(np.int64), float(cosine[0])
 
 
-def save_wording(folder: Path, directions: np.ndarray, metadata: dict[str, str] | None = None) -> Path:
-    """Write ``wording.safetensors`` (k x D orthonormal directions) into a model folder."""
+def save_wording(
+    folder: Path,
+    directions: np.ndarray,
+    metadata: dict[str, str] | None = None,
+    generic: np.ndarray | None = None,
+    showcase: np.ndarray | None = None,
+    cosine: float | None = None,
+) -> Path:
+    """Write ``wording.safetensors`` (k x D orthonormal directions; optionally the generic texts' embeddings, the
+    showcase's concept indices and the generic texts' cosine) into a model folder."""
     from safetensors.numpy import save_file
 
     path = Path(folder) / WORDING_FILE
-    save_file({"directions": np.ascontiguousarray(directions, np.float32)}, str(path), metadata=metadata)
+    tensors = {"directions": np.ascontiguousarray(directions, np.float32)}
+    if generic is not None:
+        tensors["generic"] = np.ascontiguousarray(generic, np.float32)
+    if showcase is not None:
+        tensors["showcase"] = np.ascontiguousarray(showcase, np.int64)
+    if cosine is not None:
+        tensors["generic_cosine"] = np.asarray([cosine], np.float32)
+    save_file(tensors, str(path), metadata=metadata)
     return path
 
 

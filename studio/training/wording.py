@@ -9,6 +9,10 @@ vectors, stored as ``wording.safetensors`` in a model folder, are left out of ev
 
     python -m studio.training.wording --model resources/models/emoji --data data/emoji-usem3-kw
 
+The same command stores the generic texts (:data:`GENERIC_TEXTS`: "emoji", "an emoji", "Emoji", "絵文字", …) and a
+showcase (:func:`pick_showcase`): such a prompt names no emoji in particular, and with spread its seeds draw the
+showcase, emoji from every group that the model draws surely by the model's own judge.
+
 Training and documentation only: the app reads the stored directions.
 """
 
@@ -32,6 +36,92 @@ FIT_WORDINGS = (
     "zh:{}的表情符号",
     "es:emoji de {}",
 )
+
+# Texts people type for any emoji, in the encoder's languages (studio/models/vocabulary.py ``Vocabulary.is_generic``).
+# Only these texts: the encoder puts "om emoji" as near "emoji" (cosine 0.94) as a paraphrase, so nearness alone
+# would take worded names too (README, *How v10 was chosen*).
+GENERIC_TEXTS = (
+    "emoji",
+    "emojis",
+    "an emoji",
+    "any emoji",
+    "some emoji",
+    "random emoji",
+    "a random emoji",
+    "icon",
+    "icons",
+    "an icon",
+    "Emoji",
+    "Emojis",
+    "ein Emoji",
+    "émoji",
+    "un emoji",
+    "un émoji",
+    "表情符号",
+    "表情符號",
+    "絵文字",
+    "이모지",
+    "эмодзи",
+    "إيموجي",
+    "อีโมจิ",
+)
+SHOWCASE_SIZE = 16  # spread's limit (studio/engine/spread.py SPREAD_LIMIT)
+SHOWCASE_ROUNDS = (7, 8, 9)  # seed rounds the showcase is scored on (evaluation uses rounds 0-3)
+
+
+def pick_showcase(
+    scores: np.ndarray, groups, subgroups, names, eligible: np.ndarray, size: int = SHOWCASE_SIZE
+):
+    """``size`` concept indices for a prompt that names none: the groups take turns in their first appearance's
+    order, each taking its best-scoring ``eligible`` concept from a subgroup not used yet (ties: the first; never a
+    skin-tone variant), so 16 picks over Unicode's 9 groups give the first seven two and the last two one.
+    ``scores``: per concept, how surely the model draws it."""
+    ranked: dict = {}
+    for i in sorted(range(len(names)), key=lambda i: (-float(scores[i]), i)):
+        if eligible[i] and "skin tone" not in names[i]:
+            ranked.setdefault(groups[i], []).append(i)
+    picked: list[int] = []
+    used: set = set()
+    while len(picked) < size:
+        took = False
+        for group in dict.fromkeys(groups):
+            pick = next((i for i in ranked.get(group, []) if subgroups[i] not in used), None)
+            if pick is None or len(picked) == size:
+                continue
+            picked.append(pick)
+            used.add(subgroups[pick])
+            took = True
+        if not took:
+            break
+    return np.asarray(picked, np.int64)
+
+
+def showcase_scores(model, data, judge, rounds=SHOWCASE_ROUNDS) -> np.ndarray:
+    """Per emoji of the dataset: over ``rounds`` of seeds, how often the model drawing its English name (as the
+    studio draws it, spread off) lands in its own subgroup plus how often it is among the 5 real emoji nearest the
+    picture (``judge``'s features); held-out emoji score 0."""
+    import torch
+
+    from studio.models.cgan import rgba_uint8_to_premultiplied
+    from studio.training.evaluate import drawn_generator, judge_hits
+    from studio.training.judge import judge_features
+
+    held = set(np.asarray(data.heldout_index).tolist())
+    training = np.asarray([i for i in range(len(data.names)) if i not in held], np.int64)
+    real = judge_features(judge, rgba_uint8_to_premultiplied(torch.from_numpy(data.images128)))
+    hits = judge_hits(
+        drawn_generator(model),
+        model.upsampler,
+        data,
+        judge,
+        model.info.default_truncation,
+        training,
+        rounds,
+        real_features=real,
+    )
+    scores = np.zeros(len(data.names))
+    scores[training] = hits["gan_test"].sum(0) + hits["identity"].sum(0)
+    return scores
 
 
 def phrase_language(spec: str) -> tuple[str, str]:
@@ -73,10 +163,13 @@ def fit_wording(
 
 
 def main() -> int:
+    import torch
+
     from studio.models.format import load_model
     from studio.models.text import get_text_encoder
-    from studio.models.vocabulary import save_wording
-    from studio.training.dataset import load_dataset
+    from studio.models.vocabulary import GENERIC_COSINE, save_wording
+    from studio.training.dataset import load_dataset, sha256_file
+    from studio.training.judge import JUDGE_FILE, load_judge
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="the model folder to write wording.safetensors into")
@@ -84,6 +177,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=600, help="training emoji whose names are worded")
     parser.add_argument("--directions", type=int, default=5, help="how many directions to keep")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--judge", help="the judge that scores the showcase (default: the model folder's)")
     args = parser.parse_args()
     data = load_dataset(args.data)
     model = load_model(args.model)
@@ -99,8 +193,27 @@ def main() -> int:
         "seed": args.seed,
         "singular": [round(float(v), 4) for v in singular[:16]],
     }
-    path = save_wording(Path(args.model), kept, {"fit": json.dumps(record, ensure_ascii=False)})
-    print(json.dumps({"path": str(path), "directions": len(kept), **record}, ensure_ascii=False))
+    judge_path = Path(args.judge) if args.judge else model.info.path / JUDGE_FILE
+    judge, _ = load_judge(judge_path)
+    with torch.no_grad():
+        scores = showcase_scores(model, data, judge)
+    eligible = np.ones(len(data.names), bool)
+    eligible[np.asarray(data.heldout_index)] = False
+    showcase = pick_showcase(scores, data.group.tolist(), data.subgroup.tolist(), list(data.names), eligible)
+    generic = np.asarray(encoder.encode(list(GENERIC_TEXTS)), np.float32)
+    shown = {
+        "generic": list(GENERIC_TEXTS),
+        "generic_cosine": GENERIC_COSINE,
+        "showcase": [str(data.names[i]) for i in showcase],
+        "showcase_rounds": list(SHOWCASE_ROUNDS),
+        "showcase_judge": sha256_file(judge_path)[:16],
+    }
+    metadata = {
+        "fit": json.dumps(record, ensure_ascii=False),
+        "generic": json.dumps(shown, ensure_ascii=False),
+    }
+    path = save_wording(Path(args.model), kept, metadata, generic, showcase, GENERIC_COSINE)
+    print(json.dumps({"path": str(path), "directions": len(kept), **record, **shown}, ensure_ascii=False))
     return 0
 
 
