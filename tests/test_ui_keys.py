@@ -205,3 +205,25 @@ def test_the_line_under_the_prompt_names_what_its_seeds_spread_over(qtbot, make_
     qtbot.keyClicks(edit, "dog face")  # one concept: nothing to spread over
     qtbot.waitUntil(lambda: not window.controller.prompt_pending, timeout=WAIT_MS)
     qtbot.waitUntil(lambda: label.text() == "cat · cat face", timeout=WAIT_MS)
+
+
+def test_a_prompt_that_asks_for_any_emoji_says_what_spread_draws(qtbot, make_window):
+    """The engine gives "emoji" no nearest names but a showcase to spread over: the line says so, spread on or off."""
+    window = make_window()
+    showcase = ["grinning face", "dog", "carrot", "globe"]
+
+    def answer(value):
+        future = concurrent.futures.Future()
+        future.set_result(value)
+        return future
+
+    window.link.engine.nearest_concepts = lambda prompt, k=3: answer([])
+    window.link.engine.spread_concepts = lambda prompt: answer(showcase)
+    label = window.prompt_panel.nearest_label
+    edit = _click_prompt(qtbot, window)
+    qtbot.keyClicks(edit, "emoji")
+    expected = "Seeds draw one of 4: grinning face · dog · carrot · …"
+    qtbot.waitUntil(lambda: label.text() == expected, timeout=WAIT_MS)
+    window.prompt_panel.spread_check.setChecked(False)
+    assert label.text() == "Any emoji: with Spread on, seeds draw one of 4"
+    assert "carrot" in label.toolTip()

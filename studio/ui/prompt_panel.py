@@ -278,6 +278,9 @@ class PromptPanel(QWidget):
                 + (" · …" if len(names) > 3 else "")
             )
             self.nearest_label.setToolTip("With Spread on, each seed draws one of: " + ", ".join(names))
+        elif not text and len(names) >= 2:  # no nearest names but a spread: a prompt that asks for any emoji
+            text = f"Any emoji: with Spread on, seeds draw one of {len(names)}"
+            self.nearest_label.setToolTip("With Spread on, each seed draws one of: " + ", ".join(names))
         else:
             self.nearest_label.setToolTip(NEAREST_TIP)
         self.nearest_label.setText(text)
