@@ -344,3 +344,78 @@ def test_damaged_generic_texts_or_showcase_are_one_sentence(
         save_wording(worded_model_dir, directions, None, generic(rows), showcase, cosine)
     with pytest.raises(ModelError, match=r"^The wording directions of 'tiny-test' are damaged \(" + message):
         load_vocabulary(read_model_info(worded_model_dir))
+
+
+CHARS = [
+    "🐱",
+    "😺",
+    "🐈‍⬛",
+    "🐶",
+    "🚀",
+    "🍕",
+]  # NAMES' emoji; "black cat" is a ZWJ sequence that starts with 🐈
+
+
+def _spelled(chars=CHARS, names=NAMES) -> Vocabulary:
+    return Vocabulary(
+        list(names), [""] * len(names), np.zeros((len(names), 4), np.float32), chars=list(chars)
+    )
+
+
+@pytest.mark.parametrize(
+    ("prompt", "spelled"),
+    [
+        ("🐱", "cat face"),
+        ("a 🍕 party", "a pizza party"),
+        ("🐈‍⬛", "black cat"),  # the longest sequence, not a cat followed by stray joiners
+        ("🐈‍⬛️", "black cat"),  # a variation selector typed after it changes nothing
+        ("🚀🐶", "rocket dog face"),
+        ("sad 🚀!", "sad rocket !"),
+        ("猫🐱", "猫 cat face"),
+    ],
+)
+def test_emoji_in_a_prompt_are_spelled_out_as_their_names(prompt, spelled):
+    assert _spelled().spell_out(prompt) == spelled
+
+
+def test_a_prompt_without_a_known_emoji_is_returned_as_it_is():
+    vocabulary = _spelled()
+    for prompt in (
+        "cat face",
+        "  two  spaces ",
+        "猫",
+        "🦄 unicorn",
+        "🐈",
+    ):  # 🐈 alone: not in this vocabulary
+        assert vocabulary.spell_out(prompt) is prompt
+    assert Vocabulary(NAMES, [""] * len(NAMES), np.zeros((len(NAMES), 4))).spell_out("🐱") == "🐱"  # no chars
+
+
+def test_text_symbols_are_spelled_out_only_with_their_emoji_selector():
+    vocabulary = _spelled(["©️", "❤️", "", "", "", ""], ["copyright", "red heart", "a", "b", "c", "d"])
+    assert vocabulary.spell_out("© 2026") == "© 2026"  # the plain symbol is text
+    assert vocabulary.spell_out("©️") == "copyright"
+    assert vocabulary.spell_out("❤") == vocabulary.spell_out("❤️") == "red heart"  # not one of the six
+
+
+def test_the_engine_reads_an_emoji_as_its_name(worded_model_dir, fitted):
+    from conftest import open_engine
+
+    _, directions, _ = fitted
+    save_wording(worded_model_dir, directions, chars=CHARS)
+    with open_engine(worded_model_dir) as engine:
+        emoji, name, other = engine.embed(["🐱", "cat face", "🐶"]).result(timeout=30)
+        np.testing.assert_array_equal(emoji, name)
+        assert not np.array_equal(emoji, other)
+        assert engine.nearest_concepts("🐱").result(timeout=30)[0] == (
+            "cat face",
+            pytest.approx(1.0, abs=1e-3),
+        )
+
+
+def test_damaged_emoji_characters_are_one_sentence(worded_model_dir, fitted):
+    _, directions, _ = fitted
+    for chars in (CHARS[:3], [*CHARS[:5], 7], [*CHARS[:5], "x" * 33]):
+        save_wording(worded_model_dir, directions, chars=chars)
+        with pytest.raises(ModelError, match=r"the emoji characters must be one short text per concept\)\.$"):
+            load_vocabulary(read_model_info(worded_model_dir))

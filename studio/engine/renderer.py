@@ -42,6 +42,8 @@ class Renderer:
         self.choice = choice
         self.encoder = encoder
         self.spreader = Spreader(vocabulary)  # what a request's ``spread`` mixes (no vocabulary: nothing)
+        # emoji in a prompt are read as their names ("🐱" -> "cat face") when the model knows them
+        self.spell = vocabulary.spell_out if vocabulary is not None else str
         self.generator = loaded.generator.to(choice.device).eval()
         # a prompt that names a fitted concept draws its fitted condition (studio/models/concepts.py)
         self.project = (
@@ -67,7 +69,7 @@ class Renderer:
         return int(self.directions.shape[0])
 
     def encode(self, prompts: list[str]) -> np.ndarray:
-        return np.asarray(self.encoder.encode(prompts), dtype=np.float32)
+        return np.asarray(self.encoder.encode([self.spell(p) for p in prompts]), dtype=np.float32)
 
     def render(
         self, requests: list[GenerationRequest], first_index: int = 0, exact: bool = True

@@ -28,6 +28,10 @@ names no emoji in particular: it matches no name (nothing under the prompt, no f
 guess) and, with spread, its seeds draw the showcase, emoji from every group that the model draws surely
 (studio/training/wording.py picks them). Only the texts themselves: the encoder puts "om emoji" as near "emoji"
 (0.94) as to anything, so nearness alone would take worded names too.
+
+And its metadata may carry ``chars``, each concept's emoji ("😀", "❤️", "🏴󠁧󠁢󠁷󠁬󠁳󠁿"): the encoder cannot read emoji, so a prompt that
+holds one has it spelled out as its English name before it is encoded (:meth:`Vocabulary.spell_out`: "🐱" reads
+"cat face", "a 🍕 party" reads "a pizza party"). A prompt without one is encoded exactly as typed.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ _log = logging.getLogger(__name__)
 
 # A prompt this close (plain cosine) to one of a model's generic texts is that text, up to what the encoder ignores.
 GENERIC_COSINE = 0.995
+VS16 = "\ufe0f"  # the variation selector that asks for an emoji's picture
+MAX_CHAR_LENGTH = 32  # code points of one emoji sequence (the longest, a family or a tagged flag, has 10)
 
 
 @dataclass
@@ -203,6 +209,51 @@ class Vocabulary:
     generic: np.ndarray | None = None  # m x D float32 unit rows: texts that ask for any emoji ("emoji")
     showcase: np.ndarray | None = None  # int64 concept indices a generic prompt's seeds spread over
     generic_cosine: float = GENERIC_COSINE  # a prompt this close to a generic text is that text
+    chars: list[str] | None = None  # each concept's emoji ("" for none): spelled out as its name in prompts
+
+    def spell_out(self, prompt: str) -> str:
+        """``prompt`` with every emoji of the vocabulary in it replaced by its English name ("🐱" -> "cat face",
+        "a 🍕 party" -> "a pizza party"); the longest emoji sequence wins ("👩‍🚒" is a woman firefighter, not a woman
+        and a fire engine), a missing or extra variation selector (U+FE0F) does not matter, except for the six
+        text symbols (‼ ⁉ © ® ™ ℹ) that are emoji only with it. A prompt without an emoji is returned as it is."""
+        spelling = self._spelling
+        if not spelling or prompt.isascii():
+            return prompt
+        pieces, plain, i, found = [], [], 0, False
+        longest = max(len(key) for key in spelling) + 4  # room for variation selectors typed inside
+        while i < len(prompt):
+            match = None
+            for end in range(min(len(prompt), i + longest), i, -1):
+                raw = prompt[i:end]
+                concept = spelling.get(raw, spelling.get(raw.replace(VS16, "")))
+                if concept is not None:
+                    match = (concept, end)
+                    break
+            if match is None:
+                plain.append(prompt[i])
+                i += 1
+                continue
+            found = True
+            pieces.append("".join(plain))
+            plain = []
+            pieces.append(f" {self.names[match[0]]} ")
+            i = match[1] + (1 if prompt[match[1] : match[1] + 1] == VS16 else 0)
+        if not found:
+            return prompt
+        pieces.append("".join(plain))
+        return " ".join("".join(pieces).split())
+
+    @cached_property
+    def _spelling(self) -> dict[str, int]:
+        """Each emoji, without variation selectors, -> its concept; the six text symbols only with theirs."""
+        spelling: dict[str, int] = {}
+        for index, char in enumerate(self.chars or []):
+            bare = char.replace(VS16, "")
+            if not bare:
+                continue
+            key = char if len(bare) == 1 and ord(bare) < 0x2190 else bare  # "©" alone is text, "©️" an emoji
+            spelling.setdefault(key, index)
+        return spelling
 
     def nearest(self, embedding: np.ndarray, k: int = 3) -> list[tuple[str, float]]:
         """The ``k`` concepts closest (cosine, over all their names) to ``embedding``, best first; none for a
@@ -358,11 +409,11 @@ def load_vocabulary(info: ModelInfo) -> Vocabulary | None:
             raise UntrustedInputError(f"The vocabulary aliases of '{info.name}' do not match its concepts.")
         if keywords is not None and not keywords.valid(embeddings.shape[1], len(names)):
             raise UntrustedInputError(f"The vocabulary keywords of '{info.name}' do not match its concepts.")
-        wording, generic, showcase, cosine = _load_wording(info, embeddings.shape[1], len(names))
+        wording, generic, showcase, cosine, chars = _load_wording(info, embeddings.shape[1], len(names))
     except UntrustedInputError as exc:
         log_caught(str(exc), _log)
         raise ModelError(str(exc)) from exc
-    return Vocabulary(names, groups, embeddings, aliases, keywords, wording, generic, showcase, cosine)
+    return Vocabulary(names, groups, embeddings, aliases, keywords, wording, generic, showcase, cosine, chars)
 
 
 MAX_WORDING_BYTES = 1 << 20
@@ -372,22 +423,25 @@ MAX_GENERIC_TEXTS = 64
 
 def _load_wording(
     info: ModelInfo, dim: int, concepts: int
-) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, float]:
-    """The folder's wording directions (k x D, orthonormal), generic texts (m x D, unit rows) and showcase (concept
-    indices), each None when it ships none, and the generic texts' cosine; UntrustedInputError (one sentence) when
-    the file is damaged or does not fit the vocabulary."""
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, float, list[str] | None]:
+    """The folder's wording directions (k x D, orthonormal), generic texts (m x D, unit rows), showcase (concept
+    indices) and emoji characters (one text per concept), each None when it ships none, and the generic texts'
+    cosine; UntrustedInputError (one sentence) when the file is damaged or does not fit the vocabulary."""
     path = info.path / WORDING_FILE
     if not os.path.lexists(path):
-        return None, None, None, GENERIC_COSINE
+        return None, None, None, GENERIC_COSINE, None
     where = f"The wording directions of '{info.name}'"
     check_regular_file(path, MAX_WORDING_BYTES, where)
-    from safetensors.numpy import load_file
+    from safetensors import safe_open
 
     try:
-        tensors = load_file(str(path))
+        with safe_open(str(path), framework="numpy") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
         directions = tensors["directions"].astype(np.float32)
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
         raise UntrustedInputError(f"{where} are damaged ({type(exc).__name__}).") from exc
+    chars = _read_chars(metadata.get("chars"), concepts, where)
     if dim == 0 or directions.ndim != 2 or directions.shape[1] != dim:
         raise UntrustedInputError(f"{where} do not match its vocabulary.")
     if not 1 <= len(directions) <= MAX_WORDING_DIRECTIONS or not np.isfinite(directions).all():
@@ -397,7 +451,7 @@ def _load_wording(
     if np.abs(directions @ directions.T - np.eye(len(directions))).max() > 1e-3:
         raise UntrustedInputError(f"{where} are damaged (the directions must be orthonormal).")
     if not {"generic", "showcase", "generic_cosine"} & set(tensors):
-        return directions, None, None, GENERIC_COSINE
+        return directions, None, None, GENERIC_COSINE, chars
     generic = tensors.get("generic", np.zeros((0, 0), np.float32)).astype(np.float32)
     showcase = tensors.get("showcase", np.zeros(0, np.int64))
     cosine = tensors.get("generic_cosine", np.full(1, GENERIC_COSINE, np.float32))
@@ -421,7 +475,26 @@ def _load_wording(
         )
     if cosine.shape != (1,) or not (np.isfinite(cosine).all() and 0.9 <= float(cosine[0]) <= 1.0):
         raise UntrustedInputError(f"{where} are damaged (the generic texts' cosine must lie in [0.9, 1]).")
-    return directions, generic / lengths[:, None], showcase.astype(np.int64), float(cosine[0])
+    return directions, generic / lengths[:, None], showcase.astype(np.int64), float(cosine[0]), chars
+
+
+def _read_chars(text: str | None, concepts: int, where: str) -> list[str] | None:
+    """The ``chars`` metadata: a JSON list of one short text per concept (None when absent)."""
+    if text is None:
+        return None
+    try:
+        chars = json.loads(text)
+    except ValueError:
+        chars = None
+    if (
+        not isinstance(chars, list)
+        or len(chars) != concepts
+        or not all(isinstance(c, str) and len(c) <= MAX_CHAR_LENGTH for c in chars)
+    ):
+        raise UntrustedInputError(
+            f"{where} are damaged (the emoji characters must be one short text per concept)."
+        )
+    return chars
 
 
 def save_wording(
@@ -431,9 +504,10 @@ def save_wording(
     generic: np.ndarray | None = None,
     showcase: np.ndarray | None = None,
     cosine: float | None = None,
+    chars: list[str] | None = None,
 ) -> Path:
     """Write ``wording.safetensors`` (k x D orthonormal directions; optionally the generic texts' embeddings, the
-    showcase's concept indices and the generic texts' cosine) into a model folder."""
+    showcase's concept indices, the generic texts' cosine and each concept's emoji) into a model folder."""
     from safetensors.numpy import save_file
 
     path = Path(folder) / WORDING_FILE
@@ -444,6 +518,8 @@ def save_wording(
         tensors["showcase"] = np.ascontiguousarray(showcase, np.int64)
     if cosine is not None:
         tensors["generic_cosine"] = np.asarray([cosine], np.float32)
+    if chars is not None:
+        metadata = {**(metadata or {}), "chars": json.dumps(chars, ensure_ascii=False)}
     save_file(tensors, str(path), metadata=metadata)
     return path
 

@@ -11,7 +11,8 @@ vectors, stored as ``wording.safetensors`` in a model folder, are left out of ev
 
 The same command stores the generic texts (:data:`GENERIC_TEXTS`: "emoji", "an emoji", "Emoji", "絵文字", …) and a
 showcase (:func:`pick_showcase`): such a prompt names no emoji in particular, and with spread its seeds draw the
-showcase, emoji from every group that the model draws surely by the model's own judge.
+showcase, emoji from every group that the model draws surely by the model's own judge; and each emoji's
+character, which a prompt may hold instead of its name ("🐱").
 
 Training and documentation only: the app reads the stored directions.
 """
@@ -212,7 +213,8 @@ def main() -> int:
         "fit": json.dumps(record, ensure_ascii=False),
         "generic": json.dumps(shown, ensure_ascii=False),
     }
-    path = save_wording(Path(args.model), kept, metadata, generic, showcase, GENERIC_COSINE)
+    chars = [str(char) for char in data.emoji]  # spelled out as names in prompts (Vocabulary.spell_out)
+    path = save_wording(Path(args.model), kept, metadata, generic, showcase, GENERIC_COSINE, chars)
     print(json.dumps({"path": str(path), "directions": len(kept), **record, **shown}, ensure_ascii=False))
     return 0
 
