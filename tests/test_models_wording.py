@@ -419,3 +419,52 @@ def test_damaged_emoji_characters_are_one_sentence(worded_model_dir, fitted):
         save_wording(worded_model_dir, directions, chars=chars)
         with pytest.raises(ModelError, match=r"the emoji characters must be one short text per concept\)\.$"):
             load_vocabulary(read_model_info(worded_model_dir))
+
+
+def test_a_prompt_of_several_emoji_lists_their_concepts_once_each():
+    vocabulary = _spelled()
+    assert vocabulary.emoji_list("🐱🐶") == [0, 3]
+    assert vocabulary.emoji_list(" 🐱 🐶🐱 ") == [0, 3]
+    assert vocabulary.emoji_list("🐈‍⬛🚀") == [2, 4]
+    assert vocabulary.emoji_list("🐱") == [0]
+    for prompt in (
+        "a 🐱🐶",
+        "🐱🐶!",
+        "cat",
+        "🦄🐱",
+    ):  # words, punctuation or an unknown emoji among them: a prompt
+        assert vocabulary.emoji_list(prompt) == [], prompt
+
+
+def test_the_engine_spreads_a_prompt_of_several_emoji_over_them(worded_model_dir, fitted):
+    from conftest import open_engine
+
+    _, directions, _ = fitted
+    save_wording(worded_model_dir, directions, chars=CHARS)
+    with open_engine(worded_model_dir) as engine:
+        assert engine.spread_concepts("🚀🍕").result(timeout=30) == ["rocket", "pizza"]
+        assert engine.spread_concepts("🍕 🚀 🍕").result(timeout=30) == ["pizza", "rocket"]
+        # the same names typed as words are read by their cosines, as before, whatever was typed first
+        assert engine.spread_concepts("rocket pizza").result(timeout=30) == []
+
+
+def test_the_seeds_of_several_emoji_draw_them_and_the_same_words_typed_do_not(worded_model_dir, fitted):
+    from conftest import open_engine
+
+    from studio.engine.requests import GenerationRequest
+
+    _, directions, _ = fitted
+    save_wording(worded_model_dir, directions, chars=CHARS)
+
+    def images(engine, prompt, spread):
+        request = GenerationRequest(prompt, seed=20, count=6, model="tiny-test", spread=spread)
+        return np.stack([result.image for result in engine.generate_sync(request)])
+
+    with open_engine(worded_model_dir) as engine:
+        words = images(engine, "rocket pizza", True)
+        listed = images(engine, "🚀🍕", True)
+        assert np.array_equal(
+            images(engine, "🚀🍕", False), images(engine, "rocket pizza", False)
+        )  # same text
+        assert not np.array_equal(listed, words)  # spread: each seed leans to the rocket or the pizza
+        assert np.array_equal(images(engine, "rocket pizza", True), words)  # typed after the emoji: unchanged

@@ -232,7 +232,9 @@ class Engine:
         best first; fewer than two means it is drawn as it is."""
 
         def spread(vocabulary, embedding) -> list[str]:
-            return [vocabulary.names[int(i)] for i in self._renderer.spreader.matches(embedding)]
+            listed = self._renderer.listed(prompt)
+            found = self._renderer.spreader.matches(embedding) if listed is None else listed
+            return [vocabulary.names[int(i)] for i in found]
 
         return self._vocabulary_lookup(prompt, spread)
 

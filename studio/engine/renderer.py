@@ -16,7 +16,7 @@ from studio.engine.devices import DeviceChoice
 from studio.engine.explicit_latent import endpoint_condition, request_z, start_conditions
 from studio.engine.latents import closed_form_directions, strengthened_conditions, varied_conditions
 from studio.engine.requests import MAX_DIRECTIONS, GenerationRequest, GenerationResult, RequestError
-from studio.engine.spread import Spreader
+from studio.engine.spread import SPREAD_LIMIT, Spreader
 from studio.models.cgan import premultiplied_to_rgba_uint8
 from studio.models.concepts import ConceptConditioner, ConceptConditions
 from studio.models.format import LoadedModel, ModelError
@@ -43,6 +43,7 @@ class Renderer:
         self.encoder = encoder
         self.spreader = Spreader(vocabulary)  # what a request's ``spread`` mixes (no vocabulary: nothing)
         # emoji in a prompt are read as their names ("🐱" -> "cat face") when the model knows them
+        self.vocabulary = vocabulary
         self.spell = vocabulary.spell_out if vocabulary is not None else str
         self.generator = loaded.generator.to(choice.device).eval()
         # a prompt that names a fitted concept draws its fitted condition (studio/models/concepts.py)
@@ -69,7 +70,14 @@ class Renderer:
         return int(self.directions.shape[0])
 
     def encode(self, prompts: list[str]) -> np.ndarray:
+        """Prompt embeddings, known emoji read as their names ("🐱" as "cat face")."""
         return np.asarray(self.encoder.encode([self.spell(p) for p in prompts]), dtype=np.float32)
+
+    def listed(self, prompt: str) -> list[int] | None:
+        """The concepts a prompt of several pasted emoji ("🐱🐶") lists, which spread chooses among instead of what
+        the encoder's blend of their names matches; None for any other prompt."""
+        chosen = self.vocabulary.emoji_list(prompt) if self.vocabulary is not None else []
+        return chosen[:SPREAD_LIMIT] if len(chosen) >= 2 else None
 
     def render(
         self, requests: list[GenerationRequest], first_index: int = 0, exact: bool = True
@@ -164,11 +172,12 @@ class Renderer:
 
             def embed(prompts: list[str], zs: list | None = None) -> torch.Tensor:
                 encoded = self.encode(prompts)
+                listed = [self.listed(p) for p in prompts]
                 if zs is not None and isinstance(self.project, ConceptConditioner):
                     # spread with a concept table: mix the concepts' own conditions (no snap to one name)
-                    return self.spreader.conditions(encoded, zs, self.project, device)
+                    return self.spreader.conditions(encoded, zs, self.project, device, listed)
                 if zs is not None:  # spread: each row's z mixes the concepts its prompt fits
-                    encoded = self.spreader.embeddings(encoded, zs)
+                    encoded = self.spreader.embeddings(encoded, zs, listed)
                 vectors = torch.from_numpy(encoded).to(device)
                 # One row at a time, like the forward pass, so a batch never moves a bit of the result.
                 return torch.cat([self.project(vectors[i : i + 1]).float() for i in range(len(prompts))])

@@ -59,37 +59,47 @@ class Spreader:
         row = np.ascontiguousarray(embedding, dtype=np.float32).reshape(-1)
         return self._matches(row.tobytes())
 
-    def mix(self, embedding: np.ndarray, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray] | None:
+    def mix(
+        self, embedding: np.ndarray, z: torch.Tensor, chosen=None
+    ) -> tuple[np.ndarray, np.ndarray] | None:
         """The vocabulary concepts this z mixes for this prompt and their weights (summing to 1), or None when
-        the prompt is left alone (it fits fewer than two concepts)."""
-        found = self.matches(embedding)
+        the prompt is left alone (it fits fewer than two concepts). ``chosen``: the concepts the prompt itself lists
+        (several pasted emoji, "🐱🐶": ``Vocabulary.emoji_list``), taken instead of what its cosines match."""
+        found = (
+            self.matches(embedding) if chosen is None else np.asarray(list(chosen)[:SPREAD_LIMIT], np.int64)
+        )
         if len(found) < 2:
             return None
         return found, spread_weights(z, len(found)).double().numpy()
 
-    def embedding(self, embedding: np.ndarray, z: torch.Tensor) -> np.ndarray:
+    def embedding(self, embedding: np.ndarray, z: torch.Tensor, chosen=None) -> np.ndarray:
         """The embedding to render this z with: the prompt's own, or the z's mix of the concepts it fits."""
-        mixed = self.mix(embedding, z)
+        mixed = self.mix(embedding, z, chosen)
         if mixed is None:
             return np.asarray(embedding, np.float32)
         found, weights = mixed
         return (weights @ self.vocabulary.embeddings[found].astype(np.float64)).astype(np.float32)
 
-    def embeddings(self, embeddings: np.ndarray, zs) -> np.ndarray:
-        """:meth:`embedding` row by row (``zs`` one z per row; a row whose z is None keeps its own)."""
+    def embeddings(self, embeddings: np.ndarray, zs, chosen=None) -> np.ndarray:
+        """:meth:`embedding` row by row (``zs`` one z per row; a row whose z is None keeps its own; ``chosen`` one
+        entry per row, as in :meth:`mix`)."""
         if len(embeddings) == 0:
             return embeddings
-        return np.stack([e if z is None else self.embedding(e, z) for e, z in zip(embeddings, zs)])
+        chosen = [None] * len(embeddings) if chosen is None else chosen
+        return np.stack(
+            [e if z is None else self.embedding(e, z, c) for e, z, c in zip(embeddings, zs, chosen)]
+        )
 
-    def conditions(self, embeddings: np.ndarray, zs, conditioner, device="cpu") -> torch.Tensor:
+    def conditions(self, embeddings: np.ndarray, zs, conditioner, device="cpu", chosen=None) -> torch.Tensor:
         """Projected conditions (N x cond_dim, on ``device``) for a model with fitted concept conditions
         (studio/models/concepts.py, ``conditioner`` its ConceptConditioner): a spread row is the z's mix of its
         concepts' own conditions, linear in the weights, so a dragged slider moves smoothly from one concept's
         picture to the next (conditioning the mixed embedding would snap it to the nearest name's row). Rows
         spread leaves alone (``zs`` None, a full name, a free sentence) go through the conditioner as they are."""
         rows = []
-        for embedding, z in zip(embeddings, zs):
-            mixed = None if z is None else self.mix(embedding, z)
+        chosen = [None] * len(embeddings) if chosen is None else chosen
+        for embedding, z, listed in zip(embeddings, zs, chosen):
+            mixed = None if z is None else self.mix(embedding, z, listed)
             if mixed is None:
                 row = torch.from_numpy(np.asarray(embedding, np.float32)[None]).to(device)
                 rows.append(conditioner(row).float())

@@ -216,11 +216,28 @@ class Vocabulary:
         "a 🍕 party" -> "a pizza party"); the longest emoji sequence wins ("👩‍🚒" is a woman firefighter, not a woman
         and a fire engine), a missing or extra variation selector (U+FE0F) does not matter, except for the six
         text symbols (‼ ⁉ © ® ™ ℹ) that are emoji only with it. A prompt without an emoji is returned as it is."""
+        pieces = self._emoji_pieces(prompt)
+        if pieces is None:
+            return prompt
+        text = "".join(p if isinstance(p, str) else f" {self.names[p]} " for p in pieces)
+        return " ".join(text.split())
+
+    def emoji_list(self, prompt: str) -> list[int]:
+        """The concepts of a prompt made only of known emoji (and spaces), each once, in order ("🐱🐶" -> cat face,
+        dog face); [] for any other prompt. Spread lets its seeds choose among them (studio/engine/renderer.py)."""
+        pieces = self._emoji_pieces(prompt)
+        if pieces is None or any(isinstance(p, str) and p.strip() for p in pieces):
+            return []
+        return list(dict.fromkeys(p for p in pieces if not isinstance(p, str)))
+
+    def _emoji_pieces(self, prompt: str) -> list[str | int] | None:
+        """The prompt cut into plain text runs (str) and known emoji (their concept, int); None when it holds none."""
         spelling = self._spelling
         if not spelling or prompt.isascii():
-            return prompt
-        pieces, plain, i, found = [], [], 0, False
-        longest = max(len(key) for key in spelling) + 4  # room for variation selectors typed inside
+            return None
+        pieces: list[str | int] = []
+        plain: list[str] = []
+        i, longest = 0, max(len(key) for key in spelling) + 4  # room for variation selectors typed inside
         while i < len(prompt):
             match = None
             for end in range(min(len(prompt), i + longest), i, -1):
@@ -233,15 +250,16 @@ class Vocabulary:
                 plain.append(prompt[i])
                 i += 1
                 continue
-            found = True
-            pieces.append("".join(plain))
-            plain = []
-            pieces.append(f" {self.names[match[0]]} ")
+            if plain:
+                pieces.append("".join(plain))
+                plain = []
+            pieces.append(match[0])
             i = match[1] + (1 if prompt[match[1] : match[1] + 1] == VS16 else 0)
-        if not found:
-            return prompt
-        pieces.append("".join(plain))
-        return " ".join("".join(pieces).split())
+        if not any(isinstance(p, int) for p in pieces):
+            return None
+        if plain:
+            pieces.append("".join(plain))
+        return pieces
 
     @cached_property
     def _spelling(self) -> dict[str, int]:
