@@ -468,3 +468,42 @@ def test_the_seeds_of_several_emoji_draw_them_and_the_same_words_typed_do_not(wo
         )  # same text
         assert not np.array_equal(listed, words)  # spread: each seed leans to the rocket or the pizza
         assert np.array_equal(images(engine, "rocket pizza", True), words)  # typed after the emoji: unchanged
+
+
+@pytest.mark.parametrize(
+    ("prompt", "corrected"),
+    [
+        ("piza", "pizza"),  # a letter left out
+        ("rokcet", "rocket"),  # two letters swapped: one edit
+        ("grining cat", "grinning cat"),
+        ("Rokcet", "Rocket"),  # a capital kept
+        ("ROCKET", "rocket"),  # capitals only: the encoder reads them as other words
+        ("a rocket", None),  # "a" is too short to respell, "rocket" is a name word
+        ("OK", None),  # short capitals are left alone (OK, SOS, NEW)
+        ("sunglasses", None),  # no name word within two edits
+        ("ピザ", None),  # other scripts are not respelled
+    ],
+)
+def test_a_prompt_is_respelled_in_the_names_words(prompt, corrected):
+    assert _spelled().correction(prompt) == corrected
+
+
+def test_the_edit_distance_counts_a_swap_as_one_and_stops_past_its_limit():
+    from studio.models.vocabulary import _edits
+
+    assert _edits("rokcet", "rocket", 2) == 1
+    assert _edits("piza", "pizza", 1) == 1
+    assert _edits("cat", "cat", 1) == 0
+    assert _edits("kitten", "sitting", 3) == 3
+    assert _edits("kitten", "sitting", 1) == 2  # limit + 1 as soon as it must exceed the limit
+
+
+def test_the_engine_offers_a_respelling_only_when_it_matches_a_name_better(worded_model_dir):
+    from conftest import open_engine
+
+    with open_engine(worded_model_dir) as engine:
+        assert engine.suggestion("piza").result(timeout=30) == "pizza"
+        assert engine.suggestion("pizza").result(timeout=30) is None  # nothing to respell
+        # "rocket launch" is respelled but names nothing better (hash embeddings: no name near it): no offer
+        assert engine.suggestion("rokcet launch").result(timeout=30) is None
+        assert engine.suggestion("").result(timeout=30) is None

@@ -227,3 +227,22 @@ def test_a_prompt_that_asks_for_any_emoji_says_what_spread_draws(qtbot, make_win
     window.prompt_panel.spread_check.setChecked(False)
     assert label.text() == "Any emoji: with Spread on, seeds draw one of 4"
     assert "carrot" in label.toolTip()
+
+
+def test_a_respelling_the_model_knows_better_is_offered_and_taken_with_a_click(qtbot, make_window):
+    window = make_window()
+
+    def answer(value):
+        future = concurrent.futures.Future()
+        future.set_result(value)
+        return future
+
+    window.link.engine.suggestion = lambda prompt: answer("pizza" if prompt == "piza" else None)
+    panel = window.prompt_panel
+    edit = _click_prompt(qtbot, window)
+    qtbot.keyClicks(edit, "piza")
+    qtbot.waitUntil(lambda: panel.suggestion_label.isVisible(), timeout=WAIT_MS)
+    assert "Did you mean" in panel.suggestion_label.text() and "pizza" in panel.suggestion_label.text()
+    panel.suggestion_label.linkActivated.emit("take")
+    assert edit.toPlainText() == "pizza" and window.state.prompt == "pizza"
+    qtbot.waitUntil(lambda: not panel.suggestion_label.isVisible(), timeout=WAIT_MS)  # no offer for "pizza"

@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 _DONE = object()
 log = logging.getLogger(__name__)
 CLOSED_SENTENCE = "The engine has been closed; open the model again to use it."
+# A respelling is offered ("piza" -> "pizza") when its best name or keyword lies this much nearer, and at least this near.
+SUGGEST_GAIN = 0.05
+SUGGEST_FLOOR = 0.8
 
 
 def _settle(future: concurrent.futures.Future, value: object) -> None:
@@ -238,13 +241,28 @@ class Engine:
 
         return self._vocabulary_lookup(prompt, spread)
 
-    def _vocabulary_lookup(self, prompt: str, lookup) -> concurrent.futures.Future:
-        """``lookup(vocabulary, prompt embedding)`` in the worker thread; [] at once when the model has no
-        vocabulary or the prompt is empty."""
+    def suggestion(self, prompt: str) -> concurrent.futures.Future:
+        """A respelling of ``prompt`` the model understands clearly better ("piza" -> "pizza", "ROCKET" -> "rocket";
+        :meth:`Vocabulary.correction`), or None: offered when its best name or shared keyword lies at least
+        SUGGEST_GAIN nearer than the prompt's, and at least SUGGEST_FLOOR near. Changes nothing by itself."""
+
+        def suggest(vocabulary, embedding) -> str | None:
+            corrected = vocabulary.correction(prompt)
+            if corrected is None:
+                return None
+            other = self._renderer.encode([corrected])[0]
+            before, after = (float(vocabulary.match_scores(e).max()) for e in (embedding, other))
+            return corrected if after >= max(before + SUGGEST_GAIN, SUGGEST_FLOOR) else None
+
+        return self._vocabulary_lookup(prompt, suggest, empty=None)
+
+    def _vocabulary_lookup(self, prompt: str, lookup, empty=()) -> concurrent.futures.Future:
+        """``lookup(vocabulary, prompt embedding)`` in the worker thread; ``empty`` ([] by default) at once when the
+        model has no vocabulary or the prompt is empty."""
         vocabulary = self._vocabulary
         if vocabulary is None or vocabulary.embeddings.shape[1] == 0 or not prompt.strip():
             future: concurrent.futures.Future = concurrent.futures.Future()
-            future.set_result([])
+            future.set_result(list(empty) if isinstance(empty, tuple) else empty)
             return future
         return self._call_in_worker(lambda: lookup(vocabulary, self._renderer.encode([prompt])[0]))
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -261,6 +262,39 @@ class Vocabulary:
             pieces.append("".join(plain))
         return pieces
 
+    def correction(self, prompt: str) -> str | None:
+        """A spelling of ``prompt`` in the words of the vocabulary's English names, or None when it has none other:
+        a prompt in capitals only (4+ letters: not "OK" or "SOS") is lowered ("ROCKET" -> "rocket"; the encoder reads
+        capitals as other words), and each Latin word of 4+ letters that no name holds becomes the name word one edit
+        away (two for 6+ letters; two letters swapped count as one edit: "rokcet" -> "rocket", "piza" -> "pizza"), the
+        most common one when several are. Only a suggestion: the engine offers it when it matches a name better (Engine.suggestion)."""
+        text = prompt.lower() if prompt.isupper() and sum(c.isalpha() for c in prompt) >= 4 else prompt
+        words = self._name_words
+
+        def fix(match: re.Match) -> str:
+            word = match.group(0)
+            low = word.lower()
+            if len(low) < 4 or low in words or not low.isascii():
+                return word
+            reach = 1 if len(low) < 6 else 2
+            near = [w for w in words if abs(len(w) - len(low)) <= reach and _edits(low, w, reach) <= reach]
+            if not near:
+                return word
+            best = min(near, key=lambda w: (_edits(low, w, reach), -words[w], w))
+            return best.capitalize() if word[:1].isupper() and not word.isupper() else best
+
+        corrected = re.sub(r"[^\W\d_]+", fix, text)
+        return corrected if corrected != prompt else None
+
+    @cached_property
+    def _name_words(self) -> dict[str, int]:
+        """Every lower-case word of the English names and how many names hold it."""
+        counts: dict[str, int] = {}
+        for name in self.names:
+            for word in re.findall(r"[^\W\d_]+", name.lower()):
+                counts[word] = counts.get(word, 0) + 1
+        return counts
+
     @cached_property
     def _spelling(self) -> dict[str, int]:
         """Each emoji, without variation selectors, -> its concept; the six text symbols only with theirs."""
@@ -319,6 +353,11 @@ class Vocabulary:
             return False
         return float((self.generic @ _unit(embedding)).max()) >= self.generic_cosine
 
+    def match_scores(self, embedding: np.ndarray) -> np.ndarray:
+        """Per concept, the cosine between the prompt and the closest of its names and shared keywords (wording
+        directions left out): how well the prompt names it, as spread reads it."""
+        return self._match_scores(self._query(embedding))[1]
+
     def _match_scores(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per concept: the cosine to its English name, and to the closest of its names and shared keywords."""
         own = self._english(query)
@@ -366,6 +405,25 @@ class Vocabulary:
         if self.keywords is not None:
             kept["keywords"] = _kept_lengths(self.keywords.codes, self.keywords.scales, self.wording)
         return kept
+
+
+def _edits(a: str, b: str, limit: int) -> int:
+    """Optimal string alignment distance between ``a`` and ``b`` (insertions, deletions, substitutions and swaps of
+    two neighbouring letters), or ``limit + 1`` as soon as it must exceed ``limit``."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    before, row = None, list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        current = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            current[j] = min(row[j] + 1, current[j - 1] + 1, row[j - 1] + cost)
+            if before is not None and i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                current[j] = min(current[j], before[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        before, row = row, current
+    return row[-1]
 
 
 def _skin_tone_base(name: str) -> str:

@@ -31,6 +31,7 @@ class EngineLink(QObject):
     preview_ready = Signal(object)  # GenerationResult (ok or with .error)
     nearest_ready = Signal(str, list)  # prompt, [(name, score)]
     spread_ready = Signal(str, list)  # prompt, [names its seeds spread over] (fewer than 2: none)
+    suggestion_ready = Signal(str, str)  # prompt, a respelling the model knows better ("": none)
     batch_result = Signal(object)  # GenerationResult, in order
     batch_finished = Signal(bool)  # True if it ran to the end, False if cancelled
     inversion_progress = Signal(object)  # InversionProgress of the running inversion
@@ -213,6 +214,7 @@ class EngineLink(QObject):
         if not prompt.strip():
             self.nearest_ready.emit(prompt, [])
             self.spread_ready.emit(prompt, [])
+            self.suggestion_ready.emit(prompt, "")
         elif self.is_ready:
             self._spawn(self._await_nearest(prompt, k))
 
@@ -223,6 +225,9 @@ class EngineLink(QObject):
             )
             self.spread_ready.emit(
                 prompt, list(await asyncio.wrap_future(self.engine.spread_concepts(prompt)))
+            )
+            self.suggestion_ready.emit(
+                prompt, await asyncio.wrap_future(self.engine.suggestion(prompt)) or ""
             )
 
     def vocabulary_names(self) -> list[str]:

@@ -268,6 +268,7 @@ class MainWindow(QMainWindow):
         self.link.failed.connect(self._on_failed)
         self.link.nearest_ready.connect(self._show_nearest)
         self.link.spread_ready.connect(self._show_spread)
+        self.link.suggestion_ready.connect(self._show_suggestion)
         self.gallery.deleted.connect(self.jobs.deleted)
         self.gallery.export_requested.connect(self.jobs.export_items)
         self.gallery.message.connect(self.show_message)
@@ -329,6 +330,11 @@ class MainWindow(QMainWindow):
             return  # an answer for text that has since changed
         threshold = self.link.info.poor_match_similarity if self.link.info is not None else 0.0
         self.prompt_panel.set_nearest(found, poor=bool(found) and found[0][1] < threshold)
+
+    def _show_suggestion(self, prompt: str, text: str) -> None:
+        """A respelling of the prompt the model knows better ("piza" -> "pizza"), offered under it."""
+        if prompt == self.state.prompt:
+            self.prompt_panel.set_suggestion(text)
 
     def _show_spread(self, prompt: str, names: list) -> None:
         """Which concepts the prompt's seeds spread over (the panel shows them while Spread is on)."""

@@ -6,6 +6,7 @@ It edits the session state and mirrors it back; it never talks to the engine (th
 
 from __future__ import annotations
 
+import html
 import random
 
 from PySide6.QtCore import QRegularExpression, QStringListModel, Qt, Signal
@@ -168,8 +169,19 @@ class PromptPanel(QWidget):
         self.nearest_label = QLabel("", objectName="Nearest")
         self.nearest_label.setWordWrap(True)
         self.nearest_label.setToolTip(NEAREST_TIP)
+        # "Did you mean pizza?" for a prompt the model reads clearly better respelled (Engine.suggestion); a click takes it
+        self.suggestion_label = QLabel("", objectName="Suggestion")
+        self.suggestion_label.setTextFormat(Qt.TextFormat.RichText)
+        self.suggestion_label.setToolTip("The model knows this spelling better; click it to use it")
+        self.suggestion_label.linkActivated.connect(self._take_suggestion)
+        self.suggestion_label.setVisible(False)
+        self._suggestion = ""
+        lines = QVBoxLayout()
+        lines.setSpacing(2)
+        lines.addWidget(self.nearest_label)
+        lines.addWidget(self.suggestion_label)
         under_prompt = QHBoxLayout()
-        under_prompt.addWidget(self.nearest_label, 1)
+        under_prompt.addLayout(lines, 1)
         under_prompt.addWidget(self.history_button, 0, Qt.AlignmentFlag.AlignTop)
         layout.addLayout(under_prompt)
 
@@ -263,6 +275,19 @@ class PromptPanel(QWidget):
         self._nearest_line = (names, poor)
         self._show_line()
 
+    def set_suggestion(self, text: str) -> None:
+        """Offer ``text`` as a respelling of the prompt ("" hides the offer)."""
+        self._suggestion = text
+        if text:
+            self.suggestion_label.setText(f'Did you mean <a href="take">{html.escape(text)}</a>?')
+        self.suggestion_label.setVisible(bool(text))
+
+    def _take_suggestion(self, _link: str = "") -> None:
+        if self._suggestion:
+            self.prompt_edit.setPlainText(self._suggestion)
+            self.prompt_edit.moveCursor(self.prompt_edit.textCursor().MoveOperation.End)
+            self.prompt_edit.setFocus()
+
     def set_spread(self, names: list[str]) -> None:
         """The concepts the prompt's seeds spread over; shown instead of the nearest ones while Spread is on."""
         self._spread_names = list(names)
@@ -344,6 +369,7 @@ class PromptPanel(QWidget):
             self._show_line()
         if name == "prompt":
             self._spread_names = []  # until the engine says which concepts the new prompt fits
+            self.set_suggestion("")  # an offer for the old text no longer applies
         if name in ("prompt", "seed", "seed_mode", "count", "truncation", "variety", "spread", "strength"):
             self._sync_from_state()
 
