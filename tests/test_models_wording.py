@@ -10,6 +10,8 @@ import shutil
 import numpy as np
 import pytest
 from conftest import HashTextEncoder
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from studio.models.concepts import ConceptConditioner, ConceptConditions
 from studio.models.format import WORDING_FILE, ModelError, load_model, read_model_info
@@ -507,3 +509,23 @@ def test_the_engine_offers_a_respelling_only_when_it_matches_a_name_better(worde
         # "rocket launch" is respelled but names nothing better (hash embeddings: no name near it): no offer
         assert engine.suggestion("rokcet launch").result(timeout=30) is None
         assert engine.suggestion("").result(timeout=30) is None
+
+
+EMOJI_TEXT = st.text(
+    alphabet=st.sampled_from([*"".join(CHARS), "\ufe0f", "\u200d", " ", "a", "©", "猫", "🦄", "x", "R"]),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(EMOJI_TEXT)
+def test_reading_emoji_never_fails_and_leaves_prompts_without_them_as_they_are(prompt):
+    vocabulary = _spelled()
+    spelled = vocabulary.spell_out(prompt)
+    assert isinstance(spelled, str)
+    assert not any(char in spelled for char in ("🐱", "🐶", "🚀", "🍕", "😺"))  # every known emoji is read
+    listed = vocabulary.emoji_list(prompt)
+    assert len(listed) == len(set(listed)) and all(0 <= i < len(NAMES) for i in listed)
+    if not any(key in prompt.replace("\ufe0f", "") for key in vocabulary._spelling):
+        assert spelled is prompt and listed == []
+    assert vocabulary.correction(prompt) is None or isinstance(vocabulary.correction(prompt), str)
