@@ -529,3 +529,30 @@ def test_reading_emoji_never_fails_and_leaves_prompts_without_them_as_they_are(p
     if not any(key in prompt.replace("\ufe0f", "") for key in vocabulary._spelling):
         assert spelled is prompt and listed == []
     assert vocabulary.correction(prompt) is None or isinstance(vocabulary.correction(prompt), str)
+
+
+def test_the_word_index_finds_what_comparing_every_word_finds():
+    """The symmetric-deletion index is only a shortcut: on random words and typos it gives the respelling a scan of
+    every name word gives."""
+    from studio.models.vocabulary import _edits
+
+    rng = np.random.default_rng(11)
+    letters = np.array(list("abcdefghij"))  # few letters: many near neighbours, ties included
+    names = [" ".join("".join(rng.choice(letters, rng.integers(4, 9))) for _ in range(2)) for _ in range(150)]
+    vocabulary = Vocabulary(names, [""] * len(names), np.zeros((len(names), 4), np.float32))
+    words = vocabulary._name_words
+
+    def scan(word):
+        reach = 1 if len(word) < 6 else 2
+        near = [w for w in words if _edits(word, w, reach) <= reach]
+        return min(near, key=lambda w: (_edits(word, w, reach), -words[w], w)) if near else word
+
+    for _ in range(400):
+        word = list(rng.choice(list(words)))
+        for _ in range(int(rng.integers(1, 4))):
+            i = int(rng.integers(len(word)))
+            word[i : i + 1] = [] if rng.random() < 0.3 and len(word) > 4 else [str(rng.choice(letters))]
+        query = "".join(word)
+        if query in words:
+            continue
+        assert (vocabulary.correction(query) or query) == scan(query), query

@@ -277,7 +277,8 @@ class Vocabulary:
             if len(low) < 4 or low in words or not low.isascii():
                 return word
             reach = 1 if len(low) < 6 else 2
-            near = [w for w in words if abs(len(w) - len(low)) <= reach and _edits(low, w, reach) <= reach]
+            candidates = set().union(*(self._word_index.get(key, ()) for key in _deletions(low, reach)))
+            near = [w for w in candidates if _edits(low, w, reach) <= reach]
             if not near:
                 return word
             best = min(near, key=lambda w: (_edits(low, w, reach), -words[w], w))
@@ -285,6 +286,16 @@ class Vocabulary:
 
         corrected = re.sub(r"[^\W\d_]+", fix, text)
         return corrected if corrected != prompt else None
+
+    @cached_property
+    def _word_index(self) -> dict[str, set[str]]:
+        """Every name word under each text two deletions or fewer make of it: a word within two edits of a query
+        shares one of these with the query's own deletions (symmetric deletion), so no other word needs a look."""
+        index: dict[str, set[str]] = {}
+        for word in self._name_words:
+            for key in _deletions(word, 2):
+                index.setdefault(key, set()).add(word)
+        return index
 
     @cached_property
     def _name_words(self) -> dict[str, int]:
@@ -405,6 +416,15 @@ class Vocabulary:
         if self.keywords is not None:
             kept["keywords"] = _kept_lengths(self.keywords.codes, self.keywords.scales, self.wording)
         return kept
+
+
+def _deletions(word: str, depth: int) -> set[str]:
+    """``word`` and every text made of it by deleting up to ``depth`` letters."""
+    found, frontier = {word}, {word}
+    for _ in range(depth):
+        frontier = {w[:i] + w[i + 1 :] for w in frontier for i in range(len(w))}
+        found |= frontier
+    return found
 
 
 def _edits(a: str, b: str, limit: int) -> int:
