@@ -511,6 +511,17 @@ def test_the_engine_offers_a_respelling_only_when_it_matches_a_name_better(worde
         assert engine.suggestion("").result(timeout=30) is None
 
 
+def test_capitals_that_hide_a_generic_text_are_offered_it(worded_model_dir, fitted):
+    from conftest import open_engine
+
+    encoder, directions, _ = fitted
+    generic = HashTextEncoder().encode(["emoji"])  # the engine's encoder in tests
+    save_wording(worded_model_dir, directions, None, generic, np.array([0, 4]))
+    with open_engine(worded_model_dir) as engine:
+        assert engine.suggestion("EMOJI").result(timeout=30) == "emoji"
+        assert engine.suggestion("emoji").result(timeout=30) is None
+
+
 EMOJI_TEXT = st.text(
     alphabet=st.sampled_from([*"".join(CHARS), "\ufe0f", "\u200d", " ", "a", "©", "猫", "🦄", "x", "R"]),
     max_size=40,

@@ -244,13 +244,16 @@ class Engine:
     def suggestion(self, prompt: str) -> concurrent.futures.Future:
         """A respelling of ``prompt`` the model understands clearly better ("piza" -> "pizza", "ROCKET" -> "rocket";
         :meth:`Vocabulary.correction`), or None: offered when its best name or shared keyword lies at least
-        SUGGEST_GAIN nearer than the prompt's, and at least SUGGEST_FLOOR near. Changes nothing by itself."""
+        SUGGEST_GAIN nearer than the prompt's, and at least SUGGEST_FLOOR near, or when it is one of the model's
+        generic texts ("EMOJI" -> "emoji"). Changes nothing by itself."""
 
         def suggest(vocabulary, embedding) -> str | None:
             corrected = vocabulary.correction(prompt)
             if corrected is None:
                 return None
             other = self._renderer.encode([corrected])[0]
+            if vocabulary.is_generic(other) and not vocabulary.is_generic(embedding):
+                return corrected  # "EMOJI" -> "emoji": asks for any emoji, which no name's cosine says
             before, after = (float(vocabulary.match_scores(e).max()) for e in (embedding, other))
             return corrected if after >= max(before + SUGGEST_GAIN, SUGGEST_FLOOR) else None
 
