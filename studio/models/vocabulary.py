@@ -56,6 +56,7 @@ _log = logging.getLogger(__name__)
 GENERIC_COSINE = 0.995
 VS16 = "\ufe0f"  # the variation selector that asks for an emoji's picture
 MAX_CHAR_LENGTH = 32  # code points of one emoji sequence (the longest, a family or a tagged flag, has 10)
+MAX_RESPELLED_LETTERS = 24  # longer words are never respelled (a 2,000-letter word would have 2 M deletions)
 
 
 @dataclass
@@ -274,8 +275,8 @@ class Vocabulary:
         def fix(match: re.Match) -> str:
             word = match.group(0)
             low = word.lower()
-            if len(low) < 4 or low in words or not low.isascii():
-                return word
+            if not 4 <= len(low) <= MAX_RESPELLED_LETTERS or low in words or not low.isascii():
+                return word  # short words, known words, other scripts, and words no name's word is near
             reach = 1 if len(low) < 6 else 2
             candidates = set().union(*(self._word_index.get(key, ()) for key in _deletions(low, reach)))
             near = [w for w in candidates if _edits(low, w, reach) <= reach]
@@ -293,6 +294,8 @@ class Vocabulary:
         shares one of these with the query's own deletions (symmetric deletion), so no other word needs a look."""
         index: dict[str, set[str]] = {}
         for word in self._name_words:
+            if len(word) > MAX_RESPELLED_LETTERS - 2:
+                continue  # no query can be within two edits of it
             for key in _deletions(word, 2):
                 index.setdefault(key, set()).add(word)
         return index
