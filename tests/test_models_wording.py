@@ -484,7 +484,10 @@ def test_the_seeds_of_several_emoji_draw_them_and_the_same_words_typed_do_not(wo
         ("OK", None),  # short capitals are left alone (OK, SOS, NEW)
         ("sunglasses", None),  # no name word within two edits
         ("ピザ", None),  # other scripts are not respelled
-        ("x" * 2000, None),  # a hostile prompt: words longer than any name's are never looked up (2 M deletions)
+        (
+            "x" * 2000,
+            None,
+        ),  # a hostile prompt: words longer than any name's are never looked up (2 M deletions)
     ],
 )
 def test_a_prompt_is_respelled_in_the_names_words(prompt, corrected):
