@@ -49,11 +49,12 @@ class WordedEncoder(HashTextEncoder):
 
 
 class FakeData:
-    """What :func:`fit_wording` reads of a dataset: names per language and the held-out emoji."""
+    """What :func:`fit_wording` reads of a dataset: names per language, the held-out and the training emoji."""
 
     def __init__(self, count: int = 80):
         self.names = [f"thing {i}" for i in range(count)]
         self.heldout_index = np.arange(0, count, 10)
+        self.train_index = np.setdiff1d(np.arange(count), self.heldout_index)
 
     def name_texts(self, language: str):
         return [f"{language} thing {i}" for i in range(len(self.names))]

@@ -257,15 +257,15 @@ class Engine:
             before, after = (float(vocabulary.match_scores(e).max()) for e in (embedding, other))
             return corrected if after >= max(before + SUGGEST_GAIN, SUGGEST_FLOOR) else None
 
-        return self._vocabulary_lookup(prompt, suggest, empty=None)
+        return self._vocabulary_lookup(prompt, suggest, empty=lambda: None)
 
-    def _vocabulary_lookup(self, prompt: str, lookup, empty=()) -> concurrent.futures.Future:
-        """``lookup(vocabulary, prompt embedding)`` in the worker thread; ``empty`` ([] by default) at once when the
+    def _vocabulary_lookup(self, prompt: str, lookup, empty=list) -> concurrent.futures.Future:
+        """``lookup(vocabulary, prompt embedding)`` in the worker thread; ``empty()`` ([] by default) at once when the
         model has no vocabulary or the prompt is empty."""
         vocabulary = self._vocabulary
         if vocabulary is None or vocabulary.embeddings.shape[1] == 0 or not prompt.strip():
             future: concurrent.futures.Future = concurrent.futures.Future()
-            future.set_result(list(empty) if isinstance(empty, tuple) else empty)
+            future.set_result(empty())
             return future
         return self._call_in_worker(lambda: lookup(vocabulary, self._renderer.encode([prompt])[0]))
 

@@ -57,6 +57,7 @@ GENERIC_COSINE = 0.995
 VS16 = "\ufe0f"  # the variation selector that asks for an emoji's picture
 MAX_CHAR_LENGTH = 32  # code points of one emoji sequence (the longest, a family or a tagged flag, has 10)
 MAX_RESPELLED_LETTERS = 24  # longer words are never respelled (a 2,000-letter word would have 2 M deletions)
+_WORD = re.compile(r"[^\W\d_]+")  # a run of letters, any script
 
 
 @dataclass
@@ -239,7 +240,7 @@ class Vocabulary:
             return None
         pieces: list[str | int] = []
         plain: list[str] = []
-        i, longest = 0, max(len(key) for key in spelling) + 4  # room for variation selectors typed inside
+        i, longest = 0, self._longest_emoji + 4  # room for variation selectors typed inside
         while i < len(prompt):
             match = None
             for end in range(min(len(prompt), i + longest), i, -1):
@@ -285,7 +286,7 @@ class Vocabulary:
             best = min(near, key=lambda w: (_edits(low, w, reach), -words[w], w))
             return best.capitalize() if word[:1].isupper() and not word.isupper() else best
 
-        corrected = re.sub(r"[^\W\d_]+", fix, text)
+        corrected = _WORD.sub(fix, text)
         return corrected if corrected != prompt else None
 
     @cached_property
@@ -305,7 +306,7 @@ class Vocabulary:
         """Every lower-case word of the English names and how many names hold it."""
         counts: dict[str, int] = {}
         for name in self.names:
-            for word in re.findall(r"[^\W\d_]+", name.lower()):
+            for word in _WORD.findall(name.lower()):
                 counts[word] = counts.get(word, 0) + 1
         return counts
 
@@ -320,6 +321,11 @@ class Vocabulary:
             key = char if len(bare) == 1 and ord(bare) < 0x2190 else bare  # "©" alone is text, "©️" an emoji
             spelling.setdefault(key, index)
         return spelling
+
+    @cached_property
+    def _longest_emoji(self) -> int:
+        """Code points of the longest emoji key (0 without any)."""
+        return max(map(len, self._spelling), default=0)
 
     def nearest(self, embedding: np.ndarray, k: int = 3) -> list[tuple[str, float]]:
         """The ``k`` concepts closest (cosine, over all their names) to ``embedding``, best first; none for a

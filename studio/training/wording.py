@@ -107,8 +107,7 @@ def showcase_scores(model, data, judge, rounds=SHOWCASE_ROUNDS) -> np.ndarray:
     from studio.training.evaluate import drawn_generator, judge_hits
     from studio.training.judge import judge_features
 
-    held = set(np.asarray(data.heldout_index).tolist())
-    training = np.asarray([i for i in range(len(data.names)) if i not in held], np.int64)
+    training = np.asarray(data.train_index, np.int64)
     real = judge_features(judge, rgba_uint8_to_premultiplied(torch.from_numpy(data.images128)))
     hits = judge_hits(
         drawn_generator(model),
@@ -144,8 +143,7 @@ def fit_wording(
     """The top ``directions`` right-singular vectors (k x D float32, orthonormal) of the differences between
     ``count`` training emoji's names (never held-out ones; ``seed`` picks them) worded each way and bare, and all
     the singular values (descending, for the report). ``encode``: texts -> embeddings."""
-    held = set(np.asarray(data.heldout_index).tolist())
-    training = np.asarray([i for i in range(len(data.names)) if i not in held])
+    training = np.asarray(data.train_index)
     picked = np.sort(np.random.default_rng(seed).choice(training, min(count, len(training)), replace=False))
     differences = []
     for spec in wordings:
@@ -198,9 +196,9 @@ def main() -> int:
     judge, _ = load_judge(judge_path)
     with torch.no_grad():
         scores = showcase_scores(model, data, judge)
-    eligible = np.ones(len(data.names), bool)
-    eligible[np.asarray(data.heldout_index)] = False
-    showcase = pick_showcase(scores, data.group.tolist(), data.subgroup.tolist(), list(data.names), eligible)
+    showcase = pick_showcase(
+        scores, data.group.tolist(), data.subgroup.tolist(), list(data.names), ~data.heldout
+    )
     generic = np.asarray(encoder.encode(list(GENERIC_TEXTS)), np.float32)
     shown = {
         "generic": list(GENERIC_TEXTS),

@@ -284,8 +284,7 @@ class PromptPanel(QWidget):
 
     def _take_suggestion(self, _link: str = "") -> None:
         if self._suggestion:
-            self.prompt_edit.setPlainText(self._suggestion)
-            self.prompt_edit.moveCursor(self.prompt_edit.textCursor().MoveOperation.End)
+            self._recall(self._suggestion)
             self.prompt_edit.setFocus()
 
     def set_spread(self, names: list[str]) -> None:
@@ -296,18 +295,18 @@ class PromptPanel(QWidget):
     def _show_line(self) -> None:
         text, poor = self._nearest_line
         names = self._spread_names
+        tip, spread_tip = NEAREST_TIP, "With Spread on, each seed draws one of: " + ", ".join(names)
         if self.state.spread and len(names) >= 2 and not poor:
             text = (
                 f"Seeds draw one of {len(names)}: "
                 + " · ".join(names[:3])
                 + (" · …" if len(names) > 3 else "")
             )
-            self.nearest_label.setToolTip("With Spread on, each seed draws one of: " + ", ".join(names))
+            tip = spread_tip
         elif not text and len(names) >= 2:  # no nearest names but a spread: a prompt that asks for any emoji
             text = f"Any emoji: with Spread on, seeds draw one of {len(names)}"
-            self.nearest_label.setToolTip("With Spread on, each seed draws one of: " + ", ".join(names))
-        else:
-            self.nearest_label.setToolTip(NEAREST_TIP)
+            tip = spread_tip
+        self.nearest_label.setToolTip(tip)
         self.nearest_label.setText(text)
         self.nearest_label.setProperty("poor", poor)
 
