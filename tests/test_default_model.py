@@ -148,3 +148,27 @@ def test_generic_prompts_draw_the_showcase_and_worded_names_do_not(model, encode
         assert not vocab.is_generic(embedding), text
         assert spreader.matches(embedding).tolist() == Spreader(plain).matches(embedding).tolist(), text
         assert conditioner.gate(embedding) == plain_conditioner.gate(embedding), text
+
+
+def test_generic_texts_are_read_up_to_case_and_punctuation(model, encoder):
+    """'EMOJI', 'emoji!' and the like ask for any emoji as 'emoji' does (Vocabulary.reading); a word more does not."""
+    from studio.models.vocabulary import load_vocabulary
+    from studio.training.wording import GENERIC_TEXTS
+
+    vocab = load_vocabulary(model.info)
+    assert vocab.generic_texts == list(GENERIC_TEXTS)
+    folded = [
+        "EMOJI",
+        "emoji!",
+        "Emoji.",
+        "  any   EMOJI ",
+        "Random emojis",
+        "絵文字！",
+        "ЭМОДЗИ?",
+        "some emojis",
+    ]
+    for text, embedding in zip(folded, encoder.encode([vocab.reading(t) for t in folded])):
+        assert vocab.reading(text) in GENERIC_TEXTS and vocab.is_generic(embedding), text
+    other = ["emoji heart", "EMOJI HEART", "emojis?!cat", "emoji 🐱", "red heart!"]
+    for text, embedding in zip(other, encoder.encode([vocab.reading(t) for t in other])):
+        assert not vocab.is_generic(embedding), text

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from studio.models.concepts import ConceptConditioner, ConceptConditions
 from studio.models.format import WORDING_FILE, ModelError, load_model, read_model_info
-from studio.models.vocabulary import Vocabulary, load_vocabulary, save_vocabulary, save_wording
+from studio.models.vocabulary import Vocabulary, fold, load_vocabulary, save_vocabulary, save_wording
 from studio.training.wording import fit_wording, phrase_language, pick_showcase
 
 NAMES = ["cat face", "grinning cat", "black cat", "dog face", "rocket", "pizza"]
@@ -516,7 +516,99 @@ def test_the_engine_offers_a_respelling_only_when_it_matches_a_name_better(worde
         assert engine.suggestion("").result(timeout=30) is None
 
 
+@pytest.mark.parametrize(
+    ("text", "folded"),
+    [
+        ("EMOJI", "emoji"),
+        ("  An   EMOJI!  ", "an emoji"),
+        ("emoji?!", "emoji"),
+        ("«Émoji»", "émoji"),
+        ("絵文字！", "絵文字"),  # full-width punctuation
+        ("อีโมจิ.", "อีโมจิ"),  # a Thai vowel mark ends the word: kept
+        ("ＥＭＯＪＩ", "emoji"),  # full-width letters (NFKC)
+        ("emoji heart", "emoji heart"),
+        ("!?", ""),
+    ],
+)
+def test_fold_keeps_the_words_and_drops_case_outer_punctuation_and_spacing(text, folded):
+    assert fold(text) == folded
+
+
+def _with_texts(encoder, directions, texts=("emoji", "an emoji", "Emoji")) -> Vocabulary:
+    vocabulary = _with_generic(encoder, directions)
+    vocabulary.generic = encoder.encode(list(texts))
+    vocabulary.generic_texts = list(texts)
+    return vocabulary
+
+
+@pytest.mark.parametrize(
+    ("prompt", "read"),
+    [
+        ("EMOJI", "emoji"),
+        ("emoji!", "emoji"),
+        (" An emoji. ", "an emoji"),
+        ("Emoji", "Emoji"),  # a generic text itself stays as it is
+        ("emoji heart", "emoji heart"),  # a word more: another prompt
+        ("EMOJI HEART", "EMOJI HEART"),
+        ("emojis?!cat", "emojis?!cat"),
+        ("🐱", "cat face"),  # emoji are still spelled out
+        ("", ""),
+    ],
+)
+def test_a_generic_text_is_read_up_to_case_outer_punctuation_and_spacing(fitted, prompt, read):
+    encoder, directions, _ = fitted
+    vocabulary = _with_texts(encoder, directions)
+    vocabulary.chars = CHARS
+    assert vocabulary.reading(prompt) == read
+    if read in vocabulary.generic_texts:
+        assert vocabulary.is_generic(encoder.encode([vocabulary.reading(prompt)])[0])
+
+
+def test_without_stored_texts_a_prompt_is_read_as_typed(fitted):
+    encoder, directions, _ = fitted
+    vocabulary = _with_generic(encoder, directions)  # generic rows, no texts (a v10 or v11 folder)
+    assert vocabulary.reading("EMOJI!") == "EMOJI!"
+    assert _vocabulary(encoder, directions).reading("emoji!") == "emoji!"
+
+
+def test_the_generic_texts_round_trip_and_the_engine_spreads_a_folded_one(worded_model_dir, fitted):
+    from conftest import open_engine
+
+    encoder, directions, _ = fitted
+    texts = ["emoji", "random emojis"]
+    generic = HashTextEncoder().encode(texts)  # the engine's encoder in tests
+    save_wording(worded_model_dir, directions, None, generic, np.array([0, 4]), None, None, texts)
+    assert load_vocabulary(read_model_info(worded_model_dir)).generic_texts == texts
+    with open_engine(worded_model_dir) as engine:
+        for prompt in ("EMOJI!", "Random Emojis.", "emoji"):
+            assert engine.spread_concepts(prompt).result(timeout=30) == ["cat face", "rocket"], prompt
+        assert (
+            engine.suggestion("EMOJI").result(timeout=30) is None
+        )  # already read as "emoji": nothing to offer
+        assert engine.spread_concepts("emoji rocket").result(timeout=30) != ["cat face", "rocket"]
+
+
+@pytest.mark.parametrize(
+    "texts",
+    ['["emoji"]', '"emoji"', "not json", '["emoji", 3]', '["emoji", "' + "x" * 65 + '"]'],
+)
+def test_damaged_generic_texts_are_one_sentence(worded_model_dir, fitted, texts):
+    from safetensors.numpy import save_file
+
+    encoder, directions, _ = fitted
+    rows = HashTextEncoder().encode(["emoji", "an emoji"])
+    tensors = {"directions": directions, "generic": rows, "showcase": np.array([0, 1], np.int64)}
+    save_file(tensors, str(worded_model_dir / WORDING_FILE), metadata={"generic_texts": texts})
+    with pytest.raises(
+        ModelError,
+        match=r"^The wording directions of 'tiny-test' are damaged \(the generic texts must be one text of at most "
+        r"64 characters per generic row\)\.$",
+    ):
+        load_vocabulary(read_model_info(worded_model_dir))
+
+
 def test_capitals_that_hide_a_generic_text_are_offered_it(worded_model_dir, fitted):
+    """A folder whose generic rows come without their texts (v10, v11) reads "EMOJI" as typed: it is offered."""
     from conftest import open_engine
 
     encoder, directions, _ = fitted

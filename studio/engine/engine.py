@@ -225,7 +225,7 @@ class Engine:
         def nearest(vocabulary, embedding) -> list[tuple[str, float]]:
             found = vocabulary.nearest(embedding, k)
             known_share = getattr(self._renderer.encoder, "known_share", None)
-            scale = float(known_share(self._renderer.spell(prompt))) if known_share is not None else 1.0
+            scale = float(known_share(self._renderer.read(prompt))) if known_share is not None else 1.0
             return [(name, score * scale) for name, score in found]
 
         return self._vocabulary_lookup(prompt, nearest)

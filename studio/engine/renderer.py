@@ -42,9 +42,10 @@ class Renderer:
         self.choice = choice
         self.encoder = encoder
         self.spreader = Spreader(vocabulary)  # what a request's ``spread`` mixes (no vocabulary: nothing)
-        # emoji in a prompt are read as their names ("🐱" -> "cat face") when the model knows them
+        # emoji in a prompt are read as their names ("🐱" -> "cat face") when the model knows them, and "EMOJI!" as the
+        # generic text "emoji" (Vocabulary.reading)
         self.vocabulary = vocabulary
-        self.spell = vocabulary.spell_out if vocabulary is not None else str
+        self.read = vocabulary.reading if vocabulary is not None else str
         self.generator = loaded.generator.to(choice.device).eval()
         # a prompt that names a fitted concept draws its fitted condition (studio/models/concepts.py)
         self.project = (
@@ -70,8 +71,9 @@ class Renderer:
         return int(self.directions.shape[0])
 
     def encode(self, prompts: list[str]) -> np.ndarray:
-        """Prompt embeddings, known emoji read as their names ("🐱" as "cat face")."""
-        return np.asarray(self.encoder.encode([self.spell(p) for p in prompts]), dtype=np.float32)
+        """Prompt embeddings of what the encoder reads for them: known emoji as their names ("🐱" as "cat face"),
+        generic texts up to case and punctuation as the text ("EMOJI!" as "emoji")."""
+        return np.asarray(self.encoder.encode([self.read(p) for p in prompts]), dtype=np.float32)
 
     def listed(self, prompt: str) -> list[int] | None:
         """The concepts a prompt of several pasted emoji ("🐱🐶") lists, which spread chooses among instead of what

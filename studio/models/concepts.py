@@ -36,6 +36,7 @@ import torch
 
 from studio.logs import log_caught
 from studio.models.format import CONCEPTS_FILE, ModelError, ModelInfo
+from studio.models.tensor_file import save_tensors
 from studio.untrusted import UntrustedInputError, check_regular_file
 
 _log = logging.getLogger(__name__)
@@ -152,8 +153,6 @@ def _best(scores: np.ndarray, english: np.ndarray) -> int:
 
 
 def save_concepts(folder: Path, table: ConceptConditions, metadata: dict[str, str] | None = None) -> Path:
-    from safetensors.numpy import save_file
-
     path = Path(folder) / CONCEPTS_FILE
     meta = {"low": repr(float(table.low)), "high": repr(float(table.high)), **(metadata or {})}
     tensors = {
@@ -163,8 +162,7 @@ def save_concepts(folder: Path, table: ConceptConditions, metadata: dict[str, st
     if table.row_low is not None:
         tensors["low"] = np.ascontiguousarray(table.row_low, np.float32)
         tensors["high"] = np.ascontiguousarray(table.row_high, np.float32)
-    save_file(tensors, str(path), metadata=meta)
-    return path
+    return save_tensors(path, tensors, meta)
 
 
 def concepts_metadata(path: Path) -> dict[str, str]:

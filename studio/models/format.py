@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from studio.atomic import write_atomically
@@ -41,6 +40,7 @@ from studio.models.manifest import (
     upsampler_config_from,
     weight_files,
 )
+from studio.models.tensor_file import save_tensors
 from studio.paths import resources_dir, user_data_dir
 from studio.untrusted import UntrustedInputError, check_regular_file, parse_json, read_regular_file, shown
 
@@ -389,10 +389,10 @@ def save_model(
     data["channels"] = generator.config.out_channels
     data["z_dim"] = generator.config.z_dim
     data["files"] = {"generator": "generator.safetensors"}
-    save_file(_contiguous(generator), str(folder / "generator.safetensors"))
+    save_tensors(folder / "generator.safetensors", _contiguous(generator))
     if upsampler is not None:
         data["files"]["upsampler"] = "upsampler.safetensors"
-        save_file(_contiguous(upsampler), str(folder / "upsampler.safetensors"))
+        save_tensors(folder / "upsampler.safetensors", _contiguous(upsampler))
     write_atomically(folder / "model.json", json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     return folder
 

@@ -27,7 +27,9 @@ The same file may also carry ``generic`` (m x D: texts people type for any emoji
 names no emoji in particular: it matches no name (nothing under the prompt, no fitted row: the prompt layer's own
 guess) and, with spread, its seeds draw the showcase, emoji from every group that the model draws surely
 (studio/training/wording.py picks them). Only the texts themselves: the encoder puts "om emoji" as near "emoji"
-(0.94) as to anything, so nearness alone would take worded names too.
+(0.94) as to anything, so nearness alone would take worded names too. When the metadata also lists the texts
+(``generic_texts``), a prompt that is one of them up to case, outer punctuation and spacing is read as that text
+(:meth:`Vocabulary.reading`: "EMOJI!" reads "emoji"; :func:`fold`).
 
 And its metadata may carry ``chars``, each concept's emoji ("😀", "❤️", "🏴󠁧󠁢󠁷󠁬󠁳󠁿"): the encoder cannot read emoji, so a prompt that
 holds one has it spelled out as its English name before it is encoded (:meth:`Vocabulary.spell_out`: "🐱" reads
@@ -40,6 +42,7 @@ import json
 import logging
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -48,6 +51,7 @@ import numpy as np
 
 from studio.logs import log_caught
 from studio.models.format import WORDING_FILE, ModelError, ModelInfo
+from studio.models.tensor_file import save_tensors
 from studio.untrusted import UntrustedInputError, check_regular_file, parse_json, read_regular_file
 
 _log = logging.getLogger(__name__)
@@ -58,6 +62,21 @@ VS16 = "\ufe0f"  # the variation selector that asks for an emoji's picture
 MAX_CHAR_LENGTH = 32  # code points of one emoji sequence (the longest, a family or a tagged flag, has 10)
 MAX_RESPELLED_LETTERS = 24  # longer words are never respelled (a 2,000-letter word would have 2 M deletions)
 _WORD = re.compile(r"[^\W\d_]+")  # a run of letters, any script
+MAX_GENERIC_TEXT_LENGTH = 64  # characters of one stored generic text
+_CONTENT = "LMN"  # Unicode categories fold keeps at a text's ends: letters, marks (Thai vowels), numbers
+
+
+def fold(text: str) -> str:
+    """``text`` as the generic-text test compares it: NFKC, case-folded, white space runs made one space, and
+    characters other than letters, marks and digits stripped from both ends ("  An EMOJI! " -> "an emoji",
+    "絵文字！" -> "絵文字")."""
+    text = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    start, end = 0, len(text)
+    while start < end and unicodedata.category(text[start])[0] not in _CONTENT:
+        start += 1
+    while end > start and unicodedata.category(text[end - 1])[0] not in _CONTENT:
+        end -= 1
+    return text[start:end]
 
 
 @dataclass
@@ -213,6 +232,24 @@ class Vocabulary:
     showcase: np.ndarray | None = None  # int64 concept indices a generic prompt's seeds spread over
     generic_cosine: float = GENERIC_COSINE  # a prompt this close to a generic text is that text
     chars: list[str] | None = None  # each concept's emoji ("" for none): spelled out as its name in prompts
+    generic_texts: list[str] | None = None  # the generic rows' texts: a prompt that folds to one reads as it
+
+    def reading(self, prompt: str) -> str:
+        """The text the encoder reads for ``prompt``: its known emoji spelled out as their names (:meth:`spell_out`),
+        and a prompt that is one of the generic texts up to case, outer punctuation and spacing read as that text
+        ("EMOJI" and "emoji!" read "emoji", "Random emojis." reads "random emojis"). Any other prompt as typed."""
+        text = self.spell_out(prompt)
+        folds = self._generic_folds
+        if not folds or len(text) > 4 * MAX_GENERIC_TEXT_LENGTH or text in self.generic_texts:
+            return text  # a generic text itself ("Emoji") is read as typed
+        return folds.get(fold(text), text)
+
+    @cached_property
+    def _generic_folds(self) -> dict[str, str]:
+        """Each generic text's folded form -> the text (the first of texts that fold alike: "emoji", not "Emoji")."""
+        if not self.generic_texts or self.generic is None or self.showcase is None:
+            return {}
+        return {fold(text): text for text in reversed(self.generic_texts)}
 
     def spell_out(self, prompt: str) -> str:
         """``prompt`` with every emoji of the vocabulary in it replaced by its English name ("🐱" -> "cat face",
@@ -514,11 +551,11 @@ def load_vocabulary(info: ModelInfo) -> Vocabulary | None:
             raise UntrustedInputError(f"The vocabulary aliases of '{info.name}' do not match its concepts.")
         if keywords is not None and not keywords.valid(embeddings.shape[1], len(names)):
             raise UntrustedInputError(f"The vocabulary keywords of '{info.name}' do not match its concepts.")
-        wording, generic, showcase, cosine, chars = _load_wording(info, embeddings.shape[1], len(names))
+        extras = _load_wording(info, embeddings.shape[1], len(names))
     except UntrustedInputError as exc:
         log_caught(str(exc), _log)
         raise ModelError(str(exc)) from exc
-    return Vocabulary(names, groups, embeddings, aliases, keywords, wording, generic, showcase, cosine, chars)
+    return Vocabulary(names, groups, embeddings, aliases, keywords, **extras)
 
 
 MAX_WORDING_BYTES = 1 << 20
@@ -526,15 +563,14 @@ MAX_WORDING_DIRECTIONS = 64
 MAX_GENERIC_TEXTS = 64
 
 
-def _load_wording(
-    info: ModelInfo, dim: int, concepts: int
-) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, float, list[str] | None]:
-    """The folder's wording directions (k x D, orthonormal), generic texts (m x D, unit rows), showcase (concept
-    indices) and emoji characters (one text per concept), each None when it ships none, and the generic texts'
-    cosine; UntrustedInputError (one sentence) when the file is damaged or does not fit the vocabulary."""
+def _load_wording(info: ModelInfo, dim: int, concepts: int) -> dict:
+    """The :class:`Vocabulary` fields the folder's ``wording.safetensors`` gives: wording directions (k x D,
+    orthonormal), generic rows (m x D, unit rows) with their texts, cosine and showcase (concept indices), and
+    emoji characters (one text per concept); none when it ships no such file, and only those it holds otherwise.
+    UntrustedInputError (one sentence) when the file is damaged or does not fit the vocabulary."""
     path = info.path / WORDING_FILE
     if not os.path.lexists(path):
-        return None, None, None, GENERIC_COSINE, None
+        return {}
     where = f"The wording directions of '{info.name}'"
     check_regular_file(path, MAX_WORDING_BYTES, where)
     from safetensors import safe_open
@@ -556,7 +592,7 @@ def _load_wording(
     if np.abs(directions @ directions.T - np.eye(len(directions))).max() > 1e-3:
         raise UntrustedInputError(f"{where} are damaged (the directions must be orthonormal).")
     if not {"generic", "showcase", "generic_cosine"} & set(tensors):
-        return directions, None, None, GENERIC_COSINE, chars
+        return {"wording": directions, "chars": chars}
     generic = tensors.get("generic", np.zeros((0, 0), np.float32)).astype(np.float32)
     showcase = tensors.get("showcase", np.zeros(0, np.int64))
     cosine = tensors.get("generic_cosine", np.full(1, GENERIC_COSINE, np.float32))
@@ -580,26 +616,43 @@ def _load_wording(
         )
     if cosine.shape != (1,) or not (np.isfinite(cosine).all() and 0.9 <= float(cosine[0]) <= 1.0):
         raise UntrustedInputError(f"{where} are damaged (the generic texts' cosine must lie in [0.9, 1]).")
-    return directions, generic / lengths[:, None], showcase.astype(np.int64), float(cosine[0]), chars
+    return {
+        "wording": directions,
+        "generic": generic / lengths[:, None],
+        "showcase": showcase.astype(np.int64),
+        "generic_cosine": float(cosine[0]),
+        "chars": chars,
+        "generic_texts": _read_texts(
+            metadata.get("generic_texts"), len(generic), MAX_GENERIC_TEXT_LENGTH, where
+        ),
+    }
 
 
 def _read_chars(text: str | None, concepts: int, where: str) -> list[str] | None:
     """The ``chars`` metadata: a JSON list of one short text per concept (None when absent)."""
+    return _read_texts(
+        text, concepts, MAX_CHAR_LENGTH, where, "the emoji characters must be one short text per concept"
+    )
+
+
+def _read_texts(text: str | None, count: int, longest: int, where: str, damage: str = "") -> list[str] | None:
+    """A metadata entry holding a JSON list of ``count`` texts of at most ``longest`` characters (None when absent)."""
     if text is None:
         return None
     try:
-        chars = json.loads(text)
+        texts = json.loads(text)
     except ValueError:
-        chars = None
+        texts = None
     if (
-        not isinstance(chars, list)
-        or len(chars) != concepts
-        or not all(isinstance(c, str) and len(c) <= MAX_CHAR_LENGTH for c in chars)
+        not isinstance(texts, list)
+        or len(texts) != count
+        or not all(isinstance(t, str) and len(t) <= longest for t in texts)
     ):
-        raise UntrustedInputError(
-            f"{where} are damaged (the emoji characters must be one short text per concept)."
+        damage = (
+            damage or f"the generic texts must be one text of at most {longest} characters per generic row"
         )
-    return chars
+        raise UntrustedInputError(f"{where} are damaged ({damage}).")
+    return texts
 
 
 def save_wording(
@@ -610,11 +663,11 @@ def save_wording(
     showcase: np.ndarray | None = None,
     cosine: float | None = None,
     chars: list[str] | None = None,
+    texts: list[str] | None = None,
 ) -> Path:
     """Write ``wording.safetensors`` (k x D orthonormal directions; optionally the generic texts' embeddings, the
-    showcase's concept indices, the generic texts' cosine and each concept's emoji) into a model folder."""
-    from safetensors.numpy import save_file
-
+    showcase's concept indices, the generic texts' cosine, each concept's emoji and the generic texts themselves,
+    one per embedding) into a model folder."""
     path = Path(folder) / WORDING_FILE
     tensors = {"directions": np.ascontiguousarray(directions, np.float32)}
     if generic is not None:
@@ -625,8 +678,9 @@ def save_wording(
         tensors["generic_cosine"] = np.asarray([cosine], np.float32)
     if chars is not None:
         metadata = {**(metadata or {}), "chars": json.dumps(chars, ensure_ascii=False)}
-    save_file(tensors, str(path), metadata=metadata)
-    return path
+    if texts is not None:  # the generic rows' texts, which prompts are folded to (Vocabulary.reading)
+        metadata = {**(metadata or {}), "generic_texts": json.dumps(texts, ensure_ascii=False)}
+    return save_tensors(path, tensors, metadata)
 
 
 def _load_embeddings(path: Path, model_name: str) -> tuple[np.ndarray, Aliases | None, Keywords | None]:
@@ -653,8 +707,6 @@ def save_vocabulary(
 ) -> None:
     """Write the vocabulary; ``aliases`` = (M x D embeddings of other names, the concept index of each);
     ``keywords`` = (K x D embeddings of shared keywords, the concept indices of each)."""
-    from safetensors.numpy import save_file
-
     folder = Path(folder)
     (folder / "vocabulary.json").write_text(
         json.dumps(entries, ensure_ascii=False, indent=0) + "\n", encoding="utf-8"
@@ -664,7 +716,7 @@ def save_vocabulary(
         tensors.update(Aliases.quantize(*aliases).tensors())
     if keywords is not None:
         tensors.update(Keywords.quantize(*keywords).tensors())
-    save_file(tensors, str(folder / "vocabulary.safetensors"))
+    save_tensors(folder / "vocabulary.safetensors", tensors)
 
 
 def dataset_aliases(data) -> tuple[np.ndarray, np.ndarray] | None:

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from studio.models.tensor_file import save_tensors
+
 JUDGE_FILE = "judge.safetensors"
 JUDGE_SIZE = 64
 
@@ -187,8 +189,6 @@ def judge_accuracy(judge: Judge, images: torch.Tensor, labels: torch.Tensor) -> 
 
 
 def save_judge(judge: Judge, info: dict, path: Path) -> None:
-    from safetensors.torch import save_file
-
     meta = {
         "info": json.dumps(info),
         "width": str(judge.width),
@@ -196,7 +196,7 @@ def save_judge(judge: Judge, info: dict, path: Path) -> None:
         "flip_average": str(int(judge.flip_average)),
         "classes": str(judge.num_classes),
     }
-    save_file({k: v.contiguous() for k, v in judge.state_dict().items()}, str(path), metadata=meta)
+    save_tensors(path, judge.state_dict(), meta)
 
 
 def load_judge(path: Path) -> tuple[Judge, dict]:

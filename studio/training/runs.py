@@ -18,6 +18,7 @@ from studio.atomic import write_atomically
 from studio.engine.devices import choose_device, set_threads
 from studio.engine.requests import RequestError
 from studio.models.cgan import BaseGenerator, Upsampler, premultiplied_to_rgba_uint8
+from studio.models.tensor_file import save_tensors
 from studio.training.dataset import load_dataset
 from studio.training.options import CHECKPOINT, TrainError, TrainOptions
 
@@ -35,9 +36,7 @@ def read_weights(path) -> dict:
 
 def write_weights(state: dict, path) -> None:
     """Save tensors as safetensors (moved to the CPU and made contiguous first): the twin of ``read_weights``."""
-    from safetensors.torch import save_file
-
-    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(path))
+    save_tensors(path, state)
 
 
 def same_shapes(state: dict, reference: dict) -> bool:

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from studio.models.cgan import BaseConfig
+from studio.models.tensor_file import save_tensors
 
 __all__ = ["widen_state", "main"]
 
@@ -102,7 +103,7 @@ def widen_state(state: dict, config: BaseConfig, new_ch: int, seed: int = 0) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     parser = argparse.ArgumentParser(
         prog="python -m studio.training.widen", description=__doc__.split("\n\n")[0]
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"widen: {exc}", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in state.items()}, str(args.out))
+    save_tensors(args.out, state)
     (args.out.parent / "config.json").write_text(json.dumps(new_config.to_json()), encoding="utf-8")
     print(f"widened {source} from ch {config.ch} to {args.ch}: {args.out}")
     return 0

@@ -40,7 +40,8 @@ FIT_WORDINGS = (
 
 # Texts people type for any emoji, in the encoder's languages (studio/models/vocabulary.py ``Vocabulary.is_generic``).
 # Only these texts: the encoder puts "om emoji" as near "emoji" (cosine 0.94) as a paraphrase, so nearness alone
-# would take worded names too (README, *How v10 was chosen*).
+# would take worded names too (README, *How v10 was chosen*); a prompt is read as one of them up to case, outer
+# punctuation and spacing ("EMOJI!", ``Vocabulary.reading``; *How v12 was chosen*).
 GENERIC_TEXTS = (
     "emoji",
     "emojis",
@@ -49,6 +50,9 @@ GENERIC_TEXTS = (
     "some emoji",
     "random emoji",
     "a random emoji",
+    "random emojis",
+    "some emojis",
+    "any emojis",
     "icon",
     "icons",
     "an icon",
@@ -200,8 +204,7 @@ def main() -> int:
         scores, data.group.tolist(), data.subgroup.tolist(), list(data.names), ~data.heldout
     )
     generic = np.asarray(encoder.encode(list(GENERIC_TEXTS)), np.float32)
-    shown = {
-        "generic": list(GENERIC_TEXTS),
+    shown = {  # the texts themselves are stored once, as "generic_texts" (what prompts are folded to)
         "generic_cosine": GENERIC_COSINE,
         "showcase": [str(data.names[i]) for i in showcase],
         "showcase_rounds": list(SHOWCASE_ROUNDS),
@@ -212,8 +215,14 @@ def main() -> int:
         "generic": json.dumps(shown, ensure_ascii=False),
     }
     chars = [str(char) for char in data.emoji]  # spelled out as names in prompts (Vocabulary.spell_out)
-    path = save_wording(Path(args.model), kept, metadata, generic, showcase, GENERIC_COSINE, chars)
-    print(json.dumps({"path": str(path), "directions": len(kept), **record, **shown}, ensure_ascii=False))
+    texts = list(GENERIC_TEXTS)
+    path = save_wording(Path(args.model), kept, metadata, generic, showcase, GENERIC_COSINE, chars, texts)
+    print(
+        json.dumps(
+            {"path": str(path), "directions": len(kept), **record, "generic": texts, **shown},
+            ensure_ascii=False,
+        )
+    )
     return 0
 
 
