@@ -104,6 +104,27 @@ def test_upsampler_l1_run_resumes_with_a_fresh_critic(synthetic_data, tmp_path, 
     assert [r.get("adv_weight") for r in after["runs"]] == [None, adv.adv_weight]
 
 
+def test_upsampler_run_starts_from_given_weights_and_refuses_other_shapes(synthetic_data, tmp_path):
+    from studio.models.cgan import Upsampler
+    from studio.models.tensor_file import save_tensors
+    from studio.training.networks import upsampler_config
+    from studio.training.options import TrainError
+
+    torch.manual_seed(7)
+    start = Upsampler(upsampler_config(4)).state_dict()
+    save_tensors(tmp_path / "start.safetensors", start)
+    options = _options(synthetic_data, tmp_path, "init", "upsampler", 0)
+    options.init_upsampler = tmp_path / "start.safetensors"
+    train(options)  # no step: the run holds the given weights exactly
+    for name, value in _checkpoint(options)["upsampler"].items():
+        assert torch.equal(value, start[name]), name
+    wider = _options(synthetic_data, tmp_path, "wide", "upsampler", 1)
+    save_tensors(tmp_path / "wide.safetensors", Upsampler(upsampler_config(8)).state_dict())
+    wider.init_upsampler = tmp_path / "wide.safetensors"
+    with pytest.raises(TrainError, match="do not fit this upsampler"):
+        train(wider)
+
+
 def test_cli_train_runs_a_step(synthetic_data, tmp_path):
     from studio.cli import main
 

@@ -58,6 +58,9 @@ class TrainOptions:
     projected_size: int = 64  # the projected discriminator's input size (px)
     init_generator: Path | None = None  # start the base generator (and its EMA) from these weights
     init_discriminator: Path | None = None  # start the discriminators from a run's d_*.safetensors snapshot
+    init_upsampler: Path | None = (
+        None  # upsampler stage: start the upsampler from these weights (its critic fresh)
+    )
     d_warmup_steps: int = 0  # a run's first steps: only the discriminators learn (a fresh D, a given G)
     cond_noise: float = 0.0  # the generator reads each caption embedding moved by noise of this length
     augment: str = DEFAULT_AUGMENT  # base stage: DiffAugment before the discriminators ("none": off)
@@ -189,6 +192,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "beside each g_ema_<step> snapshot), e.g. with --init-generator of the same step",
     )
     parser.add_argument(
+        "--init-upsampler",
+        default=None,
+        help="upsampler stage, new runs: start the upsampler from these weights (a model folder's "
+        "upsampler.safetensors, of the same width); its critic and optimiser start fresh",
+    )
+    parser.add_argument(
         "--d-warmup-steps",
         type=int,
         default=0,
@@ -260,6 +269,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         projected_size=args.projected_size,
         init_generator=Path(args.init_generator) if args.init_generator else None,
         init_discriminator=Path(args.init_discriminator) if args.init_discriminator else None,
+        init_upsampler=Path(args.init_upsampler) if args.init_upsampler else None,
         d_warmup_steps=args.d_warmup_steps,
         cond_noise=args.cond_noise,
         augment=args.augment,

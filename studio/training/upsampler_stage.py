@@ -12,15 +12,17 @@ import torch.nn.functional as F
 from studio.models.cgan import Upsampler, rgba_uint8_to_premultiplied
 from studio.training.augment import degrade_for_upsampler
 from studio.training.networks import PatchDiscriminator, upsampler_config
-from studio.training.options import TrainOptions
+from studio.training.options import TrainError, TrainOptions
 from studio.training.runs import (
     RunHistory,
     log_line,
     open_checkpoint,
     progress_fields,
     rank_seeds,
+    read_weights,
     restore_progress,
     run_summary,
+    same_shapes,
     save_checkpoint,
     setup_run,
     should_stop,
@@ -60,6 +62,14 @@ def train_upsampler(options: TrainOptions) -> dict:
             rng.bit_generator.state = mine["numpy"]
             torch_rng.set_state(mine["torch"])
         log_line(options, dist, f"resumed {ckpt_path} at step {step}")
+    elif options.init_upsampler is not None:
+        weights = read_weights(options.init_upsampler)
+        if not same_shapes(weights, upsampler.state_dict()):
+            raise TrainError(
+                f"The weights in '{options.init_upsampler}' do not fit this upsampler (another width?)."
+            )
+        upsampler.load_state_dict(weights)
+        log_line(options, dist, f"upsampler initialised from {options.init_upsampler}")
     history = RunHistory(state, {"batch": batch * dist.world, "adv_weight": options.adv_weight})
     dist.broadcast_module(upsampler)
     dist.broadcast_module(critic)
