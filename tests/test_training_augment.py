@@ -26,7 +26,7 @@ def test_policies_parse_and_an_unknown_name_is_one_sentence():
 def test_cutout_cuts_transparent_holes_and_the_rest_keep_an_opaque_centre():
     """Why the option was added: cutout makes a transparent square in every (real) image, which might let a
     discriminator take a hole in a generated emoji for the augmentation (measured: without cutout the holes
-    stayed; the model card, After v3)."""
+    stayed; docs/model_history.md, After v3)."""
     x = _opaque()
     holes = diff_augment(x, "cutout", torch.Generator().manual_seed(0))
     transparent = (holes[:, 3] < -0.99).flatten(1).sum(1)

@@ -8,7 +8,7 @@ decaying on a cosine to 0; ``--discriminator`` adds a trainer's frozen ``-D(draw
 the drawings from sliding to the smooth average picture that L1 alone rewards. Each stored condition moves
 ``--share`` of the way from ``embed_proj(name)`` to its fit. Held-out emoji are never fitted (they keep drawing
 through ``embed_proj``), so held-out scores stay a test of what the model does with names it never saw. No
-weight changes. Session 32's candidates and their scores are in the model card (*After v4, session 32*).
+weight changes. Session 32's candidates and their scores are in the model's history (docs/model_history.md, *After v4, session 32*).
 
     python -m studio.training.concept_fit --model runs/emoji-concepts --data data/emoji-usem3-kw \
         --steps 100 --seed 1234 --bf16 --threads 2 --share 0.375 \

@@ -58,9 +58,7 @@ class TrainOptions:
     projected_size: int = 64  # the projected discriminator's input size (px)
     init_generator: Path | None = None  # start the base generator (and its EMA) from these weights
     init_discriminator: Path | None = None  # start the discriminators from a run's d_*.safetensors snapshot
-    init_upsampler: Path | None = (
-        None  # upsampler stage: start the upsampler from these weights (its critic fresh)
-    )
+    init_upsampler: Path | None = None  # upsampler stage: start from these weights (its critic fresh)
     d_warmup_steps: int = 0  # a run's first steps: only the discriminators learn (a fresh D, a given G)
     cond_noise: float = 0.0  # the generator reads each caption embedding moved by noise of this length
     augment: str = DEFAULT_AUGMENT  # base stage: DiffAugment before the discriminators ("none": off)
@@ -218,7 +216,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_AUGMENT,
         help="base stage: the DiffAugment policy applied to real and generated images before the "
         "discriminators, comma-separated from color, translation, cutout, or none. Cutout cuts a transparent "
-        "square out of every image; without it the discriminator overfits sooner (the model card, After v3)",
+        "square out of every image; without it the discriminator overfits sooner (docs/model_history.md, After v3)",
     )
     parser.add_argument(
         "--hole-weight",

@@ -40,7 +40,7 @@ FIT_WORDINGS = (
 
 # Texts people type for any emoji, in the encoder's languages (studio/models/vocabulary.py ``Vocabulary.is_generic``).
 # Only these texts: the encoder puts "om emoji" as near "emoji" (cosine 0.94) as a paraphrase, so nearness alone
-# would take worded names too (README, *How v10 was chosen*); a prompt is read as one of them up to case, outer
+# would take worded names too (docs/model_history.md, *How v10 was chosen*); a prompt is read as one of them up to case, outer
 # punctuation and spacing ("EMOJI!", ``Vocabulary.reading``; *How v12 was chosen*).
 GENERIC_TEXTS = (
     "emoji",
