@@ -174,7 +174,8 @@ class Renderer:
 
             def embed(prompts: list[str], zs: list | None = None) -> torch.Tensor:
                 encoded = self.encode(prompts)
-                listed = [self.listed(p) for p in prompts]
+                # the concepts a prompt of pasted emoji lists: read only for spread, which alone uses them
+                listed = [self.listed(p) for p in prompts] if zs is not None else None
                 if zs is not None and isinstance(self.project, ConceptConditioner):
                     # spread with a concept table: mix the concepts' own conditions (no snap to one name)
                     return self.spreader.conditions(encoded, zs, self.project, device, listed)
