@@ -172,3 +172,24 @@ def test_generic_texts_are_read_up_to_case_and_punctuation(model, encoder):
     other = ["emoji heart", "EMOJI HEART", "emojis?!cat", "emoji 🐱", "red heart!"]
     for text, embedding in zip(other, encoder.encode([vocab.reading(t) for t in other])):
         assert not vocab.is_generic(embedding), text
+
+
+def test_a_prompt_is_read_by_its_name_words_only_when_it_names_no_emoji_as_a_whole(model, encoder):
+    """v13: the thing an adjective + noun prompt asks for, in any language, where the adjective's shared keyword
+    ('happy') used to win; a prompt near a name as a whole, every name, and the sample prompts as before."""
+    from studio.models.vocabulary import load_vocabulary
+    from studio.training.evaluate import SAMPLE_PROMPTS
+
+    vocab = load_vocabulary(model.info)
+    assert vocab.name_words_below == 0.8
+
+    def read(text):
+        return vocab.name_reading(text, encoder.encode([text])[0], encoder.encode)
+
+    assert read("happy dog") == ("dog", [])
+    assert read("perro feliz") == ("perro", [])
+    assert read("a dog wearing a party hat") == ("dog", [])
+    text, chosen = read("cat and dog")
+    assert text == "cat dog" and [vocab.names[i] for i in chosen] == ["cat", "dog"]
+    for text in ("a smiling sun", "sad robot", "space rocket", "big heart", "heart emoji", *SAMPLE_PROMPTS):
+        assert read(text) == (text, []), text

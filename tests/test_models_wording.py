@@ -664,3 +664,97 @@ def test_the_word_index_finds_what_comparing_every_word_finds():
         if query in words:
             continue
         assert (vocabulary.correction(query) or query) == scan(query), query
+
+
+def _named(below: float | None = 0.8) -> Vocabulary:
+    """NAMES on the hash encoder with name words read below ``below``: every text but a name lies near nothing."""
+    vocabulary = _vocabulary(HashTextEncoder())
+    vocabulary.name_words_below = below
+    return vocabulary
+
+
+def _name_reading(vocabulary: Vocabulary, prompt: str) -> tuple[str, list[int]]:
+    encode = HashTextEncoder().encode
+    return vocabulary.name_reading(prompt, encode([prompt])[0], encode)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "read"),
+    [
+        ("happy rocket", ("rocket", [])),
+        ("a big, shiny rocket!", ("rocket", [])),  # outer punctuation of each word is not part of it
+        ("the grinning cat please", ("grinning cat", [])),  # the longest run first: "cat" alone is no name
+        ("rocket rocket", ("rocket", [])),  # one concept: its first run
+        (
+            "pizza and a rocket",
+            ("pizza rocket", [5, 4]),
+        ),  # several: spread chooses among them, in prompt order
+        ("rocket", ("rocket", [])),  # one word is never cut
+        ("grinning cat", ("grinning cat", [])),  # a name as a whole: left alone
+        ("happy cat", ("happy cat", [])),  # no run is a name ("cat" is a keyword, not a name)
+        (
+            "one two three four five six seven rocket pizza",
+            ("one two three four five six seven rocket pizza", []),
+        ),
+    ],
+)
+def test_a_prompt_whose_words_are_a_name_reads_as_those_words(prompt, read):
+    assert _name_reading(_named(), prompt) == read
+
+
+def test_name_words_leave_every_prompt_alone_when_off_or_when_the_whole_prompt_is_near_a_name():
+    for prompt in ("happy rocket", "pizza and a rocket"):
+        assert _name_reading(_named(None), prompt) == (prompt, [])  # a folder without the setting: as before
+        assert _name_reading(_named(-1.0), prompt) == (prompt, [])  # every prompt lies within -1 of a name
+
+
+def test_name_words_round_trip_change_the_hash_and_refuse_damage(worded_model_dir, fitted):
+    _, directions, _ = fitted
+    save_wording(worded_model_dir, directions)
+    before = load_model(worded_model_dir).hash
+    assert load_vocabulary(read_model_info(worded_model_dir)).name_words_below is None
+    save_wording(worded_model_dir, directions, name_words_below=0.8)
+    assert load_vocabulary(read_model_info(worded_model_dir)).name_words_below == 0.8
+    assert load_model(worded_model_dir).hash != before
+    from safetensors.numpy import save_file
+
+    for value in ("0.2", "1.5", "nan", "many"):
+        save_file(
+            {"directions": directions}, str(worded_model_dir / WORDING_FILE), {"name_words_below": value}
+        )
+        with pytest.raises(
+            ModelError,
+            match=r"^The wording directions of 'tiny-test' are damaged \(the name words' cosine must lie in "
+            r"\[0\.5, 1\]\)\.$",
+        ):
+            load_vocabulary(read_model_info(worded_model_dir))
+
+
+def test_the_engine_draws_a_prompt_by_its_name_words(worded_model_dir, fitted):
+    from conftest import open_engine
+
+    from studio.engine.requests import GenerationRequest
+
+    _, directions, _ = fitted
+    save_wording(worded_model_dir, directions, name_words_below=0.8)
+
+    def images(engine, prompt, spread):
+        request = GenerationRequest(prompt, seed=20, count=4, model="tiny-test", spread=spread)
+        return np.stack([result.image for result in engine.generate_sync(request)])
+
+    with open_engine(worded_model_dir) as engine:
+        for spread in (False, True):
+            assert np.array_equal(images(engine, "happy rocket", spread), images(engine, "rocket", spread))
+        assert not np.array_equal(images(engine, "happy pizza", False), images(engine, "rocket", False))
+        embedded = engine.embed(["a shiny rocket", "rocket"]).result(timeout=30)
+        np.testing.assert_array_equal(embedded[0], embedded[1])
+        assert engine.nearest_concepts("a shiny rocket").result(timeout=30)[0] == (
+            "rocket",
+            pytest.approx(1.0, abs=1e-3),
+        )
+        assert engine.spread_concepts("pizza and a rocket").result(timeout=30) == ["pizza", "rocket"]
+        assert engine.spread_concepts("rocket pizza").result(timeout=30) == ["rocket", "pizza"]
+        listed = images(engine, "pizza and a rocket", True)
+        assert not np.array_equal(
+            listed, images(engine, "pizza and a rocket", False)
+        )  # each seed leans to one

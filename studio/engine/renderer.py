@@ -8,6 +8,7 @@ rendered at one fixed, padded shape, so that it never depends on the batch it wa
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from studio.models.format import LoadedModel, ModelError
 # of a float, rarely a uint8 pixel), so the shape is fixed for good: changing it changes stored pixels.
 # 16 rows is where batched CPU throughput peaks (docs/bench/engine.json).
 CPU_FIXED_ROWS = 16
+READINGS_KEPT = 256  # prompts whose reading (Renderer.read) is kept
 
 
 class Renderer:
@@ -42,10 +44,11 @@ class Renderer:
         self.choice = choice
         self.encoder = encoder
         self.spreader = Spreader(vocabulary)  # what a request's ``spread`` mixes (no vocabulary: nothing)
-        # emoji in a prompt are read as their names ("🐱" -> "cat face") when the model knows them, and "EMOJI!" as the
-        # generic text "emoji" (Vocabulary.reading)
+        # emoji in a prompt are read as their names ("🐱" -> "cat face") when the model knows them, "EMOJI!" as the
+        # generic text "emoji", and "happy dog" as "dog" (Vocabulary.reading, Vocabulary.name_reading); each
+        # prompt's reading is kept for the last few hundred prompts (name words encode its runs: a few ms)
         self.vocabulary = vocabulary
-        self.read = vocabulary.reading if vocabulary is not None else str
+        self._readings = lru_cache(maxsize=READINGS_KEPT)(self._reading)
         self.generator = loaded.generator.to(choice.device).eval()
         # a prompt that names a fitted concept draws its fitted condition (studio/models/concepts.py)
         self.project = (
@@ -70,16 +73,33 @@ class Renderer:
     def num_directions(self) -> int:
         return int(self.directions.shape[0])
 
-    def encode(self, prompts: list[str]) -> np.ndarray:
-        """Prompt embeddings of what the encoder reads for them: known emoji as their names ("🐱" as "cat face"),
-        generic texts up to case and punctuation as the text ("EMOJI!" as "emoji")."""
-        return np.asarray(self.encoder.encode([self.read(p) for p in prompts]), dtype=np.float32)
+    def read(self, prompt: str) -> str:
+        """What the encoder reads for ``prompt``: known emoji as their names ("🐱" as "cat face"), generic texts up
+        to case and punctuation as the text ("EMOJI!" as "emoji"), a prompt read by its name words as those words
+        ("happy dog" as "dog"); any other prompt as typed."""
+        return self._readings(prompt)[0]
 
     def listed(self, prompt: str) -> list[int] | None:
-        """The concepts a prompt of several pasted emoji ("🐱🐶") lists, which spread chooses among instead of what
-        the encoder's blend of their names matches; None for any other prompt."""
-        chosen = self.vocabulary.emoji_list(prompt) if self.vocabulary is not None else []
-        return chosen[:SPREAD_LIMIT] if len(chosen) >= 2 else None
+        """The concepts a prompt lists, which spread chooses among instead of what the encoder's blend of their
+        names matches: several pasted emoji ("🐱🐶") or several name words ("cat and dog"); None for any other."""
+        chosen = self._readings(prompt)[1]
+        return list(chosen[:SPREAD_LIMIT]) if len(chosen) >= 2 else None
+
+    def _reading(self, prompt: str) -> tuple[str, tuple[int, ...]]:
+        vocabulary = self.vocabulary
+        if vocabulary is None:
+            return prompt, ()
+        text = vocabulary.reading(prompt)
+        pasted = vocabulary.emoji_list(prompt)
+        if len(pasted) >= 2 or vocabulary.name_words_below is None or not text.strip():
+            return text, tuple(pasted)
+        whole = np.asarray(self.encoder.encode([text]), dtype=np.float32)[0]
+        words, chosen = vocabulary.name_reading(text, whole, self.encoder.encode)
+        return words, tuple(chosen)
+
+    def encode(self, prompts: list[str]) -> np.ndarray:
+        """Prompt embeddings of what the encoder reads for them (:meth:`read`)."""
+        return np.asarray(self.encoder.encode([self.read(p) for p in prompts]), dtype=np.float32)
 
     def render(
         self, requests: list[GenerationRequest], first_index: int = 0, exact: bool = True

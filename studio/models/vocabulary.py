@@ -34,6 +34,11 @@ guess) and, with spread, its seeds draw the showcase, emoji from every group tha
 And its metadata may carry ``chars``, each concept's emoji ("😀", "❤️", "🏴󠁧󠁢󠁷󠁬󠁳󠁿"): the encoder cannot read emoji, so a prompt that
 holds one has it spelled out as its English name before it is encoded (:meth:`Vocabulary.spell_out`: "🐱" reads
 "cat face", "a 🍕 party" reads "a pizza party"). A prompt without one is encoded exactly as typed.
+
+Its metadata may also switch on *name words* (``name_words_below``: a cosine, since v13): a prompt of a few words that
+no name lies that close to as a whole, but some of whose words *are* a name in some language, is read as those
+words (:meth:`Vocabulary.name_reading`: "happy dog" reads "dog", "perro feliz" reads "perro", where the
+adjective's shared keyword drew grinning faces), and several names spread over their emoji ("cat and dog").
 """
 
 from __future__ import annotations
@@ -63,6 +68,13 @@ MAX_CHAR_LENGTH = 32  # code points of one emoji sequence (the longest, a family
 MAX_RESPELLED_LETTERS = 24  # longer words are never respelled (a 2,000-letter word would have 2 M deletions)
 _WORD = re.compile(r"[^\W\d_]+")  # a run of letters, any script
 MAX_GENERIC_TEXT_LENGTH = 64  # characters of one stored generic text
+# Name words (Vocabulary.name_reading): a run of words this close (plain cosine) to a name IS that name (a name's
+# int8 row keeps its own text's cosine within 0.01); prompts of 2 to NAME_WORDS_MAX words are cut, into runs of
+# at most NAME_RUN_MAX words.
+NAME_WORDS_COSINE = 0.98
+NAME_WORDS_MAX = 8
+NAME_RUN_MAX = 4
+_OUTER = ".,;:!?¡¿\"'()[]{}«»“”‘’„…"  # stripped from each word's ends before a run is encoded
 _CONTENT = "LMN"  # Unicode categories fold keeps at a text's ends: letters, marks (Thai vowels), numbers
 
 
@@ -190,12 +202,13 @@ def _int8_scores(
     kept: np.ndarray | None = None,
     chunk: int = 8192,
 ) -> np.ndarray:
-    """Each int8 row's dot product with ``query`` (a unit vector), divided by ``kept`` (the rows' lengths once
-    the wording directions are left out, when there are any)."""
-    out = np.empty(len(codes), np.float32)
+    """Each int8 row's dot product with ``query`` (a unit vector; or D x R, R of them: rows x R), divided by
+    ``kept`` (the rows' lengths once the wording directions are left out, when there are any)."""
+    out = np.empty((len(codes), *query.shape[1:]), np.float32)
     for start in range(0, len(codes), chunk):
         part = codes[start : start + chunk].astype(np.float32)
-        out[start : start + chunk] = (part @ query) * scales[start : start + chunk]
+        scale = scales[start : start + chunk]
+        out[start : start + chunk] = (part @ query) * (scale if query.ndim == 1 else scale[:, None])
     return out if kept is None else out / kept
 
 
@@ -233,6 +246,45 @@ class Vocabulary:
     generic_cosine: float = GENERIC_COSINE  # a prompt this close to a generic text is that text
     chars: list[str] | None = None  # each concept's emoji ("" for none): spelled out as its name in prompts
     generic_texts: list[str] | None = None  # the generic rows' texts: a prompt that folds to one reads as it
+    name_words_below: float | None = (
+        None  # a prompt no name lies this close to is read by its words that are names
+    )
+
+    def name_reading(self, text: str, embedding: np.ndarray, encode) -> tuple[str, list[int]]:
+        """What a prompt of a few words reads as when some of its words are a name (with ``name_words_below`` set):
+        ``(text, [])`` unchanged when the model has no such setting, the prompt (``embedding``, its encoding) lies
+        within ``name_words_below`` of a name as a whole ("a smiling sun" is the sun with face, "happy cat" the grinning
+        cat), or none of its runs of 1 to NAME_RUN_MAX consecutive words (fewer than all) is a name (within
+        NAME_WORDS_COSINE of one, in any language: ``encode`` embeds the runs); else those runs, the longest first,
+        then the leftmost, without overlap: one concept reads as its run ("happy dog" -> "dog"), several as the
+        runs joined, with their concepts for spread to choose among ("cat and dog" -> "cat dog", [cat, dog])."""
+        if self.name_words_below is None or not self.names or self.is_generic(embedding):
+            return text, []
+        if float(self.name_scores(embedding).max()) >= self.name_words_below:
+            return text, []
+        words = [word.strip(_OUTER) for word in text.split()]
+        words = [word for word in words if word]
+        if not 2 <= len(words) <= NAME_WORDS_MAX:
+            return text, []
+        runs = [(size, start) for size in range(min(NAME_RUN_MAX, len(words) - 1), 0, -1)
+                for start in range(len(words) - size + 1)]  # fmt: skip
+        texts = [" ".join(words[start : start + size]) for size, start in runs]
+        scores = self._plain_name_scores(np.asarray(encode(texts), np.float32))  # runs x concepts, one scan
+        found: list[tuple[int, str, int]] = []
+        taken: set[int] = set()
+        for (size, start), run, row in zip(runs, texts, scores):
+            span = set(range(start, start + size))
+            concept = int(row.argmax())
+            if not taken & span and row[concept] >= NAME_WORDS_COSINE:
+                taken |= span
+                found.append((start, run, concept))
+        if not found:
+            return text, []
+        found.sort()
+        concepts = list(dict.fromkeys(concept for _, _, concept in found))
+        if len(concepts) == 1:
+            return found[0][1], []
+        return " ".join(run for _, run, _ in found), concepts
 
     def reading(self, prompt: str) -> str:
         """The text the encoder reads for ``prompt``: its known emoji spelled out as their names (:meth:`spell_out`),
@@ -453,6 +505,17 @@ class Vocabulary:
             np.maximum.at(scores, self.aliases.owner, self.aliases.scores(query, kept))
         return scores
 
+    def _plain_name_scores(self, queries: np.ndarray) -> np.ndarray:
+        """:meth:`name_scores` (``plain``) of many prompts at once (R x D rows -> R x concepts): one pass over the
+        int8 names instead of one per prompt."""
+        units = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+        scores = self.embeddings @ units.T  # concepts x R
+        if self.aliases is not None and len(self.aliases.codes):
+            np.maximum.at(
+                scores, self.aliases.owner, _int8_scores(self.aliases.codes, self.aliases.scales, units.T)
+            )
+        return scores.T
+
     @cached_property
     def _kept(self) -> dict[str, np.ndarray]:
         """Every row's length with the wording directions left out (computed once, at the first match)."""
@@ -583,6 +646,7 @@ def _load_wording(info: ModelInfo, dim: int, concepts: int) -> dict:
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
         raise UntrustedInputError(f"{where} are damaged ({type(exc).__name__}).") from exc
     chars = _read_chars(metadata.get("chars"), concepts, where)
+    below = _read_name_words_below(metadata.get("name_words_below"), where)
     if dim == 0 or directions.ndim != 2 or directions.shape[1] != dim:
         raise UntrustedInputError(f"{where} do not match its vocabulary.")
     if not 1 <= len(directions) <= MAX_WORDING_DIRECTIONS or not np.isfinite(directions).all():
@@ -592,7 +656,7 @@ def _load_wording(info: ModelInfo, dim: int, concepts: int) -> dict:
     if np.abs(directions @ directions.T - np.eye(len(directions))).max() > 1e-3:
         raise UntrustedInputError(f"{where} are damaged (the directions must be orthonormal).")
     if not {"generic", "showcase", "generic_cosine"} & set(tensors):
-        return {"wording": directions, "chars": chars}
+        return {"wording": directions, "chars": chars, "name_words_below": below}
     generic = tensors.get("generic", np.zeros((0, 0), np.float32)).astype(np.float32)
     showcase = tensors.get("showcase", np.zeros(0, np.int64))
     cosine = tensors.get("generic_cosine", np.full(1, GENERIC_COSINE, np.float32))
@@ -622,10 +686,24 @@ def _load_wording(info: ModelInfo, dim: int, concepts: int) -> dict:
         "showcase": showcase.astype(np.int64),
         "generic_cosine": float(cosine[0]),
         "chars": chars,
+        "name_words_below": below,
         "generic_texts": _read_texts(
             metadata.get("generic_texts"), len(generic), MAX_GENERIC_TEXT_LENGTH, where
         ),
     }
+
+
+def _read_name_words_below(text: str | None, where: str) -> float | None:
+    """The ``name_words_below`` metadata: the cosine below which a prompt is read by its name words (None when absent)."""
+    if text is None:
+        return None
+    try:
+        cosine = float(text)
+    except ValueError:
+        cosine = float("nan")
+    if not 0.5 <= cosine <= 1.0:  # also NaN
+        raise UntrustedInputError(f"{where} are damaged (the name words' cosine must lie in [0.5, 1]).")
+    return cosine
 
 
 def _read_chars(text: str | None, concepts: int, where: str) -> list[str] | None:
@@ -664,10 +742,11 @@ def save_wording(
     cosine: float | None = None,
     chars: list[str] | None = None,
     texts: list[str] | None = None,
+    name_words_below: float | None = None,
 ) -> Path:
     """Write ``wording.safetensors`` (k x D orthonormal directions; optionally the generic texts' embeddings, the
-    showcase's concept indices, the generic texts' cosine, each concept's emoji and the generic texts themselves,
-    one per embedding) into a model folder."""
+    showcase's concept indices, the generic texts' cosine, each concept's emoji, the generic texts themselves,
+    one per embedding, and the name words' cosine) into a model folder."""
     path = Path(folder) / WORDING_FILE
     tensors = {"directions": np.ascontiguousarray(directions, np.float32)}
     if generic is not None:
@@ -680,6 +759,8 @@ def save_wording(
         metadata = {**(metadata or {}), "chars": json.dumps(chars, ensure_ascii=False)}
     if texts is not None:  # the generic rows' texts, which prompts are folded to (Vocabulary.reading)
         metadata = {**(metadata or {}), "generic_texts": json.dumps(texts, ensure_ascii=False)}
+    if name_words_below is not None:  # a prompt no name lies this close to is read by its name words
+        metadata = {**(metadata or {}), "name_words_below": repr(float(name_words_below))}
     return save_tensors(path, tensors, metadata)
 
 

@@ -12,7 +12,8 @@ vectors, stored as ``wording.safetensors`` in a model folder, are left out of ev
 The same command stores the generic texts (:data:`GENERIC_TEXTS`: "emoji", "an emoji", "Emoji", "絵文字", …) and a
 showcase (:func:`pick_showcase`): such a prompt names no emoji in particular, and with spread its seeds draw the
 showcase, emoji from every group that the model draws surely by the model's own judge; and each emoji's
-character, which a prompt may hold instead of its name ("🐱").
+character, which a prompt may hold instead of its name ("🐱"). ``--name-words-below C`` (v13: 0.xx) also stores the
+cosine below which a prompt is read by its words that are names ("happy dog" as "dog"; Vocabulary.name_reading).
 
 Training and documentation only: the app reads the stored directions.
 """
@@ -181,7 +182,16 @@ def main() -> int:
     parser.add_argument("--directions", type=int, default=5, help="how many directions to keep")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--judge", help="the judge that scores the showcase (default: the model folder's)")
+    parser.add_argument(
+        "--name-words-below",
+        type=float,
+        default=None,
+        help="read a prompt no name lies this close to (cosine) by its words that are names ('happy dog' as "
+        "'dog'; Vocabulary.name_reading); default: off",
+    )
     args = parser.parse_args()
+    if args.name_words_below is not None and not 0.5 <= args.name_words_below <= 1.0:
+        parser.error("--name-words-below must lie in [0.5, 1].")
     data = load_dataset(args.data)
     model = load_model(args.model)
     if model.info.conditioning.encoder != data.manifest["encoder"]:
@@ -216,7 +226,17 @@ def main() -> int:
     }
     chars = [str(char) for char in data.emoji]  # spelled out as names in prompts (Vocabulary.spell_out)
     texts = list(GENERIC_TEXTS)
-    path = save_wording(Path(args.model), kept, metadata, generic, showcase, GENERIC_COSINE, chars, texts)
+    path = save_wording(
+        Path(args.model),
+        kept,
+        metadata,
+        generic,
+        showcase,
+        GENERIC_COSINE,
+        chars,
+        texts,
+        args.name_words_below,
+    )
     print(
         json.dumps(
             {"path": str(path), "directions": len(kept), **record, "generic": texts, **shown},
