@@ -246,18 +246,18 @@ class Vocabulary:
     generic_cosine: float = GENERIC_COSINE  # a prompt this close to a generic text is that text
     chars: list[str] | None = None  # each concept's emoji ("" for none): spelled out as its name in prompts
     generic_texts: list[str] | None = None  # the generic rows' texts: a prompt that folds to one reads as it
-    name_words_below: float | None = (
-        None  # a prompt no name lies this close to is read by its words that are names
-    )
+    # a prompt no name lies this close to as a whole is read by its words that are names (None: never)
+    name_words_below: float | None = None
 
     def name_reading(self, text: str, embedding: np.ndarray, encode) -> tuple[str, list[int]]:
-        """What a prompt of a few words reads as when some of its words are a name (with ``name_words_below`` set):
-        ``(text, [])`` unchanged when the model has no such setting, the prompt (``embedding``, its encoding) lies
-        within ``name_words_below`` of a name as a whole ("a smiling sun" is the sun with face, "happy cat" the grinning
-        cat), or none of its runs of 1 to NAME_RUN_MAX consecutive words (fewer than all) is a name (within
-        NAME_WORDS_COSINE of one, in any language: ``encode`` embeds the runs); else those runs, the longest first,
-        then the leftmost, without overlap: one concept reads as its run ("happy dog" -> "dog"), several as the
-        runs joined, with their concepts for spread to choose among ("cat and dog" -> "cat dog", [cat, dog])."""
+        """What a prompt of a few words reads as when some of its words are a name (with ``name_words_below`` set).
+
+        ``(text, [])`` unchanged when the model has no such setting, when the prompt (``embedding``, its encoding)
+        lies within ``name_words_below`` of a name as a whole ("a smiling sun" is the sun with face), or when none of
+        its runs of 1 to NAME_RUN_MAX consecutive words (fewer than all) is a name: within NAME_WORDS_COSINE of one,
+        in any language (``encode`` embeds the runs). Else those runs, the longest first, then the leftmost, without
+        overlap: one concept reads as its first run ("happy dog" -> "dog"), several as the runs joined, with their
+        concepts for spread to choose among ("cat and dog" -> "cat dog", [cat, dog])."""
         if self.name_words_below is None or not self.names or self.is_generic(embedding):
             return text, []
         if float(self.name_scores(embedding).max()) >= self.name_words_below:
