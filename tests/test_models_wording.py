@@ -758,3 +758,23 @@ def test_the_engine_draws_a_prompt_by_its_name_words(worded_model_dir, fitted):
         assert not np.array_equal(
             listed, images(engine, "pizza and a rocket", False)
         )  # each seed leans to one
+
+
+NAME_WORDS_TEXT = st.lists(
+    st.sampled_from(["rocket", "pizza", "grinning", "cat", "face", "happy", "a", "and", "!", "«»", "猫", ""]),
+    max_size=10,
+).map(" ".join)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(NAME_WORDS_TEXT)
+def test_name_words_never_fail_and_read_only_names_that_the_prompt_holds(prompt):
+    vocabulary = _named()
+    text, chosen = _name_reading(vocabulary, prompt)
+    if (text, chosen) == (prompt, []):
+        return
+    names = [NAMES[i] for i in chosen] if chosen else [text]
+    words = f" {' '.join(w.strip('!«»') for w in prompt.split() if w.strip('!«»'))} "
+    assert all(f" {name} " in words for name in names)  # each run read: a name typed, punctuation aside
+    assert text == " ".join(names) and len(set(chosen)) == len(chosen)
+    assert len(chosen) != 1  # one concept reads as its run, with nothing to spread over

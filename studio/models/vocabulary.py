@@ -256,15 +256,15 @@ class Vocabulary:
         lies within ``name_words_below`` of a name as a whole ("a smiling sun" is the sun with face), or when none of
         its runs of 1 to NAME_RUN_MAX consecutive words (fewer than all) is a name: within NAME_WORDS_COSINE of one,
         in any language (``encode`` embeds the runs). Else those runs, the longest first, then the leftmost, without
-        overlap: one concept reads as its first run ("happy dog" -> "dog"), several as the runs joined, with their
-        concepts for spread to choose among ("cat and dog" -> "cat dog", [cat, dog])."""
-        if self.name_words_below is None or not self.names or self.is_generic(embedding):
-            return text, []
-        if float(self.name_scores(embedding).max()) >= self.name_words_below:
+        overlap: one concept reads as its first run ("happy dog" -> "dog"), several as each one's first run joined,
+        with their concepts for spread to choose among ("cat and dog" -> "cat dog", [cat, dog])."""
+        if self.name_words_below is None or not self.names:
             return text, []
         words = [word.strip(_OUTER) for word in text.split()]
         words = [word for word in words if word]
-        if not 2 <= len(words) <= NAME_WORDS_MAX:
+        if not 2 <= len(words) <= NAME_WORDS_MAX or self.is_generic(embedding):
+            return text, []
+        if float(self.name_scores(embedding).max()) >= self.name_words_below:  # one scan of every name
             return text, []
         runs = [(size, start) for size in range(min(NAME_RUN_MAX, len(words) - 1), 0, -1)
                 for start in range(len(words) - size + 1)]  # fmt: skip
@@ -281,10 +281,11 @@ class Vocabulary:
         if not found:
             return text, []
         found.sort()
+        first = {concept: run for _, run, concept in reversed(found)}  # each concept's first run
         concepts = list(dict.fromkeys(concept for _, _, concept in found))
         if len(concepts) == 1:
-            return found[0][1], []
-        return " ".join(run for _, run, _ in found), concepts
+            return first[concepts[0]], []
+        return " ".join(first[concept] for concept in concepts), concepts
 
     def reading(self, prompt: str) -> str:
         """The text the encoder reads for ``prompt``: its known emoji spelled out as their names (:meth:`spell_out`),
