@@ -778,3 +778,15 @@ def test_name_words_never_fail_and_read_only_names_that_the_prompt_holds(prompt)
     assert all(f" {name} " in words for name in names)  # each run read: a name typed, punctuation aside
     assert text == " ".join(names) and len(set(chosen)) == len(chosen)
     assert len(chosen) != 1  # one concept reads as its run, with nothing to spread over
+
+
+def test_a_long_prompt_is_never_cut_into_name_words():
+    from studio.models.vocabulary import NAME_WORDS_CHARS
+
+    long = "happy " + "x" * (NAME_WORDS_CHARS - len("happy  rocket")) + " rocket"
+    assert len(long) == NAME_WORDS_CHARS and _name_reading(_named(), long) == (
+        "rocket",
+        [],
+    )  # at the limit: cut
+    longer = long.replace("happy", "happy!")
+    assert len(longer) == NAME_WORDS_CHARS + 1 and _name_reading(_named(), longer) == (longer, [])

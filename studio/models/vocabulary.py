@@ -74,6 +74,8 @@ MAX_GENERIC_TEXT_LENGTH = 64  # characters of one stored generic text
 NAME_WORDS_COSINE = 0.98
 NAME_WORDS_MAX = 8
 NAME_RUN_MAX = 4
+NAME_WORDS_CHARS = 240  # longer prompts are not cut (the longest name in any language has 101 characters): a
+# 2,000-character prompt of 8 words would encode 26 runs of up to 1,000 characters (0.4-0.9 s)
 _OUTER = ".,;:!?¡¿\"'()[]{}«»“”‘’„…"  # stripped from each word's ends before a run is encoded
 _CONTENT = "LMN"  # Unicode categories fold keeps at a text's ends: letters, marks (Thai vowels), numbers
 
@@ -252,13 +254,13 @@ class Vocabulary:
     def name_reading(self, text: str, embedding: np.ndarray, encode) -> tuple[str, list[int]]:
         """What a prompt of a few words reads as when some of its words are a name (with ``name_words_below`` set).
 
-        ``(text, [])`` unchanged when the model has no such setting, when the prompt (``embedding``, its encoding)
-        lies within ``name_words_below`` of a name as a whole ("a smiling sun" is the sun with face), or when none of
-        its runs of 1 to NAME_RUN_MAX consecutive words (fewer than all) is a name: within NAME_WORDS_COSINE of one,
-        in any language (``encode`` embeds the runs). Else those runs, the longest first, then the leftmost, without
+        ``(text, [])`` unchanged when the model has no such setting, when the prompt is longer than NAME_WORDS_CHARS
+        or lies within ``name_words_below`` of a name as a whole (``embedding``, its encoding: "a smiling sun" is the
+        sun with face), or when none of its runs of 1 to NAME_RUN_MAX consecutive words (fewer than all) is a name:
+        within NAME_WORDS_COSINE of one, in any language (``encode`` embeds the runs). Else those runs, the longest first, then the leftmost, without
         overlap: one concept reads as its first run ("happy dog" -> "dog"), several as each one's first run joined,
         with their concepts for spread to choose among ("cat and dog" -> "cat dog", [cat, dog])."""
-        if self.name_words_below is None or not self.names:
+        if self.name_words_below is None or not self.names or len(text) > NAME_WORDS_CHARS:
             return text, []
         words = [word.strip(_OUTER) for word in text.split()]
         words = [word for word in words if word]
