@@ -790,3 +790,21 @@ def test_a_long_prompt_is_never_cut_into_name_words():
     )  # at the limit: cut
     longer = long.replace("happy", "happy!")
     assert len(longer) == NAME_WORDS_CHARS + 1 and _name_reading(_named(), longer) == (longer, [])
+
+
+def test_many_prompts_scored_at_once_score_as_each_alone():
+    """Name words score every run of words in one pass over the names (Vocabulary._plain_name_scores): the same
+    cosines as one prompt at a time, aliases (other languages' names, int8) included."""
+    from studio.models.vocabulary import Aliases
+
+    encoder = HashTextEncoder()
+    rng = np.random.default_rng(5)
+    owner = rng.integers(0, len(NAMES), 300)
+    rows = encoder.encode([f"alias {i}" for i in range(300)])
+    vocabulary = _vocabulary(encoder)
+    vocabulary.aliases = Aliases.quantize(rows, owner)
+    queries = np.concatenate([rows[:20], encoder.encode(["rocket", "a cat", "pizza party"])])
+    together = vocabulary._plain_name_scores(queries)
+    alone = np.stack([vocabulary.name_scores(q, plain=True) for q in queries])
+    np.testing.assert_allclose(together, alone, atol=1e-6)
+    assert together[:20].max(1).min() > 0.99  # an alias's own text is its name

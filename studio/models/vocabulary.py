@@ -514,10 +514,21 @@ class Vocabulary:
         units = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
         scores = self.embeddings @ units.T  # concepts x R
         if self.aliases is not None and len(self.aliases.codes):
-            np.maximum.at(
-                scores, self.aliases.owner, _int8_scores(self.aliases.codes, self.aliases.scales, units.T)
-            )
+            # smaller chunks keep a batch's rows in cache (2x faster than 8192 for 18 prompts), and a maximum per
+            # owner over the aliases sorted by owner is 7x faster than np.maximum.at on a 2-D table; same values
+            order, starts, owners = self._alias_groups
+            aliases = _int8_scores(self.aliases.codes, self.aliases.scales, units.T, chunk=2048)
+            best = np.maximum.reduceat(aliases[order], starts, axis=0)
+            scores[owners] = np.maximum(scores[owners], best)
         return scores.T
+
+    @cached_property
+    def _alias_groups(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The aliases in owner order, where each owner's run starts, and the owners (for a maximum per owner)."""
+        order = np.argsort(self.aliases.owner, kind="stable")
+        owner = self.aliases.owner[order]
+        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        return order, starts, owner[starts]
 
     @cached_property
     def _kept(self) -> dict[str, np.ndarray]:
