@@ -95,6 +95,26 @@ def test_generate_says_what_a_keyword_spreads_over(capsys, tiny_model_dir, tmp_p
         assert code == 0 and "Spreading" not in err, err
 
 
+def test_generate_says_how_it_read_a_prompt_read_by_its_name_words(capsys, tiny_model_dir, tmp_path):
+    import shutil
+
+    from studio.models.vocabulary import save_vocabulary, save_wording
+
+    folder = tmp_path / "models" / tiny_model_dir.name
+    shutil.copytree(tiny_model_dir, folder)
+    names = ["rocket", "pizza", "dog face"]
+    encoder = HashTextEncoder()
+    save_vocabulary(folder, [{"name": n, "group": "", "subgroup": ""} for n in names], encoder.encode(names))
+    directions = np.linalg.qr(np.random.default_rng(0).standard_normal((encoder.dim, 2)))[0].T
+    save_wording(folder, directions.astype(np.float32), name_words_below=0.8)
+    args = ("-n", 1, "--seed", 3, "--out", tmp_path / "out", "--model", folder)
+    code, _, err = run(capsys, "generate", "a shiny rocket", *args)
+    assert code == 0 and "Reading the prompt as 'rocket'." in err.splitlines(), err
+    for prompt in ("rocket", "a shiny thing"):  # a name, or no name in it: read as typed, nothing said
+        code, _, err = run(capsys, "generate", prompt, *args)
+        assert code == 0 and "Reading" not in err, err
+
+
 def test_generate_stores_the_prompt_strength_and_refuses_one_out_of_range(capsys, tiny_model_dir, tmp_path):
     from studio.io.metadata import read_parameters
 

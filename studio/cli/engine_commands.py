@@ -165,6 +165,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
             )
             if mismatch is not None:
                 print(f"gan-studio: warning: {mismatch.sentence}", file=sys.stderr)
+        if request.latent is None and request.prompt.strip():
+            read = engine.reading(request.prompt).result()
+            if read != request.prompt:  # "happy dog" draws a dog: say so, or the adjective seems ignored
+                print(f"Reading the prompt as '{read}'.", file=sys.stderr)
         if request.spread and request.latent is None and request.count > 1:
             spread = engine.spread_concepts(request.prompt).result()
             if len(spread) >= 2:  # say why the seeds draw different emoji (--no-spread: one)

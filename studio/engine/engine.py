@@ -241,6 +241,14 @@ class Engine:
 
         return self._vocabulary_lookup(prompt, spread)
 
+    def reading(self, prompt: str) -> concurrent.futures.Future:
+        """What the model reads ``prompt`` as (Renderer.read): known emoji as their names ("🐱" as "cat face"),
+        generic texts up to case and punctuation ("EMOJI!" as "emoji"), name words ("happy dog" as "dog"); the
+        prompt itself when it is read as typed or the model has no vocabulary."""
+        return self._vocabulary_lookup(
+            prompt, lambda vocabulary, embedding: self._renderer.read(prompt), lambda: prompt
+        )
+
     def suggestion(self, prompt: str) -> concurrent.futures.Future:
         """A respelling of ``prompt`` the model understands clearly better ("piza" -> "pizza", "ROCKET" -> "rocket";
         :meth:`Vocabulary.correction`), or None: offered when its best name or shared keyword lies at least
