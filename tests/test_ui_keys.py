@@ -207,6 +207,33 @@ def test_the_line_under_the_prompt_names_what_its_seeds_spread_over(qtbot, make_
     qtbot.waitUntil(lambda: label.text() == "cat · cat face", timeout=WAIT_MS)
 
 
+def test_the_line_under_the_prompt_says_how_the_model_read_it(qtbot, make_window):
+    """ "happy dog" is read as "dog" (name words): the line says so before what the seeds draw, and a prompt read as
+    typed says nothing of it."""
+    window = make_window()
+
+    def answer(value):
+        future = concurrent.futures.Future()
+        future.set_result(value)
+        return future
+
+    window.link.engine.nearest_concepts = lambda prompt, k=3: answer([("dog", 1.0), ("hot dog", 0.84)])
+    window.link.engine.spread_concepts = lambda prompt: answer(["dog", "dog face", "poodle"])
+    window.link.engine.reading = lambda prompt: answer("dog" if prompt == "happy dog" else prompt)
+    label = window.prompt_panel.nearest_label
+    edit = _click_prompt(qtbot, window)
+    qtbot.keyClicks(edit, "happy dog")
+    expected = "Read as “dog” · Seeds draw one of 3: dog · dog face · poodle"
+    qtbot.waitUntil(lambda: label.text() == expected, timeout=WAIT_MS)
+    assert "reads this prompt as “dog”" in label.toolTip()
+    window.prompt_panel.spread_check.setChecked(False)
+    assert label.text() == "Read as “dog” · dog · hot dog"
+    _press(qtbot, Qt.Key.Key_A, CTRL)
+    qtbot.keyClicks(edit, "dog")  # read as typed: the nearest names alone
+    qtbot.waitUntil(lambda: not window.controller.prompt_pending, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: label.text() == "dog · hot dog", timeout=WAIT_MS)
+
+
 def test_a_prompt_that_asks_for_any_emoji_says_what_spread_draws(qtbot, make_window):
     """The engine gives "emoji" no nearest names but a showcase to spread over: the line says so, spread on or off."""
     window = make_window()

@@ -32,6 +32,7 @@ class EngineLink(QObject):
     nearest_ready = Signal(str, list)  # prompt, [(name, score)]
     spread_ready = Signal(str, list)  # prompt, [names its seeds spread over] (fewer than 2: none)
     suggestion_ready = Signal(str, str)  # prompt, a respelling the model knows better ("": none)
+    reading_ready = Signal(str, str)  # prompt, what the model reads it as ("happy dog": "dog"; "": as typed)
     batch_result = Signal(object)  # GenerationResult, in order
     batch_finished = Signal(bool)  # True if it ran to the end, False if cancelled
     inversion_progress = Signal(object)  # InversionProgress of the running inversion
@@ -215,6 +216,7 @@ class EngineLink(QObject):
             self.nearest_ready.emit(prompt, [])
             self.spread_ready.emit(prompt, [])
             self.suggestion_ready.emit(prompt, "")
+            self.reading_ready.emit(prompt, "")
         elif self.is_ready:
             self._spawn(self._await_nearest(prompt, k))
 
@@ -229,6 +231,8 @@ class EngineLink(QObject):
             self.suggestion_ready.emit(
                 prompt, await asyncio.wrap_future(self.engine.suggestion(prompt)) or ""
             )
+            read = await asyncio.wrap_future(self.engine.reading(prompt))
+            self.reading_ready.emit(prompt, "" if read == prompt else read)
 
     def vocabulary_names(self) -> list[str]:
         return list(self.engine.vocabulary_names()) if self.is_ready else []

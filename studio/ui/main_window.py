@@ -269,6 +269,7 @@ class MainWindow(QMainWindow):
         self.link.nearest_ready.connect(self._show_nearest)
         self.link.spread_ready.connect(self._show_spread)
         self.link.suggestion_ready.connect(self._show_suggestion)
+        self.link.reading_ready.connect(self._show_reading)
         self.gallery.deleted.connect(self.jobs.deleted)
         self.gallery.export_requested.connect(self.jobs.export_items)
         self.gallery.message.connect(self.show_message)
@@ -335,6 +336,11 @@ class MainWindow(QMainWindow):
         """A respelling of the prompt the model knows better ("piza" -> "pizza"), offered under it."""
         if prompt == self.state.prompt:
             self.prompt_panel.set_suggestion(text)
+
+    def _show_reading(self, prompt: str, text: str) -> None:
+        """What the model reads the prompt as when not as typed ("happy dog" as "dog"), shown on the line under it."""
+        if prompt == self.state.prompt:
+            self.prompt_panel.set_reading(text)
 
     def _show_spread(self, prompt: str, names: list) -> None:
         """Which concepts the prompt's seeds spread over (the panel shows them while Spread is on)."""

@@ -166,6 +166,7 @@ class PromptPanel(QWidget):
 
         self._nearest_line: tuple[str, bool] = ("", False)  # the nearest concepts' text, and whether poor
         self._spread_names: list[str] = []  # the concepts the prompt's seeds spread over (engine's answer)
+        self._reading = ""  # what the model reads the prompt as, when not as typed ("happy dog": "dog")
         self.nearest_label = QLabel("", objectName="Nearest")
         self.nearest_label.setWordWrap(True)
         self.nearest_label.setToolTip(NEAREST_TIP)
@@ -287,6 +288,11 @@ class PromptPanel(QWidget):
             self._recall(self._suggestion)
             self.prompt_edit.setFocus()
 
+    def set_reading(self, text: str) -> None:
+        """What the model reads the prompt as ("" when as typed): "🐱" as "cat face", "happy dog" as "dog"."""
+        self._reading = text
+        self._show_line()
+
     def set_spread(self, names: list[str]) -> None:
         """The concepts the prompt's seeds spread over; shown instead of the nearest ones while Spread is on."""
         self._spread_names = list(names)
@@ -306,6 +312,12 @@ class PromptPanel(QWidget):
         elif not text and len(names) >= 2:  # no nearest names but a spread: a prompt that asks for any emoji
             text = f"Any emoji: with Spread on, seeds draw one of {len(names)}"
             tip = spread_tip
+        if self._reading:  # "happy dog" draws a dog: say so, or the adjective seems ignored
+            text = f"Read as “{self._reading}”" + (f" · {text}" if text else "")
+            tip = (
+                f"The model reads this prompt as “{self._reading}”: emoji as their names, a few words around a "
+                f"name as the name. {tip}"
+            )
         self.nearest_label.setToolTip(tip)
         self.nearest_label.setText(text)
         self.nearest_label.setProperty("poor", poor)
@@ -368,6 +380,7 @@ class PromptPanel(QWidget):
             self._show_line()
         if name == "prompt":
             self._spread_names = []  # until the engine says which concepts the new prompt fits
+            self._reading = ""  # until the engine says how it reads the new prompt
             self.set_suggestion("")  # an offer for the old text no longer applies
         if name in ("prompt", "seed", "seed_mode", "count", "truncation", "variety", "spread", "strength"):
             self._sync_from_state()
