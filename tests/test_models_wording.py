@@ -451,17 +451,22 @@ def test_the_engine_spreads_a_prompt_of_several_emoji_over_them(worded_model_dir
         assert engine.spread_concepts("rocket pizza").result(timeout=30) == []
 
 
+def _images(engine, prompt: str, spread: bool, count: int) -> np.ndarray:
+    """The tiny model's ``count`` images of ``prompt`` from seed 20, spread on or off."""
+    from studio.engine.requests import GenerationRequest
+
+    request = GenerationRequest(prompt, seed=20, count=count, model="tiny-test", spread=spread)
+    return np.stack([result.image for result in engine.generate_sync(request)])
+
+
 def test_the_seeds_of_several_emoji_draw_them_and_the_same_words_typed_do_not(worded_model_dir, fitted):
     from conftest import open_engine
-
-    from studio.engine.requests import GenerationRequest
 
     _, directions, _ = fitted
     save_wording(worded_model_dir, directions, chars=CHARS)
 
     def images(engine, prompt, spread):
-        request = GenerationRequest(prompt, seed=20, count=6, model="tiny-test", spread=spread)
-        return np.stack([result.image for result in engine.generate_sync(request)])
+        return _images(engine, prompt, spread, count=6)
 
     with open_engine(worded_model_dir) as engine:
         words = images(engine, "rocket pizza", True)
@@ -593,18 +598,26 @@ def test_the_generic_texts_round_trip_and_the_engine_spreads_a_folded_one(worded
     ['["emoji"]', '"emoji"', "not json", '["emoji", 3]', '["emoji", "' + "x" * 65 + '"]'],
 )
 def test_damaged_generic_texts_are_one_sentence(worded_model_dir, fitted, texts):
-    from safetensors.numpy import save_file
-
     encoder, directions, _ = fitted
     rows = HashTextEncoder().encode(["emoji", "an emoji"])
     tensors = {"directions": directions, "generic": rows, "showcase": np.array([0, 1], np.int64)}
-    save_file(tensors, str(worded_model_dir / WORDING_FILE), metadata={"generic_texts": texts})
+    _assert_refused_as_damaged(
+        worded_model_dir,
+        tensors,
+        {"generic_texts": texts},
+        r"the generic texts must be one text of at most 64 characters per generic row",
+    )
+
+
+def _assert_refused_as_damaged(folder, tensors: dict, metadata: dict, reason: str) -> None:
+    """``wording.safetensors`` written as given (no writer's checks) is refused in one sentence giving ``reason``."""
+    from safetensors.numpy import save_file
+
+    save_file(tensors, str(folder / WORDING_FILE), metadata=metadata)
     with pytest.raises(
-        ModelError,
-        match=r"^The wording directions of 'tiny-test' are damaged \(the generic texts must be one text of at most "
-        r"64 characters per generic row\)\.$",
+        ModelError, match=r"^The wording directions of 'tiny-test' are damaged \(" + reason + r"\)\.$"
     ):
-        load_vocabulary(read_model_info(worded_model_dir))
+        load_vocabulary(read_model_info(folder))
 
 
 def test_capitals_that_hide_a_generic_text_are_offered_it(worded_model_dir, fitted):
@@ -685,10 +698,8 @@ def _name_reading(vocabulary: Vocabulary, prompt: str) -> tuple[str, list[int]]:
         ("a big, shiny rocket!", ("rocket", [])),  # outer punctuation of each word is not part of it
         ("the grinning cat please", ("grinning cat", [])),  # the longest run first: "cat" alone is no name
         ("rocket rocket", ("rocket", [])),  # one concept: its first run
-        (
-            "pizza and a rocket",
-            ("pizza rocket", [5, 4]),
-        ),  # several: spread chooses among them, in prompt order
+        # several: spread chooses among them, in prompt order
+        ("pizza and a rocket", ("pizza rocket", [5, 4])),
         ("rocket", ("rocket", [])),  # one word is never cut
         ("grinning cat", ("grinning cat", [])),  # a name as a whole: left alone
         ("happy cat", ("happy cat", [])),  # no run is a name ("cat" is a keyword, not a name)
@@ -716,31 +727,23 @@ def test_name_words_round_trip_change_the_hash_and_refuse_damage(worded_model_di
     save_wording(worded_model_dir, directions, name_words_below=0.8)
     assert load_vocabulary(read_model_info(worded_model_dir)).name_words_below == 0.8
     assert load_model(worded_model_dir).hash != before
-    from safetensors.numpy import save_file
-
     for value in ("0.2", "1.5", "nan", "many"):
-        save_file(
-            {"directions": directions}, str(worded_model_dir / WORDING_FILE), {"name_words_below": value}
+        _assert_refused_as_damaged(
+            worded_model_dir,
+            {"directions": directions},
+            {"name_words_below": value},
+            r"the name words' cosine must lie in \[0\.5, 1\]",
         )
-        with pytest.raises(
-            ModelError,
-            match=r"^The wording directions of 'tiny-test' are damaged \(the name words' cosine must lie in "
-            r"\[0\.5, 1\]\)\.$",
-        ):
-            load_vocabulary(read_model_info(worded_model_dir))
 
 
 def test_the_engine_draws_a_prompt_by_its_name_words(worded_model_dir, fitted):
     from conftest import open_engine
 
-    from studio.engine.requests import GenerationRequest
-
     _, directions, _ = fitted
     save_wording(worded_model_dir, directions, name_words_below=0.8)
 
     def images(engine, prompt, spread):
-        request = GenerationRequest(prompt, seed=20, count=4, model="tiny-test", spread=spread)
-        return np.stack([result.image for result in engine.generate_sync(request)])
+        return _images(engine, prompt, spread, count=4)
 
     with open_engine(worded_model_dir) as engine:
         for spread in (False, True):
@@ -754,10 +757,8 @@ def test_the_engine_draws_a_prompt_by_its_name_words(worded_model_dir, fitted):
         )
         assert engine.spread_concepts("pizza and a rocket").result(timeout=30) == ["pizza", "rocket"]
         assert engine.spread_concepts("rocket pizza").result(timeout=30) == ["rocket", "pizza"]
-        listed = images(engine, "pizza and a rocket", True)
-        assert not np.array_equal(
-            listed, images(engine, "pizza and a rocket", False)
-        )  # each seed leans to one
+        listed = images(engine, "pizza and a rocket", True)  # each seed leans to one of them
+        assert not np.array_equal(listed, images(engine, "pizza and a rocket", False))
 
 
 NAME_WORDS_TEXT = st.lists(
@@ -784,10 +785,8 @@ def test_a_long_prompt_is_never_cut_into_name_words():
     from studio.models.vocabulary import NAME_WORDS_CHARS
 
     long = "happy " + "x" * (NAME_WORDS_CHARS - len("happy  rocket")) + " rocket"
-    assert len(long) == NAME_WORDS_CHARS and _name_reading(_named(), long) == (
-        "rocket",
-        [],
-    )  # at the limit: cut
+    assert len(long) == NAME_WORDS_CHARS  # at the limit: cut
+    assert _name_reading(_named(), long) == ("rocket", [])
     longer = long.replace("happy", "happy!")
     assert len(longer) == NAME_WORDS_CHARS + 1 and _name_reading(_named(), longer) == (longer, [])
 

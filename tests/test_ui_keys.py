@@ -40,6 +40,13 @@ def _press(qtbot, key, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
     qtbot.keyClick(QApplication.focusWidget(), key, modifiers)
 
 
+def _answer(value) -> concurrent.futures.Future:
+    """A finished future holding ``value``: the engine's answer, without a model that knows the prompt."""
+    future = concurrent.futures.Future()
+    future.set_result(value)
+    return future
+
+
 def _click_prompt(qtbot, window):
     edit = window.prompt_panel.prompt_edit
     _click(qtbot, edit.viewport())
@@ -161,12 +168,7 @@ def test_nearest_concepts_clear_with_the_prompt_and_a_poor_match_says_so(qtbot, 
     window = make_window()
     answers = {"cat": [("cat", 0.82), ("cat face", 0.71)], "zqxv": [("zebra", 0.11), ("fax", 0.09)]}
 
-    def nearest_concepts(prompt, k=3):  # the engine's answer, without needing a model with a vocabulary
-        future = concurrent.futures.Future()
-        future.set_result(answers.get(prompt.strip(), []))
-        return future
-
-    window.link.engine.nearest_concepts = nearest_concepts
+    window.link.engine.nearest_concepts = lambda prompt, k=3: _answer(answers.get(prompt.strip(), []))
     label = window.prompt_panel.nearest_label
     edit = _click_prompt(qtbot, window)
     qtbot.keyClicks(edit, "cat")
@@ -184,13 +186,8 @@ def test_the_line_under_the_prompt_names_what_its_seeds_spread_over(qtbot, make_
     window = make_window()
     spread = {"cat": ["cat", "cat face", "black cat", "grinning cat"], "dog face": ["dog face"]}
 
-    def answer(value):
-        future = concurrent.futures.Future()
-        future.set_result(value)
-        return future
-
-    window.link.engine.nearest_concepts = lambda prompt, k=3: answer([("cat", 0.9), ("cat face", 0.8)])
-    window.link.engine.spread_concepts = lambda prompt: answer(spread.get(prompt.strip(), []))
+    window.link.engine.nearest_concepts = lambda prompt, k=3: _answer([("cat", 0.9), ("cat face", 0.8)])
+    window.link.engine.spread_concepts = lambda prompt: _answer(spread.get(prompt.strip(), []))
     label = window.prompt_panel.nearest_label
     edit = _click_prompt(qtbot, window)
     qtbot.keyClicks(edit, "cat")
@@ -212,14 +209,9 @@ def test_the_line_under_the_prompt_says_how_the_model_read_it(qtbot, make_window
     typed says nothing of it."""
     window = make_window()
 
-    def answer(value):
-        future = concurrent.futures.Future()
-        future.set_result(value)
-        return future
-
-    window.link.engine.nearest_concepts = lambda prompt, k=3: answer([("dog", 1.0), ("hot dog", 0.84)])
-    window.link.engine.spread_concepts = lambda prompt: answer(["dog", "dog face", "poodle"])
-    window.link.engine.reading = lambda prompt: answer("dog" if prompt == "happy dog" else prompt)
+    window.link.engine.nearest_concepts = lambda prompt, k=3: _answer([("dog", 1.0), ("hot dog", 0.84)])
+    window.link.engine.spread_concepts = lambda prompt: _answer(["dog", "dog face", "poodle"])
+    window.link.engine.reading = lambda prompt: _answer("dog" if prompt == "happy dog" else prompt)
     label = window.prompt_panel.nearest_label
     edit = _click_prompt(qtbot, window)
     qtbot.keyClicks(edit, "happy dog")
@@ -239,13 +231,8 @@ def test_a_prompt_that_asks_for_any_emoji_says_what_spread_draws(qtbot, make_win
     window = make_window()
     showcase = ["grinning face", "dog", "carrot", "globe"]
 
-    def answer(value):
-        future = concurrent.futures.Future()
-        future.set_result(value)
-        return future
-
-    window.link.engine.nearest_concepts = lambda prompt, k=3: answer([])
-    window.link.engine.spread_concepts = lambda prompt: answer(showcase)
+    window.link.engine.nearest_concepts = lambda prompt, k=3: _answer([])
+    window.link.engine.spread_concepts = lambda prompt: _answer(showcase)
     label = window.prompt_panel.nearest_label
     edit = _click_prompt(qtbot, window)
     qtbot.keyClicks(edit, "emoji")
@@ -259,12 +246,7 @@ def test_a_prompt_that_asks_for_any_emoji_says_what_spread_draws(qtbot, make_win
 def test_a_respelling_the_model_knows_better_is_offered_and_taken_with_a_click(qtbot, make_window):
     window = make_window()
 
-    def answer(value):
-        future = concurrent.futures.Future()
-        future.set_result(value)
-        return future
-
-    window.link.engine.suggestion = lambda prompt: answer("pizza" if prompt == "piza" else None)
+    window.link.engine.suggestion = lambda prompt: _answer("pizza" if prompt == "piza" else None)
     panel = window.prompt_panel
     edit = _click_prompt(qtbot, window)
     qtbot.keyClicks(edit, "piza")

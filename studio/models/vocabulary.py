@@ -257,9 +257,10 @@ class Vocabulary:
         ``(text, [])`` unchanged when the model has no such setting, when the prompt is longer than NAME_WORDS_CHARS
         or lies within ``name_words_below`` of a name as a whole (``embedding``, its encoding: "a smiling sun" is the
         sun with face), or when none of its runs of 1 to NAME_RUN_MAX consecutive words (fewer than all) is a name:
-        within NAME_WORDS_COSINE of one, in any language (``encode`` embeds the runs). Else those runs, the longest first, then the leftmost, without
-        overlap: one concept reads as its first run ("happy dog" -> "dog"), several as each one's first run joined,
-        with their concepts for spread to choose among ("cat and dog" -> "cat dog", [cat, dog])."""
+        within NAME_WORDS_COSINE of one, in any language (``encode`` embeds the runs). Else those runs, the longest
+        first, then the leftmost, without overlap: one concept reads as its first run ("happy dog" -> "dog"),
+        several as each one's first run joined, with their concepts for spread to choose among ("cat and dog" ->
+        "cat dog", [cat, dog])."""
         if self.name_words_below is None or not self.names or len(text) > NAME_WORDS_CHARS:
             return text, []
         words = [word.strip(_OUTER) for word in text.split()]
@@ -708,7 +709,7 @@ def _load_wording(info: ModelInfo, dim: int, concepts: int) -> dict:
 
 
 def _read_name_words_below(text: str | None, where: str) -> float | None:
-    """The ``name_words_below`` metadata: the cosine below which a prompt is read by its name words (None when absent)."""
+    """The ``name_words_below`` metadata: the cosine below which a prompt is read by its name words (None: absent)."""
     if text is None:
         return None
     try:
