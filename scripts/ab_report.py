@@ -79,7 +79,9 @@ def regated(generator: ConceptGenerator, low: float, high: float) -> ConceptGene
     conditioner = generator.conditioner
     table = replace(conditioner.table, low=low, high=high, row_low=None, row_high=None)
     return ConceptGenerator(
-        generator.generator, ConceptConditioner(generator.generator, conditioner.vocabulary, table)
+        generator.generator,
+        ConceptConditioner(generator.generator, conditioner.vocabulary, table),
+        generator.upsampler,
     )
 
 

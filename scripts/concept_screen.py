@@ -34,7 +34,7 @@ import torch
 from studio.models.cgan import rgba_uint8_to_premultiplied
 from studio.models.concepts import read_concepts
 from studio.models.format import load_model
-from studio.training.base_stage import deep_dips
+from studio.models.holes import deep_dips
 from studio.training.concept_fit import (
     ADV_WEIGHT,
     FEATURE_MATCH,

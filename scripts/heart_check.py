@@ -28,9 +28,9 @@ from PIL import Image, ImageDraw
 
 from studio.engine.spread import Spreader
 from studio.models.format import load_model, read_model_info
+from studio.models.holes import deep_dips
 from studio.models.text import get_text_encoder
 from studio.models.vocabulary import load_vocabulary
-from studio.training.base_stage import deep_dips
 from studio.training.evaluate import SpreadGenerator, composite, generate
 
 HEARTS = (

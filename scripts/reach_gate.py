@@ -26,8 +26,8 @@ import torch
 
 from studio.models.concepts import concepts_metadata, load_concepts, save_concepts
 from studio.models.format import CONCEPTS_FILE, load_model
+from studio.models.holes import deep_dips
 from studio.models.vocabulary import load_vocabulary
-from studio.training.base_stage import deep_dips
 from studio.training.evaluate import latents
 
 

@@ -171,7 +171,17 @@ def test_the_engine_renders_names_with_the_table_and_the_hash_covers_it(tiny_mod
 
 @pytest.mark.parametrize(
     "damage",
-    ["garbage", "wrong_shape", "bad_gate", "not_finite", "no_vocabulary", "bad_row_gate", "short_row_gate"],
+    [
+        "garbage",
+        "wrong_shape",
+        "bad_gate",
+        "not_finite",
+        "no_vocabulary",
+        "bad_row_gate",
+        "short_row_gate",
+        "short_full",
+        "bad_margin",
+    ],
 )
 def test_a_damaged_or_mismatched_table_is_refused_in_one_sentence(concept_model_dir, tmp_path, damage):
     folder = tmp_path / "model"
@@ -193,6 +203,10 @@ def test_a_damaged_or_mismatched_table_is_refused_in_one_sentence(concept_model_
         low, high = np.full(rows, 0.6, np.float32), np.full(rows, 0.8, np.float32)
         high[-1] = 0.5 if damage == "bad_row_gate" else 0.8  # one row's gate falls
         save_concepts(folder, ConceptConditions(conditions, FITTED, row_low=low, row_high=high))
+    elif damage == "short_full":
+        save_concepts(folder, ConceptConditions(conditions, FITTED, full=conditions[:2], full_margin=30.0))
+    elif damage == "bad_margin":
+        save_concepts(folder, ConceptConditions(conditions, FITTED, full=conditions, full_margin=-1.0))
     else:  # a table without the names it is matched against
         (folder / "vocabulary.json").unlink()
         (folder / "vocabulary.safetensors").unlink()
@@ -833,3 +847,109 @@ def test_a_table_with_no_fitted_row_matches_nothing(concept_model_dir):
     with torch.no_grad():
         plain = torch.cat([bare.generator.condition(rows[i : i + 1]) for i in range(len(rows))])
         torch.testing.assert_close(bare(rows), plain, rtol=0, atol=0)
+
+
+def _with_rows(concept_model_dir, tmp_path, name: str, full: np.ndarray | None, margin: float = 0.0):
+    """A copy of the concept model whose table has second rows ``full`` (None: none) with ``margin``."""
+    folder = tmp_path / name / concept_model_dir.name
+    shutil.copytree(concept_model_dir, folder)
+    info = read_model_info(folder)
+    table = load_concepts(info, load_vocabulary(info))
+    save_concepts(folder, replace(table, full=full, full_margin=margin))
+    return folder
+
+
+def _second_rows(concept_model_dir) -> np.ndarray:
+    info = read_model_info(concept_model_dir)
+    return np.random.default_rng(1).standard_normal((len(NAMES), info.base.cond_dim)).astype(np.float32)
+
+
+def test_the_engine_draws_a_tables_second_rows_unless_they_tear_beyond_the_first(
+    concept_model_dir, tmp_path, monkeypatch
+):
+    """With second rows every named image is the second rows' picture wherever it does not tear beyond the first
+    rows' (a margin no picture reaches: all of them), the first rows' where it does (the check forced to say so);
+    prompts that take no fitted row draw as before, and the hash covers the second rows."""
+    full = _second_rows(concept_model_dir)
+    folder = _with_rows(concept_model_dir, tmp_path, "checked", full, margin=1e9)
+    # the same table with the second rows as its first: what a name draws when the second rows are kept
+    as_first = tmp_path / "as_first" / concept_model_dir.name
+    shutil.copytree(concept_model_dir, as_first)
+    info = read_model_info(as_first)
+    save_concepts(as_first, replace(load_concepts(info, load_vocabulary(info)), conditions=full))
+    named = [GenerationRequest(p, seed=s, model=TINY_NAME) for p in ("cat face", "Katze") for s in (0, 5)]
+    other = [GenerationRequest(p, seed=2, model=TINY_NAME) for p in ("pizza", "a sentence about nothing")]
+
+    def images(model_dir) -> list[np.ndarray]:
+        with open_engine(model_dir) as engine:
+            return [_image(engine, r) for r in named + other]
+
+    checked, first, second = images(folder), images(concept_model_dir), images(as_first)
+    for got, want in zip(checked[: len(named)], second[: len(named)]):
+        assert np.array_equal(got, want)
+    for got, want in zip(checked[len(named) :], first[len(named) :]):
+        assert np.array_equal(got, want)
+    assert not any(np.array_equal(a, b) for a, b in zip(first[: len(named)], second[: len(named)]))
+    hashes = {load_model(f).hash for f in (folder, concept_model_dir, as_first)}
+    assert len(hashes) == 3
+    import studio.engine.renderer as renderer
+
+    monkeypatch.setattr(renderer, "keep_first", lambda a, b, margin: torch.zeros(len(a), dtype=torch.bool))
+    torn = images(folder)
+    for got, want in zip(torn, first):
+        assert np.array_equal(got, want)
+
+
+def test_a_preview_and_the_evaluation_draw_the_second_rows_as_the_engine_stores_them(
+    concept_model_dir, tmp_path
+):
+    from studio.training.evaluate import ConceptGenerator, drawn_generator, generate
+
+    full = _second_rows(concept_model_dir)
+    folder = _with_rows(concept_model_dir, tmp_path, "checked", full, margin=1e9)
+    request = GenerationRequest("cat face", seed=4, model=TINY_NAME)
+    with open_engine(folder) as engine:
+        stored = _image(engine, request)
+        preview = engine.preview(request).result(timeout=60).image
+    assert int(np.abs(stored.astype(int) - preview.astype(int)).max()) <= 2
+    model = load_model(folder)
+    drawn = drawn_generator(model)
+    assert isinstance(drawn, ConceptGenerator) and drawn.full is not None
+    embedding = torch.from_numpy(HashTextEncoder().encode(["cat face"] * 2))
+    with torch.no_grad():
+        got = generate(drawn, model.upsampler, embedding, [4, 9], 1.0)
+        first = ConceptGenerator(model.generator, drawn.conditioner)  # no upsampler: the first rows only
+        assert first.full is None
+        want = generate(
+            ConceptGenerator(model.generator, drawn.full), model.upsampler, embedding, [4, 9], 1.0
+        )
+        plain = generate(first, model.upsampler, embedding, [4, 9], 1.0)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    assert float((got - plain).abs().max()) > 0.05
+
+
+def test_add_full_rows_gives_a_table_another_tables_rows_and_keeps_its_record(concept_model_dir, tmp_path):
+    from studio.models.concepts import concepts_metadata
+    from studio.training.concept_fit import main
+
+    folder = _with_rows(concept_model_dir, tmp_path, "target", None)
+    info = read_model_info(folder)
+    table = load_concepts(info, load_vocabulary(info))
+    save_concepts(folder, table, {"fit": json.dumps({"share": 0.75})})
+    source = tmp_path / "source" / CONCEPTS_FILE
+    source.parent.mkdir()
+    rows = _second_rows(concept_model_dir)
+    save_concepts(source.parent, replace(table, conditions=rows), {"fit": json.dumps({"share": 1.0})})
+    assert main(["--model", str(folder), "--add-full", str(source), "--full-margin", "30"]) == 0
+    added = load_concepts(info, load_vocabulary(info))
+    np.testing.assert_array_equal(added.conditions, table.conditions)
+    np.testing.assert_array_equal(added.full[FITTED], rows[FITTED])
+    np.testing.assert_array_equal(added.full[~FITTED], table.conditions[~FITTED])  # no second row: the first
+    assert added.full_margin == 30.0
+    record = concepts_metadata(folder / CONCEPTS_FILE)
+    assert json.loads(record["fit"]) == {"share": 0.75}
+    assert json.loads(record["full"])["source_fit"] == {"share": 1.0}
+    other = replace(table, fitted=~FITTED)
+    save_concepts(source.parent, other)
+    with pytest.raises(ModelError, match="same concepts"):
+        main(["--model", str(folder), "--add-full", str(source)])

@@ -8,7 +8,8 @@ import pytest
 import torch
 from conftest import tiny_train_options
 
-from studio.training.base_stage import alpha_holes, caption_hole_targets, deep_dips, hole_excess
+from studio.models.holes import deep_dips
+from studio.training.base_stage import alpha_holes, caption_hole_targets, hole_excess
 from studio.training.dataset import load_dataset, make_synthetic_dataset
 from studio.training.options import CHECKPOINT, TrainError
 from studio.training.train import train
@@ -115,3 +116,18 @@ def test_a_run_with_the_hole_term_trains_differently_and_records_it(synthetic_da
     with pytest.raises(TrainError, match=r"--hole-weight must be 0 or more \(got -1.0\)"):
         train(tiny_train_options(synthetic_data, tmp_path / "bad", 1, hole_weight=-1.0))
     assert not (tmp_path / "bad").exists()
+
+
+def test_keep_first_keeps_a_picture_unless_it_tears_beyond_the_other_by_more_than_the_margin():
+    from studio.models.holes import keep_first
+
+    whole = -torch.ones(1, 4, 64, 64)
+    whole[:, :, 8:56, 8:56] = 1.0  # an opaque square on a clear background
+    holed = whole.clone()
+    holed[:, 3, 30:36, 30:36] = -1.0  # a 6 x 6 hole: 36 deep dips under the 7 px closing
+    assert deep_dips(holed, 7).tolist() == [36] and deep_dips(whole, 7).tolist() == [0]
+    assert keep_first(holed, whole, 30.0).tolist() == [False]
+    assert keep_first(holed, whole, 36.0).tolist() == [True]  # at the margin: kept
+    assert keep_first(whole, holed, 0.0).tolist() == [True]
+    pair = keep_first(torch.cat([holed, whole]), torch.cat([whole, whole]), 10.0)
+    assert pair.tolist() == [False, True]  # per image

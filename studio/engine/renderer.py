@@ -21,6 +21,7 @@ from studio.engine.spread import SPREAD_LIMIT, Spreader
 from studio.models.cgan import premultiplied_to_rgba_uint8
 from studio.models.concepts import ConceptConditioner, ConceptConditions
 from studio.models.format import LoadedModel, ModelError
+from studio.models.holes import keep_first
 
 # Rows of every exact CPU forward. Kernels block differently for different batch sizes (moving the last bit
 # of a float, rarely a uint8 pixel), so the shape is fixed for good: changing it changes stored pixels.
@@ -56,6 +57,9 @@ class Renderer:
             if concepts is not None and vocabulary is not None
             else self.generator.condition
         )
+        # a table with second rows (fitted without a guard against tears) draws each image with both and keeps the
+        # second's picture unless it tears beyond the first's (studio/models/holes.py)
+        self.project_full = self.project.full_rows() if isinstance(self.project, ConceptConditioner) else None
         self.upsampler = loaded.upsampler.to(choice.device).eval() if loaded.upsampler is not None else None
         self.directions, _ = closed_form_directions(
             loaded.generator.z_weight(), min(MAX_DIRECTIONS, info.z_dim)
@@ -173,14 +177,16 @@ class Renderer:
                     # Padded GPU shapes shrink too; later images keep this smaller (still fixed) shape.
                     self.fixed_rows = chunk
 
-    def _conditions(self, requests: list[GenerationRequest], z: torch.Tensor) -> torch.Tensor:
+    def _conditions(self, requests: list[GenerationRequest], z: torch.Tensor, project=None) -> torch.Tensor:
         """Projected conditions (N x cond_dim) with spread, concepts and interpolation applied.
 
         Blending after the projection is exact for text models (the projection is linear) and gives class
         models a meaningful in-between too. With ``spread``, a prompt (and the B prompt) is embedded as the
         row's final z mixes the concepts it fits (studio/engine/spread.py); concept sliders stay directions.
+        ``project``: the prompt layer to use instead of the renderer's own (the concept table's second rows).
         """
         generator, info, device = self.generator, self.loaded.info, self.choice.device
+        project = self.project if project is None else project
         if info.conditioning.kind == "class":
             names = {name.lower(): i for i, name in enumerate(info.conditioning.classes)}
 
@@ -196,14 +202,14 @@ class Renderer:
                 encoded = self.encode(prompts)
                 # the concepts a prompt of pasted emoji lists: read only for spread, which alone uses them
                 listed = [self.listed(p) for p in prompts] if zs is not None else None
-                if zs is not None and isinstance(self.project, ConceptConditioner):
+                if zs is not None and isinstance(project, ConceptConditioner):
                     # spread with a concept table: mix the concepts' own conditions (no snap to one name)
-                    return self.spreader.conditions(encoded, zs, self.project, device, listed)
+                    return self.spreader.conditions(encoded, zs, project, device, listed)
                 if zs is not None:  # spread: each row's z mixes the concepts its prompt fits
                     encoded = self.spreader.embeddings(encoded, zs, listed)
                 vectors = torch.from_numpy(encoded).to(device)
                 # One row at a time, like the forward pass, so a batch never moves a bit of the result.
-                return torch.cat([self.project(vectors[i : i + 1]).float() for i in range(len(prompts))])
+                return torch.cat([project(vectors[i : i + 1]).float() for i in range(len(prompts))])
 
         # An explicit latent (an inverted picture, studio/engine/explicit_latent.py) replaces the embedded prompt.
         spread_z = [z[row] if request.spread else None for row, request in enumerate(requests)]
@@ -262,21 +268,33 @@ class Renderer:
         one-image request reproduces image i of any batch exactly. Inexact (CPU preview) renders run one
         row at a time.
         """
-        device, dtype = self.choice.device, self.choice.dtype
         z = self._latents(requests)
         cond = self._varied(self._conditions(requests, z), z, requests)
-        rows = len(requests)
+        images = self._draw(z, cond, exact)
+        if self.project_full is not None:
+            # the table's second rows: drawn where they change a row's condition, kept where they do not tear more
+            full = self._varied(self._conditions(requests, z, self.project_full), z, requests)
+            differs = (full != cond).any(dim=1).cpu()
+            if bool(differs.any()):
+                rows = differs.nonzero().flatten()
+                second = self._draw(z[rows], full[rows.to(full.device)], exact)
+                keep = keep_first(second, images[rows], self.project_full.table.full_margin)
+                images[rows[keep]] = second[keep]
+        return premultiplied_to_rgba_uint8(images).numpy(), z.numpy().astype(np.float32)
+
+    def _draw(self, z: torch.Tensor, cond: torch.Tensor, exact: bool) -> torch.Tensor:
+        """The pictures (premultiplied RGBA in [-1, 1], on CPU) of these rows: exact ones at the fixed shape,
+        zero-padded; inexact ones one row at a time."""
+        device, dtype, rows = self.choice.device, self.choice.dtype, len(z)
         if exact:
             pad = self.fixed_rows - rows
             z_in = torch.cat([z.to(device), torch.zeros(pad, z.shape[1], device=device)])
             cond = torch.cat([cond, torch.zeros(pad, cond.shape[1], device=device)])
-            images = self._synthesize(z_in, cond, dtype)[:rows]
-        else:
-            z_dev = z.to(device)
-            images = torch.cat(
-                [self._synthesize(z_dev[i : i + 1], cond[i : i + 1], dtype) for i in range(rows)]
-            )
-        return premultiplied_to_rgba_uint8(images).numpy(), z.numpy().astype(np.float32)
+            return self._synthesize(z_in, cond, dtype)[:rows].cpu()
+        z_dev = z.to(device)
+        return torch.cat(
+            [self._synthesize(z_dev[i : i + 1], cond[i : i + 1], dtype) for i in range(rows)]
+        ).cpu()
 
     def _synthesize(self, z: torch.Tensor, cond: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         with torch.autocast(z.device.type, dtype=dtype, enabled=dtype != torch.float32):

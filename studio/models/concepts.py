@@ -25,6 +25,7 @@ without the file renders as before.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from dataclasses import dataclass
@@ -55,6 +56,10 @@ class ConceptConditions:
     high: float = DEFAULT_HIGH
     row_low: np.ndarray | None = None  # V float32: a gate per concept, replacing low/high (None: the table's)
     row_high: np.ndarray | None = None
+    # V x cond_dim float32: a second row per fitted concept, fitted without a guard against tears, drawn wherever
+    # its picture tears no more than ``full_margin`` deep-dip px beyond the first row's (studio/models/holes.py)
+    full: np.ndarray | None = None
+    full_margin: float = 0.0
 
     def gate(self, cosine: np.ndarray, concept: int | np.ndarray | None = None) -> np.ndarray:
         """How much of the fitted condition a prompt this close (cosine) to concept ``concept``'s name takes."""
@@ -73,6 +78,15 @@ class ConceptConditioner:
         self._rows = torch.from_numpy(np.ascontiguousarray(table.conditions, np.float32))
         # matching scans every name in every language (tens of ms): a dragged slider repeats its prompt
         self._nearest = lru_cache(maxsize=cache_size)(self._find)
+
+    def full_rows(self) -> ConceptConditioner | None:
+        """The same conditioner drawing the table's second rows (``full``) instead of its first, sharing its matches;
+        None when the table has none."""
+        if self.table.full is None:
+            return None
+        other = copy.copy(self)
+        other._rows = torch.from_numpy(np.ascontiguousarray(self.table.full, np.float32))
+        return other
 
     def nearest(self, embedding: np.ndarray) -> tuple[int, float]:
         """The fitted concept whose best name lies nearest this embedding, and that cosine."""
@@ -162,6 +176,9 @@ def save_concepts(folder: Path, table: ConceptConditions, metadata: dict[str, st
     if table.row_low is not None:
         tensors["low"] = np.ascontiguousarray(table.row_low, np.float32)
         tensors["high"] = np.ascontiguousarray(table.row_high, np.float32)
+    if table.full is not None:
+        tensors["full"] = np.ascontiguousarray(table.full, np.float32)
+        meta["full_margin"] = repr(float(table.full_margin))
     return save_tensors(path, tensors, meta)
 
 
@@ -171,7 +188,7 @@ def concepts_metadata(path: Path) -> dict[str, str]:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="numpy") as handle:
-        return {k: v for k, v in (handle.metadata() or {}).items() if k not in ("low", "high")}
+        return {k: v for k, v in (handle.metadata() or {}).items() if k not in ("low", "high", "full_margin")}
 
 
 def load_concepts(info: ModelInfo, vocabulary) -> ConceptConditions | None:
@@ -207,7 +224,9 @@ def read_concepts(path: Path, where: str = "The concept conditions") -> ConceptC
             per_row = "low" in handle.keys() or "high" in handle.keys()
             row_low = handle.get_tensor("low").astype(np.float32) if per_row else None
             row_high = handle.get_tensor("high").astype(np.float32) if per_row else None
+            full = handle.get_tensor("full").astype(np.float32) if "full" in handle.keys() else None
         low, high = float(meta.get("low", DEFAULT_LOW)), float(meta.get("high", DEFAULT_HIGH))
+        margin = float(meta.get("full_margin", "0"))
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
         raise UntrustedInputError(f"{where} are damaged ({type(exc).__name__}).") from exc
     if conditions.ndim != 2 or not np.isfinite(conditions).all():
@@ -222,4 +241,8 @@ def read_concepts(path: Path, where: str = "The concept conditions") -> ConceptC
     rising = np.isfinite(lows) & np.isfinite(highs) & (lows >= -1.0) & (lows < highs) & (highs <= 1.0)
     if not rising.all():
         raise UntrustedInputError(f"{where} are damaged (the gate's cosines must rise within [-1, 1]).")
-    return ConceptConditions(conditions, fitted, low, high, row_low, row_high)
+    if full is not None and (full.shape != conditions.shape or not np.isfinite(full).all()):
+        raise UntrustedInputError(f"{where} are damaged (the second rows must match the first).")
+    if not (np.isfinite(margin) and margin >= 0):
+        raise UntrustedInputError(f"{where} are damaged (the second rows' margin must be 0 or more).")
+    return ConceptConditions(conditions, fitted, low, high, row_low, row_high, full, margin)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from studio.models.cgan import BaseGenerator, rgba_uint8_to_premultiplied
+from studio.models.holes import alpha_closing
 from studio.training.augment import diff_augment, parse_policy
 from studio.training.dataset import EmojiData, balanced_weights
 from studio.training.networks import ProjectionDiscriminator, base_config
@@ -206,21 +207,6 @@ def alpha_holes(images: torch.Tensor, size: int = HOLE_SIZE, depth: float = HOLE
         closed = alpha_closing(alpha, size)
     # relu, not clamp: clamp passes the gradient where a pixel sits at the bound (the whole background)
     return F.relu(closed - alpha - depth).mean(dim=(1, 2, 3))
-
-
-def alpha_closing(alpha: torch.Tensor, size: int) -> torch.Tensor:
-    """The morphological closing of N x 1 x H x W alpha in [0, 1]: a ``size`` px max-pool dilation, then erosion."""
-    pad = size // 2
-    return -F.max_pool2d(-F.max_pool2d(alpha, size, 1, pad), size, 1, pad)
-
-
-def deep_dips(images: torch.Tensor, size: int, depth: float = HOLE_DEPTH) -> torch.Tensor:
-    """Per image (premultiplied RGBA in [-1, 1]): how many pixels' alpha lies more than ``depth`` below its
-    ``size`` px closing. The ship rules count these at 128 px with ``size`` 7 (``scripts/heart_check.py``), where
-    :func:`alpha_holes` measures the same dips at 32 px as a differentiable mean. Alpha is clamped to [0, 1] first,
-    as the export clamps it (a bicubic upscale overshoots)."""
-    alpha = ((images[:, 3:4].float() + 1.0) * 0.5).clamp(0.0, 1.0)
-    return ((alpha_closing(alpha, size) - alpha) > depth).sum(dim=(1, 2, 3))
 
 
 def caption_hole_targets(images: torch.Tensor, data: EmojiData, text_ids: np.ndarray) -> torch.Tensor:

@@ -25,6 +25,9 @@ also puts back a row that tears by more than PX pixels on ``--guard-tear-seeds``
 S`` (repeatable) tries a failing row S of the way from where it would go back before putting it back;
 ``--guard-first-seed`` given twice pools two seed sets (a step must pass on both); ``--checkpoint FILE`` saves the
 fit's state every 5 steps and, run again, resumes from it (a fit of hours outlives a stopped process).
+``--add-full TABLE --full-margin PX`` fits nothing either: it gives the folder's table TABLE's rows (a fit kept at
+share 1 with no guard) as its second rows, which the engine draws wherever their picture tears no more than PX
+deep-dip pixels beyond the first rows' at the same z (studio/models/holes.py; session 46, rule 79).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import torch
 
 from studio.models.cgan import rgba_uint8_to_premultiplied
 from studio.models.concepts import DEFAULT_HIGH, DEFAULT_LOW, ConceptConditions, save_concepts
+from studio.models.holes import TEAR_CLOSING
 from studio.training.runs import bf16_if_native, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -70,7 +74,10 @@ CHUNK = 512  # emoji per forward pass (the gradient is summed over every chunk b
 GUARD_SEED = 900_000_000  # the guard's seeds: GUARD_SEED + max(8, seeds) x row + k, far from any evaluation's
 GUARD_SEEDS = 4  # draws per row and condition
 GUARD_TEAR_SEEDS = 2  # with a tear (--guard-tear): on how many of a row's seeds it must tear to go back
-GUARD_CLOSING = 7  # px of the 128 px closing, as the hearts gate counts (scripts/heart_check.py)
+FULL_MARGIN = (
+    30.0  # --add-full: deep-dip px a second row's picture may have beyond the first's (v6's guard's tear)
+)
+GUARD_CLOSING = TEAR_CLOSING  # px of the 128 px closing, as the hearts gate counts (scripts/heart_check.py)
 
 
 def fit_conditions(
@@ -290,7 +297,7 @@ def guard_conditions(
     (the mean margin and the tear count are each taken per set). ``row_numbers``: each row's number in the seeds'
     formula (by default its position), so a part of a table is guarded on the seeds the whole table's guard gives
     it."""
-    from studio.training.base_stage import deep_dips
+    from studio.models.holes import deep_dips
     from studio.training.evaluate import latents
 
     if not 1 <= seeds <= 64:
@@ -577,10 +584,39 @@ def fit_model_concepts(
     return report
 
 
+def add_full_rows(model: str | Path, source: str | Path, margin: float = FULL_MARGIN) -> dict:
+    """Give the folder's concept table the rows of ``source`` (another table for the same vocabulary, e.g. a fit
+    kept at share 1 with no guard) as its second rows (studio/models/concepts.py ``full``), drawn wherever their
+    picture tears no more than ``margin`` deep-dip pixels beyond the first rows'; every other tensor and metadata
+    value is kept. Returns the record also stored in the file's metadata (``full``)."""
+    from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, read_concepts
+    from studio.models.format import ModelError
+
+    if not (np.isfinite(margin) and margin >= 0):
+        raise ModelError("The second rows' margin must be 0 or more pixels.")
+    path = Path(model) / CONCEPTS_FILE
+    table, rows = read_concepts(path), read_concepts(Path(source))
+    if rows.conditions.shape != table.conditions.shape or not np.array_equal(rows.fitted, table.fitted):
+        raise ModelError(
+            "The second rows must come from a table of the same concepts, fitted on the same emoji."
+        )
+    full = np.where(table.fitted[:, None], rows.conditions, table.conditions).astype(np.float32)
+    source_meta = concepts_metadata(Path(source))
+    record = {
+        "margin": float(margin),
+        "source_sha256": hashlib.sha256(Path(source).read_bytes()).hexdigest(),
+        "source_fit": json.loads(source_meta["fit"]) if "fit" in source_meta else None,
+        "rows": int(table.fitted.sum()),
+    }
+    metadata = {**concepts_metadata(path), "full": json.dumps(record)}
+    save_concepts(Path(model), replace(table, full=full, full_margin=float(margin)), metadata)
+    return record
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="model folder (concepts.safetensors is written there)")
-    parser.add_argument("--data", required=True, help="the dataset the model was trained on")
+    parser.add_argument("--data", help="the dataset the model was trained on (every use but --add-full)")
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--lr", type=float, default=LEARNING_RATE)
     parser.add_argument("--z-per-step", type=int, default=Z_PER_STEP)
@@ -658,6 +694,17 @@ def main(argv: list[str] | None = None) -> int:
         help=f"save the fit's state to this file every {CHECKPOINT_EVERY} steps, and resume from it where it "
         "already holds the same fit's",
     )
+    parser.add_argument(
+        "--add-full",
+        default=None,
+        help="instead of fitting: give the folder's table this concepts.safetensors' rows as its second rows",
+    )
+    parser.add_argument(
+        "--full-margin",
+        type=float,
+        default=FULL_MARGIN,
+        help="with --add-full: the deep-dip pixels a second row's picture may have beyond the first's",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
         "--bf16",
@@ -680,6 +727,11 @@ def main(argv: list[str] | None = None) -> int:
     if any(not 0 < step < 1 for step in args.guard_ladder):
         parser.error("Each --guard-ladder step must lie strictly between 0 and 1.")
     first_seeds = tuple(args.guard_first_seed or (GUARD_SEED,))
+    if args.data is None and args.add_full is None:
+        parser.error("the following arguments are required: --data")
+    if args.add_full is not None:
+        print(json.dumps(add_full_rows(args.model, args.add_full, args.full_margin), indent=2))
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.rescale is not None:

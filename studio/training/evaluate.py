@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from studio.atomic import write_atomically
 from studio.engine.latents import seeded_z
 from studio.models.cgan import premultiplied_to_rgba_uint8, rgba_uint8_to_premultiplied
+from studio.models.holes import keep_first
 
 SAMPLE_PROMPTS = (
     "grinning face",
@@ -117,22 +118,46 @@ class SpreadGenerator(_DrawnGenerator):
 
     def forward(self, z: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         rows = embedding.detach().float().cpu().numpy()
-        if isinstance(self.generator, ConceptGenerator):  # as the engine: mix the concepts' own conditions
-            conditions = self.spreader.conditions(rows, z, self.generator.conditioner, embedding.device)
-            return self.generator.generator.synthesize(z, conditions)
+        drawn = self.generator
+        if isinstance(drawn, ConceptGenerator):  # as the engine: mix the concepts' own conditions
+
+            def conditions(conditioner) -> torch.Tensor:
+                return self.spreader.conditions(rows, z, conditioner, embedding.device)
+
+            return drawn.checked(z, conditions)
         spread = self.spreader.embeddings(rows, z)
         return self.generator(z, torch.from_numpy(spread).to(embedding.device))
 
 
 class ConceptGenerator(_DrawnGenerator):
-    """With a fitted concept table (studio/models/concepts.py)."""
+    """With a fitted concept table (studio/models/concepts.py); with its second rows and the model's ``upsampler``,
+    each picture is the second rows' unless it tears beyond the first's at 128 px, as the engine draws it."""
 
-    def __init__(self, generator, conditioner):
+    def __init__(self, generator, conditioner, upsampler=None):
         super().__init__(generator)
-        self.conditioner = conditioner
+        self.conditioner, self.upsampler = conditioner, upsampler
+        self.full = conditioner.full_rows() if upsampler is not None else None
 
     def forward(self, z: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        return self.generator.synthesize(z, self.conditioner(embedding.float()))
+        return self.checked(z, lambda conditioner: conditioner(embedding.float()))
+
+    def checked(self, z: torch.Tensor, conditions) -> torch.Tensor:
+        """The 32 px pictures of ``conditions(conditioner)`` (the conditions of a batch for a conditioner), drawn with
+        the table's second rows where it has them and their 128 px picture tears no more than its margin beyond the
+        first rows' (studio/models/holes.py ``keep_first``)."""
+        first_conditions = conditions(self.conditioner)
+        images = self.generator.synthesize(z, first_conditions)
+        if self.full is None:
+            return images
+        second_conditions = conditions(self.full)
+        differs = (second_conditions != first_conditions).any(dim=1)
+        if not bool(differs.any()):
+            return images
+        second = self.generator.synthesize(z, second_conditions)
+        keep = (
+            keep_first(self.upsampler(second), self.upsampler(images), self.full.table.full_margin) & differs
+        )
+        return torch.where(keep[:, None, None, None], second, images)
 
 
 class WordedNames:
@@ -589,7 +614,8 @@ def drawn_generator(model):
     table = load_concepts(model.info, vocabulary)
     if table is None:
         return model.generator
-    return ConceptGenerator(model.generator, ConceptConditioner(model.generator, vocabulary, table))
+    conditioner = ConceptConditioner(model.generator, vocabulary, table)
+    return ConceptGenerator(model.generator, conditioner, model.upsampler)
 
 
 @torch.no_grad()
