@@ -953,3 +953,25 @@ def test_add_full_rows_gives_a_table_another_tables_rows_and_keeps_its_record(co
     save_concepts(source.parent, other)
     with pytest.raises(ModelError, match="same concepts"):
         main(["--model", str(folder), "--add-full", str(source)])
+
+
+def test_a_prompt_that_borrows_a_neighbours_row_takes_its_first_row_even_with_second_rows(concept_model_dir):
+    """Second rows are each emoji's own picture: a prompt whose nearest name of all has no row (a held-out emoji's
+    name) and that borrows a fitted neighbour's row at the table's gate takes that neighbour's first row."""
+    info = read_model_info(concept_model_dir)
+    vocabulary = load_vocabulary(info)
+    table = replace(load_concepts(info, vocabulary), low=0.5, high=0.6, full=_second_rows(concept_model_dir))
+    conditioner = ConceptConditioner(load_model(concept_model_dir).generator, vocabulary, table)
+    full = conditioner.full_rows()
+    near_pizza = _toward(
+        "pizza", "rocket", 0.75
+    )  # nearest of all: pizza (no row); rocket's row within the gate
+    assert conditioner.nearest(near_pizza)[0] == NAMES.index("rocket")
+    assert conditioner.gate(near_pizza) == (NAMES.index("rocket"), 1.0)
+    own = torch.from_numpy(np.stack([_embed("rocket"), near_pizza]))
+    with torch.no_grad():
+        first, second = conditioner(own), full(own)
+    torch.testing.assert_close(second[1], first[1], rtol=0, atol=0)  # borrowed: the first row
+    rocket = torch.from_numpy(table.full[NAMES.index("rocket")])
+    torch.testing.assert_close(second[0], rocket, rtol=0, atol=1e-6)  # its own: the second row
+    assert float((second[0] - first[0]).abs().max()) > 0.1

@@ -78,14 +78,17 @@ class ConceptConditioner:
         self._rows = torch.from_numpy(np.ascontiguousarray(table.conditions, np.float32))
         # matching scans every name in every language (tens of ms): a dragged slider repeats its prompt
         self._nearest = lru_cache(maxsize=cache_size)(self._find)
+        self._borrowed: torch.Tensor | None = None  # the rows a prompt that borrows a row takes (None: these)
 
     def full_rows(self) -> ConceptConditioner | None:
-        """The same conditioner drawing the table's second rows (``full``) instead of its first, sharing its matches;
-        None when the table has none."""
+        """The same conditioner drawing the table's second rows (``full``) instead of its first for prompts whose row
+        is their own (their nearest name of all is the row's), sharing its matches; a prompt that borrows a
+        neighbour's row (a held-out emoji's name) still takes the first row. None when the table has none."""
         if self.table.full is None:
             return None
         other = copy.copy(self)
         other._rows = torch.from_numpy(np.ascontiguousarray(self.table.full, np.float32))
+        other._borrowed = self._rows
         return other
 
     def nearest(self, embedding: np.ndarray) -> tuple[int, float]:
@@ -94,10 +97,14 @@ class ConceptConditioner:
 
     def gate(self, embedding: np.ndarray) -> tuple[int, float]:
         """The fitted concept this embedding draws from and how much of its row it takes (0: none)."""
+        return self._gate(embedding)[:2]
+
+    def _gate(self, embedding: np.ndarray) -> tuple[int, float, bool]:
+        """:meth:`gate`, and whether the row is the prompt's own (its nearest name of all is the row's)."""
         concept, cosine, named = self._match(embedding)
         if concept < 0:
-            return concept, 0.0
-        return concept, float(self.table.gate(cosine, concept if named else None))
+            return concept, 0.0, False
+        return concept, float(self.table.gate(cosine, concept if named else None)), named
 
     def _match(self, embedding: np.ndarray) -> tuple[int, float, bool]:
         return self._nearest(np.ascontiguousarray(embedding, dtype=np.float32).reshape(-1).tobytes())
@@ -146,9 +153,10 @@ class ConceptConditioner:
         for i in range(len(embeddings)):
             row = embeddings[i : i + 1]
             projected = self.generator.condition(row).float()
-            concept, gate = self.gate(row.detach().float().cpu().numpy())
+            concept, gate, named = self._gate(row.detach().float().cpu().numpy())
             if gate > 0.0:
-                fitted = self._rows[concept : concept + 1].to(projected.device)
+                table = self._rows if named or self._borrowed is None else self._borrowed
+                fitted = table[concept : concept + 1].to(projected.device)
                 projected = torch.lerp(projected, fitted, gate)
             rows.append(projected)
         if not rows:
