@@ -131,3 +131,11 @@ def test_keep_first_keeps_a_picture_unless_it_tears_beyond_the_other_by_more_tha
     assert keep_first(whole, holed, 0.0).tolist() == [True]
     pair = keep_first(torch.cat([holed, whole]), torch.cat([whole, whole]), 10.0)
     assert pair.tolist() == [False, True]  # per image
+
+
+def test_the_trainers_hole_depth_is_the_dip_depth_the_engine_counts():
+    from studio.models.holes import DIP_DEPTH
+    from studio.training.options import HOLE_DEPTH
+
+    # options stays free of torch, so the value is written twice and held equal here
+    assert HOLE_DEPTH == DIP_DEPTH

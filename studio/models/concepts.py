@@ -21,6 +21,12 @@ With ``spread`` a prompt that fits several concepts draws, per image, its z's mi
 conditions (:meth:`ConceptConditioner.of_concepts`, studio/engine/spread.py ``Spreader.conditions``): linear in
 the mix, so a dragged slider never jumps from one name's row to the next. No weight changes; a model folder
 without the file renders as before.
+
+A table may also carry second rows (``full``, with ``full_margin`` in its metadata; session 46, not in any shipped
+table): a fit kept all the way, with no guard against tears. An image whose prompt takes its own row is then drawn
+with both, and the second row's picture is kept unless it has more than the margin of deep dips beyond the first's at
+the same z (studio/models/holes.py ``keep_first``; the engine's renderer and the evaluation both check it); a prompt
+that borrows a neighbour's row (a held-out emoji's name) takes the first row.
 """
 
 from __future__ import annotations

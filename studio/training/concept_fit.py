@@ -74,9 +74,7 @@ CHUNK = 512  # emoji per forward pass (the gradient is summed over every chunk b
 GUARD_SEED = 900_000_000  # the guard's seeds: GUARD_SEED + max(8, seeds) x row + k, far from any evaluation's
 GUARD_SEEDS = 4  # draws per row and condition
 GUARD_TEAR_SEEDS = 2  # with a tear (--guard-tear): on how many of a row's seeds it must tear to go back
-FULL_MARGIN = (
-    30.0  # --add-full: deep-dip px a second row's picture may have beyond the first's (v6's guard's tear)
-)
+FULL_MARGIN = 30.0  # --add-full: deep-dip px a second row may add beyond the first (v6's guard's tear)
 GUARD_CLOSING = TEAR_CLOSING  # px of the 128 px closing, as the hearts gate counts (scripts/heart_check.py)
 
 

@@ -12,7 +12,7 @@ DEFAULT_FEATURES = "data/efficientnet-lite0.safetensors"
 DEFAULT_AUGMENT = "color,translation,cutout"  # DiffAugment's policy (studio.training.augment)
 # the hole term (--hole-weight, studio.training.base_stage.alpha_holes)
 HOLE_SIZE = 3  # px of the 32 px alpha's closing: a hole or notch up to about this wide counts
-HOLE_DEPTH = 0.5  # how far below its closing a pixel's alpha must lie to count (ragged edges lie less)
+HOLE_DEPTH = 0.5  # how far below its closing alpha must lie to count (studio.models.holes.DIP_DEPTH)
 CHECKPOINT = "checkpoint.pt"
 
 
