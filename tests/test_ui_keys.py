@@ -54,6 +54,14 @@ def _click_prompt(qtbot, window):
     return edit
 
 
+def _retype(qtbot, window, edit, text: str, label, expected: str) -> None:
+    """Select the whole prompt, type ``text`` over it, and wait for the window to settle on ``expected`` under it."""
+    _press(qtbot, Qt.Key.Key_A, CTRL)
+    qtbot.keyClicks(edit, text)
+    qtbot.waitUntil(lambda: not window.controller.prompt_pending, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: label.text() == expected, timeout=WAIT_MS)
+
+
 def test_ctrl_v_in_the_prompt_restores_copied_parameters_and_ctrl_z_takes_it_back(qtbot, make_window):
     window = make_window()
     _generate(qtbot, window, "rocket", 1, seed=36)
@@ -198,10 +206,7 @@ def test_the_line_under_the_prompt_names_what_its_seeds_spread_over(qtbot, make_
     assert label.text() == "cat · cat face"
     window.prompt_panel.spread_check.setChecked(True)
     assert label.text() == expected
-    _press(qtbot, Qt.Key.Key_A, CTRL)
-    qtbot.keyClicks(edit, "dog face")  # one concept: nothing to spread over
-    qtbot.waitUntil(lambda: not window.controller.prompt_pending, timeout=WAIT_MS)
-    qtbot.waitUntil(lambda: label.text() == "cat · cat face", timeout=WAIT_MS)
+    _retype(qtbot, window, edit, "dog face", label, "cat · cat face")  # one concept: nothing to spread over
 
 
 def test_the_line_under_the_prompt_says_how_the_model_read_it(qtbot, make_window):
@@ -220,10 +225,7 @@ def test_the_line_under_the_prompt_says_how_the_model_read_it(qtbot, make_window
     assert "reads this prompt as “dog”" in label.toolTip()
     window.prompt_panel.spread_check.setChecked(False)
     assert label.text() == "Read as “dog” · dog · hot dog"
-    _press(qtbot, Qt.Key.Key_A, CTRL)
-    qtbot.keyClicks(edit, "dog")  # read as typed: the nearest names alone
-    qtbot.waitUntil(lambda: not window.controller.prompt_pending, timeout=WAIT_MS)
-    qtbot.waitUntil(lambda: label.text() == "dog · hot dog", timeout=WAIT_MS)
+    _retype(qtbot, window, edit, "dog", label, "dog · hot dog")  # read as typed: the nearest names alone
 
 
 def test_a_prompt_that_asks_for_any_emoji_says_what_spread_draws(qtbot, make_window):
