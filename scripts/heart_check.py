@@ -54,10 +54,13 @@ GREYS = (240, 64)
 def render(
     generator, upsampler, embedding: torch.Tensor, seeds: list[int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The 32 px base output and its 128 px upsampling for one prompt's seeds."""
+    """The 32 px base output and the 128 px pictures the engine shows for one prompt's seeds (the upsampled base, or
+    with a concept table's second rows their filled pictures: studio/training/evaluate.py ``ConceptGenerator``)."""
     with torch.inference_mode():
-        small = generate(generator, None, embedding.expand(len(seeds), -1), seeds, 1.0, upsample=False)
-        return small, upsampler(small)
+        rows = embedding.expand(len(seeds), -1)
+        return generate(generator, None, rows, seeds, 1.0, upsample=False), generate(
+            generator, upsampler, rows, seeds, 1.0
+        )
 
 
 def label(prompt: str) -> str:

@@ -867,9 +867,13 @@ def _second_rows(concept_model_dir) -> np.ndarray:
 def test_the_engine_draws_a_tables_second_rows_unless_they_tear_beyond_the_first(
     concept_model_dir, tmp_path, monkeypatch
 ):
-    """With second rows every named image is the second rows' picture wherever it does not tear beyond the first
-    rows' (a margin no picture reaches: all of them), the first rows' where it does (the check forced to say so);
-    prompts that take no fitted row draw as before, and the hash covers the second rows."""
+    """With second rows every named image is the second rows' picture, its narrow dips filled from the first rows'
+    picture, wherever it does not tear wider than the first rows' (a margin no picture reaches: all of them), the
+    first rows' where it does (the check forced to say so); prompts that take no fitted row draw as before, and the
+    hash covers the second rows."""
+    import studio.engine.renderer as renderer
+    import studio.models.holes as holes
+
     full = _second_rows(concept_model_dir)
     folder = _with_rows(concept_model_dir, tmp_path, "checked", full, margin=1e9)
     # the same table with the second rows as its first: what a name draws when the second rows are kept
@@ -885,24 +889,39 @@ def test_the_engine_draws_a_tables_second_rows_unless_they_tear_beyond_the_first
             return [_image(engine, r) for r in named + other]
 
     checked, first, second = images(folder), images(concept_model_dir), images(as_first)
-    for got, want in zip(checked[: len(named)], second[: len(named)]):
-        assert np.array_equal(got, want)
     for got, want in zip(checked[len(named) :], first[len(named) :]):
         assert np.array_equal(got, want)
     assert not any(np.array_equal(a, b) for a, b in zip(first[: len(named)], second[: len(named)]))
+    # the second rows' pictures with their dips filled from the first rows' (from the stored uint8 pictures: within
+    # a level or two of the engine's own float fill)
+    for got, one, two in zip(checked, first[: len(named)], second):
+        want = holes.fill_dips(_premultiplied(two), _premultiplied(one))
+        assert float((_premultiplied(got) - want).abs().max()) <= 3 / 127.5
     hashes = {load_model(f).hash for f in (folder, concept_model_dir, as_first)}
     assert len(hashes) == 3
-    import studio.engine.renderer as renderer
+    monkeypatch.setattr(holes, "fill_dips", lambda picture, under, size=7: picture.float())
+    unfilled = images(folder)
+    for got, want in zip(unfilled[: len(named)], second[: len(named)]):
+        assert np.array_equal(got, want)  # with nothing filled: exactly the second rows' pictures
+    assert any(not np.array_equal(a, b) for a, b in zip(checked[: len(named)], unfilled))  # a fill showed
 
-    monkeypatch.setattr(renderer, "keep_first", lambda a, b, margin: torch.zeros(len(a), dtype=torch.bool))
-    torn = images(folder)
-    for got, want in zip(torn, first):
+    def torn(second, first, margin):  # the check says every second picture tears: the first rows' pictures
+        return first, torch.zeros(len(first), dtype=torch.bool)
+
+    monkeypatch.setattr(renderer, "second_or_first", torn)
+    for got, want in zip(images(folder), first):
         assert np.array_equal(got, want)
+
+
+def _premultiplied(image: np.ndarray) -> torch.Tensor:
+    """An engine's uint8 RGBA picture as 1 x 4 x H x W premultiplied RGBA in [-1, 1]."""
+    return rgba_uint8_to_premultiplied(torch.from_numpy(image)[None])
 
 
 def test_a_preview_and_the_evaluation_draw_the_second_rows_as_the_engine_stores_them(
     concept_model_dir, tmp_path
 ):
+    from studio.models.holes import second_or_first
     from studio.training.evaluate import ConceptGenerator, drawn_generator, generate
 
     full = _second_rows(concept_model_dir)
@@ -924,8 +943,16 @@ def test_a_preview_and_the_evaluation_draw_the_second_rows_as_the_engine_stores_
             ConceptGenerator(model.generator, drawn.full), model.upsampler, embedding, [4, 9], 1.0
         )
         plain = generate(first, model.upsampler, embedding, [4, 9], 1.0)
-    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+        shown, took = second_or_first(want, plain, 1e9)
+    assert took.all()
+    torch.testing.assert_close(got, shown, rtol=0, atol=1e-6)
     assert float((got - plain).abs().max()) > 0.05
+    # the evaluation's 32 px drawing is the second rows' (what seed diversity and keyword RMS measure)
+    small = generate(drawn, None, embedding, [4, 9], 1.0, upsample=False)
+    want_small = generate(
+        ConceptGenerator(model.generator, drawn.full), None, embedding, [4, 9], 1.0, upsample=False
+    )
+    torch.testing.assert_close(small, want_small, rtol=0, atol=0)
 
 
 def test_add_full_rows_gives_a_table_another_tables_rows_and_keeps_its_record(concept_model_dir, tmp_path):

@@ -118,19 +118,51 @@ def test_a_run_with_the_hole_term_trains_differently_and_records_it(synthetic_da
     assert not (tmp_path / "bad").exists()
 
 
-def test_keep_first_keeps_a_picture_unless_it_tears_beyond_the_other_by_more_than_the_margin():
-    from studio.models.holes import keep_first
+def test_fill_dips_shows_the_picture_beneath_through_narrow_dips_only():
+    from studio.models.holes import fill_dips
 
     whole = -torch.ones(1, 4, 64, 64)
-    whole[:, :, 8:56, 8:56] = 1.0  # an opaque square on a clear background
+    whole[:, :, 8:56, 8:56] = 1.0  # an opaque white square on a clear background
+    under = whole.clone()
+    under[:, :3, 8:56, 8:56] = torch.tensor([1.0, -1.0, -1.0])[:, None, None]  # the same square, red
     holed = whole.clone()
-    holed[:, 3, 30:36, 30:36] = -1.0  # a 6 x 6 hole: 36 deep dips under the 7 px closing
-    assert deep_dips(holed, 7).tolist() == [36] and deep_dips(whole, 7).tolist() == [0]
-    assert keep_first(holed, whole, 30.0).tolist() == [False]
-    assert keep_first(holed, whole, 36.0).tolist() == [True]  # at the margin: kept
-    assert keep_first(whole, holed, 0.0).tolist() == [True]
-    pair = keep_first(torch.cat([holed, whole]), torch.cat([whole, whole]), 10.0)
-    assert pair.tolist() == [False, True]  # per image
+    holed[:, :, 30:34, 30:34] = -1.0  # a 4 x 4 hole the 7 px closing fills
+    holed[:, :, 16:28, 12:24] = -1.0  # a 12 x 12 hole it cannot fill
+    filled = fill_dips(holed, under)
+    assert deep_dips(holed, 7).tolist() == [16] and deep_dips(filled, 7).tolist() == [0]
+    torch.testing.assert_close(filled[0, :, 30:34, 30:34], under[0, :, 30:34, 30:34])  # red shows through
+    torch.testing.assert_close(filled[0, :, 16:28, 12:24], holed[0, :, 16:28, 12:24])  # the wide hole stays
+    outside = torch.ones(64, 64, dtype=torch.bool)
+    outside[30:34, 30:34] = False
+    assert torch.equal(filled[0][:, outside], holed[0][:, outside])  # nothing else moves
+    clear = -torch.ones_like(under)  # nothing beneath: the dip stays
+    assert torch.equal(fill_dips(holed, clear), holed)
+    # a shallow dip lets a share of the picture beneath through its clear part: twice its depth below the closing
+    shallow = whole.clone()
+    shallow[:, :, 31:33, 31:33] = 0.5  # white at alpha 0.75 (premultiplied), a quarter below the closing
+    half = fill_dips(shallow, under)  # half of the clear quarter shows red: 0.75 + 0.125 x (1, 0, 0, 1)
+    torch.testing.assert_close(half[0, :, 31, 31], torch.tensor([0.875, 0.75, 0.75, 0.875]) * 2 - 1)
+
+
+def test_second_or_first_shows_the_filled_second_unless_it_tears_wider_than_the_margin():
+    from studio.models.holes import WIDE_CLOSING, second_or_first
+
+    first = -torch.ones(1, 4, 64, 64)
+    first[:, :, 8:56, 8:56] = 1.0
+    torn = first.clone()
+    torn[
+        :, :, 20:30, 8:40
+    ] = -1.0  # a notch 10 px high from the left edge: a tear only the wide closing fills
+    notched = first.clone()
+    notched[:, :, 30:33, 30:33] = -1.0  # a 3 x 3 hole, mended from the first
+    wide = int(deep_dips(torn, WIDE_CLOSING)[0])
+    assert wide > 0 and int(deep_dips(first, WIDE_CLOSING)[0]) == 0
+    shown, took = second_or_first(torch.cat([torn, notched]), torch.cat([first, first]), wide - 1.0)
+    assert took.tolist() == [False, True]
+    torch.testing.assert_close(shown[0], first[0])  # the tear is wider than the margin allows: the first
+    torch.testing.assert_close(shown[1], first[0])  # the notch mended from the first: whole again
+    shown, took = second_or_first(torn, first, float(wide))  # at the margin: shown, the tear unfilled
+    assert took.tolist() == [True] and int(deep_dips(shown, WIDE_CLOSING)[0]) == wide
 
 
 def test_the_trainers_hole_depth_is_the_dip_depth_the_engine_counts():

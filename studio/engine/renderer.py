@@ -21,7 +21,7 @@ from studio.engine.spread import SPREAD_LIMIT, Spreader
 from studio.models.cgan import premultiplied_to_rgba_uint8
 from studio.models.concepts import ConceptConditioner, ConceptConditions
 from studio.models.format import LoadedModel, ModelError
-from studio.models.holes import keep_first
+from studio.models.holes import second_or_first
 
 # Rows of every exact CPU forward. Kernels block differently for different batch sizes (moving the last bit
 # of a float, rarely a uint8 pixel), so the shape is fixed for good: changing it changes stored pixels.
@@ -57,8 +57,8 @@ class Renderer:
             if concepts is not None and vocabulary is not None
             else self.generator.condition
         )
-        # a table with second rows (fitted without a guard against tears) draws each image with both and keeps the
-        # second's picture unless it tears beyond the first's (studio/models/holes.py)
+        # a table with second rows (fitted without a guard against tears) draws each image with both and shows the
+        # second's picture, its narrow dips filled from the first's, unless it tears wider (studio/models/holes.py)
         self.project_full = self.project.full_rows() if isinstance(self.project, ConceptConditioner) else None
         self.upsampler = loaded.upsampler.to(choice.device).eval() if loaded.upsampler is not None else None
         self.directions, _ = closed_form_directions(
@@ -272,14 +272,14 @@ class Renderer:
         cond = self._varied(self._conditions(requests, z), z, requests)
         images = self._draw(z, cond, exact)
         if self.project_full is not None:
-            # the table's second rows: drawn where they change a row's condition, kept where they do not tear more
+            # the table's second rows: drawn where they change a row's condition, their narrow dips filled from the
+            # first rows' drawing, shown where they do not tear wider than the first's (studio/models/holes.py)
             full = self._varied(self._conditions(requests, z, self.project_full), z, requests)
             differs = (full != cond).any(dim=1).cpu()
             if bool(differs.any()):
                 rows = differs.nonzero().flatten()
                 second = self._draw(z[rows], full[rows.to(full.device)], exact)
-                keep = keep_first(second, images[rows], self.project_full.table.full_margin)
-                images[rows[keep]] = second[keep]
+                images[rows] = second_or_first(second, images[rows], self.project_full.table.full_margin)[0]
         return premultiplied_to_rgba_uint8(images).numpy(), z.numpy().astype(np.float32)
 
     def _draw(self, z: torch.Tensor, cond: torch.Tensor, exact: bool) -> torch.Tensor:

@@ -22,11 +22,12 @@ conditions (:meth:`ConceptConditioner.of_concepts`, studio/engine/spread.py ``Sp
 the mix, so a dragged slider never jumps from one name's row to the next. No weight changes; a model folder
 without the file renders as before.
 
-A table may also carry second rows (``full``, with ``full_margin`` in its metadata; session 46, not in any shipped
-table): a fit kept all the way, with no guard against tears. An image whose prompt takes its own row is then drawn
-with both, and the second row's picture is kept unless it has more than the margin of deep dips beyond the first's at
-the same z (studio/models/holes.py ``keep_first``; the engine's renderer and the evaluation both check it); a prompt
-that borrows a neighbour's row (a held-out emoji's name) takes the first row.
+A table may also carry second rows (``full``, with ``full_margin`` in its metadata; session 46): a fit kept all
+the way, with no guard against tears. An image whose prompt takes its own row is then drawn with both, and the
+second row's picture, its narrow dips filled from the first row's picture at the same z, is shown unless it has
+more than the margin of wide dips beyond the first's (studio/models/holes.py ``second_or_first``; the engine's
+renderer and the evaluation both draw it so); a prompt that borrows a neighbour's row (a held-out emoji's name)
+takes the first row.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ class ConceptConditions:
     high: float = DEFAULT_HIGH
     row_low: np.ndarray | None = None  # V float32: a gate per concept, replacing low/high (None: the table's)
     row_high: np.ndarray | None = None
-    # V x cond_dim float32: a second row per fitted concept, fitted without a guard against tears, drawn wherever
-    # its picture tears no more than ``full_margin`` deep-dip px beyond the first row's (studio/models/holes.py)
+    # V x cond_dim float32: a second row per fitted concept, fitted without a guard against tears, shown wherever
+    # its filled picture has no more than ``full_margin`` wide-dip px beyond the first row's (studio/models/holes.py)
     full: np.ndarray | None = None
     full_margin: float = 0.0
 

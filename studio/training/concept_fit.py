@@ -26,8 +26,9 @@ S`` (repeatable) tries a failing row S of the way from where it would go back be
 ``--guard-first-seed`` given twice pools two seed sets (a step must pass on both); ``--checkpoint FILE`` saves the
 fit's state every 5 steps and, run again, resumes from it (a fit of hours outlives a stopped process).
 ``--add-full TABLE --full-margin PX`` fits nothing either: it gives the folder's table TABLE's rows (a fit kept at
-share 1 with no guard) as its second rows, which the engine draws wherever their picture tears no more than PX
-deep-dip pixels beyond the first rows' at the same z (studio/models/holes.py; session 46, rule 79).
+share 1 with no guard) as its second rows, whose picture the engine shows, its narrow dips filled from the first
+rows' picture at the same z, wherever it has no more than PX wide-dip pixels beyond the first rows' (15 px closing;
+studio/models/holes.py; sessions 46–47).
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ CHUNK = 512  # emoji per forward pass (the gradient is summed over every chunk b
 GUARD_SEED = 900_000_000  # the guard's seeds: GUARD_SEED + max(8, seeds) x row + k, far from any evaluation's
 GUARD_SEEDS = 4  # draws per row and condition
 GUARD_TEAR_SEEDS = 2  # with a tear (--guard-tear): on how many of a row's seeds it must tear to go back
-FULL_MARGIN = 30.0  # --add-full: deep-dip px a second row may add beyond the first (v6's guard's tear)
+FULL_MARGIN = (
+    300.0  # --add-full: wide-dip px (15 px closing) a second row's filled picture may add beyond the first's
+)
 GUARD_CLOSING = TEAR_CLOSING  # px of the 128 px closing, as the hearts gate counts (scripts/heart_check.py)
 
 
@@ -584,9 +587,9 @@ def fit_model_concepts(
 
 def add_full_rows(model: str | Path, source: str | Path, margin: float = FULL_MARGIN) -> dict:
     """Give the folder's concept table the rows of ``source`` (another table for the same vocabulary, e.g. a fit
-    kept at share 1 with no guard) as its second rows (studio/models/concepts.py ``full``), drawn wherever their
-    picture tears no more than ``margin`` deep-dip pixels beyond the first rows'; every other tensor and metadata
-    value is kept. Returns the record also stored in the file's metadata (``full``)."""
+    kept at share 1 with no guard) as its second rows (studio/models/concepts.py ``full``), shown wherever their
+    picture, its narrow dips filled from the first rows', has no more than ``margin`` wide-dip pixels beyond the first
+    rows' (studio/models/holes.py ``second_or_first``); every other tensor and metadata value is kept. Returns the record also stored in the file's metadata (``full``)."""
     from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, read_concepts
     from studio.models.format import ModelError
 
@@ -701,7 +704,8 @@ def main(argv: list[str] | None = None) -> int:
         "--full-margin",
         type=float,
         default=FULL_MARGIN,
-        help="with --add-full: the deep-dip pixels a second row's picture may have beyond the first's",
+        help="with --add-full: the wide-dip pixels (15 px closing) a second row's filled picture may have beyond the "
+        "first's",
     )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from studio.atomic import write_atomically
 from studio.engine.latents import seeded_z
 from studio.models.cgan import premultiplied_to_rgba_uint8, rgba_uint8_to_premultiplied
-from studio.models.holes import keep_first
+from studio.models.holes import second_or_first
 
 SAMPLE_PROMPTS = (
     "grinning face",
@@ -71,11 +71,21 @@ def generate(
     z = latents(seeds, generator.config.z_dim, psi)
     out = []
     for i in range(0, len(z), batch):
-        x = generator(z[i : i + batch], embeddings[i : i + batch].float())
-        if upsample and upsampler is not None:
-            x = upsampler(x)
+        if upsample and upsampler is not None and _shows_more(generator):
+            x = generator.pictures(z[i : i + batch], embeddings[i : i + batch].float(), upsampler)
+        else:
+            x = generator(z[i : i + batch], embeddings[i : i + batch].float())
+            if upsample and upsampler is not None:
+                x = upsampler(x)
         out.append(x.float())
     return torch.cat(out) if out else torch.zeros(0, 4, 32, 32)
+
+
+def _shows_more(generator) -> bool:
+    """Whether ``generator``'s 128 px pictures are more than its 32 px drawing upsampled (a concept table's second
+    rows, whose narrow dips are filled at 128 px): then :meth:`ConceptGenerator.pictures` draws them."""
+    drawn = generator.generator if isinstance(generator, SpreadGenerator) else generator
+    return isinstance(drawn, ConceptGenerator) and drawn.full is not None
 
 
 class _DrawnGenerator(torch.nn.Module):
@@ -124,14 +134,27 @@ class SpreadGenerator(_DrawnGenerator):
             def conditions(conditioner) -> torch.Tensor:
                 return self.spreader.conditions(rows, z, conditioner, embedding.device)
 
-            return drawn.checked(z, conditions)
+            return drawn.checked(z, conditions)[0]
         spread = self.spreader.embeddings(rows, z)
         return self.generator(z, torch.from_numpy(spread).to(embedding.device))
+
+    def pictures(self, z: torch.Tensor, embedding: torch.Tensor, upsampler) -> torch.Tensor:
+        """The 128 px pictures as the engine shows them (``upsampler`` is the model's)."""
+        if not isinstance(self.generator, ConceptGenerator):
+            return upsampler(self(z, embedding))
+        rows = embedding.detach().float().cpu().numpy()
+
+        def conditions(conditioner) -> torch.Tensor:
+            return self.spreader.conditions(rows, z, conditioner, embedding.device)
+
+        return self.generator.checked(z, conditions, upsampler)[1]
 
 
 class ConceptGenerator(_DrawnGenerator):
     """With a fitted concept table (studio/models/concepts.py); with its second rows and the model's ``upsampler``,
-    each picture is the second rows' unless it tears beyond the first's at 128 px, as the engine draws it."""
+    each 128 px picture is the second rows' with its narrow dips filled from the first rows', unless it tears wider
+    than the first rows' (studio/models/holes.py ``second_or_first``), as the engine draws it; its 32 px drawing is
+    the rows' whose picture is shown."""
 
     def __init__(self, generator, conditioner, upsampler=None):
         super().__init__(generator)
@@ -139,25 +162,31 @@ class ConceptGenerator(_DrawnGenerator):
         self.full = conditioner.full_rows() if upsampler is not None else None
 
     def forward(self, z: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        return self.checked(z, lambda conditioner: conditioner(embedding.float()))
+        return self.checked(z, lambda conditioner: conditioner(embedding.float()))[0]
 
-    def checked(self, z: torch.Tensor, conditions) -> torch.Tensor:
-        """The 32 px pictures of ``conditions(conditioner)`` (the conditions of a batch for a conditioner), drawn with
-        the table's second rows where it has them and their 128 px picture tears no more than its margin beyond the
-        first rows' (studio/models/holes.py ``keep_first``)."""
+    def pictures(self, z: torch.Tensor, embedding: torch.Tensor, upsampler) -> torch.Tensor:
+        """The 128 px pictures as the engine shows them (``upsampler`` is the model's)."""
+        return self.checked(z, lambda conditioner: conditioner(embedding.float()), upsampler)[1]
+
+    def checked(
+        self, z: torch.Tensor, conditions, upsampler=None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The 32 px drawings of ``conditions(conditioner)`` (the conditions of a batch for a conditioner), with the
+        table's second rows where their picture is shown, and (with ``upsampler``, or when the table has second rows)
+        the 128 px pictures shown; None for those when neither."""
         first_conditions = conditions(self.conditioner)
         images = self.generator.synthesize(z, first_conditions)
-        if self.full is None:
-            return images
-        second_conditions = conditions(self.full)
-        differs = (second_conditions != first_conditions).any(dim=1)
-        if not bool(differs.any()):
-            return images
-        second = self.generator.synthesize(z, second_conditions)
-        keep = (
-            keep_first(self.upsampler(second), self.upsampler(images), self.full.table.full_margin) & differs
-        )
-        return torch.where(keep[:, None, None, None], second, images)
+        if self.full is not None:
+            second_conditions = conditions(self.full)
+            differs = (second_conditions != first_conditions).any(dim=1)
+            if bool(differs.any()):
+                second = self.generator.synthesize(z, second_conditions)
+                first_up = self.upsampler(images)
+                shown, took = second_or_first(self.upsampler(second), first_up, self.full.table.full_margin)
+                took = took & differs
+                pictures = torch.where(took[:, None, None, None], shown, first_up.float())
+                return torch.where(took[:, None, None, None], second, images), pictures
+        return images, (upsampler(images) if upsampler is not None else None)
 
 
 class WordedNames:
@@ -481,11 +510,14 @@ def keyword_metrics(
     rows = embeddings.repeat_interleave(seeds, 0)
     seed_list = [1000 * k + s for k in range(len(keywords)) for s in range(seeds)]
     base = generate(generator, None, rows, seed_list, psi, upsample=False)
-    shown = (
-        torch.cat([upsampler(base[i : i + 64]).float() for i in range(0, len(base), 64)])
-        if upsampler
-        else base
-    )
+    if upsampler is not None and _shows_more(generator):
+        shown = generate(generator, upsampler, rows, seed_list, psi)
+    else:
+        shown = (
+            torch.cat([upsampler(base[i : i + 64]).float() for i in range(0, len(base), 64)])
+            if upsampler
+            else base
+        )
     sims = F.normalize(judge_features(judge, shown), dim=1) @ F.normalize(real_feats, dim=1).T
     nearest = sims.argmax(1).view(len(keywords), seeds).numpy()
     precision, coverage, rms = [], [], []
