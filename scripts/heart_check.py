@@ -97,7 +97,8 @@ def main() -> None:
     )
     parser.add_argument("--arm", action="append", required=True, help="name=weights")
     parser.add_argument("--model", default="resources/models/emoji", help="upsampler, vocabulary and encoder")
-    parser.add_argument("--seeds", type=int, default=6, help="seeds 0..N-1")
+    parser.add_argument("--seeds", type=int, default=6, help="how many seeds (from --first-seed)")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first seed (the gate's are 0-5)")
     parser.add_argument("--no-spread", action="store_true", help="draw without spread")
     parser.add_argument("--bicubic", action="store_true", help="also count on the base upscaled by bicubic")
     parser.add_argument("--grid", default=None, help="PNG of every prompt x arm on two greys")
@@ -111,8 +112,8 @@ def main() -> None:
     spreader = None if args.no_spread else Spreader(load_vocabulary(model.info))
     prompts = list(HEARTS + OTHERS)
     embeddings = torch.from_numpy(np.asarray(encoder.encode(prompts), np.float32))
-    seeds = list(range(args.seeds))
-    report = {"seeds": args.seeds, "spread": spreader is not None, "closing_px": CLOSING, "arms": {}}
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    report = {"seeds": seeds, "spread": spreader is not None, "closing_px": CLOSING, "arms": {}}
     pictures: dict[str, list[torch.Tensor]] = {}
     for name, path in (a.split("=", 1) for a in args.arm):
         generator = load_base(Path(path))

@@ -181,6 +181,7 @@ def test_the_engine_renders_names_with_the_table_and_the_hash_covers_it(tiny_mod
         "short_row_gate",
         "short_full",
         "bad_margin",
+        "bad_net_margin",
     ],
 )
 def test_a_damaged_or_mismatched_table_is_refused_in_one_sentence(concept_model_dir, tmp_path, damage):
@@ -207,6 +208,8 @@ def test_a_damaged_or_mismatched_table_is_refused_in_one_sentence(concept_model_
         save_concepts(folder, ConceptConditions(conditions, FITTED, full=conditions[:2], full_margin=30.0))
     elif damage == "bad_margin":
         save_concepts(folder, ConceptConditions(conditions, FITTED, full=conditions, full_margin=-1.0))
+    elif damage == "bad_net_margin":
+        save_concepts(folder, ConceptConditions(conditions, FITTED, full=conditions, full_net_margin=-5.0))
     else:  # a table without the names it is matched against
         (folder / "vocabulary.json").unlink()
         (folder / "vocabulary.safetensors").unlink()
@@ -905,7 +908,7 @@ def test_the_engine_draws_a_tables_second_rows_unless_they_tear_beyond_the_first
         assert np.array_equal(got, want)  # with nothing filled: exactly the second rows' pictures
     assert any(not np.array_equal(a, b) for a, b in zip(checked[: len(named)], unfilled))  # a fill showed
 
-    def torn(second, first, margin):  # the check says every second picture tears: the first rows' pictures
+    def torn(second, first, margin, net_margin):  # the check says every second picture tears: the first's
         return first, torch.zeros(len(first), dtype=torch.bool)
 
     monkeypatch.setattr(renderer, "second_or_first", torn)
@@ -967,12 +970,26 @@ def test_add_full_rows_gives_a_table_another_tables_rows_and_keeps_its_record(co
     source.parent.mkdir()
     rows = _second_rows(concept_model_dir)
     save_concepts(source.parent, replace(table, conditions=rows), {"fit": json.dumps({"share": 1.0})})
-    assert main(["--model", str(folder), "--add-full", str(source), "--full-margin", "30"]) == 0
+    assert (
+        main(
+            [
+                "--model",
+                str(folder),
+                "--add-full",
+                str(source),
+                "--full-margin",
+                "30",
+                "--full-net-margin",
+                "90",
+            ]
+        )
+        == 0
+    )
     added = load_concepts(info, load_vocabulary(info))
     np.testing.assert_array_equal(added.conditions, table.conditions)
     np.testing.assert_array_equal(added.full[FITTED], rows[FITTED])
     np.testing.assert_array_equal(added.full[~FITTED], table.conditions[~FITTED])  # no second row: the first
-    assert added.full_margin == 30.0
+    assert added.full_margin == 30.0 and added.full_net_margin == 90.0
     record = concepts_metadata(folder / CONCEPTS_FILE)
     assert json.loads(record["fit"]) == {"share": 0.75}
     assert json.loads(record["full"])["source_fit"] == {"share": 1.0}

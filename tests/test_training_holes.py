@@ -69,6 +69,18 @@ def test_deep_dips_count_the_pixels_of_holes_narrower_than_the_closing():
     assert deep_dips(ring, 17).tolist() == [256]  # a closing wide enough fills it
 
 
+@pytest.mark.parametrize("size", [3, 7, 15])
+def test_the_closing_in_row_and_column_passes_is_the_square_closing(size):
+    import torch.nn.functional as F
+
+    from studio.models.holes import alpha_closing
+
+    alpha = torch.rand(3, 1, 40, 33, generator=torch.Generator().manual_seed(size))
+    pad = size // 2
+    square = -F.max_pool2d(-F.max_pool2d(alpha, size, 1, pad), size, 1, pad)
+    assert torch.equal(alpha_closing(alpha, size), square)
+
+
 def test_the_term_bites_only_above_its_captions_real_share():
     holed = _disc()
     holed[0, :, 15, 15] = -1.0
@@ -144,8 +156,8 @@ def test_fill_dips_shows_the_picture_beneath_through_narrow_dips_only():
     torch.testing.assert_close(half[0, :, 31, 31], torch.tensor([0.875, 0.75, 0.75, 0.875]) * 2 - 1)
 
 
-def test_second_or_first_shows_the_filled_second_unless_it_tears_wider_than_the_margin():
-    from studio.models.holes import WIDE_CLOSING, second_or_first
+def test_second_or_first_shows_the_filled_second_unless_it_tears_wider_where_the_first_is_solid():
+    from studio.models.holes import WIDE_CLOSING, new_wide_dips, second_or_first
 
     first = -torch.ones(1, 4, 64, 64)
     first[:, :, 8:56, 8:56] = 1.0
@@ -155,14 +167,28 @@ def test_second_or_first_shows_the_filled_second_unless_it_tears_wider_than_the_
     ] = -1.0  # a notch 10 px high from the left edge: a tear only the wide closing fills
     notched = first.clone()
     notched[:, :, 30:33, 30:33] = -1.0  # a 3 x 3 hole, mended from the first
-    wide = int(deep_dips(torn, WIDE_CLOSING)[0])
-    assert wide > 0 and int(deep_dips(first, WIDE_CLOSING)[0]) == 0
+    wide = int(new_wide_dips(torn, first)[0])
+    assert wide == int(deep_dips(torn, WIDE_CLOSING)[0]) > 0 and int(deep_dips(first, WIDE_CLOSING)[0]) == 0
     shown, took = second_or_first(torch.cat([torn, notched]), torch.cat([first, first]), wide - 1.0)
     assert took.tolist() == [False, True]
     torch.testing.assert_close(shown[0], first[0])  # the tear is wider than the margin allows: the first
     torch.testing.assert_close(shown[1], first[0])  # the notch mended from the first: whole again
     shown, took = second_or_first(torn, first, float(wide))  # at the margin: shown, the tear unfilled
     assert took.tolist() == [True] and int(deep_dips(shown, WIDE_CLOSING)[0]) == wide
+    # where the first is clear too, a tear opens nothing new: the same notch beside a first that has it counts 0
+    assert new_wide_dips(torn, torn).tolist() == [0]
+    assert second_or_first(torn, torn, 0.0)[1].tolist() == [True]
+    # a shape that grew past the first's and tore there opens nothing where the first is solid: only the net check
+    small = -torch.ones(1, 4, 64, 64)
+    small[:, :, 8:56, 44:56] = 1.0  # a strip at the square's right edge
+    grown = torn  # the whole square, its notch in the left half, where the small first is clear
+    assert new_wide_dips(grown, small).tolist() == [0]
+    net = int(deep_dips(grown, WIDE_CLOSING)[0] - deep_dips(small, WIDE_CLOSING)[0])
+    assert net > 0
+    assert second_or_first(grown, small, 0.0)[1].tolist() == [True]  # no net check (the default)
+    assert second_or_first(grown, small, 0.0, float(net))[1].tolist() == [True]
+    shown, took = second_or_first(grown, small, 0.0, net - 1.0)
+    assert took.tolist() == [False] and torch.equal(shown, small)
 
 
 def test_the_trainers_hole_depth_is_the_dip_depth_the_engine_counts():

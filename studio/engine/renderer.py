@@ -58,7 +58,7 @@ class Renderer:
             else self.generator.condition
         )
         # a table with second rows (fitted without a guard against tears) draws each image with both and shows the
-        # second's picture, its narrow dips filled from the first's, unless it tears wider (studio/models/holes.py)
+        # second's picture, its narrow dips filled from the first's, unless it opens wide tears (studio/models/holes.py)
         self.project_full = self.project.full_rows() if isinstance(self.project, ConceptConditioner) else None
         self.upsampler = loaded.upsampler.to(choice.device).eval() if loaded.upsampler is not None else None
         self.directions, _ = closed_form_directions(
@@ -273,13 +273,16 @@ class Renderer:
         images = self._draw(z, cond, exact)
         if self.project_full is not None:
             # the table's second rows: drawn where they change a row's condition, their narrow dips filled from the
-            # first rows' drawing, shown where they do not tear wider than the first's (studio/models/holes.py)
+            # first rows' drawing, shown where they open no wide tear where the first's is solid (models/holes.py)
             full = self._varied(self._conditions(requests, z, self.project_full), z, requests)
             differs = (full != cond).any(dim=1).cpu()
             if bool(differs.any()):
                 rows = differs.nonzero().flatten()
                 second = self._draw(z[rows], full[rows.to(full.device)], exact)
-                images[rows] = second_or_first(second, images[rows], self.project_full.table.full_margin)[0]
+                table = self.project_full.table
+                images[rows] = second_or_first(
+                    second, images[rows], table.full_margin, table.full_net_margin
+                )[0]
         return premultiplied_to_rgba_uint8(images).numpy(), z.numpy().astype(np.float32)
 
     def _draw(self, z: torch.Tensor, cond: torch.Tensor, exact: bool) -> torch.Tensor:

@@ -24,8 +24,9 @@ without the file renders as before.
 
 A table may also carry second rows (``full``, with ``full_margin`` in its metadata; session 46): a fit kept all
 the way, with no guard against tears. An image whose prompt takes its own row is then drawn with both, and the
-second row's picture, its narrow dips filled from the first row's picture at the same z, is shown unless it has
-more than the margin of wide dips beyond the first's (studio/models/holes.py ``second_or_first``; the engine's
+second row's picture, its narrow dips filled from the first row's picture at the same z, is shown unless it opens
+more than the margin of wide dips where the first's is solid, or (``full_net_margin``) more than another margin of
+wide dips beyond the first's in all (studio/models/holes.py ``second_or_first``; the engine's
 renderer and the evaluation both draw it so); a prompt that borrows a neighbour's row (a held-out emoji's name)
 takes the first row.
 """
@@ -64,9 +65,11 @@ class ConceptConditions:
     row_low: np.ndarray | None = None  # V float32: a gate per concept, replacing low/high (None: the table's)
     row_high: np.ndarray | None = None
     # V x cond_dim float32: a second row per fitted concept, fitted without a guard against tears, shown wherever
-    # its filled picture has no more than ``full_margin`` wide-dip px beyond the first row's (studio/models/holes.py)
+    # its filled picture opens at most ``full_margin`` wide-dip px where the first row's is solid (models/holes.py)
     full: np.ndarray | None = None
     full_margin: float = 0.0
+    # and whose filled picture has at most this many wide-dip px more than the first row's in all (inf: no such check)
+    full_net_margin: float = float("inf")
 
     def gate(self, cosine: np.ndarray, concept: int | np.ndarray | None = None) -> np.ndarray:
         """How much of the fitted condition a prompt this close (cosine) to concept ``concept``'s name takes."""
@@ -194,6 +197,8 @@ def save_concepts(folder: Path, table: ConceptConditions, metadata: dict[str, st
     if table.full is not None:
         tensors["full"] = np.ascontiguousarray(table.full, np.float32)
         meta["full_margin"] = repr(float(table.full_margin))
+        if np.isfinite(table.full_net_margin):
+            meta["full_net_margin"] = repr(float(table.full_net_margin))
     return save_tensors(path, tensors, meta)
 
 
@@ -203,7 +208,11 @@ def concepts_metadata(path: Path) -> dict[str, str]:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="numpy") as handle:
-        return {k: v for k, v in (handle.metadata() or {}).items() if k not in ("low", "high", "full_margin")}
+        return {
+            k: v
+            for k, v in (handle.metadata() or {}).items()
+            if k not in ("low", "high", "full_margin", "full_net_margin")
+        }
 
 
 def load_concepts(info: ModelInfo, vocabulary) -> ConceptConditions | None:
@@ -242,6 +251,7 @@ def read_concepts(path: Path, where: str = "The concept conditions") -> ConceptC
             full = handle.get_tensor("full").astype(np.float32) if "full" in handle.keys() else None
         low, high = float(meta.get("low", DEFAULT_LOW)), float(meta.get("high", DEFAULT_HIGH))
         margin = float(meta.get("full_margin", "0"))
+        net_margin = float(meta.get("full_net_margin", "inf"))
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
         raise UntrustedInputError(f"{where} are damaged ({type(exc).__name__}).") from exc
     if conditions.ndim != 2 or not np.isfinite(conditions).all():
@@ -258,6 +268,6 @@ def read_concepts(path: Path, where: str = "The concept conditions") -> ConceptC
         raise UntrustedInputError(f"{where} are damaged (the gate's cosines must rise within [-1, 1]).")
     if full is not None and (full.shape != conditions.shape or not np.isfinite(full).all()):
         raise UntrustedInputError(f"{where} are damaged (the second rows must match the first).")
-    if not (np.isfinite(margin) and margin >= 0):
-        raise UntrustedInputError(f"{where} are damaged (the second rows' margin must be 0 or more).")
-    return ConceptConditions(conditions, fitted, low, high, row_low, row_high, full, margin)
+    if not (np.isfinite(margin) and margin >= 0 and net_margin >= 0):  # NaN fails every comparison
+        raise UntrustedInputError(f"{where} are damaged (the second rows' margins must be 0 or more).")
+    return ConceptConditions(conditions, fitted, low, high, row_low, row_high, full, margin, net_margin)

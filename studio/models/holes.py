@@ -8,8 +8,9 @@ A concept table may carry a second row per fitted emoji, fitted without any guar
 (studio/models/concepts.py, ``full``): it draws its emoji more recognisably but tears more often, and whether it
 tears depends on z. :func:`second_or_first` is what the engine and the evaluation show per image: the second row's
 drawing with its narrow dips filled from the first row's drawing at the same z beneath it (:func:`fill_dips`), unless
-even so it has more than the table's margin of wide dips (:data:`WIDE_CLOSING`) beyond the first row's drawing;
-then the first row's drawing.
+even so it opens more than the table's margin of wide dips (:data:`WIDE_CLOSING`) where the first row's drawing is
+solid (:func:`new_wide_dips`), or more than its second margin of wide dips in all beyond the first's; then the first
+row's drawing.
 """
 
 from __future__ import annotations
@@ -28,9 +29,14 @@ DIP_DEPTH = 0.5  # how far below its closing a pixel's alpha must lie to count (
 
 
 def alpha_closing(alpha: torch.Tensor, size: int) -> torch.Tensor:
-    """The morphological closing of N x 1 x H x W alpha in [0, 1]: a ``size`` px max-pool dilation, then erosion."""
+    """The morphological closing of N x 1 x H x W alpha in [0, 1]: a ``size`` px square max-pool dilation, then
+    erosion, each as a row pass and a column pass (the same maxima as the square pool, several times faster)."""
+    return -_square_max(-_square_max(alpha, size), size)
+
+
+def _square_max(x: torch.Tensor, size: int) -> torch.Tensor:
     pad = size // 2
-    return -F.max_pool2d(-F.max_pool2d(alpha, size, 1, pad), size, 1, pad)
+    return F.max_pool2d(F.max_pool2d(x, (1, size), 1, (0, pad)), (size, 1), 1, (pad, 0))
 
 
 def deep_dips(images: torch.Tensor, size: int, depth: float = DIP_DEPTH) -> torch.Tensor:
@@ -53,13 +59,26 @@ def fill_dips(picture: torch.Tensor, under: torch.Tensor, size: int = TEAR_CLOSI
     return filled.clamp(0.0, 1.0) * 2.0 - 1.0
 
 
+def new_wide_dips(picture: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """Per image pair (premultiplied RGBA in [-1, 1]): the pixels where ``picture`` dips more than :data:`DIP_DEPTH`
+    below its :data:`WIDE_CLOSING` px closing while ``other`` is solid there (alpha above one half): the tears and
+    holes it opens that ``other`` does not have (a count of where it dips, not of how it differs elsewhere)."""
+    alpha = ((picture[:, 3:4].float() + 1.0) * 0.5).clamp(0.0, 1.0)
+    solid = other[:, 3:4].float() > 0.0  # alpha above one half
+    return (((alpha_closing(alpha, WIDE_CLOSING) - alpha) > DIP_DEPTH) & solid).sum(dim=(1, 2, 3))
+
+
 def second_or_first(
-    second: torch.Tensor, first: torch.Tensor, margin: float
+    second: torch.Tensor, first: torch.Tensor, margin: float, net_margin: float = float("inf")
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image pair (premultiplied RGBA in [-1, 1], the second and first rows' drawings at the same z): the picture
     to show and whether it is the second's. The second's drawing with its narrow dips filled from the first's
-    (:func:`fill_dips`) is shown unless it has more than ``margin`` more wide dips (:data:`WIDE_CLOSING`) than the
-    first's drawing; then the first's drawing."""
+    (:func:`fill_dips`) is shown unless it opens more than ``margin`` wide-dip pixels where the first's drawing is
+    solid (:func:`new_wide_dips`: tears inside the first's shape) or has more than ``net_margin`` wide-dip pixels in
+    all beyond the first's (:data:`WIDE_CLOSING`: a shape that grew past the first's and tore there); then the
+    first's drawing."""
     filled = fill_dips(second, first)
-    took = deep_dips(filled, WIDE_CLOSING) <= deep_dips(first, WIDE_CLOSING) + margin
+    took = new_wide_dips(filled, first) <= margin
+    if net_margin != float("inf"):
+        took &= deep_dips(filled, WIDE_CLOSING) <= deep_dips(first, WIDE_CLOSING) + net_margin
     return torch.where(took[:, None, None, None], filled, first.float()), took

@@ -25,10 +25,11 @@ also puts back a row that tears by more than PX pixels on ``--guard-tear-seeds``
 S`` (repeatable) tries a failing row S of the way from where it would go back before putting it back;
 ``--guard-first-seed`` given twice pools two seed sets (a step must pass on both); ``--checkpoint FILE`` saves the
 fit's state every 5 steps and, run again, resumes from it (a fit of hours outlives a stopped process).
-``--add-full TABLE --full-margin PX`` fits nothing either: it gives the folder's table TABLE's rows (a fit kept at
-share 1 with no guard) as its second rows, whose picture the engine shows, its narrow dips filled from the first
-rows' picture at the same z, wherever it has no more than PX wide-dip pixels beyond the first rows' (15 px closing;
-studio/models/holes.py; sessions 46–47).
+``--add-full TABLE --full-margin PX --full-net-margin NET`` fits nothing either: it gives the folder's table TABLE's
+rows (a fit kept at share 1 with no guard) as its second rows, whose picture the engine shows, its narrow dips filled
+from the first rows' picture at the same z, wherever it opens no more than PX wide-dip pixels (15 px closing) where
+the first rows' picture is solid and has no more than NET beyond the first's in all (studio/models/holes.py;
+sessions 46–47).
 """
 
 from __future__ import annotations
@@ -75,9 +76,8 @@ CHUNK = 512  # emoji per forward pass (the gradient is summed over every chunk b
 GUARD_SEED = 900_000_000  # the guard's seeds: GUARD_SEED + max(8, seeds) x row + k, far from any evaluation's
 GUARD_SEEDS = 4  # draws per row and condition
 GUARD_TEAR_SEEDS = 2  # with a tear (--guard-tear): on how many of a row's seeds it must tear to go back
-FULL_MARGIN = (
-    300.0  # --add-full: wide-dip px (15 px closing) a second row's filled picture may add beyond the first's
-)
+FULL_MARGIN = 100.0  # --add-full: wide-dip px a second's filled picture may open where the first's is solid
+FULL_NET_MARGIN = 300.0  # --add-full: and wide-dip px it may have beyond the first's in all
 GUARD_CLOSING = TEAR_CLOSING  # px of the 128 px closing, as the hearts gate counts (scripts/heart_check.py)
 
 
@@ -585,16 +585,19 @@ def fit_model_concepts(
     return report
 
 
-def add_full_rows(model: str | Path, source: str | Path, margin: float = FULL_MARGIN) -> dict:
+def add_full_rows(
+    model: str | Path, source: str | Path, margin: float = FULL_MARGIN, net_margin: float = FULL_NET_MARGIN
+) -> dict:
     """Give the folder's concept table the rows of ``source`` (another table for the same vocabulary, e.g. a fit
     kept at share 1 with no guard) as its second rows (studio/models/concepts.py ``full``), shown wherever their
-    picture, its narrow dips filled from the first rows', has no more than ``margin`` wide-dip pixels beyond the first
-    rows' (studio/models/holes.py ``second_or_first``); every other tensor and metadata value is kept. Returns the record also stored in the file's metadata (``full``)."""
+    picture, its narrow dips filled from the first rows', opens no more than ``margin`` wide-dip pixels where the
+    first rows' picture is solid and no more than ``net_margin`` beyond the first rows' picture in all
+    (studio/models/holes.py ``second_or_first``); every other tensor and metadata value is kept. Returns the record also stored in the file's metadata (``full``)."""
     from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, read_concepts
     from studio.models.format import ModelError
 
-    if not (np.isfinite(margin) and margin >= 0):
-        raise ModelError("The second rows' margin must be 0 or more pixels.")
+    if not (np.isfinite(margin) and margin >= 0 and net_margin >= 0):  # NaN fails every comparison
+        raise ModelError("The second rows' margins must be 0 or more pixels.")
     path = Path(model) / CONCEPTS_FILE
     table, rows = read_concepts(path), read_concepts(Path(source))
     if rows.conditions.shape != table.conditions.shape or not np.array_equal(rows.fitted, table.fitted):
@@ -605,12 +608,14 @@ def add_full_rows(model: str | Path, source: str | Path, margin: float = FULL_MA
     source_meta = concepts_metadata(Path(source))
     record = {
         "margin": float(margin),
+        "net_margin": float(net_margin),
         "source_sha256": hashlib.sha256(Path(source).read_bytes()).hexdigest(),
         "source_fit": json.loads(source_meta["fit"]) if "fit" in source_meta else None,
         "rows": int(table.fitted.sum()),
     }
     metadata = {**concepts_metadata(path), "full": json.dumps(record)}
-    save_concepts(Path(model), replace(table, full=full, full_margin=float(margin)), metadata)
+    updated = replace(table, full=full, full_margin=float(margin), full_net_margin=float(net_margin))
+    save_concepts(Path(model), updated, metadata)
     return record
 
 
@@ -704,8 +709,14 @@ def main(argv: list[str] | None = None) -> int:
         "--full-margin",
         type=float,
         default=FULL_MARGIN,
-        help="with --add-full: the wide-dip pixels (15 px closing) a second row's filled picture may have beyond the "
-        "first's",
+        help="with --add-full: the wide-dip pixels (15 px closing) a second row's filled picture may open where the "
+        "first's is solid",
+    )
+    parser.add_argument(
+        "--full-net-margin",
+        type=float,
+        default=FULL_NET_MARGIN,
+        help="with --add-full: the wide-dip pixels it may have beyond the first's in all (inf: no such check)",
     )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
@@ -732,7 +743,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.data is None and args.add_full is None:
         parser.error("the following arguments are required: --data")
     if args.add_full is not None:
-        print(json.dumps(add_full_rows(args.model, args.add_full, args.full_margin), indent=2))
+        record = add_full_rows(args.model, args.add_full, args.full_margin, args.full_net_margin)
+        print(json.dumps(record, indent=2))
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -152,9 +152,9 @@ class SpreadGenerator(_DrawnGenerator):
 
 class ConceptGenerator(_DrawnGenerator):
     """With a fitted concept table (studio/models/concepts.py); with its second rows and the model's ``upsampler``,
-    each 128 px picture is the second rows' with its narrow dips filled from the first rows', unless it tears wider
-    than the first rows' (studio/models/holes.py ``second_or_first``), as the engine draws it; its 32 px drawing is
-    the rows' whose picture is shown."""
+    each 128 px picture is the second rows' with its narrow dips filled from the first rows', unless it opens wider
+    tears where the first rows' is solid (studio/models/holes.py ``second_or_first``), as the engine draws it; its
+    32 px drawing is the rows' whose picture is shown."""
 
     def __init__(self, generator, conditioner, upsampler=None):
         super().__init__(generator)
@@ -182,7 +182,10 @@ class ConceptGenerator(_DrawnGenerator):
             if bool(differs.any()):
                 second = self.generator.synthesize(z, second_conditions)
                 first_up = self.upsampler(images)
-                shown, took = second_or_first(self.upsampler(second), first_up, self.full.table.full_margin)
+                table = self.full.table
+                shown, took = second_or_first(
+                    self.upsampler(second), first_up, table.full_margin, table.full_net_margin
+                )
                 took = took & differs
                 pictures = torch.where(took[:, None, None, None], shown, first_up.float())
                 return torch.where(took[:, None, None, None], second, images), pictures
