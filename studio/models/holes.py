@@ -19,12 +19,8 @@ import torch
 import torch.nn.functional as F
 
 TEAR_CLOSING = 7  # px of the closing at 128 px, as the hearts' count and the table's guard
-WIDE_CLOSING = (
-    15  # px of the closing that finds the wider tears a 7 px closing cannot fill (strips, split hands)
-)
-FILL_GAIN = (
-    2.0  # a dip this far below its closing, times this, is how much of the picture beneath shows through
-)
+WIDE_CLOSING = 15  # px of the closing that finds tears a 7 px closing cannot fill (strips, split hands)
+FILL_GAIN = 2.0  # how much of the picture beneath shows through a dip: this times its depth below the closing
 DIP_DEPTH = 0.5  # how far below its closing a pixel's alpha must lie to count (ragged edges lie less)
 
 

@@ -592,7 +592,8 @@ def add_full_rows(
     kept at share 1 with no guard) as its second rows (studio/models/concepts.py ``full``), shown wherever their
     picture, its narrow dips filled from the first rows', opens no more than ``margin`` wide-dip pixels where the
     first rows' picture is solid and no more than ``net_margin`` beyond the first rows' picture in all
-    (studio/models/holes.py ``second_or_first``); every other tensor and metadata value is kept. Returns the record also stored in the file's metadata (``full``)."""
+    (studio/models/holes.py ``second_or_first``); every other tensor and metadata value is kept. Returns the record
+    also stored in the file's metadata (``full``)."""
     from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, read_concepts
     from studio.models.format import ModelError
 
