@@ -1,0 +1,117 @@
+"""The numbers of a concept-table ship rule (rules 79-85 of the model's history): model folders side by side on seed
+rounds no evaluation has drawn, under each judge, as the engine draws them (second rows and their checks included).
+
+    python scripts/rows_verify.py --arm v13=resources/models/emoji --arm W9=runs/v47/W9 --rounds 280,290 \
+        --json runs/v47/verify_280_290.json
+
+Per arm, spread off, every training and held-out emoji prompted by its English name at seed = index + 100,000 x
+round for each round: GAN-test (the judge's subgroup) on training and held-out emoji, identity top-5 (the emoji among
+the five nearest real ones in judge features) and KID against the real training emoji; the deep dips a picture has
+(7 px closing at 128 px) and those where the real emoji is solid; then, spread on, the keyword metrics (precision /
+coverage / RMS between seeds) of ``keyword_metrics``. Judges are ``name=path``; by default judge-5500 and the first
+arm's own (shipped) judge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from studio.engine.spread import Spreader
+from studio.models.cgan import rgba_uint8_to_premultiplied
+from studio.models.format import load_model
+from studio.models.holes import TEAR_CLOSING, alpha_closing, deep_dips
+from studio.models.vocabulary import load_vocabulary
+from studio.training.dataset import load_dataset
+from studio.training.evaluate import (
+    SpreadGenerator,
+    drawn_generator,
+    generate,
+    keyword_metrics,
+    kid,
+    nearest_real,
+)
+from studio.training.judge import judge_features, load_judge
+
+ROUND = 100_000  # seed = index + ROUND x round: rounds far apart never share a seed (3,655 emoji)
+
+
+def score_arm(folder: Path, data, judges: dict, reals: dict, rounds: list[int]) -> dict:
+    """One arm's numbers (see the module's docstring)."""
+    model = load_model(folder)
+    drawn = drawn_generator(model)
+    names = torch.from_numpy(data.name_embeddings("en"))
+    labels = torch.from_numpy(data.subgroup.astype(np.int64))
+    real = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128))
+    row: dict = {}
+    for part, index in (("train", data.train_index), ("heldout", data.heldout_index)):
+        rep = np.tile(index, len(rounds))
+        seeds = [int(i) + ROUND * rounds[k // len(index)] for k, i in enumerate(rep)]
+        pictures = generate(drawn, model.upsampler, names[rep], seeds, 1.0)
+        for name, judge in judges.items():
+            features = judge_features(judge, pictures)
+            with torch.no_grad():
+                hits = judge.classifier(features).argmax(1) == labels[rep]
+            row[f"{name} {part} gan_test"] = round(float(hits.float().mean()), 4)
+            if part == "train":
+                top5 = nearest_real(features, reals[name])
+                found = (top5 == torch.from_numpy(rep)[:, None]).any(1)
+                row[f"{name} identity_top5"] = round(float(found.float().mean()), 4)
+                row[f"{name} kid"] = round(kid(features, reals[name][torch.from_numpy(data.train_index)]), 4)
+        if part == "train":
+            row["dips"] = round(float(deep_dips(pictures, TEAR_CLOSING).float().mean()), 2)
+            solid = ((real[rep, 3:4] + 1) * 0.5) > 0.5
+            alpha = ((pictures[:, 3:4] + 1) * 0.5).clamp(0, 1)
+            holes = ((alpha_closing(alpha, TEAR_CLOSING) - alpha) > 0.5) & solid
+            row["holes_where_real_solid"] = round(float(holes.sum((1, 2, 3)).float().mean()), 2)
+    spread = SpreadGenerator(drawn, Spreader(load_vocabulary(model.info)))
+    for name, judge in judges.items():
+        found = keyword_metrics(spread, model.upsampler, data, judge, 1.0, reals[name])
+        row[f"{name} keywords"] = [
+            round(found["keyword_precision"], 4),
+            round(found["keyword_coverage"], 2),
+            round(found["keyword_rms"], 4),
+        ]
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--arm", action="append", required=True, help="name=model folder")
+    parser.add_argument("--rounds", required=True, help="comma-separated seed rounds, e.g. 280,290")
+    parser.add_argument("--data", default="data/emoji-usem3-kw")
+    parser.add_argument("--judge", action="append", default=[], help="name=judge.safetensors (repeatable)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    arms = [a.split("=", 1) for a in args.arm]
+    rounds = [int(r) for r in args.rounds.split(",")]
+    judge_paths = dict(j.split("=", 1) for j in args.judge) or {
+        "judge-5500": "benchmarks/judge/judge-5500.safetensors",
+        "shipped": str(Path(arms[0][1]) / "judge.safetensors"),
+    }
+    data = load_dataset(args.data)
+    judges = {name: load_judge(path)[0] for name, path in judge_paths.items()}
+    real = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128))
+    reals = {name: judge_features(judge, real) for name, judge in judges.items()}
+    report: dict = {"rounds": rounds, "judges": judge_paths}
+    for name, folder in arms:
+        started = time.time()
+        report[name] = score_arm(Path(folder), data, judges, reals, rounds)
+        report[name]["minutes"] = round((time.time() - started) / 60, 1)
+        print(name, json.dumps(report[name]), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
