@@ -10,6 +10,11 @@ the five nearest real ones in judge features) and KID against the real training 
 (7 px closing at 128 px) and those where the real emoji is solid; then, spread on, the keyword metrics (precision /
 coverage / RMS between seeds) of ``keyword_metrics``. Judges are ``name=path``; by default judge-5500 and the first
 arm's own (shipped) judge.
+
+``--look ROUND --look-out PREFIX`` (an arm whose table has second rows; the last such arm) writes the rules' look:
+the 24 training emoji at seed = index + 100,000 x ROUND whose shown second-row picture has the most wide dips beyond
+the first row's picture (``PREFIX_net.png``) and the 24 that open the most wide dips where the first row's picture is
+solid (``PREFIX_new.png``): real | first row | shown, on grey 240 and on dark grey 64, where a hole shows dark.
 """
 
 from __future__ import annotations
@@ -80,6 +85,42 @@ def score_arm(folder: Path, data, judges: dict, reals: dict, rounds: list[int]) 
     return row
 
 
+def write_looks(folder: Path, data, look_round: int, prefix: str, count: int = 24) -> dict:
+    """The two look grids of ``--look`` (see the module's docstring); returns the names and counts shown."""
+    from PIL import Image
+
+    from studio.models.holes import WIDE_CLOSING, new_wide_dips, second_or_first
+    from studio.training.evaluate import ConceptGenerator, composite
+
+    model = load_model(folder)
+    drawn = drawn_generator(model)
+    table = drawn.full.table
+    index = data.train_index
+    names = torch.from_numpy(data.name_embeddings("en"))[index]
+    seeds = [int(i) + ROUND * look_round for i in index]
+    first = generate(ConceptGenerator(model.generator, drawn.conditioner), model.upsampler, names, seeds, 1.0)
+    second = generate(ConceptGenerator(model.generator, drawn.full), model.upsampler, names, seeds, 1.0)
+    shown, took = second_or_first(second, first, table.full_margin, table.full_net_margin)
+    orders = {
+        "net": (deep_dips(shown, WIDE_CLOSING) - deep_dips(first, WIDE_CLOSING)).float(),
+        "new": new_wide_dips(shown, first).float(),
+    }
+    real = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128[index]))
+    report = {"shown_share": round(float(took.float().mean()), 4)}
+    for order, excess in orders.items():
+        excess[~took] = -1e9
+        picked = torch.argsort(excess, descending=True)[:count].tolist()
+        rows = [
+            np.concatenate(
+                [composite(x[[j]], grey)[0] for grey in (240, 64) for x in (real, first, shown)], 1
+            )
+            for j in picked
+        ]
+        Image.fromarray(np.concatenate(rows, 0)).save(f"{prefix}_{order}.png", optimize=True)
+        report[order] = [(str(data.names[index[j]]), int(excess[j])) for j in picked]
+    return report
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -88,6 +129,8 @@ def main() -> int:
     parser.add_argument("--rounds", required=True, help="comma-separated seed rounds, e.g. 280,290")
     parser.add_argument("--data", default="data/emoji-usem3-kw")
     parser.add_argument("--judge", action="append", default=[], help="name=judge.safetensors (repeatable)")
+    parser.add_argument("--look", type=int, default=None, help="the seed round of the look grids")
+    parser.add_argument("--look-out", default="runs/look", help="the look grids' path prefix")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -108,6 +151,14 @@ def main() -> int:
         report[name] = score_arm(Path(folder), data, judges, reals, rounds)
         report[name]["minutes"] = round((time.time() - started) / 60, 1)
         print(name, json.dumps(report[name]), flush=True)
+    if args.look is not None:
+        from studio.models.concepts import read_concepts
+
+        tables = [Path(folder) / "concepts.safetensors" for _, folder in arms]
+        looked = [t.parent for t in tables if t.is_file() and read_concepts(t).full is not None]
+        if not looked:
+            parser.error("--look needs an arm whose concept table has second rows")
+        report["look"] = write_looks(looked[-1], data, args.look, args.look_out)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return 0
