@@ -30,34 +30,29 @@ import torch
 from studio.engine.spread import Spreader
 from studio.models.cgan import rgba_uint8_to_premultiplied
 from studio.models.format import load_model
-from studio.models.holes import TEAR_CLOSING, alpha_closing, deep_dips
+from studio.models.holes import TEAR_CLOSING, deep_dips, dips_where_solid
 from studio.models.vocabulary import load_vocabulary
 from studio.training.dataset import load_dataset
 from studio.training.evaluate import (
     SpreadGenerator,
     drawn_generator,
-    generate,
     keyword_metrics,
     kid,
     nearest_real,
+    round_pictures,
 )
 from studio.training.judge import judge_features, load_judge
-
-ROUND = 100_000  # seed = index + ROUND x round: rounds far apart never share a seed (3,655 emoji)
 
 
 def score_arm(folder: Path, data, judges: dict, reals: dict, rounds: list[int]) -> dict:
     """One arm's numbers (see the module's docstring)."""
     model = load_model(folder)
     drawn = drawn_generator(model)
-    names = torch.from_numpy(data.name_embeddings("en"))
     labels = torch.from_numpy(data.subgroup.astype(np.int64))
     real = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128))
     row: dict = {}
     for part, index in (("train", data.train_index), ("heldout", data.heldout_index)):
-        rep = np.tile(index, len(rounds))
-        seeds = [int(i) + ROUND * rounds[k // len(index)] for k, i in enumerate(rep)]
-        pictures = generate(drawn, model.upsampler, names[rep], seeds, 1.0)
+        pictures, rep = round_pictures(drawn, model.upsampler, data, 1.0, index, rounds)
         for name, judge in judges.items():
             features = judge_features(judge, pictures)
             with torch.no_grad():
@@ -70,10 +65,8 @@ def score_arm(folder: Path, data, judges: dict, reals: dict, rounds: list[int]) 
                 row[f"{name} kid"] = round(kid(features, reals[name][torch.from_numpy(data.train_index)]), 4)
         if part == "train":
             row["dips"] = round(float(deep_dips(pictures, TEAR_CLOSING).float().mean()), 2)
-            solid = ((real[rep, 3:4] + 1) * 0.5) > 0.5
-            alpha = ((pictures[:, 3:4] + 1) * 0.5).clamp(0, 1)
-            holes = ((alpha_closing(alpha, TEAR_CLOSING) - alpha) > 0.5) & solid
-            row["holes_where_real_solid"] = round(float(holes.sum((1, 2, 3)).float().mean()), 2)
+            holes = dips_where_solid(pictures, real[rep], TEAR_CLOSING)
+            row["holes_where_real_solid"] = round(float(holes.float().mean()), 2)
     spread = SpreadGenerator(drawn, Spreader(load_vocabulary(model.info)))
     for name, judge in judges.items():
         found = keyword_metrics(spread, model.upsampler, data, judge, 1.0, reals[name])
@@ -96,10 +89,12 @@ def write_looks(folder: Path, data, look_round: int, prefix: str, count: int = 2
     drawn = drawn_generator(model)
     table = drawn.full.table
     index = data.train_index
-    names = torch.from_numpy(data.name_embeddings("en"))[index]
-    seeds = [int(i) + ROUND * look_round for i in index]
-    first = generate(ConceptGenerator(model.generator, drawn.conditioner), model.upsampler, names, seeds, 1.0)
-    second = generate(ConceptGenerator(model.generator, drawn.full), model.upsampler, names, seeds, 1.0)
+    first, _ = round_pictures(
+        ConceptGenerator(model.generator, drawn.conditioner), model.upsampler, data, 1.0, index, [look_round]
+    )
+    second, _ = round_pictures(
+        ConceptGenerator(model.generator, drawn.full), model.upsampler, data, 1.0, index, [look_round]
+    )
     shown, took = second_or_first(second, first, table.full_margin, table.full_net_margin)
     orders = {
         "net": (deep_dips(shown, WIDE_CLOSING) - deep_dips(first, WIDE_CLOSING)).float(),

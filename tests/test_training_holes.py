@@ -175,6 +175,11 @@ def test_second_or_first_shows_the_filled_second_unless_it_tears_wider_where_the
     torch.testing.assert_close(shown[1], first[0])  # the notch mended from the first: whole again
     shown, took = second_or_first(torn, first, float(wide))  # at the margin: shown, the tear unfilled
     assert took.tolist() == [True] and int(deep_dips(shown, WIDE_CLOSING)[0]) == wide
+    # the count at any closing: the 3 x 3 hole under the 7 px closing, all of it where the first is solid
+    from studio.models.holes import TEAR_CLOSING, dips_where_solid
+
+    assert dips_where_solid(notched, first, TEAR_CLOSING).tolist() == [9]
+    assert dips_where_solid(notched, -torch.ones_like(first), TEAR_CLOSING).tolist() == [0]
     # where the first is clear too, a tear opens nothing new: the same notch beside a first that has it counts 0
     assert new_wide_dips(torn, torn).tolist() == [0]
     assert second_or_first(torn, torn, 0.0)[1].tolist() == [True]

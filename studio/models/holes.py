@@ -55,13 +55,19 @@ def fill_dips(picture: torch.Tensor, under: torch.Tensor, size: int = TEAR_CLOSI
     return filled.clamp(0.0, 1.0) * 2.0 - 1.0
 
 
-def new_wide_dips(picture: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+def dips_where_solid(picture: torch.Tensor, other: torch.Tensor, size: int) -> torch.Tensor:
     """Per image pair (premultiplied RGBA in [-1, 1]): the pixels where ``picture`` dips more than :data:`DIP_DEPTH`
-    below its :data:`WIDE_CLOSING` px closing while ``other`` is solid there (alpha above one half): the tears and
-    holes it opens that ``other`` does not have (a count of where it dips, not of how it differs elsewhere)."""
+    below its ``size`` px closing while ``other`` is solid there (alpha above one half), e.g. the holes a drawing
+    has where the real emoji has none."""
     alpha = ((picture[:, 3:4].float() + 1.0) * 0.5).clamp(0.0, 1.0)
     solid = other[:, 3:4].float() > 0.0  # alpha above one half
-    return (((alpha_closing(alpha, WIDE_CLOSING) - alpha) > DIP_DEPTH) & solid).sum(dim=(1, 2, 3))
+    return (((alpha_closing(alpha, size) - alpha) > DIP_DEPTH) & solid).sum(dim=(1, 2, 3))
+
+
+def new_wide_dips(picture: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """:func:`dips_where_solid` at :data:`WIDE_CLOSING`: the tears and holes ``picture`` opens that ``other`` does
+    not have (a count of where it dips, not of how it differs elsewhere)."""
+    return dips_where_solid(picture, other, WIDE_CLOSING)
 
 
 def second_or_first(

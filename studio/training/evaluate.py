@@ -300,11 +300,8 @@ def judge_hits(
     if len(index) == 0:
         empty = np.zeros((len(rounds), 0), dtype=bool)
         return {"gan_test": empty} | ({} if real_features is None else {"identity": empty.copy()})
-    rep = np.tile(index, len(rounds))
-    seeds = [int(i) + 100000 * rounds[k // len(index)] for k, i in enumerate(rep)]
-    names = torch.from_numpy(data.name_embeddings(language))
+    fake, rep = round_pictures(generator, upsampler, data, psi, index, rounds, language)
     labels = torch.from_numpy(data.subgroup.astype(np.int64))
-    fake = generate(generator, upsampler, names[rep], seeds, psi)
     features = judge_features(judge, fake)  # one pass of the judge: its logits are the classifier's on these
     with torch.no_grad():
         hits = {"gan_test": (judge.classifier(features).argmax(1) == labels[rep]).numpy()}
@@ -312,6 +309,17 @@ def judge_hits(
         top5 = nearest_real(features, real_features)
         hits["identity"] = (top5 == torch.from_numpy(rep)[:, None]).any(1).numpy()
     return {name: h.reshape(len(rounds), len(index)) for name, h in hits.items()}
+
+
+def round_pictures(
+    generator, upsampler, data, psi: float, index: np.ndarray, rounds: Sequence[int], language: str = "en"
+) -> tuple[torch.Tensor, np.ndarray]:
+    """The pictures of emoji ``index`` prompted by their names in ``language`` at seed ``index[j] + k * 100000`` for
+    the k-th of ``rounds``, round after round, and the emoji each one is of (``index`` tiled ``len(rounds)`` times)."""
+    rep = np.tile(np.asarray(index, dtype=np.int64), len(rounds))
+    seeds = [int(i) + 100000 * rounds[k // len(index)] for k, i in enumerate(rep)]
+    names = torch.from_numpy(data.name_embeddings(language))
+    return generate(generator, upsampler, names[rep], seeds, psi), rep
 
 
 def heldout_gan_test(
