@@ -807,3 +807,58 @@ def test_many_prompts_scored_at_once_score_as_each_alone():
     alone = np.stack([vocabulary.name_scores(q, plain=True) for q in queries])
     np.testing.assert_allclose(together, alone, atol=1e-6)
     assert together[:20].max(1).min() > 0.99  # an alias's own text is its name
+
+
+def test_a_scan_converts_any_number_of_int8_rows_at_a_time_to_the_same_cosines():
+    """The int8 names are turned to float a chunk at a time (vocabulary.SCAN_CHUNK, sized to stay in cache): the
+    chunk changes the speed, never a cosine, for one prompt or many at once."""
+    from studio.models.vocabulary import SCAN_CHUNK, _int8_scores, _quantize
+
+    rng = np.random.default_rng(3)
+    codes, scales = _quantize(rng.standard_normal((5000, 16)).astype(np.float32))
+    kept = rng.uniform(0.5, 1.0, 5000).astype(np.float32)
+    one = rng.standard_normal(16).astype(np.float32)
+    many = rng.standard_normal((16, 3)).astype(np.float32)
+    for query, lengths in ((one, kept), (many, None)):  # one prompt with the wording's lengths, many without
+        exact = (codes.astype(np.float64) * scales[:, None].astype(np.float64)) @ query
+        exact = exact if lengths is None else exact / lengths
+        for chunk in (None, 7, 1000, SCAN_CHUNK, 8192):
+            scores = _int8_scores(codes, scales, query, lengths, chunk=chunk)
+            np.testing.assert_allclose(scores, exact, atol=1e-5)
+
+
+def test_a_prompts_name_scores_are_scanned_once_and_kept(monkeypatch):
+    """Reading a prompt for name words, finding its fitted concept and spreading it all ask for its scores over
+    every name: the int8 aliases are scanned once a prompt (the last SCANS_KEPT prompts kept, read-only), with
+    and without the wording directions kept apart, and new names or directions drop what was kept."""
+    from studio.models import vocabulary as vocabulary_module
+    from studio.models.vocabulary import SCANS_KEPT, Aliases
+
+    encoder = HashTextEncoder()
+    rng = np.random.default_rng(6)
+    rows = encoder.encode([f"alias {i}" for i in range(50)])
+    vocabulary = _vocabulary(encoder, wording=np.eye(1, encoder.dim, dtype=np.float32))
+    vocabulary.aliases = Aliases.quantize(rows, rng.integers(0, len(NAMES), 50))
+    scans = []
+    scan = vocabulary_module._int8_scores
+    monkeypatch.setattr(vocabulary_module, "_int8_scores", lambda *a, **k: scans.append(1) or scan(*a, **k))
+    query = encoder.encode(["alias 3"])[0]
+
+    worded = vocabulary.name_scores(query)
+    assert len(scans) == 1
+    assert vocabulary.nearest(query, k=1)[0][1] == pytest.approx(float(worded.max()))
+    assert np.array_equal(vocabulary.name_scores(query), worded) and len(scans) == 1  # kept
+    plain = vocabulary.name_scores(query, plain=True)
+    assert len(scans) == 2 and not np.array_equal(plain, worded)  # the plain cosines are their own scan
+    with pytest.raises(ValueError, match="read-only"):
+        worded[0] = 0.0
+    for i in range(SCANS_KEPT):  # newer prompts push the first out
+        vocabulary.name_scores(encoder.encode([f"other {i}"])[0])
+    count = len(scans)
+    vocabulary.name_scores(query)
+    assert len(scans) == count + 1
+
+    vocabulary.aliases = Aliases.quantize(rows[:10], np.zeros(10, np.int64))  # new aliases: scanned again
+    fresh = _vocabulary(encoder, wording=vocabulary.wording)
+    fresh.aliases = vocabulary.aliases
+    np.testing.assert_array_equal(vocabulary.name_scores(query), fresh.name_scores(query))

@@ -47,7 +47,9 @@ import json
 import logging
 import os
 import re
+import threading
 import unicodedata
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -190,6 +192,15 @@ class Keywords:
         )
 
 
+# int8 rows turned to float32 at a time in a scan: 2,048 rows of 512 (4 MB) stay in cache for the product, 2.3x
+# faster a prompt than 8,192 (16 MB) on the 54,357 aliases, the same values (benchmarks/typing_bench.py)
+SCAN_CHUNK = 2048
+# prompts whose scores over every name are kept: reading a prompt for name words, finding its fitted concept and
+# spreading it each need them, so a new prompt scans the names once instead of two or three times
+SCANS_KEPT = 8
+_SCANNED = frozenset({"embeddings", "aliases", "keywords", "wording"})  # what every kept score is computed from
+
+
 def _quantize(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rows = np.asarray(embeddings, np.float32).reshape(len(embeddings), -1)
     scales = np.maximum(np.abs(rows).max(axis=1), 1e-8) / 127.0 if len(rows) else np.zeros(0, np.float32)
@@ -202,10 +213,12 @@ def _int8_scores(
     scales: np.ndarray,
     query: np.ndarray,
     kept: np.ndarray | None = None,
-    chunk: int = 8192,
+    chunk: int | None = None,
 ) -> np.ndarray:
     """Each int8 row's dot product with ``query`` (a unit vector; or D x R, R of them: rows x R), divided by
-    ``kept`` (the rows' lengths once the wording directions are left out, when there are any)."""
+    ``kept`` (the rows' lengths once the wording directions are left out, when there are any); ``chunk`` rows at a
+    time (default SCAN_CHUNK)."""
+    chunk = SCAN_CHUNK if chunk is None else chunk
     out = np.empty((len(codes), *query.shape[1:]), np.float32)
     for start in range(0, len(codes), chunk):
         part = codes[start : start + chunk].astype(np.float32)
@@ -215,7 +228,7 @@ def _int8_scores(
 
 
 def _kept_lengths(
-    rows: np.ndarray, scales: np.ndarray | None, wording: np.ndarray, chunk: int = 8192
+    rows: np.ndarray, scales: np.ndarray | None, wording: np.ndarray, chunk: int = SCAN_CHUNK
 ) -> np.ndarray:
     """Each row's length (rows ``codes * scale`` when ``scales`` is given) with the ``wording`` directions (k x D,
     orthonormal) left out, floored at 1e-6."""
@@ -250,6 +263,18 @@ class Vocabulary:
     generic_texts: list[str] | None = None  # the generic rows' texts: a prompt that folds to one reads as it
     # a prompt no name lies this close to as a whole is read by its words that are names (None: never)
     name_words_below: float | None = None
+
+    def __post_init__(self) -> None:
+        self._scans: OrderedDict[tuple[bytes, bool], np.ndarray] = OrderedDict()  # (query, plain) -> name scores
+        self._scans_lock = threading.Lock()
+
+    def __setattr__(self, name: str, value) -> None:
+        super().__setattr__(name, value)
+        if name in _SCANNED and "_scans_lock" in self.__dict__:  # new names or directions: nothing kept holds
+            with self._scans_lock:
+                self._scans.clear()
+            for derived in ("_kept", "_alias_groups"):
+                self.__dict__.pop(derived, None)
 
     def name_reading(self, text: str, embedding: np.ndarray, encode) -> tuple[str, list[int]]:
         """What a prompt of a few words reads as when some of its words are a name (with ``name_words_below`` set).
@@ -503,10 +528,22 @@ class Vocabulary:
     def _name_scores(
         self, query: np.ndarray, own: np.ndarray | None = None, plain: bool = False
     ) -> np.ndarray:
+        """Per concept, ``query``'s cosine to the closest of its names (``own``: its English names' scores, when
+        already at hand); read-only, the last SCANS_KEPT queries' kept."""
+        key = (np.ascontiguousarray(query, np.float32).tobytes(), plain)
+        with self._scans_lock:
+            if key in self._scans:
+                self._scans.move_to_end(key)
+                return self._scans[key]
         scores = self._english(query, plain) if own is None else own.copy()
         if self.aliases is not None and len(self.aliases.codes):
             kept = None if self.wording is None or plain else self._kept["aliases"]
             np.maximum.at(scores, self.aliases.owner, self.aliases.scores(query, kept))
+        scores.setflags(write=False)
+        with self._scans_lock:
+            self._scans[key] = scores
+            while len(self._scans) > SCANS_KEPT:
+                self._scans.popitem(last=False)
         return scores
 
     def _plain_name_scores(self, queries: np.ndarray) -> np.ndarray:
@@ -515,10 +552,10 @@ class Vocabulary:
         units = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
         scores = self.embeddings @ units.T  # concepts x R
         if self.aliases is not None and len(self.aliases.codes):
-            # smaller chunks keep a batch's rows in cache (2x faster than 8192 for 18 prompts), and a maximum per
-            # owner over the aliases sorted by owner is 7x faster than np.maximum.at on a 2-D table; same values
+            # a maximum per owner over the aliases sorted by owner is 7x faster than np.maximum.at on a 2-D table;
+            # same values
             order, starts, owners = self._alias_groups
-            aliases = _int8_scores(self.aliases.codes, self.aliases.scales, units.T, chunk=2048)
+            aliases = _int8_scores(self.aliases.codes, self.aliases.scales, units.T)
             best = np.maximum.reduceat(aliases[order], starts, axis=0)
             scores[owners] = np.maximum(scores[owners], best)
         return scores.T
