@@ -6,10 +6,10 @@ Each prompt is typed letter by letter; every prefix is a prompt the engine has n
 reading it (name words, studio/models/vocabulary.py), matching it against every name, other-language name and
 shared keyword (the concept table and spread, on as in the window) and one row's forward pass. Two engines on the
 same model take turns keystroke by keystroke: ``now`` scans the vocabulary as the code does, ``before`` as it did
-until session 48 (int8 rows turned to float 8,192 at a time, ``vocabulary.SCAN_CHUNK``, and no prompt's name scores
-kept, ``vocabulary.SCANS_KEPT`` = 0; both set before each call), so the machine's noise falls on both alike. The
-text encoder is process-wide with its own cache: a third engine types everything once first, so neither arm pays
-for encoding and the numbers are what the vocabulary and the renderer cost.
+until session 48 (int8 rows turned to float 8,192 at a time, ``vocabulary.SCAN_CHUNK``, and no prompt's or run of
+words' name scores kept, ``vocabulary.SCANS_KEPT`` and ``RUNS_KEPT`` 0; set before each call), so the machine's
+noise falls on both alike. The text encoder is process-wide with its own cache: a third engine types everything
+once first, so neither arm pays for encoding and the numbers are what the vocabulary and the renderer cost.
 """
 
 from __future__ import annotations
@@ -65,7 +65,10 @@ def main() -> int:
     from studio.models import vocabulary
 
     set_threads(args.threads)
-    arms = {"now": (vocabulary.SCAN_CHUNK, vocabulary.SCANS_KEPT), "before": (8192, 0)}
+    arms = {
+        "now": (vocabulary.SCAN_CHUNK, vocabulary.SCANS_KEPT, vocabulary.RUNS_KEPT),
+        "before": (8192, 0, 0),
+    }
     times: dict[str, list[float]] = {name: [] for name in arms}
     prefixes = [prompt[:end] for prompt in PROMPTS for end in range(1, len(prompt) + 1)]
     model_name = ""
@@ -77,11 +80,11 @@ def main() -> int:
             _preview(engines["warm"], text, round_)
         for i, text in enumerate(prefixes):
             for name in list(arms) if i % 2 == 0 else list(arms)[::-1]:  # who goes first alternates
-                vocabulary.SCAN_CHUNK, vocabulary.SCANS_KEPT = arms[name]
+                vocabulary.SCAN_CHUNK, vocabulary.SCANS_KEPT, vocabulary.RUNS_KEPT = arms[name]
                 times[name].append(_preview(engines[name], text, round_))
         for engine in engines.values():
             engine.close()
-    vocabulary.SCAN_CHUNK, vocabulary.SCANS_KEPT = arms["now"]
+    vocabulary.SCAN_CHUNK, vocabulary.SCANS_KEPT, vocabulary.RUNS_KEPT = arms["now"]
     report = {
         "machine": machine_report(),
         "model": model_name,

@@ -862,3 +862,30 @@ def test_a_prompts_name_scores_are_scanned_once_and_kept(monkeypatch):
     fresh = _vocabulary(encoder, wording=vocabulary.wording)
     fresh.aliases = vocabulary.aliases
     np.testing.assert_array_equal(vocabulary.name_scores(query), fresh.name_scores(query))
+
+
+def test_typing_a_letter_scans_only_the_runs_of_words_it_changed(monkeypatch):
+    """Name words score every run of 1 to NAME_RUN_MAX words; the runs' scores are kept (RUNS_KEPT), so a letter
+    typed at the end of a prompt scans only the runs that end in its last word, and reads as it would alone."""
+    from studio.models import vocabulary as vocabulary_module
+
+    scanned = []
+    scan = vocabulary_module._int8_scores
+
+    def counted(codes, scales, query, *args, **kwargs):
+        scanned.append(query.shape)
+        return scan(codes, scales, query, *args, **kwargs)
+
+    monkeypatch.setattr(vocabulary_module, "_int8_scores", counted)
+    typed = _named()
+    typed.aliases = vocabulary_module.Aliases.quantize(HashTextEncoder().encode(["rakete"]), np.array([4]))
+    _name_reading(typed, "pizza and a rocke")
+    scanned.clear()
+    assert _name_reading(typed, "pizza and a rocket") == ("pizza rocket", [5, 4])
+    # the batch of runs scanned (the whole prompt is one vector)
+    runs = [shape[1] for shape in scanned if len(shape) == 2]
+    assert runs == [3]  # "rocket", "a rocket", "and a rocket"; the 6 runs without the last word were kept
+    fresh = _named()
+    fresh.aliases = typed.aliases
+    for prompt in ("pizza and a rocket", "rocket and a pizza", "pizza and a rocke"):
+        assert _name_reading(typed, prompt) == _name_reading(fresh, prompt)

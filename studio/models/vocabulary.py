@@ -50,6 +50,7 @@ import re
 import threading
 import unicodedata
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -198,7 +199,12 @@ SCAN_CHUNK = 2048
 # prompts whose scores over every name are kept: reading a prompt for name words, finding its fitted concept and
 # spreading it each need them, so a new prompt scans the names once instead of two or three times
 SCANS_KEPT = 8
-_SCANNED = frozenset({"embeddings", "aliases", "keywords", "wording"})  # what every kept score is computed from
+# runs of words whose name scores are kept: typing a letter changes only the runs that end in the last word, so a
+# long prompt's keystroke scans a few runs instead of up to 26
+RUNS_KEPT = 64
+_SCANNED = frozenset(
+    {"embeddings", "aliases", "keywords", "wording"}
+)  # what every kept score is computed from
 
 
 def _quantize(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -265,14 +271,14 @@ class Vocabulary:
     name_words_below: float | None = None
 
     def __post_init__(self) -> None:
-        self._scans: OrderedDict[tuple[bytes, bool], np.ndarray] = OrderedDict()  # (query, plain) -> name scores
-        self._scans_lock = threading.Lock()
+        self._scans = _Kept(lambda: SCANS_KEPT)  # (query, plain) -> its name scores
+        self._runs = _Kept(lambda: RUNS_KEPT)  # a run of words' unit embedding -> its plain name scores
 
     def __setattr__(self, name: str, value) -> None:
         super().__setattr__(name, value)
-        if name in _SCANNED and "_scans_lock" in self.__dict__:  # new names or directions: nothing kept holds
-            with self._scans_lock:
-                self._scans.clear()
+        if name in _SCANNED and "_runs" in self.__dict__:  # new names or directions: nothing kept holds
+            self._scans.clear()
+            self._runs.clear()
             for derived in ("_kept", "_alias_groups"):
                 self.__dict__.pop(derived, None)
 
@@ -531,25 +537,29 @@ class Vocabulary:
         """Per concept, ``query``'s cosine to the closest of its names (``own``: its English names' scores, when
         already at hand); read-only, the last SCANS_KEPT queries' kept."""
         key = (np.ascontiguousarray(query, np.float32).tobytes(), plain)
-        with self._scans_lock:
-            if key in self._scans:
-                self._scans.move_to_end(key)
-                return self._scans[key]
+        scores = self._scans.get(key)
+        if scores is not None:
+            return scores
         scores = self._english(query, plain) if own is None else own.copy()
         if self.aliases is not None and len(self.aliases.codes):
             kept = None if self.wording is None or plain else self._kept["aliases"]
             np.maximum.at(scores, self.aliases.owner, self.aliases.scores(query, kept))
-        scores.setflags(write=False)
-        with self._scans_lock:
-            self._scans[key] = scores
-            while len(self._scans) > SCANS_KEPT:
-                self._scans.popitem(last=False)
-        return scores
+        return self._scans.put(key, scores)
 
     def _plain_name_scores(self, queries: np.ndarray) -> np.ndarray:
         """:meth:`name_scores` (``plain``) of many prompts at once (R x D rows -> R x concepts): one pass over the
-        int8 names instead of one per prompt."""
+        int8 names for those not scored lately (the last RUNS_KEPT are kept) instead of one per prompt."""
         units = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+        keys = [row.tobytes() for row in np.ascontiguousarray(units, np.float32)]
+        kept = [self._runs.get(key) for key in keys]
+        new = [i for i, row in enumerate(kept) if row is None]
+        if new:
+            for i, row in zip(new, self._scan_plain(units[new])):
+                kept[i] = self._runs.put(keys[i], row)
+        return np.stack(kept) if kept else np.zeros((0, len(self.names)), np.float32)
+
+    def _scan_plain(self, units: np.ndarray) -> np.ndarray:
+        """Plain name scores of unit rows (R x D -> R x concepts), in one pass over the int8 names."""
         scores = self.embeddings @ units.T  # concepts x R
         if self.aliases is not None and len(self.aliases.codes):
             # a maximum per owner over the aliases sorted by owner is 7x faster than np.maximum.at on a 2-D table;
@@ -577,6 +587,35 @@ class Vocabulary:
         if self.keywords is not None:
             kept["keywords"] = _kept_lengths(self.keywords.codes, self.keywords.scales, self.wording)
         return kept
+
+
+class _Kept:
+    """The last few values computed for keys (read-only arrays), newest kept; safe across threads."""
+
+    def __init__(self, size: Callable[[], int]):
+        self._size = size  # read at every put, so a benchmark can change the module's constant
+        self._values: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key) -> np.ndarray | None:
+        with self._lock:
+            value = self._values.get(key)
+            if value is not None:
+                self._values.move_to_end(key)
+            return value
+
+    def put(self, key, value: np.ndarray) -> np.ndarray:
+        value = np.ascontiguousarray(value)  # a row of a batch: its own copy, not a view that keeps the batch
+        value.setflags(write=False)
+        with self._lock:
+            self._values[key] = value
+            while len(self._values) > max(self._size(), 0):
+                self._values.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
 
 
 def _deletions(word: str, depth: int) -> set[str]:
