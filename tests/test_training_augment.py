@@ -48,3 +48,23 @@ def test_colour_changes_shapes_and_leaves_transparent_pixels_empty():
     assert torch.equal(y[:, :, empty], x[:, :, empty])  # every channel still -1: transparent black
     assert torch.equal(y[:, 3], x[:, 3])  # alpha untouched
     assert (y[:, :3, 2:6, 2:6] - x[:, :3, 2:6, 2:6]).abs().amax(dim=(1, 2, 3)).min() > 0.01
+
+
+def test_faint_dips_bite_only_solid_parts_of_the_chosen_share_and_stay_premultiplied():
+    """The upsampler's --dip-augment: soft dips (every channel scaled alike, so colours stay valid) centred in
+    the solid parts of about ``share`` of the inputs; transparent pixels and the other inputs untouched."""
+    from studio.training.augment import faint_dips
+
+    x = torch.full((40, 4, 32, 32), -1.0)  # transparent, with an opaque orange disc in the middle
+    rows, cols = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    disc = (rows - 15.5) ** 2 + (cols - 15.5) ** 2 < 10.0**2
+    x[:, 0, disc], x[:, 1, disc], x[:, 2, disc], x[:, 3, disc] = 1.0, 0.2, -1.0, 1.0
+    out = faint_dips(x, 0.5, torch.Generator().manual_seed(0))
+    changed = (out != x).flatten(1).any(1)
+    assert 10 <= int(changed.sum()) <= 30  # about half the batch
+    assert torch.equal(out[:, :, ~disc], x[:, :, ~disc])  # nothing outside the disc's solid pixels' reach moves
+    alpha, rgb = (out[:, 3:] + 1) / 2, (out[:, :3] + 1) / 2
+    assert bool((rgb <= alpha + 1e-6).all()) and bool((alpha <= 1.0).all())
+    deepest = 1.0 - alpha[changed][:, 0, disc].amin(dim=1)  # each bitten input's deepest dip in the disc
+    assert float(deepest.min()) >= 0.15 - 1e-6 and float(deepest.max()) <= 1.0 - (1 - 0.6) ** 4 + 1e-6
+    assert torch.equal(faint_dips(x, 0.0, torch.Generator().manual_seed(0)), x)

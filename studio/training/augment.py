@@ -111,3 +111,48 @@ def degrade_for_upsampler(x32: torch.Tensor, generator: torch.Generator | None =
     alpha = y[:, 3:4].clamp(0.0, 1.0)
     rgb = torch.minimum(y[:, :3].clamp_min(0.0), alpha)  # stay a valid premultiplied image
     return torch.cat([rgb, alpha], dim=1) * 2.0 - 1.0
+
+
+def faint_dips(
+    x32: torch.Tensor,
+    share: float,
+    generator: torch.Generator | None = None,
+    most: int = 4,
+    depth: tuple[float, float] = (0.15, 0.6),
+    width: tuple[float, float] = (0.6, 2.0),
+    solid: float = 0.9,
+) -> torch.Tensor:
+    """Faint dips, as a generator draws them, bitten into ``share`` of a batch of 32 px premultiplied RGBA inputs
+    (the upsampler's ``--dip-augment``): 1 to ``most`` soft spots or strips (a Gaussian ``width`` px across, up to
+    3x as long, at any angle) centred on pixels whose alpha is above ``solid``, each taking ``depth`` of every
+    channel at its centre. The upsampler learns from these against the untouched 128 px picture, where the dip is
+    solid, so it stops sharpening such dips into the holes that tear generated pictures (session 48)."""
+    n, _, height, breadth = x32.shape
+    y = (x32 + 1.0) * 0.5
+    out = x32.clone()
+    rows = torch.arange(height, dtype=torch.float32)[:, None]
+    cols = torch.arange(breadth, dtype=torch.float32)[None, :]
+
+    def uniform(low: float, high: float) -> float:
+        return low + (high - low) * float(torch.rand(1, generator=generator))
+
+    for i in range(n):
+        if float(torch.rand(1, generator=generator)) >= share:
+            continue
+        spots = torch.nonzero(y[i, 3] > solid)
+        if len(spots) == 0:
+            continue
+        keep = torch.ones(height, breadth)
+        count = int(torch.randint(1, most + 1, (1,), generator=generator))
+        for _ in range(count):
+            row, col = spots[int(torch.randint(len(spots), (1,), generator=generator))].tolist()
+            across = uniform(*width)
+            along = across * uniform(1.0, 3.0)
+            angle = uniform(0.0, torch.pi)
+            dy, dx = rows - row, cols - col
+            u = dx * torch.cos(torch.tensor(angle)) + dy * torch.sin(torch.tensor(angle))
+            v = -dx * torch.sin(torch.tensor(angle)) + dy * torch.cos(torch.tensor(angle))
+            blob = torch.exp(-0.5 * ((u / along) ** 2 + (v / across) ** 2))
+            keep *= 1.0 - uniform(*depth) * blob
+        out[i] = (y[i] * keep.to(y.dtype)) * 2.0 - 1.0
+    return out

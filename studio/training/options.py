@@ -46,6 +46,7 @@ class TrainOptions:
     mismatch_weight: float = 0.5
     recon_weight: float = 4.0  # L1 between G(z, caption) and that emoji's render (0: pure GAN)
     adv_weight: float = 0.01  # upsampler: weight of the adversarial term next to L1 (0: L1 only)
+    dip_augment: float = 0.0  # upsampler: share of inputs given faint dips its 128 px target does not have
     caption_name_prob: float = 0.5
     disc: str = "conv"  # conv (SN-ResNet on RGBA), projected (frozen EfficientNet-Lite0 features) or both
     conv_weight: float = 0.25  # disc "both": the conventional RGBA term's weight beside the projected one
@@ -233,6 +234,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.01,
         help="upsampler stage: weight of the adversarial term next to L1 (0: L1 only)",
     )
+    parser.add_argument(
+        "--dip-augment",
+        type=float,
+        default=0.0,
+        help="upsampler stage: share of 32 px inputs given faint dips (soft spots and strips in their solid parts, "
+        "as generated pictures have) against the untouched 128 px target, so the upsampler fills such dips instead "
+        "of sharpening them into holes (0: off)",
+    )
     parser.add_argument("--checkpoint-minutes", type=float, default=3.0)
 
 
@@ -272,5 +281,6 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         cond_noise=args.cond_noise,
         augment=args.augment,
         hole_weight=args.hole_weight,
+        dip_augment=args.dip_augment,
         checkpoint_minutes=args.checkpoint_minutes,
     )

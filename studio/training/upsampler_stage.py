@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from studio.models.cgan import Upsampler, rgba_uint8_to_premultiplied
-from studio.training.augment import degrade_for_upsampler
+from studio.training.augment import degrade_for_upsampler, faint_dips
 from studio.training.networks import PatchDiscriminator, upsampler_config
 from studio.training.options import TrainError, TrainOptions
 from studio.training.runs import (
@@ -70,7 +70,9 @@ def train_upsampler(options: TrainOptions) -> dict:
             )
         upsampler.load_state_dict(weights)
         log_line(options, dist, f"upsampler initialised from {options.init_upsampler}")
-    history = RunHistory(state, {"batch": batch * dist.world, "adv_weight": options.adv_weight})
+    history = RunHistory(
+        state, {"batch": batch * dist.world, "adv_weight": options.adv_weight, "dip_augment": options.dip_augment}
+    )
     dist.broadcast_module(upsampler)
     dist.broadcast_module(critic)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
@@ -82,7 +84,8 @@ def train_upsampler(options: TrainOptions) -> dict:
         options,
         dist,
         f"upsampler: {sum(p.numel() for p in upsampler.parameters()) / 1e6:.3f} M params, batch "
-        f"{batch} x {dist.world}, bf16 {use_bf16}, adversarial weight {options.adv_weight}",
+        f"{batch} x {dist.world}, bf16 {use_bf16}, adversarial weight {options.adv_weight}, faint dips "
+        f"{options.dip_augment}",
     )
 
     def checkpoint() -> None:
@@ -109,6 +112,8 @@ def train_upsampler(options: TrainOptions) -> dict:
         x = small[pick]
         if rng.random() < 0.5:
             target, x = target.flip(3), x.flip(3)
+        if options.dip_augment > 0:
+            x = faint_dips(x, options.dip_augment, torch_rng)
         x = degrade_for_upsampler(x, torch_rng)
         target, x = target.to(device), x.to(device)
         low = F.interpolate(x, scale_factor=upsampler.config.scale, mode="bicubic", align_corners=False)
@@ -162,7 +167,10 @@ def train_upsampler(options: TrainOptions) -> dict:
         "upsampler", step, images_seen, trained_seconds + elapsed, batch, dist, use_bf16, ch, device
     )
     summary.update(
-        threads=torch.get_num_threads(), adv_weight=options.adv_weight, runs=history.runs(step, images_seen)
+        threads=torch.get_num_threads(),
+        adv_weight=options.adv_weight,
+        dip_augment=options.dip_augment,
+        runs=history.runs(step, images_seen),
     )
     if dist.main:
         if (options.out / "model.json").exists():
