@@ -71,7 +71,8 @@ def train_upsampler(options: TrainOptions) -> dict:
         upsampler.load_state_dict(weights)
         log_line(options, dist, f"upsampler initialised from {options.init_upsampler}")
     history = RunHistory(
-        state, {"batch": batch * dist.world, "adv_weight": options.adv_weight, "dip_augment": options.dip_augment}
+        state,
+        {"batch": batch * dist.world, "adv_weight": options.adv_weight, "dip_augment": options.dip_augment},
     )
     dist.broadcast_module(upsampler)
     dist.broadcast_module(critic)
