@@ -104,6 +104,26 @@ def test_upsampler_l1_run_resumes_with_a_fresh_critic(synthetic_data, tmp_path, 
     assert [r.get("adv_weight") for r in after["runs"]] == [None, adv.adv_weight]
 
 
+def test_upsampler_faint_dips_change_the_run_and_are_recorded(synthetic_data, tmp_path, monkeypatch):
+    """--dip-augment: the inputs go through faint_dips with the run's share (and only then), and the run records it."""
+    from studio.training import upsampler_stage
+
+    shares = []
+    real = upsampler_stage.faint_dips
+    monkeypatch.setattr(
+        upsampler_stage, "faint_dips", lambda x, share, g: shares.append(share) or real(x, share, g)
+    )
+    plain = _options(synthetic_data, tmp_path, "plain", "upsampler", 2)
+    plain.adv_weight = 0.0
+    train(plain)
+    assert shares == []
+    dipped = _options(synthetic_data, tmp_path, "dipped", "upsampler", 2)
+    dipped.adv_weight, dipped.dip_augment = 0.0, 0.5
+    train(dipped)
+    assert shares == [0.5, 0.5]
+    assert _checkpoint(dipped)["runs"][-1]["dip_augment"] == 0.5
+
+
 def test_upsampler_run_starts_from_given_weights_and_refuses_other_shapes(synthetic_data, tmp_path):
     from studio.models.cgan import Upsampler
     from studio.models.tensor_file import save_tensors
