@@ -202,9 +202,8 @@ SCANS_KEPT = 8
 # runs of words whose name scores are kept: typing a letter changes only the runs that end in the last word, so a
 # long prompt's keystroke scans a few runs instead of up to 26
 RUNS_KEPT = 64
-_SCANNED = frozenset(
-    {"embeddings", "aliases", "keywords", "wording"}
-)  # what every kept score is computed from
+# what every kept score is computed from: setting one of these drops what was kept
+_SCANNED = frozenset({"embeddings", "aliases", "keywords", "wording"})
 
 
 def _quantize(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
