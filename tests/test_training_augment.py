@@ -62,9 +62,8 @@ def test_faint_dips_bite_only_solid_parts_of_the_chosen_share_and_stay_premultip
     out = faint_dips(x, 0.5, torch.Generator().manual_seed(0))
     changed = (out != x).flatten(1).any(1)
     assert 10 <= int(changed.sum()) <= 30  # about half the batch
-    assert torch.equal(
-        out[:, :, ~disc], x[:, :, ~disc]
-    )  # nothing outside the disc's solid pixels' reach moves
+    # nothing outside the disc's solid pixels' reach moves
+    assert torch.equal(out[:, :, ~disc], x[:, :, ~disc])
     alpha, rgb = (out[:, 3:] + 1) / 2, (out[:, :3] + 1) / 2
     assert bool((rgb <= alpha + 1e-6).all()) and bool((alpha <= 1.0).all())
     deepest = 1.0 - alpha[changed][:, 0, disc].amin(dim=1)  # each bitten input's deepest dip in the disc

@@ -104,7 +104,7 @@ def test_upsampler_l1_run_resumes_with_a_fresh_critic(synthetic_data, tmp_path, 
     assert [r.get("adv_weight") for r in after["runs"]] == [None, adv.adv_weight]
 
 
-def test_upsampler_faint_dips_change_the_run_and_are_recorded(synthetic_data, tmp_path, monkeypatch):
+def test_upsampler_faint_dips_apply_only_when_set_and_are_recorded(synthetic_data, tmp_path, monkeypatch):
     """--dip-augment: the inputs go through faint_dips with the run's share (and only then), and the run records it."""
     from studio.training import upsampler_stage
 

@@ -148,10 +148,10 @@ def faint_dips(
             row, col = spots[int(torch.randint(len(spots), (1,), generator=generator))].tolist()
             across = uniform(*width)
             along = across * uniform(1.0, 3.0)
-            angle = uniform(0.0, torch.pi)
+            angle = torch.tensor(uniform(0.0, torch.pi))
+            cos, sin = torch.cos(angle), torch.sin(angle)
             dy, dx = rows - row, cols - col
-            u = dx * torch.cos(torch.tensor(angle)) + dy * torch.sin(torch.tensor(angle))
-            v = -dx * torch.sin(torch.tensor(angle)) + dy * torch.cos(torch.tensor(angle))
+            u, v = dx * cos + dy * sin, dy * cos - dx * sin
             blob = torch.exp(-0.5 * ((u / along) ** 2 + (v / across) ** 2))
             keep *= 1.0 - uniform(*depth) * blob
         out[i] = (y[i] * keep.to(y.dtype)) * 2.0 - 1.0
