@@ -999,6 +999,69 @@ def test_add_full_rows_gives_a_table_another_tables_rows_and_keeps_its_record(co
         main(["--model", str(folder), "--add-full", str(source)])
 
 
+def _screen_dips(folder, first: np.ndarray, second: np.ndarray, row: int, seeds: int) -> list[float]:
+    """One row at a time, as a person would check it: the new wide dips its second row's shown picture opens at each
+    of its screen seeds (inf where the first row's picture is shown, at no margin: every second's picture shown)."""
+    from studio.engine.latents import seeded_z
+    from studio.models.holes import new_wide_dips, second_or_first
+    from studio.training.concept_fit import SCREEN_SEED
+
+    model = load_model(folder)
+    found = []
+    with torch.no_grad():
+        for k in range(seeds):
+            z = seeded_z(SCREEN_SEED + seeds * row + k, model.generator.config.z_dim)[None]
+            one, two = (
+                model.upsampler(model.generator.synthesize(z, torch.from_numpy(table[row : row + 1])))
+                for table in (first, second)
+            )
+            shown, took = second_or_first(two, one, 1e9)
+            found.append(float(new_wide_dips(shown, one)[0]) if bool(took[0]) else float("inf"))
+    return found
+
+
+def test_a_screen_keeps_only_the_second_rows_that_open_few_new_dips_at_each_of_their_seeds(
+    concept_model_dir, tmp_path, monkeypatch
+):
+    """``--screen-seeds K --screen-margin PX``: a fitted row keeps its second row only if, at each of K seeds of its
+    own, its picture is shown and opens at most PX wide-dip pixels where the first's is solid; the others draw as
+    the first, and the record says how many rows were screened and kept. (The tiny model draws no wide dips, so
+    the count is replaced by one that differs from picture to picture: its mean alpha, scaled.)"""
+    import studio.models.holes as holes
+    from studio.models.concepts import concepts_metadata
+    from studio.training.concept_fit import main, screen_full_rows
+
+    monkeypatch.setattr(holes, "new_wide_dips", lambda picture, other: (picture[:, 3].mean((1, 2)) + 1) * 500)
+
+    folder = _with_rows(concept_model_dir, tmp_path, "screened", None)
+    info = read_model_info(folder)
+    table = load_concepts(info, load_vocabulary(info))
+    rows = (table.conditions + 3.0 * _second_rows(concept_model_dir)).astype(np.float32)
+    rows[~FITTED] = table.conditions[~FITTED]
+    fitted = np.flatnonzero(FITTED)
+    worst = {int(row): max(_screen_dips(folder, table.conditions, rows, int(row), 3)) for row in fitted}
+    low, high = sorted(worst.values())[:2]
+    assert high - low > 1, worst  # rows that differ, so the screen has something to choose
+    limit = (low + high) / 2  # one row of three passes
+    want = np.array([worst.get(row, 0.0) <= limit for row in range(len(NAMES))])
+    assert want[fitted].any() and not want[fitted].all()
+    passed = screen_full_rows(folder, table.conditions, rows, 1e9, float("inf"), 3, limit, batch=2)
+    np.testing.assert_array_equal(passed, want)  # batches of 2 pairs mix rows and seeds: the same answer
+    source = tmp_path / "screen-source"
+    source.mkdir()
+    save_concepts(source, replace(table, conditions=rows))
+    argv = ["--model", str(folder), "--add-full", str(source / CONCEPTS_FILE), "--full-margin", "1e9"]
+    assert main([*argv, "--screen-seeds", "3", "--screen-margin", str(limit)]) == 0
+    added = load_concepts(info, load_vocabulary(info))
+    kept = want & FITTED
+    np.testing.assert_array_equal(added.full[kept], rows[kept])
+    np.testing.assert_array_equal(added.full[~kept], table.conditions[~kept])  # screened out: the first row
+    record = json.loads(concepts_metadata(folder / CONCEPTS_FILE)["full"])
+    assert (record["rows"], record["screened"], record["screen_seeds"]) == (int(kept.sum()), len(fitted), 3)
+    with pytest.raises(ModelError, match="screen"):
+        main([*argv, "--screen-seeds", "2", "--screen-margin", "-1"])
+
+
 def test_a_prompt_that_borrows_a_neighbours_row_takes_its_first_row_even_with_second_rows(concept_model_dir):
     """Second rows are each emoji's own picture: a prompt whose nearest name of all has no row (a held-out emoji's
     name) and that borrows a fitted neighbour's row at the table's gate takes that neighbour's first row."""

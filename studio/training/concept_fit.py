@@ -78,6 +78,9 @@ GUARD_SEEDS = 4  # draws per row and condition
 GUARD_TEAR_SEEDS = 2  # with a tear (--guard-tear): on how many of a row's seeds it must tear to go back
 FULL_MARGIN = 100.0  # --add-full: wide-dip px a second's filled picture may open where the first's is solid
 FULL_NET_MARGIN = 300.0  # --add-full: and wide-dip px it may have beyond the first's in all
+SCREEN_SEED = (
+    940_000_000  # --screen-seeds: a row's seeds SCREEN_SEED + seeds x row + k, far from any evaluation's
+)
 GUARD_CLOSING = TEAR_CLOSING  # px of the 128 px closing, as the hearts gate counts (scripts/heart_check.py)
 
 
@@ -586,14 +589,23 @@ def fit_model_concepts(
 
 
 def add_full_rows(
-    model: str | Path, source: str | Path, margin: float = FULL_MARGIN, net_margin: float = FULL_NET_MARGIN
+    model: str | Path,
+    source: str | Path,
+    margin: float = FULL_MARGIN,
+    net_margin: float = FULL_NET_MARGIN,
+    screen_seeds: int = 0,
+    screen_margin: float = 0.0,
 ) -> dict:
     """Give the folder's concept table the rows of ``source`` (another table for the same vocabulary, e.g. a fit
     kept at share 1 with no guard) as its second rows (studio/models/concepts.py ``full``), shown wherever their
     picture, its narrow dips filled from the first rows', opens no more than ``margin`` wide-dip pixels where the
     first rows' picture is solid and no more than ``net_margin`` beyond the first rows' picture in all
-    (studio/models/holes.py ``second_or_first``); every other tensor and metadata value is kept. Returns the record
-    also stored in the file's metadata (``full``)."""
+    (studio/models/holes.py ``second_or_first``); every other tensor and metadata value is kept. With
+    ``screen_seeds`` K, each row is first drawn both ways at K seeds of its own (:func:`screen_full_rows`) and keeps
+    no second row (it draws as the first) unless, at every one, its second's picture is shown and opens no more than
+    ``screen_margin`` wide-dip pixels where the first's is solid: whether a fit's drawing tears depends on z, but a
+    row that tears at one seed tears at others more often than not (session 49). Returns the record also stored in
+    the file's metadata (``full``)."""
     from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, read_concepts
     from studio.models.format import ModelError
 
@@ -605,19 +617,70 @@ def add_full_rows(
         raise ModelError(
             "The second rows must come from a table of the same concepts, fitted on the same emoji."
         )
-    full = np.where(table.fitted[:, None], rows.conditions, table.conditions).astype(np.float32)
+    if screen_seeds < 0 or not (np.isfinite(screen_margin) and screen_margin >= 0):
+        raise ModelError("The second rows' screen takes 0 or more seeds and a margin of 0 or more pixels.")
+    keep = table.fitted.copy()
+    if screen_seeds:
+        keep &= screen_full_rows(
+            Path(model), table.conditions, rows.conditions, margin, net_margin, screen_seeds, screen_margin
+        )
+    full = np.where(keep[:, None], rows.conditions, table.conditions).astype(np.float32)
     source_meta = concepts_metadata(Path(source))
     record = {
         "margin": float(margin),
         "net_margin": float(net_margin),
         "source_sha256": hashlib.sha256(Path(source).read_bytes()).hexdigest(),
         "source_fit": json.loads(source_meta["fit"]) if "fit" in source_meta else None,
-        "rows": int(table.fitted.sum()),
+        "rows": int(keep.sum()),
     }
+    if screen_seeds:
+        record.update(
+            screen_seeds=int(screen_seeds),
+            screen_margin=float(screen_margin),
+            screened=int(table.fitted.sum()),
+        )
     metadata = {**concepts_metadata(path), "full": json.dumps(record)}
     updated = replace(table, full=full, full_margin=float(margin), full_net_margin=float(net_margin))
     save_concepts(Path(model), updated, metadata)
     return record
+
+
+@torch.no_grad()
+def screen_full_rows(
+    model: Path,
+    first: np.ndarray,
+    second: np.ndarray,
+    margin: float,
+    net_margin: float,
+    seeds: int,
+    screen_margin: float,
+    batch: int = 128,
+) -> np.ndarray:
+    """Per row of the two tables (conditions, as the engine draws a prompt whose row is its own): whether at each of
+    ``seeds`` seeds of the row's own (``SCREEN_SEED + seeds x row + k``) the second row's picture (128 px, through
+    the folder's upsampler) is shown (``second_or_first`` at ``margin`` and ``net_margin``) and opens no more than
+    ``screen_margin`` wide-dip pixels where the first row's picture is solid. Rows that are equal pass."""
+    from studio.models.format import load_model
+    from studio.models.holes import new_wide_dips, second_or_first
+    from studio.training.evaluate import latents
+
+    loaded = load_model(model)
+    generator, upsampler = loaded.generator.eval(), loaded.upsampler
+    differs = np.flatnonzero((first != second).any(axis=1))
+    pairs = [(int(row), k) for row in differs for k in range(seeds)]
+    passed = np.ones(len(first), dtype=bool)
+    for start in range(0, len(pairs), batch):
+        chunk = pairs[start : start + batch]
+        which = np.array([row for row, _ in chunk])
+        z = latents([SCREEN_SEED + seeds * row + k for row, k in chunk], generator.config.z_dim, 1.0)
+        pictures = []
+        for table in (first, second):
+            drawn = generator.synthesize(z, torch.from_numpy(np.ascontiguousarray(table[which], np.float32)))
+            pictures.append(upsampler(drawn) if upsampler is not None else drawn)
+        shown, took = second_or_first(pictures[1], pictures[0], margin, net_margin)
+        fails = ~took | (new_wide_dips(shown, pictures[0]) > screen_margin)
+        passed[which[fails.numpy()]] = False
+    return passed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -719,6 +782,19 @@ def main(argv: list[str] | None = None) -> int:
         default=FULL_NET_MARGIN,
         help="with --add-full: the wide-dip pixels it may have beyond the first's in all (inf: no such check)",
     )
+    parser.add_argument(
+        "--screen-seeds",
+        type=int,
+        default=0,
+        help="with --add-full: keep a row's second row only if its picture is shown at each of this many seeds of "
+        "its own, opening no more than --screen-margin wide-dip pixels where the first's is solid",
+    )
+    parser.add_argument(
+        "--screen-margin",
+        type=float,
+        default=0.0,
+        help="with --screen-seeds: the wide-dip pixels a screened second row may open at each seed",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
         "--bf16",
@@ -744,7 +820,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.data is None and args.add_full is None:
         parser.error("the following arguments are required: --data")
     if args.add_full is not None:
-        record = add_full_rows(args.model, args.add_full, args.full_margin, args.full_net_margin)
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        record = add_full_rows(
+            args.model,
+            args.add_full,
+            args.full_margin,
+            args.full_net_margin,
+            args.screen_seeds,
+            args.screen_margin,
+        )
         print(json.dumps(record, indent=2))
         return 0
     if args.threads:
