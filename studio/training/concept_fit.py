@@ -29,7 +29,8 @@ fit's state every 5 steps and, run again, resumes from it (a fit of hours outliv
 rows (a fit kept at share 1 with no guard) as its second rows, whose picture the engine shows, its narrow dips filled
 from the first rows' picture at the same z, wherever it opens no more than PX wide-dip pixels (15 px closing) where
 the first rows' picture is solid and has no more than NET beyond the first's in all (studio/models/holes.py;
-sessions 46–47).
+sessions 46–47); ``--screen-seeds K --screen-margin S`` keeps a row's second row only where, at each of K seeds of
+its own, its picture is shown and opens at most S such pixels (session 49).
 """
 
 from __future__ import annotations
