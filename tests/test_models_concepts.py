@@ -1047,6 +1047,10 @@ def test_a_screen_keeps_only_the_second_rows_that_open_few_new_dips_at_each_of_t
     assert want[fitted].any() and not want[fitted].all()
     passed = screen_full_rows(folder, table.conditions, rows, 1e9, float("inf"), 3, limit, batch=2)
     np.testing.assert_array_equal(passed, want)  # batches of 2 pairs mix rows and seeds: the same answer
+    hidden = screen_full_rows(folder, table.conditions, rows, 0.0, float("inf"), 3, 1e9)
+    np.testing.assert_array_equal(
+        hidden, ~FITTED
+    )  # a second row whose picture is not shown fails (equal rows pass)
     source = tmp_path / "screen-source"
     source.mkdir()
     save_concepts(source, replace(table, conditions=rows))

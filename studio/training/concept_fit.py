@@ -79,9 +79,8 @@ GUARD_SEEDS = 4  # draws per row and condition
 GUARD_TEAR_SEEDS = 2  # with a tear (--guard-tear): on how many of a row's seeds it must tear to go back
 FULL_MARGIN = 100.0  # --add-full: wide-dip px a second's filled picture may open where the first's is solid
 FULL_NET_MARGIN = 300.0  # --add-full: and wide-dip px it may have beyond the first's in all
-SCREEN_SEED = (
-    940_000_000  # --screen-seeds: a row's seeds SCREEN_SEED + seeds x row + k, far from any evaluation's
-)
+# --screen-seeds: a row's seeds are SCREEN_SEED + seeds x row + k, far from any evaluation's and the guard's
+SCREEN_SEED = 940_000_000
 GUARD_CLOSING = TEAR_CLOSING  # px of the 128 px closing, as the hearts gate counts (scripts/heart_check.py)
 
 
