@@ -999,11 +999,14 @@ def test_add_full_rows_gives_a_table_another_tables_rows_and_keeps_its_record(co
         main(["--model", str(folder), "--add-full", str(source)])
 
 
-def _screen_dips(folder, first: np.ndarray, second: np.ndarray, row: int, seeds: int) -> list[float]:
-    """One row at a time, as a person would check it: the new wide dips its second row's shown picture opens at each
-    of its screen seeds (inf where the first row's picture is shown, at no margin: every second's picture shown)."""
+def _screen_dips(
+    folder, first: np.ndarray, second: np.ndarray, row: int, seeds: int
+) -> list[tuple[float, float]]:
+    """One row at a time, as a person would check it: at each of its screen seeds, the new wide dips its second row's
+    shown picture opens and its wide dips beyond the first row's in all (inf where the first row's picture is shown,
+    at no margin: every second's picture shown)."""
     from studio.engine.latents import seeded_z
-    from studio.models.holes import new_wide_dips, second_or_first
+    from studio.models.holes import WIDE_CLOSING, deep_dips, new_wide_dips, second_or_first
     from studio.training.concept_fit import SCREEN_SEED
 
     model = load_model(folder)
@@ -1016,7 +1019,8 @@ def _screen_dips(folder, first: np.ndarray, second: np.ndarray, row: int, seeds:
                 for table in (first, second)
             )
             shown, took = second_or_first(two, one, 1e9)
-            found.append(float(new_wide_dips(shown, one)[0]) if bool(took[0]) else float("inf"))
+            net = float(deep_dips(shown, WIDE_CLOSING)[0] - deep_dips(one, WIDE_CLOSING)[0])
+            found.append((float(new_wide_dips(shown, one)[0]), net) if bool(took[0]) else (np.inf, np.inf))
     return found
 
 
@@ -1032,6 +1036,7 @@ def test_a_screen_keeps_only_the_second_rows_that_open_few_new_dips_at_each_of_t
     from studio.training.concept_fit import main, screen_full_rows
 
     monkeypatch.setattr(holes, "new_wide_dips", lambda picture, other: (picture[:, 3].mean((1, 2)) + 1) * 500)
+    monkeypatch.setattr(holes, "deep_dips", lambda images, size: (images[:, 0].mean((1, 2)) + 1) * 500)
 
     folder = _with_rows(concept_model_dir, tmp_path, "screened", None)
     info = read_model_info(folder)
@@ -1039,7 +1044,8 @@ def test_a_screen_keeps_only_the_second_rows_that_open_few_new_dips_at_each_of_t
     rows = (table.conditions + 3.0 * _second_rows(concept_model_dir)).astype(np.float32)
     rows[~FITTED] = table.conditions[~FITTED]
     fitted = np.flatnonzero(FITTED)
-    worst = {int(row): max(_screen_dips(folder, table.conditions, rows, int(row), 3)) for row in fitted}
+    found = {int(row): _screen_dips(folder, table.conditions, rows, int(row), 3) for row in fitted}
+    worst = {row: max(new for new, _ in seeds) for row, seeds in found.items()}
     low, high = sorted(worst.values())[:2]
     assert high - low > 1, worst  # rows that differ, so the screen has something to choose
     limit = (low + high) / 2  # one row of three passes
@@ -1048,9 +1054,15 @@ def test_a_screen_keeps_only_the_second_rows_that_open_few_new_dips_at_each_of_t
     passed = screen_full_rows(folder, table.conditions, rows, 1e9, float("inf"), 3, limit, batch=2)
     np.testing.assert_array_equal(passed, want)  # batches of 2 pairs mix rows and seeds: the same answer
     hidden = screen_full_rows(folder, table.conditions, rows, 0.0, float("inf"), 3, 1e9)
-    np.testing.assert_array_equal(
-        hidden, ~FITTED
-    )  # a second row whose picture is not shown fails (equal rows pass)
+    # a second row whose picture is not shown fails (equal rows pass)
+    np.testing.assert_array_equal(hidden, ~FITTED)
+    worst_net = {row: max(net for _, net in seeds) for row, seeds in found.items()}
+    low, high = sorted(worst_net.values())[-2:]
+    assert high - low > 1, worst_net
+    net_limit = (low + high) / 2  # two rows of three pass
+    net_want = np.array([worst_net.get(row, -np.inf) <= net_limit for row in range(len(NAMES))])
+    netted = screen_full_rows(folder, table.conditions, rows, 1e9, float("inf"), 3, 1e9, net_limit, batch=5)
+    np.testing.assert_array_equal(netted, net_want)
     source = tmp_path / "screen-source"
     source.mkdir()
     save_concepts(source, replace(table, conditions=rows))

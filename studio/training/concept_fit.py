@@ -30,7 +30,8 @@ rows (a fit kept at share 1 with no guard) as its second rows, whose picture the
 from the first rows' picture at the same z, wherever it opens no more than PX wide-dip pixels (15 px closing) where
 the first rows' picture is solid and has no more than NET beyond the first's in all (studio/models/holes.py;
 sessions 46–47); ``--screen-seeds K --screen-margin S`` keeps a row's second row only where, at each of K seeds of
-its own, its picture is shown and opens at most S such pixels (session 49).
+its own, its picture is shown and opens at most S such pixels (with ``--screen-net-margin N``, and has at most N
+beyond the first's in all; session 49).
 """
 
 from __future__ import annotations
@@ -595,6 +596,7 @@ def add_full_rows(
     net_margin: float = FULL_NET_MARGIN,
     screen_seeds: int = 0,
     screen_margin: float = 0.0,
+    screen_net_margin: float = float("inf"),
 ) -> dict:
     """Give the folder's concept table the rows of ``source`` (another table for the same vocabulary, e.g. a fit
     kept at share 1 with no guard) as its second rows (studio/models/concepts.py ``full``), shown wherever their
@@ -603,9 +605,10 @@ def add_full_rows(
     (studio/models/holes.py ``second_or_first``); every other tensor and metadata value is kept. With
     ``screen_seeds`` K, each row is first drawn both ways at K seeds of its own (:func:`screen_full_rows`) and keeps
     no second row (it draws as the first) unless, at every one, its second's picture is shown and opens no more than
-    ``screen_margin`` wide-dip pixels where the first's is solid: whether a fit's drawing tears depends on z, but a
-    row that tears at one seed tears at others more often than not (session 49). Returns the record also stored in
-    the file's metadata (``full``)."""
+    ``screen_margin`` wide-dip pixels where the first's is solid (and, with ``screen_net_margin``, has no more than
+    that many beyond the first's in all): whether a fit's drawing tears depends on z, but a row that tears at one
+    seed tears at others more often than not (session 49). Returns the record also stored in the file's metadata
+    (``full``)."""
     from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, read_concepts
     from studio.models.format import ModelError
 
@@ -617,12 +620,19 @@ def add_full_rows(
         raise ModelError(
             "The second rows must come from a table of the same concepts, fitted on the same emoji."
         )
-    if screen_seeds < 0 or not (np.isfinite(screen_margin) and screen_margin >= 0):
+    if screen_seeds < 0 or not (np.isfinite(screen_margin) and screen_margin >= 0 and screen_net_margin >= 0):
         raise ModelError("The second rows' screen takes 0 or more seeds and a margin of 0 or more pixels.")
     keep = table.fitted.copy()
     if screen_seeds:
         keep &= screen_full_rows(
-            Path(model), table.conditions, rows.conditions, margin, net_margin, screen_seeds, screen_margin
+            Path(model),
+            table.conditions,
+            rows.conditions,
+            margin,
+            net_margin,
+            screen_seeds,
+            screen_margin,
+            screen_net_margin,
         )
     full = np.where(keep[:, None], rows.conditions, table.conditions).astype(np.float32)
     source_meta = concepts_metadata(Path(source))
@@ -639,6 +649,8 @@ def add_full_rows(
             screen_margin=float(screen_margin),
             screened=int(table.fitted.sum()),
         )
+        if np.isfinite(screen_net_margin):
+            record["screen_net_margin"] = float(screen_net_margin)
     metadata = {**concepts_metadata(path), "full": json.dumps(record)}
     updated = replace(table, full=full, full_margin=float(margin), full_net_margin=float(net_margin))
     save_concepts(Path(model), updated, metadata)
@@ -654,14 +666,16 @@ def screen_full_rows(
     net_margin: float,
     seeds: int,
     screen_margin: float,
+    screen_net_margin: float = float("inf"),
     batch: int = 128,
 ) -> np.ndarray:
     """Per row of the two tables (conditions, as the engine draws a prompt whose row is its own): whether at each of
     ``seeds`` seeds of the row's own (``SCREEN_SEED + seeds x row + k``) the second row's picture (128 px, through
     the folder's upsampler) is shown (``second_or_first`` at ``margin`` and ``net_margin``) and opens no more than
-    ``screen_margin`` wide-dip pixels where the first row's picture is solid. Rows that are equal pass."""
+    ``screen_margin`` wide-dip pixels where the first row's picture is solid, and (when ``screen_net_margin`` is
+    finite) has no more than that many beyond the first's in all. Rows that are equal pass."""
+    from studio.models import holes
     from studio.models.format import load_model
-    from studio.models.holes import new_wide_dips, second_or_first
     from studio.training.evaluate import latents
 
     loaded = load_model(model)
@@ -677,8 +691,13 @@ def screen_full_rows(
         for table in (first, second):
             drawn = generator.synthesize(z, torch.from_numpy(np.ascontiguousarray(table[which], np.float32)))
             pictures.append(upsampler(drawn) if upsampler is not None else drawn)
-        shown, took = second_or_first(pictures[1], pictures[0], margin, net_margin)
-        fails = ~took | (new_wide_dips(shown, pictures[0]) > screen_margin)
+        shown, took = holes.second_or_first(pictures[1], pictures[0], margin, net_margin)
+        fails = ~took | (holes.new_wide_dips(shown, pictures[0]) > screen_margin)
+        if np.isfinite(screen_net_margin):
+            net = holes.deep_dips(shown, holes.WIDE_CLOSING) - holes.deep_dips(
+                pictures[0], holes.WIDE_CLOSING
+            )
+            fails |= net > screen_net_margin
         passed[which[fails.numpy()]] = False
     return passed
 
@@ -795,6 +814,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="with --screen-seeds: the wide-dip pixels a screened second row may open at each seed",
     )
+    parser.add_argument(
+        "--screen-net-margin",
+        type=float,
+        default=float("inf"),
+        help="with --screen-seeds: and the wide-dip pixels it may have beyond the first's in all at each seed",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
         "--bf16",
@@ -829,6 +854,7 @@ def main(argv: list[str] | None = None) -> int:
             args.full_net_margin,
             args.screen_seeds,
             args.screen_margin,
+            args.screen_net_margin,
         )
         print(json.dumps(record, indent=2))
         return 0
