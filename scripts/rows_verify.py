@@ -82,7 +82,7 @@ def write_looks(folder: Path, data, look_round: int, prefix: str, count: int = 2
     """The two look grids of ``--look`` (see the module's docstring); returns the names and counts shown."""
     from PIL import Image
 
-    from studio.models.holes import WIDE_CLOSING, new_wide_dips, second_or_first
+    from studio.models.holes import net_wide_dips, new_wide_dips, second_or_first
     from studio.training.evaluate import ConceptGenerator, composite
 
     model = load_model(folder)
@@ -97,7 +97,7 @@ def write_looks(folder: Path, data, look_round: int, prefix: str, count: int = 2
     )
     shown, took = second_or_first(second, first, table.full_margin, table.full_net_margin)
     orders = {
-        "net": (deep_dips(shown, WIDE_CLOSING) - deep_dips(first, WIDE_CLOSING)).float(),
+        "net": net_wide_dips(shown, first).float(),
         "new": new_wide_dips(shown, first).float(),
     }
     real = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128[index]))

@@ -70,6 +70,12 @@ def new_wide_dips(picture: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     return dips_where_solid(picture, other, WIDE_CLOSING)
 
 
+def net_wide_dips(picture: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """Per image pair: how many more wide-dip pixels (:data:`WIDE_CLOSING`) ``picture`` has than ``other`` in all,
+    wherever they lie (negative where it has fewer)."""
+    return deep_dips(picture, WIDE_CLOSING) - deep_dips(other, WIDE_CLOSING)
+
+
 def second_or_first(
     second: torch.Tensor, first: torch.Tensor, margin: float, net_margin: float = float("inf")
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,5 +88,5 @@ def second_or_first(
     filled = fill_dips(second, first)
     took = new_wide_dips(filled, first) <= margin
     if net_margin != float("inf"):
-        took &= deep_dips(filled, WIDE_CLOSING) <= deep_dips(first, WIDE_CLOSING) + net_margin
+        took &= net_wide_dips(filled, first) <= net_margin
     return torch.where(took[:, None, None, None], filled, first.float()), took

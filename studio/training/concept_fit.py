@@ -694,10 +694,7 @@ def screen_full_rows(
         shown, took = holes.second_or_first(pictures[1], pictures[0], margin, net_margin)
         fails = ~took | (holes.new_wide_dips(shown, pictures[0]) > screen_margin)
         if np.isfinite(screen_net_margin):
-            net = holes.deep_dips(shown, holes.WIDE_CLOSING) - holes.deep_dips(
-                pictures[0], holes.WIDE_CLOSING
-            )
-            fails |= net > screen_net_margin
+            fails |= holes.net_wide_dips(shown, pictures[0]) > screen_net_margin
         passed[which[fails.numpy()]] = False
     return passed
 
@@ -844,9 +841,9 @@ def main(argv: list[str] | None = None) -> int:
     first_seeds = tuple(args.guard_first_seed or (GUARD_SEED,))
     if args.data is None and args.add_full is None:
         parser.error("the following arguments are required: --data")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.add_full is not None:
-        if args.threads:
-            torch.set_num_threads(args.threads)
         record = add_full_rows(
             args.model,
             args.add_full,
@@ -858,8 +855,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(json.dumps(record, indent=2))
         return 0
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.rescale is not None:
         report = rescale_model_concepts(
             args.model,
