@@ -7,14 +7,16 @@ rounds no evaluation has drawn, under each judge, as the engine draws them (seco
 Per arm, spread off, every training and held-out emoji prompted by its English name at seed = index + 100,000 x
 round for each round: GAN-test (the judge's subgroup) on training and held-out emoji, identity top-5 (the emoji among
 the five nearest real ones in judge features) and KID against the real training emoji; the deep dips a picture has
-(7 px closing at 128 px) and those where the real emoji is solid; then, spread on, the keyword metrics (precision /
-coverage / RMS between seeds) of ``keyword_metrics``. Judges are ``name=path``; by default judge-5500 and the first
+(7 px closing at 128 px) and those where the real emoji is solid; the pictures' interior detail and outline length
+(``detail_summary``), also over just the pictures where an arm's differ from the first arm's; then, spread on, the
+keyword metrics (precision / coverage / RMS between seeds) of ``keyword_metrics``. Judges are ``name=path``; by default judge-5500 and the first
 arm's own (shipped) judge.
 
 ``--look ROUND --look-out PREFIX`` (an arm whose table has second rows; the last such arm) writes the rules' look:
 the 24 training emoji at seed = index + 100,000 x ROUND whose shown second-row picture has the most wide dips beyond
 the first row's picture (``PREFIX_net.png``) and the 24 that open the most wide dips where the first row's picture is
-solid (``PREFIX_new.png``): real | first row | shown, on grey 240 and on dark grey 64, where a hole shows dark.
+solid (``PREFIX_new.png``), and the 24 whose shown picture has the least interior detail beside the first row's
+(``PREFIX_detail.png``): real | first row | shown, on grey 240 and on dark grey 64, where a hole shows dark.
 """
 
 from __future__ import annotations
@@ -35,22 +37,25 @@ from studio.models.vocabulary import load_vocabulary
 from studio.training.dataset import load_dataset
 from studio.training.evaluate import (
     SpreadGenerator,
+    detail_summary,
     drawn_generator,
     keyword_metrics,
     kid,
     nearest_real,
+    picture_detail,
     round_pictures,
 )
 from studio.training.judge import judge_features, load_judge
 
 
-def score_arm(folder: Path, data, judges: dict, reals: dict, rounds: list[int]) -> dict:
-    """One arm's numbers (see the module's docstring)."""
+def score_arm(folder: Path, data, judges: dict, reals: dict, rounds: list[int]) -> tuple[dict, torch.Tensor]:
+    """One arm's numbers (see the module's docstring) and its pictures of the training emoji."""
     model = load_model(folder)
     drawn = drawn_generator(model)
     labels = torch.from_numpy(data.subgroup.astype(np.int64))
     real = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128))
     row: dict = {}
+    kept = None
     for part, index in (("train", data.train_index), ("heldout", data.heldout_index)):
         pictures, rep = round_pictures(drawn, model.upsampler, data, 1.0, index, rounds)
         for name, judge in judges.items():
@@ -67,6 +72,8 @@ def score_arm(folder: Path, data, judges: dict, reals: dict, rounds: list[int]) 
             row["dips"] = round(float(deep_dips(pictures, TEAR_CLOSING).float().mean()), 2)
             holes = dips_where_solid(pictures, real[rep], TEAR_CLOSING)
             row["holes_where_real_solid"] = round(float(holes.float().mean()), 2)
+            row["detail"] = detail_summary(pictures)
+            kept = pictures
     spread = SpreadGenerator(drawn, Spreader(load_vocabulary(model.info)))
     for name, judge in judges.items():
         found = keyword_metrics(spread, model.upsampler, data, judge, 1.0, reals[name])
@@ -75,7 +82,14 @@ def score_arm(folder: Path, data, judges: dict, reals: dict, rounds: list[int]) 
             round(found["keyword_coverage"], 2),
             round(found["keyword_rms"], 4),
         ]
-    return row
+    return row, kept
+
+
+def _detail(pictures: torch.Tensor) -> torch.Tensor:
+    """Per picture, its interior detail a px (``picture_detail``); NaN-free: pictures with under 200 interior px
+    count as having none, so they never head the detail look."""
+    detail, interior, _ = picture_detail(pictures)
+    return torch.where(interior >= 200, detail / interior.clamp(min=1.0), torch.zeros_like(detail))
 
 
 def write_looks(folder: Path, data, look_round: int, prefix: str, count: int = 24) -> dict:
@@ -99,6 +113,7 @@ def write_looks(folder: Path, data, look_round: int, prefix: str, count: int = 2
     orders = {
         "net": net_wide_dips(shown, first).float(),
         "new": new_wide_dips(shown, first).float(),
+        "detail": _detail(first) - _detail(shown),
     }
     real = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128[index]))
     report = {"shown_share": round(float(took.float().mean()), 4)}
@@ -112,7 +127,8 @@ def write_looks(folder: Path, data, look_round: int, prefix: str, count: int = 2
             for j in picked
         ]
         Image.fromarray(np.concatenate(rows, 0)).save(f"{prefix}_{order}.png", optimize=True)
-        report[order] = [(str(data.names[index[j]]), int(excess[j])) for j in picked]
+        value = (lambda v: round(v, 4)) if order == "detail" else int
+        report[order] = [(str(data.names[index[j]]), value(float(excess[j]))) for j in picked]
     return report
 
 
@@ -143,7 +159,16 @@ def main() -> int:
     report: dict = {"rounds": rounds, "judges": judge_paths}
     for name, folder in arms:
         started = time.time()
-        report[name] = score_arm(Path(folder), data, judges, reals, rounds)
+        report[name], pictures = score_arm(Path(folder), data, judges, reals, rounds)
+        if name == arms[0][0]:
+            base = pictures
+        else:  # where this arm's picture differs from the first arm's: both arms' detail there
+            differs = (pictures - base).abs().flatten(1).amax(1) > 1e-3
+            report[name]["detail where it differs"] = {
+                "pictures": int(differs.sum()),
+                arms[0][0]: detail_summary(base[differs]),
+                name: detail_summary(pictures[differs]),
+            }
         report[name]["minutes"] = round((time.time() - started) / 60, 1)
         print(name, json.dumps(report[name]), flush=True)
     if args.look is not None:

