@@ -9,7 +9,8 @@ each judge, as they are and with tears cut into them at a known dose: a share of
 made fully transparent, as the second rows' tears look in the ship rules' grids. A positive control blurs every
 picture (a 5 px box at 128 px). A judge whose KID is to bar a model's tears must rise with the dose; the script
 prints each judge's KID per round and dose, and the change from the untouched pictures in units of that judge's
-round-to-round spread (the standard deviation of the untouched KID over the rounds given).
+round-to-round spread (the standard deviation of the untouched KID over the rounds given), with the pictures' deep
+dips and interior detail (``detail_summary``) for scale.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from studio.models.cgan import rgba_uint8_to_premultiplied
 from studio.models.format import load_model
 from studio.models.holes import TEAR_CLOSING, deep_dips
 from studio.training.dataset import load_dataset
-from studio.training.evaluate import drawn_generator, kid, round_pictures
+from studio.training.evaluate import detail_summary, drawn_generator, kid, round_pictures
 from studio.training.judge import judge_features, load_judge
 
 SIZE = 128
@@ -112,6 +113,7 @@ def main() -> int:
             row = report["kid"].setdefault(variant, {})
             dips = deep_dips(images, TEAR_CLOSING).float().mean()
             row.setdefault("deep dips (px a picture)", []).append(round(float(dips), 1))
+            row.setdefault("interior detail", []).append(detail_summary(images)["interior_detail"])
             for name, judge in judges.items():
                 value = kid(judge_features(judge, images), reals[name])
                 row.setdefault(name, []).append(round(value, 5))

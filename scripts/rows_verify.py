@@ -8,7 +8,7 @@ Per arm, spread off, every training and held-out emoji prompted by its English n
 round for each round: GAN-test (the judge's subgroup) on training and held-out emoji, identity top-5 (the emoji among
 the five nearest real ones in judge features) and KID against the real training emoji; the deep dips a picture has
 (7 px closing at 128 px) and those where the real emoji is solid; the pictures' interior detail and outline length
-(``detail_summary``), also over just the pictures where an arm's differ from the first arm's; then, spread on, the
+(``summarize_detail``), also over just the pictures where an arm's differ from the first arm's; then, spread on, the
 keyword metrics (precision / coverage / RMS between seeds) of ``keyword_metrics``. Judges are ``name=path``; by default judge-5500 and the first
 arm's own (shipped) judge.
 
@@ -30,26 +30,29 @@ import numpy as np
 import torch
 
 from studio.engine.spread import Spreader
-from studio.models.cgan import rgba_uint8_to_premultiplied
+from studio.models.cgan import premultiplied_to_rgba_uint8, rgba_uint8_to_premultiplied
 from studio.models.format import load_model
 from studio.models.holes import TEAR_CLOSING, deep_dips, dips_where_solid
 from studio.models.vocabulary import load_vocabulary
 from studio.training.dataset import load_dataset
 from studio.training.evaluate import (
     SpreadGenerator,
-    detail_summary,
     drawn_generator,
     keyword_metrics,
     kid,
     nearest_real,
     picture_detail,
     round_pictures,
+    summarize_detail,
 )
 from studio.training.judge import judge_features, load_judge
 
 
-def score_arm(folder: Path, data, judges: dict, reals: dict, rounds: list[int]) -> tuple[dict, torch.Tensor]:
-    """One arm's numbers (see the module's docstring) and its pictures of the training emoji."""
+def score_arm(
+    folder: Path, data, judges: dict, reals: dict, rounds: list[int]
+) -> tuple[dict, tuple, torch.Tensor]:
+    """One arm's numbers (see the module's docstring), and per picture of a training emoji its ``picture_detail``
+    parts and its exported bytes (to find where two arms differ without holding two arms' float pictures)."""
     model = load_model(folder)
     drawn = drawn_generator(model)
     labels = torch.from_numpy(data.subgroup.astype(np.int64))
@@ -72,8 +75,9 @@ def score_arm(folder: Path, data, judges: dict, reals: dict, rounds: list[int]) 
             row["dips"] = round(float(deep_dips(pictures, TEAR_CLOSING).float().mean()), 2)
             holes = dips_where_solid(pictures, real[rep], TEAR_CLOSING)
             row["holes_where_real_solid"] = round(float(holes.float().mean()), 2)
-            row["detail"] = detail_summary(pictures)
-            kept = pictures
+            parts = picture_detail(pictures)
+            row["detail"] = summarize_detail(*parts)
+            kept = (parts, premultiplied_to_rgba_uint8(pictures))
     spread = SpreadGenerator(drawn, Spreader(load_vocabulary(model.info)))
     for name, judge in judges.items():
         found = keyword_metrics(spread, model.upsampler, data, judge, 1.0, reals[name])
@@ -82,7 +86,7 @@ def score_arm(folder: Path, data, judges: dict, reals: dict, rounds: list[int]) 
             round(found["keyword_coverage"], 2),
             round(found["keyword_rms"], 4),
         ]
-    return row, kept
+    return row, *kept
 
 
 def _detail(pictures: torch.Tensor) -> torch.Tensor:
@@ -159,15 +163,15 @@ def main() -> int:
     report: dict = {"rounds": rounds, "judges": judge_paths}
     for name, folder in arms:
         started = time.time()
-        report[name], pictures = score_arm(Path(folder), data, judges, reals, rounds)
+        report[name], parts, pixels = score_arm(Path(folder), data, judges, reals, rounds)
         if name == arms[0][0]:
-            base = pictures
+            base_parts, base_pixels = parts, pixels
         else:  # where this arm's picture differs from the first arm's: both arms' detail there
-            differs = (pictures - base).abs().flatten(1).amax(1) > 1e-3
+            differs = (pixels != base_pixels).flatten(1).any(1)
             report[name]["detail where it differs"] = {
                 "pictures": int(differs.sum()),
-                arms[0][0]: detail_summary(base[differs]),
-                name: detail_summary(pictures[differs]),
+                arms[0][0]: summarize_detail(*(x[differs] for x in base_parts)),
+                name: summarize_detail(*(x[differs] for x in parts)),
             }
         report[name]["minutes"] = round((time.time() - started) / 60, 1)
         print(name, json.dumps(report[name]), flush=True)

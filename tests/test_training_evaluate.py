@@ -370,3 +370,30 @@ def test_worded_names_embed_each_name_in_the_phrase_and_leave_the_rest_alone(dat
     assert emoji.train_index.tolist() == data.train_index.tolist()  # everything else is the dataset's
     with pytest.raises(ValueError, match="no"):
         WordedNames(data, encode, "emoji")
+
+
+def test_picture_detail_reads_sharpness_inside_and_outline_length():
+    """The rules' detail measure (rule 88): a checkered square has interior detail, a blur takes most of it, a flat
+    square has none; the edge length is the square's outline (alpha 0 -> 1 steps); the interior keeps away from the
+    outline, so a hard edge adds no detail; a set's summary pools over interior px."""
+    import torch.nn.functional as F
+
+    from studio.training.evaluate import detail_summary, picture_detail, summarize_detail
+
+    def square(rgb):
+        x = -torch.ones(1, 4, 32, 32)
+        x[:, :3, 8:24, 8:24] = rgb * 2 - 1
+        x[:, 3, 8:24, 8:24] = 1.0
+        return x
+
+    checks = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2
+    busy = square(checks.float()[None, None].expand(1, 3, 16, 16))
+    flat = square(torch.full((1, 3, 16, 16), 0.5))
+    soft = F.avg_pool2d(F.pad(busy, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
+    detail, interior, edges = picture_detail(torch.cat([busy, flat]))
+    assert interior.tolist() == [12.0 * 12.0, 12.0 * 12.0]  # 2 px in from a 16 px square's outline
+    assert edges.tolist() == [64.0, 64.0]  # 4 sides of 16 px, each one full alpha step
+    assert float(detail[1]) == 0.0 and float(detail[0]) > 100.0
+    assert detail_summary(soft)["interior_detail"] < 0.2 * detail_summary(busy)["interior_detail"]
+    pooled = summarize_detail(detail, interior, edges)
+    assert pooled == {"interior_detail": round(float(detail.sum()) / 288.0, 5), "edge_length": 64.0}

@@ -196,6 +196,28 @@ def test_second_or_first_shows_the_filled_second_unless_it_tears_wider_where_the
     assert took.tolist() == [False] and torch.equal(shown, small)
 
 
+def test_a_second_drawing_that_all_but_vanished_is_never_shown():
+    """Session 50: S3's second row drew "high voltage" fully transparent at one seed; it has no dips, so every margin
+    passed it. A second drawing covering less than half the first's alpha shows the first's; half or more is shown."""
+    from studio.models.holes import COVER_SHARE, second_or_first
+
+    first = -torch.ones(1, 4, 64, 64)
+    first[:, :, 8:56, 8:56] = 1.0  # 48 x 48 px
+    blank = -torch.ones_like(first)
+    smaller = -torch.ones_like(first)
+    smaller[:, :, 8:56, 8:32] = 1.0  # exactly half the first's area
+    smallest = -torch.ones_like(first)
+    smallest[:, :, 8:56, 8:31] = 1.0  # a column less
+    assert COVER_SHARE == 0.5
+    shown, took = second_or_first(
+        torch.cat([blank, smaller, smallest]), first.expand(3, -1, -1, -1), 1e9, 1e9
+    )
+    assert took.tolist() == [False, True, False]
+    assert torch.equal(shown[0], first[0]) and torch.equal(shown[1], smaller[0])
+    # a first that is blank itself takes any second
+    assert second_or_first(blank, blank, 0.0)[1].tolist() == [True]
+
+
 def test_the_trainers_hole_depth_is_the_dip_depth_the_engine_counts():
     from studio.models.holes import DIP_DEPTH
     from studio.training.options import HOLE_DEPTH

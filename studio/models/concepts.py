@@ -26,8 +26,9 @@ A table may also carry second rows (``full``, with ``full_margin`` in its metada
 the way, with no guard against tears. An image whose prompt takes its own row is then drawn with both, and the
 second row's picture, its narrow dips filled from the first row's picture at the same z, is shown unless it opens
 more than the margin of wide dips where the first's is solid, or (``full_net_margin``) more than another margin of
-wide dips beyond the first's in all (studio/models/holes.py ``second_or_first``; the engine's renderer and the
-evaluation both draw it so); a prompt that borrows a neighbour's row (a held-out emoji's name) takes the first row.
+wide dips beyond the first's in all, or covers less than half the first's alpha (studio/models/holes.py
+``second_or_first``; the engine's renderer and the evaluation both draw it so); a prompt that borrows a neighbour's
+row (a held-out emoji's name) takes the first row.
 """
 
 from __future__ import annotations

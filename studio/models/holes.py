@@ -9,8 +9,8 @@ A concept table may carry a second row per fitted emoji, fitted without any guar
 tears depends on z. :func:`second_or_first` is what the engine and the evaluation show per image: the second row's
 drawing with its narrow dips filled from the first row's drawing at the same z beneath it (:func:`fill_dips`), unless
 even so it opens more than the table's margin of wide dips (:data:`WIDE_CLOSING`) where the first row's drawing is
-solid (:func:`new_wide_dips`), or more than its second margin of wide dips in all beyond the first's; then the first
-row's drawing.
+solid (:func:`new_wide_dips`), or more than its second margin of wide dips in all beyond the first's, or covers less
+than half the first's alpha; then the first row's drawing.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ TEAR_CLOSING = 7  # px of the closing at 128 px, as the hearts' count and the ta
 WIDE_CLOSING = 15  # px of the closing that finds tears a 7 px closing cannot fill (strips, split hands)
 FILL_GAIN = 2.0  # how much of the picture beneath shows through a dip: this times its depth below the closing
 DIP_DEPTH = 0.5  # how far below its closing a pixel's alpha must lie to count (ragged edges lie less)
+COVER_SHARE = 0.5  # the least share of the first row's alpha a second row's drawing must cover to be shown
 
 
 def alpha_closing(alpha: torch.Tensor, size: int) -> torch.Tensor:
@@ -102,10 +103,17 @@ def second_or_first(
     to show and whether it is the second's. The second's drawing with its narrow dips filled from the first's
     (:func:`fill_dips`) is shown unless it opens more than ``margin`` wide-dip pixels where the first's drawing is
     solid (:func:`new_wide_dips`: tears inside the first's shape) or has more than ``net_margin`` wide-dip pixels in
-    all beyond the first's (:data:`WIDE_CLOSING`: a shape that grew past the first's and tore there); then the
-    first's drawing."""
+    all beyond the first's (:data:`WIDE_CLOSING`: a shape that grew past the first's and tore there), or covers less
+    than :data:`COVER_SHARE` of the first's alpha (a drawing that all but vanished has no dips to count: session 50
+    found a blank "high voltage"); then the first's drawing."""
     filled = fill_dips(second, first)
     took = new_wide_dips(filled, first) <= margin
+    took &= _coverage(filled) >= COVER_SHARE * _coverage(first)
     if net_margin != float("inf"):
         took &= net_wide_dips(filled, first) <= net_margin
     return torch.where(took[:, None, None, None], filled, first.float()), took
+
+
+def _coverage(pictures: torch.Tensor) -> torch.Tensor:
+    """Per picture (premultiplied RGBA in [-1, 1]): its summed alpha in [0, 1], the area it covers in px."""
+    return ((pictures[:, 3].float() + 1.0) * 0.5).clamp(0.0, 1.0).sum(dim=(1, 2))

@@ -282,7 +282,11 @@ def picture_detail(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, to
 def detail_summary(images: torch.Tensor) -> dict:
     """:func:`picture_detail` over a set: the interior detail (summed |Laplacian| over all interior px, a mean per
     px) and the mean alpha edge length a picture."""
-    detail, interior, edges = picture_detail(images)
+    return summarize_detail(*picture_detail(images))
+
+
+def summarize_detail(detail: torch.Tensor, interior: torch.Tensor, edges: torch.Tensor) -> dict:
+    """:func:`detail_summary` from the per-picture parts :func:`picture_detail` returns (or a subset of them)."""
     return {
         "interior_detail": round(float(detail.sum() / interior.sum().clamp(min=1.0)), 5),
         "edge_length": round(float(edges.mean()), 1),
