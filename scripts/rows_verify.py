@@ -9,8 +9,8 @@ round for each round: GAN-test (the judge's subgroup) on training and held-out e
 the five nearest real ones in judge features) and KID against the real training emoji; the deep dips a picture has
 (7 px closing at 128 px) and those where the real emoji is solid; the pictures' interior detail and outline length
 (``summarize_detail``), also over just the pictures where an arm's differ from the first arm's; then, spread on, the
-keyword metrics (precision / coverage / RMS between seeds) of ``keyword_metrics``. Judges are ``name=path``; by default judge-5500 and the first
-arm's own (shipped) judge.
+keyword metrics (precision / coverage / RMS between seeds) of ``keyword_metrics``. Judges are ``name=path``; by
+default judge-5500 and the first arm's own (shipped) judge.
 
 ``--look ROUND --look-out PREFIX`` (an arm whose table has second rows; the last such arm) writes the rules' look:
 the 24 training emoji at seed = index + 100,000 x ROUND whose shown second-row picture has the most wide dips beyond

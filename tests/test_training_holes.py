@@ -239,3 +239,31 @@ def test_the_closings_window_maxima_equal_torchs_max_pool(size, shape):
     assert torch.equal(_square_max(x, size), F.max_pool2d(x, size, 1, size // 2))
     pooled = -F.max_pool2d(-F.max_pool2d(x, size, 1, size // 2), size, 1, size // 2)
     assert torch.equal(alpha_closing(x, size), pooled)
+
+
+def test_the_judge_tests_cuts_make_solid_pixels_transparent_in_the_share_asked():
+    """scripts/judge_tears.py (session 50): each cut turns solid pixels fully transparent, only in the pictures its
+    share picks, and the deep-dip count rises; share 0 leaves every picture as it was."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "judge_tears.py"
+    spec = importlib.util.spec_from_file_location("judge_tears", path)
+    judge_tears = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(judge_tears)
+    pictures = -torch.ones(6, 4, 128, 128)
+    pictures[:, :, 24:104, 24:104] = 0.6  # premultiplied grey at alpha 0.8: below the cuts' 0.9
+    pictures[:, :, 32:96, 32:96] = 1.0  # an opaque white square inside it
+    assert torch.equal(judge_tears.cut(pictures, 0.0, 2, "strip", seed=0), pictures)
+    for kind in ("strip", "hole"):
+        cut = judge_tears.cut(pictures, 1.0, 2, kind, seed=3)
+        changed = (cut != pictures).any(1)
+        assert bool(changed.flatten(1).any(1).all())  # every picture cut
+        assert bool((cut.permute(0, 2, 3, 1)[changed] == -1.0).all())  # made fully transparent
+        assert bool((deep_dips(cut, 7) > deep_dips(pictures, 7)).all())
+        largest = 2 * (
+            3 * 40 + 9 if kind == "strip" else 49
+        )  # two strips 3 x 40 px and their ends, two 7 px holes
+        assert int(changed.flatten(1).sum(1).max()) <= largest
+    half = judge_tears.cut(pictures, 0.5, 2, "hole", seed=1)
+    assert 0 < int((half != pictures).flatten(1).any(1).sum()) < 6

@@ -253,9 +253,8 @@ def mean_pairwise_rms(images: torch.Tensor) -> float:
 
 
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
-INTERIOR_EROSION = (
-    5  # px of the alpha erosion that keeps :func:`picture_detail` off edges and tears (at 128 px)
-)
+# px of the alpha erosion that keeps :func:`picture_detail` off outlines and tears (at 128 px)
+INTERIOR_EROSION = 5
 
 
 @torch.no_grad()
