@@ -42,8 +42,9 @@ def _square_max(x: torch.Tensor, size: int) -> torch.Tensor:
 def _window_max(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     """The maximum over the odd ``size`` px window centred on each pixel along ``dim``, nothing beyond the edges
     (``max_pool2d``'s padding): windows of 1, 2, 4, ... px by doubling, then two overlapping ones cover ``size``. A
-    handful of element-wise maxima instead of ``size`` comparisons a pixel: a 15 px closing at 128 px runs 7 times
-    faster than the pool on a CPU core (23 times for 64 pictures), and a preview's second-row check pays four."""
+    handful of element-wise maxima instead of ``size`` comparisons a pixel: a 15 px closing at 128 px runs 7 to 11
+    times faster than the pool on a CPU core (22 for 64 pictures; benchmarks/holes_bench.py), and a preview's
+    second-row check pays four."""
     n, pad = x.shape[dim], size // 2
     edge = list(x.shape)
     edge[dim] = pad
