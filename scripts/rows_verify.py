@@ -97,7 +97,7 @@ def _detail(pictures: torch.Tensor) -> torch.Tensor:
 
 
 def write_looks(folder: Path, data, look_round: int, prefix: str, count: int = 24) -> dict:
-    """The two look grids of ``--look`` (see the module's docstring); returns the names and counts shown."""
+    """The three look grids of ``--look`` (see the module's docstring); returns the names and counts shown."""
     from PIL import Image
 
     from studio.models.holes import net_wide_dips, new_wide_dips, second_or_first

@@ -28,7 +28,13 @@ COVER_SHARE = 0.5  # the least share of the first row's alpha a second row's dra
 def alpha_closing(alpha: torch.Tensor, size: int) -> torch.Tensor:
     """The morphological closing of N x 1 x H x W alpha in [0, 1]: a ``size`` px square max-pool dilation, then
     erosion, each as a row pass and a column pass (the same maxima as the square pool, several times faster)."""
-    return -_square_max(-_square_max(alpha, size), size)
+    return alpha_erosion(_square_max(alpha, size), size)
+
+
+def alpha_erosion(alpha: torch.Tensor, size: int) -> torch.Tensor:
+    """The ``size`` px square minimum around each pixel (nothing beyond the edges): what stays solid ``size // 2`` px
+    in from every outline and hole, the second half of :func:`alpha_closing`."""
+    return -_square_max(-alpha, size)
 
 
 def _square_max(x: torch.Tensor, size: int) -> torch.Tensor:

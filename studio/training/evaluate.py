@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from studio.atomic import write_atomically
 from studio.engine.latents import seeded_z
 from studio.models.cgan import premultiplied_to_rgba_uint8, rgba_uint8_to_premultiplied
-from studio.models.holes import second_or_first
+from studio.models.holes import alpha_erosion, second_or_first
 
 SAMPLE_PROMPTS = (
     "grinning face",
@@ -267,8 +267,7 @@ def picture_detail(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, to
     (session 50, the model's history)."""
     y = (images.float() + 1.0) * 0.5
     rgb, alpha = y[:, :3], y[:, 3:4].clamp(0.0, 1.0)
-    pad = INTERIOR_EROSION // 2
-    interior = -F.max_pool2d(-alpha, INTERIOR_EROSION, 1, pad) > 0.9
+    interior = alpha_erosion(alpha, INTERIOR_EROSION) > 0.9
     kernel = _LAPLACIAN.to(images.device).repeat(3, 1, 1, 1)
     laplacian = (
         F.conv2d(F.pad(rgb, (1, 1, 1, 1), mode="replicate"), kernel, groups=3).abs().mean(1, keepdim=True)
