@@ -14,8 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# The window tests' fixtures (qloop, make_engine, make_window), for every test module that asks for them.
-pytest_plugins = ["test_ui_helpers"]
+# The window tests' fixtures (qloop, make_engine, make_window), for every test module that asks for them. On a
+# machine without Qt (the GPU check runs the engine's and training's tests there) they are left out, and only the
+# window tests, which import Qt themselves, fail to collect.
+try:
+    import PySide6  # noqa: F401
+except ImportError:
+    pytest_plugins: list[str] = []
+else:
+    pytest_plugins = ["test_ui_helpers"]
 
 # Tests use tiny models: one thread each is fastest, and two-thread OpenMP pools that spin against other
 # busy processes on a two-core machine run a hundred times slower.

@@ -153,7 +153,8 @@ def test_generate_from_image_reproduces_pixels(capsys, tiny_model_dir, tmp_path)
         (["generate", "cat", "-n", "1000000"], "At most 1,000 images"),
         (["generate", "cat", "--truncation", "nan"], "Truncation"),
         (["generate", "cat", "--model", "no-such-model"], "no model called 'no-such-model'"),
-        (["generate", "cat", "--device", "cuda"], "CUDA"),
+        # no such GPU on any machine: "no usable NVIDIA GPU" without CUDA, "There is no GPU cuda:99" with it
+        (["generate", "cat", "--device", "cuda:99"], "GPU"),
         (["generate"], "Say what to draw"),
     ],
 )

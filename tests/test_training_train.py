@@ -279,3 +279,29 @@ def test_the_learning_rates_come_from_the_command_line_and_are_recorded(syntheti
     )  # the upsampler's critic learns at --lr-d
     assert "--lr-d must lie above 0" in capsys.readouterr().err
     assert not (tmp_path / "critic").exists()
+
+
+def test_checkpoint_tensors_are_saved_from_the_cpu_nested_as_they_were():
+    """A run trained on a GPU resumes, or is read, on a machine without one (the H200 check found checkpoints that
+    held CUDA tensors); on_cpu keeps every container's kind and leaves what is not a tensor alone."""
+    from studio.training.runs import on_cpu
+
+    weight = torch.ones(2, requires_grad=True)
+    state = {"g": {"w": weight}, "rng": [torch.zeros(3, dtype=torch.uint8)], "pair": (weight * 2, 5), "step": 7}
+    moved = on_cpu(state)
+    assert isinstance(moved["pair"], tuple) and moved["pair"][1] == 5 and moved["step"] == 7
+    assert isinstance(moved["rng"], list) and moved["rng"][0].dtype == torch.uint8
+    assert not moved["g"]["w"].requires_grad and not moved["pair"][0].requires_grad
+    assert all(t.device.type == "cpu" for t in (moved["g"]["w"], moved["rng"][0], moved["pair"][0]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (scripts/gpu_check.sh runs it there)")
+def test_a_run_trained_on_the_gpu_resumes_on_the_cpu(tmp_path):
+    data = make_synthetic_dataset(tmp_path / "data", count=12, dim=16)
+    options = tiny_train_options(data, tmp_path, steps=2)
+    options.device = "cuda"
+    train(options)
+    state = torch.load(options.run / CHECKPOINT, weights_only=False)
+    assert {t.device.type for t in state["generator"].values()} == {"cpu"}
+    options.device, options.resume, options.steps = "cpu", True, 3
+    assert train(options)["step"] == 3

@@ -347,7 +347,7 @@ def train_base(options: TrainOptions) -> dict:
     # the conditioning noise has a stream of its own: with and without it a run draws the same batches
     noise_rng = torch.Generator().manual_seed(torch_seed + 1)
     step, trained_seconds, images_seen = 0, 0.0, 0
-    ckpt_path, state = open_checkpoint(options, run, device)
+    ckpt_path, state = open_checkpoint(options, run)
     if state is not None:
         if not same_shapes(state["generator"], generator.state_dict()) or not same_shapes(
             state["discriminator"], discriminator.state_dict()
@@ -557,17 +557,22 @@ def train_base(options: TrainOptions) -> dict:
         step += 1
         images_seen += batch * dist.world
         window_imgs += batch * dist.world
-        sums["d"] += float(loss_d.detach())
-        sums["g"] += float(adv_g.detach())
-        sums["l1"] += float(recon.detach())
-        sums["ms"] += float(seeking.detach())
-        sums["holes"] += float(holes.detach())
-        sums["d_real"] += float(d_real.detach().mean())
-        sums["d_fake"] += float(d_fake.detach().mean())
+        # summed on the device: a float() here would wait for the GPU at every step
+        for key, value in (
+            ("d", loss_d),
+            ("g", adv_g),
+            ("l1", recon),
+            ("ms", seeking),
+            ("holes", holes),
+            ("d_real", d_real.mean()),
+            ("d_fake", d_fake.mean()),
+        ):
+            sums[key] = sums[key] + value.detach().float()
         count += 1
         now = time.time()
         if step % options.log_every == 0:
             rate = window_imgs / max(now - window_t, 1e-6)
+            sums = {key: float(value) for key, value in sums.items()}
             log_line(
                 options,
                 dist,

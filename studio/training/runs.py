@@ -216,11 +216,13 @@ def should_stop(options: TrainOptions, step: int, started: float) -> bool:
     return False
 
 
-def open_checkpoint(options: TrainOptions, run: Path, device: torch.device) -> tuple[Path, dict | None]:
+def open_checkpoint(options: TrainOptions, run: Path) -> tuple[Path, dict | None]:
     """The run's checkpoint path, and its state when resuming from one (else None)."""
     path = run / CHECKPOINT
     if options.resume and path.exists():
-        return path, torch.load(path, map_location=device, weights_only=False)
+        # on the CPU: the RNG states must stay there, and load_state_dict moves weights and optimizer state
+        # to wherever the modules are
+        return path, torch.load(path, map_location="cpu", weights_only=False)
     return path, None
 
 
@@ -229,8 +231,21 @@ def rank_seeds(options: TrainOptions, dist: Dist) -> tuple[int, int]:
     return options.seed * 1000 + dist.rank, options.seed * 1000 + dist.rank + 1
 
 
+def on_cpu(value):
+    """``value`` with every tensor in it (nested dicts, lists, tuples) moved to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {key: on_cpu(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(on_cpu(item) for item in value)
+    return value
+
+
 def save_checkpoint(state: dict, path: Path) -> None:
-    """``torch.save`` all at once: a crash mid-save keeps the previous checkpoint."""
+    """``torch.save`` all at once: a crash mid-save keeps the previous checkpoint. Every tensor is saved from the
+    CPU, so a run trained on a GPU resumes, or is read, on a machine without one."""
+    state = on_cpu(state)
     write_atomically(path, lambda temp: torch.save(state, temp))
 
 

@@ -48,7 +48,7 @@ def train_upsampler(options: TrainOptions) -> dict:
     rng = np.random.default_rng(numpy_seed)
     torch_rng = torch.Generator().manual_seed(torch_seed)
     step, trained_seconds, images_seen = 0, 0.0, 0
-    ckpt_path, state = open_checkpoint(options, run, device)
+    ckpt_path, state = open_checkpoint(options, run)
     if state is not None:
         upsampler.load_state_dict(state["upsampler"])
         opt.load_state_dict(state["opt"])
