@@ -287,7 +287,12 @@ def test_checkpoint_tensors_are_saved_from_the_cpu_nested_as_they_were():
     from studio.training.runs import on_cpu
 
     weight = torch.ones(2, requires_grad=True)
-    state = {"g": {"w": weight}, "rng": [torch.zeros(3, dtype=torch.uint8)], "pair": (weight * 2, 5), "step": 7}
+    state = {
+        "g": {"w": weight},
+        "rng": [torch.zeros(3, dtype=torch.uint8)],
+        "pair": (weight * 2, 5),
+        "step": 7,
+    }
     moved = on_cpu(state)
     assert isinstance(moved["pair"], tuple) and moved["pair"][1] == 5 and moved["step"] == 7
     assert isinstance(moved["rng"], list) and moved["rng"][0].dtype == torch.uint8
@@ -295,7 +300,9 @@ def test_checkpoint_tensors_are_saved_from_the_cpu_nested_as_they_were():
     assert all(t.device.type == "cpu" for t in (moved["g"]["w"], moved["rng"][0], moved["pair"][0]))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (scripts/gpu_check.sh runs it there)")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU (scripts/gpu_check.sh runs it there)"
+)
 def test_a_run_trained_on_the_gpu_resumes_on_the_cpu(tmp_path):
     data = make_synthetic_dataset(tmp_path / "data", count=12, dim=16)
     options = tiny_train_options(data, tmp_path, steps=2)
