@@ -1078,6 +1078,97 @@ def test_a_screen_keeps_only_the_second_rows_that_open_few_new_dips_at_each_of_t
         main([*argv, "--screen-seeds", "2", "--screen-margin", "-1"])
 
 
+def _stand_in_detail(pictures: torch.Tensor) -> np.ndarray:
+    """Detail per px for the tiny model, whose drawings have no solid interior: one number that differs from picture
+    to picture (its mean red, shifted positive)."""
+    return (pictures[:, 0].float().mean((1, 2)) + 1.0).numpy()
+
+
+def _screen_detail_ratios(folder, first: np.ndarray, second: np.ndarray, row: int, seeds: int) -> list[tuple]:
+    """One row at a time: at each of its screen seeds, the stand-in detail of its second row's shown picture and of
+    its first row's picture."""
+    from studio.engine.latents import seeded_z
+    from studio.models.holes import second_or_first
+    from studio.training.concept_fit import SCREEN_SEED
+
+    model = load_model(folder)
+    found = []
+    with torch.no_grad():
+        for k in range(seeds):
+            z = seeded_z(SCREEN_SEED + seeds * row + k, model.generator.config.z_dim)[None]
+            one, two = (
+                model.upsampler(model.generator.synthesize(z, torch.from_numpy(table[row : row + 1])))
+                for table in (first, second)
+            )
+            shown, _ = second_or_first(two, one, 1e9)
+            found.append((float(_stand_in_detail(shown)[0]), float(_stand_in_detail(one)[0])))
+    return found
+
+
+def test_a_screen_with_a_detail_floor_keeps_the_second_rows_that_keep_their_detail(
+    concept_model_dir, tmp_path, monkeypatch
+):
+    """``--screen-detail F``: a second row passes only where, at each of its seeds, its shown picture keeps at least
+    F of the detail per px of the first row's picture or of the real emoji, whichever is less (a drawing may clean
+    the first's scribbles up to the real emoji's detail, not blur below it). The tiny model's drawings have no solid
+    interior, so the detail is a stand-in that differs from picture to picture."""
+    import studio.training.concept_fit as concept_fit
+
+    monkeypatch.setattr(concept_fit, "detail_per_px", _stand_in_detail)
+    folder = _with_rows(concept_model_dir, tmp_path, "detail", None)
+    info = read_model_info(folder)
+    table = load_concepts(info, load_vocabulary(info))
+    rows = (table.conditions + 3.0 * _second_rows(concept_model_dir)).astype(np.float32)
+    rows[~FITTED] = table.conditions[~FITTED]
+    fitted = np.flatnonzero(FITTED)
+    found = {int(row): _screen_detail_ratios(folder, table.conditions, rows, int(row), 3) for row in fitted}
+    worst = {row: min(shown / first for shown, first in seeds) for row, seeds in found.items()}
+    low, high = sorted(worst.values())[:2]
+    assert high - low > 1e-3, worst  # rows whose detail differs, so the floor has something to choose
+    floor = (
+        low + high
+    ) / 2  # against the first's detail (the real emoji's far higher): one row of three fails
+
+    def screen(real_detail):
+        return concept_fit.screen_full_rows(
+            folder,
+            table.conditions,
+            rows,
+            1e9,
+            float("inf"),
+            3,
+            1e9,
+            screen_detail=floor,
+            real_detail=real_detail,
+        )
+
+    want = np.array([worst.get(row, np.inf) >= floor for row in range(len(NAMES))])
+    assert want[fitted].any() and not want[fitted].all()
+    np.testing.assert_array_equal(screen(np.full(len(NAMES), 1e9)), want)
+    # where the real emoji has less detail than the first row's picture the floor is the real emoji's: a plain one
+    # lets every second row through
+    np.testing.assert_array_equal(screen(np.zeros(len(NAMES))), np.ones(len(NAMES), bool))
+    with pytest.raises(ValueError, match="real emoji"):
+        screen(None)
+
+
+def test_detail_per_px_is_the_interior_detail_over_the_interior():
+    """A solid checkerboard has detail everywhere inside, its blur less, and a transparent picture none (no interior,
+    no division by zero)."""
+    import torch.nn.functional as F
+
+    from studio.training.concept_fit import detail_per_px
+
+    checker = ((torch.arange(64)[:, None] // 2 + torch.arange(64)[None] // 2) % 2).float() * 2 - 1
+    picture = torch.ones(1, 4, 64, 64)
+    picture[0, :3] = checker
+    blurred = picture.clone()
+    blurred[:, :3] = F.avg_pool2d(F.pad(picture[:, :3], (2, 2, 2, 2), mode="replicate"), 5, 1)
+    empty = -torch.ones(1, 4, 64, 64)
+    sharp, soft, none = (float(detail_per_px(p)[0]) for p in (picture, blurred, empty))
+    assert sharp > 4 * soft > 0 and none == 0.0
+
+
 def test_a_prompt_that_borrows_a_neighbours_row_takes_its_first_row_even_with_second_rows(concept_model_dir):
     """Second rows are each emoji's own picture: a prompt whose nearest name of all has no row (a held-out emoji's
     name) and that borrows a fitted neighbour's row at the table's gate takes that neighbour's first row."""

@@ -31,7 +31,9 @@ from the first rows' picture at the same z, wherever it opens no more than PX wi
 the first rows' picture is solid and has no more than NET beyond the first's in all (studio/models/holes.py;
 sessions 46–47); ``--screen-seeds K --screen-margin S`` keeps a row's second row only where, at each of K seeds of
 its own, its picture is shown and opens at most S such pixels (with ``--screen-net-margin N``, and has at most N
-beyond the first's in all; session 49).
+beyond the first's in all; session 49); with ``--screen-detail F --data DATA``, and its picture keeps at least F
+of the interior detail per px of the first row's picture or of the real emoji, whichever has less (session 51: a
+drawing that blurs or blanks has no dips to count, yet the looks see it).
 """
 
 from __future__ import annotations
@@ -597,6 +599,8 @@ def add_full_rows(
     screen_seeds: int = 0,
     screen_margin: float = 0.0,
     screen_net_margin: float = float("inf"),
+    screen_detail: float = 0.0,
+    data: str | Path | None = None,
 ) -> dict:
     """Give the folder's concept table the rows of ``source`` (another table for the same vocabulary, e.g. a fit
     kept at share 1 with no guard) as its second rows (studio/models/concepts.py ``full``), shown wherever their
@@ -607,8 +611,11 @@ def add_full_rows(
     no second row (it draws as the first) unless, at every one, its second's picture is shown and opens no more than
     ``screen_margin`` wide-dip pixels where the first's is solid (and, with ``screen_net_margin``, has no more than
     that many beyond the first's in all): whether a fit's drawing tears depends on z, but a row that tears at one
-    seed tears at others more often than not (session 49). Returns the record also stored in the file's metadata
-    (``full``)."""
+    seed tears at others more often than not (session 49). With ``screen_detail`` F > 0 (and the dataset ``data``),
+    the shown picture must also keep at least F of the interior detail per px (studio/training/evaluate.py
+    ``picture_detail``) of the first row's picture or of the real emoji, whichever has less: a second drawing may
+    clean up the first's scribbles down to the real emoji's detail, not blur below it. Returns the record also
+    stored in the file's metadata (``full``)."""
     from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, read_concepts
     from studio.models.format import ModelError
 
@@ -622,6 +629,11 @@ def add_full_rows(
         )
     if screen_seeds < 0 or not (np.isfinite(screen_margin) and screen_margin >= 0 and screen_net_margin >= 0):
         raise ModelError("The second rows' screen takes 0 or more seeds and a margin of 0 or more pixels.")
+    if not 0.0 <= screen_detail <= 1.0 or (screen_detail > 0 and (not screen_seeds or data is None)):
+        raise ModelError("The screen's detail floor lies in [0, 1] and needs --screen-seeds and the dataset.")
+    real_detail = None
+    if screen_detail > 0:
+        real_detail = _real_detail(Path(model), data)
     keep = table.fitted.copy()
     if screen_seeds:
         keep &= screen_full_rows(
@@ -633,6 +645,8 @@ def add_full_rows(
             screen_seeds,
             screen_margin,
             screen_net_margin,
+            screen_detail=screen_detail,
+            real_detail=real_detail,
         )
     full = np.where(keep[:, None], rows.conditions, table.conditions).astype(np.float32)
     source_meta = concepts_metadata(Path(source))
@@ -651,6 +665,8 @@ def add_full_rows(
         )
         if np.isfinite(screen_net_margin):
             record["screen_net_margin"] = float(screen_net_margin)
+        if screen_detail > 0:
+            record["screen_detail"] = float(screen_detail)
     metadata = {**concepts_metadata(path), "full": json.dumps(record)}
     updated = replace(table, full=full, full_margin=float(margin), full_net_margin=float(net_margin))
     save_concepts(Path(model), updated, metadata)
@@ -668,16 +684,22 @@ def screen_full_rows(
     screen_margin: float,
     screen_net_margin: float = float("inf"),
     batch: int = 128,
+    screen_detail: float = 0.0,
+    real_detail: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per row of the two tables (conditions, as the engine draws a prompt whose row is its own): whether at each of
     ``seeds`` seeds of the row's own (``SCREEN_SEED + seeds x row + k``) the second row's picture (128 px, through
     the folder's upsampler) is shown (``second_or_first`` at ``margin`` and ``net_margin``) and opens no more than
     ``screen_margin`` wide-dip pixels where the first row's picture is solid, and (when ``screen_net_margin`` is
-    finite) has no more than that many beyond the first's in all. Rows that are equal pass."""
+    finite) has no more than that many beyond the first's in all, and (``screen_detail`` > 0) keeps at least that
+    share of the interior detail per px of the first's picture or of ``real_detail[row]`` (the real emoji's),
+    whichever is less. Rows that are equal pass."""
     from studio.models import holes
     from studio.models.format import load_model
     from studio.training.evaluate import latents
 
+    if screen_detail > 0 and real_detail is None:
+        raise ValueError("a detail floor needs the real emoji's detail")
     loaded = load_model(model)
     generator, upsampler = loaded.generator.eval(), loaded.upsampler
     differs = np.flatnonzero((first != second).any(axis=1))
@@ -695,8 +717,42 @@ def screen_full_rows(
         fails = ~took | (holes.new_wide_dips(shown, pictures[0]) > screen_margin)
         if np.isfinite(screen_net_margin):
             fails |= holes.net_wide_dips(shown, pictures[0]) > screen_net_margin
+        if screen_detail > 0:
+            floor = np.minimum(detail_per_px(pictures[0]), real_detail[which])
+            fails |= torch.from_numpy(detail_per_px(shown) < screen_detail * floor)
         passed[which[fails.numpy()]] = False
     return passed
+
+
+def detail_per_px(pictures: torch.Tensor) -> np.ndarray:
+    """Per picture (premultiplied RGBA in [-1, 1]): interior detail over interior px
+    (studio/training/evaluate.py ``picture_detail``; 0 for a picture with no interior)."""
+    from studio.training.evaluate import picture_detail
+
+    detail, interior, _ = picture_detail(pictures)
+    return (detail / interior.clamp(min=1.0)).numpy()
+
+
+def _real_detail(model: Path, data_folder: str | Path, batch: int = 256) -> np.ndarray:
+    """Per row of the folder's concept table (its vocabulary's emoji, in the dataset's order): the real emoji's
+    interior detail per px at 128 px."""
+    from studio.models.cgan import rgba_uint8_to_premultiplied
+    from studio.models.format import ModelError, load_model
+    from studio.models.vocabulary import load_vocabulary
+    from studio.training.dataset import load_dataset
+
+    vocabulary = load_vocabulary(load_model(model).info)
+    data = load_dataset(data_folder)
+    if vocabulary is None or vocabulary.names != data.names:
+        raise ModelError("The dataset does not list the model's vocabulary's emoji in its order.")
+    return np.concatenate(
+        [
+            detail_per_px(
+                rgba_uint8_to_premultiplied(torch.from_numpy(data.images128[start : start + batch]))
+            )
+            for start in range(0, len(data.names), batch)
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -817,6 +873,13 @@ def main(argv: list[str] | None = None) -> int:
         default=float("inf"),
         help="with --screen-seeds: and the wide-dip pixels it may have beyond the first's in all at each seed",
     )
+    parser.add_argument(
+        "--screen-detail",
+        type=float,
+        default=0.0,
+        help="with --screen-seeds and --data: the share of the first row's or the real emoji's interior detail per "
+        "px (whichever is less) a screened second row's picture must keep at each seed (0: no such check)",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
         "--bf16",
@@ -852,6 +915,8 @@ def main(argv: list[str] | None = None) -> int:
             args.screen_seeds,
             args.screen_margin,
             args.screen_net_margin,
+            args.screen_detail,
+            args.data,
         )
         print(json.dumps(record, indent=2))
         return 0
