@@ -9,8 +9,8 @@
 #
 # 1. a torch that sees the GPU: .venv's or python3's if either does, else `pip install torch` into .venv-cuda
 #    (needs a package registry; on an offline machine the step says so and the rest is skipped);
-# 2. `gan-studio info` and the engine benchmark on CUDA in float16 (the default there) and float32
-#    -> info.json, engine_cuda.json, engine_cuda_fp32.json;
+# 2. `gan-studio info` and the engine benchmark on CUDA in float32 (the default there since session 51) and in
+#    float16 autocast -> info.json, engine_cuda.json, engine_cuda_fp16.json;
 # 3. four prompts x four seeds rendered on CUDA in float16 and float32, PNGs with their parameters -> pixels.tar
 #    (compare them with the same prompts and seeds rendered on a CPU);
 # 4. the base stage's training speed per width and batch on CUDA -> train_bench.json;
@@ -56,8 +56,8 @@ export GAN_STUDIO_DEVICE=cuda QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1
 step info sh -c "nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >&2; \
   '$python' -m studio info --model '$model' --json >'$out/info.json'"
 step engine_bench sh -c "'$python' -m studio bench --model '$model' --device cuda >'$out/engine_cuda.json'"
-step engine_bench_fp32 sh -c "GAN_STUDIO_DTYPE=float32 '$python' -m studio bench --model '$model' --device cuda --quick \
-  >'$out/engine_cuda_fp32.json'"
+step engine_bench_fp16 sh -c "GAN_STUDIO_DTYPE=float16 '$python' -m studio bench --model '$model' --device cuda --quick \
+  >'$out/engine_cuda_fp16.json'"
 pixels=$(mktemp -d)
 render_all() {  # the same prompts and seeds in both precisions, PNGs under $pixels/DTYPE/PROMPT/, then one tar
   local dtype prompt

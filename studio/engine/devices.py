@@ -60,7 +60,7 @@ def choose_device(requested: str | None = None) -> DeviceChoice:
         device = torch.device("cuda", index)
         label = f"CUDA · {torch.cuda.get_device_name(index)}"
         # float32: on an H200 float16 autocast was slower for these small networks (one image 6.0 against 4.1 ms;
-        # docs/bench/engine_cuda.json) and drew pixels up to 15/255 away from the CPU's, float32 at most 6/255.
+        # docs/bench/cuda_h200_s51.json) and drew pixels up to 15/255 away from the CPU's, float32 at most 6/255.
         default_dtype = torch.float32
     elif device.type == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
