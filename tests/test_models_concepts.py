@@ -916,6 +916,37 @@ def test_the_engine_draws_a_tables_second_rows_unless_they_tear_beyond_the_first
         assert np.array_equal(got, want)
 
 
+def test_second_rows_share_the_padded_forwards_and_every_image_is_the_one_it_is_alone(
+    concept_model_dir, tmp_path, monkeypatch
+):
+    """The second rows ride in the padded shape's free rows: an image alone draws its first and second rows in one
+    16-row forward (until session 51, two), 12 named images and their 12 second rows fill two, and each image is
+    byte for byte the one its request draws alone."""
+    import studio.engine.renderer as renderer
+
+    folder = _with_rows(concept_model_dir, tmp_path, "packed", _second_rows(concept_model_dir), margin=1e9)
+    calls = []
+    synthesize = renderer.Renderer._synthesize
+
+    def counted(self, z, cond, dtype):
+        calls.append(len(z))
+        return synthesize(self, z, cond, dtype)
+
+    monkeypatch.setattr(renderer.Renderer, "_synthesize", counted)
+    with open_engine(folder) as engine:
+        calls.clear()
+        batch = list(engine.generate_sync(GenerationRequest("cat face", seed=20, count=12, model=TINY_NAME)))
+        assert calls == [16, 16]
+        calls.clear()
+        alone = [
+            _image(engine, GenerationRequest("cat face", seed=20 + i, model=TINY_NAME)) for i in range(12)
+        ]
+        assert calls == [16] * 12
+    assert all(r.ok for r in batch)
+    for got, want in zip((r.image for r in batch), alone):
+        assert np.array_equal(got, want)
+
+
 def _premultiplied(image: np.ndarray) -> torch.Tensor:
     """An engine's uint8 RGBA picture as 1 x 4 x H x W premultiplied RGBA in [-1, 1]."""
     return rgba_uint8_to_premultiplied(torch.from_numpy(image)[None])

@@ -270,31 +270,42 @@ class Renderer:
         """
         z = self._latents(requests)
         cond = self._varied(self._conditions(requests, z), z, requests)
-        images = self._draw(z, cond, exact)
+        rows = torch.zeros(0, dtype=torch.long)
         if self.project_full is not None:
             # the table's second rows: drawn where they change a row's condition, their narrow dips filled from the
             # first rows' drawing, shown where they open no wide tear where the first's is solid (models/holes.py)
             full = self._varied(self._conditions(requests, z, self.project_full), z, requests)
-            differs = (full != cond).any(dim=1).cpu()
-            if bool(differs.any()):
-                rows = differs.nonzero().flatten()
-                second = self._draw(z[rows], full[rows.to(full.device)], exact)
-                table = self.project_full.table
-                images[rows] = second_or_first(
-                    second, images[rows], table.full_margin, table.full_net_margin
-                )[0]
+            rows = (full != cond).any(dim=1).cpu().nonzero().flatten()
+        if len(rows) == 0:
+            images = self._draw(z, cond, exact)
+        else:
+            # both drawings in the same forwards: the second rows fill the padded shape's free rows (an exact row's
+            # pixels do not depend on the rows beside it), and a live preview draws its pair as one batch of two
+            drawn = self._draw(
+                torch.cat([z, z[rows]]), torch.cat([cond, full[rows.to(full.device)]]), exact, together=True
+            )
+            images, second = drawn[: len(z)], drawn[len(z) :]
+            table = self.project_full.table
+            images[rows] = second_or_first(second, images[rows], table.full_margin, table.full_net_margin)[0]
         return premultiplied_to_rgba_uint8(images).numpy(), z.numpy().astype(np.float32)
 
-    def _draw(self, z: torch.Tensor, cond: torch.Tensor, exact: bool) -> torch.Tensor:
+    def _draw(self, z: torch.Tensor, cond: torch.Tensor, exact: bool, together: bool = False) -> torch.Tensor:
         """The pictures (premultiplied RGBA in [-1, 1], on CPU) of these rows: exact ones at the fixed shape,
-        zero-padded; inexact ones one row at a time."""
+        zero-padded (in as many forwards as the rows need); inexact ones one row at a time, or all in one batch
+        with ``together`` (a preview's first and second rows)."""
         device, dtype, rows = self.choice.device, self.choice.dtype, len(z)
-        if exact:
-            pad = self.fixed_rows - rows
-            z_in = torch.cat([z.to(device), torch.zeros(pad, z.shape[1], device=device)])
-            cond = torch.cat([cond, torch.zeros(pad, cond.shape[1], device=device)])
-            return self._synthesize(z_in, cond, dtype)[:rows].cpu()
         z_dev = z.to(device)
+        if exact:
+            out = []
+            for start in range(0, max(rows, 1), self.fixed_rows):  # no rows: one padded forward, nothing kept
+                z_in, cond_in = z_dev[start : start + self.fixed_rows], cond[start : start + self.fixed_rows]
+                pad = self.fixed_rows - len(z_in)
+                z_in = torch.cat([z_in, torch.zeros(pad, z.shape[1], device=device)])
+                cond_in = torch.cat([cond_in, torch.zeros(pad, cond.shape[1], device=device)])
+                out.append(self._synthesize(z_in, cond_in, dtype)[: self.fixed_rows - pad].cpu())
+            return torch.cat(out)
+        if together:
+            return self._synthesize(z_dev, cond, dtype).cpu()
         return torch.cat(
             [self._synthesize(z_dev[i : i + 1], cond[i : i + 1], dtype) for i in range(rows)]
         ).cpu()
