@@ -266,7 +266,7 @@ class Renderer:
         rarely, a uint8 pixel. So every exact forward runs at one fixed shape, zero-padded to
         ``fixed_rows``; a row's values never depend on the other rows' values at a fixed shape, so a
         one-image request reproduces image i of any batch exactly. Inexact (CPU preview) renders run one
-        row at a time.
+        row at a time, a row with a second row (the concept table's) as one batch of the two.
         """
         z = self._latents(requests)
         cond = self._varied(self._conditions(requests, z), z, requests)
