@@ -1030,18 +1030,14 @@ def test_add_full_rows_gives_a_table_another_tables_rows_and_keeps_its_record(co
         main(["--model", str(folder), "--add-full", str(source)])
 
 
-def _screen_dips(
-    folder, first: np.ndarray, second: np.ndarray, row: int, seeds: int
-) -> list[tuple[float, float]]:
-    """One row at a time, as a person would check it: at each of its screen seeds, the new wide dips its second row's
-    shown picture opens and its wide dips beyond the first row's in all (inf where the first row's picture is shown,
-    at no margin: every second's picture shown)."""
+def _screen_pictures(folder, first: np.ndarray, second: np.ndarray, row: int, seeds: int):
+    """One row at a time, as a person would check it: at each of its screen seeds, the second row's shown picture
+    (at no margin: every second's picture shown), whether it was shown, and the first row's picture."""
     from studio.engine.latents import seeded_z
-    from studio.models.holes import WIDE_CLOSING, deep_dips, new_wide_dips, second_or_first
+    from studio.models.holes import second_or_first
     from studio.training.concept_fit import SCREEN_SEED
 
     model = load_model(folder)
-    found = []
     with torch.no_grad():
         for k in range(seeds):
             z = seeded_z(SCREEN_SEED + seeds * row + k, model.generator.config.z_dim)[None]
@@ -1050,8 +1046,20 @@ def _screen_dips(
                 for table in (first, second)
             )
             shown, took = second_or_first(two, one, 1e9)
-            net = float(deep_dips(shown, WIDE_CLOSING)[0] - deep_dips(one, WIDE_CLOSING)[0])
-            found.append((float(new_wide_dips(shown, one)[0]), net) if bool(took[0]) else (np.inf, np.inf))
+            yield shown, bool(took[0]), one
+
+
+def _screen_dips(
+    folder, first: np.ndarray, second: np.ndarray, row: int, seeds: int
+) -> list[tuple[float, float]]:
+    """At each of a row's screen seeds, the new wide dips its second row's shown picture opens and its wide dips
+    beyond the first row's in all (inf where the first row's picture is shown)."""
+    from studio.models.holes import WIDE_CLOSING, deep_dips, new_wide_dips
+
+    found = []
+    for shown, took, one in _screen_pictures(folder, first, second, row, seeds):
+        net = float(deep_dips(shown, WIDE_CLOSING)[0] - deep_dips(one, WIDE_CLOSING)[0])
+        found.append((float(new_wide_dips(shown, one)[0]), net) if took else (np.inf, np.inf))
     return found
 
 
@@ -1116,24 +1124,12 @@ def _stand_in_detail(pictures: torch.Tensor) -> np.ndarray:
 
 
 def _screen_detail_ratios(folder, first: np.ndarray, second: np.ndarray, row: int, seeds: int) -> list[tuple]:
-    """One row at a time: at each of its screen seeds, the stand-in detail of its second row's shown picture and of
-    its first row's picture."""
-    from studio.engine.latents import seeded_z
-    from studio.models.holes import second_or_first
-    from studio.training.concept_fit import SCREEN_SEED
-
-    model = load_model(folder)
-    found = []
-    with torch.no_grad():
-        for k in range(seeds):
-            z = seeded_z(SCREEN_SEED + seeds * row + k, model.generator.config.z_dim)[None]
-            one, two = (
-                model.upsampler(model.generator.synthesize(z, torch.from_numpy(table[row : row + 1])))
-                for table in (first, second)
-            )
-            shown, _ = second_or_first(two, one, 1e9)
-            found.append((float(_stand_in_detail(shown)[0]), float(_stand_in_detail(one)[0])))
-    return found
+    """At each of a row's screen seeds, the stand-in detail of its second row's shown picture and of its first
+    row's picture."""
+    return [
+        (float(_stand_in_detail(shown)[0]), float(_stand_in_detail(one)[0]))
+        for shown, _, one in _screen_pictures(folder, first, second, row, seeds)
+    ]
 
 
 def test_a_screen_with_a_detail_floor_keeps_the_second_rows_that_keep_their_detail(
