@@ -73,3 +73,17 @@ def test_missing_folders_get_one_sentence(tmp_path, capsys):
     assert "no dataset" in capsys.readouterr().err
     assert travel.main(["unpack", "--kit", str(tmp_path / "none"), "--out", str(tmp_path / "d")]) == 1
     assert "no travel kit" in capsys.readouterr().err
+
+
+def test_without_worker_processes_it_embeds_in_this_process(monkeypatch):
+    class NoProcesses:
+        def __init__(self, *args, **kwargs):
+            raise OSError("no processes in this sandbox")
+
+    monkeypatch.setattr(travel, "ProcessPoolExecutor", NoProcesses)
+    lines = []
+    vectors = travel.embed_texts(["red heart", "cat face"], workers=2, log=lines.append)
+    from studio.models.usem3 import UseM3Encoder
+
+    assert np.allclose(vectors, UseM3Encoder().encode(["red heart", "cat face"]), atol=1e-5)
+    assert vectors.shape == (2, 512) and "failed" in lines[0]

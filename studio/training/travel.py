@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -114,8 +115,16 @@ def embed_texts(
             encoder = _worker_encoder
         parts = [np.asarray(encoder.encode(chunk), np.float32) for chunk in chunks]
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker) as pool:
-            parts = list(pool.map(_encode_chunk, chunks))
+        try:
+            with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker) as pool:
+                parts = list(pool.map(_encode_chunk, chunks))
+        except (OSError, BrokenProcessPool) as error:  # a sandbox without worker processes
+            # one process on every core instead
+            log(f"worker processes failed ({error}); embedding in this process")
+            from studio.models.usem3 import UseM3Encoder
+
+            encoder = UseM3Encoder(threads=workers)
+            parts = [np.asarray(encoder.encode(chunk), np.float32) for chunk in chunks]
     log(f"embedded {len(texts)} texts in {time.time() - started:.1f} s ({workers} workers)")
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
