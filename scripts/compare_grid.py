@@ -2,7 +2,7 @@
 grey 240), one row per prompt: the picture a model card puts beside a ship decision.
 
     python scripts/compare_grid.py --model v5=runs/v5-model --model v6=resources/models/emoji \
-        --out docs/v6_ab_samples.png [--seeds 4] [--prompt "red heart" ...] [--no-spread] [--threads 2]
+        --out docs/v6_ab_samples.png [--seeds 4] [--first-seed 0] [--prompt "red heart" ...] [--no-spread]
 
 Prompts default to the card's usual set: faces, animals, a heart, food, the two prompts it has never drawn
 recognisably, and names in German, Chinese and Spanish. Training and documentation only.
@@ -56,7 +56,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", required=True, help="LABEL=FOLDER (or a model name)")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1 per prompt")
+    parser.add_argument("--seeds", type=int, default=4, help="seeds per prompt, from --first-seed")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first seed (a look on unseen seeds)")
     parser.add_argument("--prompt", action="append", default=[], help="replaces the default prompts")
     parser.add_argument("--no-spread", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
@@ -84,7 +85,7 @@ def main() -> int:
             for prompt, _ in prompts:
                 request = GenerationRequest(
                     prompt,
-                    seed=0,
+                    seed=args.first_seed,
                     count=args.seeds,
                     truncation=info.default_truncation,
                     model=info.model_name,
@@ -106,7 +107,7 @@ def main() -> int:
     spread = "spread off" if args.no_spread else "spread on"
     for b, (label, rows) in enumerate(blocks):
         left = LABEL_WIDTH + b * (block_width + GAP)
-        title = f"{label} (seeds 0-{args.seeds - 1}, {spread})"
+        title = f"{label} (seeds {args.first_seed}-{args.first_seed + args.seeds - 1}, {spread})"
         draw.text((left + 4, 4), title, fill=(30, 30, 30), font=_font(title))
         for r, tiles in enumerate(rows):
             for s, tile in enumerate(tiles):
