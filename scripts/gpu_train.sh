@@ -14,7 +14,9 @@
 #   ARMS: "NAME=OPTIONS;NAME=OPTIONS" (gan-studio train options beside --data/--out/--run-dir/--stage/--device/
 #   --minutes); a token WIDE:CH in OPTIONS stands for --ch CH --init-generator of the shipped generator widened to
 #   CH (studio/training/widen.py). Default: the shipped base at ch 16 against it widened to ch 32, both at batch
-#   1024 from the critic trained beside it (benchmarks/critic/critic-v4.safetensors, kept at ch 16), v4's recipe.
+#   1024 from the critic trained beside it (benchmarks/critic/critic-v4.safetensors, kept at ch 16), v4's recipe,
+#   the EMA averaging from the start weights (--ema-from-init; rule 91 of the model history: without it a
+#   batch-1024 round's snapshots are its raw, roughest first steps).
 #
 # Files under OUT_DIR: ARM.tar (split into ARM.tar.partNN where over 15 MiB) holding the arm's last KEEP g_ema and
 # d snapshots, its run log, config.json and last sample grid; and summary.json (each step's exit code and seconds,
@@ -31,7 +33,7 @@ device=${DEVICE:-cuda}
 keep=${KEEP:-3}
 shipped=resources/models/emoji/generator.safetensors
 critic=benchmarks/critic/critic-v4.safetensors
-recipe="--disc conv --recon-z names --name-languages all --cond-noise 0.25 --d-warmup-steps 100 --batch 1024"
+recipe="--disc conv --recon-z names --name-languages all --cond-noise 0.25 --d-warmup-steps 100 --ema-from-init --batch 1024"
 arms=${ARMS:-"s16=--ch 16 --init-generator $shipped --init-discriminator $critic $recipe;w32=WIDE:32 --d-ch 16 --init-discriminator $critic $recipe"}
 work=$(mktemp -d)
 mkdir -p "$out"

@@ -461,3 +461,33 @@ def test_conditioning_noise_changes_what_the_generator_learns_not_the_batches(sy
         torch.testing.assert_close(resumed["generator"][name], value, rtol=1e-5, atol=1e-6, msg=name)
     with pytest.raises(TrainError, match="--cond-noise"):
         train(_options(synthetic_data, tmp_path / "bad", tmp_path / "unused", 1, cond_noise=-0.1))
+
+
+def test_the_ema_averages_from_the_start_weights_with_ema_from_init(synthetic_data, tmp_path):
+    """--ema-from-init: the EMA generator starts at --init-generator's weights and averages from the first step
+    (by default it follows the generator exactly for the first 500 steps)."""
+    from studio.models.cgan import BaseGenerator
+    from studio.training.networks import base_config
+
+    dim = load_dataset(synthetic_data).caption_emb.shape[1]
+    torch.manual_seed(6)
+    start = BaseGenerator(base_config(4, dim)).state_dict()
+    save_file({k: v.contiguous() for k, v in start.items()}, str(tmp_path / "start.safetensors"))
+    learned = [k for k, v in start.items() if v.is_floating_point() and "running" not in k]
+
+    def one_step(name, **settings):
+        options = _options(synthetic_data, tmp_path / name, tmp_path / "unused", 1, **settings)
+        options.init_generator = tmp_path / "start.safetensors"
+        train(options)
+        return torch.load(options.run / CHECKPOINT, weights_only=False)
+
+    following = one_step("follow")
+    assert all(torch.equal(following["g_ema"][k], following["generator"][k]) for k in learned)
+    averaged = one_step("average", ema_from_init=True)
+    moved = [k for k in learned if not torch.equal(averaged["generator"][k], start[k])]
+    assert moved, "the generator did not learn"
+    for key in moved:  # one update at decay 0.999: a thousandth of the way from the start to the generator
+        expected = torch.lerp(start[key], averaged["generator"][key], 1 - 0.999)
+        assert torch.allclose(averaged["g_ema"][key], expected, rtol=0, atol=1e-6), key
+        assert not torch.equal(averaged["g_ema"][key], averaged["generator"][key]), key
+    assert any(entry.get("ema_from_init") for entry in averaged["runs"])

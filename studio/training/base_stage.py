@@ -36,6 +36,7 @@ from studio.training.runs import (
     write_weights,
 )
 
+EMA_START = 500  # steps in which the EMA generator follows the generator exactly (unless --ema-from-init)
 SAMPLE_PROMPTS = (
     "grinning face",
     "red heart",
@@ -394,6 +395,7 @@ def train_base(options: TrainOptions) -> dict:
         "lr_d": options.lr_d,
         "lr_decay_from": options.lr_decay_from,
         "d_warmup_steps": options.d_warmup_steps,
+        "ema_from_init": options.ema_from_init,
         "cond_noise": options.cond_noise,
         "augment": options.augment,
         "hole_weight": options.hole_weight,
@@ -553,7 +555,7 @@ def train_base(options: TrainOptions) -> dict:
             discriminator.requires_grad_(True)
             if projected is not None:
                 projected.heads.requires_grad_(True)
-            ema_update(g_ema, generator, options.ema_decay if step > 500 else 0.0)
+            ema_update(g_ema, generator, options.ema_decay if step > EMA_START or options.ema_from_init else 0.0)
         step += 1
         images_seen += batch * dist.world
         window_imgs += batch * dist.world

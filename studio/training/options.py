@@ -41,6 +41,9 @@ class TrainOptions:
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     ema_decay: float = 0.999
+    # base stage: the EMA generator averages from the first step (it starts at --init-generator's weights) instead
+    # of following the generator exactly for the first EMA_START steps
+    ema_from_init: bool = False
     # base stage: from this step the learning rates fall on a cosine to 0 at ``steps`` (None: constant)
     lr_decay_from: int | None = None
     mismatch_weight: float = 0.5
@@ -205,6 +208,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "look like instead of pushing a trained generator around (0: off)",
     )
     parser.add_argument(
+        "--ema-from-init",
+        action="store_true",
+        help="base stage: the EMA generator averages from the first step, starting at --init-generator's weights, "
+        "instead of following the generator exactly for the first 500 steps (at batch 1024 those are half a "
+        "million images of a trained generator's first, roughest moves)",
+    )
+    parser.add_argument(
         "--cond-noise",
         type=float,
         default=0.0,
@@ -278,6 +288,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         init_discriminator=Path(args.init_discriminator) if args.init_discriminator else None,
         init_upsampler=Path(args.init_upsampler) if args.init_upsampler else None,
         d_warmup_steps=args.d_warmup_steps,
+        ema_from_init=args.ema_from_init,
         cond_noise=args.cond_noise,
         augment=args.augment,
         hole_weight=args.hole_weight,
