@@ -555,7 +555,9 @@ def train_base(options: TrainOptions) -> dict:
             discriminator.requires_grad_(True)
             if projected is not None:
                 projected.heads.requires_grad_(True)
-            ema_update(g_ema, generator, options.ema_decay if step > EMA_START or options.ema_from_init else 0.0)
+            ema_update(
+                g_ema, generator, options.ema_decay if step > EMA_START or options.ema_from_init else 0.0
+            )
         step += 1
         images_seen += batch * dist.world
         window_imgs += batch * dist.world
