@@ -18,6 +18,14 @@
 #   the EMA averaging from the start weights (--ema-from-init; rule 91 of the model history: without it a
 #   batch-1024 round's snapshots are its raw, roughest first steps).
 #
+# A loan, step by step (about 9 of its 15 minutes): here `scripts/gpu_travel.sh prepare`; the device call with
+# command `scripts/gpu_train.sh`, carry [".gpu"], timeout_s 560; here `scripts/gpu_travel.sh restore` at once; then
+# per arm `cat ARM.tar* | tar -x -C runs/gpu/ARM`, v13's generator copied in as the ch 16 arm's
+# snapshots/g_ema_0000000.safetensors (the reference), `gan-studio evaluate --model emoji --snapshots
+# runs/gpu/ARM/snapshots --judge benchmarks/judge/judge-5500.safetensors --data data/emoji-usem3-kw`, and a
+# candidate folder from the best snapshot with scripts/swap_generator.py, judged by a rule written before its
+# rounds are drawn (rule 91 of docs/model_history.md is the model).
+#
 # Files under OUT_DIR: ARM.tar (split into ARM.tar.partNN where over 15 MiB) holding the arm's last KEEP g_ema and
 # d snapshots, its run log, config.json and last sample grid; and summary.json (each step's exit code and seconds,
 # each arm's summary line). Eight files at most: keep ARMS to three.
