@@ -9,7 +9,7 @@ unique texts, and keeps 1,024 captions' stored embeddings as a check. ``unpack``
 parallel worker processes, refuses the result unless those 1,024 agree with the stored ones, and writes a
 dataset folder the trainer reads as it reads the original (128 px renders all zero; the manifest says so).
 
-    python -m studio.training.travel pack --data data/emoji-usem3-kw --out .gpu/kit        (here: ~9 MB)
+    python -m studio.training.travel pack --data data/emoji-usem3-kw --out .gpu/kit        (here: 7.5 MB)
     python -m studio.training.travel unpack --kit .gpu/kit --out data/emoji-usem3-kw --workers 16   (there)
 """
 
