@@ -13,10 +13,12 @@
 #   to rehearse the script here), KEEP (snapshots brought back per arm, the latest; 3);
 #   ARMS: "NAME=OPTIONS;NAME=OPTIONS" (gan-studio train options beside --data/--out/--run-dir/--stage/--device/
 #   --minutes); a token WIDE:CH in OPTIONS stands for --ch CH --init-generator of the shipped generator widened to
-#   CH (studio/training/widen.py). Default: the shipped base at ch 16 against it widened to ch 32, both at batch
+#   CH (studio/training/widen.py). Default: the shipped base at ch 16 against it widened to ch 32, all at batch
 #   1024 from the critic trained beside it (benchmarks/critic/critic-v4.safetensors, kept at ch 16), v4's recipe,
 #   the EMA averaging from the start weights (--ema-from-init; rule 91 of the model history: without it a
-#   batch-1024 round's snapshots are its raw, roughest first steps).
+#   batch-1024 round's snapshots are its raw, roughest first steps), and the ch 16 arm again with v4's sd arm's
+#   mode-seeking term (--diversity-weight 0.1: rule 92's round narrowed its seeds at every step). About 53 MB
+#   come back.
 #
 # A loan, step by step (about 9 of its 15 minutes): here `scripts/gpu_travel.sh prepare`; the device call with
 # command `scripts/gpu_train.sh`, carry [".gpu"], timeout_s 560; here `scripts/gpu_travel.sh restore` at once; then
@@ -42,7 +44,7 @@ keep=${KEEP:-3}
 shipped=resources/models/emoji/generator.safetensors
 critic=benchmarks/critic/critic-v4.safetensors
 recipe="--disc conv --recon-z names --name-languages all --cond-noise 0.25 --d-warmup-steps 100 --ema-from-init --batch 1024"
-arms=${ARMS:-"s16=--ch 16 --init-generator $shipped --init-discriminator $critic $recipe;w32=WIDE:32 --d-ch 16 --init-discriminator $critic $recipe"}
+arms=${ARMS:-"s16=--ch 16 --init-generator $shipped --init-discriminator $critic $recipe;w32=WIDE:32 --d-ch 16 --init-discriminator $critic $recipe;s16d=--ch 16 --init-generator $shipped --init-discriminator $critic $recipe --diversity-weight 0.1"}
 work=$(mktemp -d)
 mkdir -p "$out"
 summary=()
