@@ -24,15 +24,9 @@ model=${MODEL:-emoji}
 data=${DATA:-data/emoji-usem3-kw}
 mkdir -p "$out"
 summary=()
-step() {  # step NAME COMMAND...: run, time, record the exit code
-  local name=$1 started rc
-  shift
-  started=$(date +%s.%N)
-  "$@"
-  rc=$?
-  summary+=("\"$name\": {\"rc\": $rc, \"seconds\": $(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')}")
-  echo "[gpu_check] $name: exit $rc" >&2
-}
+step_tag=gpu_check
+# shellcheck source=scripts/gpu_steps.sh
+source scripts/gpu_steps.sh
 sees_gpu() { "$1" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; }
 
 python=

@@ -48,16 +48,9 @@ arms=${ARMS:-"s16=--ch 16 --init-generator $shipped --init-discriminator $critic
 work=$(mktemp -d)
 mkdir -p "$out"
 summary=()
-step() {  # step NAME COMMAND...: run, time, record the exit code
-  local name=$1 started rc
-  shift
-  started=$(date +%s.%N)
-  "$@"
-  rc=$?
-  summary+=("\"$name\": {\"rc\": $rc, \"seconds\": $(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')}")
-  echo "[gpu_train] $name: exit $rc" >&2
-  return $rc
-}
+step_tag=gpu_train
+# shellcheck source=scripts/gpu_steps.sh
+source scripts/gpu_steps.sh
 finish() {
   printf '{%s}\n' "$(IFS=,; echo "${summary[*]}")" >"$out/summary.json"
   cat "$out/summary.json"
@@ -102,7 +95,7 @@ for i in "${!pids[@]}"; do
   started=$(date +%s.%N)
   wait "${pids[$i]}"
   rc=$?
-  summary+=("\"train_$name\": {\"rc\": $rc, \"seconds\": $(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'), \"last\": $(grep -E '^\{' "$work/$name/train.log" | tail -1 || echo null)}")
+  summary+=("\"train_$name\": {\"rc\": $rc, \"seconds\": $(seconds_since "$started"), \"last\": $(grep -E '^\{' "$work/$name/train.log" | tail -1 || echo null)}")
   tail -3 "$work/$name/train.log" >&2
   (
     cd "$work/$name" || exit 1
