@@ -101,11 +101,12 @@ class GeneratorBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         self.skip = nn.Conv2d(in_ch, out_ch, 1)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, cond2: torch.Tensor | None = None) -> torch.Tensor:
+        """``cond`` feeds both norms, or the first only where ``cond2`` feeds the second."""
         h = F.relu(self.norm1(x, cond))
         h = upsample2x(h)
         h = self.conv1(h)
-        h = self.conv2(F.relu(self.norm2(h, cond)))
+        h = self.conv2(F.relu(self.norm2(h, cond if cond2 is None else cond2)))
         return h + self.skip(upsample2x(x))
 
 
@@ -144,12 +145,33 @@ class BaseGenerator(nn.Module):
     def forward(self, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         return self.synthesize(z, self.condition(condition))
 
+    @property
+    def places(self) -> int:
+        """How many places read the condition: the first linear layer, then each block's two norms."""
+        return 1 + 2 * len(self.blocks)
+
     def synthesize(self, z: torch.Tensor, projected: torch.Tensor) -> torch.Tensor:
-        """Render from z and an already projected condition (lets the engine blend conditions linearly)."""
-        cond = torch.cat([z, projected], dim=1)
-        x = self.fc(cond).view(z.shape[0], -1, 4, 4)
-        for block in self.blocks:
-            x = block(x, cond)
+        """Render from z and an already projected condition (lets the engine blend conditions linearly).
+
+        ``projected`` is ``N x cond_dim`` (one condition read at every place) or ``N x places x cond_dim``, one
+        condition per place that reads it, in :attr:`places` order (layered concept rows, as StyleGAN's W+:
+        a fit moves the coarse and the fine layers apart). The same row at every place draws exactly what the
+        two-dimensional condition draws."""
+        if projected.dim() == 2:
+            cond = torch.cat([z, projected], dim=1)
+            x = self.fc(cond).view(z.shape[0], -1, 4, 4)
+            for block in self.blocks:
+                x = block(x, cond)
+        else:
+            if projected.shape[1] != self.places:
+                raise ValueError(
+                    f"Layered conditions need {self.places} places, one per layer that reads them; "
+                    f"these have {projected.shape[1]}."
+                )
+            conds = [torch.cat([z, projected[:, k]], dim=1) for k in range(self.places)]
+            x = self.fc(conds[0]).view(z.shape[0], -1, 4, 4)
+            for k, block in enumerate(self.blocks):
+                x = block(x, conds[1 + 2 * k], conds[2 + 2 * k])
         return torch.tanh(self.out_conv(F.relu(self.out_norm(x))))
 
 

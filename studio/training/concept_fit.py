@@ -108,7 +108,8 @@ def fit_conditions(
     checkpoint: Path | None = None,
     checkpoint_every: int = CHECKPOINT_EVERY,
 ) -> tuple[torch.Tensor, list[float]]:
-    """Conditions (``N x cond_dim``) that make ``generator`` (frozen) draw ``images`` (premultiplied RGBA at its
+    """Conditions (``N x cond_dim``, or layered ``N x places x cond_dim`` from a layered ``start``: one per place
+    that reads them, :func:`layered`) that make ``generator`` (frozen) draw ``images`` (premultiplied RGBA at its
     resolution), from ``start``; and the mean L1 of each step (before its update). With a (frozen)
     ``discriminator`` the loss adds ``adv_weight`` times its mean ``-D(drawing, name)`` (``names``: each emoji's
     prompt embedding), which keeps the drawings from sliding to the smooth average picture L1 alone rewards,
@@ -168,7 +169,7 @@ def fit_conditions(
         total = 0.0
         for first in range(0, count, CHUNK):
             rows = slice(first, min(first + CHUNK, count))
-            chunk = conditions[rows].repeat(z_per_step, 1)
+            chunk = tile(conditions[rows], z_per_step)
             z = torch.randn(len(chunk), z_dim, generator=noise)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 drawn = generator.synthesize(z, chunk)
@@ -199,6 +200,17 @@ def fit_conditions(
         if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             _save_state(Path(checkpoint), recipe, conditions, optimizer, noise, losses)
     return conditions.detach(), losses
+
+
+def tile(rows: torch.Tensor, times: int) -> torch.Tensor:
+    """``rows`` (N x cond_dim, or N x places x cond_dim for layered rows) repeated ``times`` over, row after row."""
+    return rows.repeat(times, *([1] * (rows.dim() - 1)))
+
+
+def layered(rows: torch.Tensor, places: int) -> torch.Tensor:
+    """Layered rows (N x places x cond_dim) that draw exactly what ``rows`` (N x cond_dim) draw: each row at every
+    place (:meth:`studio.models.cgan.BaseGenerator.synthesize`), where a layered fit starts."""
+    return rows[:, None, :].expand(-1, places, -1).clone()
 
 
 def _digest(tensor: torch.Tensor) -> str:
@@ -347,7 +359,8 @@ def guard_conditions(
     dips = {"start": count_dips(start, everyone), "stored": count_dips(conditions, everyone)}
     by_mean, by_tears = fails(dips["stored"], dips["start"])
     revert = by_mean | by_tears
-    guarded = torch.where(revert[:, None], start, conditions)
+    per_row = (-1,) + (1,) * (conditions.dim() - 1)  # a row's mask over every place of a layered row too
+    guarded = torch.where(revert.view(per_row), start, conditions)
     guarded_dips = torch.where(revert[:, None, None], dips["start"], dips["stored"])
     kept_at = {}
     for step in sorted(ladder, reverse=True):
