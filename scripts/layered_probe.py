@@ -1,7 +1,8 @@
 """Layered concept rows against one condition per row (session 53's probe; docs/model_history.md, *After v13,
 session 53*): on the A/B's 600 training names, v6's fit recipe at share 1 (L1 + 0.618 x critic-v4's feature
 matching, no -D, 100 steps, bf16 where native) fitted twice from the names' projections, once as one condition per
-row and once layered (one condition per place of the base that reads it, ``concept_fit.layered``), then both put
+row and once layered (one condition per place of the base that reads it, ``concept_fit.layered``; ``--start table``:
+both from the shipped table's rows instead), then both put
 back to the shipped table's rows by v6's guard (margin 8 px, 8 seeds, a tear of 30 px on 2 seeds); every row
 scored as ``scripts/concept_screen.py`` scores them (identity top-5 and KID under the judge given, deep dips at
 128 px and the rows that tear beyond the table's at the same seed) on two rounds, seed = index + 5M and + 6M.
@@ -48,6 +49,15 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=600)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--feature-match", type=float, default=0.618)
+    parser.add_argument(
+        "--start",
+        choices=("projection", "table"),
+        default="projection",
+        help="where the fits start: the names' projections (v6's fit), or the shipped table's rows",
+    )
+    parser.add_argument(
+        "--arm", action="append", choices=("one", "layered"), default=None, help="fit only these (repeatable)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", required=True)
     args = parser.parse_args()
@@ -85,10 +95,13 @@ def main() -> int:
 
     table_dips = score("table", table)
     places = generator.places
-    for label, begin, back in (
-        ("fit one", start, table),
-        ("fit layered", layered(start, places), layered(table, places)),
-    ):
+    origin = table if args.start == "table" else start
+    arms = {
+        "one": ("fit one", origin, table),
+        "layered": ("fit layered", layered(origin, places), layered(table, places)),
+    }
+    for label, begin, back in (arms[arm] for arm in args.arm or ("one", "layered")):
+        label += " from the table" if args.start == "table" else ""
         fitted, losses = fit_conditions(
             generator, images, begin, args.steps, seed=1234, bf16=bf16_if_native(True), discriminator=critic,
             names=names, adv_weight=0.0, feature_match=args.feature_match,
