@@ -90,6 +90,22 @@ def scores(images, index, judge, real_feats, train_index, reference_dips=None, t
     return row, dips
 
 
+def score_rounds(
+    generator, upsampler, conditions, rounds, index, judge, real_feats, train_index, reference=None
+) -> tuple[list[dict], list[torch.Tensor]]:
+    """:func:`scores` of ``conditions`` drawn at each round's seeds (tears against ``reference``, a dips tensor per
+    round): each round's numbers and its dips."""
+    per_round, dips = [], []
+    for r, seeds in enumerate(rounds):
+        row, drawn_dips = scores(
+            draw(generator, upsampler, conditions, seeds), index, judge, real_feats, train_index,
+            None if reference is None else reference[r],
+        )  # fmt: skip
+        per_round.append(row)
+        dips.append(drawn_dips)
+    return per_round, dips
+
+
 def mean_of_rounds(per_round: list[dict], table: dict | None) -> dict:
     """One row from its rounds: the mean of each number, the rounds themselves, and (beside the table's rounds)
     each round's identity and KID minus the table's at the same seeds."""
@@ -206,14 +222,9 @@ def main() -> int:
         """``conditions`` scored on every round (tears against ``reference``, the table's dips per round), stored
         and printed with ``extra``; with several rounds, the means, each round's numbers and each round's
         difference from the table's (paired: the same emoji and seeds). Returns the dips per round."""
-        per_round, dips = [], []
-        for r, seeds in enumerate(rounds):
-            row, drawn_dips = scores(
-                draw(generator, upsampler, conditions, seeds), index, judge, real_feats, data.train_index,
-                None if reference is None else reference[r],
-            )  # fmt: skip
-            per_round.append(row)
-            dips.append(drawn_dips)
+        per_round, dips = score_rounds(
+            generator, upsampler, conditions, rounds, index, judge, real_feats, data.train_index, reference
+        )
         row = per_round[0] if len(rounds) == 1 else mean_of_rounds(per_round, report["rows"].get("table"))
         row.update(extra or {})
         report["rows"][label] = row

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from concept_screen import draw, scores
+from concept_screen import score_rounds
 
 from studio.models.cgan import rgba_uint8_to_premultiplied
 from studio.models.concepts import read_concepts
@@ -79,14 +79,9 @@ def main() -> int:
     report: dict = {"args": vars(args), "rounds": list(ROUNDS), "rows": {}}
 
     def score(label: str, rows: torch.Tensor, reference=None, extra: dict | None = None) -> list:
-        per_round, dips = [], []
-        for r, seeds in enumerate(rounds):
-            row, drawn_dips = scores(
-                draw(generator, upsampler, rows, seeds), index, judge, real_feats, data.train_index,
-                None if reference is None else reference[r],
-            )  # fmt: skip
-            per_round.append(row)
-            dips.append(drawn_dips)
+        per_round, dips = score_rounds(
+            generator, upsampler, rows, rounds, index, judge, real_feats, data.train_index, reference
+        )
         mean = {key: round(float(np.mean([r[key] for r in per_round])), 4) for key in per_round[0]}
         report["rows"][label] = {**mean, **(extra or {}), "per_round": per_round}
         print(label, json.dumps(report["rows"][label]), f"{(time.time() - started) / 60:.1f} min", flush=True)
