@@ -12,11 +12,13 @@ the five nearest real ones in judge features) and KID against the real training 
 keyword metrics (precision / coverage / RMS between seeds) of ``keyword_metrics``. Judges are ``name=path``; by
 default judge-5500 and the first arm's own (shipped) judge.
 
-``--look ROUND --look-out PREFIX`` (an arm whose table has second rows; the last such arm) writes the rules' look:
+``--look ROUND --look-out PREFIX`` (an arm after the first whose table has second or layered rows; the last such) writes the rules' look:
 the 24 training emoji at seed = index + 100,000 x ROUND whose shown second-row picture has the most wide dips beyond
 the first row's picture (``PREFIX_net.png``) and the 24 that open the most wide dips where the first row's picture is
 solid (``PREFIX_new.png``), and the 24 whose shown picture has the least interior detail beside the first row's
-(``PREFIX_detail.png``): real | first row | shown, on grey 240 and on dark grey 64, where a hole shows dark.
+(``PREFIX_detail.png``): real | first row | shown, on grey 240 and on dark grey 64, where a hole shows dark. An arm
+whose table has layered rows and no second rows is looked at beside the first arm instead: real | first arm |
+this arm, over the pictures where the two differ.
 """
 
 from __future__ import annotations
@@ -96,24 +98,42 @@ def _detail(pictures: torch.Tensor) -> torch.Tensor:
     return torch.where(interior >= 200, detail / interior.clamp(min=1.0), torch.zeros_like(detail))
 
 
-def write_looks(folder: Path, data, look_round: int, prefix: str, count: int = 24) -> dict:
-    """The three look grids of ``--look`` (see the module's docstring); returns the names and counts shown."""
-    from PIL import Image
-
-    from studio.models.holes import net_wide_dips, new_wide_dips, second_or_first
-    from studio.training.evaluate import ConceptGenerator, composite
+def write_looks(
+    folder: Path, data, look_round: int, prefix: str, against: Path | None = None, count: int = 24
+) -> dict:
+    """The three look grids of ``--look`` (see the module's docstring); returns the names and counts shown. A table
+    without second rows (layered rows) is looked at beside ``against`` (the first arm): its pictures where they
+    differ from that arm's, in place of the shown second-row pictures beside the first row's."""
+    from studio.models.holes import second_or_first
+    from studio.training.evaluate import ConceptGenerator
 
     model = load_model(folder)
     drawn = drawn_generator(model)
-    table = drawn.full.table
     index = data.train_index
+    if drawn.full is None:
+        base = load_model(against)
+        first, _ = round_pictures(drawn_generator(base), base.upsampler, data, 1.0, index, [look_round])
+        shown, _ = round_pictures(drawn, model.upsampler, data, 1.0, index, [look_round])
+        took = (shown != first).flatten(1).any(1)
+        return _save_looks(data, index, first, shown, took, prefix, count)
     first, _ = round_pictures(
         ConceptGenerator(model.generator, drawn.conditioner), model.upsampler, data, 1.0, index, [look_round]
     )
     second, _ = round_pictures(
         ConceptGenerator(model.generator, drawn.full), model.upsampler, data, 1.0, index, [look_round]
     )
+    table = drawn.full.table
     shown, took = second_or_first(second, first, table.full_margin, table.full_net_margin)
+    return _save_looks(data, index, first, shown, took, prefix, count)
+
+
+def _save_looks(data, index, first, shown, took, prefix: str, count: int) -> dict:
+    """The grids of the pictures ``shown`` beside ``first`` where ``took``, in the three orders."""
+    from PIL import Image
+
+    from studio.models.holes import net_wide_dips, new_wide_dips
+    from studio.training.evaluate import composite
+
     orders = {
         "net": net_wide_dips(shown, first).float(),
         "new": new_wide_dips(shown, first).float(),
@@ -178,11 +198,15 @@ def main() -> int:
     if args.look is not None:
         from studio.models.concepts import read_concepts
 
-        tables = [Path(folder) / "concepts.safetensors" for _, folder in arms]
-        looked = [t.parent for t in tables if t.is_file() and read_concepts(t).full is not None]
+        tables = [Path(folder) / "concepts.safetensors" for _, folder in arms[1:]]
+        looked = [
+            t.parent
+            for t in tables
+            if t.is_file() and (read_concepts(t).full is not None or read_concepts(t).layers is not None)
+        ]
         if not looked:
-            parser.error("--look needs an arm whose concept table has second rows")
-        report["look"] = write_looks(looked[-1], data, args.look, args.look_out)
+            parser.error("--look needs an arm after the first whose concept table has second or layered rows")
+        report["look"] = write_looks(looked[-1], data, args.look, args.look_out, Path(arms[0][1]))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return 0

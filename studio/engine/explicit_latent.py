@@ -27,21 +27,30 @@ def request_z(request: GenerationRequest, z_dim: int) -> torch.Tensor:
 
 
 def start_conditions(
-    requests: list[GenerationRequest], embed: Embed, cond_dim: int, device: torch.device
+    requests: list[GenerationRequest],
+    embed: Embed,
+    cond_dim: int,
+    device: torch.device,
+    places: int | None = None,
 ) -> torch.Tensor:
-    """Projected conditions (N x cond_dim): the stored ones of explicit latents, the embedded prompts of the rest."""
+    """Projected conditions (N x cond_dim): the stored ones of explicit latents, the embedded prompts of the rest.
+    ``places``: a model whose prompts draw layered conditions (N x places x cond_dim, studio/models/concepts.py);
+    a stored condition is then read at every place."""
     rows: list[torch.Tensor | None] = [
-        _explicit_condition(r.latent, cond_dim, device) if r.latent is not None else None for r in requests
+        _explicit_condition(r.latent, cond_dim, device, places) if r.latent is not None else None
+        for r in requests
     ]
     prompts = [r.prompt for r, row in zip(requests, rows) if row is None]
     embedded = iter(embed(prompts) if prompts else ())
     return torch.stack([row if row is not None else next(embedded) for row in rows])
 
 
-def endpoint_condition(end: Endpoint, embed: Embed, cond_dim: int, device: torch.device) -> torch.Tensor:
-    """The projected condition of an interpolation's B end."""
+def endpoint_condition(
+    end: Endpoint, embed: Embed, cond_dim: int, device: torch.device, places: int | None = None
+) -> torch.Tensor:
+    """The projected condition of an interpolation's B end (at every place with ``places``)."""
     if end.latent is not None:
-        return _explicit_condition(end.latent, cond_dim, device)
+        return _explicit_condition(end.latent, cond_dim, device, places)
     return embed([end.prompt])[0]
 
 
@@ -57,11 +66,15 @@ def _start_z(latent: ExplicitLatent | None, seed: int, z_dim: int) -> torch.Tens
     return z
 
 
-def _explicit_condition(latent: ExplicitLatent, cond_dim: int, device: torch.device) -> torch.Tensor:
+def _explicit_condition(
+    latent: ExplicitLatent, cond_dim: int, device: torch.device, places: int | None = None
+) -> torch.Tensor:
     condition = torch.from_numpy(latent.condition_array().copy())
     if condition.numel() != cond_dim:
         raise RequestError(
             f"This picture's condition has {condition.numel()} numbers but the model needs {cond_dim}; "
             "it was inverted into another model."
         )
+    if places is not None:
+        condition = condition[None].expand(places, -1).contiguous()
     return condition.to(device)

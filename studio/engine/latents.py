@@ -65,8 +65,12 @@ def variety_offsets(z: torch.Tensor, generator) -> torch.Tensor:
 
 def varied_conditions(projected: torch.Tensor, z: torch.Tensor, generator, amounts) -> torch.Tensor:
     """``projected`` conditions moved by ``amounts`` (a number, or one per row as an ``N x 1`` tensor) times
-    :func:`variety_offsets`: what the engine renders and what the evaluation scores."""
-    return projected + (amounts * variety_offsets(z, generator)).to(projected.device)
+    :func:`variety_offsets`: what the engine renders and what the evaluation scores. Layered conditions
+    (``N x places x cond_dim``, studio/models/concepts.py) move alike at every place."""
+    offsets = amounts * variety_offsets(z, generator)
+    if projected.dim() == 3:
+        offsets = offsets[:, None, :]
+    return projected + offsets.to(projected.device)
 
 
 def condition_origin(generator) -> torch.Tensor:
@@ -81,11 +85,13 @@ def condition_origin(generator) -> torch.Tensor:
 def strengthened_conditions(projected: torch.Tensor, generator, amounts) -> torch.Tensor:
     """``projected`` conditions moved away from :func:`condition_origin` by ``amounts`` (a number, or one per
     row as ``N x 1``): for a text model exactly the prompt embedding times the amount, through the model's
-    linear projection. 1 leaves them as they are; above 1 the prompt is followed harder."""
+    linear projection. 1 leaves them as they are; above 1 the prompt is followed harder. Layered conditions
+    (``N x places x cond_dim``) move alike at every place."""
     origin = condition_origin(generator).to(projected.device)
-    return origin + torch.as_tensor(amounts, dtype=projected.dtype, device=projected.device) * (
-        projected - origin
-    )
+    amounts = torch.as_tensor(amounts, dtype=projected.dtype, device=projected.device)
+    if projected.dim() == 3 and amounts.dim() == 2:
+        amounts = amounts[:, :, None]
+    return origin + amounts * (projected - origin)
 
 
 @lru_cache(maxsize=4)

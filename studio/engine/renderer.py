@@ -178,7 +178,8 @@ class Renderer:
                     self.fixed_rows = chunk
 
     def _conditions(self, requests: list[GenerationRequest], z: torch.Tensor, project=None) -> torch.Tensor:
-        """Projected conditions (N x cond_dim) with spread, concepts and interpolation applied.
+        """Projected conditions (N x cond_dim, or N x places x cond_dim for a table with layered rows) with spread,
+        concepts and interpolation applied.
 
         Blending after the projection is exact for text models (the projection is linear) and gives class
         models a meaningful in-between too. With ``spread``, a prompt (and the B prompt) is embedded as the
@@ -187,6 +188,7 @@ class Renderer:
         """
         generator, info, device = self.generator, self.loaded.info, self.choice.device
         project = self.project if project is None else project
+        places = getattr(project, "places", None)  # a table with layered rows: N x places x cond_dim
         if info.conditioning.kind == "class":
             names = {name.lower(): i for i, name in enumerate(info.conditioning.classes)}
 
@@ -216,7 +218,7 @@ class Renderer:
         # start_conditions embeds the prompts of the rows without an explicit latent, in row order
         starting = [row_z for request, row_z in zip(requests, spread_z) if request.latent is None]
         cond = start_conditions(
-            requests, lambda prompts: embed(prompts, starting), generator.config.cond_dim, device
+            requests, lambda prompts: embed(prompts, starting), generator.config.cond_dim, device, places
         )
         for row, request in enumerate(requests):
             for concept in request.concepts:
@@ -229,6 +231,7 @@ class Renderer:
                     lambda prompts, row=row: embed(prompts, [spread_z[row]]),
                     generator.config.cond_dim,
                     device,
+                    places,
                 )
                 cond[row] = torch.lerp(cond[row], other, float(request.t))
         return cond
@@ -275,7 +278,7 @@ class Renderer:
             # the table's second rows: drawn where they change a row's condition, their narrow dips filled from the
             # first rows' drawing, shown where they open no wide tear where the first's is solid (models/holes.py)
             full = self._varied(self._conditions(requests, z, self.project_full), z, requests)
-            rows = (full != cond).any(dim=1).cpu().nonzero().flatten()
+            rows = (full != cond).flatten(1).any(dim=1).cpu().nonzero().flatten()
         if len(rows) == 0:
             images = self._draw(z, cond, exact)
         else:
@@ -301,7 +304,7 @@ class Renderer:
                 z_in, cond_in = z_dev[start : start + self.fixed_rows], cond[start : start + self.fixed_rows]
                 pad = self.fixed_rows - len(z_in)
                 z_in = torch.cat([z_in, torch.zeros(pad, z.shape[1], device=device)])
-                cond_in = torch.cat([cond_in, torch.zeros(pad, cond.shape[1], device=device)])
+                cond_in = torch.cat([cond_in, torch.zeros(pad, *cond.shape[1:], device=device)])
                 out.append(self._synthesize(z_in, cond_in, dtype)[: self.fixed_rows - pad].cpu())
             return torch.cat(out)
         if together:

@@ -91,7 +91,7 @@ class Spreader:
         )
 
     def conditions(self, embeddings: np.ndarray, zs, conditioner, device="cpu", chosen=None) -> torch.Tensor:
-        """Projected conditions (N x cond_dim, on ``device``) for a model with fitted concept conditions
+        """Projected conditions (N x cond_dim, or N x places x cond_dim for layered rows, on ``device``) for a model with fitted concept conditions
         (studio/models/concepts.py, ``conditioner`` its ConceptConditioner): a spread row is the z's mix of its
         concepts' own conditions, linear in the weights, so a dragged slider moves smoothly from one concept's
         picture to the next (conditioning the mixed embedding would snap it to the nearest name's row). Rows
@@ -105,8 +105,9 @@ class Spreader:
                 rows.append(conditioner(row).float())
             else:
                 found, weights = mixed
-                own = conditioner.of_concepts(found, device).double().cpu()
-                rows.append((torch.from_numpy(weights)[None] @ own).float().to(device))
+                own = conditioner.of_concepts(found, device).double().cpu()  # K x cond_dim (or x places x)
+                mixed_rows = torch.from_numpy(weights)[None] @ own.reshape(len(own), -1)
+                rows.append(mixed_rows.reshape(1, *own.shape[1:]).float().to(device))
         return torch.cat(rows)
 
     def _find(self, key: bytes) -> np.ndarray:

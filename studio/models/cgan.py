@@ -35,6 +35,11 @@ class BaseConfig:
     def resolution(self) -> int:
         return 4 * 2 ** (len(self.channel_mult) - 1)
 
+    @property
+    def places(self) -> int:
+        """How many places read the condition: the first linear layer, then each up-block's two norms."""
+        return 1 + 2 * (len(self.channel_mult) - 1)
+
     def to_json(self) -> dict:
         return asdict(self)
 
@@ -148,7 +153,7 @@ class BaseGenerator(nn.Module):
     @property
     def places(self) -> int:
         """How many places read the condition: the first linear layer, then each block's two norms."""
-        return 1 + 2 * len(self.blocks)
+        return self.config.places
 
     def synthesize(self, z: torch.Tensor, projected: torch.Tensor) -> torch.Tensor:
         """Render from z and an already projected condition (lets the engine blend conditions linearly).

@@ -29,6 +29,13 @@ more than the margin of wide dips where the first's is solid, or (``full_net_mar
 wide dips beyond the first's in all, or covers less than half the first's alpha (studio/models/holes.py
 ``second_or_first``; the engine's renderer and the evaluation both draw it so); a prompt that borrows a neighbour's
 row (a held-out emoji's name) takes the first row.
+
+A table may also carry layered rows (``layers``, K x places x cond_dim, for the concepts listed in ``layered``;
+session 53): one condition per place of the base that reads it (studio/models/cgan.py ``BaseGenerator.synthesize``,
+as StyleGAN's W+), fitted from the plain row and guarded against it (studio/training/concept_fit.py
+``fit_layered_rows``). A table with them draws every prompt with layered conditions: the projection and the plain
+rows at every place, the layered rows where the table has them, the gate and spread's mix applied place by place.
+The plain ``conditions`` keep each layered concept's plain row, which an app that predates layered rows draws.
 """
 
 from __future__ import annotations
@@ -70,6 +77,26 @@ class ConceptConditions:
     full_margin: float = 0.0
     # and whose filled picture has at most this many wide-dip px more than the first row's in all (inf: no such check)
     full_net_margin: float = float("inf")
+    # K x places x cond_dim float32: layered rows of the concepts ``layered`` (K row numbers), drawn instead of
+    # their plain rows (None: the table has none)
+    layers: np.ndarray | None = None
+    layered: np.ndarray | None = None
+
+    @property
+    def places(self) -> int | None:
+        """How many places a layered row has (None: the table has no layered rows)."""
+        return None if self.layers is None else int(self.layers.shape[1])
+
+    def place_rows(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """The table's rows at every place (V x places x cond_dim): the plain conditions with the layered rows in,
+        or ``rows`` (V x cond_dim: the second rows, fitted plain) as they are at every place."""
+        places = self.places or 1
+        placed = np.repeat(
+            np.asarray(self.conditions if rows is None else rows, np.float32)[:, None], places, 1
+        )
+        if rows is None and self.layers is not None:
+            placed[self.layered] = self.layers
+        return placed
 
     def gate(self, cosine: np.ndarray, concept: int | np.ndarray | None = None) -> np.ndarray:
         """How much of the fitted condition a prompt this close (cosine) to concept ``concept``'s name takes."""
@@ -80,12 +107,14 @@ class ConceptConditions:
 
 
 class ConceptConditioner:
-    """Projected conditions with the fitted table applied: ``__call__(embeddings) -> N x cond_dim`` (torch),
-    each row computed alone so a batch never moves a bit of a row."""
+    """Projected conditions with the fitted table applied: ``__call__(embeddings) -> N x cond_dim`` (torch), or
+    ``N x places x cond_dim`` for a table with layered rows (:attr:`places`), each row computed alone so a batch
+    never moves a bit of a row."""
 
     def __init__(self, generator, vocabulary, table: ConceptConditions, cache_size: int = 4096):
         self.generator, self.vocabulary, self.table = generator, vocabulary, table
-        self._rows = torch.from_numpy(np.ascontiguousarray(table.conditions, np.float32))
+        self.places = table.places  # None: plain conditions; else layered ones, one per place
+        self._rows = self._table_rows()
         # matching scans every name in every language (tens of ms): a dragged slider repeats its prompt
         self._nearest = lru_cache(maxsize=cache_size)(self._find)
         self._borrowed: torch.Tensor | None = None  # the rows a prompt that borrows a row takes (None: these)
@@ -97,9 +126,28 @@ class ConceptConditioner:
         if self.table.full is None:
             return None
         other = copy.copy(self)
-        other._rows = torch.from_numpy(np.ascontiguousarray(self.table.full, np.float32))
+        other._rows = self._table_rows(self.table.full)
         other._borrowed = self._rows
         return other
+
+    def _table_rows(self, rows: np.ndarray | None = None) -> torch.Tensor:
+        """The rows prompts draw: the table's first rows (``rows`` None) or ``rows`` (its second rows), at every place
+        for a table with layered rows (:meth:`ConceptConditions.place_rows`)."""
+        if self.places is not None:
+            return torch.from_numpy(self.table.place_rows(rows))
+        return torch.from_numpy(
+            np.ascontiguousarray(self.table.conditions if rows is None else rows, np.float32)
+        )
+
+    def _empty(self, device) -> torch.Tensor:
+        width = self.generator.config.cond_dim
+        return torch.zeros((0, width) if self.places is None else (0, self.places, width), device=device)
+
+    def layered(self, projected: torch.Tensor) -> torch.Tensor:
+        """Projected conditions (N x cond_dim) as this conditioner draws them: at every place for layered rows."""
+        if self.places is None or projected.dim() == 3:
+            return projected
+        return projected[:, None, :].expand(-1, self.places, -1).contiguous()
 
     def nearest(self, embedding: np.ndarray) -> tuple[int, float]:
         """The fitted concept whose best name lies nearest this embedding, and that cosine."""
@@ -145,7 +193,7 @@ class ConceptConditioner:
         return best, float(every[best]), bool(named)
 
     def of_concepts(self, concepts: np.ndarray, device="cpu") -> torch.Tensor:
-        """The conditions (K x cond_dim) the vocabulary concepts ``concepts`` draw by their English names: a fitted
+        """The conditions (K x cond_dim, or K x places x cond_dim) the vocabulary concepts ``concepts`` draw by their English names: a fitted
         concept's own row (its name is its own nearest name), any other what :meth:`__call__` gives its name."""
         rows = []
         for concept in np.asarray(concepts, np.int64).tolist():
@@ -155,14 +203,14 @@ class ConceptConditioner:
                 name = np.asarray(self.vocabulary.embeddings[concept : concept + 1], np.float32)
                 rows.append(self(torch.from_numpy(name).to(device)).float())
         if not rows:
-            return torch.zeros(0, self.generator.config.cond_dim, device=device)
+            return self._empty(device)
         return torch.cat(rows)
 
     def __call__(self, embeddings: torch.Tensor) -> torch.Tensor:
         rows = []
         for i in range(len(embeddings)):
             row = embeddings[i : i + 1]
-            projected = self.generator.condition(row).float()
+            projected = self.layered(self.generator.condition(row).float())
             concept, gate, named = self._gate(row.detach().float().cpu().numpy())
             if gate > 0.0:
                 table = self._rows if named or self._borrowed is None else self._borrowed
@@ -170,7 +218,7 @@ class ConceptConditioner:
                 projected = torch.lerp(projected, fitted, gate)
             rows.append(projected)
         if not rows:
-            return torch.zeros(0, self.generator.config.cond_dim, device=embeddings.device)
+            return self._empty(embeddings.device)
         return torch.cat(rows)
 
 
@@ -194,6 +242,9 @@ def save_concepts(folder: Path, table: ConceptConditions, metadata: dict[str, st
     if table.row_low is not None:
         tensors["low"] = np.ascontiguousarray(table.row_low, np.float32)
         tensors["high"] = np.ascontiguousarray(table.row_high, np.float32)
+    if table.layers is not None:
+        tensors["layers"] = np.ascontiguousarray(table.layers, np.float32)
+        tensors["layered"] = np.ascontiguousarray(table.layered, np.int64)
     if table.full is not None:
         tensors["full"] = np.ascontiguousarray(table.full, np.float32)
         meta["full_margin"] = repr(float(table.full_margin))
@@ -230,6 +281,11 @@ def load_concepts(info: ModelInfo, vocabulary) -> ConceptConditions | None:
         concepts, cond_dim = len(vocabulary.names), info.base.cond_dim
         if table.conditions.shape != (concepts, cond_dim) or table.fitted.shape != (concepts,):
             raise UntrustedInputError(f"{where} do not match its vocabulary and generator.")
+        if table.layers is not None and table.layers.shape[1:] != (info.base.places, cond_dim):
+            raise UntrustedInputError(
+                f"{where} have layered rows for another generator ({table.layers.shape[1]} places, "
+                f"not {info.base.places})."
+            )
     except UntrustedInputError as exc:
         log_caught(str(exc), _log)
         raise ModelError(str(exc)) from exc
@@ -249,6 +305,9 @@ def read_concepts(path: Path, where: str = "The concept conditions") -> ConceptC
             row_low = handle.get_tensor("low").astype(np.float32) if per_row else None
             row_high = handle.get_tensor("high").astype(np.float32) if per_row else None
             full = handle.get_tensor("full").astype(np.float32) if "full" in handle.keys() else None
+            has_layers = "layers" in handle.keys() or "layered" in handle.keys()
+            layers = handle.get_tensor("layers").astype(np.float32) if has_layers else None
+            layered = handle.get_tensor("layered") if has_layers else None
         low, high = float(meta.get("low", DEFAULT_LOW)), float(meta.get("high", DEFAULT_HIGH))
         margin = float(meta.get("full_margin", "0"))
         net_margin = float(meta.get("full_net_margin", "inf"))
@@ -270,4 +329,27 @@ def read_concepts(path: Path, where: str = "The concept conditions") -> ConceptC
         raise UntrustedInputError(f"{where} are damaged (the second rows must match the first).")
     if not (np.isfinite(margin) and margin >= 0 and net_margin >= 0):  # NaN fails every comparison
         raise UntrustedInputError(f"{where} are damaged (the second rows' margins must be 0 or more).")
-    return ConceptConditions(conditions, fitted, low, high, row_low, row_high, full, margin, net_margin)
+    if layers is not None:
+        _check_layers(layers, layered, fitted, conditions.shape[1], where)
+        layered = layered.astype(np.int64)
+    return ConceptConditions(
+        conditions, fitted, low, high, row_low, row_high, full, margin, net_margin, layers, layered
+    )
+
+
+def _check_layers(
+    layers: np.ndarray, layered: np.ndarray, fitted: np.ndarray, width: int, where: str
+) -> None:
+    """UntrustedInputError unless ``layers`` are finite K x places x ``width`` rows of K distinct fitted concepts."""
+    if layers.ndim != 3 or layers.shape[1] < 1 or layers.shape[2] != width or not np.isfinite(layers).all():
+        raise UntrustedInputError(f"{where} are damaged (the layered rows are not a finite table).")
+    if layered.ndim != 1 or len(layered) != len(layers) or layered.dtype.kind not in "iu":
+        raise UntrustedInputError(f"{where} are damaged (the layered rows need one row number each).")
+    if len(np.unique(layered)) != len(layered) or ((layered < 0) | (layered >= len(fitted))).any():
+        raise UntrustedInputError(
+            f"{where} are damaged (the layered rows' numbers repeat or lie outside the table)."
+        )
+    if not fitted[layered].all():
+        raise UntrustedInputError(
+            f"{where} are damaged (a layered row belongs to a concept without a fitted row)."
+        )

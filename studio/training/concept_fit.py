@@ -34,6 +34,10 @@ its own, its picture is shown and opens at most S such pixels (with ``--screen-n
 beyond the first's in all; session 49); with ``--screen-detail F --data DATA``, and its picture keeps at least F
 of the interior detail per px of the first row's picture or of the real emoji, whichever has less (session 51: a
 drawing that blurs or blanks has no dips to count, yet the looks see it).
+``--layered`` fits layered rows instead (one condition per place of the base that reads it, as StyleGAN's W+;
+session 53), each from the folder's own row for a training emoji, guards them against those rows (``--guard``, with
+the whole table's row numbers for seeds) and writes the rows the guard keeps into the folder's table as its layered
+rows; its plain rows, gates and record stay as they are (studio/models/concepts.py).
 """
 
 from __future__ import annotations
@@ -529,14 +533,7 @@ def fit_model_concepts(
     if images.shape[-1] != generator.config.resolution:
         raise ModelError("The dataset's small renders are not the generator's resolution.")
     started = time.time()
-
-    def report_step(step: int, loss: float) -> None:
-        if not quiet and (step % 10 == 0 or step == steps - 1):
-            print(
-                json.dumps({"step": step, "l1": round(loss, 4), "s": round(time.time() - started)}),
-                flush=True,
-            )
-
+    report_step = _step_printer(steps, started, quiet)
     critic = None if discriminator is None else load_critic(Path(discriminator), names.shape[1])
     limits, tear_reference = None, None
     if tear_weight:
@@ -601,6 +598,99 @@ def fit_model_concepts(
     }
     table = ConceptConditions(conditions, mask, DEFAULT_LOW, DEFAULT_HIGH)
     save_concepts(loaded.info.path, table, {"fit": json.dumps(report)})
+    return report
+
+
+def _step_printer(steps: int, started: float, quiet: bool) -> Callable[[int, float], None]:
+    """What a fit calls each step: print the loss every 10 steps and at the last (nothing when ``quiet``)."""
+
+    def report_step(step: int, loss: float) -> None:
+        if not quiet and (step % 10 == 0 or step == steps - 1):
+            print(
+                json.dumps({"step": step, "l1": round(loss, 4), "s": round(time.time() - started)}),
+                flush=True,
+            )
+
+    return report_step
+
+
+def fit_layered_rows(
+    model: str | Path,
+    data_folder: str | Path,
+    steps: int = STEPS,
+    lr: float = LEARNING_RATE,
+    z_per_step: int = Z_PER_STEP,
+    seed: int = 0,
+    bf16: bool = False,
+    quiet: bool = False,
+    discriminator: str | Path | None = None,
+    feature_match: float = FEATURE_MATCH,
+    guard: float | None = None,
+    guard_seeds: int = GUARD_SEEDS,
+    guard_first_seed: int | tuple[int, ...] = GUARD_SEED,
+    guard_tear: float | None = None,
+    guard_tear_seeds: int = GUARD_TEAR_SEEDS,
+    checkpoint: str | Path | None = None,
+) -> dict:
+    """Fit layered rows (:func:`layered`: one condition per place of the base) for the folder's table, each from the
+    table's own row of a training emoji and kept whole (share 1), guard them against those rows (with ``guard``; the
+    seeds of each row's number in the whole table), and write the rows that differ from where they started into the
+    folder's ``concepts.safetensors`` as its layered rows (studio/models/concepts.py); its plain rows, gates and
+    earlier record stay. Returns the report (also in the file's metadata under ``layers``)."""
+    from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, load_concepts
+    from studio.models.format import ModelError
+
+    if feature_match and discriminator is None:
+        raise ModelError("Feature matching compares the critic's features: give --discriminator as well.")
+    loaded, vocabulary, data, names, _ = _model_and_names(model, data_folder)
+    table = load_concepts(loaded.info, vocabulary)
+    train = data.train_index
+    if table is None or not table.fitted[train].all():
+        raise ModelError(
+            f"Layered rows start from the table's own rows: '{loaded.info.name}' needs a table fitted for every "
+            "training emoji first."
+        )
+    generator = loaded.generator
+    images = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32[train]))
+    started = time.time()
+    begin = layered(torch.from_numpy(table.conditions[train]).float(), generator.places)
+    critic = None if discriminator is None else load_critic(Path(discriminator), names.shape[1])
+    fitted, losses = fit_conditions(
+        generator, images, begin, steps, lr, z_per_step, seed, bf16, _step_printer(steps, started, quiet),
+        critic, names, 0.0, feature_match if critic is not None else 0.0,
+        checkpoint=None if checkpoint is None else Path(checkpoint),
+    )  # fmt: skip
+    guard_report = None
+    if guard is not None:
+        fitted, guard_report = guard_conditions(
+            generator, loaded.upsampler, begin, fitted, guard, guard_seeds, guard_first_seed,
+            tear=guard_tear, tear_seeds=guard_tear_seeds, row_numbers=torch.from_numpy(train),
+        )  # fmt: skip
+    kept = (fitted != begin).flatten(1).any(dim=1).numpy()
+    report = {
+        "steps": steps,
+        "lr": lr,
+        "z_per_step": z_per_step,
+        "seed": seed,
+        "bf16": bf16,
+        "places": generator.places,
+        "discriminator": None if discriminator is None else str(discriminator),
+        "feature_match": feature_match if discriminator is not None else 0.0,
+        "fitted": len(train),
+        "kept": int(kept.sum()),
+        "l1_first": round(losses[0], 4),
+        "l1_last": round(losses[-1], 4),
+        "guard": guard_report,
+        "minutes": round((time.time() - started) / 60, 1),
+        "dataset_sha256": data.manifest.get("sha256", ""),
+    }
+    metadata = concepts_metadata(loaded.info.path / CONCEPTS_FILE)
+    metadata["layers"] = json.dumps(report)
+    rows = np.ascontiguousarray(fitted[torch.from_numpy(kept)].numpy(), np.float32)
+    layers = (
+        (rows, train[kept].astype(np.int64)) if kept.any() else (None, None)
+    )  # none kept: no layered rows
+    save_concepts(loaded.info.path, replace(table, layers=layers[0], layered=layers[1]), metadata)
     return report
 
 
@@ -893,6 +983,12 @@ def main(argv: list[str] | None = None) -> int:
         help="with --screen-seeds and --data: the share of the first row's or the real emoji's interior detail per "
         "px (whichever is less) a screened second row's picture must keep at each seed (0: no such check)",
     )
+    parser.add_argument(
+        "--layered",
+        action="store_true",
+        help="fit layered rows (one condition per place of the base) from the folder's table rows and add the "
+        "rows --guard keeps to its table",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
         "--bf16",
@@ -917,6 +1013,10 @@ def main(argv: list[str] | None = None) -> int:
     first_seeds = tuple(args.guard_first_seed or (GUARD_SEED,))
     if args.data is None and args.add_full is None:
         parser.error("the following arguments are required: --data")
+    if args.layered and (args.add_full is not None or args.rescale is not None or args.guard_ladder):
+        parser.error(
+            "--layered fits layered rows; it goes with neither --add-full, --rescale nor --guard-ladder."
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.add_full is not None:
@@ -949,6 +1049,15 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2))
         return 0
     bf16 = bf16_if_native(args.bf16)
+    if args.layered:
+        report = fit_layered_rows(
+            args.model, args.data, args.steps, args.lr, args.z_per_step, args.seed, bf16,
+            discriminator=args.discriminator, feature_match=args.feature_match, guard=args.guard,
+            guard_seeds=args.guard_seeds, guard_first_seed=first_seeds, guard_tear=args.guard_tear,
+            guard_tear_seeds=args.guard_tear_seeds, checkpoint=args.checkpoint,
+        )  # fmt: skip
+        print(json.dumps(report, indent=2))
+        return 0
     report = fit_model_concepts(
         args.model,
         args.data,

@@ -178,7 +178,7 @@ class ConceptGenerator(_DrawnGenerator):
         images = self.generator.synthesize(z, first_conditions)
         if self.full is not None:
             second_conditions = conditions(self.full)
-            differs = (second_conditions != first_conditions).any(dim=1)
+            differs = (second_conditions != first_conditions).flatten(1).any(dim=1)
             if bool(differs.any()):
                 second = self.generator.synthesize(z, second_conditions)
                 first_up = self.upsampler(images)

@@ -1,0 +1,90 @@
+"""What a candidate concept table costs a named prompt: its live preview and its stored image, the first model folder
+(the shipped one) beside the others, one engine each on the CPU, taking turns (prints JSON).
+
+    python benchmarks/named_bench.py v13=resources/models/emoji L1=runs/v54/L1 [--threads 1]
+
+The prompts are 24 English names of training emoji whose row the last folder's table changes (its second rows or its
+layered rows, else its plain rows, beside the first folder's table), spread evenly over them. Three passes, the order
+of the folders alternating from prompt to prompt; the first pass warms each prompt's reading and is not counted.
+Medians and 90th percentiles in ms (``studio.engine.bench.request_ms``: a request's wall time through the engine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from studio.engine.bench import machine_report, request_ms
+from studio.engine.devices import set_threads
+from studio.engine.engine import Engine
+from studio.engine.requests import GenerationRequest
+from studio.models.concepts import read_concepts
+from studio.training.dataset import load_dataset
+
+PROMPTS = 24
+PASSES = 3
+
+
+def changed_rows(first: Path, last: Path) -> np.ndarray:
+    """The vocabulary rows whose drawing ``last``'s table changes beside ``first``'s."""
+    table = read_concepts(last / "concepts.safetensors")
+    if table.full is not None:
+        return np.flatnonzero((table.full != table.conditions).any(1))
+    if table.layered is not None:
+        return np.sort(table.layered)
+    return np.flatnonzero((table.conditions != read_concepts(first / "concepts.safetensors").conditions).any(1))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("arms", nargs="+", help="name=model folder; the first is the reference")
+    parser.add_argument("--data", default="data/emoji-usem3-kw")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    set_threads(args.threads)
+    arms = dict(arm.split("=", 1) for arm in args.arms)
+    folders = [Path(folder) for folder in arms.values()]
+    rows = changed_rows(folders[0], folders[-1])
+    data = load_dataset(args.data)
+    names = [str(data.names[i]) for i in rows[:: max(1, len(rows) // PROMPTS)][:PROMPTS]]
+    engines = {name: Engine(folder, device="cpu") for name, folder in arms.items()}
+    times: dict[str, dict[str, list[float]]] = {name: {"preview": [], "stored": []} for name in arms}
+    try:
+        for engine in engines.values():
+            engine.wait_ready()
+        for turn in range(PASSES):
+            for i, prompt in enumerate(names):
+                for kind in ("preview", "stored"):
+                    for name in list(arms) if i % 2 == 0 else list(arms)[::-1]:
+                        engine = engines[name]
+                        request = GenerationRequest(prompt, seed=turn * 7 + i, model=engine.info.model_name)
+                        ms = request_ms(engine, request, kind == "preview")
+                        if turn:
+                            times[name][kind].append(ms)
+    finally:
+        for engine in engines.values():
+            engine.close()
+
+    def summary(values: list[float]) -> dict:
+        return {
+            "p50": round(float(np.median(values)), 1),
+            "p90": round(float(np.percentile(values, 90)), 1),
+            "n": len(values),
+        }
+
+    report = {
+        "machine": machine_report(),
+        "threads": args.threads,
+        "arms": {name: str(folder) for name, folder in arms.items()},
+        "names": names,
+        **{name: {kind: summary(v) for kind, v in kinds.items()} for name, kinds in times.items()},
+    }
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

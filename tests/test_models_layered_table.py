@@ -1,0 +1,200 @@
+"""Layered rows in a concept table (studio/models/concepts.py, studio/training/concept_fit.py ``fit_layered_rows``):
+one condition per place of the base for the concepts the table lists. A table whose layered rows repeat its plain
+rows draws exactly the plain table's pictures, whatever the request does to the condition (strength, variety, concept
+sliders, interpolation, an explicit latent, a preview); a layered row draws its own concept and no other prompt; the
+fit writes the rows its guard keeps and leaves the plain rows and the record alone."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_NAME, open_engine
+from test_models_concepts import (  # noqa: F401 - concept_model_dir is a fixture
+    _embed,
+    _fit_folder,
+    _toward,
+    concept_model_dir,
+)
+
+from studio.engine.requests import ConceptSlider, Endpoint, ExplicitLatent, GenerationRequest
+from studio.engine.spread import Spreader
+from studio.models.concepts import CONCEPTS_FILE, ConceptConditioner, load_concepts, save_concepts
+from studio.models.format import ModelError, load_model, read_model_info
+from studio.models.vocabulary import load_vocabulary
+
+
+def _layered_copy(concept_model_dir, tmp_path, name: str, rows: list[int], moved: dict[int, float]):  # noqa: F811
+    """A copy of the concept model whose table has layered rows for ``rows``: each its plain row at every place, with
+    ``moved`` (place: amount) added to the first one's. Returns the folder and the table."""
+    folder = tmp_path / name / concept_model_dir.name
+    shutil.copytree(concept_model_dir, folder)
+    info = read_model_info(folder)
+    table = load_concepts(info, load_vocabulary(info))
+    layers = np.repeat(table.conditions[rows][:, None], info.base.places, axis=1)
+    for place, amount in moved.items():
+        layers[0, place] += amount
+    save_concepts(folder, replace(table, layers=layers, layered=np.asarray(rows, np.int64)))
+    return folder, load_concepts(info, load_vocabulary(info))
+
+
+def _requests() -> list[GenerationRequest]:
+    latent = ExplicitLatent.from_arrays(
+        np.random.default_rng(3).standard_normal(16), np.random.default_rng(4).standard_normal(16)
+    )
+    return [
+        GenerationRequest("cat face", seed=3, model=TINY_NAME),
+        GenerationRequest("Katze", seed=4, strength=1.4, model=TINY_NAME),
+        GenerationRequest("dog face", seed=5, variety=0.6, model=TINY_NAME),
+        GenerationRequest("rocket", seed=6, interpolate_to=Endpoint("cat face", 9), t=0.4, model=TINY_NAME),
+        GenerationRequest(
+            "cat face", seed=7, concepts=(ConceptSlider("dog face", "rocket", 0.7),), model=TINY_NAME
+        ),
+        GenerationRequest("a sentence about nothing", seed=8, model=TINY_NAME),
+        GenerationRequest(
+            "inverted", seed=9, latent=latent, interpolate_to=Endpoint("cat face", 2), t=0.5, model=TINY_NAME
+        ),
+        GenerationRequest("pizza", seed=10, count=3, model=TINY_NAME),
+    ]
+
+
+def _images(folder) -> list[np.ndarray]:
+    """Every picture of :func:`_requests` as stored, then the first three as live previews."""
+    with open_engine(folder) as engine:
+        results = [r for request in _requests() for r in engine.generate_sync(request)]
+        results += [engine.preview(request).result(timeout=60) for request in _requests()[:3]]
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    return [r.image for r in results]
+
+
+def test_layered_rows_that_repeat_the_plain_rows_draw_exactly_the_plain_tables_pictures(
+    concept_model_dir,  # noqa: F811
+    tmp_path,
+):
+    folder, table = _layered_copy(concept_model_dir, tmp_path, "repeat", [0, 1, 2], {})
+    assert table.places == read_model_info(folder).base.places and table.layered.tolist() == [0, 1, 2]
+    plain, layered = _images(concept_model_dir), _images(folder)
+    assert len(plain) == len(layered) == 13
+    for i, (a, b) in enumerate(zip(plain, layered)):
+        assert np.array_equal(a, b), i
+
+
+def test_a_layered_row_draws_its_own_concept_and_no_other_prompt(concept_model_dir, tmp_path):  # noqa: F811
+    folder, table = _layered_copy(concept_model_dir, tmp_path, "moved", [0], {0: 1.5, 4: -2.0})
+    plain, layered = _images(concept_model_dir), _images(folder)
+    takes_row = {
+        0,
+        1,
+        3,
+        4,
+        6,
+        10,
+        11,
+    }  # cat face, Katze, B = cat face (twice), cat face + slider, two previews
+    for i, (a, b) in enumerate(zip(plain, layered)):
+        assert np.array_equal(a, b) != (i in takes_row), i
+    assert load_model(folder).hash != load_model(concept_model_dir).hash
+    # the conditioner: a name draws its layered row, a paraphrase the gate's blend place by place
+    info = read_model_info(folder)
+    vocabulary = load_vocabulary(info)
+    generator = load_model(folder).generator
+    conditioner = ConceptConditioner(generator, vocabulary, table)
+    rows = torch.from_numpy(np.stack([_embed("cat face"), _toward("cat face", "pizza", 0.91)]))
+    with torch.no_grad():
+        got = conditioner(rows)
+        projected = generator.condition(rows[1:]).float()
+    assert got.shape == (2, info.base.places, info.base.cond_dim)
+    torch.testing.assert_close(got[0], torch.from_numpy(table.layers[0]), rtol=0, atol=0)
+    gate = conditioner.gate(rows[1].numpy())[1]
+    assert 0 < gate < 1
+    want = torch.lerp(
+        projected[:, None].expand(-1, info.base.places, -1), torch.from_numpy(table.layers[:1]), gate
+    )
+    torch.testing.assert_close(got[1:], want, rtol=0, atol=0)
+    # spread's mix of two concepts: the z's weights times each one's row, place by place
+    z = torch.randn(1, info.z_dim, generator=torch.Generator().manual_seed(1))
+    spreader = Spreader(vocabulary)
+    mixed = spreader.conditions(rows[:1].numpy(), [z[0]], conditioner, chosen=[[0, 1]])
+    weights = spreader.mix(rows[0].numpy(), z[0], [0, 1])[1]
+    want = weights[0] * table.layers[0] + weights[1] * table.conditions[1][None]
+    np.testing.assert_allclose(mixed[0].numpy(), want, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("damage", "layers", "layered"),
+    [
+        ("not finite", lambda t, p: np.full((1, p, t.shape[1]), np.nan, np.float32), [0]),
+        ("repeated", lambda t, p: np.zeros((2, p, t.shape[1]), np.float32), [1, 1]),
+        ("outside", lambda t, p: np.zeros((1, p, t.shape[1]), np.float32), [7]),
+        ("unfitted", lambda t, p: np.zeros((1, p, t.shape[1]), np.float32), [3]),
+        ("count", lambda t, p: np.zeros((2, p, t.shape[1]), np.float32), [0]),
+        ("width", lambda t, p: np.zeros((1, p, t.shape[1] - 1), np.float32), [0]),
+        ("places", lambda t, p: np.zeros((1, p - 1, t.shape[1]), np.float32), [0]),
+    ],
+)
+def test_damaged_or_mismatched_layered_rows_are_refused_in_one_sentence(
+    concept_model_dir,  # noqa: F811
+    tmp_path,
+    damage,
+    layers,
+    layered,
+):
+    folder = tmp_path / "model"
+    shutil.copytree(concept_model_dir, folder)
+    info = read_model_info(folder)
+    table = load_concepts(info, load_vocabulary(info))
+    rows = layers(table.conditions, info.base.places)
+    save_concepts(folder, replace(table, layers=rows, layered=np.asarray(layered, np.int64)))
+    with pytest.raises(ModelError) as caught:
+        load_concepts(info, load_vocabulary(info))
+    message = str(caught.value)
+    assert message.startswith("The concept conditions of") and message.count(". ") == 0, message
+    assert ("another generator" in message) == (damage == "places"), message
+    with pytest.raises(ModelError):  # the engine refuses to start on it the same way
+        with open_engine(folder):
+            pass
+
+
+def test_the_layered_fit_adds_the_rows_its_guard_keeps_and_leaves_the_plain_table_alone(tmp_path):
+    from studio.models.concepts import concepts_metadata
+    from studio.training.concept_fit import fit_model_concepts, main
+
+    data_dir, data, folder = _fit_folder(tmp_path)
+    args = ["--model", str(folder), "--data", str(data_dir), "--layered", "--steps", "12", "--lr", "0.2"]
+    with pytest.raises(ModelError, match="needs a table fitted for every training emoji first"):
+        main(args)
+    fit_model_concepts(folder, data_dir, steps=10, lr=0.2, quiet=True, share=1.0)
+    info = read_model_info(folder)
+    before = load_concepts(info, load_vocabulary(info))
+    assert main(args) == 0
+    table = load_concepts(info, load_vocabulary(info))
+    train = data.train_index
+    record = json.loads(concepts_metadata(folder / CONCEPTS_FILE)["layers"])
+    assert "fit" in concepts_metadata(folder / CONCEPTS_FILE)  # the plain fit's record stays
+    assert record["kept"] == len(train) and record["l1_last"] < record["l1_first"]
+    assert table.layered.tolist() == train.tolist()
+    assert table.layers.shape == (len(train), info.base.places, info.base.cond_dim)
+    np.testing.assert_array_equal(table.conditions, before.conditions)  # plain rows as they were
+    # the layered rows draw the training emoji closer to their pictures than the plain rows, on z never fitted
+    generator = load_model(folder).generator
+    real = torch.from_numpy(data.images32[train])
+    from studio.models.cgan import rgba_uint8_to_premultiplied
+
+    real = rgba_uint8_to_premultiplied(real).repeat(8, 1, 1, 1)
+    z = torch.randn(len(real), generator.config.z_dim, generator=torch.Generator().manual_seed(99))
+    with torch.no_grad():
+        plain = generator.synthesize(z, torch.from_numpy(before.conditions[train]).repeat(8, 1))
+        layered = generator.synthesize(z, torch.from_numpy(table.layers).repeat(8, 1, 1))
+    assert float((layered - real).abs().mean()) < float((plain - real).abs().mean())
+    # a guard that tolerates no hole at all puts every row back: the table is left without layered rows
+    assert main(args + ["--guard", "-1"]) == 0
+    again = load_concepts(info, load_vocabulary(info))
+    assert again.layers is None and again.layered is None
+    assert json.loads(concepts_metadata(folder / CONCEPTS_FILE)["layers"])["kept"] == 0
+    np.testing.assert_array_equal(again.conditions, before.conditions)
+    with pytest.raises(SystemExit):
+        main(args + ["--rescale", "0.5"])
