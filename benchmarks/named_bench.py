@@ -35,7 +35,9 @@ def changed_rows(first: Path, last: Path) -> np.ndarray:
         return np.flatnonzero((table.full != table.conditions).any(1))
     if table.layered is not None:
         return np.sort(table.layered)
-    return np.flatnonzero((table.conditions != read_concepts(first / "concepts.safetensors").conditions).any(1))
+    return np.flatnonzero(
+        (table.conditions != read_concepts(first / "concepts.safetensors").conditions).any(1)
+    )
 
 
 def main() -> int:
