@@ -115,10 +115,16 @@ def second_or_first(
     found a blank "high voltage"); then the first's drawing."""
     filled = fill_dips(second, first)
     took = new_wide_dips(filled, first) <= margin
-    took &= _coverage(filled) >= COVER_SHARE * _coverage(first)
+    took &= covers(filled, first)
     if net_margin != float("inf"):
         took &= net_wide_dips(filled, first) <= net_margin
     return torch.where(took[:, None, None, None], filled, first.float()), took
+
+
+def covers(second: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+    """Per picture pair: whether ``second`` covers at least :data:`COVER_SHARE` of ``first``'s alpha (a drawing that
+    all but vanished has no dips to count)."""
+    return _coverage(second) >= COVER_SHARE * _coverage(first)
 
 
 def _coverage(pictures: torch.Tensor) -> torch.Tensor:

@@ -776,6 +776,51 @@ def add_full_rows(
     return record
 
 
+def screen_layered_rows(
+    model: str | Path,
+    seeds: int,
+    screen_margin: float,
+    screen_net_margin: float = float("inf"),
+    screen_detail: float = 0.0,
+    data: str | Path | None = None,
+) -> dict:
+    """Keep only the layered rows of the folder's table (``fit_layered_rows``) whose picture, at each of ``seeds`` seeds
+    of the row's own, covers half the plain row's alpha, opens no more than ``screen_margin`` wide-dip pixels where
+    the plain row's picture is solid, has no more than ``screen_net_margin`` beyond it in all and (``screen_detail``
+    > 0, with the dataset ``data``) keeps that share of the plain row's or the real emoji's interior detail per px,
+    whichever is less (:func:`screen_full_rows`, the second rows' screen); the rest draw their plain rows again.
+    Returns the record also stored in the file's metadata (``layers_screen``)."""
+    from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, read_concepts
+    from studio.models.format import ModelError
+
+    path = Path(model) / CONCEPTS_FILE
+    table = read_concepts(path) if path.is_file() else None
+    if table is None or table.layers is None:
+        raise ModelError(f"'{model}' has no layered rows to screen; fit them with --layered first.")
+    if seeds < 1 or not (np.isfinite(screen_margin) and screen_margin >= 0 and screen_net_margin >= 0):
+        raise ModelError("The layered rows' screen takes 1 or more seeds and a margin of 0 or more pixels.")
+    if not 0.0 <= screen_detail <= 1.0 or (screen_detail > 0 and data is None):
+        raise ModelError("The screen's detail floor lies in [0, 1] and needs the dataset.")
+    real_detail = _real_detail(Path(model), data) if screen_detail > 0 else None
+    passed = screen_full_rows(
+        Path(model), table.conditions, table.place_rows(), 0.0, float("inf"), seeds, screen_margin,
+        screen_net_margin, screen_detail=screen_detail, real_detail=real_detail,
+    )  # fmt: skip
+    keep = passed[table.layered]
+    record = {
+        "seeds": int(seeds),
+        "margin": float(screen_margin),
+        "net_margin": float(screen_net_margin) if np.isfinite(screen_net_margin) else None,
+        "detail": float(screen_detail),
+        "screened": len(table.layered),
+        "kept": int(keep.sum()),
+    }
+    layers = (table.layers[keep], table.layered[keep]) if keep.any() else (None, None)
+    metadata = {**concepts_metadata(path), "layers_screen": json.dumps(record)}
+    save_concepts(Path(model), replace(table, layers=layers[0], layered=layers[1]), metadata)
+    return record
+
+
 @torch.no_grad()
 def screen_full_rows(
     model: Path,
@@ -796,7 +841,9 @@ def screen_full_rows(
     ``screen_margin`` wide-dip pixels where the first row's picture is solid, and (when ``screen_net_margin`` is
     finite) has no more than that many beyond the first's in all, and (``screen_detail`` > 0) keeps at least that
     share of the interior detail per px of the first's picture or of ``real_detail[row]`` (the real emoji's),
-    whichever is less. Rows that are equal pass."""
+    whichever is less. Rows that are equal pass. ``second`` may hold layered rows (V x places x cond_dim): their
+    picture is then shown as drawn, nothing filled, wherever it covers half the first's alpha (``holes.covers``;
+    ``margin`` and ``net_margin`` unused), as the engine draws a table's layered rows."""
     from studio.models import holes
     from studio.models.format import load_model
     from studio.training.evaluate import latents
@@ -805,7 +852,9 @@ def screen_full_rows(
         raise ValueError("a detail floor needs the real emoji's detail")
     loaded = load_model(model)
     generator, upsampler = loaded.generator.eval(), loaded.upsampler
-    differs = np.flatnonzero((first != second).any(axis=1))
+    layered = second.ndim == 3
+    plain = first[:, None] if layered else first  # broadcast over the places of layered rows
+    differs = np.flatnonzero((plain != second).reshape(len(first), -1).any(axis=1))
     pairs = [(int(row), k) for row in differs for k in range(seeds)]
     passed = np.ones(len(first), dtype=bool)
     for start in range(0, len(pairs), batch):
@@ -816,7 +865,10 @@ def screen_full_rows(
         for table in (first, second):
             drawn = generator.synthesize(z, torch.from_numpy(np.ascontiguousarray(table[which], np.float32)))
             pictures.append(upsampler(drawn) if upsampler is not None else drawn)
-        shown, took = holes.second_or_first(pictures[1], pictures[0], margin, net_margin)
+        if layered:
+            shown, took = pictures[1], holes.covers(pictures[1], pictures[0])
+        else:
+            shown, took = holes.second_or_first(pictures[1], pictures[0], margin, net_margin)
         fails = ~took | (holes.new_wide_dips(shown, pictures[0]) > screen_margin)
         if np.isfinite(screen_net_margin):
             fails |= holes.net_wide_dips(shown, pictures[0]) > screen_net_margin
@@ -989,6 +1041,12 @@ def main(argv: list[str] | None = None) -> int:
         help="fit layered rows (one condition per place of the base) from the folder's table rows and add the "
         "rows --guard keeps to its table",
     )
+    parser.add_argument(
+        "--screen-layers",
+        action="store_true",
+        help="instead of fitting: keep only the folder's layered rows that pass --screen-seeds, --screen-margin, "
+        "--screen-net-margin and --screen-detail against its plain rows",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
         "--bf16",
@@ -1011,14 +1069,23 @@ def main(argv: list[str] | None = None) -> int:
     if any(not 0 < step < 1 for step in args.guard_ladder):
         parser.error("Each --guard-ladder step must lie strictly between 0 and 1.")
     first_seeds = tuple(args.guard_first_seed or (GUARD_SEED,))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.screen_layers:
+        if args.layered or args.add_full is not None or args.rescale is not None:
+            parser.error("--screen-layers screens the folder's layered rows; it goes with no other mode.")
+        record = screen_layered_rows(
+            args.model, args.screen_seeds, args.screen_margin, args.screen_net_margin, args.screen_detail,
+            args.data,
+        )  # fmt: skip
+        print(json.dumps(record, indent=2))
+        return 0
     if args.data is None and args.add_full is None:
         parser.error("the following arguments are required: --data")
     if args.layered and (args.add_full is not None or args.rescale is not None or args.guard_ladder):
         parser.error(
             "--layered fits layered rows; it goes with neither --add-full, --rescale nor --guard-ladder."
         )
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.add_full is not None:
         record = add_full_rows(
             args.model,
