@@ -198,3 +198,66 @@ def test_the_layered_fit_adds_the_rows_its_guard_keeps_and_leaves_the_plain_tabl
     np.testing.assert_array_equal(again.conditions, before.conditions)
     with pytest.raises(SystemExit):
         main(args + ["--rescale", "0.5"])
+
+
+def test_the_layered_screen_keeps_the_rows_that_open_few_new_dips_and_cover_the_plain_rows_picture(
+    concept_model_dir,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    """``--screen-layers --screen-seeds K --screen-margin PX``: a layered row stays only if, at each of K seeds of its
+    own, its picture as drawn (nothing filled) covers half the plain row's alpha and opens at most PX wide-dip pixels
+    where the plain row's picture is solid; the others draw their plain rows again. (The tiny model draws no wide
+    dips, so the count is replaced by one that differs from picture to picture: its mean alpha, scaled.)"""
+    import studio.models.holes as holes
+    from studio.engine.latents import seeded_z
+    from studio.models.concepts import concepts_metadata
+    from studio.training.concept_fit import SCREEN_SEED, main, screen_full_rows
+
+    monkeypatch.setattr(holes, "new_wide_dips", lambda picture, other: (picture[:, 3].mean((1, 2)) + 1) * 500)
+    rng = np.random.default_rng(5)
+    folder, table = _layered_copy(concept_model_dir, tmp_path, "screened", [0, 1, 2], {})
+    layers = (table.layers + 3.0 * rng.standard_normal(table.layers.shape)).astype(np.float32)
+    save_concepts(folder, replace(table, layers=layers))
+    table = replace(table, layers=layers)
+    model = load_model(folder)
+    worst = {}
+    with torch.no_grad():
+        for position, row in enumerate(table.layered.tolist()):
+            dips = []
+            for k in range(3):
+                z = seeded_z(SCREEN_SEED + 3 * row + k, model.generator.config.z_dim)[None]
+                picture = model.upsampler(
+                    model.generator.synthesize(z, torch.from_numpy(layers[position : position + 1]))
+                )
+                dips.append(float(holes.new_wide_dips(picture, picture)[0]))
+            worst[row] = max(dips)
+    low, high = sorted(worst.values())[:2]
+    assert high - low > 1, worst  # rows that differ, so the screen has something to choose
+    limit = (low + high) / 2  # one row of three passes
+    want = [row for row, value in worst.items() if value <= limit]
+    assert len(want) == 1
+    passed = screen_full_rows(
+        folder, table.conditions, table.place_rows(), 0.0, float("inf"), 3, limit, batch=2
+    )
+    assert np.flatnonzero(passed & table.fitted).tolist() == want and passed[~table.fitted].all()
+    monkeypatch.setattr(holes, "covers", lambda second, first: torch.zeros(len(second), dtype=torch.bool))
+    hidden = screen_full_rows(folder, table.conditions, table.place_rows(), 0.0, float("inf"), 3, 1e9)
+    assert (
+        not hidden[table.layered].any() and hidden[3]
+    )  # a picture that vanishes fails; rows without one pass
+    monkeypatch.undo()
+    monkeypatch.setattr(holes, "new_wide_dips", lambda picture, other: (picture[:, 3].mean((1, 2)) + 1) * 500)
+    argv = ["--model", str(folder), "--screen-layers", "--screen-seeds", "3", "--screen-margin", str(limit)]
+    assert main(argv) == 0
+    info = read_model_info(folder)
+    screened = load_concepts(info, load_vocabulary(info))
+    assert screened.layered.tolist() == want
+    np.testing.assert_array_equal(screened.layers, layers[want])
+    np.testing.assert_array_equal(screened.conditions, table.conditions)
+    record = json.loads(concepts_metadata(folder / CONCEPTS_FILE)["layers_screen"])
+    assert (record["screened"], record["kept"], record["seeds"]) == (3, 1, 3)
+    assert main([*argv[:-1], "0"]) == 0  # a screen nothing passes leaves the table without layered rows
+    assert load_concepts(info, load_vocabulary(info)).layers is None
+    with pytest.raises(ModelError, match="no layered rows to screen"):
+        main(argv)
