@@ -12,8 +12,8 @@ the five nearest real ones in judge features) and KID against the real training 
 keyword metrics (precision / coverage / RMS between seeds) of ``keyword_metrics``. Judges are ``name=path``; by
 default judge-5500 and the first arm's own (shipped) judge.
 
-``--look ROUND --look-out PREFIX`` (an arm after the first whose table has second or layered rows; the last such) writes the rules' look:
-the 24 training emoji at seed = index + 100,000 x ROUND whose shown second-row picture has the most wide dips beyond
+``--look ROUND --look-out PREFIX`` (an arm after the first whose table has second or layered rows; the last such)
+writes the rules' look: the 24 training emoji at seed = index + 100,000 x ROUND whose shown second-row picture has the most wide dips beyond
 the first row's picture (``PREFIX_net.png``) and the 24 that open the most wide dips where the first row's picture is
 solid (``PREFIX_new.png``), and the 24 whose shown picture has the least interior detail beside the first row's
 (``PREFIX_detail.png``): real | first row | shown, on grey 240 and on dark grey 64, where a hole shows dark. An arm

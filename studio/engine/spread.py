@@ -91,11 +91,11 @@ class Spreader:
         )
 
     def conditions(self, embeddings: np.ndarray, zs, conditioner, device="cpu", chosen=None) -> torch.Tensor:
-        """Projected conditions (N x cond_dim, or N x places x cond_dim for layered rows, on ``device``) for a model with fitted concept conditions
-        (studio/models/concepts.py, ``conditioner`` its ConceptConditioner): a spread row is the z's mix of its
-        concepts' own conditions, linear in the weights, so a dragged slider moves smoothly from one concept's
-        picture to the next (conditioning the mixed embedding would snap it to the nearest name's row). Rows
-        spread leaves alone (``zs`` None, a full name, a free sentence) go through the conditioner as they are."""
+        """Projected conditions (N x cond_dim, or N x places x cond_dim for layered rows, on ``device``) for a model
+        with fitted concept conditions (studio/models/concepts.py, ``conditioner`` its ConceptConditioner): a spread
+        row is the z's mix of its concepts' own conditions, linear in the weights, so a dragged slider moves smoothly
+        from one concept's picture to the next (conditioning the mixed embedding would snap it to the nearest name's
+        row). Rows spread leaves alone (``zs`` None, a full name, a free sentence) go through the conditioner as they are."""
         rows = []
         chosen = [None] * len(embeddings) if chosen is None else chosen
         for embedding, z, listed in zip(embeddings, zs, chosen):

@@ -193,8 +193,9 @@ class ConceptConditioner:
         return best, float(every[best]), bool(named)
 
     def of_concepts(self, concepts: np.ndarray, device="cpu") -> torch.Tensor:
-        """The conditions (K x cond_dim, or K x places x cond_dim) the vocabulary concepts ``concepts`` draw by their English names: a fitted
-        concept's own row (its name is its own nearest name), any other what :meth:`__call__` gives its name."""
+        """The conditions (K x cond_dim, or K x places x cond_dim) the vocabulary concepts ``concepts`` draw by their
+        English names: a fitted concept's own row (its name is its own nearest name), any other what :meth:`__call__`
+        gives its name."""
         rows = []
         for concept in np.asarray(concepts, np.int64).tolist():
             if self.table.fitted[concept]:
