@@ -687,10 +687,9 @@ def fit_layered_rows(
     metadata = concepts_metadata(loaded.info.path / CONCEPTS_FILE)
     metadata["layers"] = json.dumps(report)
     rows = np.ascontiguousarray(fitted[torch.from_numpy(kept)].numpy(), np.float32)
-    layers = (
-        (rows, train[kept].astype(np.int64)) if kept.any() else (None, None)
-    )  # none kept: no layered rows
-    save_concepts(loaded.info.path, replace(table, layers=layers[0], layered=layers[1]), metadata)
+    # none kept: the table keeps no layered rows
+    layers, numbers = (rows, train[kept].astype(np.int64)) if kept.any() else (None, None)
+    save_concepts(loaded.info.path, replace(table, layers=layers, layered=numbers), metadata)
     return report
 
 
@@ -784,8 +783,8 @@ def screen_layered_rows(
     screen_detail: float = 0.0,
     data: str | Path | None = None,
 ) -> dict:
-    """Keep only the layered rows of the folder's table (``fit_layered_rows``) whose picture, at each of ``seeds`` seeds
-    of the row's own, covers half the plain row's alpha, opens no more than ``screen_margin`` wide-dip pixels where
+    """Keep only the layered rows of the folder's table (``fit_layered_rows``) whose picture, at each of ``seeds``
+    seeds of the row's own, covers half the plain row's alpha, opens no more than ``screen_margin`` wide-dip pixels where
     the plain row's picture is solid, has no more than ``screen_net_margin`` beyond it in all and (``screen_detail``
     > 0, with the dataset ``data``) keeps that share of the plain row's or the real emoji's interior detail per px,
     whichever is less (:func:`screen_full_rows`, the second rows' screen); the rest draw their plain rows again.
@@ -815,9 +814,9 @@ def screen_layered_rows(
         "screened": len(table.layered),
         "kept": int(keep.sum()),
     }
-    layers = (table.layers[keep], table.layered[keep]) if keep.any() else (None, None)
+    layers, numbers = (table.layers[keep], table.layered[keep]) if keep.any() else (None, None)
     metadata = {**concepts_metadata(path), "layers_screen": json.dumps(record)}
-    save_concepts(Path(model), replace(table, layers=layers[0], layered=layers[1]), metadata)
+    save_concepts(Path(model), replace(table, layers=layers, layered=numbers), metadata)
     return record
 
 
