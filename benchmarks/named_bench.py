@@ -7,6 +7,9 @@ The prompts are 24 English names of training emoji whose row the last folder's t
 layered rows, else its plain rows, beside the first folder's table), spread evenly over them. Three passes, the order
 of the folders alternating from prompt to prompt; the first pass warms each prompt's reading and is not counted.
 Medians and 90th percentiles in ms (``studio.engine.bench.request_ms``: a request's wall time through the engine).
+Caveat (session 54): the engine opened last measured slower on stored images whatever its folder (a byte-identical
+copy of a candidate opened last took 140.6 ms where the candidate took 103.3), so name a copy of the reference last,
+or compare arms across two orders, before reading a gap in stored images.
 """
 
 from __future__ import annotations
