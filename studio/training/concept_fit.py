@@ -437,6 +437,21 @@ def _model_and_names(model: str | Path, data_folder: str | Path):
     return loaded, vocabulary, data, names, start
 
 
+def _fit_inputs(model: str | Path, data_folder: str | Path, discriminator, feature_match: float):
+    """What a fit of the folder's conditions starts from: :func:`_model_and_names`, the training emoji's pictures
+    (premultiplied, at the generator's resolution) and the critic of ``discriminator`` (None without one)."""
+    from studio.models.format import ModelError
+
+    if feature_match and discriminator is None:
+        raise ModelError("Feature matching compares the critic's features: give --discriminator as well.")
+    loaded, vocabulary, data, names, start = _model_and_names(model, data_folder)
+    images = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32[data.train_index]))
+    if images.shape[-1] != loaded.generator.config.resolution:
+        raise ModelError("The dataset's small renders are not the generator's resolution.")
+    critic = None if discriminator is None else load_critic(Path(discriminator), names.shape[1])
+    return loaded, vocabulary, data, names, start, images, critic
+
+
 def rescale_model_concepts(
     model: str | Path,
     data_folder: str | Path,
@@ -522,19 +537,15 @@ def fit_model_concepts(
 
     if not 0 < share <= 1:
         raise ModelError("The share of the fit to keep must lie in (0, 1].")
-    if feature_match and discriminator is None:
-        raise ModelError("Feature matching compares the critic's features: give --discriminator as well.")
     if hole_weight < 0 or tear_weight < 0:
         which, weight = ("hole", hole_weight) if hole_weight < 0 else ("tear", tear_weight)
         raise ModelError(f"The {which} term's weight must be 0 or more (got {weight}).")
-    loaded, vocabulary, data, names, start = _model_and_names(model, data_folder)
+    loaded, vocabulary, data, names, start, images, critic = _fit_inputs(
+        model, data_folder, discriminator, feature_match
+    )
     generator, train = loaded.generator, data.train_index
-    images = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32[train]))
-    if images.shape[-1] != generator.config.resolution:
-        raise ModelError("The dataset's small renders are not the generator's resolution.")
     started = time.time()
     report_step = _step_printer(steps, started, quiet)
-    critic = None if discriminator is None else load_critic(Path(discriminator), names.shape[1])
     limits, tear_reference = None, None
     if tear_weight:
         replaced = load_concepts(loaded.info, vocabulary)
@@ -640,9 +651,9 @@ def fit_layered_rows(
     from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, load_concepts
     from studio.models.format import ModelError
 
-    if feature_match and discriminator is None:
-        raise ModelError("Feature matching compares the critic's features: give --discriminator as well.")
-    loaded, vocabulary, data, names, _ = _model_and_names(model, data_folder)
+    loaded, vocabulary, data, names, _, images, critic = _fit_inputs(
+        model, data_folder, discriminator, feature_match
+    )
     table = load_concepts(loaded.info, vocabulary)
     train = data.train_index
     if table is None or not table.fitted[train].all():
@@ -651,10 +662,8 @@ def fit_layered_rows(
             "training emoji first."
         )
     generator = loaded.generator
-    images = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32[train]))
     started = time.time()
     begin = layered(torch.from_numpy(table.conditions[train]).float(), generator.places)
-    critic = None if discriminator is None else load_critic(Path(discriminator), names.shape[1])
     fitted, losses = fit_conditions(
         generator, images, begin, steps, lr, z_per_step, seed, bf16, _step_printer(steps, started, quiet),
         critic, names, 0.0, feature_match if critic is not None else 0.0,
