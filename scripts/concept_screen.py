@@ -119,6 +119,21 @@ def mean_of_rounds(per_round: list[dict], table: dict | None) -> dict:
     return row
 
 
+def screen_inputs(model_path: str, data_path: str, judge_path: str, limit: int):
+    """What a screen of the A/B's names scores with: the model, its base and upsampler (eval), the dataset, the judge,
+    ``limit`` training emoji (evaluate_model's subset), their English name embeddings and those names' projections."""
+    model = load_model(Path(model_path))
+    generator, upsampler = model.generator.eval(), model.upsampler.eval()
+    data = load_dataset(data_path)
+    judge, _ = load_judge(Path(judge_path))
+    rng = np.random.default_rng(0)  # evaluate_model's subset with limit
+    index = np.sort(rng.choice(data.train_index, min(limit, len(data.train_index)), replace=False))
+    names = torch.from_numpy(data.name_embeddings("en")[index])
+    with torch.no_grad():
+        start = generator.condition(names).float()
+    return model, generator, upsampler, data, judge, index, names, start
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="resources/models/emoji")
@@ -202,16 +217,10 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.time()
-    model = load_model(Path(args.model))
-    generator, upsampler = model.generator.eval(), model.upsampler.eval()
-    data = load_dataset(args.data)
-    judge, _ = load_judge(Path(args.judge))
-    rng = np.random.default_rng(0)  # evaluate_model's subset with limit
-    index = np.sort(rng.choice(data.train_index, min(args.limit, len(data.train_index)), replace=False))
+    model, generator, upsampler, data, judge, index, names, start = screen_inputs(
+        args.model, args.data, args.judge, args.limit
+    )
     rounds = [[int(i) + args.seed_offset + ROUND * r for i in index] for r in range(args.rounds)]
-    names = torch.from_numpy(data.name_embeddings("en")[index])
-    with torch.no_grad():
-        start = generator.condition(names).float()
     real128 = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128))
     real_feats = judge_features(judge, real128)
     table = read_concepts(Path(args.model) / "concepts.safetensors").conditions

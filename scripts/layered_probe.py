@@ -22,19 +22,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from concept_screen import score_rounds
+from concept_screen import score_rounds, screen_inputs
 
 from studio.models.cgan import rgba_uint8_to_premultiplied
 from studio.models.concepts import read_concepts
-from studio.models.format import load_model
 from studio.training.concept_fit import (
     fit_conditions,
     guard_conditions,
     layered,
     load_critic,
 )
-from studio.training.dataset import load_dataset
-from studio.training.judge import judge_features, load_judge
+from studio.training.judge import judge_features
 from studio.training.runs import bf16_if_native
 
 ROUNDS = (5_000_000, 6_000_000)
@@ -63,15 +61,10 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.time()
-    model = load_model(Path(args.model))
-    generator, upsampler = model.generator.eval(), model.upsampler.eval()
-    data = load_dataset(args.data)
-    judge, _ = load_judge(Path(args.judge))
-    index = np.sort(np.random.default_rng(0).choice(data.train_index, args.limit, replace=False))
+    model, generator, upsampler, data, judge, index, names, start = screen_inputs(
+        args.model, args.data, args.judge, args.limit
+    )
     rounds = [[int(i) + offset for i in index] for offset in ROUNDS]
-    names = torch.from_numpy(data.name_embeddings("en")[index])
-    with torch.no_grad():
-        start = generator.condition(names).float()
     real_feats = judge_features(judge, rgba_uint8_to_premultiplied(torch.from_numpy(data.images128)))
     table = torch.from_numpy(read_concepts(Path(args.model) / "concepts.safetensors").conditions[index])
     images = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32[index]))
