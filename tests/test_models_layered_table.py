@@ -261,3 +261,38 @@ def test_the_layered_screen_keeps_the_rows_that_open_few_new_dips_and_cover_the_
     assert load_concepts(info, load_vocabulary(info)).layers is None
     with pytest.raises(ModelError, match="no layered rows to screen"):
         main(argv)
+
+
+def test_a_lower_rung_keeps_the_layered_rows_and_adds_part_of_the_fit_for_the_other_concepts(tmp_path):
+    """``--layered --share S --keep-layers``: the table's layered rows stay bit for bit, and each other training
+    emoji gets its fitted layered row moved only S of the way from its plain row (the same fit, seed and steps)."""
+    from studio.models.concepts import concepts_metadata
+    from studio.training.concept_fit import fit_model_concepts, main
+
+    data_dir, data, folder = _fit_folder(tmp_path)
+    fit_model_concepts(folder, data_dir, steps=10, lr=0.2, quiet=True, share=1.0)
+    args = ["--model", str(folder), "--data", str(data_dir), "--layered", "--steps", "12", "--lr", "0.2"]
+    with pytest.raises(SystemExit):
+        main(args[:4] + ["--keep-layers"])  # only with --layered
+    whole = tmp_path / "whole"
+    shutil.copytree(folder, whole)
+    assert main([*args[:1], str(whole), *args[2:]]) == 0  # every row whole, for reference
+    info = read_model_info(folder)
+    plain = load_concepts(info, load_vocabulary(info))
+    fitted = load_concepts(read_model_info(whole), load_vocabulary(read_model_info(whole)))
+    train = data.train_index
+    assert fitted.layered.tolist() == train.tolist()
+    first = train[:3]  # the rows an earlier rung kept
+    save_concepts(folder, replace(plain, layers=fitted.layers[:3] + 0.5, layered=first.astype(np.int64)))
+    assert main(args + ["--share", "0.25", "--keep-layers"]) == 0
+    table = load_concepts(info, load_vocabulary(info))
+    assert table.layered.tolist() == train.tolist()
+    np.testing.assert_array_equal(table.layers[:3], fitted.layers[:3] + 0.5)
+    begin = np.repeat(plain.conditions[train[3:]][:, None], info.base.places, axis=1)
+    np.testing.assert_allclose(table.layers[3:], begin + 0.25 * (fitted.layers[3:] - begin), atol=1e-6)
+    assert np.abs(table.layers[3:] - fitted.layers[3:]).max() > 1e-3  # not the whole rows
+    np.testing.assert_array_equal(table.conditions, plain.conditions)
+    record = json.loads(concepts_metadata(folder / CONCEPTS_FILE)["layers"])
+    assert (record["share"], record["kept_layers"], record["kept"]) == (0.25, 3, len(train) - 3)
+    with pytest.raises(ModelError, match="share lies in"):
+        main(args + ["--share", "1.5"])

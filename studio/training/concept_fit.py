@@ -642,12 +642,16 @@ def fit_layered_rows(
     guard_tear: float | None = None,
     guard_tear_seeds: int = GUARD_TEAR_SEEDS,
     checkpoint: str | Path | None = None,
+    share: float = 1.0,
+    keep_layers: bool = False,
 ) -> dict:
     """Fit layered rows (:func:`layered`: one condition per place of the base) for the folder's table, each from the
-    table's own row of a training emoji and kept whole (share 1), guard them against those rows (with ``guard``; the
-    seeds of each row's number in the whole table), and write the rows that differ from where they started into the
-    folder's ``concepts.safetensors`` as its layered rows (studio/models/concepts.py); its plain rows, gates and
-    earlier record stay. Returns the report (also in the file's metadata under ``layers``)."""
+    table's own row of a training emoji and kept ``share`` of the way from it (1: whole), guard them against those rows
+    (with ``guard``; the seeds of each row's number in the whole table), and write the rows that differ from where they
+    started into the folder's ``concepts.safetensors`` as its layered rows (studio/models/concepts.py); its plain rows,
+    gates and earlier record stay. With ``keep_layers`` the table's layered rows stay and the fit adds rows only for
+    the concepts without one (a lower rung of a ladder: a smaller share where the whole row failed a screen); else
+    they are replaced. Returns the report (also in the file's metadata under ``layers``)."""
     from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, load_concepts
     from studio.models.format import ModelError
 
@@ -661,6 +665,8 @@ def fit_layered_rows(
             f"Layered rows start from the table's own rows: '{loaded.info.name}' needs a table fitted for every "
             "training emoji first."
         )
+    if not 0.0 < share <= 1.0:
+        raise ModelError("A layered row's share lies in (0, 1].")
     generator = loaded.generator
     started = time.time()
     begin = layered(torch.from_numpy(table.conditions[train]).float(), generator.places)
@@ -669,6 +675,8 @@ def fit_layered_rows(
         critic, names, 0.0, feature_match if critic is not None else 0.0,
         checkpoint=None if checkpoint is None else Path(checkpoint),
     )  # fmt: skip
+    if share != 1.0:  # a whole row stays bit for bit the fit's
+        fitted = torch.lerp(begin, fitted, share)
     guard_report = None
     if guard is not None:
         fitted, guard_report = guard_conditions(
@@ -676,6 +684,8 @@ def fit_layered_rows(
             tear=guard_tear, tear_seeds=guard_tear_seeds, row_numbers=torch.from_numpy(train),
         )  # fmt: skip
     kept = (fitted != begin).flatten(1).any(dim=1).numpy()
+    earlier = table.layered if keep_layers and table.layered is not None else np.zeros(0, np.int64)
+    kept &= ~np.isin(train, earlier)  # a concept with a layered row keeps it
     report = {
         "steps": steps,
         "lr": lr,
@@ -686,6 +696,7 @@ def fit_layered_rows(
         "discriminator": None if discriminator is None else str(discriminator),
         "feature_match": feature_match if discriminator is not None else 0.0,
         "fitted": len(train),
+        "share": share,
         "kept": int(kept.sum()),
         "l1_first": round(losses[0], 4),
         "l1_last": round(losses[-1], 4),
@@ -694,10 +705,20 @@ def fit_layered_rows(
         "dataset_sha256": data.manifest.get("sha256", ""),
     }
     metadata = concepts_metadata(loaded.info.path / CONCEPTS_FILE)
+    if len(earlier):  # the rows kept, with the records of the fit and screen that made them
+        report["kept_layers"] = len(earlier)
+        report["earlier"] = {
+            key: json.loads(metadata[key]) for key in ("layers", "layers_screen") if key in metadata
+        }
     metadata["layers"] = json.dumps(report)
     rows = np.ascontiguousarray(fitted[torch.from_numpy(kept)].numpy(), np.float32)
+    numbers = train[kept].astype(np.int64)
+    if len(earlier):
+        rows, numbers = np.concatenate([table.layers, rows]), np.concatenate([table.layered, numbers])
+        order = np.argsort(numbers, kind="stable")
+        rows, numbers = np.ascontiguousarray(rows[order]), numbers[order]
     # none kept: the table keeps no layered rows
-    layers, numbers = (rows, train[kept].astype(np.int64)) if kept.any() else (None, None)
+    layers, numbers = (rows, numbers) if len(numbers) else (None, None)
     save_concepts(loaded.info.path, replace(table, layers=layers, layered=numbers), metadata)
     return report
 
@@ -926,7 +947,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=LEARNING_RATE)
     parser.add_argument("--z-per-step", type=int, default=Z_PER_STEP)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--share", type=float, default=SHARE, help="how far to move towards each fit, (0, 1]")
+    parser.add_argument(
+        "--share",
+        type=float,
+        default=None,
+        help=f"how far to move towards each fit, (0, 1] (default {SHARE}; with --layered 1)",
+    )
     parser.add_argument(
         "--discriminator", default=None, help="a trainer's d_*.safetensors: add its -D term to the fit's loss"
     )
@@ -1050,6 +1076,12 @@ def main(argv: list[str] | None = None) -> int:
         "rows --guard keeps to its table",
     )
     parser.add_argument(
+        "--keep-layers",
+        action="store_true",
+        help="with --layered: keep the table's layered rows and add the fit's rows only for the concepts without one "
+        "(with a --share below 1: a lower rung for the rows the whole fit lost)",
+    )
+    parser.add_argument(
         "--screen-layers",
         action="store_true",
         help="instead of fitting: keep only the folder's layered rows that pass --screen-seeds, --screen-margin, "
@@ -1076,6 +1108,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--guard-ladder adds to a guard: give --guard as well.")
     if any(not 0 < step < 1 for step in args.guard_ladder):
         parser.error("Each --guard-ladder step must lie strictly between 0 and 1.")
+    if args.keep_layers and not args.layered:
+        parser.error("--keep-layers goes with --layered.")
     first_seeds = tuple(args.guard_first_seed or (GUARD_SEED,))
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -1130,6 +1164,7 @@ def main(argv: list[str] | None = None) -> int:
             discriminator=args.discriminator, feature_match=args.feature_match, guard=args.guard,
             guard_seeds=args.guard_seeds, guard_first_seed=first_seeds, guard_tear=args.guard_tear,
             guard_tear_seeds=args.guard_tear_seeds, checkpoint=args.checkpoint,
+            share=1.0 if args.share is None else args.share, keep_layers=args.keep_layers,
         )  # fmt: skip
         print(json.dumps(report, indent=2))
         return 0
@@ -1141,7 +1176,7 @@ def main(argv: list[str] | None = None) -> int:
         args.z_per_step,
         args.seed,
         bf16,
-        share=args.share,
+        share=SHARE if args.share is None else args.share,
         discriminator=args.discriminator,
         adv_weight=args.adv_weight,
         guard=args.guard,
