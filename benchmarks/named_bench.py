@@ -7,9 +7,10 @@ The prompts are 24 English names of training emoji whose row the last folder's t
 layered rows, else its plain rows, beside the first folder's table), spread evenly over them. Three passes, the order
 of the folders alternating from prompt to prompt; the first pass warms each prompt's reading and is not counted.
 Medians and 90th percentiles in ms (``studio.engine.bench.request_ms``: a request's wall time through the engine).
-Caveat (session 54): the engine opened last measured slower on stored images whatever its folder (a byte-identical
-copy of a candidate opened last took 140.6 ms where the candidate took 103.3), so name a copy of the reference last,
-or compare arms across two orders, before reading a gap in stored images.
+The engines are opened once per arm, in rotating order, so that each arm is opened last once: in session 54 the engine
+opened last measured slower on stored images whatever its folder (a byte-identical copy of a candidate opened last
+took 140.6 ms where the candidate took 103.3). The JSON gives each arm's numbers pooled over the rotations and, under
+``rotations``, per rotation.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from studio.training.dataset import load_dataset
 
 PROMPTS = 24
 PASSES = 3
+KINDS = ("preview", "stored")
 
 
 def changed_rows(first: Path, last: Path) -> np.ndarray:
@@ -43,6 +45,28 @@ def changed_rows(first: Path, last: Path) -> np.ndarray:
     )
 
 
+def measure(arms: dict[str, str], opened: list[str], names: list[str]) -> dict[str, dict[str, list[float]]]:
+    """Each arm's request times (ms) for ``names``, its engine opened in the order ``opened`` and closed after."""
+    engines = {name: Engine(arms[name], device="cpu") for name in opened}
+    times: dict[str, dict[str, list[float]]] = {name: {kind: [] for kind in KINDS} for name in arms}
+    try:
+        for engine in engines.values():
+            engine.wait_ready()
+        for turn in range(PASSES):
+            for i, prompt in enumerate(names):
+                for kind in KINDS:
+                    for name in list(arms) if i % 2 == 0 else list(arms)[::-1]:
+                        engine = engines[name]
+                        request = GenerationRequest(prompt, seed=turn * 7 + i, model=engine.info.model_name)
+                        ms = request_ms(engine, request, kind == "preview")
+                        if turn:
+                            times[name][kind].append(ms)
+    finally:
+        for engine in engines.values():
+            engine.close()
+    return times
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("arms", nargs="+", help="name=model folder; the first is the reference")
@@ -55,23 +79,9 @@ def main() -> int:
     rows = changed_rows(folders[0], folders[-1])
     data = load_dataset(args.data)
     names = [str(data.names[i]) for i in rows[:: max(1, len(rows) // PROMPTS)][:PROMPTS]]
-    engines = {name: Engine(folder, device="cpu") for name, folder in arms.items()}
-    times: dict[str, dict[str, list[float]]] = {name: {"preview": [], "stored": []} for name in arms}
-    try:
-        for engine in engines.values():
-            engine.wait_ready()
-        for turn in range(PASSES):
-            for i, prompt in enumerate(names):
-                for kind in ("preview", "stored"):
-                    for name in list(arms) if i % 2 == 0 else list(arms)[::-1]:
-                        engine = engines[name]
-                        request = GenerationRequest(prompt, seed=turn * 7 + i, model=engine.info.model_name)
-                        ms = request_ms(engine, request, kind == "preview")
-                        if turn:
-                            times[name][kind].append(ms)
-    finally:
-        for engine in engines.values():
-            engine.close()
+    order = list(arms)
+    rotations = [order[r + 1 :] + order[: r + 1] for r in range(len(order))]  # arm r opened last
+    runs = [measure(arms, opened, names) for opened in rotations]
 
     def summary(values: list[float]) -> dict:
         return {
@@ -85,7 +95,17 @@ def main() -> int:
         "threads": args.threads,
         "arms": {name: str(folder) for name, folder in arms.items()},
         "names": names,
-        **{name: {kind: summary(v) for kind, v in kinds.items()} for name, kinds in times.items()},
+        **{
+            name: {kind: summary([ms for run in runs for ms in run[name][kind]]) for kind in KINDS}
+            for name in arms
+        },
+        "rotations": [
+            {
+                "opened": opened,
+                **{name: {kind: summary(run[name][kind]) for kind in KINDS} for name in arms},
+            }
+            for opened, run in zip(rotations, runs)
+        ],
     }
     print(json.dumps(report, indent=1))
     return 0
