@@ -46,7 +46,8 @@ def test_shipped_folder_is_safe_and_small(model):
     # the shared keywords that spread needs)
     weights = ("generator.safetensors", "upsampler.safetensors")
     assert sum((MODEL_DIR / name).stat().st_size for name in weights) <= 40e6
-    assert sum(p.stat().st_size for p in MODEL_DIR.iterdir()) < 44 * 2**20
+    # v14's layered rows (381 x 7 x 128 floats) add 1.4 MB to the concept table
+    assert sum(p.stat().st_size for p in MODEL_DIR.iterdir()) < 46 * 2**20
     info = model.info
     assert info.name == "emoji" and info.resolution == 128 and info.channels == 4
     assert info.conditioning.kind == "text" and info.conditioning.encoder in (MINILM_ID, USE_M3_ID)
@@ -115,6 +116,27 @@ def test_reproduces_first_row_of_samples_png(model, encoder):
     assert sheet.shape == (128 * len(SAMPLE_PROMPTS), row.shape[1], 3)
     diff = np.abs(sheet[:128].astype(int) - row.astype(int))
     assert diff.max() <= 2, f"max pixel difference {diff.max()}/255"
+
+
+def test_shipped_table_draws_its_layered_rows_by_name(model, encoder):
+    """v14: 381 training emoji (rule 97's screened rows) draw a condition of their own at each of the base's places,
+    by their name; every other name draws its plain row at every place."""
+    from studio.models.concepts import ConceptConditioner, load_concepts
+    from studio.models.vocabulary import load_vocabulary
+
+    vocab = load_vocabulary(model.info)
+    table = load_concepts(model.info, vocab)
+    assert table.layers.shape == (381, 7, model.generator.config.cond_dim)
+    assert table.fitted[table.layered].all() and len(set(table.layered.tolist())) == 381
+    conditioner = ConceptConditioner(model.generator, vocab, table)
+    japan, heart = vocab.names.index("flag: Japan"), vocab.names.index("red heart")
+    assert japan in table.layered and heart not in table.layered
+    drawn = conditioner(torch.from_numpy(encoder.encode(["flag: Japan", "red heart"])))
+    assert drawn.shape == (2, 7, model.generator.config.cond_dim)
+    layer = table.layers[table.layered.tolist().index(japan)]
+    assert np.abs(layer - layer[0]).max() > 0.01  # the places differ
+    np.testing.assert_allclose(drawn[0].numpy(), layer, atol=1e-6)
+    np.testing.assert_allclose(drawn[1].numpy(), np.repeat(table.conditions[heart][None], 7, 0), atol=1e-6)
 
 
 def test_generic_prompts_draw_the_showcase_and_worded_names_do_not(model, encoder):
