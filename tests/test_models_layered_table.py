@@ -296,3 +296,77 @@ def test_a_lower_rung_keeps_the_layered_rows_and_adds_part_of_the_fit_for_the_ot
     assert (record["share"], record["kept_layers"], record["kept"]) == (0.25, 3, len(train) - 3)
     with pytest.raises(ModelError, match="share lies in"):
         main(args + ["--share", "1.5"])
+
+
+def test_added_layers_join_another_folders_rows_for_the_concepts_without_one(concept_model_dir, tmp_path):  # noqa: F811
+    """``--add-layers FOLDER``: the rows this table has stay bit for bit, FOLDER's rows come in for the other
+    concepts, and a FOLDER fitted from other plain rows, or without layered rows, is refused in one sentence."""
+    from studio.models.concepts import concepts_metadata
+    from studio.training.concept_fit import main
+
+    folder, table = _layered_copy(concept_model_dir, tmp_path, "kept", [0, 1], {2: 0.5})
+    rung, other = _layered_copy(concept_model_dir, tmp_path, "rung", [1, 2], {0: -0.7})
+    assert main(["--model", str(folder), "--add-layers", str(rung)]) == 0
+    info = read_model_info(folder)
+    joined = load_concepts(info, load_vocabulary(info))
+    assert joined.layered.tolist() == [0, 1, 2]
+    np.testing.assert_array_equal(joined.layers[:2], table.layers)  # its own rows, row 1 included
+    np.testing.assert_array_equal(joined.layers[2], other.layers[1])
+    np.testing.assert_array_equal(joined.conditions, table.conditions)
+    record = json.loads(concepts_metadata(folder / CONCEPTS_FILE)["layers_added"])
+    assert (record["added"], record["kept"]) == (1, 2)
+    moved = replace(other, conditions=other.conditions + 1.0)
+    save_concepts(rung, moved)
+    with pytest.raises(ModelError, match="other plain rows"):
+        main(["--model", str(folder), "--add-layers", str(rung)])
+    save_concepts(rung, replace(other, layers=None, layered=None))
+    with pytest.raises(ModelError, match="no layered rows to add"):
+        main(["--model", str(folder), "--add-layers", str(rung)])
+    with pytest.raises(SystemExit):
+        main(["--model", str(folder), "--add-layers", str(rung), "--layered"])
+
+
+def test_the_own_detail_floor_keeps_a_layered_row_only_where_it_keeps_the_plain_rows_detail(
+    concept_model_dir,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    """``--screen-detail D --screen-detail-own``: at each seed the layered row's picture keeps D of the plain row's own
+    interior detail per px, whatever the real emoji's; no dataset needed. (The tiny model draws no interior detail,
+    so the measure is replaced by one that differs from picture to picture: the colour channels' spread.)"""
+    import studio.training.concept_fit as concept_fit
+    from studio.engine.latents import seeded_z
+    from studio.training.concept_fit import SCREEN_SEED, main
+
+    def detail_per_px(pictures):
+        return pictures[:, :3].float().std(dim=(1, 2, 3)).numpy() + 1e-3
+
+    monkeypatch.setattr(concept_fit, "detail_per_px", detail_per_px)
+
+    folder, table = _layered_copy(concept_model_dir, tmp_path, "own", [0, 1, 2], {})
+    rng = np.random.default_rng(11)
+    layers = (table.layers + 2.0 * rng.standard_normal(table.layers.shape)).astype(np.float32)
+    save_concepts(folder, replace(table, layers=layers))
+    model = load_model(folder)
+    ratios = {}
+    with torch.no_grad():
+        for position, row in enumerate(table.layered.tolist()):
+            z = torch.cat(
+                [seeded_z(SCREEN_SEED + 3 * row + k, model.generator.config.z_dim)[None] for k in range(3)]
+            )
+            shown = model.upsampler(
+                model.generator.synthesize(z, torch.from_numpy(layers[position]).expand(3, -1, -1))
+            )
+            plain = model.upsampler(
+                model.generator.synthesize(z, torch.from_numpy(table.conditions[row]).expand(3, -1))
+            )
+            ratios[row] = float(np.min(detail_per_px(shown) / detail_per_px(plain)))
+    floor = float(np.median(list(ratios.values())))  # about half the rows keep that share of their detail
+    want = [row for row, ratio in ratios.items() if ratio >= floor + 1e-6]
+    assert 0 < len(want) < 3, ratios  # the floor chooses
+    argv = ["--model", str(folder), "--screen-layers", "--screen-seeds", "3", "--screen-margin", "1e9"]
+    assert main([*argv, "--screen-detail", str(floor + 1e-6), "--screen-detail-own"]) == 0
+    info = read_model_info(folder)
+    assert load_concepts(info, load_vocabulary(info)).layered.tolist() == want, ratios
+    with pytest.raises(SystemExit):
+        main(["--model", str(folder), "--data", str(tmp_path), "--layered", "--screen-detail-own"])

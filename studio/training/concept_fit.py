@@ -812,12 +812,14 @@ def screen_layered_rows(
     screen_net_margin: float = float("inf"),
     screen_detail: float = 0.0,
     data: str | Path | None = None,
+    detail_own: bool = False,
 ) -> dict:
     """Keep only the layered rows of the folder's table (``fit_layered_rows``) whose picture, at each of ``seeds``
     seeds of the row's own, covers half the plain row's alpha, opens no more than ``screen_margin`` wide-dip pixels where
     the plain row's picture is solid, has no more than ``screen_net_margin`` beyond it in all and (``screen_detail``
     > 0, with the dataset ``data``) keeps that share of the plain row's or the real emoji's interior detail per px,
-    whichever is less (:func:`screen_full_rows`, the second rows' screen); the rest draw their plain rows again.
+    whichever is less (:func:`screen_full_rows`, the second rows' screen), or with ``detail_own`` of the plain row's
+    own (a flat icon's marks kept even where the real emoji has less detail); the rest draw their plain rows again.
     Returns the record also stored in the file's metadata (``layers_screen``)."""
     from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, read_concepts
     from studio.models.format import ModelError
@@ -828,9 +830,13 @@ def screen_layered_rows(
         raise ModelError(f"'{model}' has no layered rows to screen; fit them with --layered first.")
     if seeds < 1 or not (np.isfinite(screen_margin) and screen_margin >= 0 and screen_net_margin >= 0):
         raise ModelError("The layered rows' screen takes 1 or more seeds and a margin of 0 or more pixels.")
-    if not 0.0 <= screen_detail <= 1.0 or (screen_detail > 0 and data is None):
+    if not 0.0 <= screen_detail <= 1.0 or (screen_detail > 0 and data is None and not detail_own):
         raise ModelError("The screen's detail floor lies in [0, 1] and needs the dataset.")
-    real_detail = _real_detail(Path(model), data) if screen_detail > 0 else None
+    real_detail = None
+    if screen_detail > 0:  # the floor is the lower of the two; +inf leaves the plain row's own
+        real_detail = (
+            np.full(len(table.conditions), np.inf) if detail_own else _real_detail(Path(model), data)
+        )
     passed = screen_full_rows(
         Path(model), table.conditions, table.place_rows(), 0.0, float("inf"), seeds, screen_margin,
         screen_net_margin, screen_detail=screen_detail, real_detail=real_detail,
@@ -841,12 +847,51 @@ def screen_layered_rows(
         "margin": float(screen_margin),
         "net_margin": float(screen_net_margin) if np.isfinite(screen_net_margin) else None,
         "detail": float(screen_detail),
+        **({"detail_of": "the plain row's own picture"} if detail_own and screen_detail > 0 else {}),
         "screened": len(table.layered),
         "kept": int(keep.sum()),
     }
     layers, numbers = (table.layers[keep], table.layered[keep]) if keep.any() else (None, None)
     metadata = {**concepts_metadata(path), "layers_screen": json.dumps(record)}
     save_concepts(Path(model), replace(table, layers=layers, layered=numbers), metadata)
+    return record
+
+
+def add_layered_rows(model: str | Path, source: str | Path) -> dict:
+    """Give the folder's table the layered rows of ``source``'s table for the concepts it has none for (a rung fitted
+    and screened apart, joined to rows already judged); both tables must hold the same plain rows. Returns the record
+    also stored in the file's metadata (``layers_added``)."""
+    from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, read_concepts
+    from studio.models.format import ModelError
+
+    path, other = Path(model) / CONCEPTS_FILE, Path(source) / CONCEPTS_FILE
+    table = read_concepts(path) if path.is_file() else None
+    rung = read_concepts(other) if other.is_file() else None
+    if table is None or rung is None or rung.layers is None:
+        raise ModelError(f"'{source}' has no layered rows to add, or '{model}' has no concept table.")
+    if not np.array_equal(table.conditions, rung.conditions):
+        raise ModelError(
+            f"'{source}' holds other plain rows than '{model}': its layered rows were fitted from them."
+        )
+    new = ~np.isin(rung.layered, table.layered if table.layered is not None else np.zeros(0, np.int64))
+    rows, numbers = rung.layers[new], rung.layered[new]
+    if table.layers is not None:
+        rows, numbers = np.concatenate([table.layers, rows]), np.concatenate([table.layered, numbers])
+    order = np.argsort(numbers, kind="stable")
+    record = {
+        "source": str(source),
+        "added": int(new.sum()),
+        "kept": 0 if table.layered is None else len(table.layered),
+        "source_records": {
+            key: json.loads(value)
+            for key, value in concepts_metadata(other).items()
+            if key in ("layers", "layers_screen")
+        },
+    }
+    metadata = {**concepts_metadata(path), "layers_added": json.dumps(record)}
+    if len(numbers):
+        table = replace(table, layers=np.ascontiguousarray(rows[order]), layered=numbers[order])
+    save_concepts(Path(model), table, metadata)
     return record
 
 
@@ -1076,6 +1121,18 @@ def main(argv: list[str] | None = None) -> int:
         "rows --guard keeps to its table",
     )
     parser.add_argument(
+        "--screen-detail-own",
+        action="store_true",
+        help="with --screen-layers and --screen-detail: the floor is the plain row's own detail, not the lower of it "
+        "and the real emoji's",
+    )
+    parser.add_argument(
+        "--add-layers",
+        metavar="FOLDER",
+        help="instead of fitting: add FOLDER's layered rows (fitted from the same plain rows) for the concepts the "
+        "folder's table has none for",
+    )
+    parser.add_argument(
         "--keep-layers",
         action="store_true",
         help="with --layered: keep the table's layered rows and add the fit's rows only for the concepts without one "
@@ -1118,9 +1175,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--screen-layers screens the folder's layered rows; it goes with no other mode.")
         record = screen_layered_rows(
             args.model, args.screen_seeds, args.screen_margin, args.screen_net_margin, args.screen_detail,
-            args.data,
+            args.data, detail_own=args.screen_detail_own,
         )  # fmt: skip
         print(json.dumps(record, indent=2))
+        return 0
+    if args.screen_detail_own:
+        parser.error("--screen-detail-own goes with --screen-layers.")
+    if args.add_layers is not None:
+        if args.layered or args.add_full is not None or args.rescale is not None:
+            parser.error("--add-layers joins another folder's layered rows; it goes with no other mode.")
+        print(json.dumps(add_layered_rows(args.model, args.add_layers), indent=2))
         return 0
     if args.data is None and args.add_full is None:
         parser.error("the following arguments are required: --data")
