@@ -712,15 +712,21 @@ def fit_layered_rows(
         }
     metadata["layers"] = json.dumps(report)
     rows = np.ascontiguousarray(fitted[torch.from_numpy(kept)].numpy(), np.float32)
-    numbers = train[kept].astype(np.int64)
-    if len(earlier):
-        rows, numbers = np.concatenate([table.layers, rows]), np.concatenate([table.layered, numbers])
-        order = np.argsort(numbers, kind="stable")
-        rows, numbers = np.ascontiguousarray(rows[order]), numbers[order]
-    # none kept: the table keeps no layered rows
-    layers, numbers = (rows, numbers) if len(numbers) else (None, None)
-    save_concepts(loaded.info.path, replace(table, layers=layers, layered=numbers), metadata)
+    base = table if len(earlier) else replace(table, layers=None, layered=None)
+    save_concepts(loaded.info.path, _with_layers(base, rows, train[kept]), metadata)
     return report
+
+
+def _with_layers(table, rows: np.ndarray, numbers: np.ndarray):
+    """``table`` with the layered rows ``rows`` of the concepts ``numbers`` joined to its own, in row-number order
+    (none at all: a table without layered rows)."""
+    numbers = np.asarray(numbers, np.int64)
+    if table.layers is not None:
+        rows, numbers = np.concatenate([table.layers, rows]), np.concatenate([table.layered, numbers])
+    if not len(numbers):
+        return replace(table, layers=None, layered=None)
+    order = np.argsort(numbers, kind="stable")
+    return replace(table, layers=np.ascontiguousarray(rows[order], np.float32), layered=numbers[order])
 
 
 def add_full_rows(
@@ -874,24 +880,15 @@ def add_layered_rows(model: str | Path, source: str | Path) -> dict:
             f"'{source}' holds other plain rows than '{model}': its layered rows were fitted from them."
         )
     new = ~np.isin(rung.layered, table.layered if table.layered is not None else np.zeros(0, np.int64))
-    rows, numbers = rung.layers[new], rung.layered[new]
-    if table.layers is not None:
-        rows, numbers = np.concatenate([table.layers, rows]), np.concatenate([table.layered, numbers])
-    order = np.argsort(numbers, kind="stable")
+    made = concepts_metadata(other)
     record = {
         "source": str(source),
         "added": int(new.sum()),
         "kept": 0 if table.layered is None else len(table.layered),
-        "source_records": {
-            key: json.loads(value)
-            for key, value in concepts_metadata(other).items()
-            if key in ("layers", "layers_screen")
-        },
+        "source_records": {key: json.loads(made[key]) for key in ("layers", "layers_screen") if key in made},
     }
     metadata = {**concepts_metadata(path), "layers_added": json.dumps(record)}
-    if len(numbers):
-        table = replace(table, layers=np.ascontiguousarray(rows[order]), layered=numbers[order])
-    save_concepts(Path(model), table, metadata)
+    save_concepts(Path(model), _with_layers(table, rung.layers[new], rung.layered[new]), metadata)
     return record
 
 
