@@ -15,6 +15,7 @@ import pytest
 import torch
 from conftest import TINY_NAME, open_engine
 from test_models_concepts import (  # noqa: F401 - concept_model_dir is a fixture
+    NAMES,
     _embed,
     _fit_folder,
     _toward,
@@ -218,8 +219,9 @@ def test_the_layered_screen_keeps_the_rows_that_open_few_new_dips_and_cover_the_
     rng = np.random.default_rng(5)
     folder, table = _layered_copy(concept_model_dir, tmp_path, "screened", [0, 1, 2], {})
     layers = (table.layers + 3.0 * rng.standard_normal(table.layers.shape)).astype(np.float32)
-    save_concepts(folder, replace(table, layers=layers))
-    table = replace(table, layers=layers)
+    lent = np.asarray([False, True, False])  # the screen keeps each kept row's flag
+    save_concepts(folder, replace(table, layers=layers, lent=lent))
+    table = replace(table, layers=layers, lent=lent)
     model = load_model(folder)
     worst = {}
     with torch.no_grad():
@@ -254,6 +256,9 @@ def test_the_layered_screen_keeps_the_rows_that_open_few_new_dips_and_cover_the_
     screened = load_concepts(info, load_vocabulary(info))
     assert screened.layered.tolist() == want
     np.testing.assert_array_equal(screened.layers, layers[want])
+    assert screened.lends_all == bool(lent[want].all())
+    if not screened.lends_all:
+        np.testing.assert_array_equal(screened.lent, lent[want])
     np.testing.assert_array_equal(screened.conditions, table.conditions)
     record = json.loads(concepts_metadata(folder / CONCEPTS_FILE)["layers_screen"])
     assert (record["screened"], record["kept"], record["seeds"]) == (3, 1, 3)
@@ -283,10 +288,12 @@ def test_a_lower_rung_keeps_the_layered_rows_and_adds_part_of_the_fit_for_the_ot
     train = data.train_index
     assert fitted.layered.tolist() == train.tolist()
     first = train[:3]  # the rows an earlier rung kept
-    save_concepts(folder, replace(plain, layers=fitted.layers[:3] + 0.5, layered=first.astype(np.int64)))
+    kept = replace(plain, layers=fitted.layers[:3] + 0.5, layered=first.astype(np.int64))
+    save_concepts(folder, replace(kept, lent=np.asarray([True, False, True])))
     assert main(args + ["--share", "0.25", "--keep-layers"]) == 0
     table = load_concepts(info, load_vocabulary(info))
     assert table.layered.tolist() == train.tolist()
+    assert table.lent.tolist() == [True, False] + [True] * (len(train) - 2)  # the new rows are lent
     np.testing.assert_array_equal(table.layers[:3], fitted.layers[:3] + 0.5)
     begin = np.repeat(plain.conditions[train[3:]][:, None], info.base.places, axis=1)
     np.testing.assert_allclose(table.layers[3:], begin + 0.25 * (fitted.layers[3:] - begin), atol=1e-6)
@@ -314,7 +321,16 @@ def test_added_layers_join_another_folders_rows_for_the_concepts_without_one(con
     np.testing.assert_array_equal(joined.layers[2], other.layers[1])
     np.testing.assert_array_equal(joined.conditions, table.conditions)
     record = json.loads(concepts_metadata(folder / CONCEPTS_FILE)["layers_added"])
-    assert (record["added"], record["kept"]) == (1, 2)
+    assert (record["added"], record["kept"], record["lent"]) == (1, 2, True)
+    assert joined.lent is None and "lent" not in _tensor_names(folder)  # every row lent: the file as before
+    own, _ = _layered_copy(concept_model_dir, tmp_path, "own", [0, 1], {2: 0.5})
+    assert main(["--model", str(own), "--add-layers", str(rung), "--own-names-only"]) == 0
+    kept = load_concepts(read_model_info(own), load_vocabulary(read_model_info(own)))
+    np.testing.assert_array_equal(kept.layers, joined.layers)
+    assert kept.lent.tolist() == [True, True, False]  # only the added row is kept to its own name
+    assert json.loads(concepts_metadata(own / CONCEPTS_FILE)["layers_added"])["lent"] is False
+    with pytest.raises(SystemExit):
+        main(["--model", str(own), "--screen-layers", "--own-names-only"])
     moved = replace(other, conditions=other.conditions + 1.0)
     save_concepts(rung, moved)
     with pytest.raises(ModelError, match="other plain rows"):
@@ -370,3 +386,62 @@ def test_the_own_detail_floor_keeps_a_layered_row_only_where_it_keeps_the_plain_
     assert load_concepts(info, load_vocabulary(info)).layered.tolist() == want, ratios
     with pytest.raises(SystemExit):
         main(["--model", str(folder), "--data", str(tmp_path), "--layered", "--screen-detail-own"])
+
+
+def _tensor_names(folder) -> set[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(folder / CONCEPTS_FILE), framework="numpy") as handle:
+        return set(handle.keys())
+
+
+def test_a_layered_row_that_is_not_lent_draws_its_own_name_and_lends_only_its_plain_row(
+    concept_model_dir,  # noqa: F811
+    tmp_path,
+):
+    """A layered row marked not lent (``concept_fit --add-layers --own-names-only``): a prompt whose nearest name of all
+    is the row's own draws the layered row; one that borrows it at the table's gate (a held-out emoji's name) takes
+    its plain row at every place, while a lent row is borrowed layered; the flags survive the file."""
+    folder, table = _layered_copy(concept_model_dir, tmp_path, "lent", [0, 2], {0: 1.5, 4: -2.0})
+    layers = table.layers.copy()
+    layers[1] -= 1.0  # rocket's layered row differs from its plain row too
+    table = replace(table, layers=layers, lent=np.asarray([True, False]), low=0.5, high=0.6)
+    save_concepts(folder, table)
+    info = read_model_info(folder)
+    read = load_concepts(info, load_vocabulary(info))
+    assert read.lent.tolist() == [True, False] and "lent" in _tensor_names(folder)
+    conditioner = ConceptConditioner(load_model(folder).generator, load_vocabulary(info), table)
+    to_rocket, to_cat = _toward("pizza", "rocket", 0.75), _toward("pizza", "cat face", 0.75)
+    assert conditioner.gate(to_rocket) == (NAMES.index("rocket"), 1.0)  # borrowed whole, at the table's gate
+    cat, gate = conditioner.gate(to_cat)
+    assert cat == NAMES.index("cat face") and gate > 0.9
+    prompts = torch.from_numpy(np.stack([_embed("rocket"), to_rocket, to_cat, _embed("cat face")]))
+    with torch.no_grad():
+        got = conditioner(prompts)
+        projected = conditioner.layered(load_model(folder).generator.condition(prompts[2:3]).float())
+    rocket_plain = np.repeat(table.conditions[NAMES.index("rocket")][None], info.base.places, 0)
+    np.testing.assert_array_equal(got[0].numpy(), layers[1])  # its own name: the layered row
+    np.testing.assert_array_equal(got[1].numpy(), rocket_plain)  # borrowed: the plain row at every place
+    borrowed = torch.lerp(projected, torch.from_numpy(layers[:1]), gate)  # a lent row is borrowed layered
+    torch.testing.assert_close(got[2:3], borrowed, rtol=0, atol=0)
+    np.testing.assert_array_equal(got[3].numpy(), layers[0])
+    assert np.abs(layers[1] - rocket_plain).max() > 0.5
+    save_concepts(folder, replace(table, lent=None))  # every row lent: no flags in the file
+    assert "lent" not in _tensor_names(folder)
+
+
+@pytest.mark.parametrize("flags", [[2, 1], [1], [[1, 0]]])
+def test_damaged_lent_flags_are_refused_in_one_sentence(concept_model_dir, tmp_path, flags):  # noqa: F811
+    from safetensors import safe_open
+
+    from studio.models.tensor_file import save_tensors
+
+    folder, _ = _layered_copy(concept_model_dir, tmp_path, "flags", [0, 2], {0: 1.0})
+    path = folder / CONCEPTS_FILE
+    with safe_open(str(path), framework="numpy") as handle:
+        tensors, meta = {k: handle.get_tensor(k) for k in handle.keys()}, handle.metadata()
+    save_tensors(path, {**tensors, "lent": np.asarray(flags, np.uint8)}, meta)
+    info = read_model_info(folder)
+    with pytest.raises(ModelError, match="lent flags") as caught:
+        load_concepts(info, load_vocabulary(info))
+    assert str(caught.value).count(". ") == 0

@@ -36,6 +36,9 @@ as StyleGAN's W+), fitted from the plain row and guarded against it (studio/trai
 ``fit_layered_rows``). A table with them draws every prompt with layered conditions: the projection and the plain
 rows at every place, the layered rows where the table has them, the gate and spread's mix applied place by place.
 The plain ``conditions`` keep each layered concept's plain row, which an app that predates layered rows draws.
+A layered row may be marked as not lent (``lent``, session 56): only a prompt whose nearest name of all is the row's
+own draws it; a prompt that borrows the row (a held-out emoji's name) takes its plain row at every place, as it
+takes the first row of a table with second rows.
 """
 
 from __future__ import annotations
@@ -81,22 +84,32 @@ class ConceptConditions:
     # their plain rows (None: the table has none)
     layers: np.ndarray | None = None
     layered: np.ndarray | None = None
+    # K bool: whether a prompt that borrows layered row k (its nearest name of all is another's) draws it, or the
+    # plain row at every place (None: every layered row is lent)
+    lent: np.ndarray | None = None
 
     @property
     def places(self) -> int | None:
         """How many places a layered row has (None: the table has no layered rows)."""
         return None if self.layers is None else int(self.layers.shape[1])
 
-    def place_rows(self, rows: np.ndarray | None = None) -> np.ndarray:
-        """The table's rows at every place (V x places x cond_dim): the plain conditions with the layered rows in,
-        or ``rows`` (V x cond_dim: the second rows, fitted plain) as they are at every place."""
+    def place_rows(self, rows: np.ndarray | None = None, lent_only: bool = False) -> np.ndarray:
+        """The table's rows at every place (V x places x cond_dim): the plain conditions with the layered rows in
+        (with ``lent_only``, only the rows that are lent), or ``rows`` (V x cond_dim: the second rows, fitted plain)
+        as they are at every place."""
         places = self.places or 1
         placed = np.repeat(
             np.asarray(self.conditions if rows is None else rows, np.float32)[:, None], places, 1
         )
         if rows is None and self.layers is not None:
-            placed[self.layered] = self.layers
+            shown = np.ones(len(self.layered), bool) if self.lent is None or not lent_only else self.lent
+            placed[self.layered[shown]] = self.layers[shown]
         return placed
+
+    @property
+    def lends_all(self) -> bool:
+        """Whether a prompt that borrows a row draws it as its own name does (no layered row is kept to its own)."""
+        return self.lent is None or bool(np.all(self.lent))
 
     def gate(self, cosine: np.ndarray, concept: int | np.ndarray | None = None) -> np.ndarray:
         """How much of the fitted condition a prompt this close (cosine) to concept ``concept``'s name takes."""
@@ -117,7 +130,10 @@ class ConceptConditioner:
         self._rows = self._table_rows()
         # matching scans every name in every language (tens of ms): a dragged slider repeats its prompt
         self._nearest = lru_cache(maxsize=cache_size)(self._find)
-        self._borrowed: torch.Tensor | None = None  # the rows a prompt that borrows a row takes (None: these)
+        # the rows a prompt that borrows a row takes (None: these): the plain rows where a layered one is not lent
+        self._borrowed: torch.Tensor | None = None
+        if self.places is not None and not table.lends_all:
+            self._borrowed = torch.from_numpy(table.place_rows(lent_only=True))
 
     def full_rows(self) -> ConceptConditioner | None:
         """The same conditioner drawing the table's second rows (``full``) instead of its first for prompts whose row
@@ -127,7 +143,7 @@ class ConceptConditioner:
             return None
         other = copy.copy(self)
         other._rows = self._table_rows(self.table.full)
-        other._borrowed = self._rows
+        other._borrowed = self._rows if self._borrowed is None else self._borrowed
         return other
 
     def _table_rows(self, rows: np.ndarray | None = None) -> torch.Tensor:
@@ -246,6 +262,8 @@ def save_concepts(folder: Path, table: ConceptConditions, metadata: dict[str, st
     if table.layers is not None:
         tensors["layers"] = np.ascontiguousarray(table.layers, np.float32)
         tensors["layered"] = np.ascontiguousarray(table.layered, np.int64)
+        if not table.lends_all:
+            tensors["lent"] = np.ascontiguousarray(table.lent, np.uint8)
     if table.full is not None:
         tensors["full"] = np.ascontiguousarray(table.full, np.float32)
         meta["full_margin"] = repr(float(table.full_margin))
@@ -309,6 +327,7 @@ def read_concepts(path: Path, where: str = "The concept conditions") -> ConceptC
             has_layers = "layers" in handle.keys() or "layered" in handle.keys()
             layers = handle.get_tensor("layers").astype(np.float32) if has_layers else None
             layered = handle.get_tensor("layered") if has_layers else None
+            lent = handle.get_tensor("lent") if "lent" in handle.keys() else None
         low, high = float(meta.get("low", DEFAULT_LOW)), float(meta.get("high", DEFAULT_HIGH))
         margin = float(meta.get("full_margin", "0"))
         net_margin = float(meta.get("full_net_margin", "inf"))
@@ -333,8 +352,15 @@ def read_concepts(path: Path, where: str = "The concept conditions") -> ConceptC
     if layers is not None:
         _check_layers(layers, layered, fitted, conditions.shape[1], where)
         layered = layered.astype(np.int64)
+    if lent is not None:
+        flags = lent.dtype.kind in "uib" and np.isin(lent, (0, 1)).all()
+        if layers is None or lent.shape != (len(layers),) or not flags:
+            raise UntrustedInputError(
+                f"{where} are damaged (the lent flags need one 0 or 1 per layered row)."
+            )
+        lent = lent.astype(bool)
     return ConceptConditions(
-        conditions, fitted, low, high, row_low, row_high, full, margin, net_margin, layers, layered
+        conditions, fitted, low, high, row_low, row_high, full, margin, net_margin, layers, layered, lent
     )
 
 

@@ -712,21 +712,30 @@ def fit_layered_rows(
         }
     metadata["layers"] = json.dumps(report)
     rows = np.ascontiguousarray(fitted[torch.from_numpy(kept)].numpy(), np.float32)
-    base = table if len(earlier) else replace(table, layers=None, layered=None)
+    base = table if len(earlier) else replace(table, layers=None, layered=None, lent=None)
     save_concepts(loaded.info.path, _with_layers(base, rows, train[kept]), metadata)
     return report
 
 
-def _with_layers(table, rows: np.ndarray, numbers: np.ndarray):
+def _with_layers(table, rows: np.ndarray, numbers: np.ndarray, lent: bool = True):
     """``table`` with the layered rows ``rows`` of the concepts ``numbers`` joined to its own, in row-number order
-    (none at all: a table without layered rows)."""
+    (none at all: a table without layered rows); the joined rows are lent to prompts that borrow them, or (``lent``
+    False) drawn only for their own names (studio/models/concepts.py ``lent``)."""
     numbers = np.asarray(numbers, np.int64)
+    flags = np.full(len(numbers), lent)
     if table.layers is not None:
+        earlier = np.ones(len(table.layered), bool) if table.lent is None else table.lent
         rows, numbers = np.concatenate([table.layers, rows]), np.concatenate([table.layered, numbers])
+        flags = np.concatenate([earlier, flags])
     if not len(numbers):
-        return replace(table, layers=None, layered=None)
+        return replace(table, layers=None, layered=None, lent=None)
     order = np.argsort(numbers, kind="stable")
-    return replace(table, layers=np.ascontiguousarray(rows[order], np.float32), layered=numbers[order])
+    return replace(
+        table,
+        layers=np.ascontiguousarray(rows[order], np.float32),
+        layered=numbers[order],
+        lent=None if flags.all() else flags[order],
+    )
 
 
 def add_full_rows(
@@ -857,16 +866,19 @@ def screen_layered_rows(
         "screened": len(table.layered),
         "kept": int(keep.sum()),
     }
-    layers, numbers = (table.layers[keep], table.layered[keep]) if keep.any() else (None, None)
+    lent = None if table.lent is None or table.lent[keep].all() else table.lent[keep]
+    rows = (table.layers[keep], table.layered[keep], lent) if keep.any() else (None, None, None)
     metadata = {**concepts_metadata(path), "layers_screen": json.dumps(record)}
-    save_concepts(Path(model), replace(table, layers=layers, layered=numbers), metadata)
+    save_concepts(Path(model), replace(table, layers=rows[0], layered=rows[1], lent=rows[2]), metadata)
     return record
 
 
-def add_layered_rows(model: str | Path, source: str | Path) -> dict:
+def add_layered_rows(model: str | Path, source: str | Path, lent: bool = True) -> dict:
     """Give the folder's table the layered rows of ``source``'s table for the concepts it has none for (a rung fitted
-    and screened apart, joined to rows already judged); both tables must hold the same plain rows. Returns the record
-    also stored in the file's metadata (``layers_added``)."""
+    and screened apart, joined to rows already judged); both tables must hold the same plain rows. With ``lent``
+    False the joined rows draw only their own names: a prompt that borrows one (a held-out emoji's name) takes its
+    plain row (studio/models/concepts.py ``lent``). Returns the record also stored in the file's metadata
+    (``layers_added``)."""
     from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, read_concepts
     from studio.models.format import ModelError
 
@@ -885,10 +897,11 @@ def add_layered_rows(model: str | Path, source: str | Path) -> dict:
         "source": str(source),
         "added": int(new.sum()),
         "kept": 0 if table.layered is None else len(table.layered),
+        "lent": bool(lent),
         "source_records": {key: json.loads(made[key]) for key in ("layers", "layers_screen") if key in made},
     }
     metadata = {**concepts_metadata(path), "layers_added": json.dumps(record)}
-    save_concepts(Path(model), _with_layers(table, rung.layers[new], rung.layered[new]), metadata)
+    save_concepts(Path(model), _with_layers(table, rung.layers[new], rung.layered[new], lent), metadata)
     return record
 
 
@@ -1130,6 +1143,12 @@ def main(argv: list[str] | None = None) -> int:
         "folder's table has none for",
     )
     parser.add_argument(
+        "--own-names-only",
+        action="store_true",
+        help="with --add-layers: the added rows draw only their own names; a prompt that borrows one (a held-out "
+        "emoji's name) takes its plain row",
+    )
+    parser.add_argument(
         "--keep-layers",
         action="store_true",
         help="with --layered: keep the table's layered rows and add the fit's rows only for the concepts without one "
@@ -1164,6 +1183,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("Each --guard-ladder step must lie strictly between 0 and 1.")
     if args.keep_layers and not args.layered:
         parser.error("--keep-layers goes with --layered.")
+    if args.own_names_only and args.add_layers is None:
+        parser.error("--own-names-only goes with --add-layers.")
     first_seeds = tuple(args.guard_first_seed or (GUARD_SEED,))
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -1181,7 +1202,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.add_layers is not None:
         if args.layered or args.add_full is not None or args.rescale is not None:
             parser.error("--add-layers joins another folder's layered rows; it goes with no other mode.")
-        print(json.dumps(add_layered_rows(args.model, args.add_layers), indent=2))
+        print(json.dumps(add_layered_rows(args.model, args.add_layers, not args.own_names_only), indent=2))
         return 0
     if args.data is None and args.add_full is None:
         parser.error("the following arguments are required: --data")
