@@ -445,3 +445,53 @@ def test_damaged_lent_flags_are_refused_in_one_sentence(concept_model_dir, tmp_p
     with pytest.raises(ModelError, match="lent flags") as caught:
         load_concepts(info, load_vocabulary(info))
     assert str(caught.value).count(". ") == 0
+
+
+def test_the_mean_dips_screen_keeps_a_layered_row_only_where_it_adds_no_dips_on_average(
+    concept_model_dir,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    """``--screen-layers --screen-mean-dips``: besides the per-seed margins, a row fails when its pictures at its own
+    seeds have more deep-dip px on average than the plain row's (the tiny model draws no dips, so the count is replaced
+    by one that differs from picture to picture: its mean alpha, scaled)."""
+    import studio.models.holes as holes
+    from studio.engine.latents import seeded_z
+    from studio.training.concept_fit import SCREEN_SEED, main, screen_full_rows
+
+    def count(pictures, closing):
+        assert closing == holes.TEAR_CLOSING
+        return (pictures[:, 3].mean((1, 2)) + 1) * 500
+
+    monkeypatch.setattr(holes, "deep_dips", count)
+    monkeypatch.setattr(holes, "covers", lambda second, first: torch.ones(len(second), dtype=torch.bool))
+    rng = np.random.default_rng(5)
+    folder, table = _layered_copy(concept_model_dir, tmp_path, "dips", [0, 1, 2], {})
+    layers = (table.layers + 3.0 * rng.standard_normal(table.layers.shape)).astype(np.float32)
+    table = replace(table, layers=layers)
+    save_concepts(folder, table)
+    model = load_model(folder)
+    plain = np.repeat(table.conditions[:, None], layers.shape[1], 1)
+    added = {}
+    with torch.no_grad():
+        for position, row in enumerate(table.layered.tolist()):
+            z = torch.cat(
+                [seeded_z(SCREEN_SEED + 3 * row + k, model.generator.config.z_dim)[None] for k in range(3)]
+            )
+            pictures = [
+                model.upsampler(model.generator.synthesize(z, torch.from_numpy(c).expand(3, *c.shape[1:])))
+                for c in (plain[row : row + 1], layers[position : position + 1])
+            ]
+            added[row] = float((count(pictures[1], holes.TEAR_CLOSING) - count(pictures[0], 7)).mean())
+    want = [row for row, value in added.items() if value <= 0]
+    assert 0 < len(want) < 3, added  # the rows differ, so the screen has something to choose
+    loose = dict(margin=0.0, net_margin=float("inf"), seeds=3, screen_margin=1e9)
+    passed = screen_full_rows(folder, table.conditions, table.place_rows(), **loose, mean_dips=True)
+    assert np.flatnonzero(passed & table.fitted).tolist() == want and passed[~table.fitted].all()
+    assert screen_full_rows(folder, table.conditions, table.place_rows(), **loose)[table.layered].all()
+    argv = ["--model", str(folder), "--screen-layers", "--screen-seeds", "3", "--screen-margin", "1e9"]
+    assert main([*argv, "--screen-mean-dips"]) == 0
+    info = read_model_info(folder)
+    assert load_concepts(info, load_vocabulary(info)).layered.tolist() == want
+    with pytest.raises(SystemExit):
+        main(["--model", str(folder), "--screen-mean-dips"])

@@ -828,14 +828,17 @@ def screen_layered_rows(
     screen_detail: float = 0.0,
     data: str | Path | None = None,
     detail_own: bool = False,
+    mean_dips: bool = False,
 ) -> dict:
     """Keep only the layered rows of the folder's table (``fit_layered_rows``) whose picture, at each of ``seeds``
     seeds of the row's own, covers half the plain row's alpha, opens no more than ``screen_margin`` wide-dip pixels where
     the plain row's picture is solid, has no more than ``screen_net_margin`` beyond it in all and (``screen_detail``
     > 0, with the dataset ``data``) keeps that share of the plain row's or the real emoji's interior detail per px,
     whichever is less (:func:`screen_full_rows`, the second rows' screen), or with ``detail_own`` of the plain row's
-    own (a flat icon's marks kept even where the real emoji has less detail); the rest draw their plain rows again.
-    Returns the record also stored in the file's metadata (``layers_screen``)."""
+    own (a flat icon's marks kept even where the real emoji has less detail), and (``mean_dips``) whose pictures have
+    no more deep-dip px on average over those seeds than the plain row's (a row may not add a few holes at every
+    seed); the rest draw their plain rows again. Returns the record also stored in the file's metadata
+    (``layers_screen``)."""
     from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, read_concepts
     from studio.models.format import ModelError
 
@@ -854,7 +857,7 @@ def screen_layered_rows(
         )
     passed = screen_full_rows(
         Path(model), table.conditions, table.place_rows(), 0.0, float("inf"), seeds, screen_margin,
-        screen_net_margin, screen_detail=screen_detail, real_detail=real_detail,
+        screen_net_margin, screen_detail=screen_detail, real_detail=real_detail, mean_dips=mean_dips,
     )  # fmt: skip
     keep = passed[table.layered]
     record = {
@@ -863,6 +866,7 @@ def screen_layered_rows(
         "net_margin": float(screen_net_margin) if np.isfinite(screen_net_margin) else None,
         "detail": float(screen_detail),
         **({"detail_of": "the plain row's own picture"} if detail_own and screen_detail > 0 else {}),
+        **({"mean_dips": "no more than the plain row's"} if mean_dips else {}),
         "screened": len(table.layered),
         "kept": int(keep.sum()),
     }
@@ -918,6 +922,7 @@ def screen_full_rows(
     batch: int = 128,
     screen_detail: float = 0.0,
     real_detail: np.ndarray | None = None,
+    mean_dips: bool = False,
 ) -> np.ndarray:
     """Per row of the two tables (conditions, as the engine draws a prompt whose row is its own): whether at each of
     ``seeds`` seeds of the row's own (``SCREEN_SEED + seeds x row + k``) the second row's picture (128 px, through
@@ -925,7 +930,8 @@ def screen_full_rows(
     ``screen_margin`` wide-dip pixels where the first row's picture is solid, and (when ``screen_net_margin`` is
     finite) has no more than that many beyond the first's in all, and (``screen_detail`` > 0) keeps at least that
     share of the interior detail per px of the first's picture or of ``real_detail[row]`` (the real emoji's),
-    whichever is less. Rows that are equal pass. ``second`` may hold layered rows (V x places x cond_dim): their
+    whichever is less, and (``mean_dips``) has no more deep-dip px (``holes.deep_dips`` at ``TEAR_CLOSING``, the hearts'
+    count) on average over the seeds than the first's. Rows that are equal pass. ``second`` may hold layered rows (V x places x cond_dim): their
     picture is then shown as drawn, nothing filled, wherever it covers half the first's alpha (``holes.covers``;
     ``margin`` and ``net_margin`` unused), as the engine draws a table's layered rows."""
     from studio.models import holes
@@ -941,6 +947,9 @@ def screen_full_rows(
     differs = np.flatnonzero((plain != second).reshape(len(first), -1).any(axis=1))
     pairs = [(int(row), k) for row in differs for k in range(seeds)]
     passed = np.ones(len(first), dtype=bool)
+    added = np.zeros(
+        len(first)
+    )  # deep-dip px the shown pictures have beyond the first's, summed over the seeds
     for start in range(0, len(pairs), batch):
         chunk = pairs[start : start + batch]
         which = np.array([row for row, _ in chunk])
@@ -960,6 +969,13 @@ def screen_full_rows(
             floor = np.minimum(detail_per_px(pictures[0]), real_detail[which])
             fails |= torch.from_numpy(detail_per_px(shown) < screen_detail * floor)
         passed[which[fails.numpy()]] = False
+        if mean_dips:
+            more = holes.deep_dips(shown, holes.TEAR_CLOSING) - holes.deep_dips(
+                pictures[0], holes.TEAR_CLOSING
+            )
+            np.add.at(added, which, more.double().numpy())
+    if mean_dips:
+        passed &= added <= 0
     return passed
 
 
@@ -1137,6 +1153,12 @@ def main(argv: list[str] | None = None) -> int:
         "and the real emoji's",
     )
     parser.add_argument(
+        "--screen-mean-dips",
+        action="store_true",
+        help="with --screen-layers: a row also fails when its pictures have more deep-dip px on average over its seeds "
+        "than the plain row's",
+    )
+    parser.add_argument(
         "--add-layers",
         metavar="FOLDER",
         help="instead of fitting: add FOLDER's layered rows (fitted from the same plain rows) for the concepts the "
@@ -1193,12 +1215,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--screen-layers screens the folder's layered rows; it goes with no other mode.")
         record = screen_layered_rows(
             args.model, args.screen_seeds, args.screen_margin, args.screen_net_margin, args.screen_detail,
-            args.data, detail_own=args.screen_detail_own,
+            args.data, detail_own=args.screen_detail_own, mean_dips=args.screen_mean_dips,
         )  # fmt: skip
         print(json.dumps(record, indent=2))
         return 0
-    if args.screen_detail_own:
-        parser.error("--screen-detail-own goes with --screen-layers.")
+    if args.screen_detail_own or args.screen_mean_dips:
+        parser.error("--screen-detail-own and --screen-mean-dips go with --screen-layers.")
     if args.add_layers is not None:
         if args.layered or args.add_full is not None or args.rescale is not None:
             parser.error("--add-layers joins another folder's layered rows; it goes with no other mode.")
