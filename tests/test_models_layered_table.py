@@ -329,6 +329,9 @@ def test_added_layers_join_another_folders_rows_for_the_concepts_without_one(con
     np.testing.assert_array_equal(kept.layers, joined.layers)
     assert kept.lent.tolist() == [True, True, False]  # only the added row is kept to its own name
     assert json.loads(concepts_metadata(own / CONCEPTS_FILE)["layers_added"])["lent"] is False
+    assert main(["--model", str(own), "--add-layers", str(rung)]) == 0  # a second rung: nothing new to add
+    record = json.loads(concepts_metadata(own / CONCEPTS_FILE)["layers_added"])
+    assert (record["added"], record["lent"], record["earlier"]["lent"]) == (0, True, False)
     with pytest.raises(SystemExit):
         main(["--model", str(own), "--screen-layers", "--own-names-only"])
     moved = replace(other, conditions=other.conditions + 1.0)

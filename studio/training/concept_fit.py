@@ -904,7 +904,10 @@ def add_layered_rows(model: str | Path, source: str | Path, lent: bool = True) -
         "lent": bool(lent),
         "source_records": {key: json.loads(made[key]) for key in ("layers", "layers_screen") if key in made},
     }
-    metadata = {**concepts_metadata(path), "layers_added": json.dumps(record)}
+    metadata = concepts_metadata(path)
+    if "layers_added" in metadata:  # a second rung joined: the first one's record stays inside this one
+        record["earlier"] = json.loads(metadata["layers_added"])
+    metadata["layers_added"] = json.dumps(record)
     save_concepts(Path(model), _with_layers(table, rung.layers[new], rung.layered[new], lent), metadata)
     return record
 
