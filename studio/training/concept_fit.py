@@ -933,10 +933,11 @@ def screen_full_rows(
     ``screen_margin`` wide-dip pixels where the first row's picture is solid, and (when ``screen_net_margin`` is
     finite) has no more than that many beyond the first's in all, and (``screen_detail`` > 0) keeps at least that
     share of the interior detail per px of the first's picture or of ``real_detail[row]`` (the real emoji's),
-    whichever is less, and (``mean_dips``) has no more deep-dip px (``holes.deep_dips`` at ``TEAR_CLOSING``, the hearts'
-    count) on average over the seeds than the first's. Rows that are equal pass. ``second`` may hold layered rows (V x places x cond_dim): their
-    picture is then shown as drawn, nothing filled, wherever it covers half the first's alpha (``holes.covers``;
-    ``margin`` and ``net_margin`` unused), as the engine draws a table's layered rows."""
+    whichever is less, and (``mean_dips``) has no more deep-dip px (``holes.deep_dips`` at ``TEAR_CLOSING``, the
+    hearts' count) on average over the seeds than the first's. Rows that are equal pass. ``second`` may hold layered
+    rows (V x places x cond_dim): their picture is then shown as drawn, nothing filled, wherever it covers half the
+    first's alpha (``holes.covers``; ``margin`` and ``net_margin`` unused), as the engine draws a table's layered
+    rows."""
     from studio.models import holes
     from studio.models.format import load_model
     from studio.training.evaluate import latents
@@ -950,9 +951,8 @@ def screen_full_rows(
     differs = np.flatnonzero((plain != second).reshape(len(first), -1).any(axis=1))
     pairs = [(int(row), k) for row in differs for k in range(seeds)]
     passed = np.ones(len(first), dtype=bool)
-    added = np.zeros(
-        len(first)
-    )  # deep-dip px the shown pictures have beyond the first's, summed over the seeds
+    # deep-dip px the shown pictures have beyond the first's, summed over the seeds
+    added = np.zeros(len(first))
     for start in range(0, len(pairs), batch):
         chunk = pairs[start : start + batch]
         which = np.array([row for row, _ in chunk])
@@ -973,9 +973,8 @@ def screen_full_rows(
             fails |= torch.from_numpy(detail_per_px(shown) < screen_detail * floor)
         passed[which[fails.numpy()]] = False
         if mean_dips:
-            more = holes.deep_dips(shown, holes.TEAR_CLOSING) - holes.deep_dips(
-                pictures[0], holes.TEAR_CLOSING
-            )
+            closing = holes.TEAR_CLOSING
+            more = holes.deep_dips(shown, closing) - holes.deep_dips(pictures[0], closing)
             np.add.at(added, which, more.double().numpy())
     if mean_dips:
         passed &= added <= 0
