@@ -498,3 +498,45 @@ def test_the_mean_dips_screen_keeps_a_layered_row_only_where_it_adds_no_dips_on_
     assert load_concepts(info, load_vocabulary(info)).layered.tolist() == want
     with pytest.raises(SystemExit):
         main(["--model", str(folder), "--screen-mean-dips"])
+
+
+def test_the_layered_fit_takes_the_tear_term_held_to_the_plain_rows_tears(tmp_path, monkeypatch):
+    """``--layered --tear-weight W``: the fit's 128 px tear term (:func:`fit_conditions`, tested on its own) gets the
+    model's upsampler and, as each row's limit, the tears its plain row draws (``tear_limits`` of the plain rows at
+    every place); the weight is recorded, and the plain fit's 32 px hole term is refused in one line."""
+    import studio.training.concept_fit as concept_fit
+    from studio.models.concepts import concepts_metadata
+    from studio.training.concept_fit import fit_model_concepts, layered, main
+
+    data_dir, data, folder = _fit_folder(tmp_path)
+    fit_model_concepts(folder, data_dir, steps=10, lr=0.2, quiet=True, share=1.0)
+    info = read_model_info(folder)
+    plain = load_concepts(info, load_vocabulary(info)).conditions[data.train_index]
+    seen = {}
+    real_fit, real_limits = concept_fit.fit_conditions, concept_fit.tear_limits
+
+    def limits(generator, upsampler, conditions, *args, **kwargs):
+        seen["limit_rows"] = conditions.clone()
+        seen["limits"] = real_limits(generator, upsampler, conditions, *args, **kwargs)
+        return seen["limits"]
+
+    def fit(*args, **kwargs):
+        seen.update(kwargs)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(concept_fit, "tear_limits", limits)
+    monkeypatch.setattr(concept_fit, "fit_conditions", fit)
+    args = ["--model", str(folder), "--data", str(data_dir), "--layered", "--steps", "4", "--lr", "0.2"]
+    assert main(args + ["--tear-weight", "3"]) == 0
+    torch.testing.assert_close(seen["limit_rows"], layered(torch.from_numpy(plain), info.base.places))
+    assert seen["tear_weight"] == 3.0 and seen["tear_limit"] is seen["limits"]
+    assert seen["upsampler"] is not None and len(seen["limits"]) == len(data.train_index)
+    assert json.loads(concepts_metadata(folder / CONCEPTS_FILE)["layers"])["tear_weight"] == 3.0
+    seen.clear()
+    assert main(args) == 0  # without the term: no limits, no upsampler, nothing recorded
+    assert "limits" not in seen and seen["tear_weight"] == 0.0 and seen["upsampler"] is None
+    assert "tear_weight" not in json.loads(concepts_metadata(folder / CONCEPTS_FILE)["layers"])
+    with pytest.raises(SystemExit):
+        main(args + ["--hole-weight", "2"])
+    with pytest.raises(ModelError, match="tear term's weight"):
+        main(args + ["--tear-weight", "-1"])

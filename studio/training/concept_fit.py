@@ -644,6 +644,7 @@ def fit_layered_rows(
     checkpoint: str | Path | None = None,
     share: float = 1.0,
     keep_layers: bool = False,
+    tear_weight: float = 0.0,
 ) -> dict:
     """Fit layered rows (:func:`layered`: one condition per place of the base) for the folder's table, each from the
     table's own row of a training emoji and kept ``share`` of the way from it (1: whole), guard them against those rows
@@ -651,7 +652,10 @@ def fit_layered_rows(
     started into the folder's ``concepts.safetensors`` as its layered rows (studio/models/concepts.py); its plain rows,
     gates and earlier record stay. With ``keep_layers`` the table's layered rows stay and the fit adds rows only for
     the concepts without one (a lower rung of a ladder: a smaller share where the whole row failed a screen); else
-    they are replaced. Returns the report (also in the file's metadata under ``layers``)."""
+    they are replaced. ``tear_weight`` holds each row's fit to the tears its plain row draws (:func:`tear_limits`
+    of the plain rows, :func:`fit_conditions`' tear term at 128 px), so the fit pays for the holes it opens as it
+    moves rather than only being screened for them afterwards. Returns the report (also in the file's metadata under
+    ``layers``)."""
     from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, load_concepts
     from studio.models.format import ModelError
 
@@ -667,12 +671,16 @@ def fit_layered_rows(
         )
     if not 0.0 < share <= 1.0:
         raise ModelError("A layered row's share lies in (0, 1].")
+    if not tear_weight >= 0:
+        raise ModelError(f"The tear term's weight must be 0 or more (got {tear_weight}).")
     generator = loaded.generator
     started = time.time()
     begin = layered(torch.from_numpy(table.conditions[train]).float(), generator.places)
+    limits = tear_limits(generator, loaded.upsampler, begin) if tear_weight else None
     fitted, losses = fit_conditions(
         generator, images, begin, steps, lr, z_per_step, seed, bf16, _step_printer(steps, started, quiet),
         critic, names, 0.0, feature_match if critic is not None else 0.0,
+        upsampler=loaded.upsampler if tear_weight else None, tear_weight=tear_weight, tear_limit=limits,
         checkpoint=None if checkpoint is None else Path(checkpoint),
     )  # fmt: skip
     if share != 1.0:  # a whole row stays bit for bit the fit's
@@ -697,6 +705,7 @@ def fit_layered_rows(
         "feature_match": feature_match if discriminator is not None else 0.0,
         "fitted": len(train),
         "share": share,
+        **({"tear_weight": tear_weight} if tear_weight else {}),
         "kept": int(kept.sum()),
         "l1_first": round(losses[0], 4),
         "l1_last": round(losses[-1], 4),
@@ -1230,6 +1239,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.data is None and args.add_full is None:
         parser.error("the following arguments are required: --data")
+    if args.layered and args.hole_weight:
+        parser.error("--hole-weight is a term of the plain fit; the layered fit takes --tear-weight.")
     if args.layered and (args.add_full is not None or args.rescale is not None or args.guard_ladder):
         parser.error(
             "--layered fits layered rows; it goes with neither --add-full, --rescale nor --guard-ladder."
@@ -1271,6 +1282,7 @@ def main(argv: list[str] | None = None) -> int:
             guard_seeds=args.guard_seeds, guard_first_seed=first_seeds, guard_tear=args.guard_tear,
             guard_tear_seeds=args.guard_tear_seeds, checkpoint=args.checkpoint,
             share=1.0 if args.share is None else args.share, keep_layers=args.keep_layers,
+            tear_weight=args.tear_weight,
         )  # fmt: skip
         print(json.dumps(report, indent=2))
         return 0
