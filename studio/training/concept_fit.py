@@ -37,7 +37,13 @@ drawing that blurs or blanks has no dips to count, yet the looks see it).
 ``--layered`` fits layered rows instead (one condition per place of the base that reads it, as StyleGAN's W+;
 session 53), each from the folder's own row for a training emoji, guards them against those rows (``--guard``, with
 the whole table's row numbers for seeds) and writes the rows the guard keeps into the folder's table as its layered
-rows; its plain rows, gates and record stay as they are (studio/models/concepts.py).
+rows; its plain rows, gates and record stay as they are (studio/models/concepts.py). With it, ``--share S`` keeps each
+row S of the way from its plain row, ``--keep-layers`` adds rows only for concepts without one (a lower rung), and
+``--tear-weight W`` holds each row to the tears its plain row draws (session 56). ``--screen-layers`` keeps only the
+layered rows that pass the ``--screen-*`` bars against their plain rows (``--screen-detail-own``: the detail floor on
+the plain row's own picture; ``--screen-mean-dips``: no more deep-dip px on average than the plain row's), and
+``--add-layers FOLDER`` joins another folder's layered rows for the concepts without one (``--own-names-only``: drawn
+only for their own names, a prompt that borrows one taking its plain row; sessions 55–56).
 """
 
 from __future__ import annotations
