@@ -749,7 +749,7 @@ def _with_layers(table, rows: np.ndarray, numbers: np.ndarray, lent: bool = True
         table,
         layers=np.ascontiguousarray(rows[order], np.float32),
         layered=numbers[order],
-        lent=None if flags.all() else flags[order],
+        lent=flags[order],  # save_concepts writes no flags when every row is lent
     )
 
 
@@ -885,7 +885,7 @@ def screen_layered_rows(
         "screened": len(table.layered),
         "kept": int(keep.sum()),
     }
-    lent = None if table.lent is None or table.lent[keep].all() else table.lent[keep]
+    lent = None if table.lent is None else table.lent[keep]
     rows = (table.layers[keep], table.layered[keep], lent) if keep.any() else (None, None, None)
     metadata = {**concepts_metadata(path), "layers_screen": json.dumps(record)}
     save_concepts(Path(model), replace(table, layers=rows[0], layered=rows[1], lent=rows[2]), metadata)
