@@ -1216,3 +1216,37 @@ def test_a_prompt_that_borrows_a_neighbours_row_takes_its_first_row_even_with_se
     rocket = torch.from_numpy(table.full[NAMES.index("rocket")])
     torch.testing.assert_close(second[0], rocket, rtol=0, atol=1e-6)  # its own: the second row
     assert float((second[0] - first[0]).abs().max()) > 0.1
+
+
+def test_tears_where_solid_count_only_the_dips_inside_the_real_emojis_solid_part():
+    """``tears_128(..., solid=mask)`` is the per-pixel dip map of the unmasked count times the mask, a mean per
+    picture: a hole where the real emoji is solid counts in full, the same hole outside it (a notch the real
+    emoji's outline has too) not at all, and the gradient reaches only the counted hole. ``tear_limits`` with
+    masks holds each row to its largest masked count; ``solid_masks`` marks alpha above one half."""
+    from studio.training.concept_fit import solid_masks, tear_limits, tears_128
+
+    image = torch.ones(2, 4, 32, 32)
+    image[:, 3, 10, 10] = -0.5  # a 4 x 4 hole at 128 px in both pictures
+    up = _NearestUpsampler()
+    real = torch.full((2, 128, 128, 4), 255, dtype=torch.uint8)
+    real[1, 36:48, 36:48, 3] = 0  # the second real emoji is clear around the hole (rows/cols 40-43 at 128 px)
+    real[1, 0:4, 0:4, 3] = 128  # above one half: still solid
+    solid = solid_masks(real)
+    assert (
+        solid.shape == (2, 1, 128, 128)
+        and float(solid[1, 0, 0, 0]) == 1.0
+        and float(solid[1, 0, 40, 40]) == 0
+    )
+    image.requires_grad_(True)
+    masked = tears_128(up, image, solid=solid)
+    plain = tears_128(up, image.detach())
+    assert float(masked[0].detach()) == pytest.approx(float(plain[0])) and float(plain[1]) > 0
+    assert float(masked[1].detach()) == 0.0
+    masked.sum().backward()
+    assert image.grad[0, 3, 10, 10] < 0 and not image.grad[1].any()
+    rows = torch.tensor([[1.0, 0.5, 0.0], [1.0, 0.5, 0.0]])  # _HoleDrawer: the same 1 x 1 hole for both rows
+    limits = tear_limits(_HoleDrawer(), up, rows, seeds=2, solid=torch.stack([solid[0], solid[0]]))
+    hole = 16 * 0.5 / 128**2
+    assert torch.allclose(limits, torch.full((2,), hole))
+    clear = torch.zeros(2, 1, 128, 128)
+    assert not tear_limits(_HoleDrawer(), up, rows, seeds=2, solid=clear).any()

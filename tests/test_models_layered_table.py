@@ -540,3 +540,91 @@ def test_the_layered_fit_takes_the_tear_term_held_to_the_plain_rows_tears(tmp_pa
         main(args + ["--hole-weight", "2"])
     with pytest.raises(ModelError, match="tear term's weight"):
         main(args + ["--tear-weight", "-1"])
+
+
+def test_the_layered_tear_term_can_count_only_where_the_real_emoji_is_solid(tmp_path, monkeypatch):
+    """``--layered --tear-weight W --tear-where-solid``: the limits and the fit both get the real emoji's solid
+    masks (alpha above one half at 128 px, one per training emoji, in the fit's row order), the report says so;
+    without a tear weight, or without --layered, the flag is refused in one line."""
+    import studio.training.concept_fit as concept_fit
+    from studio.models.concepts import concepts_metadata
+    from studio.training.concept_fit import fit_model_concepts, main
+
+    data_dir, data, folder = _fit_folder(tmp_path)
+    fit_model_concepts(folder, data_dir, steps=10, lr=0.2, quiet=True, share=1.0)
+    seen = {}
+    real_fit, real_limits = concept_fit.fit_conditions, concept_fit.tear_limits
+
+    def limits(*args, **kwargs):
+        seen["limit_solid"] = kwargs.get("solid")
+        return real_limits(*args, **kwargs)
+
+    def fit(*args, **kwargs):
+        seen.update(kwargs)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(concept_fit, "tear_limits", limits)
+    monkeypatch.setattr(concept_fit, "fit_conditions", fit)
+    args = ["--model", str(folder), "--data", str(data_dir), "--layered", "--steps", "2", "--lr", "0.2"]
+    assert main(args + ["--tear-weight", "3", "--tear-where-solid"]) == 0
+    expected = torch.from_numpy(data.images128[data.train_index][..., 3] > 127).float().unsqueeze(1)
+    assert torch.equal(seen["tear_solid"], expected) and seen["limit_solid"] is seen["tear_solid"]
+    assert 0 < float(expected.mean()) < 1  # real emoji: solid inside, clear around
+    layers = json.loads(concepts_metadata(folder / CONCEPTS_FILE)["layers"])
+    assert layers["tear_where_solid"] is True and layers["tear_weight"] == 3.0
+    seen.clear()
+    assert main(args + ["--tear-weight", "3"]) == 0  # counted everywhere, as session 56's fit
+    assert seen["tear_solid"] is None and seen["limit_solid"] is None
+    assert "tear_where_solid" not in json.loads(concepts_metadata(folder / CONCEPTS_FILE)["layers"])
+    for refused in (args + ["--tear-where-solid"], args[:-5] + ["--tear-weight", "3", "--tear-where-solid"]):
+        with pytest.raises(SystemExit):
+            main(refused)
+
+
+def test_the_layered_screen_can_hold_each_rows_outline_to_its_plain_rows(concept_model_dir, tmp_path):  # noqa: F811
+    """``--screen-layers --screen-edge F``: a row also fails when its pictures' mean alpha edge length at its own
+    seeds (``picture_detail``'s third part) is below F times its plain row's; checked against the edge lengths
+    recomputed here, with F between two rows' ratios so that one passes and one fails."""
+    from studio.engine.latents import seeded_z
+    from studio.models import holes
+    from studio.models.concepts import concepts_metadata
+    from studio.training.concept_fit import SCREEN_SEED, main, screen_full_rows
+    from studio.training.evaluate import picture_detail
+
+    rng = np.random.default_rng(11)
+    folder, table = _layered_copy(concept_model_dir, tmp_path, "edge", [0, 1, 2], {})
+    layers = (table.layers + 3.0 * rng.standard_normal(table.layers.shape)).astype(np.float32)
+    table = replace(table, layers=layers)
+    save_concepts(folder, table)
+    model = load_model(folder)
+    plain = np.repeat(table.conditions[:, None], layers.shape[1], 1)
+    ratio = {}
+    with torch.no_grad():
+        for position, row in enumerate(table.layered.tolist()):
+            z = torch.cat(
+                [seeded_z(SCREEN_SEED + 3 * row + k, model.generator.config.z_dim)[None] for k in range(3)]
+            )
+            pictures = [
+                model.upsampler(model.generator.synthesize(z, torch.from_numpy(c).expand(3, *c.shape[1:])))
+                for c in (plain[row : row + 1], layers[position : position + 1])
+            ]
+            if not bool(holes.covers(pictures[1], pictures[0]).all()):
+                continue  # a row the screen drops anyway
+            ratio[row] = float(picture_detail(pictures[1])[2].sum() / picture_detail(pictures[0])[2].sum())
+    values = sorted(ratio.values())
+    assert len(values) >= 2 and values[0] < 1.0, ratio
+    floor = (values[0] + min(values[1], 1.0)) / 2
+    want = [row for row, value in ratio.items() if value >= floor]
+    assert 0 < len(want) < len(ratio), (ratio, floor)
+    loose = dict(margin=0.0, net_margin=float("inf"), seeds=3, screen_margin=1e9)
+    passed = screen_full_rows(folder, table.conditions, table.place_rows(), **loose, edge=floor)
+    assert np.flatnonzero(passed & table.fitted).tolist() == want and passed[~table.fitted].all()
+    argv = ["--model", str(folder), "--screen-layers", "--screen-seeds", "3", "--screen-margin", "1e9"]
+    assert main([*argv, "--screen-edge", str(floor)]) == 0
+    info = read_model_info(folder)
+    assert load_concepts(info, load_vocabulary(info)).layered.tolist() == want
+    assert json.loads(concepts_metadata(folder / CONCEPTS_FILE)["layers_screen"])["edge"] == floor
+    with pytest.raises(SystemExit):
+        main(["--model", str(folder), "--screen-edge", "0.9"])
+    with pytest.raises(ModelError, match="edge floor"):
+        main([*argv, "--screen-edge", "1.5"])

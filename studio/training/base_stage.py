@@ -198,16 +198,20 @@ def mode_seeking(
     return 1.0 / (apart.mean() + 1e-5)
 
 
-def alpha_holes(images: torch.Tensor, size: int = HOLE_SIZE, depth: float = HOLE_DEPTH) -> torch.Tensor:
+def alpha_holes(
+    images: torch.Tensor, size: int = HOLE_SIZE, depth: float = HOLE_DEPTH, per_pixel: bool = False
+) -> torch.Tensor:
     """Per image (premultiplied RGBA in [-1, 1]): the mean amount by which alpha lies more than ``depth`` below
     its morphological closing (a max-pool dilation, then an erosion, ``size`` px), i.e. how much of the picture
-    is a small hole or notch its surroundings would fill. The closing is not differentiated, so the term's
-    gradient only raises alpha inside a hole and never eats into the shape around it."""
+    is a small hole or notch its surroundings would fill (``per_pixel``: that amount at each pixel, N x 1 x H x W,
+    for a caller that weighs the pixels). The closing is not differentiated, so the term's gradient only raises
+    alpha inside a hole and never eats into the shape around it."""
     alpha = (images[:, 3:4].float() + 1.0) * 0.5
     with torch.no_grad():
         closed = alpha_closing(alpha, size)
     # relu, not clamp: clamp passes the gradient where a pixel sits at the bound (the whole background)
-    return F.relu(closed - alpha - depth).mean(dim=(1, 2, 3))
+    dips = F.relu(closed - alpha - depth)
+    return dips if per_pixel else dips.mean(dim=(1, 2, 3))
 
 
 def caption_hole_targets(images: torch.Tensor, data: EmojiData, text_ids: np.ndarray) -> torch.Tensor:

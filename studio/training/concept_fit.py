@@ -39,9 +39,11 @@ session 53), each from the folder's own row for a training emoji, guards them ag
 the whole table's row numbers for seeds) and writes the rows the guard keeps into the folder's table as its layered
 rows; its plain rows, gates and record stay as they are (studio/models/concepts.py). With it, ``--share S`` keeps each
 row S of the way from its plain row, ``--keep-layers`` adds rows only for concepts without one (a lower rung), and
-``--tear-weight W`` holds each row to the tears its plain row draws (session 56). ``--screen-layers`` keeps only the
+``--tear-weight W`` holds each row to the tears its plain row draws (session 56; ``--tear-where-solid``: counted only
+where the real emoji is solid, session 57). ``--screen-layers`` keeps only the
 layered rows that pass the ``--screen-*`` bars against their plain rows (``--screen-detail-own``: the detail floor on
-the plain row's own picture; ``--screen-mean-dips``: no more deep-dip px on average than the plain row's), and
+the plain row's own picture; ``--screen-mean-dips``: no more deep-dip px on average than the plain row's;
+``--screen-edge F``: a mean alpha edge length at least F times the plain row's, session 57), and
 ``--add-layers FOLDER`` joins another folder's layered rows for the concepts without one (``--own-names-only``: drawn
 only for their own names, a prompt that borrows one taking its plain row; sessions 55–56).
 """
@@ -115,6 +117,7 @@ def fit_conditions(
     upsampler=None,
     tear_weight: float = 0.0,
     tear_limit: torch.Tensor | None = None,
+    tear_solid: torch.Tensor | None = None,
     checkpoint: Path | None = None,
     checkpoint_every: int = CHECKPOINT_EVERY,
 ) -> tuple[torch.Tensor, list[float]]:
@@ -131,7 +134,8 @@ def fit_conditions(
     ``tear_limit`` in the same dips measured at 128 px through the (frozen) ``upsampler`` with the tear count's
     7 px closing (:func:`tears_128`; the limits: :func:`tear_limits` of the table the fit replaces): where the
     upsampler turns a faint 32 px dip into a tear, which the 32 px term does not see (session 35, rule 49). One z
-    per row, not all: at 128 px the term costs several times the rest of a step. With ``checkpoint`` (a file
+    per row, not all: at 128 px the term costs several times the rest of a step. ``tear_solid`` (a mask per
+    picture, :func:`solid_masks`) counts those dips only where the real emoji is solid. With ``checkpoint`` (a file
     path) the fit saves its state there every ``checkpoint_every`` steps and, where that file already holds the
     state of the same fit, goes on from it: a fit stopped part way ends as it would have uninterrupted."""
     from studio.training.base_stage import alpha_holes
@@ -155,6 +159,8 @@ def fit_conditions(
     if tear_weight:
         if upsampler is None or tear_limit is None or len(tear_limit) != len(images):
             raise ValueError("The tear term needs the model's upsampler and a tear limit per picture.")
+        if tear_solid is not None and len(tear_solid) != len(images):
+            raise ValueError("The tear term's solid masks need one per picture.")
         upsampler.eval()
         for parameter in upsampler.parameters():
             parameter.requires_grad_(False)
@@ -168,6 +174,7 @@ def fit_conditions(
         "feature_match": feature_match, "hole_weight": hole_weight, "tear_weight": tear_weight,
         "critic": discriminator is not None, "start": _digest(start), "images": _digest(images),
         "tear_limit": None if tear_limit is None else _digest(tear_limit),
+        **({} if tear_solid is None else {"tear_solid": _digest(tear_solid)}),
     }  # fmt: skip
     if checkpoint is not None and Path(checkpoint).exists():
         losses = _resume(Path(checkpoint), recipe, conditions, optimizer, noise)
@@ -199,7 +206,8 @@ def fit_conditions(
                 total_loss = total_loss + hole_weight * excess.sum() / (count * z_per_step)
             if tear_weight:
                 first_z = drawn[: len(chunk) // z_per_step]  # every row's first z (chunk repeats the rows)
-                excess = torch.relu(tears_128(upsampler, first_z, bf16) - tear_limit[rows])
+                solid = None if tear_solid is None else tear_solid[rows]
+                excess = torch.relu(tears_128(upsampler, first_z, bf16, solid) - tear_limit[rows])
                 total_loss = total_loss + tear_weight * excess.sum() / count
             total_loss.backward()
             total += float(loss.detach())
@@ -261,36 +269,54 @@ def _resume(path: Path, recipe: dict, conditions, optimizer, noise) -> list[floa
     return [float(loss) for loss in state["losses"]]
 
 
-def tears_128(upsampler, images: torch.Tensor, bf16: bool = False) -> torch.Tensor:
+def tears_128(
+    upsampler, images: torch.Tensor, bf16: bool = False, solid: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per 32 px picture (premultiplied RGBA): :func:`studio.training.base_stage.alpha_holes` of its 4x upscale
     with the tear count's 7 px closing, the differentiable twin of the guard's deep-dip count. The upscale is
     clamped to [-1, 1] straight-through, so a hole whose alpha the upsampler drives below 0 still gets a
-    gradient (a plain clamp passes none there)."""
+    gradient (a plain clamp passes none there). With ``solid`` (per picture a 1 x 128 x 128 mask, 1 where its
+    real emoji is solid) only the dips inside the mask count: a hole where the real emoji has none, not a notch
+    of an outline the real emoji has too (the twin of :func:`studio.models.holes.dips_where_solid`)."""
     from studio.training.base_stage import alpha_holes
 
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         big = upsampler(images, clamp=False)
     big = big.float()
     big = big + (big.clamp(-1.0, 1.0) - big).detach()
-    return alpha_holes(big, GUARD_CLOSING)
+    if solid is None:
+        return alpha_holes(big, GUARD_CLOSING)
+    return alpha_holes(big, GUARD_CLOSING, per_pixel=True).mul(solid).mean(dim=(1, 2, 3))
+
+
+def solid_masks(images128: torch.Tensor) -> torch.Tensor:
+    """Per real emoji (uint8 RGBA, N x 128 x 128 x 4): 1 where it is solid (alpha above one half), 0 elsewhere, as
+    ``N x 1 x 128 x 128`` floats: where :func:`tears_128` counts dips with ``--tear-where-solid``."""
+    return (images128[..., 3] > 127).float().unsqueeze(1)
 
 
 @torch.no_grad()
 def tear_limits(
     generator, upsampler, conditions: torch.Tensor, seeds: int = TEAR_SEEDS, first_seed: int = TEAR_SEED,
-    batch: int = 128,
+    batch: int = 128, solid: torch.Tensor | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """Per row of ``conditions``: the largest :func:`tears_128` of its drawings at psi 1 on ``seeds`` seeds
     (``first_seed + seeds x row + k``), the most the fit's tear term lets that row's fit draw. The largest, not
     the mean: a row's tears come and go with z, and at its mean the term would bite on half the seeds of the
-    very row it holds the fit to (session 38)."""
+    very row it holds the fit to (session 38). With ``solid`` (a mask per row, :func:`solid_masks`), counted
+    only where the row's real emoji is solid, as the fit then counts them."""
     from studio.training.evaluate import latents
 
     seed_list = [first_seed + seeds * row + k for row in range(len(conditions)) for k in range(seeds)]
     z = latents(seed_list, generator.config.z_dim, 1.0)
     rows = conditions.float().repeat_interleave(seeds, 0)
+    masks = None if solid is None else solid.repeat_interleave(seeds, 0)
     shares = [
-        tears_128(upsampler, generator.synthesize(z[i : i + batch], rows[i : i + batch]))
+        tears_128(
+            upsampler,
+            generator.synthesize(z[i : i + batch], rows[i : i + batch]),
+            solid=None if masks is None else masks[i : i + batch],
+        )  # fmt: skip
         for i in range(0, len(z), batch)
     ]
     return torch.cat(shares).reshape(len(conditions), seeds).amax(1)
@@ -651,6 +677,7 @@ def fit_layered_rows(
     share: float = 1.0,
     keep_layers: bool = False,
     tear_weight: float = 0.0,
+    tear_where_solid: bool = False,
 ) -> dict:
     """Fit layered rows (:func:`layered`: one condition per place of the base) for the folder's table, each from the
     table's own row of a training emoji and kept ``share`` of the way from it (1: whole), guard them against those rows
@@ -660,7 +687,9 @@ def fit_layered_rows(
     the concepts without one (a lower rung of a ladder: a smaller share where the whole row failed a screen); else
     they are replaced. ``tear_weight`` holds each row's fit to the tears its plain row draws (:func:`tear_limits`
     of the plain rows, :func:`fit_conditions`' tear term at 128 px), so the fit pays for the holes it opens as it
-    moves rather than only being screened for them afterwards. Returns the report (also in the file's metadata under
+    moves rather than only being screened for them afterwards; with ``tear_where_solid`` the term counts only the
+    dips where the row's real emoji is solid (:func:`solid_masks`), so an outline may keep the notches its real
+    emoji has (session 57: counted everywhere, the term smoothed outlines). Returns the report (also in the file's metadata under
     ``layers``)."""
     from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, load_concepts
     from studio.models.format import ModelError
@@ -682,12 +711,17 @@ def fit_layered_rows(
     generator = loaded.generator
     started = time.time()
     begin = layered(torch.from_numpy(table.conditions[train]).float(), generator.places)
-    limits = tear_limits(generator, loaded.upsampler, begin) if tear_weight else None
+    if tear_where_solid and not tear_weight:
+        raise ModelError(
+            "Counting tears where the real emoji is solid needs the tear term (a tear weight above 0)."
+        )
+    solid = solid_masks(torch.from_numpy(data.images128[train])) if tear_where_solid else None
+    limits = tear_limits(generator, loaded.upsampler, begin, solid=solid) if tear_weight else None
     fitted, losses = fit_conditions(
         generator, images, begin, steps, lr, z_per_step, seed, bf16, _step_printer(steps, started, quiet),
         critic, names, 0.0, feature_match if critic is not None else 0.0,
         upsampler=loaded.upsampler if tear_weight else None, tear_weight=tear_weight, tear_limit=limits,
-        checkpoint=None if checkpoint is None else Path(checkpoint),
+        tear_solid=solid, checkpoint=None if checkpoint is None else Path(checkpoint),
     )  # fmt: skip
     if share != 1.0:  # a whole row stays bit for bit the fit's
         fitted = torch.lerp(begin, fitted, share)
@@ -712,6 +746,7 @@ def fit_layered_rows(
         "fitted": len(train),
         "share": share,
         **({"tear_weight": tear_weight} if tear_weight else {}),
+        **({"tear_where_solid": True} if tear_where_solid else {}),
         "kept": int(kept.sum()),
         "l1_first": round(losses[0], 4),
         "l1_last": round(losses[-1], 4),
@@ -844,6 +879,7 @@ def screen_layered_rows(
     data: str | Path | None = None,
     detail_own: bool = False,
     mean_dips: bool = False,
+    edge: float = 0.0,
 ) -> dict:
     """Keep only the layered rows of the folder's table (``fit_layered_rows``) whose picture, at each of ``seeds``
     seeds of the row's own, covers half the plain row's alpha, opens no more than ``screen_margin`` wide-dip pixels where
@@ -852,8 +888,9 @@ def screen_layered_rows(
     whichever is less (:func:`screen_full_rows`, the second rows' screen), or with ``detail_own`` of the plain row's
     own (a flat icon's marks kept even where the real emoji has less detail), and (``mean_dips``) whose pictures have
     no more deep-dip px on average over those seeds than the plain row's (a row may not add a few holes at every
-    seed); the rest draw their plain rows again. Returns the record also stored in the file's metadata
-    (``layers_screen``)."""
+    seed), and (``edge`` > 0) whose pictures' mean alpha edge length over those seeds is at least ``edge`` times the
+    plain row's (an outline kept, not smoothed); the rest draw their plain rows again. Returns the record also stored
+    in the file's metadata (``layers_screen``)."""
     from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, read_concepts
     from studio.models.format import ModelError
 
@@ -865,6 +902,8 @@ def screen_layered_rows(
         raise ModelError("The layered rows' screen takes 1 or more seeds and a margin of 0 or more pixels.")
     if not 0.0 <= screen_detail <= 1.0 or (screen_detail > 0 and data is None and not detail_own):
         raise ModelError("The screen's detail floor lies in [0, 1] and needs the dataset.")
+    if not 0.0 <= edge <= 1.0:
+        raise ModelError(f"The screen's edge floor lies in [0, 1] (got {edge}).")
     real_detail = None
     if screen_detail > 0:  # the floor is the lower of the two; +inf leaves the plain row's own
         real_detail = (
@@ -872,7 +911,7 @@ def screen_layered_rows(
         )
     passed = screen_full_rows(
         Path(model), table.conditions, table.place_rows(), 0.0, float("inf"), seeds, screen_margin,
-        screen_net_margin, screen_detail=screen_detail, real_detail=real_detail, mean_dips=mean_dips,
+        screen_net_margin, screen_detail=screen_detail, real_detail=real_detail, mean_dips=mean_dips, edge=edge,
     )  # fmt: skip
     keep = passed[table.layered]
     record = {
@@ -882,6 +921,7 @@ def screen_layered_rows(
         "detail": float(screen_detail),
         **({"detail_of": "the plain row's own picture"} if detail_own and screen_detail > 0 else {}),
         **({"mean_dips": "no more than the plain row's"} if mean_dips else {}),
+        **({"edge": float(edge), "edge_of": "the plain row's mean edge length"} if edge > 0 else {}),
         "screened": len(table.layered),
         "kept": int(keep.sum()),
     }
@@ -941,6 +981,7 @@ def screen_full_rows(
     screen_detail: float = 0.0,
     real_detail: np.ndarray | None = None,
     mean_dips: bool = False,
+    edge: float = 0.0,
 ) -> np.ndarray:
     """Per row of the two tables (conditions, as the engine draws a prompt whose row is its own): whether at each of
     ``seeds`` seeds of the row's own (``SCREEN_SEED + seeds x row + k``) the second row's picture (128 px, through
@@ -949,7 +990,8 @@ def screen_full_rows(
     finite) has no more than that many beyond the first's in all, and (``screen_detail`` > 0) keeps at least that
     share of the interior detail per px of the first's picture or of ``real_detail[row]`` (the real emoji's),
     whichever is less, and (``mean_dips``) has no more deep-dip px (``holes.deep_dips`` at ``TEAR_CLOSING``, the
-    hearts' count) on average over the seeds than the first's. Rows that are equal pass. ``second`` may hold layered
+    hearts' count) on average over the seeds than the first's, and (``edge`` > 0) has a mean alpha edge length
+    (``picture_detail``'s) over the seeds of at least ``edge`` times the first's. Rows that are equal pass. ``second`` may hold layered
     rows (V x places x cond_dim): their picture is then shown as drawn, nothing filled, wherever it covers half the
     first's alpha (``holes.covers``; ``margin`` and ``net_margin`` unused), as the engine draws a table's layered
     rows."""
@@ -968,6 +1010,7 @@ def screen_full_rows(
     passed = np.ones(len(first), dtype=bool)
     # deep-dip px the shown pictures have beyond the first's, summed over the seeds
     added = np.zeros(len(first))
+    edges = np.zeros((2, len(first)))  # summed alpha edge length over the seeds: the first's, the shown
     for start in range(0, len(pairs), batch):
         chunk = pairs[start : start + batch]
         which = np.array([row for row, _ in chunk])
@@ -991,8 +1034,15 @@ def screen_full_rows(
             closing = holes.TEAR_CLOSING
             more = holes.deep_dips(shown, closing) - holes.deep_dips(pictures[0], closing)
             np.add.at(added, which, more.double().numpy())
+        if edge > 0:
+            from studio.training.evaluate import picture_detail
+
+            for side, picture in enumerate((pictures[0], shown)):
+                np.add.at(edges[side], which, picture_detail(picture)[2].double().numpy())
     if mean_dips:
         passed &= added <= 0
+    if edge > 0:
+        passed &= edges[1] >= edge * edges[0]
     return passed
 
 
@@ -1062,6 +1112,11 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=TEAR_WEIGHT,
         help="weight of a term against tears at 128 px beyond what the folder's current table draws (0: off)",
+    )
+    parser.add_argument(
+        "--tear-where-solid",
+        action="store_true",
+        help="with --layered --tear-weight: count the tear term's dips only where the real emoji is solid",
     )
     parser.add_argument(
         "--guard",
@@ -1176,6 +1231,13 @@ def main(argv: list[str] | None = None) -> int:
         "than the plain row's",
     )
     parser.add_argument(
+        "--screen-edge",
+        type=float,
+        default=0.0,
+        help="with --screen-layers: a row also fails when its pictures' mean alpha edge length over its seeds is "
+        "below this share of the plain row's (0: off)",
+    )
+    parser.add_argument(
         "--add-layers",
         metavar="FOLDER",
         help="instead of fitting: add FOLDER's layered rows (fitted from the same plain rows) for the concepts the "
@@ -1232,12 +1294,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--screen-layers screens the folder's layered rows; it goes with no other mode.")
         record = screen_layered_rows(
             args.model, args.screen_seeds, args.screen_margin, args.screen_net_margin, args.screen_detail,
-            args.data, detail_own=args.screen_detail_own, mean_dips=args.screen_mean_dips,
+            args.data, detail_own=args.screen_detail_own, mean_dips=args.screen_mean_dips, edge=args.screen_edge,
         )  # fmt: skip
         print(json.dumps(record, indent=2))
         return 0
-    if args.screen_detail_own or args.screen_mean_dips:
-        parser.error("--screen-detail-own and --screen-mean-dips go with --screen-layers.")
+    if args.screen_detail_own or args.screen_mean_dips or args.screen_edge:
+        parser.error("--screen-detail-own, --screen-mean-dips and --screen-edge go with --screen-layers.")
     if args.add_layers is not None:
         if args.layered or args.add_full is not None or args.rescale is not None:
             parser.error("--add-layers joins another folder's layered rows; it goes with no other mode.")
@@ -1245,6 +1307,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.data is None and args.add_full is None:
         parser.error("the following arguments are required: --data")
+    if args.tear_where_solid and not (args.layered and args.tear_weight):
+        parser.error("--tear-where-solid goes with --layered and a --tear-weight above 0.")
     if args.layered and args.hole_weight:
         parser.error("--hole-weight is a term of the plain fit; the layered fit takes --tear-weight.")
     if args.layered and (args.add_full is not None or args.rescale is not None or args.guard_ladder):
@@ -1288,7 +1352,7 @@ def main(argv: list[str] | None = None) -> int:
             guard_seeds=args.guard_seeds, guard_first_seed=first_seeds, guard_tear=args.guard_tear,
             guard_tear_seeds=args.guard_tear_seeds, checkpoint=args.checkpoint,
             share=1.0 if args.share is None else args.share, keep_layers=args.keep_layers,
-            tear_weight=args.tear_weight,
+            tear_weight=args.tear_weight, tear_where_solid=args.tear_where_solid,
         )  # fmt: skip
         print(json.dumps(report, indent=2))
         return 0
