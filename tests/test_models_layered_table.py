@@ -450,6 +450,32 @@ def test_damaged_lent_flags_are_refused_in_one_sentence(concept_model_dir, tmp_p
     assert str(caught.value).count(". ") == 0
 
 
+def _noisy_layers_drawn(concept_model_dir, tmp_path, name: str, seed: int):  # noqa: F811
+    """A layered copy of the tiny model whose rows for concepts 0-2 are their plain rows plus noise, and per layered
+    row its plain row's and its layered row's 128 px pictures at the layered screen's 3 seeds of the row's own."""
+    from studio.engine.latents import seeded_z
+    from studio.training.concept_fit import SCREEN_SEED
+
+    rng = np.random.default_rng(seed)
+    folder, table = _layered_copy(concept_model_dir, tmp_path, name, [0, 1, 2], {})
+    layers = (table.layers + 3.0 * rng.standard_normal(table.layers.shape)).astype(np.float32)
+    table = replace(table, layers=layers)
+    save_concepts(folder, table)
+    model = load_model(folder)
+    plain = np.repeat(table.conditions[:, None], layers.shape[1], 1)
+    drawn = {}
+    with torch.no_grad():
+        for position, row in enumerate(table.layered.tolist()):
+            z = torch.cat(
+                [seeded_z(SCREEN_SEED + 3 * row + k, model.generator.config.z_dim)[None] for k in range(3)]
+            )
+            drawn[row] = [
+                model.upsampler(model.generator.synthesize(z, torch.from_numpy(c).expand(3, *c.shape[1:])))
+                for c in (plain[row : row + 1], layers[position : position + 1])
+            ]
+    return folder, table, drawn
+
+
 def test_the_mean_dips_screen_keeps_a_layered_row_only_where_it_adds_no_dips_on_average(
     concept_model_dir,  # noqa: F811
     tmp_path,
@@ -459,8 +485,7 @@ def test_the_mean_dips_screen_keeps_a_layered_row_only_where_it_adds_no_dips_on_
     seeds have more deep-dip px on average than the plain row's (the tiny model draws no dips, so the count is replaced
     by one that differs from picture to picture: its mean alpha, scaled)."""
     import studio.models.holes as holes
-    from studio.engine.latents import seeded_z
-    from studio.training.concept_fit import SCREEN_SEED, main, screen_full_rows
+    from studio.training.concept_fit import main, screen_full_rows
 
     def count(pictures, closing):
         assert closing == holes.TEAR_CLOSING
@@ -468,24 +493,11 @@ def test_the_mean_dips_screen_keeps_a_layered_row_only_where_it_adds_no_dips_on_
 
     monkeypatch.setattr(holes, "deep_dips", count)
     monkeypatch.setattr(holes, "covers", lambda second, first: torch.ones(len(second), dtype=torch.bool))
-    rng = np.random.default_rng(5)
-    folder, table = _layered_copy(concept_model_dir, tmp_path, "dips", [0, 1, 2], {})
-    layers = (table.layers + 3.0 * rng.standard_normal(table.layers.shape)).astype(np.float32)
-    table = replace(table, layers=layers)
-    save_concepts(folder, table)
-    model = load_model(folder)
-    plain = np.repeat(table.conditions[:, None], layers.shape[1], 1)
-    added = {}
-    with torch.no_grad():
-        for position, row in enumerate(table.layered.tolist()):
-            z = torch.cat(
-                [seeded_z(SCREEN_SEED + 3 * row + k, model.generator.config.z_dim)[None] for k in range(3)]
-            )
-            pictures = [
-                model.upsampler(model.generator.synthesize(z, torch.from_numpy(c).expand(3, *c.shape[1:])))
-                for c in (plain[row : row + 1], layers[position : position + 1])
-            ]
-            added[row] = float((count(pictures[1], holes.TEAR_CLOSING) - count(pictures[0], 7)).mean())
+    folder, table, drawn = _noisy_layers_drawn(concept_model_dir, tmp_path, "dips", 5)
+    added = {
+        row: float((count(pictures[1], holes.TEAR_CLOSING) - count(pictures[0], 7)).mean())
+        for row, pictures in drawn.items()
+    }
     want = [row for row, value in added.items() if value <= 0]
     assert 0 < len(want) < 3, added  # the rows differ, so the screen has something to choose
     loose = dict(margin=0.0, net_margin=float("inf"), seeds=3, screen_margin=1e9)
@@ -585,32 +597,17 @@ def test_the_layered_screen_can_hold_each_rows_outline_to_its_plain_rows(concept
     """``--screen-layers --screen-edge F``: a row also fails when its pictures' mean alpha edge length at its own
     seeds (``picture_detail``'s third part) is below F times its plain row's; checked against the edge lengths
     recomputed here, with F between two rows' ratios so that one passes and one fails."""
-    from studio.engine.latents import seeded_z
     from studio.models import holes
     from studio.models.concepts import concepts_metadata
-    from studio.training.concept_fit import SCREEN_SEED, main, screen_full_rows
+    from studio.training.concept_fit import main, screen_full_rows
     from studio.training.evaluate import picture_detail
 
-    rng = np.random.default_rng(11)
-    folder, table = _layered_copy(concept_model_dir, tmp_path, "edge", [0, 1, 2], {})
-    layers = (table.layers + 3.0 * rng.standard_normal(table.layers.shape)).astype(np.float32)
-    table = replace(table, layers=layers)
-    save_concepts(folder, table)
-    model = load_model(folder)
-    plain = np.repeat(table.conditions[:, None], layers.shape[1], 1)
-    ratio = {}
-    with torch.no_grad():
-        for position, row in enumerate(table.layered.tolist()):
-            z = torch.cat(
-                [seeded_z(SCREEN_SEED + 3 * row + k, model.generator.config.z_dim)[None] for k in range(3)]
-            )
-            pictures = [
-                model.upsampler(model.generator.synthesize(z, torch.from_numpy(c).expand(3, *c.shape[1:])))
-                for c in (plain[row : row + 1], layers[position : position + 1])
-            ]
-            if not bool(holes.covers(pictures[1], pictures[0]).all()):
-                continue  # a row the screen drops anyway
-            ratio[row] = float(picture_detail(pictures[1])[2].sum() / picture_detail(pictures[0])[2].sum())
+    folder, table, drawn = _noisy_layers_drawn(concept_model_dir, tmp_path, "edge", 11)
+    ratio = {
+        row: float(picture_detail(pictures[1])[2].sum() / picture_detail(pictures[0])[2].sum())
+        for row, pictures in drawn.items()
+        if bool(holes.covers(pictures[1], pictures[0]).all())  # a row that fails to cover is dropped anyway
+    }
     values = sorted(ratio.values())
     assert len(values) >= 2 and values[0] < 1.0, ratio
     floor = (values[0] + min(values[1], 1.0)) / 2

@@ -40,12 +40,12 @@ the whole table's row numbers for seeds) and writes the rows the guard keeps int
 rows; its plain rows, gates and record stay as they are (studio/models/concepts.py). With it, ``--share S`` keeps each
 row S of the way from its plain row, ``--keep-layers`` adds rows only for concepts without one (a lower rung), and
 ``--tear-weight W`` holds each row to the tears its plain row draws (session 56; ``--tear-where-solid``: counted only
-where the real emoji is solid, session 57). ``--screen-layers`` keeps only the
-layered rows that pass the ``--screen-*`` bars against their plain rows (``--screen-detail-own``: the detail floor on
-the plain row's own picture; ``--screen-mean-dips``: no more deep-dip px on average than the plain row's;
-``--screen-edge F``: a mean alpha edge length at least F times the plain row's, session 57), and
-``--add-layers FOLDER`` joins another folder's layered rows for the concepts without one (``--own-names-only``: drawn
-only for their own names, a prompt that borrows one taking its plain row; sessions 55–56).
+where the real emoji is solid, session 57). ``--screen-layers`` keeps only the layered rows that pass the
+``--screen-*`` bars against their plain rows (``--screen-detail-own``: the detail floor on the plain row's own picture;
+``--screen-mean-dips``: no more deep-dip px on average than the plain row's; ``--screen-edge F``: a mean alpha edge
+length at least F times the plain row's, session 57), and ``--add-layers FOLDER`` joins another folder's layered rows
+for the concepts without one (``--own-names-only``: drawn only for their own names, a prompt that borrows one taking
+its plain row; sessions 55–56).
 """
 
 from __future__ import annotations
@@ -316,7 +316,7 @@ def tear_limits(
             upsampler,
             generator.synthesize(z[i : i + batch], rows[i : i + batch]),
             solid=None if masks is None else masks[i : i + batch],
-        )  # fmt: skip
+        )
         for i in range(0, len(z), batch)
     ]
     return torch.cat(shares).reshape(len(conditions), seeds).amax(1)
@@ -689,8 +689,8 @@ def fit_layered_rows(
     of the plain rows, :func:`fit_conditions`' tear term at 128 px), so the fit pays for the holes it opens as it
     moves rather than only being screened for them afterwards; with ``tear_where_solid`` the term counts only the
     dips where the row's real emoji is solid (:func:`solid_masks`), so an outline may keep the notches its real
-    emoji has (session 57: counted everywhere, the term smoothed outlines). Returns the report (also in the file's metadata under
-    ``layers``)."""
+    emoji has (session 57: counted everywhere, the term smoothed outlines). Returns the report (also in the file's
+    metadata under ``layers``)."""
     from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, load_concepts
     from studio.models.format import ModelError
 
@@ -708,13 +708,13 @@ def fit_layered_rows(
         raise ModelError("A layered row's share lies in (0, 1].")
     if not tear_weight >= 0:
         raise ModelError(f"The tear term's weight must be 0 or more (got {tear_weight}).")
-    generator = loaded.generator
-    started = time.time()
-    begin = layered(torch.from_numpy(table.conditions[train]).float(), generator.places)
     if tear_where_solid and not tear_weight:
         raise ModelError(
             "Counting tears where the real emoji is solid needs the tear term (a tear weight above 0)."
         )
+    generator = loaded.generator
+    started = time.time()
+    begin = layered(torch.from_numpy(table.conditions[train]).float(), generator.places)
     solid = solid_masks(torch.from_numpy(data.images128[train])) if tear_where_solid else None
     limits = tear_limits(generator, loaded.upsampler, begin, solid=solid) if tear_weight else None
     fitted, losses = fit_conditions(
@@ -991,13 +991,13 @@ def screen_full_rows(
     share of the interior detail per px of the first's picture or of ``real_detail[row]`` (the real emoji's),
     whichever is less, and (``mean_dips``) has no more deep-dip px (``holes.deep_dips`` at ``TEAR_CLOSING``, the
     hearts' count) on average over the seeds than the first's, and (``edge`` > 0) has a mean alpha edge length
-    (``picture_detail``'s) over the seeds of at least ``edge`` times the first's. Rows that are equal pass. ``second`` may hold layered
-    rows (V x places x cond_dim): their picture is then shown as drawn, nothing filled, wherever it covers half the
-    first's alpha (``holes.covers``; ``margin`` and ``net_margin`` unused), as the engine draws a table's layered
-    rows."""
+    (``picture_detail``'s) over the seeds of at least ``edge`` times the first's. Rows that are equal pass.
+    ``second`` may hold layered rows (V x places x cond_dim): their picture is then shown as drawn, nothing filled,
+    wherever it covers half the first's alpha (``holes.covers``; ``margin`` and ``net_margin`` unused), as the
+    engine draws a table's layered rows."""
     from studio.models import holes
     from studio.models.format import load_model
-    from studio.training.evaluate import latents
+    from studio.training.evaluate import latents, picture_detail
 
     if screen_detail > 0 and real_detail is None:
         raise ValueError("a detail floor needs the real emoji's detail")
@@ -1035,8 +1035,6 @@ def screen_full_rows(
             more = holes.deep_dips(shown, closing) - holes.deep_dips(pictures[0], closing)
             np.add.at(added, which, more.double().numpy())
         if edge > 0:
-            from studio.training.evaluate import picture_detail
-
             for side, picture in enumerate((pictures[0], shown)):
                 np.add.at(edges[side], which, picture_detail(picture)[2].double().numpy())
     if mean_dips:
