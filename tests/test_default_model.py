@@ -46,7 +46,7 @@ def test_shipped_folder_is_safe_and_small(model):
     # the shared keywords that spread needs)
     weights = ("generator.safetensors", "upsampler.safetensors")
     assert sum((MODEL_DIR / name).stat().st_size for name in weights) <= 40e6
-    # v14's layered rows (381 x 7 x 128 floats) add 1.4 MB to the concept table
+    # the layered rows (v14's 381 and v15's 136 more, x 7 x 128 floats) add 1.9 MB to the concept table
     assert sum(p.stat().st_size for p in MODEL_DIR.iterdir()) < 46 * 2**20
     info = model.info
     assert info.name == "emoji" and info.resolution == 128 and info.channels == 4
@@ -119,15 +119,15 @@ def test_reproduces_first_row_of_samples_png(model, encoder):
 
 
 def test_shipped_table_draws_its_layered_rows_by_name(model, encoder):
-    """v14: 381 training emoji (rule 97's screened rows) draw a condition of their own at each of the base's places,
-    by their name; every other name draws its plain row at every place."""
+    """v15: 517 training emoji (v14's 381 rows of rule 97 and rule 108's 136) draw a condition of their own at each
+    of the base's places, by their name; every other name draws its plain row at every place."""
     from studio.models.concepts import ConceptConditioner, load_concepts
     from studio.models.vocabulary import load_vocabulary
 
     vocab = load_vocabulary(model.info)
     table = load_concepts(model.info, vocab)
-    assert table.layers.shape == (381, 7, model.generator.config.cond_dim)
-    assert table.fitted[table.layered].all() and len(set(table.layered.tolist())) == 381
+    assert table.layers.shape == (517, 7, model.generator.config.cond_dim)
+    assert table.fitted[table.layered].all() and len(set(table.layered.tolist())) == 517
     conditioner = ConceptConditioner(model.generator, vocab, table)
     japan, heart = vocab.names.index("flag: Japan"), vocab.names.index("red heart")
     assert japan in table.layered and heart not in table.layered
