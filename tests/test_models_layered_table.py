@@ -512,23 +512,17 @@ def test_the_mean_dips_screen_keeps_a_layered_row_only_where_it_adds_no_dips_on_
         main(["--model", str(folder), "--screen-mean-dips"])
 
 
-def test_the_layered_fit_takes_the_tear_term_held_to_the_plain_rows_tears(tmp_path, monkeypatch):
-    """``--layered --tear-weight W``: the fit's 128 px tear term (:func:`fit_conditions`, tested on its own) gets the
-    model's upsampler and, as each row's limit, the tears its plain row draws (``tear_limits`` of the plain rows at
-    every place); the weight is recorded, and the plain fit's 32 px hole term is refused in one line."""
+def _spy_on_the_tear_fit(monkeypatch) -> dict:
+    """Wrap ``concept_fit``'s ``tear_limits`` and ``fit_conditions`` (both still run): the returned dict receives the
+    limits' rows, solid masks and result (``limit_rows``, ``limit_solid``, ``limits``) and the fit's keyword
+    arguments."""
     import studio.training.concept_fit as concept_fit
-    from studio.models.concepts import concepts_metadata
-    from studio.training.concept_fit import fit_model_concepts, layered, main
 
-    data_dir, data, folder = _fit_folder(tmp_path)
-    fit_model_concepts(folder, data_dir, steps=10, lr=0.2, quiet=True, share=1.0)
-    info = read_model_info(folder)
-    plain = load_concepts(info, load_vocabulary(info)).conditions[data.train_index]
     seen = {}
     real_fit, real_limits = concept_fit.fit_conditions, concept_fit.tear_limits
 
     def limits(generator, upsampler, conditions, *args, **kwargs):
-        seen["limit_rows"] = conditions.clone()
+        seen["limit_rows"], seen["limit_solid"] = conditions.clone(), kwargs.get("solid")
         seen["limits"] = real_limits(generator, upsampler, conditions, *args, **kwargs)
         return seen["limits"]
 
@@ -538,6 +532,21 @@ def test_the_layered_fit_takes_the_tear_term_held_to_the_plain_rows_tears(tmp_pa
 
     monkeypatch.setattr(concept_fit, "tear_limits", limits)
     monkeypatch.setattr(concept_fit, "fit_conditions", fit)
+    return seen
+
+
+def test_the_layered_fit_takes_the_tear_term_held_to_the_plain_rows_tears(tmp_path, monkeypatch):
+    """``--layered --tear-weight W``: the fit's 128 px tear term (:func:`fit_conditions`, tested on its own) gets the
+    model's upsampler and, as each row's limit, the tears its plain row draws (``tear_limits`` of the plain rows at
+    every place); the weight is recorded, and the plain fit's 32 px hole term is refused in one line."""
+    from studio.models.concepts import concepts_metadata
+    from studio.training.concept_fit import fit_model_concepts, layered, main
+
+    data_dir, data, folder = _fit_folder(tmp_path)
+    fit_model_concepts(folder, data_dir, steps=10, lr=0.2, quiet=True, share=1.0)
+    info = read_model_info(folder)
+    plain = load_concepts(info, load_vocabulary(info)).conditions[data.train_index]
+    seen = _spy_on_the_tear_fit(monkeypatch)
     args = ["--model", str(folder), "--data", str(data_dir), "--layered", "--steps", "4", "--lr", "0.2"]
     assert main(args + ["--tear-weight", "3"]) == 0
     torch.testing.assert_close(seen["limit_rows"], layered(torch.from_numpy(plain), info.base.places))
@@ -558,25 +567,12 @@ def test_the_layered_tear_term_can_count_only_where_the_real_emoji_is_solid(tmp_
     """``--layered --tear-weight W --tear-where-solid``: the limits and the fit both get the real emoji's solid
     masks (alpha above one half at 128 px, one per training emoji, in the fit's row order), the report says so;
     without a tear weight, or without --layered, the flag is refused in one line."""
-    import studio.training.concept_fit as concept_fit
     from studio.models.concepts import concepts_metadata
     from studio.training.concept_fit import fit_model_concepts, main
 
     data_dir, data, folder = _fit_folder(tmp_path)
     fit_model_concepts(folder, data_dir, steps=10, lr=0.2, quiet=True, share=1.0)
-    seen = {}
-    real_fit, real_limits = concept_fit.fit_conditions, concept_fit.tear_limits
-
-    def limits(*args, **kwargs):
-        seen["limit_solid"] = kwargs.get("solid")
-        return real_limits(*args, **kwargs)
-
-    def fit(*args, **kwargs):
-        seen.update(kwargs)
-        return real_fit(*args, **kwargs)
-
-    monkeypatch.setattr(concept_fit, "tear_limits", limits)
-    monkeypatch.setattr(concept_fit, "fit_conditions", fit)
+    seen = _spy_on_the_tear_fit(monkeypatch)
     args = ["--model", str(folder), "--data", str(data_dir), "--layered", "--steps", "2", "--lr", "0.2"]
     assert main(args + ["--tear-weight", "3", "--tear-where-solid"]) == 0
     expected = torch.from_numpy(data.images128[data.train_index][..., 3] > 127).float().unsqueeze(1)
