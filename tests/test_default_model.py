@@ -119,24 +119,24 @@ def test_reproduces_first_row_of_samples_png(model, encoder):
 
 
 def test_shipped_table_draws_its_layered_rows_by_name(model, encoder):
-    """v15: 517 training emoji (v14's 381 rows of rule 97 and rule 108's 136) draw a condition of their own at each
-    of the base's places, by their name; every other name draws its plain row at every place."""
+    """v16: 622 training emoji (v14's 381 rows of rule 97, rule 108's 136 and rule 111's 105) draw a condition of their
+    own at each of the base's places, by their name; every other name draws its plain row at every place."""
     from studio.models.concepts import ConceptConditioner, load_concepts
     from studio.models.vocabulary import load_vocabulary
 
     vocab = load_vocabulary(model.info)
     table = load_concepts(model.info, vocab)
-    assert table.layers.shape == (517, 7, model.generator.config.cond_dim)
-    assert table.fitted[table.layered].all() and len(set(table.layered.tolist())) == 517
+    assert table.layers.shape == (622, 7, model.generator.config.cond_dim)
+    assert table.fitted[table.layered].all() and len(set(table.layered.tolist())) == 622
     conditioner = ConceptConditioner(model.generator, vocab, table)
-    japan, heart = vocab.names.index("flag: Japan"), vocab.names.index("red heart")
-    assert japan in table.layered and heart not in table.layered
-    drawn = conditioner(torch.from_numpy(encoder.encode(["flag: Japan", "red heart"])))
+    japan, rocket = vocab.names.index("flag: Japan"), vocab.names.index("rocket")
+    assert japan in table.layered and rocket not in table.layered
+    drawn = conditioner(torch.from_numpy(encoder.encode(["flag: Japan", "rocket"])))
     assert drawn.shape == (2, 7, model.generator.config.cond_dim)
     layer = table.layers[table.layered.tolist().index(japan)]
     assert np.abs(layer - layer[0]).max() > 0.01  # the places differ
     np.testing.assert_allclose(drawn[0].numpy(), layer, atol=1e-6)
-    np.testing.assert_allclose(drawn[1].numpy(), np.repeat(table.conditions[heart][None], 7, 0), atol=1e-6)
+    np.testing.assert_allclose(drawn[1].numpy(), np.repeat(table.conditions[rocket][None], 7, 0), atol=1e-6)
 
 
 def test_generic_prompts_draw_the_showcase_and_worded_names_do_not(model, encoder):
