@@ -686,6 +686,49 @@ def test_the_tear_term_keeps_a_fit_from_punching_holes_the_upsampler_shows():
         fit_conditions(toy, real, start, steps=1, tear_weight=1.0, tear_limit=torch.zeros(2))
 
 
+class _TexturedGenerator(torch.nn.Module):
+    """A one-number "generator": a solid square whose colour is a 2 px checkerboard of amplitude ``k`` (its
+    interior detail), which an L1 fit towards a flat real picture smooths away."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = type("Config", (), {"z_dim": 2})()
+        y, x = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+        self.register_buffer("checker", (((y // 2 + x // 2) % 2) * 2.0 - 1.0)[None, None])
+        self.frozen = torch.nn.Parameter(torch.zeros(1))
+
+    def synthesize(self, z, conditions):
+        k = conditions[:, :1, None, None]
+        colour = (k * self.checker).expand(len(z), 3, 32, 32)
+        return torch.cat([colour, torch.ones(len(z), 1, 32, 32)], 1)
+
+
+def test_the_detail_term_keeps_a_fit_from_smoothing_away_the_start_rows_detail():
+    """L1 towards a flat picture wipes _TexturedGenerator's checkerboard; held to the start row's interior detail at
+    128 px (the screen's measure, each row's first z), the fit keeps most of it. A start with no detail holds
+    nothing: the fit then ends where L1 alone takes it, and the term needs the upsampler."""
+    from studio.training.concept_fit import detail_128, fit_conditions, upscale_128
+    from studio.training.evaluate import picture_detail
+
+    toy, up = _TexturedGenerator(), _NearestUpsampler()
+    real = torch.cat([torch.zeros(2, 3, 32, 32), torch.ones(2, 1, 32, 32)], 1)
+    start = torch.tensor([[0.5, 0.0, 0.0], [0.5, 0.0, 0.0]])
+    drawn = upscale_128(up, toy.synthesize(torch.zeros(2, 2), start))
+    detail, interior, _ = picture_detail(drawn)
+    assert torch.allclose(detail_128(drawn), detail / interior) and float(detail_128(drawn)[0]) > 0
+    kept = {}
+    for weight in (0.0, 10.0):
+        fitted, _ = fit_conditions(toy, real, start, steps=40, lr=0.05, upsampler=up, detail_weight=weight)
+        kept[weight] = float(fitted[:, 0].abs().min())
+    assert kept[0.0] < 0.1 * 0.5 and kept[10.0] > 0.8 * 0.5, kept
+    assert not up.frozen.requires_grad and not toy.frozen.requires_grad
+    flat = torch.zeros(2, 3)
+    nothing, _ = fit_conditions(toy, real, flat, steps=5, lr=0.05, upsampler=up, detail_weight=10.0)
+    assert torch.equal(nothing, fit_conditions(toy, real, flat, steps=5, lr=0.05)[0])
+    with pytest.raises(ValueError, match="detail term"):
+        fit_conditions(toy, real, start, steps=1, detail_weight=1.0)
+
+
 def _fit_record(folder) -> dict:
     """The fit's report in the folder's concepts.safetensors metadata."""
     from safetensors import safe_open

@@ -589,6 +589,40 @@ def test_the_layered_tear_term_can_count_only_where_the_real_emoji_is_solid(tmp_
             main(refused)
 
 
+def test_the_layered_fit_takes_the_detail_term_alone_or_beside_the_tear_term(tmp_path, monkeypatch):
+    """``--layered --detail-weight W``: the fit's 128 px detail term (:func:`fit_conditions`, tested on its own) gets
+    the model's upsampler without any tear limits, or beside the tear term; the weight is recorded in the report and
+    the checkpoint's recipe (a checkpoint of a fit without it resumes as before: the key is absent at 0); a negative
+    weight is one sentence, and the plain fit refuses the flag."""
+    from studio.models.concepts import concepts_metadata
+    from studio.training.concept_fit import fit_model_concepts, main
+
+    data_dir, data, folder = _fit_folder(tmp_path)
+    fit_model_concepts(folder, data_dir, steps=10, lr=0.2, quiet=True, share=1.0)
+    seen = _spy_on_the_tear_fit(monkeypatch)
+    args = ["--model", str(folder), "--data", str(data_dir), "--layered", "--steps", "2", "--lr", "0.2"]
+    assert main(args + ["--detail-weight", "2"]) == 0
+    assert seen["detail_weight"] == 2.0 and seen["upsampler"] is not None and "limits" not in seen
+    assert json.loads(concepts_metadata(folder / CONCEPTS_FILE)["layers"])["detail_weight"] == 2.0
+    seen.clear()
+    checkpoint = tmp_path / "fit.ckpt"
+    both = ["--tear-weight", "3", "--detail-weight", "0.5", "--checkpoint", str(checkpoint)]
+    assert main(args[:-3] + ["6", "--lr", "0.2"] + both) == 0
+    assert seen["detail_weight"] == 0.5 and seen["tear_weight"] == 3.0
+    assert seen["tear_limit"] is seen["limits"]
+    assert json.loads(torch.load(checkpoint, weights_only=True)["recipe"])["detail_weight"] == 0.5
+    seen.clear()
+    without = tmp_path / "without.ckpt"
+    assert main(args[:-3] + ["6", "--lr", "0.2", "--checkpoint", str(without)]) == 0
+    assert seen["detail_weight"] == 0.0 and seen["upsampler"] is None
+    assert "detail_weight" not in json.loads(torch.load(without, weights_only=True)["recipe"])
+    assert "detail_weight" not in json.loads(concepts_metadata(folder / CONCEPTS_FILE)["layers"])
+    with pytest.raises(ModelError, match="detail term's weight"):
+        main(args + ["--detail-weight", "-1"])
+    with pytest.raises(SystemExit):
+        main(args[:4] + ["--steps", "2", "--detail-weight", "1"])
+
+
 def test_the_layered_screen_can_hold_each_rows_outline_to_its_plain_rows(concept_model_dir, tmp_path):  # noqa: F811
     """``--screen-layers --screen-edge F``: a row also fails when its pictures' mean alpha edge length at its own
     seeds (``picture_detail``'s third part) is below F times its plain row's; checked against the edge lengths

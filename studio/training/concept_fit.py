@@ -40,7 +40,8 @@ the whole table's row numbers for seeds) and writes the rows the guard keeps int
 rows; its plain rows, gates and record stay as they are (studio/models/concepts.py). With it, ``--share S`` keeps each
 row S of the way from its plain row, ``--keep-layers`` adds rows only for concepts without one (a lower rung), and
 ``--tear-weight W`` holds each row to the tears its plain row draws (session 56; ``--tear-where-solid``: counted only
-where the real emoji is solid, session 57). ``--screen-layers`` keeps only the layered rows that pass the
+where the real emoji is solid, session 57) and ``--detail-weight W`` to the interior detail its plain row draws at
+each z (session 60). ``--screen-layers`` keeps only the layered rows that pass the
 ``--screen-*`` bars against their plain rows (``--screen-detail-own``: the detail floor on the plain row's own picture;
 ``--screen-mean-dips``: no more deep-dip px on average than the plain row's; ``--screen-edge F``: a mean alpha edge
 length at least F times the plain row's, session 57), and ``--add-layers FOLDER`` joins another folder's layered rows
@@ -87,6 +88,7 @@ TEAR_WEIGHT = 0.0
 TEAR_SEED = 920_000_000
 TEAR_SEEDS = 4
 CHECKPOINT_EVERY = 5  # with a checkpoint file: steps between saves of the fit's state
+DETAIL_FLOOR = 1e-4  # the detail term divides by the start row's detail per px, never by less than this
 SHARE = 0.5  # how far each stored condition moves from embed_proj(name) towards its fit
 CHUNK = 512  # emoji per forward pass (the gradient is summed over every chunk before a step)
 GUARD_SEED = 900_000_000  # the guard's seeds: GUARD_SEED + max(8, seeds) x row + k, far from any evaluation's
@@ -120,6 +122,7 @@ def fit_conditions(
     tear_solid: torch.Tensor | None = None,
     checkpoint: Path | None = None,
     checkpoint_every: int = CHECKPOINT_EVERY,
+    detail_weight: float = 0.0,
 ) -> tuple[torch.Tensor, list[float]]:
     """Conditions (``N x cond_dim``, or layered ``N x places x cond_dim`` from a layered ``start``: one per place
     that reads them, :func:`layered`) that make ``generator`` (frozen) draw ``images`` (premultiplied RGBA at its
@@ -135,7 +138,10 @@ def fit_conditions(
     7 px closing (:func:`tears_128`; the limits: :func:`tear_limits` of the table the fit replaces): where the
     upsampler turns a faint 32 px dip into a tear, which the 32 px term does not see (session 35, rule 49). One z
     per row, not all: at 128 px the term costs several times the rest of a step. ``tear_solid`` (a mask per
-    picture, :func:`solid_masks`) counts those dips only where the real emoji is solid. With ``checkpoint`` (a file
+    picture, :func:`solid_masks`) counts those dips only where the real emoji is solid. ``detail_weight`` adds that
+    times how far the interior detail per px of the same 128 px drawing falls short of what ``start``'s row draws at
+    the same z, as a share of the latter (:func:`detail_128`; 0 at or above it): the detail the layered rows' screen
+    holds each row to, which L1 towards a 32 px render smooths away. With ``checkpoint`` (a file
     path) the fit saves its state there every ``checkpoint_every`` steps and, where that file already holds the
     state of the same fit, goes on from it: a fit stopped part way ends as it would have uninterrupted."""
     from studio.training.base_stage import alpha_holes
@@ -161,6 +167,9 @@ def fit_conditions(
             raise ValueError("The tear term needs the model's upsampler and a tear limit per picture.")
         if tear_solid is not None and len(tear_solid) != len(images):
             raise ValueError("The tear term's solid masks need one per picture.")
+    if detail_weight and upsampler is None:
+        raise ValueError("The detail term needs the model's upsampler.")
+    if tear_weight or detail_weight:
         upsampler.eval()
         for parameter in upsampler.parameters():
             parameter.requires_grad_(False)
@@ -175,6 +184,7 @@ def fit_conditions(
         "critic": discriminator is not None, "start": _digest(start), "images": _digest(images),
         "tear_limit": None if tear_limit is None else _digest(tear_limit),
         **({} if tear_solid is None else {"tear_solid": _digest(tear_solid)}),
+        **({"detail_weight": detail_weight} if detail_weight else {}),  # absent at 0: older checkpoints resume
     }  # fmt: skip
     if checkpoint is not None and Path(checkpoint).exists():
         losses = _resume(Path(checkpoint), recipe, conditions, optimizer, noise)
@@ -204,11 +214,19 @@ def fit_conditions(
             if hole_weight:
                 excess = torch.relu(alpha_holes(drawn.float()) - real_holes[rows].repeat(z_per_step))
                 total_loss = total_loss + hole_weight * excess.sum() / (count * z_per_step)
+            if tear_weight or detail_weight:
+                first = len(chunk) // z_per_step  # every row's first z (chunk repeats the rows)
+                big = upscale_128(upsampler, drawn[:first], bf16)
             if tear_weight:
-                first_z = drawn[: len(chunk) // z_per_step]  # every row's first z (chunk repeats the rows)
                 solid = None if tear_solid is None else tear_solid[rows]
-                excess = torch.relu(tears_128(upsampler, first_z, bf16, solid) - tear_limit[rows])
+                excess = torch.relu(_tear_share(big, solid) - tear_limit[rows])
                 total_loss = total_loss + tear_weight * excess.sum() / count
+            if detail_weight:
+                with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    before = generator.synthesize(z[:first], start[rows].float())
+                own = detail_128(upscale_128(upsampler, before, bf16)).detach()
+                short = torch.relu(own - detail_128(big)) / own.clamp(min=DETAIL_FLOOR)
+                total_loss = total_loss + detail_weight * short.sum() / count
             total_loss.backward()
             total += float(loss.detach())
         optimizer.step()
@@ -278,15 +296,33 @@ def tears_128(
     gradient (a plain clamp passes none there). With ``solid`` (per picture a 1 x 128 x 128 mask, 1 where its
     real emoji is solid) only the dips inside the mask count: a hole where the real emoji has none, not a notch
     of an outline the real emoji has too (the twin of :func:`studio.models.holes.dips_where_solid`)."""
-    from studio.training.base_stage import alpha_holes
+    return _tear_share(upscale_128(upsampler, images, bf16), solid)
 
+
+def upscale_128(upsampler, images: torch.Tensor, bf16: bool = False) -> torch.Tensor:
+    """The 4x upscale of 32 px pictures as float, clamped to [-1, 1] straight-through (:func:`tears_128`)."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         big = upsampler(images, clamp=False)
     big = big.float()
-    big = big + (big.clamp(-1.0, 1.0) - big).detach()
+    return big + (big.clamp(-1.0, 1.0) - big).detach()
+
+
+def _tear_share(big: torch.Tensor, solid: torch.Tensor | None) -> torch.Tensor:
+    from studio.training.base_stage import alpha_holes
+
     if solid is None:
         return alpha_holes(big, GUARD_CLOSING)
     return alpha_holes(big, GUARD_CLOSING, per_pixel=True).mul(solid).mean(dim=(1, 2, 3))
+
+
+def detail_128(big: torch.Tensor) -> torch.Tensor:
+    """Per 128 px picture: its interior detail per px (:func:`studio.training.evaluate.picture_detail`, as the
+    layered rows' screen measures it, :func:`detail_per_px`), differentiable in the picture's colour; the interior
+    (where alpha stays solid under the erosion) is a mask, not a gradient path."""
+    from studio.training.evaluate import detail_parts
+
+    detail, interior, _ = detail_parts(big)
+    return detail / interior.clamp(min=1.0)
 
 
 def solid_masks(images128: torch.Tensor) -> torch.Tensor:
@@ -678,6 +714,7 @@ def fit_layered_rows(
     keep_layers: bool = False,
     tear_weight: float = 0.0,
     tear_where_solid: bool = False,
+    detail_weight: float = 0.0,
 ) -> dict:
     """Fit layered rows (:func:`layered`: one condition per place of the base) for the folder's table, each from the
     table's own row of a training emoji and kept ``share`` of the way from it (1: whole), guard them against those rows
@@ -689,8 +726,10 @@ def fit_layered_rows(
     of the plain rows, :func:`fit_conditions`' tear term at 128 px), so the fit pays for the holes it opens as it
     moves rather than only being screened for them afterwards; with ``tear_where_solid`` the term counts only the
     dips where the row's real emoji is solid (:func:`solid_masks`), so an outline may keep the notches its real
-    emoji has (session 57: counted everywhere, the term smoothed outlines). Returns the report (also in the file's
-    metadata under ``layers``)."""
+    emoji has (session 57: counted everywhere, the term smoothed outlines). ``detail_weight`` holds each row's
+    interior detail per px at 128 px to what its plain row draws at the same z (:func:`fit_conditions`' detail term),
+    the screen's detail floor paid for as the fit moves (session 59: 505 of 897 screened-out whole rows lost detail).
+    Returns the report (also in the file's metadata under ``layers``)."""
     from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, load_concepts
     from studio.models.format import ModelError
 
@@ -712,6 +751,8 @@ def fit_layered_rows(
         raise ModelError(
             "Counting tears where the real emoji is solid needs the tear term (a tear weight above 0)."
         )
+    if not detail_weight >= 0:
+        raise ModelError(f"The detail term's weight must be 0 or more (got {detail_weight}).")
     generator = loaded.generator
     started = time.time()
     begin = layered(torch.from_numpy(table.conditions[train]).float(), generator.places)
@@ -720,8 +761,9 @@ def fit_layered_rows(
     fitted, losses = fit_conditions(
         generator, images, begin, steps, lr, z_per_step, seed, bf16, _step_printer(steps, started, quiet),
         critic, names, 0.0, feature_match if critic is not None else 0.0,
-        upsampler=loaded.upsampler if tear_weight else None, tear_weight=tear_weight, tear_limit=limits,
-        tear_solid=solid, checkpoint=None if checkpoint is None else Path(checkpoint),
+        upsampler=loaded.upsampler if tear_weight or detail_weight else None, tear_weight=tear_weight,
+        tear_limit=limits, tear_solid=solid, checkpoint=None if checkpoint is None else Path(checkpoint),
+        detail_weight=detail_weight,
     )  # fmt: skip
     if share != 1.0:  # a whole row stays bit for bit the fit's
         fitted = torch.lerp(begin, fitted, share)
@@ -747,6 +789,7 @@ def fit_layered_rows(
         "share": share,
         **({"tear_weight": tear_weight} if tear_weight else {}),
         **({"tear_where_solid": True} if tear_where_solid else {}),
+        **({"detail_weight": detail_weight} if detail_weight else {}),
         "kept": int(kept.sum()),
         "l1_first": round(losses[0], 4),
         "l1_last": round(losses[-1], 4),
@@ -1117,6 +1160,12 @@ def main(argv: list[str] | None = None) -> int:
         help="with --layered --tear-weight: count the tear term's dips only where the real emoji is solid",
     )
     parser.add_argument(
+        "--detail-weight",
+        type=float,
+        default=0.0,
+        help="with --layered: weight of a term against interior detail at 128 px below the plain row's (0: off)",
+    )
+    parser.add_argument(
         "--guard",
         type=float,
         default=None,
@@ -1307,6 +1356,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the following arguments are required: --data")
     if args.tear_where_solid and not (args.layered and args.tear_weight):
         parser.error("--tear-where-solid goes with --layered and a --tear-weight above 0.")
+    if args.detail_weight and not args.layered:
+        parser.error("--detail-weight is a term of the layered fit: give --layered as well.")
     if args.layered and args.hole_weight:
         parser.error("--hole-weight is a term of the plain fit; the layered fit takes --tear-weight.")
     if args.layered and (args.add_full is not None or args.rescale is not None or args.guard_ladder):
@@ -1351,6 +1402,7 @@ def main(argv: list[str] | None = None) -> int:
             guard_tear_seeds=args.guard_tear_seeds, checkpoint=args.checkpoint,
             share=1.0 if args.share is None else args.share, keep_layers=args.keep_layers,
             tear_weight=args.tear_weight, tear_where_solid=args.tear_where_solid,
+            detail_weight=args.detail_weight,
         )  # fmt: skip
         print(json.dumps(report, indent=2))
         return 0

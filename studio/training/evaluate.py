@@ -265,6 +265,12 @@ def picture_detail(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, to
     between neighbouring px). Detail over interior px is how sharp the drawing is inside (a 5 px box blur takes away
     most of it); the edge length how intricate its outline is. Real emoji have more of both than the models' drawings
     (session 50, the model's history)."""
+    return detail_parts(images)
+
+
+def detail_parts(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`picture_detail` with gradients: the detail and edge length are differentiable in the picture (a fit's
+    term, studio/training/concept_fit.py ``detail_128``); the interior is a mask."""
     y = (images.float() + 1.0) * 0.5
     rgb, alpha = y[:, :3], y[:, 3:4].clamp(0.0, 1.0)
     interior = alpha_erosion(alpha, INTERIOR_EROSION) > 0.9
