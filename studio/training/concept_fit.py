@@ -316,9 +316,10 @@ def _tear_share(big: torch.Tensor, solid: torch.Tensor | None) -> torch.Tensor:
 
 
 def detail_128(big: torch.Tensor) -> torch.Tensor:
-    """Per 128 px picture: its interior detail per px (:func:`studio.training.evaluate.picture_detail`, as the
-    layered rows' screen measures it, :func:`detail_per_px`), differentiable in the picture's colour; the interior
-    (where alpha stays solid under the erosion) is a mask, not a gradient path."""
+    """Per 128 px picture: its interior detail per px (:func:`studio.training.evaluate.picture_detail`'s first two
+    parts; the layered rows' screen measures it so, :func:`detail_per_px`; 0 for a picture with no interior),
+    differentiable in the picture's colour; the interior (where alpha stays solid under the erosion) is a mask, not a
+    gradient path."""
     from studio.training.evaluate import detail_parts
 
     detail, interior, _ = detail_parts(big)
@@ -1087,13 +1088,11 @@ def screen_full_rows(
     return passed
 
 
+@torch.no_grad()
 def detail_per_px(pictures: torch.Tensor) -> np.ndarray:
-    """Per picture (premultiplied RGBA in [-1, 1]): interior detail over interior px
-    (studio/training/evaluate.py ``picture_detail``; 0 for a picture with no interior)."""
-    from studio.training.evaluate import picture_detail
-
-    detail, interior, _ = picture_detail(pictures)
-    return (detail / interior.clamp(min=1.0)).numpy()
+    """Per picture (premultiplied RGBA in [-1, 1]): interior detail over interior px (:func:`detail_128`, the fit's
+    term's measure, without gradients; 0 for a picture with no interior)."""
+    return detail_128(pictures).numpy()
 
 
 def _real_detail(model: Path, data_folder: str | Path, batch: int = 256) -> np.ndarray:
