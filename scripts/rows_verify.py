@@ -16,7 +16,9 @@ default judge-5500 and the first arm's own (shipped) judge.
 writes the rules' look: the 24 training emoji at seed = index + 100,000 x ROUND whose shown second-row picture has the most wide dips beyond
 the first row's picture (``PREFIX_net.png``) and the 24 that open the most wide dips where the first row's picture is
 solid (``PREFIX_new.png``), and the 24 whose shown picture has the least interior detail beside the first row's
-(``PREFIX_detail.png``): real | first row | shown, on grey 240 and on dark grey 64, where a hole shows dark. An arm
+(``PREFIX_detail.png``): real | first row | shown, on grey 240 and on dark grey 64, where a hole shows dark; beside
+each grid, ``PREFIX_<order>_alpha.png`` shows the same rows' alpha (first row | shown; white opaque, black
+see-through, red part see-through), an aid to telling a hole from a dark painted mark. An arm
 whose table has layered rows and no second rows is looked at beside the first arm instead: real | first arm |
 this arm, over the pictures where the two differ.
 """
@@ -127,6 +129,15 @@ def write_looks(
     return _save_looks(data, index, first, shown, took, prefix, count)
 
 
+def _alpha_tile(picture: torch.Tensor) -> np.ndarray:
+    """One picture's alpha as the exported pixels carry it, grey (white opaque, black see-through), with red
+    mark where it is part see-through (alpha 0.1-0.9, soft outlines too): a hole or a faint spot reads at a glance."""
+    alpha = premultiplied_to_rgba_uint8(picture)[0, ..., 3].numpy()
+    tile = np.repeat(alpha[..., None], 3, -1)
+    tile[(alpha > 25) & (alpha < 230)] = (220, 40, 40)
+    return tile
+
+
 def _save_looks(data, index, first, shown, took, prefix: str, count: int) -> dict:
     """The grids of the pictures ``shown`` beside ``first`` where ``took``, in the three orders."""
     from PIL import Image
@@ -151,6 +162,8 @@ def _save_looks(data, index, first, shown, took, prefix: str, count: int) -> dic
             for j in picked
         ]
         Image.fromarray(np.concatenate(rows, 0)).save(f"{prefix}_{order}.png", optimize=True)
+        alphas = [np.concatenate([_alpha_tile(x[[j]]) for x in (first, shown)], 1) for j in picked]
+        Image.fromarray(np.concatenate(alphas, 0)).save(f"{prefix}_{order}_alpha.png", optimize=True)
         value = (lambda v: round(v, 4)) if order == "detail" else int
         report[order] = [(str(data.names[index[j]]), value(float(excess[j]))) for j in picked]
     return report

@@ -1,0 +1,60 @@
+"""scripts/rows_verify.py's look grids (session 62): each of the three orders writes its grid of real | first | shown on
+both greys and, beside it, the same rows' alpha, where a hole the shown picture opens is black and the first
+picture's solid white there."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def _script():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "rows_verify.py"
+    spec = importlib.util.spec_from_file_location("rows_verify", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_looks_alpha_grid_shows_the_hole_the_shown_picture_opens(tmp_path):
+    count, holed = 30, 7
+    first = -torch.ones(count, 4, 128, 128)
+    first[:, :, 16:112, 16:112] = 0.5  # premultiplied colour 0.75 grey
+    first[:, 3, 16:112, 16:112] = 1.0  # alpha channel 1.0 in [-1, 1]: opaque squares
+    shown = first.clone()
+    # a see-through hole 10 px across (a 15 px closing fills it) in one picture
+    shown[holed, :, 56:66, 56:66] = -1.0
+    data = SimpleNamespace(
+        images128=np.zeros((count, 128, 128, 4), np.uint8),
+        names=np.array([f"emoji {i}" for i in range(count)]),
+    )
+    took = torch.ones(count, dtype=torch.bool)
+    report = _script()._save_looks(data, list(range(count)), first, shown, took, str(tmp_path / "look"), 24)
+
+    assert report["net"][0] == ("emoji 7", report["net"][0][1]) and report["net"][0][1] > 0
+    assert report["new"][0][0] == "emoji 7"
+    for order in ("net", "new", "detail"):
+        grid = np.asarray(Image.open(tmp_path / f"look_{order}.png"))
+        assert grid.shape == (24 * 128, 6 * 128, 3)
+        alpha = np.asarray(Image.open(tmp_path / f"look_{order}_alpha.png"))
+        assert alpha.shape == (24 * 128, 2 * 128, 3)
+    alpha = np.asarray(Image.open(tmp_path / "look_net_alpha.png"))[
+        :128
+    ]  # the holed picture heads the net order
+    assert (alpha[57:65, 57:65] == 255).all()  # first: opaque there
+    assert (alpha[57:65, 128 + 57 : 128 + 65] == 0).all()  # shown: see-through there
+    assert (alpha[5:10, 5:10] == 0).all() and (
+        alpha[30:40, 30:40] == 255
+    ).all()  # outside / inside the square
+    rim = alpha[16, 16:112]  # no soft outline here (a hard-edged square): nothing marked part see-through
+    assert not ((rim[:, 0] == 220) & (rim[:, 1] == 40)).any()
+    soft = first.clone()
+    soft[:, 3, 10:16, 16:112] = 0.0  # alpha 0.5 in [0, 1]: part see-through
+    soft[:, :3, 10:16, 16:112] = -0.5
+    tile = _script()._alpha_tile(soft[[0]])
+    assert (tile[12, 40] == (220, 40, 40)).all() and (tile[40, 40] == 255).all()
