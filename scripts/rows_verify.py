@@ -130,8 +130,8 @@ def write_looks(
 
 
 def _alpha_tile(picture: torch.Tensor) -> np.ndarray:
-    """One picture's alpha as the exported pixels carry it, grey (white opaque, black see-through), with red
-    mark where it is part see-through (alpha 0.1-0.9, soft outlines too): a hole or a faint spot reads at a glance."""
+    """One picture's alpha as the exported pixels carry it, grey (white opaque, black see-through), red
+    where it is part see-through (alpha 0.1-0.9, soft outlines too): a hole or a faint spot reads at a glance."""
     alpha = premultiplied_to_rgba_uint8(picture)[0, ..., 3].numpy()
     tile = np.repeat(alpha[..., None], 3, -1)
     tile[(alpha > 25) & (alpha < 230)] = (220, 40, 40)

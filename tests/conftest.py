@@ -56,6 +56,17 @@ class HashTextEncoder:
         return np.stack(out) if out else np.zeros((0, self.dim), np.float32)
 
 
+def load_script(name: str):
+    """``scripts/<name>.py`` imported as a module (the scripts folder is not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def make_tiny_model(folder: Path, with_upsampler: bool = True) -> Path:
     import torch
 

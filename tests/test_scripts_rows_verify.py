@@ -4,24 +4,16 @@ picture's solid white there."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import torch
+from conftest import load_script
 from PIL import Image
 
 
-def _script():
-    path = Path(__file__).resolve().parents[1] / "scripts" / "rows_verify.py"
-    spec = importlib.util.spec_from_file_location("rows_verify", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_looks_alpha_grid_shows_the_hole_the_shown_picture_opens(tmp_path):
+    rows_verify = load_script("rows_verify")
     count, holed = 30, 7
     first = -torch.ones(count, 4, 128, 128)
     first[:, :, 16:112, 16:112] = 0.5  # premultiplied colour 0.75 grey
@@ -34,27 +26,25 @@ def test_the_looks_alpha_grid_shows_the_hole_the_shown_picture_opens(tmp_path):
         names=np.array([f"emoji {i}" for i in range(count)]),
     )
     took = torch.ones(count, dtype=torch.bool)
-    report = _script()._save_looks(data, list(range(count)), first, shown, took, str(tmp_path / "look"), 24)
+    report = rows_verify._save_looks(data, list(range(count)), first, shown, took, str(tmp_path / "look"), 24)
 
-    assert report["net"][0] == ("emoji 7", report["net"][0][1]) and report["net"][0][1] > 0
+    assert report["net"][0][0] == "emoji 7" and report["net"][0][1] > 0
     assert report["new"][0][0] == "emoji 7"
     for order in ("net", "new", "detail"):
         grid = np.asarray(Image.open(tmp_path / f"look_{order}.png"))
         assert grid.shape == (24 * 128, 6 * 128, 3)
         alpha = np.asarray(Image.open(tmp_path / f"look_{order}_alpha.png"))
         assert alpha.shape == (24 * 128, 2 * 128, 3)
-    alpha = np.asarray(Image.open(tmp_path / "look_net_alpha.png"))[
-        :128
-    ]  # the holed picture heads the net order
+    # the holed picture heads the net order
+    alpha = np.asarray(Image.open(tmp_path / "look_net_alpha.png"))[:128]
     assert (alpha[57:65, 57:65] == 255).all()  # first: opaque there
     assert (alpha[57:65, 128 + 57 : 128 + 65] == 0).all()  # shown: see-through there
-    assert (alpha[5:10, 5:10] == 0).all() and (
-        alpha[30:40, 30:40] == 255
-    ).all()  # outside / inside the square
+    assert (alpha[5:10, 5:10] == 0).all()  # outside the square
+    assert (alpha[30:40, 30:40] == 255).all()  # inside it
     rim = alpha[16, 16:112]  # no soft outline here (a hard-edged square): nothing marked part see-through
     assert not ((rim[:, 0] == 220) & (rim[:, 1] == 40)).any()
     soft = first.clone()
     soft[:, 3, 10:16, 16:112] = 0.0  # alpha 0.5 in [0, 1]: part see-through
     soft[:, :3, 10:16, 16:112] = -0.5
-    tile = _script()._alpha_tile(soft[[0]])
+    tile = rows_verify._alpha_tile(soft[[0]])
     assert (tile[12, 40] == (220, 40, 40)).all() and (tile[40, 40] == 255).all()

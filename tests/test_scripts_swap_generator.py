@@ -3,23 +3,15 @@ the picture), every other file kept byte for byte; a snapshot of another conditi
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_script
 
 from studio.models.format import load_model
 from studio.training import widen
-
-
-def _script():
-    path = Path(__file__).resolve().parents[1] / "scripts" / "swap_generator.py"
-    spec = importlib.util.spec_from_file_location("swap_generator", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _draw(folder: Path) -> torch.Tensor:
@@ -34,7 +26,7 @@ def test_a_widened_snapshot_draws_as_the_original_in_a_copy_of_the_folder(tiny_m
     snapshot = tmp_path / "run" / "g_ema_0000000.safetensors"
     assert widen.main(["--generator", str(tiny_model_dir), "--ch", "8", "--out", str(snapshot)]) == 0
     out = tmp_path / "W"
-    model_hash = _script().swap_generator(tiny_model_dir, snapshot, out)
+    model_hash = load_script("swap_generator").swap_generator(tiny_model_dir, snapshot, out)
     assert load_model(out).hash == model_hash != load_model(tiny_model_dir).hash
     assert load_model(out).generator.config.ch == 8
     assert torch.allclose(_draw(out), _draw(tiny_model_dir), atol=1e-4)
@@ -45,7 +37,7 @@ def test_a_widened_snapshot_draws_as_the_original_in_a_copy_of_the_folder(tiny_m
     after = json.loads((out / "model.json").read_text(encoding="utf-8"))
     assert after["architecture"]["base"] == {**before["architecture"]["base"], "ch": 8}
     with pytest.raises(FileExistsError):
-        _script().swap_generator(tiny_model_dir, snapshot, out)
+        load_script("swap_generator").swap_generator(tiny_model_dir, snapshot, out)
 
 
 def test_a_snapshot_of_another_condition_size_is_refused(tiny_model_dir, tmp_path):
@@ -54,5 +46,5 @@ def test_a_snapshot_of_another_condition_size_is_refused(tiny_model_dir, tmp_pat
     config = json.loads((snapshot.parent / "config.json").read_text(encoding="utf-8"))
     (snapshot.parent / "config.json").write_text(json.dumps({**config, "cond_dim": 32}), encoding="utf-8")
     with pytest.raises(ValueError, match="only the width may"):
-        _script().swap_generator(tiny_model_dir, snapshot, tmp_path / "bad")
+        load_script("swap_generator").swap_generator(tiny_model_dir, snapshot, tmp_path / "bad")
     assert not (tmp_path / "bad").exists()

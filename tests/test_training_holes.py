@@ -245,13 +245,9 @@ def test_the_closings_window_maxima_equal_torchs_max_pool(size, shape):
 def test_the_judge_tests_cuts_make_solid_pixels_transparent_in_the_share_asked():
     """scripts/judge_tears.py (session 50): each cut turns solid pixels fully transparent, only in the pictures its
     share picks, and the deep-dip count rises; share 0 leaves every picture as it was."""
-    import importlib.util
-    from pathlib import Path
+    from conftest import load_script
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "judge_tears.py"
-    spec = importlib.util.spec_from_file_location("judge_tears", path)
-    judge_tears = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(judge_tears)
+    judge_tears = load_script("judge_tears")
     pictures = -torch.ones(6, 4, 128, 128)
     pictures[:, :, 24:104, 24:104] = 0.6  # premultiplied grey at alpha 0.8: below the cuts' 0.9
     pictures[:, :, 32:96, 32:96] = 1.0  # an opaque white square inside it
