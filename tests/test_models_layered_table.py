@@ -655,3 +655,48 @@ def test_the_layered_screen_can_hold_each_rows_outline_to_its_plain_rows(concept
         main(["--model", str(folder), "--screen-edge", "0.9"])
     with pytest.raises(ModelError, match="edge floor"):
         main([*argv, "--screen-edge", "1.5"])
+
+
+def test_the_layered_screen_can_hold_each_rows_dark_marks_to_its_plain_rows(
+    concept_model_dir,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    """``--screen-layers --screen-marks F``: a row also fails when at any of its own seeds its picture has fewer
+    dark-mark px than F times its plain row's; checked against the counts recomputed here, with F between two rows'
+    smallest ratios so that one passes and one fails. The tiny model draws no eyes, so the count is swapped for one it
+    has (px whose red lies under the middle), the screen's wiring tested; ``dark_marks`` itself is tested on a drawn
+    face (tests/test_training_evaluate.py)."""
+    from studio.models import holes
+    from studio.models.concepts import concepts_metadata
+    from studio.training import evaluate
+    from studio.training.concept_fit import main, screen_full_rows
+
+    def count(pictures):
+        return (pictures[:, 0] < 0).sum((1, 2))
+
+    monkeypatch.setattr(evaluate, "dark_marks", count)
+    folder, table, drawn = _noisy_layers_drawn(concept_model_dir, tmp_path, "marks", 11)
+    ratio = {}
+    for row, (first, shown) in drawn.items():
+        if not bool(holes.covers(shown, first).all()):  # a row that fails to cover is dropped anyway
+            continue
+        before, after = count(first).double(), count(shown).double()
+        ratio[row] = float((after / before)[before > 0].min()) if bool((before > 0).any()) else float("inf")
+    values = sorted(ratio.values())
+    assert len(values) >= 2 and values[0] < 1.0, ratio
+    floor = (values[0] + min(values[1], 1.0)) / 2
+    want = [row for row, value in ratio.items() if value >= floor]
+    assert 0 < len(want) < len(ratio), (ratio, floor)
+    loose = dict(margin=0.0, net_margin=float("inf"), seeds=3, screen_margin=1e9)
+    passed = screen_full_rows(folder, table.conditions, table.place_rows(), **loose, marks=floor)
+    assert np.flatnonzero(passed & table.fitted).tolist() == want and passed[~table.fitted].all()
+    argv = ["--model", str(folder), "--screen-layers", "--screen-seeds", "3", "--screen-margin", "1e9"]
+    assert main([*argv, "--screen-marks", str(floor)]) == 0
+    info = read_model_info(folder)
+    assert load_concepts(info, load_vocabulary(info)).layered.tolist() == want
+    assert json.loads(concepts_metadata(folder / CONCEPTS_FILE)["layers_screen"])["marks"] == floor
+    with pytest.raises(SystemExit):
+        main(["--model", str(folder), "--screen-marks", "0.9"])
+    with pytest.raises(ModelError, match="dark-mark floor"):
+        main([*argv, "--screen-marks", "1.5"])

@@ -397,3 +397,33 @@ def test_picture_detail_reads_sharpness_inside_and_outline_length():
     assert detail_summary(soft)["interior_detail"] < 0.2 * detail_summary(busy)["interior_detail"]
     pooled = summarize_detail(detail, interior, edges)
     assert pooled == {"interior_detail": round(float(detail.sum()) / 288.0, 5), "edge_length": 64.0}
+
+
+def test_dark_marks_count_a_faces_eyes_not_its_holes_outline_or_a_light_fleck():
+    """The dark-mark px (session 63): two dark eyes on a yellow disc count (each 6 x 6 px), a blank disc has none,
+    the same eyes cut as see-through holes count nothing (they are not interior), nor does a light fleck; a
+    semi-transparent premultiplied disc reads its straight colour, so its dark eyes count as the opaque one's."""
+    from studio.training.evaluate import dark_marks
+
+    yy, xx = torch.meshgrid(torch.arange(128), torch.arange(128), indexing="ij")
+    disc = ((yy - 64) ** 2 + (xx - 64) ** 2) < 50**2
+
+    def face(eye_rgb=None, eye_alpha=1.0, alpha=1.0):
+        rgba = torch.zeros(4, 128, 128)
+        rgba[:3, disc] = torch.tensor([1.0, 0.8, 0.1])[:, None]
+        rgba[3, disc] = 1.0
+        for x0 in (44, 78):
+            if eye_rgb is not None:
+                rgba[:3, 50:56, x0 : x0 + 6] = torch.tensor(eye_rgb)[:, None, None]
+            rgba[3, 50:56, x0 : x0 + 6] = eye_alpha
+        rgba[:3] *= rgba[3:4] * alpha  # premultiplied
+        rgba[3] *= alpha
+        return rgba * 2 - 1
+
+    eyes = face((0.1, 0.05, 0.0))
+    counts = dark_marks(
+        torch.stack([eyes, face(), face(eye_alpha=0.0), face((1.0, 1.0, 1.0)), face((0.1, 0.05, 0.0), alpha=0.95)]),
+        batch=2,
+    )
+    assert counts.tolist() == [72, 0, 0, 0, 72]
+    assert dark_marks(torch.zeros(0, 4, 128, 128)).tolist() == []
