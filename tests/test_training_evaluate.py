@@ -420,10 +420,8 @@ def test_dark_marks_count_a_faces_eyes_not_its_holes_outline_or_a_light_fleck():
         rgba[3] *= alpha
         return rgba * 2 - 1
 
-    eyes = face((0.1, 0.05, 0.0))
-    counts = dark_marks(
-        torch.stack([eyes, face(), face(eye_alpha=0.0), face((1.0, 1.0, 1.0)), face((0.1, 0.05, 0.0), alpha=0.95)]),
-        batch=2,
-    )
+    dark = (0.1, 0.05, 0.0)
+    faces = [face(dark), face(), face(eye_alpha=0.0), face((1.0, 1.0, 1.0)), face(dark, alpha=0.95)]
+    counts = dark_marks(torch.stack(faces), batch=2)
     assert counts.tolist() == [72, 0, 0, 0, 72]
     assert dark_marks(torch.zeros(0, 4, 128, 128)).tolist() == []
