@@ -657,46 +657,65 @@ def test_the_layered_screen_can_hold_each_rows_outline_to_its_plain_rows(concept
         main([*argv, "--screen-edge", "1.5"])
 
 
-def test_the_layered_screen_can_hold_each_rows_dark_marks_to_its_plain_rows(
+def _red_under_middle(pictures):
+    """A count the tiny model's pictures have (px whose red lies under the middle), standing in for a measure whose
+    features it does not draw (eyes, enclosed holes)."""
+    return (pictures[:, 0] < 0).sum((1, 2))
+
+
+def _red_under_middle_where_not(shown, first):
+    """The same px of ``shown`` where ``first``'s red is not under the middle (a count of what ``shown`` adds)."""
+    return ((shown[:, 0] < 0) & (first[:, 0] >= 0)).sum((1, 2))
+
+
+@pytest.mark.parametrize("flag", ["marks", "enclosed"])
+def test_the_layered_screen_holds_each_rows_marks_and_enclosed_holes_to_its_plain_rows(
     concept_model_dir,  # noqa: F811
     tmp_path,
     monkeypatch,
+    flag,
 ):
-    """``--screen-layers --screen-marks F``: a row also fails when at any of its own seeds its picture has fewer
-    dark-mark px than F times its plain row's; checked against the counts recomputed here, with F between two rows'
-    smallest ratios so that one passes and one fails. The tiny model draws no eyes, so the count is swapped for one it
-    has (px whose red lies under the middle), the screen's wiring tested; ``dark_marks`` itself is tested on a drawn
-    face (tests/test_training_evaluate.py)."""
+    """``--screen-layers --screen-marks F`` fails a row when at any of its own seeds its picture has fewer dark-mark px
+    than F times its plain row's; ``--screen-enclosed N`` when at any seed its picture has more than N see-through px
+    enclosed where its plain row's is solid. Checked against the counts recomputed here, with the bar between two
+    rows' values so that one passes and one fails. The tiny model draws no eyes and few holes, so each count is
+    swapped for one it has, the screen's wiring tested; the counts themselves are tested on drawn pictures
+    (tests/test_training_evaluate.py, tests/test_training_holes.py)."""
     from studio.models import holes
     from studio.models.concepts import concepts_metadata
     from studio.training import evaluate
     from studio.training.concept_fit import main, screen_full_rows
 
-    def count(pictures):
-        return (pictures[:, 0] < 0).sum((1, 2))
-
-    monkeypatch.setattr(evaluate, "dark_marks", count)
-    folder, table, drawn = _noisy_layers_drawn(concept_model_dir, tmp_path, "marks", 11)
-    ratio = {}
+    monkeypatch.setattr(evaluate, "dark_marks", _red_under_middle)
+    monkeypatch.setattr(holes, "enclosed_where_solid", _red_under_middle_where_not)
+    folder, table, drawn = _noisy_layers_drawn(concept_model_dir, tmp_path, flag, 11)
+    row_value = {}
     for row, (first, shown) in drawn.items():
         if not bool(holes.covers(shown, first).all()):  # a row that fails to cover is dropped anyway
             continue
-        before, after = count(first).double(), count(shown).double()
-        ratio[row] = float((after / before)[before > 0].min()) if bool((before > 0).any()) else float("inf")
-    values = sorted(ratio.values())
-    assert len(values) >= 2 and values[0] < 1.0, ratio
-    floor = (values[0] + min(values[1], 1.0)) / 2
-    want = [row for row, value in ratio.items() if value >= floor]
-    assert 0 < len(want) < len(ratio), (ratio, floor)
+        if flag == "marks":  # the least share kept over the seeds where the plain row has any
+            before, after = _red_under_middle(first).double(), _red_under_middle(shown).double()
+            row_value[row] = float((after / before)[before > 0].min()) if bool((before > 0).any()) else np.inf
+        else:  # the most added at any seed
+            row_value[row] = float(_red_under_middle_where_not(shown, first).max())
+    values = sorted(set(row_value.values()))
+    assert len(values) >= 2, row_value
+    if flag == "marks":
+        bar = (values[0] + min(values[1], 1.0)) / 2
+        want = [row for row, value in row_value.items() if value >= bar]
+    else:
+        bar = (values[0] + values[1]) / 2
+        want = [row for row, value in row_value.items() if value <= bar]
+    assert 0 < len(want) < len(row_value), (row_value, bar)
     loose = dict(margin=0.0, net_margin=float("inf"), seeds=3, screen_margin=1e9)
-    passed = screen_full_rows(folder, table.conditions, table.place_rows(), **loose, marks=floor)
+    passed = screen_full_rows(folder, table.conditions, table.place_rows(), **loose, **{flag: bar})
     assert np.flatnonzero(passed & table.fitted).tolist() == want and passed[~table.fitted].all()
     argv = ["--model", str(folder), "--screen-layers", "--screen-seeds", "3", "--screen-margin", "1e9"]
-    assert main([*argv, "--screen-marks", str(floor)]) == 0
+    assert main([*argv, f"--screen-{flag}", str(bar)]) == 0
     info = read_model_info(folder)
     assert load_concepts(info, load_vocabulary(info)).layered.tolist() == want
-    assert json.loads(concepts_metadata(folder / CONCEPTS_FILE)["layers_screen"])["marks"] == floor
+    assert json.loads(concepts_metadata(folder / CONCEPTS_FILE)["layers_screen"])[flag] == bar
     with pytest.raises(SystemExit):
-        main(["--model", str(folder), "--screen-marks", "0.9"])
-    with pytest.raises(ModelError, match="dark-mark floor"):
-        main([*argv, "--screen-marks", "1.5"])
+        main(["--model", str(folder), f"--screen-{flag}", "0.9"])
+    with pytest.raises(ModelError, match="dark-mark floor" if flag == "marks" else "enclosed-hole margin"):
+        main([*argv, f"--screen-{flag}", "1.5" if flag == "marks" else "-1"])

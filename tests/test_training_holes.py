@@ -263,3 +263,27 @@ def test_the_judge_tests_cuts_make_solid_pixels_transparent_in_the_share_asked()
         assert int(changed.flatten(1).sum(1).max()) <= largest
     half = judge_tears.cut(pictures, 0.5, 2, "hole", seed=1)
     assert 0 < int((half != pictures).flatten(1).any(1).sum()) < 6
+
+
+def test_enclosed_holes_count_what_one_sees_through_not_notches_faint_spots_or_the_others_holes():
+    """``holes.enclosed_where_solid`` (session 63): a 6 x 6 see-through hole inside a disc counts 36 px, however wide
+    the closing; a notch cut from the outline counts none, nor a part see-through spot (alpha 0.3), nor a hole the
+    other picture has too; a hole that meets the outside only at a diagonal still counts (4-connected paths)."""
+    from studio.models.holes import enclosed_where_solid
+
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    disc = (((yy - 32) ** 2 + (xx - 32) ** 2) < 28**2).float()
+
+    def picture(alpha):
+        return torch.stack([alpha * 2 - 1] * 4)  # premultiplied grey: colour = alpha
+
+    holed, notched, faint, diagonal = disc.clone(), disc.clone(), disc.clone(), torch.ones(64, 64)
+    holed[20:26, 30:36] = 0.0
+    notched[29:35, 56:64] = 0.0  # through the right edge of the disc
+    faint[20:26, 30:36] = 0.3
+    diagonal[1:4, 1:4] = 0.0  # a 3 x 3 hole one px in from the corner,
+    diagonal[0, 0] = 0.0  # touching the outside only at a diagonal
+    solid = picture(torch.ones(64, 64))
+    pictures = torch.stack([picture(a) for a in (holed, notched, faint, holed, diagonal)])
+    others = torch.stack([solid, solid, solid, picture(holed), solid])
+    assert enclosed_where_solid(pictures, others).tolist() == [36, 0, 0, 0, 9]

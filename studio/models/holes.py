@@ -22,6 +22,7 @@ TEAR_CLOSING = 7  # px of the closing at 128 px, as the hearts' count and the ta
 WIDE_CLOSING = 15  # px of the closing that finds tears a 7 px closing cannot fill (strips, split hands)
 FILL_GAIN = 2.0  # how much of the picture beneath shows through a dip: this times its depth below the closing
 DIP_DEPTH = 0.5  # how far below its closing a pixel's alpha must lie to count (ragged edges lie less)
+CLEAR_ALPHA = 0.1  # below this alpha a pixel is see-through (rows_verify's alpha grids draw it black)
 COVER_SHARE = 0.5  # the least share of the first row's alpha a second row's drawing must cover to be shown
 
 
@@ -95,6 +96,29 @@ def new_wide_dips(picture: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     """:func:`dips_where_solid` at :data:`WIDE_CLOSING`: the tears and holes ``picture`` opens that ``other`` does
     not have (a count of where it dips, not of how it differs elsewhere)."""
     return dips_where_solid(picture, other, WIDE_CLOSING)
+
+
+def enclosed_where_solid(picture: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """Per image pair (premultiplied RGBA in [-1, 1]): the see-through pixels (alpha under :data:`CLEAR_ALPHA`) of
+    ``picture`` that no see-through path leads from to its border (4-connected: a diagonal step does not join), where
+    ``other`` is solid (alpha above one half): the holes a person sees through, however wide, and none of an
+    outline's notches. The looks of rules 116-117 counted these (session 63); a closing's dips miss a hole wider than
+    the closing and count a notch as one."""
+    clear = (picture[:, 3:4].float() + 1.0) * 0.5 < CLEAR_ALPHA
+    reach = torch.zeros_like(clear)
+    for edge in (reach[..., 0, :], reach[..., -1, :], reach[..., :, 0], reach[..., :, -1]):
+        edge.fill_(True)
+    reach &= clear
+    while True:  # flood the see-through px from the border, one px a pass
+        wider = reach.float()
+        grown = (
+            (F.max_pool2d(wider, (3, 1), 1, (1, 0)) + F.max_pool2d(wider, (1, 3), 1, (0, 1))) > 0
+        ) & clear
+        if torch.equal(grown, reach):
+            break
+        reach = grown
+    solid = other[:, 3:4].float() > 0.0
+    return (clear & ~reach & solid).sum(dim=(1, 2, 3))
 
 
 def net_wide_dips(picture: torch.Tensor, other: torch.Tensor) -> torch.Tensor:

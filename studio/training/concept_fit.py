@@ -45,7 +45,8 @@ each z (session 60). ``--screen-layers`` keeps only the layered rows that pass t
 ``--screen-*`` bars against their plain rows (``--screen-detail-own``: the detail floor on the plain row's own picture;
 ``--screen-mean-dips``: no more deep-dip px on average than the plain row's; ``--screen-edge F``: a mean alpha edge
 length at least F times the plain row's, session 57; ``--screen-marks F``: at least F times the plain row's dark-mark
-px at each seed, session 63), and ``--add-layers FOLDER`` joins another folder's layered rows
+px at each seed; ``--screen-enclosed N``: at most N see-through px enclosed where the plain row is solid at each seed,
+session 63), and ``--add-layers FOLDER`` joins another folder's layered rows
 for the concepts without one (``--own-names-only``: drawn only for their own names, a prompt that borrows one taking
 its plain row; sessions 55–56).
 """
@@ -926,6 +927,7 @@ def screen_layered_rows(
     mean_dips: bool = False,
     edge: float = 0.0,
     marks: float = 0.0,
+    enclosed: float = float("inf"),
 ) -> dict:
     """Keep only the layered rows of the folder's table (``fit_layered_rows``) whose picture, at each of ``seeds``
     seeds of the row's own, covers half the plain row's alpha, opens no more than ``screen_margin`` wide-dip pixels where
@@ -936,8 +938,9 @@ def screen_layered_rows(
     no more deep-dip px on average over those seeds than the plain row's (a row may not add a few holes at every
     seed), and (``edge`` > 0) whose pictures' mean alpha edge length over those seeds is at least ``edge`` times the
     plain row's (an outline kept, not smoothed), and (``marks`` > 0) whose pictures keep at each seed at least that
-    share of the plain row's dark-mark px (eyes, mouths, flecks: ``evaluate.dark_marks``); the rest draw their plain
-    rows again. Returns the record also stored
+    share of the plain row's dark-mark px (eyes, mouths, flecks: ``evaluate.dark_marks``), and (``enclosed``
+    finite) whose pictures have at each seed no more than that many see-through px enclosed where the plain row's is
+    solid (``holes.enclosed_where_solid``); the rest draw their plain rows again. Returns the record also stored
     in the file's metadata (``layers_screen``)."""
     from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, read_concepts
     from studio.models.format import ModelError
@@ -954,6 +957,8 @@ def screen_layered_rows(
         raise ModelError(f"The screen's edge floor lies in [0, 1] (got {edge}).")
     if not 0.0 <= marks <= 1.0:
         raise ModelError(f"The screen's dark-mark floor lies in [0, 1] (got {marks}).")
+    if not enclosed >= 0:
+        raise ModelError(f"The screen's enclosed-hole margin is 0 or more pixels (got {enclosed}).")
     real_detail = None
     if screen_detail > 0:  # the floor is the lower of the two; +inf leaves the plain row's own
         real_detail = (
@@ -962,7 +967,7 @@ def screen_layered_rows(
     passed = screen_full_rows(
         Path(model), table.conditions, table.place_rows(), 0.0, float("inf"), seeds, screen_margin,
         screen_net_margin, screen_detail=screen_detail, real_detail=real_detail, mean_dips=mean_dips, edge=edge,
-        marks=marks,
+        marks=marks, enclosed=enclosed,
     )  # fmt: skip
     keep = passed[table.layered]
     record = {
@@ -974,6 +979,7 @@ def screen_layered_rows(
         **({"mean_dips": "no more than the plain row's"} if mean_dips else {}),
         **({"edge": float(edge), "edge_of": "the plain row's mean edge length"} if edge > 0 else {}),
         **({"marks": float(marks), "marks_of": "the plain row's px at each seed"} if marks > 0 else {}),
+        **({"enclosed": float(enclosed)} if np.isfinite(enclosed) else {}),
         "screened": len(table.layered),
         "kept": int(keep.sum()),
     }
@@ -1035,6 +1041,7 @@ def screen_full_rows(
     mean_dips: bool = False,
     edge: float = 0.0,
     marks: float = 0.0,
+    enclosed: float = float("inf"),
 ) -> np.ndarray:
     """Per row of the two tables (conditions, as the engine draws a prompt whose row is its own): whether at each of
     ``seeds`` seeds of the row's own (``SCREEN_SEED + seeds x row + k``) the second row's picture (128 px, through
@@ -1045,7 +1052,9 @@ def screen_full_rows(
     whichever is less, and (``mean_dips``) has no more deep-dip px (``holes.deep_dips`` at ``TEAR_CLOSING``, the
     hearts' count) on average over the seeds than the first's, and (``edge`` > 0) has a mean alpha edge length
     (``picture_detail``'s) over the seeds of at least ``edge`` times the first's, and (``marks`` > 0) has at each
-    seed at least ``marks`` times the first's dark-mark px (``evaluate.dark_marks``). Rows that are equal pass.
+    seed at least ``marks`` times the first's dark-mark px (``evaluate.dark_marks``), and (``enclosed`` finite) has
+    at each seed no more than that many see-through px enclosed where the first's is solid
+    (``holes.enclosed_where_solid``). Rows that are equal pass.
     ``second`` may hold layered rows (V x places x cond_dim): their picture is then shown as drawn, nothing filled,
     wherever it covers half the first's alpha (``holes.covers``; ``margin`` and ``net_margin`` unused), as the
     engine draws a table's layered rows."""
@@ -1085,6 +1094,8 @@ def screen_full_rows(
             fails |= torch.from_numpy(detail_per_px(shown) < screen_detail * floor)
         if marks > 0:
             fails |= dark_marks(shown) < marks * dark_marks(pictures[0])
+        if np.isfinite(enclosed):
+            fails |= holes.enclosed_where_solid(shown, pictures[0]) > enclosed
         passed[which[fails.numpy()]] = False
         if mean_dips:
             closing = holes.TEAR_CLOSING
@@ -1303,6 +1314,13 @@ def main(argv: list[str] | None = None) -> int:
         "(eyes, mouths, flecks) than this share of the plain row's (0: off)",
     )
     parser.add_argument(
+        "--screen-enclosed",
+        type=float,
+        default=float("inf"),
+        help="with --screen-layers: a row also fails when at any of its seeds its picture has more than this many "
+        "see-through px enclosed by opaque ones where the plain row's picture is solid (holes, not notches)",
+    )
+    parser.add_argument(
         "--add-layers",
         metavar="FOLDER",
         help="instead of fitting: add FOLDER's layered rows (fitted from the same plain rows) for the concepts the "
@@ -1360,13 +1378,20 @@ def main(argv: list[str] | None = None) -> int:
         record = screen_layered_rows(
             args.model, args.screen_seeds, args.screen_margin, args.screen_net_margin, args.screen_detail,
             args.data, detail_own=args.screen_detail_own, mean_dips=args.screen_mean_dips, edge=args.screen_edge,
-            marks=args.screen_marks,
+            marks=args.screen_marks, enclosed=args.screen_enclosed,
         )  # fmt: skip
         print(json.dumps(record, indent=2))
         return 0
-    if args.screen_detail_own or args.screen_mean_dips or args.screen_edge or args.screen_marks:
+    if (
+        args.screen_detail_own
+        or args.screen_mean_dips
+        or args.screen_edge
+        or args.screen_marks
+        or np.isfinite(args.screen_enclosed)
+    ):
         parser.error(
-            "--screen-detail-own, --screen-mean-dips, --screen-edge and --screen-marks go with --screen-layers."
+            "--screen-detail-own, --screen-mean-dips, --screen-edge, --screen-marks and --screen-enclosed go with "
+            "--screen-layers."
         )
     if args.add_layers is not None:
         if args.layered or args.add_full is not None or args.rescale is not None:
