@@ -36,7 +36,7 @@ import torch
 from studio.engine.spread import Spreader
 from studio.models.cgan import premultiplied_to_rgba_uint8, rgba_uint8_to_premultiplied
 from studio.models.format import load_model
-from studio.models.holes import TEAR_CLOSING, deep_dips, dips_where_solid
+from studio.models.holes import CLEAR_ALPHA, TEAR_CLOSING, deep_dips, dips_where_solid
 from studio.models.vocabulary import load_vocabulary
 from studio.training.dataset import load_dataset
 from studio.training.evaluate import (
@@ -134,7 +134,7 @@ def _alpha_tile(picture: torch.Tensor) -> np.ndarray:
     where it is part see-through (alpha 0.1-0.9, soft outlines too): a hole or a faint spot reads at a glance."""
     alpha = premultiplied_to_rgba_uint8(picture)[0, ..., 3].numpy()
     tile = np.repeat(alpha[..., None], 3, -1)
-    tile[(alpha > 25) & (alpha < 230)] = (220, 40, 40)
+    tile[(alpha > 255 * CLEAR_ALPHA) & (alpha < 230)] = (220, 40, 40)  # black below: what counts as a hole
     return tile
 
 
