@@ -1,0 +1,151 @@
+"""The joint fit (studio/training/joint_fit.py): layered rows fitted together with the base's weights, a solid-alpha
+term that sees holes of any width where the real emoji is solid, a locality term that holds other prompts' drawings,
+a checkpoint that resumes to the same result, and a new folder written whole or not at all."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_models_concepts import _fit_folder, _tiny_critic
+
+from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, load_concepts
+from studio.models.format import load_model, read_model_info
+from studio.models.vocabulary import load_vocabulary
+from studio.training import joint_fit as jf
+
+
+def _disc_picture(hole: tuple[slice, slice] | None = None) -> torch.Tensor:
+    """A 128 px premultiplied RGBA picture: an opaque disc of radius 40, with a see-through square where asked."""
+    yy, xx = torch.meshgrid(torch.arange(128), torch.arange(128), indexing="ij")
+    alpha = (((yy - 64) ** 2 + (xx - 64) ** 2) <= 40**2).float()
+    if hole is not None:
+        alpha[hole] = 0.0
+    picture = torch.zeros(1, 4, 128, 128)
+    picture[:, 3] = alpha * 2 - 1
+    return picture
+
+
+def test_the_solid_term_counts_a_hole_of_any_width_inside_the_real_emoji_and_nothing_outside_it():
+    real = _disc_picture()
+    rgba = ((real.permute(0, 2, 3, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+    solid = jf.solid_inside(rgba)
+    inside = float(solid.sum())
+    assert 0 < inside < float((real[:, 3] > 0).sum())  # inset from the outline
+    assert float(jf.solid_shortfall(real, solid)) == 0.0
+    for width in (4, 20):  # narrow or wide, a hole costs its share of the solid part
+        holed = _disc_picture((slice(64, 64 + width), slice(54, 54 + width)))
+        assert float(jf.solid_shortfall(holed, solid)) == pytest.approx(width * width / inside)
+    notched = _disc_picture((slice(0, 128), slice(0, 26)))  # a cut at the outline, outside the inset part
+    assert float(jf.solid_shortfall(notched, solid)) == 0.0
+    over = real.clone()
+    over[:, 3] = 1.5  # an upsampler's overshoot above opaque does not pay for a hole elsewhere
+    assert float(jf.solid_shortfall(over, solid)) == 0.0
+
+
+def _tuned_inputs(tmp_path):
+    from studio.training.concept_fit import fit_model_concepts
+
+    data_dir, data, folder = _fit_folder(tmp_path)
+    fit_model_concepts(folder, data_dir, steps=10, lr=0.2, quiet=True, share=1.0)
+    return data_dir, data, folder, _tiny_critic(tmp_path / "d.safetensors")
+
+
+def _file_bytes(folder) -> dict:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_the_joint_fit_writes_a_new_folder_with_tuned_weights_and_a_layered_row_per_training_emoji(
+    tmp_path, capsys
+):
+    from studio.models.cgan import rgba_uint8_to_premultiplied
+
+    data_dir, data, folder, critic = _tuned_inputs(tmp_path)
+    before = _file_bytes(folder)
+    out = tmp_path / "tuned"
+    args = ["--model", str(folder), "--data", str(data_dir), "--discriminator", str(critic)]
+    args += ["--out", str(out)]
+    assert jf.main(args + ["--steps", "12"]) == 0
+    assert _file_bytes(folder) == before  # the source folder is untouched
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["fitted"] == len(data.train_index) and record["steps"] == 12
+    assert json.loads(concepts_metadata(out / CONCEPTS_FILE)["joint"]) == record
+    info, source = read_model_info(out), read_model_info(folder)
+    table, plain = load_concepts(info, load_vocabulary(info)), load_concepts(source, load_vocabulary(source))
+    assert table.layered.tolist() == data.train_index.tolist() and not table.lent.any()
+    np.testing.assert_array_equal(table.conditions, plain.conditions)  # plain rows as they were
+    tuned, start = load_model(out).generator, load_model(folder).generator
+    weights = dict(start.named_parameters())
+    moved = {name for name, weight in tuned.named_parameters() if not torch.equal(weight, weights[name])}
+    # every weight the synthesis reads moved; the prompt layer, which only makes conditions, did not
+    assert moved == {name for name in weights if not name.startswith("embed_proj.")}
+    unchanged = {"upsampler.safetensors", "vocabulary.json", "vocabulary.safetensors", "model.json"}
+    assert {name: body for name, body in _file_bytes(out).items() if name in unchanged} == {
+        name: body for name, body in before.items() if name in unchanged
+    }
+    # the tuned rows draw the training emoji closer to their pictures than the start did, on z never fitted
+    train = data.train_index
+    real = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32[train])).repeat(8, 1, 1, 1)
+    z = torch.randn(len(real), tuned.config.z_dim, generator=torch.Generator().manual_seed(99))
+    with torch.no_grad():
+        now = tuned.synthesize(z, torch.from_numpy(table.layers).repeat(8, 1, 1))
+        then = start.synthesize(z, torch.from_numpy(plain.conditions[train]).repeat(8, 1))
+    assert float((now - real).abs().mean()) < float((then - real).abs().mean())
+    # a folder that exists is never overwritten; a model without a table is refused; both in one sentence
+    assert jf.main(args + ["--steps", "1"]) == 1
+    assert "exists; give a new folder" in capsys.readouterr().err
+    bare = tmp_path / "bare"
+    _, _, folder2 = _fit_folder(bare)
+    assert jf.main(["--model", str(folder2), "--data", str(data_dir), "--discriminator", str(critic),
+                    "--out", str(tmp_path / "x")]) == 1  # fmt: skip
+    assert "needs a concept table fitted for every training emoji first" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def _tune(tmp_path, keep: float, steps: int = 6, checkpoint=None, on_step=None):
+    """The joint fit's loop on the tiny model from its table's rows; returns (rows, losses, generator, keep set)."""
+    from studio.training.concept_fit import _fit_inputs, load_critic
+
+    data_dir, data, folder, critic_path = _tuned_inputs(tmp_path)
+    loaded, vocabulary, data, names, _, images, _ = _fit_inputs(folder, data_dir, None, 0.0)
+    table = load_concepts(loaded.info, vocabulary)
+    train = data.train_index
+    keep_set = jf.locality_set(loaded.generator, data, table)
+    critic = load_critic(critic_path, names.shape[1])
+    start = jf.start_rows(table, train, loaded.generator.places)
+    rows, losses = jf.tune(
+        loaded.generator, loaded.upsampler, critic, images, jf.solid_inside(data.images128[train]), start, keep_set,
+        steps, weight_lr=0.01, keep=keep, checkpoint=checkpoint, on_step=on_step,
+    )  # fmt: skip
+    return rows, losses, loaded.generator, keep_set
+
+
+def test_the_locality_term_holds_other_prompts_drawings_to_the_start_weights(tmp_path):
+    drift = {}
+    for keep in (0.0, 50.0):
+        _, _, generator, (z, conditions, drawn) = _tune(tmp_path / str(keep), keep)
+        with torch.no_grad():
+            drift[keep] = float((generator.synthesize(z, conditions) - drawn).abs().mean())
+    assert 0 < drift[50.0] < 0.5 * drift[0.0]
+
+
+def test_a_joint_fit_stopped_part_way_resumes_from_its_checkpoint_to_the_same_result(tmp_path):
+    whole_rows, whole_losses, whole_generator, _ = _tune(tmp_path / "whole", 1.0, steps=7)
+
+    def stop(step, losses):
+        if step == 5:  # after the checkpoint at step 5
+            raise KeyboardInterrupt
+
+    checkpoint = tmp_path / "part" / "joint.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        _tune(tmp_path / "part", 1.0, steps=7, checkpoint=checkpoint, on_step=stop)
+    assert checkpoint.exists()
+    rows, losses, generator, _ = _tune(tmp_path / "part", 1.0, steps=7, checkpoint=checkpoint)
+    assert losses == whole_losses
+    torch.testing.assert_close(rows, whole_rows, rtol=0, atol=0)
+    for a, b in zip(generator.state_dict().values(), whole_generator.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="belongs to another fit"):
+        _tune(tmp_path / "part", 2.0, steps=7, checkpoint=checkpoint)
