@@ -38,12 +38,6 @@ def test_the_solid_term_counts_a_hole_of_any_width_inside_the_real_emoji_and_not
     for width in (4, 20):  # narrow or wide, a hole costs its share of the solid part
         holed = _disc_picture((slice(64, 64 + width), slice(54, 54 + width)))
         assert float(jf.solid_shortfall(holed, solid)) == pytest.approx(width * width / inside)
-    faint = real.clone()
-    faint[:, 3] = torch.where(real[:, 3] > 0, 0.5, -1.0)  # alpha 0.75 everywhere in the disc
-    assert float(jf.solid_shortfall(faint, solid)) == pytest.approx(0.25)
-    assert float(jf.solid_shortfall(faint, solid, hinge=0.5)) == 0.0  # with the hinge at 0.5, not a hole
-    holed = _disc_picture((slice(64, 84), slice(54, 74)))
-    assert float(jf.solid_shortfall(holed, solid, hinge=0.5)) == pytest.approx(400 / inside)
     notched = _disc_picture((slice(0, 128), slice(0, 26)))  # a cut at the outline, outside the inset part
     assert float(jf.solid_shortfall(notched, solid)) == 0.0
     over = real.clone()
@@ -110,7 +104,7 @@ def test_the_joint_fit_writes_a_new_folder_with_tuned_weights_and_a_layered_row_
     assert not (tmp_path / "x").exists()
 
 
-def _tune(tmp_path, keep: float, steps: int = 6, checkpoint=None, on_step=None, solid_hinge=1.0):
+def _tune(tmp_path, keep: float, steps: int = 6, checkpoint=None, on_step=None):
     """The joint fit's loop on the tiny model from its table's rows; returns (rows, losses, generator, keep set)."""
     from studio.training.concept_fit import _fit_inputs, load_critic
 
@@ -123,7 +117,7 @@ def _tune(tmp_path, keep: float, steps: int = 6, checkpoint=None, on_step=None, 
     start = jf.start_rows(table, train, loaded.generator.places)
     rows, losses = jf.tune(
         loaded.generator, loaded.upsampler, critic, images, jf.solid_inside(data.images128[train]), start, keep_set,
-        steps, weight_lr=0.01, keep=keep, checkpoint=checkpoint, on_step=on_step, solid_hinge=solid_hinge,
+        steps, weight_lr=0.01, keep=keep, checkpoint=checkpoint, on_step=on_step,
     )  # fmt: skip
     return rows, losses, loaded.generator, keep_set
 
@@ -153,7 +147,5 @@ def test_a_joint_fit_stopped_part_way_resumes_from_its_checkpoint_to_the_same_re
     torch.testing.assert_close(rows, whole_rows, rtol=0, atol=0)
     for a, b in zip(generator.state_dict().values(), whole_generator.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    with pytest.raises(ValueError, match="hinge is an alpha in"):
-        _tune(tmp_path / "hinge", 1.0, steps=1, solid_hinge=0.0)
     with pytest.raises(ValueError, match="belongs to another fit"):
         _tune(tmp_path / "part", 2.0, steps=7, checkpoint=checkpoint)

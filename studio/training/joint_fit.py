@@ -48,7 +48,6 @@ ROW_LR = 0.03  # concept_fit's LEARNING_RATE
 WEIGHT_LR = 1e-4
 KEEP = 1.0
 SOLID_WEIGHT = 2.0
-SOLID_HINGE = 1.0  # alpha below which a solid px pays: 1 any see-through share, 0.5 only what reads as a hole
 FEATURE_MATCH = 0.618  # v6's share of the critic's feature gap
 SOLID_INSET = 7  # px of erosion of the real emoji's solid part at 128 px: the outline may move a few px
 KEEP_COUNT = 1024  # captions, and again plain rows, in the locality set
@@ -58,14 +57,12 @@ CHUNK = 512
 CHECKPOINT_EVERY = 5
 
 
-def solid_shortfall(big: torch.Tensor, solid: torch.Tensor, hinge: float = SOLID_HINGE) -> torch.Tensor:
-    """Per 128 px picture (premultiplied RGBA in [-1, 1], unclamped): the mean of ``(hinge - alpha) / hinge`` where
-    alpha lies below ``hinge`` (0 elsewhere) over its ``solid`` mask (N x 1 x H x W, 1 where the real emoji is solid):
-    0 for a picture solid there, the holes' share of the mask for a hole of any width, differentiable in alpha. With
-    ``hinge`` 1 a faintly see-through part pays too; with 0.5 only what reads as a hole."""
+def solid_shortfall(big: torch.Tensor, solid: torch.Tensor) -> torch.Tensor:
+    """Per 128 px picture (premultiplied RGBA in [-1, 1], unclamped): the mean of ``1 - alpha`` (alpha at most 1) over
+    its ``solid`` mask (N x 1 x H x W, 1 where the real emoji is solid): 0 for a picture solid there, the holes' share
+    of the mask for a hole of any width, differentiable in alpha."""
     alpha = ((big[:, 3:4].float() + 1.0) * 0.5).clamp(max=1.0)
-    short = torch.relu(hinge - alpha) / hinge
-    return (short * solid).sum(dim=(1, 2, 3)) / solid.sum(dim=(1, 2, 3)).clamp(min=1.0)
+    return (torch.relu(1.0 - alpha) * solid).sum(dim=(1, 2, 3)) / solid.sum(dim=(1, 2, 3)).clamp(min=1.0)
 
 
 def solid_inside(images128: np.ndarray, inset: int = SOLID_INSET) -> torch.Tensor:
@@ -78,8 +75,8 @@ def solid_inside(images128: np.ndarray, inset: int = SOLID_INSET) -> torch.Tenso
 @torch.no_grad()
 def locality_set(generator, data, table, count: int = KEEP_COUNT, seed: int = KEEP_SEED):
     """What the locality term holds: ``count`` captions owned by training emoji through the prompt layer, then
-    ``count`` of the table's plain rows of training emoji (fewer where the dataset has fewer), at every place, each at
-    a fixed z; and what ``generator`` draws for them now. Returns (z, conditions, drawings)."""
+    ``count`` of the table's plain rows of training emoji (fewer where the dataset has fewer), at every place, each at a fixed z; and what ``generator``
+    draws for them now. Returns (z, conditions, drawings)."""
     rng = np.random.default_rng(seed)
     owned = np.flatnonzero(~data.heldout[data.caption_owner])
     captions = rng.choice(owned, min(count, len(owned)), replace=False)
@@ -124,15 +121,12 @@ def tune(
     bf16: bool = False,
     checkpoint: Path | None = None,
     on_step: Callable[[int, list[float]], None] | None = None,
-    solid_hinge: float = SOLID_HINGE,
 ) -> tuple[torch.Tensor, list[list[float]]]:
     """Fit layered rows (from ``start``, N x places x cond_dim) and ``generator``'s weights (in place) to draw
     ``images`` (N premultiplied 32 px renders; ``solid``: their masks at 128 px, :func:`solid_inside`), the critic and
     the upsampler frozen. Returns the rows and per step [L1, solid shortfall, locality L1] (means before the step)."""
     if steps < 1 or not weight_lr >= 0 or not keep >= 0 or not solid_weight >= 0 or not feature_match >= 0:
         raise ValueError("The joint fit needs a step or more and weights, rates and terms of 0 or more.")
-    if not 0 < solid_hinge <= 1:
-        raise ValueError(f"The solid term's hinge is an alpha in (0, 1] (got {solid_hinge}).")
     for module in (critic, upsampler):
         module.eval()
         for parameter in module.parameters():
@@ -152,7 +146,6 @@ def tune(
     recipe = _recipe(
         steps=steps, weight_lr=weight_lr, keep=keep, solid_weight=solid_weight, feature_match=feature_match,
         seed=seed, bf16=bf16, count=len(images), keep_count=len(keep_z),
-        **({"solid_hinge": solid_hinge} if solid_hinge != SOLID_HINGE else {}),  # absent at 1: old checkpoints
     )  # fmt: skip
     losses: list[list[float]] = []
     if checkpoint is not None and checkpoint.exists():
@@ -175,7 +168,7 @@ def tune(
                 big = upsampler(drawn, clamp=False)
             l1 = (drawn.float() - images[part]).abs().mean(dim=(1, 2, 3)).sum() / count
             gap = (features.float() - real_features[part]).abs().mean(1).sum() / count
-            short = solid_shortfall(big, solid[part], solid_hinge).sum() / count
+            short = solid_shortfall(big, solid[part]).sum() / count
             (l1 + feature_match * gap + solid_weight * short).backward()
             l1_sum += float(l1.detach())
             solid_sum += float(short.detach())
@@ -242,7 +235,6 @@ def joint_fit(
     seed: int = SEED,
     checkpoint: str | Path | None = None,
     quiet: bool = False,
-    solid_hinge: float = SOLID_HINGE,
 ) -> dict:
     """Write ``out``: a copy of the model folder with tuned weights and a layered row for every training emoji
     (:func:`tune`). Returns the record also stored in the table's metadata under ``joint``."""
@@ -270,7 +262,7 @@ def joint_fit(
     rows, losses = tune(
         generator, loaded.upsampler, critic, images, solid_inside(data.images128[train]), start, keep_set, steps,
         weight_lr, keep, solid_weight, feature_match, seed, bf16_if_native(True),
-        None if checkpoint is None else Path(checkpoint), printer, solid_hinge,
+        None if checkpoint is None else Path(checkpoint), printer,
     )  # fmt: skip
     lent = np.zeros(len(train), bool)
     if table.layered is not None:  # rows the folder lent stay lent
@@ -279,7 +271,6 @@ def joint_fit(
         lent[had] = flags[np.searchsorted(table.layered, train[had])]
     record = {
         "steps": steps, "weight_lr": weight_lr, "keep": keep, "solid_weight": solid_weight,
-        **({"solid_hinge": solid_hinge} if solid_hinge != SOLID_HINGE else {}),
         "feature_match": feature_match, "seed": seed, "discriminator": str(discriminator), "fitted": len(train),
         "losses_first": [round(x, 4) for x in losses[0]], "losses_last": [round(x, 4) for x in losses[-1]],
         "minutes": round((time.time() - started) / 60, 1), "dataset_sha256": data.manifest.get("sha256", ""),
@@ -331,9 +322,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weight-lr", type=float, default=WEIGHT_LR)
     parser.add_argument("--keep", type=float, default=KEEP, help="weight of the locality term")
     parser.add_argument("--solid-weight", type=float, default=SOLID_WEIGHT)
-    parser.add_argument(
-        "--solid-hinge", type=float, default=SOLID_HINGE, help="alpha below which a solid px pays, (0, 1]"
-    )
     parser.add_argument("--feature-match", type=float, default=FEATURE_MATCH)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--checkpoint", help="state file saved every few steps and resumed from")
@@ -344,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         record = joint_fit(
             args.model, args.data, args.discriminator, args.out, args.steps, args.weight_lr, args.keep,
-            args.solid_weight, args.feature_match, args.seed, args.checkpoint, solid_hinge=args.solid_hinge,
+            args.solid_weight, args.feature_match, args.seed, args.checkpoint,
         )  # fmt: skip
     except (ModelError, TrainError, ValueError, OSError) as error:
         log.exception("The joint fit failed")
