@@ -75,8 +75,8 @@ def solid_inside(images128: np.ndarray, inset: int = SOLID_INSET) -> torch.Tenso
 @torch.no_grad()
 def locality_set(generator, data, table, count: int = KEEP_COUNT, seed: int = KEEP_SEED):
     """What the locality term holds: ``count`` captions owned by training emoji through the prompt layer, then
-    ``count`` of the table's plain rows of training emoji (fewer where the dataset has fewer), at every place, each at a fixed z; and what ``generator``
-    draws for them now. Returns (z, conditions, drawings)."""
+    ``count`` of the table's plain rows of training emoji (fewer where the dataset has fewer), at every place, each at
+    a fixed z; and what ``generator`` draws for them now. Returns (z, conditions, drawings)."""
     rng = np.random.default_rng(seed)
     owned = np.flatnonzero(~data.heldout[data.caption_owner])
     captions = rng.choice(owned, min(count, len(owned)), replace=False)
