@@ -117,7 +117,7 @@ def _tune(tmp_path, keep: float, steps: int = 6, checkpoint=None, on_step=None):
     start = jf.start_rows(table, train, loaded.generator.places)
     rows, losses = jf.tune(
         loaded.generator, loaded.upsampler, critic, images, jf.solid_inside(data.images128[train]), start, keep_set,
-        steps, weight_lr=0.01, keep=keep, checkpoint=checkpoint, on_step=on_step,
+        jf.Recipe(steps, weight_lr=0.01, keep=keep), checkpoint=checkpoint, on_step=on_step,
     )  # fmt: skip
     return rows, losses, loaded.generator, keep_set
 

@@ -32,7 +32,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +57,18 @@ CHUNK = 512
 CHECKPOINT_EVERY = 5
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """What a joint fit is told: its steps, the weights' learning rate, the three terms' weights and the z seed."""
+
+    steps: int = STEPS
+    weight_lr: float = WEIGHT_LR
+    keep: float = KEEP
+    solid_weight: float = SOLID_WEIGHT
+    feature_match: float = FEATURE_MATCH
+    seed: int = SEED
+
+
 def solid_shortfall(big: torch.Tensor, solid: torch.Tensor) -> torch.Tensor:
     """Per 128 px picture (premultiplied RGBA in [-1, 1], unclamped): the mean of ``1 - alpha`` (alpha at most 1) over
     its ``solid`` mask (N x 1 x H x W, 1 where the real emoji is solid): 0 for a picture solid there, the holes' share
@@ -68,7 +80,9 @@ def solid_shortfall(big: torch.Tensor, solid: torch.Tensor) -> torch.Tensor:
 def solid_inside(images128: np.ndarray, inset: int = SOLID_INSET) -> torch.Tensor:
     """Per real emoji (uint8 RGBA, N x 128 x 128 x 4): 1 where it is solid (alpha above one half) ``inset`` px in from
     every outline (a square erosion), as N x 1 x 128 x 128 floats."""
-    solid = (torch.from_numpy(np.ascontiguousarray(images128[..., 3])) > 127).float().unsqueeze(1)
+    from studio.training.concept_fit import solid_masks
+
+    solid = solid_masks(torch.from_numpy(images128))
     return alpha_erosion(solid, inset) if inset > 1 else solid
 
 
@@ -100,10 +114,6 @@ def start_rows(table, train: np.ndarray, places: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rows)).float()
 
 
-def _recipe(**settings) -> str:
-    return json.dumps(settings, sort_keys=True)
-
-
 def tune(
     generator,
     upsampler,
@@ -112,19 +122,18 @@ def tune(
     solid: torch.Tensor,
     start: torch.Tensor,
     keep_set: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    steps: int = STEPS,
-    weight_lr: float = WEIGHT_LR,
-    keep: float = KEEP,
-    solid_weight: float = SOLID_WEIGHT,
-    feature_match: float = FEATURE_MATCH,
-    seed: int = SEED,
+    recipe: Recipe = Recipe(),
     bf16: bool = False,
     checkpoint: Path | None = None,
     on_step: Callable[[int, list[float]], None] | None = None,
 ) -> tuple[torch.Tensor, list[list[float]]]:
     """Fit layered rows (from ``start``, N x places x cond_dim) and ``generator``'s weights (in place) to draw
     ``images`` (N premultiplied 32 px renders; ``solid``: their masks at 128 px, :func:`solid_inside`), the critic and
-    the upsampler frozen. Returns the rows and per step [L1, solid shortfall, locality L1] (means before the step)."""
+    the upsampler frozen, as ``recipe`` says. Returns the rows and per step [L1, solid shortfall, locality L1] (means
+    before the step)."""
+    steps, weight_lr, keep, solid_weight, feature_match = (
+        recipe.steps, recipe.weight_lr, recipe.keep, recipe.solid_weight, recipe.feature_match
+    )  # fmt: skip
     if steps < 1 or not weight_lr >= 0 or not keep >= 0 or not solid_weight >= 0 or not feature_match >= 0:
         raise ValueError("The joint fit needs a step or more and weights, rates and terms of 0 or more.")
     for module in (critic, upsampler):
@@ -141,15 +150,14 @@ def tune(
     rows = start.detach().clone().float().requires_grad_(True)
     row_optimizer = torch.optim.Adam([rows], lr=ROW_LR)
     weight_optimizer = torch.optim.Adam(list(generator.parameters()), lr=weight_lr, betas=(0.5, 0.999))
-    noise = torch.Generator().manual_seed(seed)
+    noise = torch.Generator().manual_seed(recipe.seed)
     keep_z, keep_conditions, keep_drawn = keep_set
-    recipe = _recipe(
-        steps=steps, weight_lr=weight_lr, keep=keep, solid_weight=solid_weight, feature_match=feature_match,
-        seed=seed, bf16=bf16, count=len(images), keep_count=len(keep_z),
-    )  # fmt: skip
+    told = json.dumps(
+        {**asdict(recipe), "bf16": bf16, "count": len(images), "keep_count": len(keep_z)}, sort_keys=True
+    )
     losses: list[list[float]] = []
     if checkpoint is not None and checkpoint.exists():
-        losses = _resume(checkpoint, recipe, rows, generator, row_optimizer, weight_optimizer, noise)
+        losses = _resume(checkpoint, told, rows, generator, row_optimizer, weight_optimizer, noise)
     count = len(images)
     for step in range(len(losses), steps):
         fraction = float(0.5 * (1 + np.cos(np.pi * step / steps)))
@@ -186,7 +194,7 @@ def tune(
             on_step(step, losses[-1])
         if checkpoint is not None and (step + 1) % CHECKPOINT_EVERY == 0 and step + 1 < steps:
             state = {
-                "recipe": recipe, "rows": rows.detach().clone(), "generator": generator.state_dict(),
+                "recipe": told, "rows": rows.detach().clone(), "generator": generator.state_dict(),
                 "rows_optimizer": row_optimizer.state_dict(), "weights_optimizer": weight_optimizer.state_dict(),
                 "noise": noise.get_state(), "losses": torch.tensor(losses, dtype=torch.float64),
             }  # fmt: skip
@@ -227,12 +235,7 @@ def joint_fit(
     data_folder: str | Path,
     discriminator: str | Path,
     out: str | Path,
-    steps: int = STEPS,
-    weight_lr: float = WEIGHT_LR,
-    keep: float = KEEP,
-    solid_weight: float = SOLID_WEIGHT,
-    feature_match: float = FEATURE_MATCH,
-    seed: int = SEED,
+    recipe: Recipe = Recipe(),
     checkpoint: str | Path | None = None,
     quiet: bool = False,
 ) -> dict:
@@ -258,11 +261,10 @@ def joint_fit(
     generator, started = loaded.generator, time.time()
     start = start_rows(table, train, generator.places)
     keep_set = locality_set(generator, data, table)
-    printer = None if quiet else _printer(steps, started)
+    printer = None if quiet else _printer(recipe.steps, started)
     rows, losses = tune(
-        generator, loaded.upsampler, critic, images, solid_inside(data.images128[train]), start, keep_set, steps,
-        weight_lr, keep, solid_weight, feature_match, seed, bf16_if_native(True),
-        None if checkpoint is None else Path(checkpoint), printer,
+        generator, loaded.upsampler, critic, images, solid_inside(data.images128[train]), start, keep_set, recipe,
+        bf16_if_native(True), None if checkpoint is None else Path(checkpoint), printer,
     )  # fmt: skip
     lent = np.zeros(len(train), bool)
     if table.layered is not None:  # rows the folder lent stay lent
@@ -270,8 +272,7 @@ def joint_fit(
         flags = np.ones(len(table.layered), bool) if table.lent is None else table.lent
         lent[had] = flags[np.searchsorted(table.layered, train[had])]
     record = {
-        "steps": steps, "weight_lr": weight_lr, "keep": keep, "solid_weight": solid_weight,
-        "feature_match": feature_match, "seed": seed, "discriminator": str(discriminator), "fitted": len(train),
+        **asdict(recipe), "discriminator": str(discriminator), "fitted": len(train),
         "losses_first": [round(x, 4) for x in losses[0]], "losses_last": [round(x, 4) for x in losses[-1]],
         "minutes": round((time.time() - started) / 60, 1), "dataset_sha256": data.manifest.get("sha256", ""),
     }  # fmt: skip
@@ -330,10 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     set_training_threads(args.threads)
     try:
-        record = joint_fit(
-            args.model, args.data, args.discriminator, args.out, args.steps, args.weight_lr, args.keep,
-            args.solid_weight, args.feature_match, args.seed, args.checkpoint,
-        )  # fmt: skip
+        recipe = Recipe(
+            args.steps, args.weight_lr, args.keep, args.solid_weight, args.feature_match, args.seed
+        )
+        record = joint_fit(args.model, args.data, args.discriminator, args.out, recipe, args.checkpoint)
     except (ModelError, TrainError, ValueError, OSError) as error:
         log.exception("The joint fit failed")
         print(error, file=sys.stderr)
