@@ -48,3 +48,23 @@ def test_the_looks_alpha_grid_shows_the_hole_the_shown_picture_opens(tmp_path):
     soft[:, :3, 10:16, 16:112] = -0.5
     tile = rows_verify._alpha_tile(soft[[0]])
     assert (tile[12, 40] == (220, 40, 40)).all() and (tile[40, 40] == 255).all()
+
+
+def test_rows_means_averages_every_number_leaf_by_leaf():
+    rows_means = load_script("rows_means")
+    first = {
+        "rounds": [1800, 1810],
+        "judges": {"a": "x.safetensors"},
+        "v16": {"kid": 0.02, "keywords": [0.2, 1.0]},
+    }
+    second = {
+        "rounds": [1820, 1830],
+        "judges": {"a": "y.safetensors"},
+        "v16": {"kid": 0.03, "keywords": [0.4, 2.0]},
+    }
+    means = rows_means.leaf_means([first, second])
+    assert means["v16"] == {"kid": 0.025, "keywords": [0.3, 1.5]}
+    assert means["rounds"] == [1810, 1820]
+    assert means["judges"] == {"a": "x.safetensors"}  # text: the first report's
+    # a key only the first report has is its own mean
+    assert rows_means.leaf_means([{"only": 3, "both": 1}, {"both": 2}]) == {"only": 3, "both": 1.5}
