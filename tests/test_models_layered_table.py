@@ -719,3 +719,51 @@ def test_the_layered_screen_holds_each_rows_marks_and_enclosed_holes_to_its_plai
         main(["--model", str(folder), f"--screen-{flag}", "0.9"])
     with pytest.raises(ModelError, match="dark-mark floor" if flag == "marks" else "enclosed-hole margin"):
         main([*argv, f"--screen-{flag}", "1.5" if flag == "marks" else "-1"])
+
+
+def test_the_real_solid_dips_screen_holds_each_row_to_its_plain_rows_holes_where_the_real_emoji_is_solid(
+    concept_model_dir,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    """``--screen-layers --screen-real-solid-dips`` (session 65): a row fails when its pictures at its own seeds have
+    more deep-dip px where its real emoji is solid, on average, than its plain row's (rows_verify's
+    ``holes_where_real_solid``, the ship rules' bar). The tiny model draws no dips, so the count is swapped for one
+    that differs from picture to picture and reads the real emoji given (its mean alpha, scaled); the count itself is
+    tested on drawn pictures (tests/test_training_holes.py)."""
+    import studio.models.holes as holes
+    from studio.models.cgan import rgba_uint8_to_premultiplied
+    from studio.training.concept_fit import main, screen_full_rows
+
+    wide = holes.dips_where_solid  # the per-seed margin's wide dips (15 px closing) stay as they are
+
+    def count(pictures, real, closing):
+        if closing != holes.TEAR_CLOSING:
+            return wide(pictures, real, closing)
+        return (pictures[:, 3].mean((1, 2)) + 1) * 500 * (real[:, 3].mean((1, 2)) + 2)
+
+    monkeypatch.setattr(holes, "dips_where_solid", count)
+    monkeypatch.setattr(holes, "covers", lambda second, first: torch.ones(len(second), dtype=torch.bool))
+    folder, table, drawn = _noisy_layers_drawn(concept_model_dir, tmp_path, "real", 5)
+    real = np.random.default_rng(1).integers(0, 256, (len(table.conditions), 128, 128, 4), dtype=np.uint8)
+    solid = rgba_uint8_to_premultiplied(torch.from_numpy(real))
+    added = {
+        row: float(
+            (
+                count(shown, solid[[row] * 3], holes.TEAR_CLOSING)
+                - count(first, solid[[row] * 3], holes.TEAR_CLOSING)
+            ).mean()
+        )
+        for row, (first, shown) in drawn.items()
+    }
+    want = [row for row, value in added.items() if value <= 0]
+    assert 0 < len(want) < 3, added  # the rows differ, so the screen has something to choose
+    loose = dict(margin=0.0, net_margin=float("inf"), seeds=3, screen_margin=1e9)
+    passed = screen_full_rows(folder, table.conditions, table.place_rows(), **loose, real=real)
+    assert np.flatnonzero(passed & table.fitted).tolist() == want and passed[~table.fitted].all()
+    assert screen_full_rows(folder, table.conditions, table.place_rows(), **loose)[table.layered].all()
+    argv = ["--model", str(folder), "--screen-layers", "--screen-seeds", "3", "--screen-margin", "1e9"]
+    with pytest.raises(ModelError, match="needs the dataset"):
+        main([*argv, "--screen-real-solid-dips"])
+    with pytest.raises(SystemExit):
+        main(["--model", str(folder), "--screen-real-solid-dips"])

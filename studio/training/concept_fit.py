@@ -46,7 +46,8 @@ each z (session 60). ``--screen-layers`` keeps only the layered rows that pass t
 ``--screen-mean-dips``: no more deep-dip px on average than the plain row's; ``--screen-edge F``: a mean alpha edge
 length at least F times the plain row's, session 57; ``--screen-marks F``: at least F times the plain row's dark-mark
 px at each seed; ``--screen-enclosed N``: at most N see-through px enclosed where the plain row is solid at each seed,
-session 63), and ``--add-layers FOLDER`` joins another folder's layered rows
+session 63; ``--screen-real-solid-dips``: no more deep-dip px where the real emoji is solid on average than the plain
+row's, session 65), and ``--add-layers FOLDER`` joins another folder's layered rows
 for the concepts without one (``--own-names-only``: drawn only for their own names, a prompt that borrows one taking
 its plain row; sessions 55–56).
 """
@@ -928,6 +929,7 @@ def screen_layered_rows(
     edge: float = 0.0,
     marks: float = 0.0,
     enclosed: float = float("inf"),
+    real_solid_dips: bool = False,
 ) -> dict:
     """Keep only the layered rows of the folder's table (``fit_layered_rows``) whose picture, at each of ``seeds``
     seeds of the row's own, covers half the plain row's alpha, opens no more than ``screen_margin`` wide-dip pixels where
@@ -940,8 +942,10 @@ def screen_layered_rows(
     plain row's (an outline kept, not smoothed), and (``marks`` > 0) whose pictures keep at each seed at least that
     share of the plain row's dark-mark px (eyes, mouths, flecks: ``evaluate.dark_marks``), and (``enclosed``
     finite) whose pictures have at each seed no more than that many see-through px enclosed where the plain row's is
-    solid (``holes.enclosed_where_solid``); the rest draw their plain rows again. Returns the record also stored
-    in the file's metadata (``layers_screen``)."""
+    solid (``holes.enclosed_where_solid``), and (``real_solid_dips``, with the dataset ``data``) whose pictures have
+    no more deep-dip px where the real emoji is solid on average over those seeds than the plain row's (rows_verify's
+    ``holes_where_real_solid``, the ship rules' bar since rule 119); the rest draw their plain rows again. Returns
+    the record also stored in the file's metadata (``layers_screen``)."""
     from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, read_concepts
     from studio.models.format import ModelError
 
@@ -959,6 +963,8 @@ def screen_layered_rows(
         raise ModelError(f"The screen's dark-mark floor lies in [0, 1] (got {marks}).")
     if not enclosed >= 0:
         raise ModelError(f"The screen's enclosed-hole margin is 0 or more pixels (got {enclosed}).")
+    if real_solid_dips and data is None:
+        raise ModelError("The screen's count of holes where the real emoji is solid needs the dataset.")
     real_detail = None
     if screen_detail > 0:  # the floor is the lower of the two; +inf leaves the plain row's own
         real_detail = (
@@ -967,7 +973,7 @@ def screen_layered_rows(
     passed = screen_full_rows(
         Path(model), table.conditions, table.place_rows(), 0.0, float("inf"), seeds, screen_margin,
         screen_net_margin, screen_detail=screen_detail, real_detail=real_detail, mean_dips=mean_dips, edge=edge,
-        marks=marks, enclosed=enclosed,
+        marks=marks, enclosed=enclosed, real=_real_pictures(Path(model), data) if real_solid_dips else None,
     )  # fmt: skip
     keep = passed[table.layered]
     record = {
@@ -980,6 +986,7 @@ def screen_layered_rows(
         **({"edge": float(edge), "edge_of": "the plain row's mean edge length"} if edge > 0 else {}),
         **({"marks": float(marks), "marks_of": "the plain row's px at each seed"} if marks > 0 else {}),
         **({"enclosed": float(enclosed)} if np.isfinite(enclosed) else {}),
+        **({"real_solid_dips": "no more than the plain row's"} if real_solid_dips else {}),
         "screened": len(table.layered),
         "kept": int(keep.sum()),
     }
@@ -1042,6 +1049,7 @@ def screen_full_rows(
     edge: float = 0.0,
     marks: float = 0.0,
     enclosed: float = float("inf"),
+    real: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per row of the two tables (conditions, as the engine draws a prompt whose row is its own): whether at each of
     ``seeds`` seeds of the row's own (``SCREEN_SEED + seeds x row + k``) the second row's picture (128 px, through
@@ -1054,11 +1062,14 @@ def screen_full_rows(
     (``picture_detail``'s) over the seeds of at least ``edge`` times the first's, and (``marks`` > 0) has at each
     seed at least ``marks`` times the first's dark-mark px (``evaluate.dark_marks``), and (``enclosed`` finite) has
     at each seed no more than that many see-through px enclosed where the first's is solid
-    (``holes.enclosed_where_solid``). Rows that are equal pass.
+    (``holes.enclosed_where_solid``), and (``real`` given: each row's real emoji, uint8 RGBA at 128 px) has no more
+    deep-dip px where the real emoji is solid (``holes.dips_where_solid`` at ``TEAR_CLOSING``) on average over the seeds
+    than the first's. Rows that are equal pass.
     ``second`` may hold layered rows (V x places x cond_dim): their picture is then shown as drawn, nothing filled,
     wherever it covers half the first's alpha (``holes.covers``; ``margin`` and ``net_margin`` unused), as the
     engine draws a table's layered rows."""
     from studio.models import holes
+    from studio.models.cgan import rgba_uint8_to_premultiplied
     from studio.models.format import load_model
     from studio.training.evaluate import dark_marks, latents, picture_detail
 
@@ -1071,8 +1082,9 @@ def screen_full_rows(
     differs = np.flatnonzero((plain != second).reshape(len(first), -1).any(axis=1))
     pairs = [(int(row), k) for row in differs for k in range(seeds)]
     passed = np.ones(len(first), dtype=bool)
-    # deep-dip px the shown pictures have beyond the first's, summed over the seeds
+    # deep-dip px the shown pictures have beyond the first's, summed over the seeds: anywhere, where the real is solid
     added = np.zeros(len(first))
+    added_real = np.zeros(len(first))
     edges = np.zeros((2, len(first)))  # summed alpha edge length over the seeds: the first's, the shown
     for start in range(0, len(pairs), batch):
         chunk = pairs[start : start + batch]
@@ -1101,11 +1113,19 @@ def screen_full_rows(
             closing = holes.TEAR_CLOSING
             more = holes.deep_dips(shown, closing) - holes.deep_dips(pictures[0], closing)
             np.add.at(added, which, more.double().numpy())
+        if real is not None:
+            solid = rgba_uint8_to_premultiplied(torch.from_numpy(real[which]))
+            shown_dips, first_dips = (
+                holes.dips_where_solid(p, solid, holes.TEAR_CLOSING) for p in (shown, pictures[0])
+            )
+            np.add.at(added_real, which, (shown_dips - first_dips).double().numpy())
         if edge > 0:
             for side, picture in enumerate((pictures[0], shown)):
                 np.add.at(edges[side], which, picture_detail(picture)[2].double().numpy())
     if mean_dips:
         passed &= added <= 0
+    if real is not None:
+        passed &= added_real <= 0
     if edge > 0:
         passed &= edges[1] >= edge * edges[0]
     return passed
@@ -1118,10 +1138,9 @@ def detail_per_px(pictures: torch.Tensor) -> np.ndarray:
     return detail_128(pictures).numpy()
 
 
-def _real_detail(model: Path, data_folder: str | Path, batch: int = 256) -> np.ndarray:
-    """Per row of the folder's concept table (its vocabulary's emoji, in the dataset's order): the real emoji's
-    interior detail per px at 128 px."""
-    from studio.models.cgan import rgba_uint8_to_premultiplied
+def _real_pictures(model: Path, data_folder: str | Path) -> np.ndarray:
+    """Per row of the folder's concept table (its vocabulary's emoji, in the dataset's order): the real emoji, uint8
+    RGBA at 128 px."""
     from studio.models.format import ModelError, load_model
     from studio.models.vocabulary import load_vocabulary
     from studio.training.dataset import load_dataset
@@ -1130,12 +1149,18 @@ def _real_detail(model: Path, data_folder: str | Path, batch: int = 256) -> np.n
     data = load_dataset(data_folder)
     if vocabulary is None or vocabulary.names != data.names:
         raise ModelError("The dataset does not list the model's vocabulary's emoji in its order.")
+    return data.images128
+
+
+def _real_detail(model: Path, data_folder: str | Path, batch: int = 256) -> np.ndarray:
+    """Per row of the folder's concept table: the real emoji's interior detail per px at 128 px."""
+    from studio.models.cgan import rgba_uint8_to_premultiplied
+
+    images = _real_pictures(model, data_folder)
     return np.concatenate(
         [
-            detail_per_px(
-                rgba_uint8_to_premultiplied(torch.from_numpy(data.images128[start : start + batch]))
-            )
-            for start in range(0, len(data.names), batch)
+            detail_per_px(rgba_uint8_to_premultiplied(torch.from_numpy(images[start : start + batch])))
+            for start in range(0, len(images), batch)
         ]
     )
 
@@ -1321,6 +1346,12 @@ def main(argv: list[str] | None = None) -> int:
         "see-through px enclosed by opaque ones where the plain row's picture is solid (holes, not notches)",
     )
     parser.add_argument(
+        "--screen-real-solid-dips",
+        action="store_true",
+        help="with --screen-layers and --data: a row also fails when its pictures have more deep-dip px where the real "
+        "emoji is solid on average over its seeds than the plain row's",
+    )
+    parser.add_argument(
         "--add-layers",
         metavar="FOLDER",
         help="instead of fitting: add FOLDER's layered rows (fitted from the same plain rows) for the concepts the "
@@ -1378,7 +1409,7 @@ def main(argv: list[str] | None = None) -> int:
         record = screen_layered_rows(
             args.model, args.screen_seeds, args.screen_margin, args.screen_net_margin, args.screen_detail,
             args.data, detail_own=args.screen_detail_own, mean_dips=args.screen_mean_dips, edge=args.screen_edge,
-            marks=args.screen_marks, enclosed=args.screen_enclosed,
+            marks=args.screen_marks, enclosed=args.screen_enclosed, real_solid_dips=args.screen_real_solid_dips,
         )  # fmt: skip
         print(json.dumps(record, indent=2))
         return 0
@@ -1388,10 +1419,11 @@ def main(argv: list[str] | None = None) -> int:
         or args.screen_edge
         or args.screen_marks
         or np.isfinite(args.screen_enclosed)
+        or args.screen_real_solid_dips
     ):
         parser.error(
-            "--screen-detail-own, --screen-mean-dips, --screen-edge, --screen-marks and --screen-enclosed go with "
-            "--screen-layers."
+            "--screen-detail-own, --screen-mean-dips, --screen-edge, --screen-marks, --screen-enclosed and "
+            "--screen-real-solid-dips go with --screen-layers."
         )
     if args.add_layers is not None:
         if args.layered or args.add_full is not None or args.rescale is not None:
