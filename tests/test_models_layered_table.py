@@ -476,6 +476,20 @@ def _noisy_layers_drawn(concept_model_dir, tmp_path, name: str, seed: int):  # n
     return folder, table, drawn
 
 
+def _screen_keeps_the_rows_that_add_none(folder, table, added: dict, **option) -> list[int]:
+    """Assert that ``screen_full_rows`` with ``option`` (and loose per-seed margins) passes exactly the layered rows
+    whose ``added`` count is 0 or less, and every plain row, while without it every layered row passes. Returns them."""
+    from studio.training.concept_fit import screen_full_rows
+
+    want = [row for row, value in added.items() if value <= 0]
+    assert 0 < len(want) < 3, added  # the rows differ, so the screen has something to choose
+    loose = dict(margin=0.0, net_margin=float("inf"), seeds=3, screen_margin=1e9)
+    passed = screen_full_rows(folder, table.conditions, table.place_rows(), **loose, **option)
+    assert np.flatnonzero(passed & table.fitted).tolist() == want and passed[~table.fitted].all()
+    assert screen_full_rows(folder, table.conditions, table.place_rows(), **loose)[table.layered].all()
+    return want
+
+
 def test_the_mean_dips_screen_keeps_a_layered_row_only_where_it_adds_no_dips_on_average(
     concept_model_dir,  # noqa: F811
     tmp_path,
@@ -485,7 +499,7 @@ def test_the_mean_dips_screen_keeps_a_layered_row_only_where_it_adds_no_dips_on_
     seeds have more deep-dip px on average than the plain row's (the tiny model draws no dips, so the count is replaced
     by one that differs from picture to picture: its mean alpha, scaled)."""
     import studio.models.holes as holes
-    from studio.training.concept_fit import main, screen_full_rows
+    from studio.training.concept_fit import main
 
     def count(pictures, closing):
         assert closing == holes.TEAR_CLOSING
@@ -498,12 +512,7 @@ def test_the_mean_dips_screen_keeps_a_layered_row_only_where_it_adds_no_dips_on_
         row: float((count(pictures[1], holes.TEAR_CLOSING) - count(pictures[0], 7)).mean())
         for row, pictures in drawn.items()
     }
-    want = [row for row, value in added.items() if value <= 0]
-    assert 0 < len(want) < 3, added  # the rows differ, so the screen has something to choose
-    loose = dict(margin=0.0, net_margin=float("inf"), seeds=3, screen_margin=1e9)
-    passed = screen_full_rows(folder, table.conditions, table.place_rows(), **loose, mean_dips=True)
-    assert np.flatnonzero(passed & table.fitted).tolist() == want and passed[~table.fitted].all()
-    assert screen_full_rows(folder, table.conditions, table.place_rows(), **loose)[table.layered].all()
+    want = _screen_keeps_the_rows_that_add_none(folder, table, added, mean_dips=True)
     argv = ["--model", str(folder), "--screen-layers", "--screen-seeds", "3", "--screen-margin", "1e9"]
     assert main([*argv, "--screen-mean-dips"]) == 0
     info = read_model_info(folder)
@@ -733,7 +742,7 @@ def test_the_real_solid_dips_screen_holds_each_row_to_its_plain_rows_holes_where
     tested on drawn pictures (tests/test_training_holes.py)."""
     import studio.models.holes as holes
     from studio.models.cgan import rgba_uint8_to_premultiplied
-    from studio.training.concept_fit import main, screen_full_rows
+    from studio.training.concept_fit import main
 
     wide = holes.dips_where_solid  # the per-seed margin's wide dips (15 px closing) stay as they are
 
@@ -756,12 +765,7 @@ def test_the_real_solid_dips_screen_holds_each_row_to_its_plain_rows_holes_where
         )
         for row, (first, shown) in drawn.items()
     }
-    want = [row for row, value in added.items() if value <= 0]
-    assert 0 < len(want) < 3, added  # the rows differ, so the screen has something to choose
-    loose = dict(margin=0.0, net_margin=float("inf"), seeds=3, screen_margin=1e9)
-    passed = screen_full_rows(folder, table.conditions, table.place_rows(), **loose, real=real)
-    assert np.flatnonzero(passed & table.fitted).tolist() == want and passed[~table.fitted].all()
-    assert screen_full_rows(folder, table.conditions, table.place_rows(), **loose)[table.layered].all()
+    _screen_keeps_the_rows_that_add_none(folder, table, added, real=real)
     argv = ["--model", str(folder), "--screen-layers", "--screen-seeds", "3", "--screen-margin", "1e9"]
     with pytest.raises(ModelError, match="needs the dataset"):
         main([*argv, "--screen-real-solid-dips"])
