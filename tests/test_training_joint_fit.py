@@ -1,6 +1,7 @@
 """The joint fit (studio/training/joint_fit.py): layered rows fitted together with the base's weights, a solid-alpha
-term that sees holes of any width where the real emoji is solid, a locality term that holds other prompts' drawings,
-a checkpoint that resumes to the same result, and a new folder written whole or not at all."""
+term that sees holes of any width where the real emoji is solid, a tear term on the narrow dips there, a locality
+term that holds other prompts' drawings, a checkpoint that resumes to the same result, and a new folder written whole
+or not at all."""
 
 from __future__ import annotations
 
@@ -149,3 +150,78 @@ def test_a_joint_fit_stopped_part_way_resumes_from_its_checkpoint_to_the_same_re
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     with pytest.raises(ValueError, match="belongs to another fit"):
         _tune(tmp_path / "part", 2.0, steps=7, checkpoint=checkpoint)
+
+
+def test_the_tear_term_counts_narrow_dips_only_where_the_real_emoji_is_solid():
+    from studio.training.concept_fit import solid_masks
+
+    real = _disc_picture()
+    rgba = ((real.permute(0, 2, 3, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+    solid = solid_masks(torch.from_numpy(rgba))
+    assert float(jf.tear_share(real, solid)) == 0.0
+    narrow = _disc_picture((slice(60, 64), slice(60, 64)))  # inside the 7 px closing: a tear
+    assert float(jf.tear_share(narrow, solid)) > 0.0
+    assert float(jf.tear_share(narrow, torch.zeros_like(solid))) == 0.0  # where the real emoji is not solid
+    wide = _disc_picture((slice(50, 70), slice(50, 70)))  # wider than the closing: the solid term sees it
+    assert float(jf.tear_share(wide, solid)) == 0.0
+    under = narrow * 3.0  # an upsampler driving alpha far below 0 still counts as the same hole
+    assert float(jf.tear_share(under, solid)) == pytest.approx(float(jf.tear_share(narrow, solid)))
+
+
+class _Holed(torch.nn.Module):
+    """The model's upsampler with a 4 px tear cut into every picture's alpha (an offset, so the gradient still flows)."""
+
+    def __init__(self, upsampler):
+        super().__init__()
+        self.upsampler = upsampler
+
+    def forward(self, images, clamp=False):
+        big = self.upsampler(images, clamp=clamp)
+        cut = torch.zeros_like(big)
+        cut[:, 3, 60:64, 60:64] = -2.0
+        return big + cut
+
+
+def _tune_tears(tmp_path, tear_weight: float, steps: int = 6):
+    """The loop as _tune runs it, through :class:`_Holed`, with the tear term at ``tear_weight`` counted everywhere.
+    Returns (rows, losses, the tuned generator, its upsampler, the start rows, the masks, the model folder)."""
+    from studio.training.concept_fit import _fit_inputs, load_critic
+
+    data_dir, data, folder, critic_path = _tuned_inputs(tmp_path)
+    loaded, vocabulary, data, names, _, images, _ = _fit_inputs(folder, data_dir, None, 0.0)
+    table = load_concepts(loaded.info, vocabulary)
+    train = data.train_index
+    start = jf.start_rows(table, train, loaded.generator.places)
+    masks, upsampler = torch.ones(len(train), 1, 128, 128), _Holed(loaded.upsampler)
+    rows, losses = jf.tune(
+        loaded.generator, upsampler, load_critic(critic_path, names.shape[1]), images,
+        jf.solid_inside(data.images128[train]), start, jf.locality_set(loaded.generator, data, table),
+        jf.Recipe(steps, weight_lr=0.01, tear_weight=tear_weight), tear_solid=masks,
+    )  # fmt: skip
+    return rows, losses, loaded.generator, upsampler, start, masks, folder
+
+
+def test_the_tear_term_weighs_the_first_steps_tears_and_raises_alpha_in_a_tear(tmp_path):
+    rows, losses, generator, upsampler, start, masks, folder = _tune_tears(tmp_path / "tears", 1000.0)
+    # the fourth loss is the tear share of the first step's drawings, recomputed at the same z
+    z = torch.randn(len(start), generator.config.z_dim, generator=torch.Generator().manual_seed(jf.SEED))
+    with torch.no_grad():
+        first = upsampler(load_model(folder).generator.synthesize(z, start), clamp=False)  # the start weights
+    assert len(losses[0]) == 4 and losses[0][3] > 0
+    assert losses[0][3] == pytest.approx(float(jf.tear_share(first, masks).mean()), rel=1e-5)
+    plain_rows, plain_losses, plain_generator, *_ = _tune_tears(tmp_path / "plain", 0.0)
+    assert len(plain_losses[0]) == 3 and plain_losses[0] == pytest.approx(losses[0][:3], rel=1e-6)
+    # on z never fitted, the term's fit draws more alpha where the tear is cut than the fit without it
+    z = torch.randn(len(start), generator.config.z_dim, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        tear = [upsampler(g.synthesize(z, r), clamp=False)[:, 3, 60:64, 60:64].mean() for g, r in
+                ((generator, rows), (plain_generator, plain_rows))]  # fmt: skip
+    assert float(tear[0]) > float(tear[1]) + 0.02
+
+
+def test_a_tear_weight_of_0_stays_out_of_the_checkpoints_recipe_and_a_tear_weight_needs_the_masks():
+    assert "tear_weight" not in jf.Recipe().told()  # checkpoints of fits made before the term still resume
+    assert jf.Recipe(tear_weight=2.0).told()["tear_weight"] == 2.0
+    with pytest.raises(ValueError, match="solid mask for every picture"):
+        jf.tune(None, None, None, torch.zeros(2, 4, 32, 32), None, torch.zeros(2, 3, 8), None,
+                jf.Recipe(tear_weight=1.0))  # fmt: skip

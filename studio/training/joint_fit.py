@@ -6,12 +6,14 @@ weights frozen; such rows draw far more of their emoji than the table's (identit
 A/B's names) but open holes where the emoji is solid, so screens kept only a fifth of them (sessions 53–63). Two
 things change here. A **solid-alpha term** at 128 px: the mean shortfall of the upsampled alpha below 1 where the real
 emoji is solid (``SOLID_INSET`` px in from its outline), which sees holes of any width, where the tear term's 7 px
-closing sees only narrow dips. And the **base's weights** move with the rows (as pivotal tuning moves a generator
-around its inversions), held by a **locality term**: ``KEEP_COUNT`` captions' projections (none of a held-out emoji's)
-and as many of the table's plain rows, each at a fixed z, are held to what the start weights draw for them, so
-prompts that take no layered row draw nearly as before. The loss: L1 towards each 32 px render + ``feature_match`` x
-the critic's feature gap (as the layered fit) + ``solid_weight`` x the solid-alpha term, Adam on rows (lr 0.03) and
-weights (``weight_lr``, betas 0.5 / 0.999), both on one cosine, full batch, one z per row a step.
+closing sees only narrow dips (``--tear-weight W`` adds W x those dips themselves, counted where the real emoji is solid
+as the ship rules' holes bar counts them: :func:`studio.training.concept_fit.tears_128`). And the **base's weights**
+move with the rows (as pivotal tuning moves a generator around its inversions), held by a **locality term**:
+``KEEP_COUNT`` captions' projections (none of a held-out emoji's) and as many of the table's plain rows, each at a fixed
+z, are held to what the start weights draw for them, so prompts that take no layered row draw nearly as before. The
+loss: L1 towards each 32 px render + ``feature_match`` x the critic's feature gap (as the layered fit) +
+``solid_weight`` x the solid-alpha term (+ ``tear_weight`` x the tear share), Adam on rows (lr 0.03) and weights
+(``weight_lr``, betas 0.5 / 0.999), both on one cosine, full batch, one z per row a step.
 
     python -m studio.training.joint_fit --model resources/models/emoji --data data/emoji-usem3-kw \
         --discriminator benchmarks/critic/critic-v4.safetensors --out runs/v65/T1 --steps 60 --threads 2
@@ -48,6 +50,7 @@ ROW_LR = 0.03  # concept_fit's LEARNING_RATE
 WEIGHT_LR = 1e-4
 KEEP = 1.0
 SOLID_WEIGHT = 2.0
+TEAR_WEIGHT = 0.0  # off: rules 119-122 fitted without it
 FEATURE_MATCH = 0.618  # v6's share of the critic's feature gap
 SOLID_INSET = 7  # px of erosion of the real emoji's solid part at 128 px: the outline may move a few px
 KEEP_COUNT = 1024  # captions, and again plain rows, in the locality set
@@ -59,7 +62,7 @@ CHECKPOINT_EVERY = 5
 
 @dataclass(frozen=True)
 class Recipe:
-    """What a joint fit is told: its steps, the weights' learning rate, the three terms' weights and the z seed."""
+    """What a joint fit is told: its steps, the weights' learning rate, the terms' weights and the z seed."""
 
     steps: int = STEPS
     weight_lr: float = WEIGHT_LR
@@ -67,6 +70,15 @@ class Recipe:
     solid_weight: float = SOLID_WEIGHT
     feature_match: float = FEATURE_MATCH
     seed: int = SEED
+    tear_weight: float = TEAR_WEIGHT
+
+    def told(self) -> dict:
+        """The recipe as a checkpoint records it: without a tear weight of 0, so the checkpoints of fits made before the
+        term existed (rules 119-122) still resume."""
+        told = asdict(self)
+        if not told["tear_weight"]:
+            del told["tear_weight"]
+        return told
 
 
 def solid_shortfall(big: torch.Tensor, solid: torch.Tensor) -> torch.Tensor:
@@ -126,16 +138,21 @@ def tune(
     bf16: bool = False,
     checkpoint: Path | None = None,
     on_step: Callable[[int, list[float]], None] | None = None,
+    tear_solid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, list[list[float]]]:
     """Fit layered rows (from ``start``, N x places x cond_dim) and ``generator``'s weights (in place) to draw
     ``images`` (N premultiplied 32 px renders; ``solid``: their masks at 128 px, :func:`solid_inside`), the critic and
-    the upsampler frozen, as ``recipe`` says. Returns the rows and per step [L1, solid shortfall, locality L1] (means
-    before the step)."""
-    steps, weight_lr, keep, solid_weight, feature_match = (
-        recipe.steps, recipe.weight_lr, recipe.keep, recipe.solid_weight, recipe.feature_match
+    the upsampler frozen, as ``recipe`` says. ``tear_solid`` (the real emoji's solid masks at 128 px,
+    :func:`studio.training.concept_fit.solid_masks`) is where a tear weight counts the dips. Returns the rows and per
+    step [L1, solid shortfall, locality L1] (means before the step), with the tear share fourth when it is weighed."""
+    steps, weight_lr, keep, solid_weight, feature_match, tear_weight = (
+        recipe.steps, recipe.weight_lr, recipe.keep, recipe.solid_weight, recipe.feature_match, recipe.tear_weight
     )  # fmt: skip
-    if steps < 1 or not weight_lr >= 0 or not keep >= 0 or not solid_weight >= 0 or not feature_match >= 0:
+    weights = (weight_lr, keep, solid_weight, feature_match, tear_weight)
+    if steps < 1 or not all(weight >= 0 for weight in weights):
         raise ValueError("The joint fit needs a step or more and weights, rates and terms of 0 or more.")
+    if tear_weight and (tear_solid is None or len(tear_solid) != len(images)):
+        raise ValueError("The joint fit's tear term needs the real emoji's solid mask for every picture.")
     for module in (critic, upsampler):
         module.eval()
         for parameter in module.parameters():
@@ -153,7 +170,7 @@ def tune(
     noise = torch.Generator().manual_seed(recipe.seed)
     keep_z, keep_conditions, keep_drawn = keep_set
     told = json.dumps(
-        {**asdict(recipe), "bf16": bf16, "count": len(images), "keep_count": len(keep_z)}, sort_keys=True
+        {**recipe.told(), "bf16": bf16, "count": len(images), "keep_count": len(keep_z)}, sort_keys=True
     )
     losses: list[list[float]] = []
     if checkpoint is not None and checkpoint.exists():
@@ -165,7 +182,7 @@ def tune(
             for group in optimizer.param_groups:
                 group["lr"] = lr * fraction
             optimizer.zero_grad()
-        l1_sum = solid_sum = keep_sum = 0.0
+        l1_sum = solid_sum = keep_sum = tear_sum = 0.0
         for first in range(0, count, CHUNK):
             part = slice(first, min(first + CHUNK, count))
             chunk = rows[part]
@@ -177,7 +194,12 @@ def tune(
             l1 = (drawn.float() - images[part]).abs().mean(dim=(1, 2, 3)).sum() / count
             gap = (features.float() - real_features[part]).abs().mean(1).sum() / count
             short = solid_shortfall(big, solid[part]).sum() / count
-            (l1 + feature_match * gap + solid_weight * short).backward()
+            loss = l1 + feature_match * gap + solid_weight * short
+            if tear_weight:
+                tears = tear_share(big, tear_solid[part]).sum() / count
+                loss = loss + tear_weight * tears
+                tear_sum += float(tears.detach())
+            loss.backward()
             l1_sum += float(l1.detach())
             solid_sum += float(short.detach())
         for first in range(0, len(keep_z), CHUNK):
@@ -189,7 +211,7 @@ def tune(
             keep_sum += float(held.detach())
         row_optimizer.step()
         weight_optimizer.step()
-        losses.append([l1_sum, solid_sum, keep_sum])
+        losses.append([l1_sum, solid_sum, keep_sum] + ([tear_sum] if tear_weight else []))
         if on_step is not None:
             on_step(step, losses[-1])
         if checkpoint is not None and (step + 1) % CHECKPOINT_EVERY == 0 and step + 1 < steps:
@@ -204,6 +226,16 @@ def tune(
     for parameter in generator.parameters():
         parameter.requires_grad_(False)
     return rows.detach(), losses
+
+
+def tear_share(big: torch.Tensor, solid: torch.Tensor) -> torch.Tensor:
+    """Per 128 px picture (unclamped, as the upsampler draws it): the tear count's dips where its real emoji is
+    ``solid``, as concept_fit's tear term measures them (clamped to [-1, 1] straight-through, so an alpha the upsampler
+    drives below 0 still gets a gradient)."""
+    from studio.training.concept_fit import _tear_share
+
+    big = big.float()
+    return _tear_share(big + (big.clamp(-1.0, 1.0) - big).detach(), solid)
 
 
 def _resume(
@@ -243,7 +275,7 @@ def joint_fit(
     (:func:`tune`). Returns the record also stored in the table's metadata under ``joint``."""
     from studio.models.concepts import CONCEPTS_FILE, concepts_metadata, load_concepts, save_concepts
     from studio.models.format import ModelError, load_model
-    from studio.training.concept_fit import _fit_inputs, _with_layers
+    from studio.training.concept_fit import _fit_inputs, _with_layers, solid_masks
     from studio.training.runs import write_weights
 
     out = Path(out)
@@ -262,9 +294,10 @@ def joint_fit(
     start = start_rows(table, train, generator.places)
     keep_set = locality_set(generator, data, table)
     printer = None if quiet else _printer(recipe.steps, started)
+    tear_solid = solid_masks(torch.from_numpy(data.images128[train])) if recipe.tear_weight else None
     rows, losses = tune(
         generator, loaded.upsampler, critic, images, solid_inside(data.images128[train]), start, keep_set, recipe,
-        bf16_if_native(True), None if checkpoint is None else Path(checkpoint), printer,
+        bf16_if_native(True), None if checkpoint is None else Path(checkpoint), printer, tear_solid,
     )  # fmt: skip
     lent = np.zeros(len(train), bool)
     if table.layered is not None:  # rows the folder lent stay lent
@@ -272,7 +305,7 @@ def joint_fit(
         flags = np.ones(len(table.layered), bool) if table.lent is None else table.lent
         lent[had] = flags[np.searchsorted(table.layered, train[had])]
     record = {
-        **asdict(recipe), "discriminator": str(discriminator), "fitted": len(train),
+        **recipe.told(), "discriminator": str(discriminator), "fitted": len(train),
         "losses_first": [round(x, 4) for x in losses[0]], "losses_last": [round(x, 4) for x in losses[-1]],
         "minutes": round((time.time() - started) / 60, 1), "dataset_sha256": data.manifest.get("sha256", ""),
     }  # fmt: skip
@@ -296,8 +329,9 @@ def joint_fit(
 def _printer(steps: int, started: float) -> Callable[[int, list[float]], None]:
     def show(step: int, losses: list[float]) -> None:
         print(
-            f"step {step + 1}/{steps}: L1 {losses[0]:.4f}, solid {losses[1]:.4f}, locality {losses[2]:.4f} "
-            f"({(time.time() - started) / 60:.1f} min)",
+            f"step {step + 1}/{steps}: L1 {losses[0]:.4f}, solid {losses[1]:.4f}, locality {losses[2]:.4f}"
+            + (f", tears {losses[3]:.5f}" if len(losses) > 3 else "")
+            + f" ({(time.time() - started) / 60:.1f} min)",
             flush=True,
         )
 
@@ -323,6 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weight-lr", type=float, default=WEIGHT_LR)
     parser.add_argument("--keep", type=float, default=KEEP, help="weight of the locality term")
     parser.add_argument("--solid-weight", type=float, default=SOLID_WEIGHT)
+    parser.add_argument(
+        "--tear-weight", type=float, default=TEAR_WEIGHT,
+        help="weight of the tears (7 px closing's dips) where the real emoji is solid; 0: off",
+    )  # fmt: skip
     parser.add_argument("--feature-match", type=float, default=FEATURE_MATCH)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--checkpoint", help="state file saved every few steps and resumed from")
@@ -332,7 +370,13 @@ def main(argv: list[str] | None = None) -> int:
     set_training_threads(args.threads)
     try:
         recipe = Recipe(
-            args.steps, args.weight_lr, args.keep, args.solid_weight, args.feature_match, args.seed
+            args.steps,
+            args.weight_lr,
+            args.keep,
+            args.solid_weight,
+            args.feature_match,
+            args.seed,
+            args.tear_weight,
         )
         record = joint_fit(args.model, args.data, args.discriminator, args.out, recipe, args.checkpoint)
     except (ModelError, TrainError, ValueError, OSError) as error:
