@@ -306,6 +306,12 @@ def upscale_128(upsampler, images: torch.Tensor, bf16: bool = False) -> torch.Te
     """The 4x upscale of 32 px pictures as float, clamped to [-1, 1] straight-through (:func:`tears_128`)."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         big = upsampler(images, clamp=False)
+    return clamp_straight_through(big)
+
+
+def clamp_straight_through(big: torch.Tensor) -> torch.Tensor:
+    """``big`` as float, clamped to [-1, 1] with the gradient of no clamp, so a hole whose alpha the upsampler drives
+    below 0 still gets one (a plain clamp passes none there)."""
     big = big.float()
     return big + (big.clamp(-1.0, 1.0) - big).detach()
 

@@ -232,10 +232,9 @@ def tear_share(big: torch.Tensor, solid: torch.Tensor) -> torch.Tensor:
     """Per 128 px picture (unclamped, as the upsampler draws it): the tear count's dips where its real emoji is
     ``solid``, as concept_fit's tear term measures them (clamped to [-1, 1] straight-through, so an alpha the upsampler
     drives below 0 still gets a gradient)."""
-    from studio.training.concept_fit import _tear_share
+    from studio.training.concept_fit import _tear_share, clamp_straight_through
 
-    big = big.float()
-    return _tear_share(big + (big.clamp(-1.0, 1.0) - big).detach(), solid)
+    return _tear_share(clamp_straight_through(big), solid)
 
 
 def _resume(
