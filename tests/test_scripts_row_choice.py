@@ -1,0 +1,73 @@
+"""scripts/row_choice.py: the second table's row is kept only where every judge and the L1 agree and its dips stay
+near the larger of the first row's and the real emoji's; the merged table keeps every other concept's first row (layered
+or plain) and its lent flag, and reads back as a valid table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import load_script
+
+from studio.models.concepts import ConceptConditions, read_concepts, save_concepts
+
+PLACES, WIDTH, CONCEPTS = 3, 4, 6
+
+
+def _table(layered, lent, value, rng) -> ConceptConditions:
+    conditions = np.arange(CONCEPTS * WIDTH, dtype=np.float32).reshape(CONCEPTS, WIDTH)
+    fitted = np.ones(CONCEPTS, bool)
+    layers = (value + rng.standard_normal((len(layered), PLACES, WIDTH))).astype(np.float32)
+    return ConceptConditions(
+        conditions, fitted, layers=layers, layered=np.asarray(layered, np.int64), lent=np.asarray(lent, bool)
+    )
+
+
+def test_the_merged_table_takes_the_chosen_rows_and_keeps_every_other_first_row(tmp_path):
+    rng = np.random.default_rng(0)
+    first = _table([1, 3], [True, False], 0.0, rng)
+    second = _table([0, 1, 2, 3], [False, True, False, False], 10.0, rng)
+    merged = load_script("row_choice").merged_table(first, second, np.asarray([3, 0]))
+    assert merged.layered.tolist() == [0, 1, 3]
+    np.testing.assert_array_equal(merged.layers[0], second.layers[0])
+    np.testing.assert_array_equal(merged.layers[1], first.layers[0])  # not chosen: the first's layered row
+    np.testing.assert_array_equal(merged.layers[2], second.layers[3])
+    assert merged.lent.tolist() == [False, True, False]
+    np.testing.assert_array_equal(merged.conditions, first.conditions)
+    placed = merged.place_rows()
+    np.testing.assert_array_equal(
+        placed[2], np.repeat(first.conditions[2][None], PLACES, 0)
+    )  # plain stays plain
+    save_concepts(tmp_path, merged)
+    back = read_concepts(tmp_path / "concepts.safetensors")
+    np.testing.assert_array_equal(back.layers, merged.layers)
+    assert back.lent.tolist() == merged.lent.tolist()
+
+
+def test_tables_that_do_not_share_plain_rows_or_lack_the_chosen_rows_are_refused():
+    rng = np.random.default_rng(1)
+    first = _table([1], [True], 0.0, rng)
+    second = _table([0, 1], [True, True], 1.0, rng)
+    script = load_script("row_choice")
+    with pytest.raises(ValueError, match="every chosen concept|Every chosen concept"):
+        script.merged_table(first, second, np.asarray([4]))
+    other = ConceptConditions(
+        second.conditions + 1, second.fitted, layers=second.layers, layered=second.layered, lent=second.lent
+    )
+    with pytest.raises(ValueError, match="plain rows"):
+        script.merged_table(first, other, np.asarray([0]))
+
+
+def test_a_row_is_kept_only_where_every_judge_and_the_l1_agree_and_its_dips_stay_near_the_real_ones():
+    first = {"l1": np.full(5, 0.2), "a": np.full(5, 0.8), "b": np.full(5, 0.8), "dips": np.full(5, 50.0)}
+    second = {
+        "l1": np.asarray([0.1, 0.1, 0.3, 0.1, 0.1]),
+        "a": np.asarray([0.9, 0.9, 0.9, 0.7, 0.9]),
+        "b": np.asarray([0.9, 0.7, 0.9, 0.9, 0.9]),
+        "dips": np.asarray([60.0, 0.0, 0.0, 0.0, 140.0]),
+    }
+    real = np.asarray([10.0, 10.0, 10.0, 10.0, 100.0])
+    keep = load_script("row_choice").choose(first, second, real, ("a", "b"), margin=30.0)
+    # row 1: judge b falls; row 2: L1 rises; row 3: judge a falls; row 4: 140 px > max(50, 100) + 30
+    assert keep.tolist() == [True, False, False, False, False]
+    real[4] = 110.0
+    assert load_script("row_choice").choose(first, second, real, ("a", "b"), margin=30.0).tolist()[4]
