@@ -12,7 +12,11 @@ Both folders must hold the same base weights, upsampler and plain rows (the seco
 the means over the seeds of: the L1 at 128 px to the real emoji's render (premultiplied RGBA), each judge's cosine
 between the picture's features and the real emoji's, and the deep-dip px (the hearts gate's count). The second table's
 row is kept where **every** judge's cosine rises, the L1 does not rise, and its deep dips stay within ``--margin`` px
-of the larger of the first row's and the real emoji's own (an outline as notched as the real one is no tear). One
+of the larger of the first row's and the real emoji's own (an outline as notched as the real one is no tear); with
+``--detail F``, also only where at every seed its interior detail (concept_fit's ``detail_per_px``) is at least F x the
+first row's at the same z (rule 123's looks: without it six of 24 pictures drew plainer); with ``--marks F``, also
+only where at every seed its dark-mark px (``evaluate.dark_marks``: eyes, mouths, flecks) are at least F x the first
+row's (rule 125's looks: an orangutan lost its eye while its interior detail rose). One
 judge alone misses what another sees (session 66: judge-5500 sees T3's grinning face lose its grin, the shipped judge
 does not), and L1 alone rewards a flat mouth. Every other emoji keeps the first table's row (layered or plain) byte for
 byte, and held-out names borrow as the first table lends.
@@ -41,8 +45,9 @@ from studio.models.concepts import (
 from studio.models.format import CONCEPTS_FILE, load_model
 from studio.models.holes import deep_dips
 from studio.models.vocabulary import load_vocabulary
+from studio.training.concept_fit import detail_per_px
 from studio.training.dataset import load_dataset
-from studio.training.evaluate import latents
+from studio.training.evaluate import dark_marks, latents
 from studio.training.judge import judge_features, load_judge
 
 SCREEN_SEED = 3_000_000_000
@@ -70,6 +75,9 @@ def row_scores(
             ]
         )
         drawn = {"l1": (pictures - real).abs().mean((1, 2, 3)), "dips": deep_dips(pictures, CLOSING).float()}
+        # per seed, the same z in both tables: interior detail and dark-mark px
+        sums[f"detail_{k}"] = detail_per_px(pictures).astype(np.float64)
+        sums[f"marks_{k}"] = dark_marks(pictures).numpy().astype(np.float64)
         for name, judge in judges.items():
             drawn[name] = (F.normalize(judge_features(judge, pictures), dim=1) * reals[name]).sum(1)
         for key, value in drawn.items():
@@ -77,12 +85,28 @@ def row_scores(
     return sums
 
 
-def choose(first: dict, second: dict, real_dips: np.ndarray, judges, margin: float = MARGIN) -> np.ndarray:
-    """Where the second table's row is kept: every judge's cosine rises, L1 does not, and the deep dips stay within
-    ``margin`` of the larger of the first row's and the real emoji's own."""
+def choose(
+    first: dict,
+    second: dict,
+    real_dips: np.ndarray,
+    judges,
+    margin: float = MARGIN,
+    detail: float = 0.0,
+    marks: float = 0.0,
+) -> np.ndarray:
+    """Where the second table's row is kept: every judge's cosine rises, L1 does not, the deep dips stay within
+    ``margin`` of the larger of the first row's and the real emoji's own, and (``detail`` > 0) at every seed its
+    interior detail is at least ``detail`` x the first row's at the same z, and (``marks`` > 0) its dark-mark px
+    (eyes, mouths, flecks: ``evaluate.dark_marks``) at least ``marks`` x the first row's."""
     keep = second["l1"] <= first["l1"]
     for name in judges:
         keep &= second[name] > first[name]
+    if detail > 0:
+        for k in range(SEEDS):
+            keep &= second[f"detail_{k}"] >= detail * first[f"detail_{k}"]
+    if marks > 0:
+        for k in range(SEEDS):
+            keep &= second[f"marks_{k}"] >= marks * first[f"marks_{k}"]
     return keep & (second["dips"] <= np.maximum(first["dips"], real_dips) + margin)
 
 
@@ -124,6 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True)
     parser.add_argument("--judge", action="append", required=True, help="name=judge.safetensors (repeatable)")
     parser.add_argument("--margin", type=float, default=MARGIN)
+    parser.add_argument(
+        "--detail", type=float, default=0.0, help="keep a row only where its interior detail is at least this x the "
+        "first row's at every seed (0: no such floor; rule 123's looks found pictures plainer without it)"
+    )  # fmt: skip
+    parser.add_argument(
+        "--marks", type=float, default=0.0, help="keep a row only where its dark-mark px are at least this x the "
+        "first row's at every seed (0: no such floor; rule 125's looks found pictures that lost an eye or a face "
+        "while the interior detail rose)"
+    )  # fmt: skip
     parser.add_argument("--out", required=True, help="new model folder (must not exist)")
     parser.add_argument("--json", help="per-row scores and the choice")
     parser.add_argument("--threads", type=int, default=0)
@@ -156,11 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         label: row_scores(model, table, concepts, real, judges)
         for label, table in (("first", first), ("second", second))
     }
-    keep = choose(scores["first"], scores["second"], real_dips, judges, args.margin)
+    keep = choose(scores["first"], scores["second"], real_dips, judges, args.margin, args.detail, args.marks)
     table = merged_table(first, second, concepts[keep])
     record = {
         "script": "scripts/row_choice.py", "base": str(base), "rows": str(rows_folder),
-        "judges": dict(j.split("=", 1) for j in args.judge), "margin": args.margin, "seeds": SEEDS,
+        "judges": dict(j.split("=", 1) for j in args.judge), "margin": args.margin, "detail": args.detail, "marks": args.marks, "seeds": SEEDS,
         "screen_seed": SCREEN_SEED, "rows_scored": int(len(concepts)), "kept": int(keep.sum()),
     }  # fmt: skip
     shutil.copytree(base, out)

@@ -71,3 +71,28 @@ def test_a_row_is_kept_only_where_every_judge_and_the_l1_agree_and_its_dips_stay
     assert keep.tolist() == [True, False, False, False, False]
     real[4] = 110.0
     assert load_script("row_choice").choose(first, second, real, ("a", "b"), margin=30.0).tolist()[4]
+
+
+def test_with_a_detail_floor_a_row_plainer_than_the_first_at_any_seed_is_not_kept():
+    ones = np.ones(3)
+    first = {"l1": ones * 0.2, "a": ones * 0.8, "dips": ones * 10, "detail_0": ones, "detail_1": ones}
+    second = {
+        "l1": ones * 0.1, "a": ones * 0.9, "dips": ones * 10,
+        "detail_0": np.asarray([1.0, 1.2, 0.95]), "detail_1": np.asarray([1.1, 0.9, 1.3]),
+    }  # fmt: skip
+    choose = load_script("row_choice").choose
+    assert choose(first, second, ones * 10, ("a",)).tolist() == [True, True, True]  # no floor: every row
+    assert choose(first, second, ones * 10, ("a",), detail=1.0).tolist() == [True, False, False]
+    assert choose(first, second, ones * 10, ("a",), detail=0.9).tolist() == [True, True, True]
+
+
+def test_with_a_marks_floor_a_row_that_loses_dark_marks_at_any_seed_is_not_kept():
+    ones = np.ones(2)
+    first = {"l1": ones * 0.2, "a": ones * 0.8, "dips": ones * 10, "marks_0": ones * 40, "marks_1": ones * 40}
+    second = {
+        "l1": ones * 0.1, "a": ones * 0.9, "dips": ones * 10,
+        "marks_0": np.asarray([45.0, 60.0]), "marks_1": np.asarray([40.0, 12.0]),
+    }  # fmt: skip
+    choose = load_script("row_choice").choose
+    assert choose(first, second, ones * 10, ("a",), marks=1.0).tolist() == [True, False]
+    assert choose(first, second, ones * 10, ("a",), marks=0.25).tolist() == [True, True]
