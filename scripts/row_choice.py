@@ -16,7 +16,9 @@ of the larger of the first row's and the real emoji's own (an outline as notched
 ``--detail F``, also only where at every seed its interior detail (concept_fit's ``detail_per_px``) is at least F x the
 first row's at the same z (rule 123's looks: without it six of 24 pictures drew plainer); with ``--marks F``, also
 only where at every seed its dark-mark px (``evaluate.dark_marks``: eyes, mouths, flecks) are at least F x the first
-row's (rule 125's looks: an orangutan lost its eye while its interior detail rose). One
+row's (rule 125's looks: an orangutan lost its eye while its interior detail rose); with ``--enclosed N``, also only
+where at every seed it has at most N more see-through px enclosed where the real emoji is solid than the first row
+(``holes.enclosed_where_solid``; rule 126's looks: finger gaps drawn as enclosed holes). One
 judge alone misses what another sees (session 66: judge-5500 sees T3's grinning face lose its grin, the shipped judge
 does not), and L1 alone rewards a flat mouth. Every other emoji keeps the first table's row (layered or plain) byte for
 byte, and held-out names borrow as the first table lends.
@@ -43,7 +45,7 @@ from studio.models.concepts import (
     save_concepts,
 )
 from studio.models.format import CONCEPTS_FILE, load_model
-from studio.models.holes import deep_dips
+from studio.models.holes import deep_dips, enclosed_where_solid
 from studio.models.vocabulary import load_vocabulary
 from studio.training.concept_fit import detail_per_px
 from studio.training.dataset import load_dataset
@@ -78,6 +80,7 @@ def row_scores(
         # per seed, the same z in both tables: interior detail and dark-mark px
         sums[f"detail_{k}"] = detail_per_px(pictures).astype(np.float64)
         sums[f"marks_{k}"] = dark_marks(pictures).numpy().astype(np.float64)
+        sums[f"enclosed_{k}"] = enclosed_where_solid(pictures, real).numpy().astype(np.float64)
         for name, judge in judges.items():
             drawn[name] = (F.normalize(judge_features(judge, pictures), dim=1) * reals[name]).sum(1)
         for key, value in drawn.items():
@@ -93,11 +96,14 @@ def choose(
     margin: float = MARGIN,
     detail: float = 0.0,
     marks: float = 0.0,
+    enclosed: float = float("inf"),
 ) -> np.ndarray:
     """Where the second table's row is kept: every judge's cosine rises, L1 does not, the deep dips stay within
     ``margin`` of the larger of the first row's and the real emoji's own, and (``detail`` > 0) at every seed its
     interior detail is at least ``detail`` x the first row's at the same z, and (``marks`` > 0) its dark-mark px
-    (eyes, mouths, flecks: ``evaluate.dark_marks``) at least ``marks`` x the first row's."""
+    (eyes, mouths, flecks: ``evaluate.dark_marks``) at least ``marks`` x the first row's, and (``enclosed`` finite) its
+    see-through px enclosed where the real emoji is solid (``holes.enclosed_where_solid``: holes, not notches) at most
+    ``enclosed`` more than the first row's."""
     keep = second["l1"] <= first["l1"]
     for name in judges:
         keep &= second[name] > first[name]
@@ -107,6 +113,9 @@ def choose(
     if marks > 0:
         for k in range(SEEDS):
             keep &= second[f"marks_{k}"] >= marks * first[f"marks_{k}"]
+    if np.isfinite(enclosed):
+        for k in range(SEEDS):
+            keep &= second[f"enclosed_{k}"] <= first[f"enclosed_{k}"] + enclosed
     return keep & (second["dips"] <= np.maximum(first["dips"], real_dips) + margin)
 
 
@@ -157,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         "first row's at every seed (0: no such floor; rule 125's looks found pictures that lost an eye or a face "
         "while the interior detail rose)"
     )  # fmt: skip
+    parser.add_argument(
+        "--enclosed", type=float, default=float("inf"), help="keep a row only where at every seed it has at most this "
+        "many more see-through px enclosed where the real emoji is solid than the first row (default: no such check; "
+        "rule 126's looks found finger gaps drawn as enclosed holes)"
+    )  # fmt: skip
     parser.add_argument("--out", required=True, help="new model folder (must not exist)")
     parser.add_argument("--json", help="per-row scores and the choice")
     parser.add_argument("--threads", type=int, default=0)
@@ -189,11 +203,20 @@ def main(argv: list[str] | None = None) -> int:
         label: row_scores(model, table, concepts, real, judges)
         for label, table in (("first", first), ("second", second))
     }
-    keep = choose(scores["first"], scores["second"], real_dips, judges, args.margin, args.detail, args.marks)
+    keep = choose(
+        scores["first"],
+        scores["second"],
+        real_dips,
+        judges,
+        args.margin,
+        args.detail,
+        args.marks,
+        args.enclosed,
+    )
     table = merged_table(first, second, concepts[keep])
     record = {
         "script": "scripts/row_choice.py", "base": str(base), "rows": str(rows_folder),
-        "judges": dict(j.split("=", 1) for j in args.judge), "margin": args.margin, "detail": args.detail, "marks": args.marks, "seeds": SEEDS,
+        "judges": dict(j.split("=", 1) for j in args.judge), "margin": args.margin, "detail": args.detail, "marks": args.marks, "enclosed": args.enclosed if np.isfinite(args.enclosed) else None, "seeds": SEEDS,
         "screen_seed": SCREEN_SEED, "rows_scored": int(len(concepts)), "kept": int(keep.sum()),
     }  # fmt: skip
     shutil.copytree(base, out)

@@ -96,3 +96,21 @@ def test_with_a_marks_floor_a_row_that_loses_dark_marks_at_any_seed_is_not_kept(
     choose = load_script("row_choice").choose
     assert choose(first, second, ones * 10, ("a",), marks=1.0).tolist() == [True, False]
     assert choose(first, second, ones * 10, ("a",), marks=0.25).tolist() == [True, True]
+
+
+def test_with_an_enclosed_margin_a_row_that_opens_a_hole_where_the_real_emoji_is_solid_is_not_kept():
+    ones = np.ones(3)
+    first = {
+        "l1": ones * 0.2,
+        "a": ones * 0.8,
+        "dips": ones * 10,
+        "enclosed_0": ones * 2,
+        "enclosed_1": ones * 0,
+    }
+    second = {
+        "l1": ones * 0.1, "a": ones * 0.9, "dips": ones * 10,
+        "enclosed_0": np.asarray([6.0, 7.0, 0.0]), "enclosed_1": np.asarray([4.0, 0.0, 5.0]),
+    }  # fmt: skip
+    choose = load_script("row_choice").choose
+    assert choose(first, second, ones * 10, ("a",)).tolist() == [True, True, True]  # no margin: every row
+    assert choose(first, second, ones * 10, ("a",), enclosed=4.0).tolist() == [True, False, False]
