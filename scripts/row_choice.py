@@ -18,10 +18,10 @@ first row's at the same z (rule 123's looks: without it six of 24 pictures drew 
 only where at every seed its dark-mark px (``evaluate.dark_marks``: eyes, mouths, flecks) are at least F x the first
 row's (rule 125's looks: an orangutan lost its eye while its interior detail rose); with ``--enclosed N``, also only
 where at every seed it has at most N more see-through px enclosed where the real emoji is solid than the first row
-(``holes.enclosed_where_solid``; rule 126's looks: finger gaps drawn as enclosed holes). One
-judge alone misses what another sees (session 66: judge-5500 sees T3's grinning face lose its grin, the shipped judge
-does not), and L1 alone rewards a flat mouth. Every other emoji keeps the first table's row (layered or plain) byte for
-byte, and held-out names borrow as the first table lends.
+(``holes.enclosed_where_solid``; rule 126's looks: finger gaps drawn as enclosed holes). One judge alone misses what
+another sees (session 66: judge-5500 sees T3's grinning face lose its grin, the shipped judge does not), and L1 alone
+rewards a flat mouth. Every other emoji keeps the first table's row (layered or plain) byte for byte, and held-out names
+borrow as the first table lends.
 """
 
 from __future__ import annotations
@@ -203,21 +203,14 @@ def main(argv: list[str] | None = None) -> int:
         label: row_scores(model, table, concepts, real, judges)
         for label, table in (("first", first), ("second", second))
     }
-    keep = choose(
-        scores["first"],
-        scores["second"],
-        real_dips,
-        judges,
-        args.margin,
-        args.detail,
-        args.marks,
-        args.enclosed,
-    )
+    guards = {"margin": args.margin, "detail": args.detail, "marks": args.marks, "enclosed": args.enclosed}
+    keep = choose(scores["first"], scores["second"], real_dips, judges, **guards)
     table = merged_table(first, second, concepts[keep])
     record = {
         "script": "scripts/row_choice.py", "base": str(base), "rows": str(rows_folder),
-        "judges": dict(j.split("=", 1) for j in args.judge), "margin": args.margin, "detail": args.detail, "marks": args.marks, "enclosed": args.enclosed if np.isfinite(args.enclosed) else None, "seeds": SEEDS,
-        "screen_seed": SCREEN_SEED, "rows_scored": int(len(concepts)), "kept": int(keep.sum()),
+        "judges": dict(j.split("=", 1) for j in args.judge),
+        **{k: (v if np.isfinite(v) else None) for k, v in guards.items()},  # no enclosed check: None
+        "seeds": SEEDS, "screen_seed": SCREEN_SEED, "rows_scored": int(len(concepts)), "kept": int(keep.sum()),
     }  # fmt: skip
     shutil.copytree(base, out)
     meta = concepts_metadata(base / CONCEPTS_FILE)
