@@ -114,3 +114,51 @@ def test_with_an_enclosed_margin_a_row_that_opens_a_hole_where_the_real_emoji_is
     choose = load_script("row_choice").choose
     assert choose(first, second, ones * 10, ("a",)).tolist() == [True, True, True]  # no margin: every row
     assert choose(first, second, ones * 10, ("a",), enclosed=4.0).tolist() == [True, False, False]
+
+
+def test_the_script_writes_the_first_folder_with_the_rows_it_keeps_and_nothing_else_changed(tmp_path):
+    import json
+    import shutil
+    from dataclasses import replace
+
+    from test_models_concepts import _fit_folder
+
+    from studio.models.concepts import load_concepts
+    from studio.models.format import read_model_info
+    from studio.models.vocabulary import load_vocabulary
+    from studio.training.concept_fit import fit_model_concepts
+    from studio.training.judge import save_judge, train_judge
+
+    data_dir, data, folder = _fit_folder(tmp_path)
+    fit_model_concepts(folder, data_dir, steps=10, lr=0.2, quiet=True, share=1.0)
+    judge, _ = train_judge(data, minutes=1.0, steps=10, batch=16, width=4, log=lambda _: None)
+    save_judge(judge, {"steps": 10}, tmp_path / "judge.safetensors")
+    info = read_model_info(folder)
+    first = load_concepts(info, load_vocabulary(info))
+    fitted = np.flatnonzero(first.fitted)
+    layers = np.repeat(first.conditions[fitted][:, None], info.base.places, axis=1)
+    layers += np.random.default_rng(3).normal(0.0, 0.5, layers.shape).astype(np.float32)
+    second_folder = tmp_path / "second" / folder.name
+    shutil.copytree(folder, second_folder)
+    save_concepts(
+        second_folder, replace(first, layers=layers, layered=fitted, lent=np.ones(len(fitted), bool))
+    )
+    out, report_path = tmp_path / "out" / folder.name, tmp_path / "choice.json"
+    argv = ["--base", str(folder), "--rows", str(second_folder), "--data", str(data_dir)]
+    argv += ["--judge", f"j={tmp_path / 'judge.safetensors'}", "--enclosed", "4", "--out", str(out)]
+    assert load_script("row_choice").main([*argv, "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    scored = np.asarray(report["concepts"])
+    assert set(scored.tolist()) == set(fitted.tolist()) & set(np.asarray(data.train_index).tolist())
+    kept = scored[np.asarray(report["kept_rows"], bool)]
+    assert report["kept"] == len(kept) and report["enclosed"] == 4.0 and report["marks"] == 0.0
+    merged = load_concepts(read_model_info(out), load_vocabulary(read_model_info(out)))
+    assert sorted((merged.layered if merged.layers is not None else []).tolist()) == sorted(kept.tolist())
+    for k, concept in enumerate(merged.layered if merged.layers is not None else []):
+        np.testing.assert_array_equal(merged.layers[k], layers[fitted.tolist().index(concept)])
+    np.testing.assert_array_equal(merged.conditions, first.conditions)
+    for path in folder.iterdir():
+        if path.name != "concepts.safetensors":
+            assert (out / path.name).read_bytes() == path.read_bytes(), path.name
+    with pytest.raises(FileExistsError):
+        load_script("row_choice").main(argv)
