@@ -60,10 +60,18 @@ CLOSING = 7  # px at 128 px, the hearts gate's
 
 @torch.no_grad()
 def row_scores(
-    model, table, concepts: np.ndarray, real: torch.Tensor, judges: dict, batch: int = 128
+    model,
+    table,
+    concepts: np.ndarray,
+    real: torch.Tensor,
+    judges: dict,
+    enclosed: bool = True,
+    batch: int = 128,
 ) -> dict:
     """Per concept, the means over ``SEEDS`` seeds of the L1 to ``real`` (premultiplied 128 px), each judge's cosine
-    to the real emoji's features and the deep dips, for ``table``'s rows through the model's weights."""
+    to the real emoji's features and the deep dips, and per seed the interior detail, dark marks and (``enclosed``: a
+    flood fill, the slowest of them) the see-through px enclosed where the real emoji is solid, for ``table``'s rows
+    through the model's weights."""
     generator, upsampler = model.generator.eval(), model.upsampler.eval()
     rows = ConceptConditioner(generator, load_vocabulary(model.info), table).of_concepts(concepts).float()
     reals = {name: F.normalize(judge_features(judge, real), dim=1) for name, judge in judges.items()}
@@ -80,7 +88,8 @@ def row_scores(
         # per seed, the same z in both tables: interior detail and dark-mark px
         sums[f"detail_{k}"] = detail_per_px(pictures).astype(np.float64)
         sums[f"marks_{k}"] = dark_marks(pictures).numpy().astype(np.float64)
-        sums[f"enclosed_{k}"] = enclosed_where_solid(pictures, real).numpy().astype(np.float64)
+        if enclosed:
+            sums[f"enclosed_{k}"] = enclosed_where_solid(pictures, real).numpy().astype(np.float64)
         for name, judge in judges.items():
             drawn[name] = (F.normalize(judge_features(judge, pictures), dim=1) * reals[name]).sum(1)
         for key, value in drawn.items():
@@ -200,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     real = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128[concepts]))
     real_dips = deep_dips(real, CLOSING).float().numpy()
     scores = {
-        label: row_scores(model, table, concepts, real, judges)
+        label: row_scores(model, table, concepts, real, judges, enclosed=bool(np.isfinite(args.enclosed)))
         for label, table in (("first", first), ("second", second))
     }
     guards = {"margin": args.margin, "detail": args.detail, "marks": args.marks, "enclosed": args.enclosed}
