@@ -44,7 +44,7 @@ from studio.models.concepts import (
     load_concepts,
     save_concepts,
 )
-from studio.models.format import CONCEPTS_FILE, load_model
+from studio.models.format import CONCEPTS_FILE, load_model, read_model_info
 from studio.models.holes import deep_dips, enclosed_where_solid
 from studio.models.vocabulary import load_vocabulary
 from studio.training.concept_fit import detail_per_px
@@ -116,15 +116,16 @@ def choose(
     keep = second["l1"] <= first["l1"]
     for name in judges:
         keep &= second[name] > first[name]
+
+    def at_every_seed(key: str, holds) -> np.ndarray:
+        return np.logical_and.reduce([holds(second[f"{key}_{k}"], first[f"{key}_{k}"]) for k in range(SEEDS)])
+
     if detail > 0:
-        for k in range(SEEDS):
-            keep &= second[f"detail_{k}"] >= detail * first[f"detail_{k}"]
+        keep &= at_every_seed("detail", lambda mine, theirs: mine >= detail * theirs)
     if marks > 0:
-        for k in range(SEEDS):
-            keep &= second[f"marks_{k}"] >= marks * first[f"marks_{k}"]
+        keep &= at_every_seed("marks", lambda mine, theirs: mine >= marks * theirs)
     if np.isfinite(enclosed):
-        for k in range(SEEDS):
-            keep &= second[f"enclosed_{k}"] <= first[f"enclosed_{k}"] + enclosed
+        keep &= at_every_seed("enclosed", lambda mine, theirs: mine <= theirs + enclosed)
     return keep & (second["dips"] <= np.maximum(first["dips"], real_dips) + margin)
 
 
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     vocabulary = load_vocabulary(model.info)
     first, second = (
         load_concepts(model.info, vocabulary),
-        load_concepts(load_model(rows_folder).info, vocabulary),
+        load_concepts(read_model_info(rows_folder), vocabulary),
     )
     data = load_dataset(args.data)
     if list(vocabulary.names) != list(data.names):

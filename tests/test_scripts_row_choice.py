@@ -73,47 +73,40 @@ def test_a_row_is_kept_only_where_every_judge_and_the_l1_agree_and_its_dips_stay
     assert load_script("row_choice").choose(first, second, real, ("a", "b"), margin=30.0).tolist()[4]
 
 
+def _scores(count: int, l1: float, cosine: float, **per_seed) -> dict:
+    """A table's scores as row_scores gives them: L1, judge "a"'s cosine, 10 px of dips, and per-seed measures."""
+    ones = np.ones(count)
+    return {
+        "l1": ones * l1,
+        "a": ones * cosine,
+        "dips": ones * 10,
+        **{k: np.asarray(v) for k, v in per_seed.items()},
+    }
+
+
 def test_with_a_detail_floor_a_row_plainer_than_the_first_at_any_seed_is_not_kept():
-    ones = np.ones(3)
-    first = {"l1": ones * 0.2, "a": ones * 0.8, "dips": ones * 10, "detail_0": ones, "detail_1": ones}
-    second = {
-        "l1": ones * 0.1, "a": ones * 0.9, "dips": ones * 10,
-        "detail_0": np.asarray([1.0, 1.2, 0.95]), "detail_1": np.asarray([1.1, 0.9, 1.3]),
-    }  # fmt: skip
-    choose = load_script("row_choice").choose
-    assert choose(first, second, ones * 10, ("a",)).tolist() == [True, True, True]  # no floor: every row
-    assert choose(first, second, ones * 10, ("a",), detail=1.0).tolist() == [True, False, False]
-    assert choose(first, second, ones * 10, ("a",), detail=0.9).tolist() == [True, True, True]
+    first = _scores(3, 0.2, 0.8, detail_0=[1.0] * 3, detail_1=[1.0] * 3)
+    second = _scores(3, 0.1, 0.9, detail_0=[1.0, 1.2, 0.95], detail_1=[1.1, 0.9, 1.3])
+    choose, real = load_script("row_choice").choose, np.full(3, 10.0)
+    assert choose(first, second, real, ("a",)).tolist() == [True, True, True]  # no floor: every row
+    assert choose(first, second, real, ("a",), detail=1.0).tolist() == [True, False, False]
+    assert choose(first, second, real, ("a",), detail=0.9).tolist() == [True, True, True]
 
 
 def test_with_a_marks_floor_a_row_that_loses_dark_marks_at_any_seed_is_not_kept():
-    ones = np.ones(2)
-    first = {"l1": ones * 0.2, "a": ones * 0.8, "dips": ones * 10, "marks_0": ones * 40, "marks_1": ones * 40}
-    second = {
-        "l1": ones * 0.1, "a": ones * 0.9, "dips": ones * 10,
-        "marks_0": np.asarray([45.0, 60.0]), "marks_1": np.asarray([40.0, 12.0]),
-    }  # fmt: skip
-    choose = load_script("row_choice").choose
-    assert choose(first, second, ones * 10, ("a",), marks=1.0).tolist() == [True, False]
-    assert choose(first, second, ones * 10, ("a",), marks=0.25).tolist() == [True, True]
+    first = _scores(2, 0.2, 0.8, marks_0=[40.0] * 2, marks_1=[40.0] * 2)
+    second = _scores(2, 0.1, 0.9, marks_0=[45.0, 60.0], marks_1=[40.0, 12.0])
+    choose, real = load_script("row_choice").choose, np.full(2, 10.0)
+    assert choose(first, second, real, ("a",), marks=1.0).tolist() == [True, False]
+    assert choose(first, second, real, ("a",), marks=0.25).tolist() == [True, True]
 
 
 def test_with_an_enclosed_margin_a_row_that_opens_a_hole_where_the_real_emoji_is_solid_is_not_kept():
-    ones = np.ones(3)
-    first = {
-        "l1": ones * 0.2,
-        "a": ones * 0.8,
-        "dips": ones * 10,
-        "enclosed_0": ones * 2,
-        "enclosed_1": ones * 0,
-    }
-    second = {
-        "l1": ones * 0.1, "a": ones * 0.9, "dips": ones * 10,
-        "enclosed_0": np.asarray([6.0, 7.0, 0.0]), "enclosed_1": np.asarray([4.0, 0.0, 5.0]),
-    }  # fmt: skip
-    choose = load_script("row_choice").choose
-    assert choose(first, second, ones * 10, ("a",)).tolist() == [True, True, True]  # no margin: every row
-    assert choose(first, second, ones * 10, ("a",), enclosed=4.0).tolist() == [True, False, False]
+    first = _scores(3, 0.2, 0.8, enclosed_0=[2.0] * 3, enclosed_1=[0.0] * 3)
+    second = _scores(3, 0.1, 0.9, enclosed_0=[6.0, 7.0, 0.0], enclosed_1=[4.0, 0.0, 5.0])
+    choose, real = load_script("row_choice").choose, np.full(3, 10.0)
+    assert choose(first, second, real, ("a",)).tolist() == [True, True, True]  # no margin: every row
+    assert choose(first, second, real, ("a",), enclosed=4.0).tolist() == [True, False, False]
 
 
 def test_the_script_writes_the_first_folder_with_the_rows_it_keeps_and_nothing_else_changed(tmp_path):
