@@ -21,12 +21,17 @@ where at every seed it has at most N more see-through px enclosed where the real
 (``holes.enclosed_where_solid``; rule 126's looks: finger gaps drawn as enclosed holes). One judge alone misses what
 another sees (session 66: judge-5500 sees T3's grinning face lose its grin, the shipped judge does not), and L1 alone
 rewards a flat mouth. Every other emoji keeps the first table's row (layered or plain) byte for byte, and held-out names
-borrow as the first table lends.
+borrow as the first table lends. A row the second table draws exactly as the first is not scored (it cannot be kept).
+
+With ``--share S`` the second table's rows are first moved S of the way from the first table's row of the same emoji
+(its layered row, or its plain row at every place): a lower rung of a ladder, for the emoji whose whole row failed a
+guard (session 68: ``--base`` v17's folder, whose rows already taken from T3 are then the same in both and not scored).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -129,6 +134,27 @@ def choose(
     return keep & (second["dips"] <= np.maximum(first["dips"], real_dips) + margin)
 
 
+def rows_at_places(table: ConceptConditions, places: int) -> np.ndarray:
+    """Every concept's row at ``places`` places (V x places x cond_dim): its layered row, or its plain row at every
+    place."""
+    rows = table.place_rows()
+    return rows if rows.shape[1] == places else np.repeat(rows[:, :1], places, axis=1)
+
+
+def toward(first: ConceptConditions, second: ConceptConditions, share: float) -> ConceptConditions:
+    """``second`` with each of its layered rows moved ``share`` of the way from ``first``'s row of the same concept (its
+    layered row, or its plain row at every place); share 1 gives ``second`` itself."""
+    if not 0.0 < share <= 1.0:
+        raise ValueError("A share lies in (0, 1].")
+    if second.layers is None:
+        raise ValueError("The second table has no layered rows to move.")
+    if share == 1.0:
+        return second
+    start = rows_at_places(first, second.places)[second.layered]
+    moved = start + np.float32(share) * (second.layers - start)
+    return dataclasses.replace(second, layers=moved.astype(np.float32))
+
+
 def merged_table(
     first: ConceptConditions, second: ConceptConditions, chosen: np.ndarray
 ) -> ConceptConditions:
@@ -181,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         "many more see-through px enclosed where the real emoji is solid than the first row (default: no such check; "
         "rule 126's looks found finger gaps drawn as enclosed holes)"
     )  # fmt: skip
+    parser.add_argument(
+        "--share", type=float, default=1.0, help="move the second table's rows this share of the way from the first "
+        "table's rows before choosing (default 1: as they are; 0.5: a half rung)"
+    )  # fmt: skip
     parser.add_argument("--out", required=True, help="new model folder (must not exist)")
     parser.add_argument("--json", help="per-row scores and the choice")
     parser.add_argument("--threads", type=int, default=0)
@@ -195,10 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"The two folders must share {name}.")
     model = load_model(base)
     vocabulary = load_vocabulary(model.info)
-    first, second = (
-        load_concepts(model.info, vocabulary),
-        load_concepts(read_model_info(rows_folder), vocabulary),
-    )
+    first = load_concepts(model.info, vocabulary)
+    second = toward(first, load_concepts(read_model_info(rows_folder), vocabulary), args.share)
     data = load_dataset(args.data)
     if list(vocabulary.names) != list(data.names):
         raise ValueError("The data's emoji are not the vocabulary's concepts.")
@@ -206,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     layered = np.zeros(len(first.fitted), bool)
     layered[second.layered] = True
     concepts = train[first.fitted[train] & layered[train]]
+    before, after = rows_at_places(first, second.places), rows_at_places(second, second.places)
+    concepts = concepts[(before[concepts] != after[concepts]).any(axis=(1, 2))]  # the same row cannot be kept
     judges = {name: load_judge(Path(path))[0] for name, path in (j.split("=", 1) for j in args.judge)}
     real = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128[concepts]))
     real_dips = deep_dips(real, CLOSING).float().numpy()
@@ -220,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         "script": "scripts/row_choice.py", "base": str(base), "rows": str(rows_folder),
         "judges": dict(j.split("=", 1) for j in args.judge),
         **{k: (v if np.isfinite(v) else None) for k, v in guards.items()},  # no enclosed check: None
+        "share": args.share,
         "seeds": SEEDS, "screen_seed": SCREEN_SEED, "rows_scored": int(len(concepts)), "kept": int(keep.sum()),
     }  # fmt: skip
     shutil.copytree(base, out)

@@ -1,6 +1,7 @@
 """scripts/row_choice.py: the second table's row is kept only where every judge and the L1 agree and its dips stay
 near the larger of the first row's and the real emoji's; the merged table keeps every other concept's first row (layered
-or plain) and its lent flag, and reads back as a valid table."""
+or plain) and its lent flag, and reads back as a valid table; a lower rung moves the second rows part of the way from
+the first's, and a row the same in both tables is not scored."""
 
 from __future__ import annotations
 
@@ -155,3 +156,32 @@ def test_the_script_writes_the_first_folder_with_the_rows_it_keeps_and_nothing_e
             assert (out / path.name).read_bytes() == path.read_bytes(), path.name
     with pytest.raises(FileExistsError):
         load_script("row_choice").main(argv)
+    # a half rung on the chosen folder: the rows it took are the same in both tables and are not scored again
+    rung, rung_report = tmp_path / "rung" / folder.name, tmp_path / "rung.json"
+    argv = ["--base", str(out), "--rows", str(second_folder), "--data", str(data_dir), "--share", "0.5"]
+    argv += ["--judge", f"j={tmp_path / 'judge.safetensors'}", "--out", str(rung), "--json", str(rung_report)]
+    assert load_script("row_choice").main(argv) == 0
+    report = json.loads(rung_report.read_text(encoding="utf-8"))
+    assert report["share"] == 0.5
+    assert set(report["concepts"]) == set(scored.tolist()) - set(kept.tolist())
+
+
+def test_a_lower_rung_moves_each_second_row_that_share_of_the_way_from_the_first_row():
+    rng = np.random.default_rng(4)
+    first = _table([1, 3], [True, False], 0.0, rng)
+    second = _table([0, 1, 2], [True, True, False], 10.0, rng)
+    script = load_script("row_choice")
+    half = script.toward(first, second, 0.5)
+    assert half.layered.tolist() == second.layered.tolist() and half.lent.tolist() == second.lent.tolist()
+    plain_0 = np.repeat(first.conditions[0][None], PLACES, 0)  # concept 0: the first table draws it plain
+    np.testing.assert_allclose(half.layers[0], (plain_0 + second.layers[0]) / 2, rtol=1e-6)
+    np.testing.assert_allclose(half.layers[1], (first.layers[0] + second.layers[1]) / 2, rtol=1e-6)  # layered
+    assert script.toward(first, second, 1.0) is second
+    with pytest.raises(ValueError, match="share"):
+        script.toward(first, second, 0.0)
+    unlayered = ConceptConditions(first.conditions, first.fitted)
+    np.testing.assert_allclose(
+        script.toward(unlayered, second, 0.25).layers[2],
+        np.repeat(first.conditions[2][None], PLACES, 0) * 0.75 + second.layers[2] * 0.25,
+        rtol=1e-6,
+    )
