@@ -287,3 +287,51 @@ def test_enclosed_holes_count_what_one_sees_through_not_notches_faint_spots_or_t
     pictures = torch.stack([picture(a) for a in (holed, notched, faint, holed, diagonal)])
     others = torch.stack([solid, solid, solid, picture(holed), solid])
     assert enclosed_where_solid(pictures, others).tolist() == [36, 0, 0, 0, 9]
+
+
+def _enclosed_px_by_px(picture: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """The reference: the flood grown one px a pass (4-connected) from the see-through px on the border, as
+    ``enclosed_where_solid`` counted until session 68."""
+    import torch.nn.functional as F
+
+    from studio.models.holes import CLEAR_ALPHA
+
+    clear = (picture[:, 3:4].float() + 1.0) * 0.5 < CLEAR_ALPHA
+    reach = torch.zeros_like(clear)
+    for edge in (reach[..., 0, :], reach[..., -1, :], reach[..., :, 0], reach[..., :, -1]):
+        edge.fill_(True)
+    reach &= clear
+    while True:
+        wider = reach.float()
+        grown = (
+            (F.max_pool2d(wider, (3, 1), 1, (1, 0)) + F.max_pool2d(wider, (1, 3), 1, (0, 1))) > 0
+        ) & clear
+        if torch.equal(grown, reach):
+            return (clear & ~reach & (other[:, 3:4].float() > 0.0)).sum(dim=(1, 2, 3))
+        reach = grown
+
+
+def test_enclosed_holes_flooded_a_run_at_a_time_count_as_px_by_px():
+    """The run-at-a-time flood (a whole run of a row or column a step) reaches what the px-by-px flood reaches: on
+    blobby random alphas at several thresholds and on a corridor that winds in from the border, and its inverse."""
+    import torch.nn.functional as F
+
+    from studio.models.holes import enclosed_where_solid
+
+    generator = torch.Generator().manual_seed(0)
+    noise = F.avg_pool2d(torch.rand(24, 1, 64, 64, generator=generator), 5, 1, 2)
+    alphas = [(noise > level).float() for level in (0.45, 0.5, 0.55)]
+    spiral = torch.ones(1, 1, 64, 64)  # a corridor winding in from the top left edge
+    top, left, bottom, right = 2, 0, 61, 61
+    while bottom - top > 4 and right - left > 4:
+        spiral[0, 0, top, left:right] = 0.0
+        spiral[0, 0, top:bottom, right] = 0.0
+        spiral[0, 0, bottom, left + 2 : right + 1] = 0.0
+        spiral[0, 0, top + 2 : bottom + 1, left + 2] = 0.0
+        top, left, bottom, right = top + 4, left + 4, bottom - 4, right - 4
+    alpha = torch.cat([*alphas, spiral, 1.0 - spiral])
+    pictures = torch.cat([alpha.expand(-1, 3, -1, -1) * 0.0, alpha * 2 - 1], 1)
+    others = torch.cat([pictures[1:], pictures[:1]])
+    expected = _enclosed_px_by_px(pictures, others)
+    assert expected.sum() > 0 and (expected == 0).any()  # holes and none both occur
+    assert torch.equal(enclosed_where_solid(pictures, others), expected)

@@ -104,21 +104,32 @@ def enclosed_where_solid(picture: torch.Tensor, other: torch.Tensor) -> torch.Te
     ``other`` is solid (alpha above one half): the holes a person sees through, however wide, and none of an
     outline's notches. The looks of rules 116-117 counted these (session 63); a closing's dips miss a hole wider than
     the closing and count a notch as one."""
-    clear = (picture[:, 3:4].float() + 1.0) * 0.5 < CLEAR_ALPHA
+    clear = (picture[:, 3].float() + 1.0) * 0.5 < CLEAR_ALPHA  # N x H x W
     reach = torch.zeros_like(clear)
-    for edge in (reach[..., 0, :], reach[..., -1, :], reach[..., :, 0], reach[..., :, -1]):
+    for edge in (reach[:, 0, :], reach[:, -1, :], reach[:, :, 0], reach[:, :, -1]):
         edge.fill_(True)
     reach &= clear
-    while True:  # flood the see-through px from the border, one px a pass
-        wider = reach.float()
-        grown = (
-            (F.max_pool2d(wider, (3, 1), 1, (1, 0)) + F.max_pool2d(wider, (1, 3), 1, (0, 1))) > 0
-        ) & clear
+    while True:  # flood the see-through px from the border, a whole run of a row, then of a column, a pass
+        grown = _along_runs(_along_runs(reach, clear, -1), clear, -2)
         if torch.equal(grown, reach):
             break
         reach = grown
-    solid = other[:, 3:4].float() > 0.0
-    return (clear & ~reach & solid).sum(dim=(1, 2, 3))
+    solid = other[:, 3].float() > 0.0
+    return (clear & ~reach & solid).sum(dim=(1, 2))
+
+
+def _along_runs(reach: torch.Tensor, clear: torch.Tensor, dim: int) -> torch.Tensor:
+    """``reach`` grown along ``dim`` (-1: rows, -2: columns) to every see-through px of a run (px of ``clear`` side
+    by side along it) that holds a reached one: a path along a row or a column, however long, in one step."""
+    if dim == -2:
+        return _along_runs(reach.transpose(-1, -2), clear.transpose(-1, -2), -1).transpose(-1, -2)
+    n, h, w = clear.shape
+    run = torch.cumsum((~clear).to(torch.int64), dim=-1)  # a run's px share a number: the walls before them
+    line = torch.arange(n * h, device=clear.device).reshape(n, h, 1) * (w + 1)
+    index = (line + run).flatten()
+    reached = torch.zeros(n * h * (w + 1), dtype=torch.bool, device=clear.device)
+    reached[index[reach.flatten()]] = True
+    return reached[index].reshape(n, h, w) & clear
 
 
 def net_wide_dips(picture: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
