@@ -134,13 +134,6 @@ def choose(
     return keep & (second["dips"] <= np.maximum(first["dips"], real_dips) + margin)
 
 
-def rows_at_places(table: ConceptConditions, places: int) -> np.ndarray:
-    """Every concept's row at ``places`` places (V x places x cond_dim): its layered row, or its plain row at every
-    place."""
-    rows = table.place_rows()
-    return rows if rows.shape[1] == places else np.repeat(rows[:, :1], places, axis=1)
-
-
 def toward(first: ConceptConditions, second: ConceptConditions, share: float) -> ConceptConditions:
     """``second`` with each of its layered rows moved ``share`` of the way from ``first``'s row of the same concept (its
     layered row, or its plain row at every place); share 1 gives ``second`` itself."""
@@ -150,7 +143,7 @@ def toward(first: ConceptConditions, second: ConceptConditions, share: float) ->
         raise ValueError("The second table has no layered rows to move.")
     if share == 1.0:
         return second
-    start = rows_at_places(first, second.places)[second.layered]
+    start = first.place_rows(places=second.places)[second.layered]
     moved = start + np.float32(share) * (second.layers - start)
     return dataclasses.replace(second, layers=moved.astype(np.float32))
 
@@ -234,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     layered = np.zeros(len(first.fitted), bool)
     layered[second.layered] = True
     concepts = train[first.fitted[train] & layered[train]]
-    before, after = rows_at_places(first, second.places), rows_at_places(second, second.places)
+    before, after = first.place_rows(places=second.places), second.place_rows()
     concepts = concepts[(before[concepts] != after[concepts]).any(axis=(1, 2))]  # the same row cannot be kept
     judges = {name: load_judge(Path(path))[0] for name, path in (j.split("=", 1) for j in args.judge)}
     real = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128[concepts]))

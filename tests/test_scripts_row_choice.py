@@ -180,6 +180,11 @@ def test_a_lower_rung_moves_each_second_row_that_share_of_the_way_from_the_first
     with pytest.raises(ValueError, match="share"):
         script.toward(first, second, 0.0)
     unlayered = ConceptConditions(first.conditions, first.fitted)
+    np.testing.assert_array_equal(
+        unlayered.place_rows(places=PLACES), np.repeat(first.conditions[:, None], PLACES, 1)
+    )  # a plain table asked for the second's places
+    with pytest.raises(ValueError, match="places"):
+        first.place_rows(places=PLACES + 1)
     np.testing.assert_allclose(
         script.toward(unlayered, second, 0.25).layers[2],
         np.repeat(first.conditions[2][None], PLACES, 0) * 0.75 + second.layers[2] * 0.25,

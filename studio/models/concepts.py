@@ -93,11 +93,16 @@ class ConceptConditions:
         """How many places a layered row has (None: the table has no layered rows)."""
         return None if self.layers is None else int(self.layers.shape[1])
 
-    def place_rows(self, rows: np.ndarray | None = None, lent_only: bool = False) -> np.ndarray:
+    def place_rows(
+        self, rows: np.ndarray | None = None, lent_only: bool = False, places: int | None = None
+    ) -> np.ndarray:
         """The table's rows at every place (V x places x cond_dim): the plain conditions with the layered rows in
         (with ``lent_only``, only the rows that are lent), or ``rows`` (V x cond_dim: the second rows, fitted plain)
-        as they are at every place."""
-        places = self.places or 1
+        as they are at every place. ``places`` asks for that many places where the table has no layered rows of its
+        own (a base's places, to start layered rows from a plain table)."""
+        if places is not None and self.places not in (None, places):
+            raise ValueError(f"The table's layered rows have {self.places} places, not {places}.")
+        places = places or self.places or 1
         placed = np.repeat(
             np.asarray(self.conditions if rows is None else rows, np.float32)[:, None], places, 1
         )

@@ -120,9 +120,7 @@ def locality_set(generator, data, table, count: int = KEEP_COUNT, seed: int = KE
 def start_rows(table, train: np.ndarray, places: int) -> torch.Tensor:
     """Where the fit starts: the table's rows of the emoji ``train`` at every place (its layered rows where it has
     them, else its plain row repeated), N x places x cond_dim."""
-    rows = table.place_rows()[train]
-    if rows.shape[1] != places:  # a table without layered rows
-        rows = np.repeat(rows[:, :1], places, axis=1)
+    rows = table.place_rows(places=places)[train]
     return torch.from_numpy(np.ascontiguousarray(rows)).float()
 
 
