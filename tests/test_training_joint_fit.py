@@ -225,3 +225,87 @@ def test_a_tear_weight_of_0_stays_out_of_the_checkpoints_recipe_and_a_tear_weigh
     with pytest.raises(ValueError, match="solid mask for every picture"):
         jf.tune(None, None, None, torch.zeros(2, 4, 32, 32), None, torch.zeros(2, 3, 8), None,
                 jf.Recipe(tear_weight=1.0))  # fmt: skip
+
+
+class _Solid(torch.nn.Module):
+    """The model's upsampler with every picture's alpha lifted inside a disc of radius 40 (an offset), so the tiny
+    model's drawings have an interior whose detail the detail term measures."""
+
+    def __init__(self, upsampler):
+        super().__init__()
+        self.upsampler = upsampler
+        self.register_buffer("disc", (_disc_picture()[0, 3] + 1) * 2)
+
+    def forward(self, images, clamp=False):
+        big = self.upsampler(images, clamp=clamp)
+        return big + torch.nn.functional.pad(self.disc[None, None], (0, 0, 0, 0, 3, 0))
+
+
+def _tune_detail(tmp_path, detail_weight: float, steps: int = 8):
+    """The loop as _tune runs it, through :class:`_Solid`, with the detail term at ``detail_weight``; returns (rows,
+    losses, the tuned generator, the start generator, the upsampler, the start rows)."""
+    from studio.training.concept_fit import _fit_inputs, load_critic
+
+    data_dir, data, folder, critic_path = _tuned_inputs(tmp_path)
+    loaded, vocabulary, data, names, _, images, _ = _fit_inputs(folder, data_dir, None, 0.0)
+    table = load_concepts(loaded.info, vocabulary)
+    train = data.train_index
+    start, upsampler = jf.start_rows(table, train, loaded.generator.places), _Solid(loaded.upsampler)
+    rows, losses = jf.tune(
+        loaded.generator, upsampler, load_critic(critic_path, names.shape[1]), images,
+        jf.solid_inside(data.images128[train]), start, jf.locality_set(loaded.generator, data, table),
+        jf.Recipe(steps, weight_lr=0.01, detail_weight=detail_weight),
+    )  # fmt: skip
+    return rows, losses, loaded.generator, load_model(folder).generator, upsampler, start
+
+
+def test_the_detail_shortfall_is_the_share_of_the_start_drawings_detail_a_drawing_loses():
+    from studio.training.concept_fit import detail_128
+
+    class _Same(
+        torch.nn.Module
+    ):  # a "generator" that draws its rows as they are; ``keep``: an upsampler likewise
+        def synthesize(self, z, rows):
+            return rows
+
+    def keep(images, clamp=False):
+        return images
+
+    rng = np.random.default_rng(3)
+    sharp = _disc_picture()
+    noise = torch.from_numpy(rng.uniform(-1, 1, (1, 3, 128, 128)).astype(np.float32))
+    sharp[:, :3] = noise * (sharp[:, 3:] > 0)
+    smooth = torch.nn.functional.avg_pool2d(sharp, 5, 1, 2)
+    smooth[:, 3] = sharp[:, 3]  # the same outline, its colour blurred
+    z = torch.zeros(1, 4)
+    assert float(jf.detail_shortfall(_Same(), keep, z, sharp, sharp)) == 0.0
+    lost = float(jf.detail_shortfall(_Same(), keep, z, sharp, smooth))
+    assert lost == pytest.approx(1 - float(detail_128(smooth)) / float(detail_128(sharp)), rel=1e-5)
+    assert 0.5 < lost < 1.0  # a 5 px blur takes away most of the detail
+    # more detail than the start: no loss
+    assert float(jf.detail_shortfall(_Same(), keep, z, smooth, sharp)) == 0.0
+
+
+def test_the_detail_term_starts_at_zero_and_keeps_more_detail_than_the_fit_without_it(tmp_path):
+    rows, losses, generator, start_generator, upsampler, start = _tune_detail(tmp_path / "detail", 50.0)
+    assert len(losses[0]) == 4 and jf.Recipe(detail_weight=1.0).loss_names()[3] == "detail"
+    assert losses[0][3] == 0.0  # the first step draws exactly what the start weights draw with the start rows
+    assert max(step[3] for step in losses) > 0.0
+    plain_rows, plain_losses, plain_generator, *_ = _tune_detail(tmp_path / "plain", 0.0)
+    assert len(plain_losses[0]) == 3 and plain_losses[0] == pytest.approx(losses[0][:3], rel=1e-6)
+    # on z never fitted, the term's fit loses less of the start's detail than the fit without it
+    z = torch.randn(4 * len(start), generator.config.z_dim, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        lost = [
+            float(jf.detail_shortfall(start_generator, upsampler, z, start.repeat(4, 1, 1),
+                                      upsampler(g.synthesize(z, r.repeat(4, 1, 1)), clamp=False)).mean())
+            for g, r in ((generator, rows), (plain_generator, plain_rows))
+        ]  # fmt: skip
+    assert lost[0] < 0.5 * lost[1]
+
+
+def test_a_detail_weight_of_0_stays_out_of_the_checkpoints_recipe():
+    assert "detail_weight" not in jf.Recipe().told()  # checkpoints of fits made before the term still resume
+    assert jf.Recipe(detail_weight=0.3).told()["detail_weight"] == 0.3
+    names = jf.Recipe(tear_weight=1.0, detail_weight=0.3).loss_names()
+    assert names == ["L1", "solid", "locality", "tears", "detail"]

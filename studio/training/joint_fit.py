@@ -12,8 +12,11 @@ move with the rows (as pivotal tuning moves a generator around its inversions), 
 ``KEEP_COUNT`` captions' projections (none of a held-out emoji's) and as many of the table's plain rows, each at a fixed
 z, are held to what the start weights draw for them, so prompts that take no layered row draw nearly as before. The
 loss: L1 towards each 32 px render + ``feature_match`` x the critic's feature gap (as the layered fit) +
-``solid_weight`` x the solid-alpha term (+ ``tear_weight`` x the tear share), Adam on rows (lr 0.03) and weights
-(``weight_lr``, betas 0.5 / 0.999), both on one cosine, full batch, one z per row a step.
+``solid_weight`` x the solid-alpha term (+ ``tear_weight`` x the tear share) (+ ``detail_weight`` x the detail
+shortfall: how far each drawing's interior detail per px at 128 px falls below what the start weights draw with the
+start row at the same z, as a share of the latter; session 69: the row choice's detail guard turned away more than half
+of the rows rule 122's fit made), Adam on rows (lr 0.03) and weights (``weight_lr``, betas 0.5 / 0.999), both on one
+cosine, full batch, one z per row a step.
 
     python -m studio.training.joint_fit --model resources/models/emoji --data data/emoji-usem3-kw \
         --discriminator benchmarks/critic/critic-v4.safetensors --out runs/v65/T1 --steps 60 --threads 2
@@ -51,6 +54,7 @@ WEIGHT_LR = 1e-4
 KEEP = 1.0
 SOLID_WEIGHT = 2.0
 TEAR_WEIGHT = 0.0  # off: rules 119-122 fitted without it
+DETAIL_WEIGHT = 0.0  # off: rules 119-122 fitted without it
 FEATURE_MATCH = 0.618  # v6's share of the critic's feature gap
 SOLID_INSET = 7  # px of erosion of the real emoji's solid part at 128 px: the outline may move a few px
 KEEP_COUNT = 1024  # captions, and again plain rows, in the locality set
@@ -71,14 +75,21 @@ class Recipe:
     feature_match: float = FEATURE_MATCH
     seed: int = SEED
     tear_weight: float = TEAR_WEIGHT
+    detail_weight: float = DETAIL_WEIGHT
 
     def told(self) -> dict:
-        """The recipe as a checkpoint records it: without a tear weight of 0, so the checkpoints of fits made before the
-        term existed (rules 119-122) still resume."""
+        """The recipe as a checkpoint records it: without a tear or detail weight of 0, so the checkpoints of fits made
+        before those terms existed (rules 119-122) still resume."""
         told = asdict(self)
-        if not told["tear_weight"]:
-            del told["tear_weight"]
+        for term in ("tear_weight", "detail_weight"):
+            if not told[term]:
+                del told[term]
         return told
+
+    def loss_names(self) -> list[str]:
+        """What each of a step's losses is, in :func:`tune`'s order."""
+        terms = {"tears": self.tear_weight, "detail": self.detail_weight}
+        return ["L1", "solid", "locality"] + [name for name, weight in terms.items() if weight]
 
 
 def solid_shortfall(big: torch.Tensor, solid: torch.Tensor) -> torch.Tensor:
@@ -142,11 +153,13 @@ def tune(
     ``images`` (N premultiplied 32 px renders; ``solid``: their masks at 128 px, :func:`solid_inside`), the critic and
     the upsampler frozen, as ``recipe`` says. ``tear_solid`` (the real emoji's solid masks at 128 px,
     :func:`studio.training.concept_fit.solid_masks`) is where a tear weight counts the dips. Returns the rows and per
-    step [L1, solid shortfall, locality L1] (means before the step), with the tear share fourth when it is weighed."""
-    steps, weight_lr, keep, solid_weight, feature_match, tear_weight = (
-        recipe.steps, recipe.weight_lr, recipe.keep, recipe.solid_weight, recipe.feature_match, recipe.tear_weight
+    step [L1, solid shortfall, locality L1] (means before the step), then the tear share and the detail shortfall where
+    they are weighed (:meth:`Recipe.loss_names`)."""
+    steps, weight_lr, keep, solid_weight, feature_match, tear_weight, detail_weight = (
+        recipe.steps, recipe.weight_lr, recipe.keep, recipe.solid_weight, recipe.feature_match, recipe.tear_weight,
+        recipe.detail_weight,
     )  # fmt: skip
-    weights = (weight_lr, keep, solid_weight, feature_match, tear_weight)
+    weights = (weight_lr, keep, solid_weight, feature_match, tear_weight, detail_weight)
     if steps < 1 or not all(weight >= 0 for weight in weights):
         raise ValueError("The joint fit needs a step or more and weights, rates and terms of 0 or more.")
     if tear_weight and (tear_solid is None or len(tear_solid) != len(images)):
@@ -159,6 +172,8 @@ def tune(
         real_features = torch.cat(
             [critic.features(images[i : i + CHUNK]).float() for i in range(0, len(images), CHUNK)]
         )
+    # the start weights, frozen: what the detail term holds each drawing's detail to (copied before a resume)
+    reference = _frozen_copy(generator) if detail_weight else None
     generator.eval()  # running BatchNorm statistics stay
     for parameter in generator.parameters():
         parameter.requires_grad_(True)
@@ -180,7 +195,7 @@ def tune(
             for group in optimizer.param_groups:
                 group["lr"] = lr * fraction
             optimizer.zero_grad()
-        l1_sum = solid_sum = keep_sum = tear_sum = 0.0
+        l1_sum = solid_sum = keep_sum = tear_sum = detail_sum = 0.0
         for first in range(0, count, CHUNK):
             part = slice(first, min(first + CHUNK, count))
             chunk = rows[part]
@@ -197,6 +212,10 @@ def tune(
                 tears = tear_share(big, tear_solid[part]).sum() / count
                 loss = loss + tear_weight * tears
                 tear_sum += float(tears.detach())
+            if detail_weight:
+                lost = detail_shortfall(reference, upsampler, z, start[part], big, bf16).sum() / count
+                loss = loss + detail_weight * lost
+                detail_sum += float(lost.detach())
             loss.backward()
             l1_sum += float(l1.detach())
             solid_sum += float(short.detach())
@@ -209,7 +228,10 @@ def tune(
             keep_sum += float(held.detach())
         row_optimizer.step()
         weight_optimizer.step()
-        losses.append([l1_sum, solid_sum, keep_sum] + ([tear_sum] if tear_weight else []))
+        weighed = [
+            total for total, weight in ((tear_sum, tear_weight), (detail_sum, detail_weight)) if weight
+        ]
+        losses.append([l1_sum, solid_sum, keep_sum, *weighed])
         if on_step is not None:
             on_step(step, losses[-1])
         if checkpoint is not None and (step + 1) % CHECKPOINT_EVERY == 0 and step + 1 < steps:
@@ -224,6 +246,28 @@ def tune(
     for parameter in generator.parameters():
         parameter.requires_grad_(False)
     return rows.detach(), losses
+
+
+def _frozen_copy(generator):
+    import copy
+
+    reference = copy.deepcopy(generator).eval()
+    for parameter in reference.parameters():
+        parameter.requires_grad_(False)
+    return reference
+
+
+def detail_shortfall(reference, upsampler, z, start: torch.Tensor, big: torch.Tensor, bf16: bool = False):
+    """Per drawing (``big``: the 128 px upscale of what the fit draws at ``z``, unclamped): how far its interior detail
+    per px falls below what ``reference`` (the start weights) draws at the same ``z`` with the ``start`` rows, as a
+    share of the latter (0 at or above it): concept_fit's detail term (:func:`studio.training.concept_fit.detail_128`),
+    the measure the row choice's ``--detail`` guard reads, with both pictures clamped as the guard sees them."""
+    from studio.training.concept_fit import DETAIL_FLOOR, clamp_straight_through, detail_128, upscale_128
+
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        before = reference.synthesize(z, start.float())
+    own = detail_128(upscale_128(upsampler, before, bf16)).detach()
+    return torch.relu(own - detail_128(clamp_straight_through(big))) / own.clamp(min=DETAIL_FLOOR)
 
 
 def tear_share(big: torch.Tensor, solid: torch.Tensor) -> torch.Tensor:
@@ -290,7 +334,7 @@ def joint_fit(
     generator, started = loaded.generator, time.time()
     start = start_rows(table, train, generator.places)
     keep_set = locality_set(generator, data, table)
-    printer = None if quiet else _printer(recipe.steps, started)
+    printer = None if quiet else _printer(recipe, started)
     tear_solid = solid_masks(torch.from_numpy(data.images128[train])) if recipe.tear_weight else None
     rows, losses = tune(
         generator, loaded.upsampler, critic, images, solid_inside(data.images128[train]), start, keep_set, recipe,
@@ -323,14 +367,12 @@ def joint_fit(
     return record
 
 
-def _printer(steps: int, started: float) -> Callable[[int, list[float]], None]:
+def _printer(recipe: Recipe, started: float) -> Callable[[int, list[float]], None]:
+    names = recipe.loss_names()
+
     def show(step: int, losses: list[float]) -> None:
-        print(
-            f"step {step + 1}/{steps}: L1 {losses[0]:.4f}, solid {losses[1]:.4f}, locality {losses[2]:.4f}"
-            + (f", tears {losses[3]:.5f}" if len(losses) > 3 else "")
-            + f" ({(time.time() - started) / 60:.1f} min)",
-            flush=True,
-        )
+        parts = ", ".join(f"{name} {loss:.5f}" for name, loss in zip(names, losses, strict=True))
+        print(f"step {step + 1}/{recipe.steps}: {parts} ({(time.time() - started) / 60:.1f} min)", flush=True)
 
     return show
 
@@ -358,6 +400,10 @@ def main(argv: list[str] | None = None) -> int:
         "--tear-weight", type=float, default=TEAR_WEIGHT,
         help="weight of the tears (7 px closing's dips) where the real emoji is solid; 0: off",
     )  # fmt: skip
+    parser.add_argument(
+        "--detail-weight", type=float, default=DETAIL_WEIGHT,
+        help="weight of the interior detail the drawings lose against the start's at the same z; 0: off",
+    )  # fmt: skip
     parser.add_argument("--feature-match", type=float, default=FEATURE_MATCH)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--checkpoint", help="state file saved every few steps and resumed from")
@@ -374,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
             args.feature_match,
             args.seed,
             args.tear_weight,
+            args.detail_weight,
         )
         record = joint_fit(args.model, args.data, args.discriminator, args.out, recipe, args.checkpoint)
     except (ModelError, TrainError, ValueError, OSError) as error:
