@@ -8,16 +8,16 @@ draws, and write the first folder with the chosen rows in.
 
 Both folders must hold the same base weights, upsampler and plain rows (the second a copy of the first with another
 ``concepts.safetensors``). Each fitted training emoji is drawn with each table's own row (psi 1, spread off) at
-``SEEDS`` seeds ``SCREEN_SEED + SEEDS x concept + k`` (far above every rule's rounds) and upsampled; per row and table,
-the means over the seeds of: the L1 at 128 px to the real emoji's render (premultiplied RGBA), each judge's cosine
-between the picture's features and the real emoji's, and the deep-dip px (the hearts gate's count). The second table's
-row is kept where **every** judge's cosine rises, the L1 does not rise, and its deep dips stay within ``--margin`` px
-of the larger of the first row's and the real emoji's own (an outline as notched as the real one is no tear); with
-``--detail F``, also only where at every seed its interior detail (concept_fit's ``detail_per_px``) is at least F x the
-first row's at the same z (rule 123's looks: without it six of 24 pictures drew plainer); with ``--marks F``, also
-only where at every seed its dark-mark px (``evaluate.dark_marks``: eyes, mouths, flecks) are at least F x the first
-row's (rule 125's looks: an orangutan lost its eye while its interior detail rose); with ``--enclosed N``, also only
-where at every seed it has at most N more see-through px enclosed where the real emoji is solid than the first row
+``--seeds`` seeds (2 by default) ``SCREEN_SEED + seeds x concept + k`` (far above every rule's rounds) and upsampled;
+per row and table, the means over the seeds of: the L1 at 128 px to the real emoji's render (premultiplied RGBA), each
+judge's cosine between the picture's features and the real emoji's, and the deep-dip px (the hearts gate's count). The
+second table's row is kept where **every** judge's cosine rises, the L1 does not rise, and its deep dips stay within
+``--margin`` px of the larger of the first row's and the real emoji's own (an outline as notched as the real one is no
+tear); with ``--detail F``, also only where at every seed its interior detail (concept_fit's ``detail_per_px``) is at
+least F x the first row's at the same z (rule 123's looks: without it six of 24 pictures drew plainer); with ``--marks
+F``, also only where at every seed its dark-mark px (``evaluate.dark_marks``: eyes, mouths, flecks) are at least F x the
+first row's (rule 125's looks: an orangutan lost its eye while its interior detail rose); with ``--enclosed N``, also
+only where at every seed it has at most N more see-through px enclosed where the real emoji is solid than the first row
 (``holes.enclosed_where_solid``; rule 126's looks: finger gaps drawn as enclosed holes). One judge alone misses what
 another sees (session 66: judge-5500 sees T3's grinning face lose its grin, the shipped judge does not), and L1 alone
 rewards a flat mouth. Every other emoji keeps the first table's row (layered or plain) byte for byte, and held-out names
@@ -72,8 +72,9 @@ def row_scores(
     judges: dict,
     enclosed: bool = True,
     batch: int = 128,
+    seeds: int = SEEDS,
 ) -> dict:
-    """Per concept, the means over ``SEEDS`` seeds of the L1 to ``real`` (premultiplied 128 px), each judge's cosine
+    """Per concept, the means over ``seeds`` seeds of the L1 to ``real`` (premultiplied 128 px), each judge's cosine
     to the real emoji's features and the deep dips, and per seed the interior detail, dark marks and (``enclosed``: a
     flood fill, the slowest of them) the see-through px enclosed where the real emoji is solid, for ``table``'s rows
     through the model's weights."""
@@ -81,8 +82,8 @@ def row_scores(
     rows = ConceptConditioner(generator, load_vocabulary(model.info), table).of_concepts(concepts).float()
     reals = {name: F.normalize(judge_features(judge, real), dim=1) for name, judge in judges.items()}
     sums: dict[str, np.ndarray] = {}
-    for k in range(SEEDS):
-        z = latents([SCREEN_SEED + SEEDS * int(c) + k for c in concepts], generator.config.z_dim, 1.0)
+    for k in range(seeds):
+        z = latents([SCREEN_SEED + seeds * int(c) + k for c in concepts], generator.config.z_dim, 1.0)
         pictures = torch.cat(
             [
                 upsampler(generator.synthesize(z[i : i + batch], rows[i : i + batch])).float()
@@ -98,7 +99,7 @@ def row_scores(
         for name, judge in judges.items():
             drawn[name] = (F.normalize(judge_features(judge, pictures), dim=1) * reals[name]).sum(1)
         for key, value in drawn.items():
-            sums[key] = sums.get(key, 0.0) + value.numpy().astype(np.float64) / SEEDS
+            sums[key] = sums.get(key, 0.0) + value.numpy().astype(np.float64) / seeds
     return sums
 
 
@@ -111,19 +112,20 @@ def choose(
     detail: float = 0.0,
     marks: float = 0.0,
     enclosed: float = float("inf"),
+    seeds: int = SEEDS,
 ) -> np.ndarray:
     """Where the second table's row is kept: every judge's cosine rises, L1 does not, the deep dips stay within
     ``margin`` of the larger of the first row's and the real emoji's own, and (``detail`` > 0) at every seed its
     interior detail is at least ``detail`` x the first row's at the same z, and (``marks`` > 0) its dark-mark px
     (eyes, mouths, flecks: ``evaluate.dark_marks``) at least ``marks`` x the first row's, and (``enclosed`` finite) its
     see-through px enclosed where the real emoji is solid (``holes.enclosed_where_solid``: holes, not notches) at most
-    ``enclosed`` more than the first row's."""
+    ``enclosed`` more than the first row's; "every seed" is each of the ``seeds`` the scores were drawn at."""
     keep = second["l1"] <= first["l1"]
     for name in judges:
         keep &= second[name] > first[name]
 
     def at_every_seed(key: str, holds) -> np.ndarray:
-        return np.logical_and.reduce([holds(second[f"{key}_{k}"], first[f"{key}_{k}"]) for k in range(SEEDS)])
+        return np.logical_and.reduce([holds(second[f"{key}_{k}"], first[f"{key}_{k}"]) for k in range(seeds)])
 
     if detail > 0:
         keep &= at_every_seed("detail", lambda mine, theirs: mine >= detail * theirs)
@@ -204,12 +206,18 @@ def main(argv: list[str] | None = None) -> int:
         "--share", type=float, default=1.0, help="move the second table's rows this share of the way from the first "
         "table's rows before choosing (default 1: as they are; 0.5: a half rung)"
     )  # fmt: skip
+    parser.add_argument(
+        "--seeds", type=int, default=SEEDS, help=f"screen seeds per row (default {SEEDS}; seed k of concept c is "
+        f"{SCREEN_SEED:,} + seeds x c + k): more seeds, fewer rows whose holes come and go with z"
+    )  # fmt: skip
     parser.add_argument("--out", required=True, help="new model folder (must not exist)")
     parser.add_argument("--json", help="per-row scores and the choice")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.seeds < 1:
+        raise ValueError("The screen needs one seed or more.")
     base, rows_folder, out = Path(args.base), Path(args.rows), Path(args.out)
     if out.exists():
         raise FileExistsError(f"{out} exists")
@@ -233,18 +241,20 @@ def main(argv: list[str] | None = None) -> int:
     real = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128[concepts]))
     real_dips = deep_dips(real, CLOSING).float().numpy()
     scores = {
-        label: row_scores(model, table, concepts, real, judges, enclosed=bool(np.isfinite(args.enclosed)))
+        label: row_scores(
+            model, table, concepts, real, judges, enclosed=bool(np.isfinite(args.enclosed)), seeds=args.seeds
+        )
         for label, table in (("first", first), ("second", second))
     }
     guards = {"margin": args.margin, "detail": args.detail, "marks": args.marks, "enclosed": args.enclosed}
-    keep = choose(scores["first"], scores["second"], real_dips, judges, **guards)
+    keep = choose(scores["first"], scores["second"], real_dips, judges, **guards, seeds=args.seeds)
     table = merged_table(first, second, concepts[keep])
     record = {
         "script": "scripts/row_choice.py", "base": str(base), "rows": str(rows_folder),
         "judges": dict(j.split("=", 1) for j in args.judge),
         **{k: (v if np.isfinite(v) else None) for k, v in guards.items()},  # no enclosed check: None
         "share": args.share,
-        "seeds": SEEDS, "screen_seed": SCREEN_SEED, "rows_scored": int(len(concepts)), "kept": int(keep.sum()),
+        "seeds": args.seeds, "screen_seed": SCREEN_SEED, "rows_scored": int(len(concepts)), "kept": int(keep.sum()),
     }  # fmt: skip
     shutil.copytree(base, out)
     meta = concepts_metadata(base / CONCEPTS_FILE)

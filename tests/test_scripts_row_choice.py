@@ -110,6 +110,17 @@ def test_with_an_enclosed_margin_a_row_that_opens_a_hole_where_the_real_emoji_is
     assert choose(first, second, real, ("a",), enclosed=4.0).tolist() == [True, False, False]
 
 
+def test_with_more_seeds_a_row_must_hold_every_guard_at_each_of_them():
+    first = _scores(2, 0.2, 0.8, enclosed_0=[0.0] * 2, enclosed_1=[0.0] * 2, enclosed_2=[0.0] * 2)
+    second = _scores(2, 0.1, 0.9, enclosed_0=[0.0, 0.0], enclosed_1=[3.0, 0.0], enclosed_2=[0.0, 40.0])
+    choose, real = load_script("row_choice").choose, np.full(2, 10.0)
+    assert choose(first, second, real, ("a",), enclosed=4.0).tolist() == [
+        True,
+        True,
+    ]  # two seeds: the third unread
+    assert choose(first, second, real, ("a",), enclosed=4.0, seeds=3).tolist() == [True, False]
+
+
 def test_the_script_writes_the_first_folder_with_the_rows_it_keeps_and_nothing_else_changed(tmp_path):
     import json
     import shutil
@@ -158,11 +169,26 @@ def test_the_script_writes_the_first_folder_with_the_rows_it_keeps_and_nothing_e
         load_script("row_choice").main(argv)
     # a half rung on the chosen folder: the rows it took are the same in both tables and are not scored again
     rung, rung_report = tmp_path / "rung" / folder.name, tmp_path / "rung.json"
-    argv = ["--base", str(out), "--rows", str(second_folder), "--data", str(data_dir), "--share", "0.5"]
+    argv = [
+        "--base",
+        str(out),
+        "--rows",
+        str(second_folder),
+        "--data",
+        str(data_dir),
+        "--share",
+        "0.5",
+        "--seeds",
+        "3",
+    ]
     argv += ["--judge", f"j={tmp_path / 'judge.safetensors'}", "--out", str(rung), "--json", str(rung_report)]
     assert load_script("row_choice").main(argv) == 0
     report = json.loads(rung_report.read_text(encoding="utf-8"))
-    assert report["share"] == 0.5
+    assert (
+        report["share"] == 0.5
+        and report["seeds"] == 3
+        and len(report["second_detail_2"]) == len(report["concepts"])
+    )
     assert set(report["concepts"]) == set(scored.tolist()) - set(kept.tolist())
 
 
