@@ -260,7 +260,7 @@ def _tune_detail(tmp_path, detail_weight: float, steps: int = 8):
 
 
 def test_the_detail_shortfall_is_the_share_of_the_start_drawings_detail_a_drawing_loses():
-    from studio.training.concept_fit import detail_128
+    from studio.training.concept_fit import detail_128, detail_shortfall
 
     class _Same(
         torch.nn.Module
@@ -278,15 +278,17 @@ def test_the_detail_shortfall_is_the_share_of_the_start_drawings_detail_a_drawin
     smooth = torch.nn.functional.avg_pool2d(sharp, 5, 1, 2)
     smooth[:, 3] = sharp[:, 3]  # the same outline, its colour blurred
     z = torch.zeros(1, 4)
-    assert float(jf.detail_shortfall(_Same(), keep, z, sharp, sharp)) == 0.0
-    lost = float(jf.detail_shortfall(_Same(), keep, z, sharp, smooth))
+    assert float(detail_shortfall(_Same(), keep, z, sharp, sharp)) == 0.0
+    lost = float(detail_shortfall(_Same(), keep, z, sharp, smooth))
     assert lost == pytest.approx(1 - float(detail_128(smooth)) / float(detail_128(sharp)), rel=1e-5)
     assert 0.5 < lost < 1.0  # a 5 px blur takes away most of the detail
     # more detail than the start: no loss
-    assert float(jf.detail_shortfall(_Same(), keep, z, smooth, sharp)) == 0.0
+    assert float(detail_shortfall(_Same(), keep, z, smooth, sharp)) == 0.0
 
 
 def test_the_detail_term_starts_at_zero_and_keeps_more_detail_than_the_fit_without_it(tmp_path):
+    from studio.training.concept_fit import detail_shortfall
+
     rows, losses, generator, start_generator, upsampler, start = _tune_detail(tmp_path / "detail", 50.0)
     assert len(losses[0]) == 4 and jf.Recipe(detail_weight=1.0).loss_names()[3] == "detail"
     assert losses[0][3] == 0.0  # the first step draws exactly what the start weights draw with the start rows
@@ -297,7 +299,7 @@ def test_the_detail_term_starts_at_zero_and_keeps_more_detail_than_the_fit_witho
     z = torch.randn(4 * len(start), generator.config.z_dim, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         lost = [
-            float(jf.detail_shortfall(start_generator, upsampler, z, start.repeat(4, 1, 1),
+            float(detail_shortfall(start_generator, upsampler, z, start.repeat(4, 1, 1),
                                       upsampler(g.synthesize(z, r.repeat(4, 1, 1)), clamp=False)).mean())
             for g, r in ((generator, rows), (plain_generator, plain_rows))
         ]  # fmt: skip

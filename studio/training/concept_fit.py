@@ -225,10 +225,7 @@ def fit_conditions(
                 excess = torch.relu(_tear_share(big, solid) - tear_limit[rows])
                 total_loss = total_loss + tear_weight * excess.sum() / count
             if detail_weight:
-                with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    before = generator.synthesize(z[:first], start[rows].float())
-                own = detail_128(upscale_128(upsampler, before, bf16)).detach()
-                short = torch.relu(own - detail_128(big)) / own.clamp(min=DETAIL_FLOOR)
+                short = detail_shortfall(generator, upsampler, z[:first], start[rows], big, bf16)
                 total_loss = total_loss + detail_weight * short.sum() / count
             total_loss.backward()
             total += float(loss.detach())
@@ -333,6 +330,18 @@ def detail_128(big: torch.Tensor) -> torch.Tensor:
 
     detail, interior, _ = detail_parts(big)
     return detail / interior.clamp(min=1.0)
+
+
+def detail_shortfall(reference, upsampler, z, start: torch.Tensor, big: torch.Tensor, bf16: bool = False):
+    """Per drawing (``big``: the 128 px upscale of what a fit draws at ``z``): how far its interior detail per px
+    (:func:`detail_128`) falls below what ``reference`` (the frozen start weights) draws at the same ``z`` with the
+    ``start`` rows, as a share of the latter (0 at or above it): the detail term of the layered fit and of the joint
+    fit (studio/training/joint_fit.py), the measure the row choice's ``--detail`` guard reads, both pictures clamped as
+    the guard sees them (straight-through, so an unclamped ``big`` keeps its gradient)."""
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        before = reference.synthesize(z, start.float())
+    own = detail_128(upscale_128(upsampler, before, bf16)).detach()
+    return torch.relu(own - detail_128(clamp_straight_through(big))) / own.clamp(min=DETAIL_FLOOR)
 
 
 def solid_masks(images128: torch.Tensor) -> torch.Tensor:

@@ -172,6 +172,8 @@ def tune(
         real_features = torch.cat(
             [critic.features(images[i : i + CHUNK]).float() for i in range(0, len(images), CHUNK)]
         )
+    from studio.training.concept_fit import detail_shortfall
+
     # the start weights, frozen: what the detail term holds each drawing's detail to (copied before a resume)
     reference = _frozen_copy(generator) if detail_weight else None
     generator.eval()  # running BatchNorm statistics stay
@@ -255,19 +257,6 @@ def _frozen_copy(generator):
     for parameter in reference.parameters():
         parameter.requires_grad_(False)
     return reference
-
-
-def detail_shortfall(reference, upsampler, z, start: torch.Tensor, big: torch.Tensor, bf16: bool = False):
-    """Per drawing (``big``: the 128 px upscale of what the fit draws at ``z``, unclamped): how far its interior detail
-    per px falls below what ``reference`` (the start weights) draws at the same ``z`` with the ``start`` rows, as a
-    share of the latter (0 at or above it): concept_fit's detail term (:func:`studio.training.concept_fit.detail_128`),
-    the measure the row choice's ``--detail`` guard reads, with both pictures clamped as the guard sees them."""
-    from studio.training.concept_fit import DETAIL_FLOOR, clamp_straight_through, detail_128, upscale_128
-
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        before = reference.synthesize(z, start.float())
-    own = detail_128(upscale_128(upsampler, before, bf16)).detach()
-    return torch.relu(own - detail_128(clamp_straight_through(big))) / own.clamp(min=DETAIL_FLOOR)
 
 
 def tear_share(big: torch.Tensor, solid: torch.Tensor) -> torch.Tensor:
