@@ -425,3 +425,37 @@ def test_dark_marks_count_a_faces_eyes_not_its_holes_outline_or_a_light_fleck():
     counts = dark_marks(torch.stack(faces), batch=2)
     assert counts.tolist() == [72, 0, 0, 0, 72]
     assert dark_marks(torch.zeros(0, 4, 128, 128)).tolist() == []
+
+
+def test_dark_marks_equal_the_windows_median_form():
+    """The counted form gives the px the median of each px's 9 x 9 window gives (the form it replaced, kept here as
+    the reference), on pictures with marks, soft gradients, ties (flat areas, quantised luminance) and see-through
+    parts, at any batch size."""
+    import torch.nn.functional as F
+
+    from studio.training import evaluate
+    from studio.training.evaluate import dark_marks
+
+    def by_median(images):
+        y = (images.float() + 1.0) * 0.5
+        alpha = y[:, 3:4].clamp(0.0, 1.0)
+        luma = ((y[:, :3] / alpha.clamp(min=1e-3)).clamp(0.0, 1.0) * evaluate._LUMA).sum(1, keepdim=True)
+        interior = evaluate.alpha_erosion(alpha, evaluate.MARKS_EROSION) > 0.9
+        pad = evaluate.MARKS_WINDOW // 2
+        windows = F.unfold(F.pad(luma, (pad, pad, pad, pad), mode="reflect"), evaluate.MARKS_WINDOW)
+        median = windows.median(1).values.view_as(luma)
+        return ((median - luma > evaluate.MARKS_DEPTH) & interior).sum((1, 2, 3))
+
+    generator = torch.Generator().manual_seed(70)
+    rgb = torch.rand(6, 3, 128, 128, generator=generator)
+    rgb[:2] = (rgb[:2] * 8).round() / 8  # quantised: many ties in a window
+    rgb[2] = torch.linspace(0, 1, 128)  # a soft gradient, no marks
+    rgb[3, :, 40:60, 40:60] = 0.05  # one dark patch on noise
+    alpha = torch.ones(6, 1, 128, 128)
+    alpha[4, :, 30:90, 30:90] = 0.0  # a see-through square
+    alpha[5] = torch.rand(1, 128, 128, generator=generator) > 0.02  # pinholes everywhere
+    images = torch.cat([rgb * alpha, alpha], 1) * 2 - 1
+    expected = by_median(images)
+    assert expected.sum() > 0 and expected[2] == 0
+    assert torch.equal(dark_marks(images), expected)
+    assert torch.equal(dark_marks(images, batch=4), expected)

@@ -268,17 +268,27 @@ def dark_marks(images: torch.Tensor, batch: int = 16) -> torch.Tensor:
     """Per picture (premultiplied RGBA in [-1, 1], 128 px): how many px of its interior are dark marks (see
     ``MARKS_DEPTH``), in its straight colour. The interior detail of :func:`picture_detail` is a mean gradient and
     barely moves when a face loses its eyes; the pictures the looks called plainer mostly lost such marks (the model's
-    history, *After v16, session 63*). ``batch`` pictures at a time bound the median's windows (81 per px)."""
+    history, *After v16, session 63*). ``batch`` pictures at a time.
+
+    The window's median lies more than the depth above a px exactly when more than half of the window's values do
+    (its 41st smallest of 81 is the median, and subtracting the px's luminance keeps their order), so the marks are
+    counted from 81 shifted comparisons rather than a median of each px's window: the same px, more than 10x faster
+    (session 70, 512 real emoji on one thread: 15.0 s with the median, 1.4 s; the median's form is the test's
+    reference)."""
     y = (images.float() + 1.0) * 0.5
     alpha = y[:, 3:4].clamp(0.0, 1.0)
     luma = ((y[:, :3] / alpha.clamp(min=1e-3)).clamp(0.0, 1.0) * _LUMA).sum(1, keepdim=True)
     interior = alpha_erosion(alpha, MARKS_EROSION) > 0.9
-    pad, counts = MARKS_WINDOW // 2, []
+    pad, half, counts = MARKS_WINDOW // 2, MARKS_WINDOW**2 // 2, []
     for start in range(0, len(luma), batch):
         part = luma[start : start + batch]
-        windows = F.unfold(F.pad(part, (pad, pad, pad, pad), mode="reflect"), MARKS_WINDOW)
-        median = windows.median(1).values.view_as(part)
-        counts.append(((median - part > MARKS_DEPTH) & interior[start : start + batch]).sum((1, 2, 3)))
+        padded = F.pad(part, (pad, pad, pad, pad), mode="reflect")
+        height, width = part.shape[-2:]
+        above = torch.zeros(part.shape, dtype=torch.int16)
+        for dy in range(MARKS_WINDOW):
+            for dx in range(MARKS_WINDOW):
+                above += (padded[..., dy : dy + height, dx : dx + width] - part) > MARKS_DEPTH
+        counts.append(((above > half) & interior[start : start + batch]).sum((1, 2, 3)))
     return torch.cat(counts) if counts else torch.zeros(0, dtype=torch.long)
 
 
