@@ -16,7 +16,10 @@ second table's row is kept where **every** judge's cosine rises, the L1 does not
 tear); with ``--detail F``, also only where at every seed its interior detail (concept_fit's ``detail_per_px``) is at
 least F x the first row's at the same z (rule 123's looks: without it six of 24 pictures drew plainer); with ``--marks
 F``, also only where at every seed its dark-mark px (``evaluate.dark_marks``: eyes, mouths, flecks) are at least F x the
-first row's (rule 125's looks: an orangutan lost its eye while its interior detail rose); with ``--enclosed N``, also
+first row's (rule 125's looks: an orangutan lost its eye while its interior detail rose), or with ``--marks-real`` at
+least F x the smaller of the first row's and the real emoji's own (a drawing more speckled than the real emoji may lose
+the excess: session 70 found the marks floor turning away a smiling face that gained its dark sunglasses, one broad
+dark band in place of many specks); with ``--enclosed N``, also
 only where at every seed it has at most N more see-through px enclosed where the real emoji is solid than the first row
 (``holes.enclosed_where_solid``; rule 126's looks: finger gaps drawn as enclosed holes). One judge alone misses what
 another sees (session 66: judge-5500 sees T3's grinning face lose its grin, the shipped judge does not), and L1 alone
@@ -113,11 +116,13 @@ def choose(
     marks: float = 0.0,
     enclosed: float = float("inf"),
     seeds: int = SEEDS,
+    real_marks: np.ndarray | None = None,
 ) -> np.ndarray:
     """Where the second table's row is kept: every judge's cosine rises, L1 does not, the deep dips stay within
     ``margin`` of the larger of the first row's and the real emoji's own, and (``detail`` > 0) at every seed its
     interior detail is at least ``detail`` x the first row's at the same z, and (``marks`` > 0) its dark-mark px
-    (eyes, mouths, flecks: ``evaluate.dark_marks``) at least ``marks`` x the first row's, and (``enclosed`` finite) its
+    (eyes, mouths, flecks: ``evaluate.dark_marks``) at least ``marks`` x the first row's (with ``real_marks``, the real
+    emoji's own dark-mark px, x the smaller of the two), and (``enclosed`` finite) its
     see-through px enclosed where the real emoji is solid (``holes.enclosed_where_solid``: holes, not notches) at most
     ``enclosed`` more than the first row's; "every seed" is each of the ``seeds`` the scores were drawn at."""
     keep = second["l1"] <= first["l1"]
@@ -130,7 +135,8 @@ def choose(
     if detail > 0:
         keep &= at_every_seed("detail", lambda mine, theirs: mine >= detail * theirs)
     if marks > 0:
-        keep &= at_every_seed("marks", lambda mine, theirs: mine >= marks * theirs)
+        ceiling = np.inf if real_marks is None else np.asarray(real_marks, np.float64)
+        keep &= at_every_seed("marks", lambda mine, theirs: mine >= marks * np.minimum(theirs, ceiling))
     if np.isfinite(enclosed):
         keep &= at_every_seed("enclosed", lambda mine, theirs: mine <= theirs + enclosed)
     return keep & (second["dips"] <= np.maximum(first["dips"], real_dips) + margin)
@@ -198,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         "while the interior detail rose)"
     )  # fmt: skip
     parser.add_argument(
+        "--marks-real", action="store_true", help="hold the marks floor to the smaller of the first row's dark-mark "
+        "px and the real emoji's own (a drawing more speckled than the real emoji may lose the excess)"
+    )  # fmt: skip
+    parser.add_argument(
         "--enclosed", type=float, default=float("inf"), help="keep a row only where at every seed it has at most this "
         "many more see-through px enclosed where the real emoji is solid than the first row (default: no such check; "
         "rule 126's looks found finger gaps drawn as enclosed holes)"
@@ -240,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     judges = {name: load_judge(Path(path))[0] for name, path in (j.split("=", 1) for j in args.judge)}
     real = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128[concepts]))
     real_dips = deep_dips(real, CLOSING).float().numpy()
+    real_marks = dark_marks(real).numpy().astype(np.float64) if args.marks_real else None
     scores = {
         label: row_scores(
             model, table, concepts, real, judges, enclosed=bool(np.isfinite(args.enclosed)), seeds=args.seeds
@@ -247,13 +258,21 @@ def main(argv: list[str] | None = None) -> int:
         for label, table in (("first", first), ("second", second))
     }
     guards = {"margin": args.margin, "detail": args.detail, "marks": args.marks, "enclosed": args.enclosed}
-    keep = choose(scores["first"], scores["second"], real_dips, judges, **guards, seeds=args.seeds)
+    keep = choose(
+        scores["first"],
+        scores["second"],
+        real_dips,
+        judges,
+        **guards,
+        seeds=args.seeds,
+        real_marks=real_marks,
+    )
     table = merged_table(first, second, concepts[keep])
     record = {
         "script": "scripts/row_choice.py", "base": str(base), "rows": str(rows_folder),
         "judges": dict(j.split("=", 1) for j in args.judge),
         **{k: (v if np.isfinite(v) else None) for k, v in guards.items()},  # no enclosed check: None
-        "share": args.share,
+        "share": args.share, **({"marks_real": True} if args.marks_real else {}),
         "seeds": args.seeds, "screen_seed": SCREEN_SEED, "rows_scored": int(len(concepts)), "kept": int(keep.sum()),
     }  # fmt: skip
     shutil.copytree(base, out)
@@ -271,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             "concepts": concepts.tolist(),
             "kept_rows": keep.tolist(),
             "real_dips": real_dips.tolist(),
+            **({} if real_marks is None else {"real_marks": real_marks.tolist()}),
             **per_row,
         }
         Path(args.json).write_text(json.dumps(report) + "\n", encoding="utf-8")

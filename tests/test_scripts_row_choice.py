@@ -102,6 +102,18 @@ def test_with_a_marks_floor_a_row_that_loses_dark_marks_at_any_seed_is_not_kept(
     assert choose(first, second, real, ("a",), marks=0.25).tolist() == [True, True]
 
 
+def test_with_the_real_emojis_own_marks_a_row_may_lose_the_specks_the_real_emoji_lacks():
+    """--marks-real: the floor is the smaller of the first row's dark-mark px and the real emoji's own; a row that
+    falls below the real emoji's count still fails, at any seed."""
+    first = _scores(3, 0.2, 0.8, marks_0=[40.0] * 3, marks_1=[40.0] * 3)
+    second = _scores(3, 0.1, 0.9, marks_0=[25.0, 25.0, 45.0], marks_1=[30.0, 19.0, 10.0])
+    choose, real = load_script("row_choice").choose, np.full(3, 10.0)
+    assert choose(first, second, real, ("a",), marks=1.0).tolist() == [False, False, False]
+    real_marks = np.asarray([20.0, 20.0, 200.0])  # the third real emoji has more marks than either drawing
+    kept = choose(first, second, real, ("a",), marks=1.0, real_marks=real_marks)
+    assert kept.tolist() == [True, False, False]  # 19 < 20 at the second seed; 10 < 40 where the real has 200
+
+
 def test_with_an_enclosed_margin_a_row_that_opens_a_hole_where_the_real_emoji_is_solid_is_not_kept():
     first = _scores(3, 0.2, 0.8, enclosed_0=[2.0] * 3, enclosed_1=[0.0] * 3)
     second = _scores(3, 0.1, 0.9, enclosed_0=[6.0, 7.0, 0.0], enclosed_1=[4.0, 0.0, 5.0])
@@ -180,6 +192,9 @@ def test_the_script_writes_the_first_folder_with_the_rows_it_keeps_and_nothing_e
         "0.5",
         "--seeds",
         "3",
+        "--marks",
+        "1.0",
+        "--marks-real",
     ]
     argv += ["--judge", f"j={tmp_path / 'judge.safetensors'}", "--out", str(rung), "--json", str(rung_report)]
     assert load_script("row_choice").main(argv) == 0
@@ -189,6 +204,7 @@ def test_the_script_writes_the_first_folder_with_the_rows_it_keeps_and_nothing_e
         and report["seeds"] == 3
         and len(report["second_detail_2"]) == len(report["concepts"])
     )
+    assert report["marks_real"] is True and len(report["real_marks"]) == len(report["concepts"])
     assert set(report["concepts"]) == set(scored.tolist()) - set(kept.tolist())
 
 
