@@ -567,6 +567,18 @@ def shared_keywords(data, count: int = 50, min_emoji: int = 4, seed: int = 0) ->
 
 
 @torch.no_grad()
+def keyword_pictures(generator, upsampler, rows: torch.Tensor, seeds: Sequence[int], psi: float):
+    """A keyword's draws as :func:`keyword_metrics` scores them: the 32 px drawings and the pictures shown (128 px
+    through ``upsampler`` when there is one), one per (embedding row, seed)."""
+    base = generate(generator, None, rows, seeds, psi, upsample=False)
+    if upsampler is not None and _shows_more(generator):
+        return base, generate(generator, upsampler, rows, seeds, psi)
+    if upsampler is None:
+        return base, base
+    return base, torch.cat([upsampler(base[i : i + 64]).float() for i in range(0, len(base), 64)])
+
+
+@torch.no_grad()
 def keyword_metrics(
     generator,
     upsampler,
@@ -600,15 +612,7 @@ def keyword_metrics(
         embeddings = torch.as_tensor(np.asarray(encode(texts), np.float32))
     rows = embeddings.repeat_interleave(seeds, 0)
     seed_list = [1000 * k + s for k in range(len(keywords)) for s in range(seeds)]
-    base = generate(generator, None, rows, seed_list, psi, upsample=False)
-    if upsampler is not None and _shows_more(generator):
-        shown = generate(generator, upsampler, rows, seed_list, psi)
-    else:
-        shown = (
-            torch.cat([upsampler(base[i : i + 64]).float() for i in range(0, len(base), 64)])
-            if upsampler
-            else base
-        )
+    base, shown = keyword_pictures(generator, upsampler, rows, seed_list, psi)
     sims = F.normalize(judge_features(judge, shown), dim=1) @ F.normalize(real_feats, dim=1).T
     nearest = sims.argmax(1).view(len(keywords), seeds).numpy()
     precision, coverage, rms = [], [], []
