@@ -13,7 +13,8 @@ A changed row is one whose layered row differs between the two tables. Per chang
 gains (a miss in the base, a hit in the arm) and loses; a row whose losses exceed its gains summed over the judges is
 listed as ``drop``. ``--out`` writes the base folder with every changed row but those (row_choice's
 ``merged_table``). Draws no changed row takes part in are the same in both, so are not compared; a draw that differs
-though no changed row is in its mix (a keyword that fits one concept, conditioned as it is) is counted apart.
+though no changed row is in its mix (a keyword that fits one concept, conditioned as it is) is counted apart; with
+``--lent`` the mix names the rows drawn (a held-out name's borrowed row, a lone keyword's borrowed row), so fewer are.
 """
 
 from __future__ import annotations
@@ -88,6 +89,28 @@ def to_drop(per_judge: dict) -> list[int]:
     return sorted(c for c, v in net.items() if v < 0)
 
 
+def lent_mix(mix, embedding: np.ndarray, conditioner):
+    """A draw's mix as the rows it draws: each concept without a row of its own (a held-out name) stands for the
+    fitted concept whose row it borrows, and a prompt spread leaves alone for the fitted concept its own embedding
+    borrows from (None where it borrows none); weights of one row are summed."""
+    if mix is None:
+        concept, gate = conditioner.gate(embedding)
+        return None if concept < 0 or gate <= 0.0 else (np.array([concept]), np.array([1.0]))
+    fitted = conditioner.table.fitted
+    names = conditioner.vocabulary.embeddings
+    weights: dict[int, float] = {}
+    for concept, weight in zip(*mix):
+        row = int(concept)
+        if not fitted[row]:
+            row, gate = conditioner.gate(np.asarray(names[row], np.float32))
+            if row < 0 or gate <= 0.0:
+                continue
+        weights[row] = weights.get(row, 0.0) + float(weight)
+    if not weights:
+        return None
+    return np.array(list(weights)), np.array(list(weights.values()))
+
+
 def _row_choice():
     path = Path(__file__).with_name("row_choice.py")
     spec = importlib.util.spec_from_file_location("row_choice", path)
@@ -98,9 +121,10 @@ def _row_choice():
 
 @torch.no_grad()
 def nearest_of_draws(
-    folder: Path, data, keywords, seeds: int, judges: dict, reals: dict
+    folder: Path, data, keywords, seeds: int, judges: dict, reals: dict, lent: bool = False
 ) -> tuple[dict, list]:
-    """Per judge, each draw's nearest real emoji (keyword-major, ``seeds`` a keyword), and each draw's spread mix."""
+    """Per judge, each draw's nearest real emoji (keyword-major, ``seeds`` a keyword), and each draw's spread mix
+    (with ``lent``, of the rows drawn: :func:`lent_mix`)."""
     model = load_model(folder)
     spreader = Spreader(load_vocabulary(model.info))
     spread = SpreadGenerator(drawn_generator(model), spreader)
@@ -115,6 +139,8 @@ def nearest_of_draws(
             nearest[name].append(sims.argmax(1).numpy())
     z = latents(seed_list, model.generator.config.z_dim, 1.0)
     mixes = [spreader.mix(row.numpy(), zi) for row, zi in zip(rows, z)]
+    if lent:
+        mixes = [lent_mix(mix, row.numpy(), spread.generator.conditioner) for mix, row in zip(mixes, rows)]
     return {name: np.concatenate(parts) for name, parts in nearest.items()}, mixes
 
 
@@ -131,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", help="write the base folder with the arm's changed rows but the dropped ones"
     )
+    parser.add_argument(
+        "--lent", action="store_true", help="lay a draw on the rows it draws: a held-out name's on the row it "
+        "borrows, a keyword spread leaves alone on the row its embedding borrows from (without it such draws are "
+        "counted apart)"
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
     if args.threads:
@@ -151,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     second = load_concepts(load_model(arm).info, vocabulary)
     changed = changed_rows(first, second)
     drawn = {
-        label: nearest_of_draws(folder, data, keywords, args.seeds, judges, reals)
+        label: nearest_of_draws(folder, data, keywords, args.seeds, judges, reals, args.lent)
         for label, folder in (("base", base), ("arm", arm))
     }
     mixes = drawn["base"][1]
@@ -159,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {
         "script": "scripts/keyword_rows.py", "base": str(base), "arm": str(arm), "judges": dict(
             j.split("=", 1) for j in args.judge), "keywords": len(keywords), "seeds": args.seeds,
-        "keyword_seed": KEYWORD_SEED, "changed": changed.tolist(), "judged": {},
+        "keyword_seed": KEYWORD_SEED, "lent": args.lent, "changed": changed.tolist(), "judged": {},
     }  # fmt: skip
     for name in judges:
         hits = {}

@@ -55,3 +55,27 @@ def test_the_changed_rows_are_those_whose_placed_rows_differ():
     )
     # 0 and 4 gain a layered row, 1 loses its own (back to plain), 3 keeps the same
     assert changed_rows(first, second).tolist() == [0, 1, 4]
+
+
+class _Conditioner:
+    """Concepts 0-2 fitted; held-out 3 borrows 1's row, held-out 4 borrows none; a prompt's embedding [k, ...]
+    borrows concept k's row (k < 0: none)."""
+
+    def __init__(self):
+        self.table = type("T", (), {"fitted": np.array([True, True, True, False, False])})()
+        self.vocabulary = type("V", (), {"embeddings": np.array([[0.0], [1.0], [2.0], [1.0], [-1.0]])})()
+
+    def gate(self, embedding):
+        concept = int(np.asarray(embedding).reshape(-1)[0])
+        return (concept, 0.5) if concept >= 0 else (-1, 0.0)
+
+
+def test_a_lent_mix_names_the_rows_drawn():
+    lent_mix = load_script("keyword_rows").lent_mix
+    conditioner = _Conditioner()
+    concepts, weights = lent_mix((np.array([0, 3, 1, 4]), np.array([0.1, 0.2, 0.3, 0.4])), None, conditioner)
+    assert concepts.tolist() == [0, 1]  # 3 draws 1's row; 4 draws none
+    np.testing.assert_allclose(weights, [0.1, 0.5])
+    alone = lent_mix(None, np.array([2.0]), conditioner)
+    assert alone[0].tolist() == [2] and alone[1].tolist() == [1.0]
+    assert lent_mix(None, np.array([-1.0]), conditioner) is None
