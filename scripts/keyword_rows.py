@@ -121,7 +121,14 @@ def _row_choice():
 
 @torch.no_grad()
 def nearest_of_draws(
-    folder: Path, data, keywords, seeds: int, judges: dict, reals: dict, lent: bool = False
+    folder: Path,
+    data,
+    keywords,
+    seeds: int,
+    judges: dict,
+    reals: dict,
+    lent: bool = False,
+    first_seed: int = KEYWORD_SEED,
 ) -> tuple[dict, list]:
     """Per judge, each draw's nearest real emoji (keyword-major, ``seeds`` a keyword), and each draw's spread mix
     (with ``lent``, of the rows drawn: :func:`lent_mix`)."""
@@ -130,7 +137,7 @@ def nearest_of_draws(
     spread = SpreadGenerator(drawn_generator(model), spreader)
     embeddings = torch.from_numpy(data.caption_emb[[row for row, _ in keywords]].astype(np.float32))
     rows = embeddings.repeat_interleave(seeds, 0)
-    seed_list = [KEYWORD_SEED + SEEDS_PER * k + s for k in range(len(keywords)) for s in range(seeds)]
+    seed_list = [first_seed + SEEDS_PER * k + s for k in range(len(keywords)) for s in range(seeds)]
     nearest = {name: [] for name in judges}
     for i in range(0, len(rows), 256):
         _, shown = keyword_pictures(spread, model.upsampler, rows[i : i + 256], seed_list[i : i + 256], 1.0)
@@ -162,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         "borrows, a keyword spread leaves alone on the row its embedding borrows from (without it such draws are "
         "counted apart)"
     )  # fmt: skip
+    parser.add_argument(
+        "--keyword-seed", type=int, default=KEYWORD_SEED, help=f"the first draw's seed (default {KEYWORD_SEED:,}; "
+        f"keyword k's draws take seeds from this + {SEEDS_PER} x k)"
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
     if args.threads:
@@ -182,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     second = load_concepts(load_model(arm).info, vocabulary)
     changed = changed_rows(first, second)
     drawn = {
-        label: nearest_of_draws(folder, data, keywords, args.seeds, judges, reals, args.lent)
+        label: nearest_of_draws(
+            folder, data, keywords, args.seeds, judges, reals, args.lent, args.keyword_seed
+        )
         for label, folder in (("base", base), ("arm", arm))
     }
     mixes = drawn["base"][1]
@@ -190,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {
         "script": "scripts/keyword_rows.py", "base": str(base), "arm": str(arm), "judges": dict(
             j.split("=", 1) for j in args.judge), "keywords": len(keywords), "seeds": args.seeds,
-        "keyword_seed": KEYWORD_SEED, "lent": args.lent, "changed": changed.tolist(), "judged": {},
+        "keyword_seed": args.keyword_seed, "lent": args.lent, "changed": changed.tolist(), "judged": {},
     }  # fmt: skip
     for name in judges:
         hits = {}
