@@ -20,7 +20,6 @@ though no changed row is in its mix (a keyword that fits one concept, conditione
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import shutil
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from row_choice import changed_rows, merged_table
 
 from studio.engine.spread import Spreader
 from studio.models.cgan import rgba_uint8_to_premultiplied
@@ -47,12 +47,6 @@ from studio.training.judge import judge_features, load_judge
 
 KEYWORD_SEED = 3_500_000_000
 SEEDS_PER = 16  # seed slots a keyword owns (its draws take the first --seeds)
-
-
-def changed_rows(first, second) -> np.ndarray:
-    """The concepts whose layered row differs between two tables of the same vocabulary (numbers, sorted)."""
-    before, after = first.place_rows(places=second.places), second.place_rows()
-    return np.flatnonzero((before != after).any(axis=(1, 2)))
 
 
 def attribute(mixes: list, changed: np.ndarray, hit_first: np.ndarray, hit_second: np.ndarray) -> dict:
@@ -111,44 +105,40 @@ def lent_mix(mix, embedding: np.ndarray, conditioner):
     return np.array(list(weights)), np.array(list(weights.values()))
 
 
-def _row_choice():
-    path = Path(__file__).with_name("row_choice.py")
-    spec = importlib.util.spec_from_file_location("row_choice", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def keyword_draws(
+    data, keywords, seeds: int, first_seed: int = KEYWORD_SEED
+) -> tuple[torch.Tensor, list[int]]:
+    """Every draw's prompt embedding and seed, keyword-major (``seeds`` a keyword)."""
+    embeddings = torch.from_numpy(data.caption_emb[[row for row, _ in keywords]].astype(np.float32))
+    seed_list = [first_seed + SEEDS_PER * k + s for k in range(len(keywords)) for s in range(seeds)]
+    return embeddings.repeat_interleave(seeds, 0), seed_list
 
 
 @torch.no_grad()
 def nearest_of_draws(
-    folder: Path,
-    data,
-    keywords,
-    seeds: int,
-    judges: dict,
-    reals: dict,
-    lent: bool = False,
-    first_seed: int = KEYWORD_SEED,
-) -> tuple[dict, list]:
-    """Per judge, each draw's nearest real emoji (keyword-major, ``seeds`` a keyword), and each draw's spread mix
-    (with ``lent``, of the rows drawn: :func:`lent_mix`)."""
-    model = load_model(folder)
-    spreader = Spreader(load_vocabulary(model.info))
+    model, spreader: Spreader, rows: torch.Tensor, seed_list: list[int], judges: dict, reals: dict
+):
+    """Per judge, each draw's nearest real emoji in that judge's features, as ``model`` draws it with spread on."""
     spread = SpreadGenerator(drawn_generator(model), spreader)
-    embeddings = torch.from_numpy(data.caption_emb[[row for row, _ in keywords]].astype(np.float32))
-    rows = embeddings.repeat_interleave(seeds, 0)
-    seed_list = [first_seed + SEEDS_PER * k + s for k in range(len(keywords)) for s in range(seeds)]
     nearest = {name: [] for name in judges}
     for i in range(0, len(rows), 256):
         _, shown = keyword_pictures(spread, model.upsampler, rows[i : i + 256], seed_list[i : i + 256], 1.0)
         for name, judge in judges.items():
             sims = F.normalize(judge_features(judge, shown), dim=1) @ reals[name].T
             nearest[name].append(sims.argmax(1).numpy())
+    return {name: np.concatenate(parts) for name, parts in nearest.items()}
+
+
+def draw_mixes(
+    model, spreader: Spreader, rows: torch.Tensor, seed_list: list[int], lent: bool = False
+) -> list:
+    """Each draw's spread mix (with ``lent``, of the rows ``model``'s table draws: :func:`lent_mix`)."""
     z = latents(seed_list, model.generator.config.z_dim, 1.0)
     mixes = [spreader.mix(row.numpy(), zi) for row, zi in zip(rows, z)]
     if lent:
-        mixes = [lent_mix(mix, row.numpy(), spread.generator.conditioner) for mix, row in zip(mixes, rows)]
-    return {name: np.concatenate(parts) for name, parts in nearest.items()}, mixes
+        conditioner = drawn_generator(model).conditioner
+        mixes = [lent_mix(mix, row.numpy(), conditioner) for mix, row in zip(mixes, rows)]
+    return mixes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,18 +177,18 @@ def main(argv: list[str] | None = None) -> int:
     judges = {name: load_judge(Path(path))[0] for name, path in (j.split("=", 1) for j in args.judge)}
     real = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128))
     reals = {name: F.normalize(judge_features(judge, real), dim=1) for name, judge in judges.items()}
-    info = load_model(base).info
-    vocabulary = load_vocabulary(info)
-    first = load_concepts(info, vocabulary)
-    second = load_concepts(load_model(arm).info, vocabulary)
+    models = {"base": load_model(base), "arm": load_model(arm)}
+    # the arm's vocabulary is the same file: its table is read with the base's
+    vocabulary = load_vocabulary(models["base"].info)
+    first, second = (load_concepts(models[label].info, vocabulary) for label in ("base", "arm"))
     changed = changed_rows(first, second)
-    drawn = {
-        label: nearest_of_draws(
-            folder, data, keywords, args.seeds, judges, reals, args.lent, args.keyword_seed
-        )
-        for label, folder in (("base", base), ("arm", arm))
+    spreader = Spreader(vocabulary)
+    rows, seed_list = keyword_draws(data, keywords, args.seeds, args.keyword_seed)
+    nearest = {
+        label: nearest_of_draws(model, spreader, rows, seed_list, judges, reals)
+        for label, model in models.items()
     }
-    mixes = drawn["base"][1]
+    mixes = draw_mixes(models["base"], spreader, rows, seed_list, args.lent)
     owners = np.repeat(np.arange(len(keywords)), args.seeds)
     report: dict = {
         "script": "scripts/keyword_rows.py", "base": str(base), "arm": str(arm), "judges": dict(
@@ -208,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in judges:
         hits = {}
         for label in ("base", "arm"):
-            near = drawn[label][0][name]
+            near = nearest[label][name]
             hits[label] = np.array([np.isin(near[i], keywords[owners[i]][1]) for i in range(len(near))])
         found = attribute(mixes, changed, hits["base"], hits["arm"])
         report["judged"][name] = {
@@ -219,9 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     report["drop"] = drop
     report["drop_names"] = [str(data.names[c]) for c in drop]
     if args.out:
-        row_choice = _row_choice()
         kept = np.setdiff1d(changed, drop)
-        table = row_choice.merged_table(first, second, kept)
+        table = merged_table(first, second, kept)
         shutil.copytree(base, args.out)
         meta = concepts_metadata(base / CONCEPTS_FILE)
         record = {

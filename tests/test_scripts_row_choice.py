@@ -232,3 +232,21 @@ def test_a_lower_rung_moves_each_second_row_that_share_of_the_way_from_the_first
         np.repeat(first.conditions[2][None], PLACES, 0) * 0.75 + second.layers[2] * 0.25,
         rtol=1e-6,
     )
+
+
+def test_the_changed_rows_are_those_whose_placed_rows_differ():
+    changed_rows = load_script("row_choice").changed_rows
+    rng = np.random.default_rng(3)
+    conditions = rng.standard_normal((5, 4)).astype(np.float32)
+    fitted = np.ones(5, bool)
+    layers = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    first = ConceptConditions(
+        conditions, fitted, layers=layers, layered=np.array([1, 3]), lent=np.ones(2, bool)
+    )
+    new = rng.standard_normal((3, 3, 4)).astype(np.float32)
+    new[1] = layers[1]  # concept 3: the same row in both
+    second = ConceptConditions(
+        conditions, fitted, layers=new, layered=np.array([0, 3, 4]), lent=np.ones(3, bool)
+    )
+    # 0 and 4 gain a layered row, 1 loses its own (back to plain), 3 keeps the same
+    assert changed_rows(first, second).tolist() == [0, 1, 4]
