@@ -1,0 +1,189 @@
+"""A ship rule's chain for a concept-table candidate (rules 133-138): the row choice, then every bar's run in the order
+the rules read them, each step skipped when its output is already written, so a rerun resumes where the last one
+stopped (a session may end mid-chain). Until session 72 each rule had a shell copy of this in its runs folder.
+
+    python scripts/rows_chain.py --base runs/v72/v21 --rows runs/v72/T6r --out runs/v72 --name K2 \\
+        --keyword-seed 3900000000 --first-round 2600 --first-heart 390
+
+Steps, outputs in ``--out``: ``NAME/`` and ``NAME.json`` (``row_choice.py`` with v20's guards, six seeds, unless
+``--choice`` replaces them), ``kw_NAME.json`` (``keyword_rows.py``, 5,352 fresh draws an arm), ``rv_R.json`` for the
+four rounds R = first, +10, +20, +30 (one a run: two at once take about 22 GB), ``means_NAME.json``, ``heartsS.json``
+for S = first heart and +6 (six seeds each), ``rv_L.json`` with the look grids ``lookL_*.png`` at L = first round +40,
+``samples_NAME.png`` and ``samples_BASE.png``, ``named_NAME.json`` and the A/B ``ab_NAME.json``. The chain reads no
+verdict: the rule's text says which bars to read, in which order, and where to stop (count the looks before opening
+``rv_L.json``). A choice that keeps fewer than ``--min-rows`` rows ends it. ``--dry-run`` prints the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+PYTHON = sys.executable
+JUDGES = (
+    "--judge", "judge-5500=benchmarks/judge/judge-5500.safetensors",
+    "--judge", "shipped=resources/models/emoji/judge.safetensors",
+)  # fmt: skip
+GUARDS = "--detail 1.0 --marks 1.0 --marks-real --enclosed 4 --seeds 6"  # v20's and v21's (rules 133-137)
+
+
+class Step(NamedTuple):
+    label: str
+    output: Path  # the step is done when this file exists and is not empty
+    argv: tuple[str, ...]
+    log: Path
+
+
+def chain_steps(args: argparse.Namespace) -> list[Step]:
+    """Every step of the chain, in order."""
+    out, name, base = Path(args.out), args.name, Path(args.base)
+    arm = out / name
+    data = ("--data", args.data)
+    threads = ("--threads", str(args.threads))
+    arms = ("--arm", f"{args.base_name}={base}", "--arm", f"{name}={arm}")
+    rounds = [args.first_round + 10 * k for k in range(4)]
+    look = args.first_round + 40
+
+    def step(label: str, output: str, *argv: str, log: str | None = None) -> Step:
+        return Step(label, out / output, tuple(argv), out / (log or Path(output).with_suffix(".log").name))
+
+    steps = [
+        step(
+            "row choice", f"{name}.json",
+            PYTHON, "scripts/row_choice.py", "--base", str(base), "--rows", args.rows, *data, *JUDGES,
+            *shlex.split(args.choice), "--out", str(arm), "--json", str(out / f"{name}.json"), *threads,
+        ),
+        step(
+            "keyword draws", f"kw_{name}.json",
+            PYTHON, "scripts/keyword_rows.py", "--base", str(base), "--arm", str(arm), *data, *JUDGES, "--seeds", "8",
+            "--keyword-seed", str(args.keyword_seed), "--json", str(out / f"kw_{name}.json"), *threads,
+        ),
+    ]  # fmt: skip
+    for r in rounds:
+        steps.append(
+            step(f"round {r}", f"rv_{r}.json", PYTHON, "scripts/rows_verify.py", *arms, "--rounds", str(r), *threads,
+                 "--json", str(out / f"rv_{r}.json"))
+        )  # fmt: skip
+    steps.append(
+        step(
+            "means",
+            f"means_{name}.json",
+            PYTHON,
+            "scripts/rows_means.py",
+            *(str(out / f"rv_{r}.json") for r in rounds),
+        )
+    )
+    for first in (args.first_heart, args.first_heart + 6):
+        steps.append(
+            step(f"hearts {first}-{first + 5}", f"hearts{first}.json", PYTHON, "scripts/heart_check.py", *arms,
+                 "--first-seed", str(first), *threads, "--json", str(out / f"hearts{first}.json"),
+                 "--grid", str(out / f"hearts{first}.png"))
+        )  # fmt: skip
+    studio = str(Path(PYTHON).with_name("gan-studio"))
+    steps += [
+        step(
+            f"looks {look}", f"rv_{look}.json",
+            PYTHON, "scripts/rows_verify.py", *arms, "--rounds", str(look), "--look", str(look),
+            "--look-out", str(out / f"look{look}"), *threads, "--json", str(out / f"rv_{look}.json"),
+        ),
+        step(f"samples {name}", f"samples_{name}.png", studio, "evaluate", "--model", str(arm),
+             "--samples", str(out / f"samples_{name}.png"), "--no-metrics"),
+        step(f"samples {args.base_name}", f"samples_{args.base_name}.png", studio, "evaluate", "--model", str(base),
+             "--samples", str(out / f"samples_{args.base_name}.png"), "--no-metrics"),
+        step("named preview", f"named_{name}.json", PYTHON, "benchmarks/named_bench.py", f"{args.base_name}={base}",
+             f"{name}={arm}", "--threads", "1", log=f"named_{name}.err"),
+        step(
+            "A/B", f"ab_{name}.json",
+            PYTHON, "scripts/ab_report.py", *data, "--judge", "benchmarks/judge/judge-5500.safetensors",
+            "--arm", f"{name}={arm}", "--psi", "1.0", "--limit", "600", *threads, "--language", "zh", "--language", "de",
+            "--fresh-seeds", "3", "--spread", "--json", str(out / f"ab_{name}.json"),
+        ),
+    ]  # fmt: skip
+    return steps
+
+
+def kept_rows(choice_json: Path) -> int:
+    return int(json.loads(choice_json.read_text(encoding="utf-8"))["kept"])
+
+
+def run_step(step: Step) -> int:
+    """One step; a step that prints its result (rows_means, named_bench) has it written to its output only once it
+    succeeds (a partial output would count as done on the rerun), the others write their own and log the rest."""
+    step.output.parent.mkdir(parents=True, exist_ok=True)
+    with step.log.open("w", encoding="utf-8") as log:
+        if step.output.suffix != ".json" or "--json" in step.argv:
+            return subprocess.call(step.argv, stdout=log, stderr=subprocess.STDOUT)
+        partial = step.output.with_name(step.output.name + ".part")
+        with partial.open("w", encoding="utf-8") as stdout:
+            code = subprocess.call(step.argv, stdout=stdout, stderr=log)
+    if code == 0:
+        partial.replace(step.output)
+    return code
+
+
+def run_chain(steps: list[Step], chain_log: Path, min_rows: int, dry_run: bool = False) -> int:
+    """Runs the steps not yet done, in order; stops at the first that fails. Returns an exit status."""
+
+    def note(text: str) -> None:
+        line = f"{time.strftime('%H:%M:%S', time.gmtime())} {text}"
+        print(line, flush=True)
+        if not dry_run:
+            with chain_log.open("a", encoding="utf-8") as log:
+                log.write(line + "\n")
+
+    for step in steps:
+        done = step.output.exists() and step.output.stat().st_size > 0
+        if dry_run:
+            print(("# done: " if done else "") + shlex.join(step.argv))
+            continue
+        if not done:
+            code = run_step(step)
+            if code != 0:
+                note(f"{step.label} failed (exit {code}); see {step.log}")
+                return 1
+        note(f"{step.label} done")
+        if step.label == "row choice" and kept_rows(step.output) < min_rows:
+            note(f"{kept_rows(step.output)} rows kept, fewer than {min_rows}: not scored")
+            return 0
+    return 0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--base", required=True, help="the shipped folder (a copy)")
+    parser.add_argument("--base-name", default=None, help="its arm's name (default: the folder's name)")
+    parser.add_argument("--rows", required=True, help="the base's folder with the fit's concepts.safetensors")
+    parser.add_argument("--out", required=True, help="the rule's runs folder")
+    parser.add_argument("--name", required=True, help="the candidate's name")
+    parser.add_argument("--keyword-seed", type=int, required=True, help="fresh keyword draws from this seed")
+    parser.add_argument(
+        "--first-round", type=int, required=True, help="four rounds from it, the looks at +40"
+    )
+    parser.add_argument("--first-heart", type=int, required=True, help="hearts at seeds from it, 12 in all")
+    parser.add_argument("--choice", default=GUARDS, help=f"row_choice's guards (default: {GUARDS})")
+    parser.add_argument("--data", default="data/emoji-usem3-kw")
+    parser.add_argument("--min-rows", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    args = parser.parse_args(argv)
+    args.base_name = args.base_name or Path(args.base).name
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_chain(
+        chain_steps(args), Path(args.out) / f"chain_{args.name}.log", args.min_rows, args.dry_run
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

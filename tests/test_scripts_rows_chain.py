@@ -1,0 +1,96 @@
+"""scripts/rows_chain.py: a ship rule's chain, in the rules' order, resumable step by step."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from conftest import load_script
+
+chain = load_script("rows_chain")
+
+
+def test_the_steps_draw_the_rules_seeds_in_order(tmp_path):
+    args = chain.parse_args(
+        ["--base", "runs/x/v21", "--rows", "runs/x/T6r", "--out", str(tmp_path), "--name", "K2",
+         "--keyword-seed", "3900000000", "--first-round", "2600", "--first-heart", "390"]
+    )  # fmt: skip
+    steps = chain.chain_steps(args)
+    labels = [s.label for s in steps]
+    assert labels == [
+        "row choice", "keyword draws", "round 2600", "round 2610", "round 2620", "round 2630", "means",
+        "hearts 390-395", "hearts 396-401", "looks 2640", "samples K2", "samples v21", "named preview", "A/B",
+    ]  # fmt: skip
+    choice = steps[0].argv
+    assert choice[choice.index("--rows") + 1] == "runs/x/T6r" and "--marks-real" in choice
+    assert choice[choice.index("--seeds") + 1] == "6" and choice[choice.index("--out") + 1] == str(
+        tmp_path / "K2"
+    )
+    keywords = steps[1].argv
+    assert keywords[keywords.index("--keyword-seed") + 1] == "3900000000"
+    assert "v21=runs/x/v21" in steps[2].argv and f"K2={tmp_path / 'K2'}" in steps[2].argv
+    # one round a run: two at once take about 22 GB
+    assert all(s.argv.count("--rounds") == 1 for s in steps if s.label.startswith("round"))
+    looks = steps[9].argv
+    assert looks[looks.index("--look") + 1] == "2640" and steps[9].output == tmp_path / "rv_2640.json"
+    assert steps[6].argv[-4:] == tuple(str(tmp_path / f"rv_{r}.json") for r in (2600, 2610, 2620, 2630))
+
+
+def _writer(path, text="{}", code=0):
+    """A step's argv: python writing ``text`` to ``path`` (or printing it when path is None), then exiting ``code``."""
+    body = f"open({str(path)!r}, 'w').write({text!r})" if path is not None else f"print({text!r})"
+    return (sys.executable, "-c", f"{body}; raise SystemExit({code})")
+
+
+def test_a_rerun_skips_what_is_written_and_stops_at_a_failure(tmp_path):
+    choice, kw, means, late = (tmp_path / n for n in ("K.json", "kw.json", "means.json", "late.json"))
+    steps = [
+        chain.Step(
+            "row choice", choice, _writer(choice, json.dumps({"kept": 60})) + ("--json",), tmp_path / "c.log"
+        ),
+        chain.Step("keyword draws", kw, _writer(kw, code=3) + ("--json",), tmp_path / "kw.log"),
+        chain.Step("means", means, _writer(None, '{"m": 1}'), tmp_path / "means.log"),
+        chain.Step("late", late, _writer(late) + ("--json",), tmp_path / "late.log"),
+    ]
+    log = tmp_path / "chain.log"
+    assert chain.run_chain(steps, log, min_rows=50) == 1  # the keyword step exits 3
+    assert choice.exists() and not means.exists() and not late.exists()
+    assert "keyword draws failed (exit 3)" in log.read_text()
+
+    choice.write_text(json.dumps({"kept": 60}))  # written by hand: a rerun must not run it again
+    steps[0] = chain.Step("row choice", choice, _writer(None, code=9), tmp_path / "c.log")
+    steps[1] = chain.Step("keyword draws", kw, _writer(kw, '{"p": 1}') + ("--json",), tmp_path / "kw.log")
+    assert chain.run_chain(steps, log, min_rows=50) == 0
+    assert json.loads(means.read_text()) == {"m": 1} and late.exists()  # a printed result lands in its output
+
+
+def test_a_printed_result_is_kept_only_when_its_step_succeeds_and_few_rows_end_the_chain(tmp_path):
+    means, choice, after = tmp_path / "means.json", tmp_path / "K.json", tmp_path / "after.json"
+    failing = [chain.Step("means", means, _writer(None, '{"half"', code=1), tmp_path / "means.log")]
+    assert chain.run_chain(failing, tmp_path / "chain.log", min_rows=50) == 1
+    assert not means.exists()  # the partial print stays beside it, so the rerun runs the step again
+
+    steps = [
+        chain.Step(
+            "row choice", choice, _writer(choice, json.dumps({"kept": 12})) + ("--json",), tmp_path / "c.log"
+        ),
+        chain.Step("after", after, _writer(after) + ("--json",), tmp_path / "a.log"),
+    ]
+    assert chain.run_chain(steps, tmp_path / "chain.log", min_rows=50) == 0
+    assert (
+        not after.exists()
+        and "12 rows kept, fewer than 50: not scored" in (tmp_path / "chain.log").read_text()
+    )
+
+
+def test_a_dry_run_prints_and_runs_nothing(tmp_path, capsys):
+    out = tmp_path / "runs"
+    code = chain.main(
+        ["--base", "b/v21", "--rows", "b/T6r", "--out", str(out), "--name", "K2", "--keyword-seed", "1",
+         "--first-round", "10", "--first-heart", "20", "--dry-run"]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0 and not out.exists()
+    assert (
+        "scripts/row_choice.py" in printed and "scripts/ab_report.py" in printed and "--rounds 50" in printed
+    )
