@@ -148,8 +148,8 @@ def run_chain(steps: list[Step], chain_log: Path, min_rows: int, dry_run: bool =
                 note(f"{step.label} failed (exit {code}); see {step.log}")
                 return 1
         note(f"{step.label} done")
-        if step.label == "row choice" and kept_rows(step.output) < min_rows:
-            note(f"{kept_rows(step.output)} rows kept, fewer than {min_rows}: not scored")
+        if step.label == "row choice" and (kept := kept_rows(step.output)) < min_rows:
+            note(f"{kept} rows kept, fewer than {min_rows}: not scored")
             return 0
     return 0
 
