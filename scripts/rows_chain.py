@@ -38,6 +38,8 @@ class Step(NamedTuple):
     output: Path  # the step is done when this file exists and is not empty
     argv: tuple[str, ...]
     log: Path
+    # the command prints its result: the chain writes it to ``output`` once the step succeeds
+    prints: bool = False
 
 
 def chain_steps(args: argparse.Namespace) -> list[Step]:
@@ -50,25 +52,31 @@ def chain_steps(args: argparse.Namespace) -> list[Step]:
     rounds = [args.first_round + 10 * k for k in range(4)]
     look = args.first_round + 40
 
-    def step(label: str, output: str, *argv: str, log: str | None = None) -> Step:
-        return Step(label, out / output, tuple(argv), out / (log or Path(output).with_suffix(".log").name))
+    def step(
+        label: str, output: str, *argv: str, writes: str | None = "--json", log: str | None = None
+    ) -> Step:
+        """``writes``: the command's option that names ``output`` (given here, once); None where it prints it."""
+        path = out / output
+        told = (writes, str(path)) if writes else ()
+        return Step(
+            label, path, (*argv, *told), out / (log or Path(output).with_suffix(".log").name), not writes
+        )
 
     steps = [
         step(
             "row choice", f"{name}.json",
             PYTHON, "scripts/row_choice.py", "--base", str(base), "--rows", args.rows, *data, *JUDGES,
-            *shlex.split(args.choice), "--out", str(arm), "--json", str(out / f"{name}.json"), *threads,
+            *shlex.split(args.choice), "--out", str(arm), *threads,
         ),
         step(
             "keyword draws", f"kw_{name}.json",
             PYTHON, "scripts/keyword_rows.py", "--base", str(base), "--arm", str(arm), *data, *JUDGES, "--seeds", "8",
-            "--keyword-seed", str(args.keyword_seed), "--json", str(out / f"kw_{name}.json"), *threads,
+            "--keyword-seed", str(args.keyword_seed), *threads,
         ),
     ]  # fmt: skip
     for r in rounds:
         steps.append(
-            step(f"round {r}", f"rv_{r}.json", PYTHON, "scripts/rows_verify.py", *arms, "--rounds", str(r), *threads,
-                 "--json", str(out / f"rv_{r}.json"))
+            step(f"round {r}", f"rv_{r}.json", PYTHON, "scripts/rows_verify.py", *arms, "--rounds", str(r), *threads)
         )  # fmt: skip
     steps.append(
         step(
@@ -77,32 +85,32 @@ def chain_steps(args: argparse.Namespace) -> list[Step]:
             PYTHON,
             "scripts/rows_means.py",
             *(str(out / f"rv_{r}.json") for r in rounds),
+            writes=None,
         )
     )
     for first in (args.first_heart, args.first_heart + 6):
         steps.append(
             step(f"hearts {first}-{first + 5}", f"hearts{first}.json", PYTHON, "scripts/heart_check.py", *arms,
-                 "--first-seed", str(first), *threads, "--json", str(out / f"hearts{first}.json"),
-                 "--grid", str(out / f"hearts{first}.png"))
+                 "--first-seed", str(first), *threads, "--grid", str(out / f"hearts{first}.png"))
         )  # fmt: skip
     studio = str(Path(PYTHON).with_name("gan-studio"))
     steps += [
         step(
             f"looks {look}", f"rv_{look}.json",
             PYTHON, "scripts/rows_verify.py", *arms, "--rounds", str(look), "--look", str(look),
-            "--look-out", str(out / f"look{look}"), *threads, "--json", str(out / f"rv_{look}.json"),
+            "--look-out", str(out / f"look{look}"), *threads,
         ),
-        step(f"samples {name}", f"samples_{name}.png", studio, "evaluate", "--model", str(arm),
-             "--samples", str(out / f"samples_{name}.png"), "--no-metrics"),
+        step(f"samples {name}", f"samples_{name}.png", studio, "evaluate", "--model", str(arm), "--no-metrics",
+             writes="--samples"),
         step(f"samples {args.base_name}", f"samples_{args.base_name}.png", studio, "evaluate", "--model", str(base),
-             "--samples", str(out / f"samples_{args.base_name}.png"), "--no-metrics"),
+             "--no-metrics", writes="--samples"),
         step("named preview", f"named_{name}.json", PYTHON, "benchmarks/named_bench.py", f"{args.base_name}={base}",
-             f"{name}={arm}", "--threads", "1", log=f"named_{name}.err"),
+             f"{name}={arm}", "--threads", "1", writes=None, log=f"named_{name}.err"),
         step(
             "A/B", f"ab_{name}.json",
             PYTHON, "scripts/ab_report.py", *data, "--judge", "benchmarks/judge/judge-5500.safetensors",
             "--arm", f"{name}={arm}", "--psi", "1.0", "--limit", "600", *threads, "--language", "zh", "--language", "de",
-            "--fresh-seeds", "3", "--spread", "--json", str(out / f"ab_{name}.json"),
+            "--fresh-seeds", "3", "--spread",
         ),
     ]  # fmt: skip
     return steps
@@ -117,7 +125,7 @@ def run_step(step: Step) -> int:
     succeeds (a partial output would count as done on the rerun), the others write their own and log the rest."""
     step.output.parent.mkdir(parents=True, exist_ok=True)
     with step.log.open("w", encoding="utf-8") as log:
-        if step.output.suffix != ".json" or "--json" in step.argv:
+        if not step.prints:
             return subprocess.call(step.argv, stdout=log, stderr=subprocess.STDOUT)
         partial = step.output.with_name(step.output.name + ".part")
         with partial.open("w", encoding="utf-8") as stdout:

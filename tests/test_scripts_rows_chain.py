@@ -34,6 +34,13 @@ def test_the_steps_draw_the_rules_seeds_in_order(tmp_path):
     looks = steps[9].argv
     assert looks[looks.index("--look") + 1] == "2640" and steps[9].output == tmp_path / "rv_2640.json"
     assert steps[6].argv[-4:] == tuple(str(tmp_path / f"rv_{r}.json") for r in (2600, 2610, 2620, 2630))
+    # a step that writes its output is told the path once, after its option; one that prints it is not told it
+    printed = {s.label for s in steps if s.prints}
+    assert printed == {"means", "named preview"}
+    for s in steps:
+        told = [i for i, a in enumerate(s.argv) if a == str(s.output)]
+        assert told == ([] if s.prints else [len(s.argv) - 1]), s.label
+        assert s.prints or s.argv[-2] == ("--samples" if s.output.suffix == ".png" else "--json")
 
 
 def _writer(path, text="{}", code=0):
@@ -45,12 +52,10 @@ def _writer(path, text="{}", code=0):
 def test_a_rerun_skips_what_is_written_and_stops_at_a_failure(tmp_path):
     choice, kw, means, late = (tmp_path / n for n in ("K.json", "kw.json", "means.json", "late.json"))
     steps = [
-        chain.Step(
-            "row choice", choice, _writer(choice, json.dumps({"kept": 60})) + ("--json",), tmp_path / "c.log"
-        ),
-        chain.Step("keyword draws", kw, _writer(kw, code=3) + ("--json",), tmp_path / "kw.log"),
-        chain.Step("means", means, _writer(None, '{"m": 1}'), tmp_path / "means.log"),
-        chain.Step("late", late, _writer(late) + ("--json",), tmp_path / "late.log"),
+        chain.Step("row choice", choice, _writer(choice, json.dumps({"kept": 60})), tmp_path / "c.log"),
+        chain.Step("keyword draws", kw, _writer(kw, code=3), tmp_path / "kw.log"),
+        chain.Step("means", means, _writer(None, '{"m": 1}'), tmp_path / "means.log", prints=True),
+        chain.Step("late", late, _writer(late), tmp_path / "late.log"),
     ]
     log = tmp_path / "chain.log"
     assert chain.run_chain(steps, log, min_rows=50) == 1  # the keyword step exits 3
@@ -59,22 +64,22 @@ def test_a_rerun_skips_what_is_written_and_stops_at_a_failure(tmp_path):
 
     choice.write_text(json.dumps({"kept": 60}))  # written by hand: a rerun must not run it again
     steps[0] = chain.Step("row choice", choice, _writer(None, code=9), tmp_path / "c.log")
-    steps[1] = chain.Step("keyword draws", kw, _writer(kw, '{"p": 1}') + ("--json",), tmp_path / "kw.log")
+    steps[1] = chain.Step("keyword draws", kw, _writer(kw, '{"p": 1}'), tmp_path / "kw.log")
     assert chain.run_chain(steps, log, min_rows=50) == 0
     assert json.loads(means.read_text()) == {"m": 1} and late.exists()  # a printed result lands in its output
 
 
 def test_a_printed_result_is_kept_only_when_its_step_succeeds_and_few_rows_end_the_chain(tmp_path):
     means, choice, after = tmp_path / "means.json", tmp_path / "K.json", tmp_path / "after.json"
-    failing = [chain.Step("means", means, _writer(None, '{"half"', code=1), tmp_path / "means.log")]
+    failing = [
+        chain.Step("means", means, _writer(None, '{"half"', code=1), tmp_path / "means.log", prints=True)
+    ]
     assert chain.run_chain(failing, tmp_path / "chain.log", min_rows=50) == 1
     assert not means.exists()  # the partial print stays beside it, so the rerun runs the step again
 
     steps = [
-        chain.Step(
-            "row choice", choice, _writer(choice, json.dumps({"kept": 12})) + ("--json",), tmp_path / "c.log"
-        ),
-        chain.Step("after", after, _writer(after) + ("--json",), tmp_path / "a.log"),
+        chain.Step("row choice", choice, _writer(choice, json.dumps({"kept": 12})), tmp_path / "c.log"),
+        chain.Step("after", after, _writer(after), tmp_path / "a.log"),
     ]
     assert chain.run_chain(steps, tmp_path / "chain.log", min_rows=50) == 0
     assert (
