@@ -163,6 +163,8 @@ def run_benchmark(
         }
     report["preview_vs_stored"] = _preview_vs_stored(engine, info, prompt)
     report["precision"] = _compare_precisions(loaded, dev, repeats)
+    if up is not None and dev.type == "cpu":
+        report["upsampler_layout"] = _compare_layouts(loaded, dev, repeats)
     one_forward_ms = 1000.0 / report["batch_1"]["raw_forward_img_s"]
     report["preview"] = _preview_drag(
         engine, info, prompt, seconds=2.0 if quick else 5.0, one_forward_ms=one_forward_ms
@@ -242,6 +244,50 @@ def _preview_vs_stored(engine: Engine, info, prompt: str, count: int = 32) -> di
         "previews_exact": bool(all(d.max() == 0 for d in differences)),
         "max_abs_pixel_diff": int(stacked.max()),
         "share_of_values_differing": round(float((stacked > 0).mean()), 6),
+    }
+
+
+def _compare_layouts(loaded: LoadedModel, dev: torch.device, repeats: int) -> dict:
+    """The upsampler in the default (NCHW) layout against channels-last (what the engine runs on CPU,
+    :func:`studio.models.cgan.upsampler_layout`), timed in turns at batch 1 and 16 on the same drawings, and how far
+    the pixels move."""
+    import copy
+
+    from studio.models.cgan import premultiplied_to_rgba_uint8
+
+    z = torch.randn(16, loaded.info.z_dim, generator=torch.Generator().manual_seed(0)).to(dev)
+    e = torch.nn.functional.normalize(
+        torch.randn(16, loaded.info.base.embed_dim, generator=torch.Generator().manual_seed(1)), dim=1
+    ).to(dev)
+    with torch.inference_mode():
+        small = loaded.generator(z, e)
+    layouts = {
+        name: copy.deepcopy(loaded.upsampler).to(memory_format=layout)
+        for name, layout in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last))
+    }
+    with torch.inference_mode():
+        pixels = {name: premultiplied_to_rgba_uint8(up(small).float()).int() for name, up in layouts.items()}
+    seconds: dict = {(name, batch): [] for name in layouts for batch in (1, 16)}
+    for _ in range(max(2, repeats)):
+        for batch, calls in ((1, 8), (16, 1)):
+            for name, upsampler in layouts.items():
+                with torch.inference_mode():
+                    upsampler(small[:batch])  # warm at this shape
+                    started = time.perf_counter()
+                    for _ in range(calls):
+                        upsampler(small[:batch])
+                    seconds[name, batch].append((time.perf_counter() - started) / (calls * batch))
+    rates = {key: 1.0 / min(times) for key, times in seconds.items()}
+    return {
+        **{
+            name: {f"batch_{batch}_img_s": round(rates[name, batch], 2) for batch in (1, 16)}
+            for name in layouts
+        },
+        "channels_last_vs_nchw": {
+            f"batch_{batch}": round(rates["channels_last", batch] / rates["nchw", batch], 3)
+            for batch in (1, 16)
+        },
+        "max_abs_pixel_diff": int((pixels["channels_last"] - pixels["nchw"]).abs().max()),
     }
 
 

@@ -18,7 +18,7 @@ from studio.engine.explicit_latent import endpoint_condition, request_z, start_c
 from studio.engine.latents import closed_form_directions, strengthened_conditions, varied_conditions
 from studio.engine.requests import MAX_DIRECTIONS, GenerationRequest, GenerationResult, RequestError
 from studio.engine.spread import SPREAD_LIMIT, Spreader
-from studio.models.cgan import premultiplied_to_rgba_uint8
+from studio.models.cgan import premultiplied_to_rgba_uint8, upsampler_layout
 from studio.models.concepts import ConceptConditioner, ConceptConditions
 from studio.models.format import LoadedModel, ModelError
 from studio.models.holes import second_or_first
@@ -60,7 +60,11 @@ class Renderer:
         # a table with second rows (fitted without a guard against tears) draws each image with both and shows the
         # second's picture, its narrow dips filled from the first's, unless it opens wide tears (studio/models/holes.py)
         self.project_full = self.project.full_rows() if isinstance(self.project, ConceptConditioner) else None
-        self.upsampler = loaded.upsampler.to(choice.device).eval() if loaded.upsampler is not None else None
+        self.upsampler = (
+            loaded.upsampler.to(choice.device, memory_format=upsampler_layout(choice.device.type)).eval()
+            if loaded.upsampler is not None
+            else None
+        )
         self.directions, _ = closed_form_directions(
             loaded.generator.z_weight(), min(MAX_DIRECTIONS, info.z_dim)
         )

@@ -219,6 +219,13 @@ class Upsampler(nn.Module):
         return out.clamp(-1.0, 1.0) if clamp else out
 
 
+def upsampler_layout(device_type: str) -> torch.memory_format:
+    """The memory layout the upsampler's weights run fastest in on ``device_type``: channels-last on the CPU, where
+    oneDNN then runs its 3x3 convolutions without reordering each one (1.2-1.7x faster, pixels within 1e-5: the
+    engine benchmark's ``upsampler_layout``), the default elsewhere (not measured on a GPU)."""
+    return torch.channels_last if device_type == "cpu" else torch.contiguous_format
+
+
 def premultiplied_to_rgba_uint8(images: torch.Tensor) -> torch.Tensor:
     """``N x 4 x H x W`` premultiplied RGBA in [-1, 1] -> ``N x H x W x 4`` straight-alpha uint8 (on CPU)."""
     x = ((images.float() + 1.0) * 0.5).clamp(0.0, 1.0)

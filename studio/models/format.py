@@ -24,7 +24,7 @@ from studio.atomic import write_atomically
 from studio.engine.requests import MAX_TRUNCATION, RequestError, check_model_name
 from studio.errors import ModelError
 from studio.logs import log_caught
-from studio.models.cgan import BaseConfig, BaseGenerator, Upsampler, UpsamplerConfig
+from studio.models.cgan import BaseConfig, BaseGenerator, Upsampler, UpsamplerConfig, upsampler_layout
 from studio.models.manifest import (
     MAX_PARAMETERS,
     MAX_RESOLUTION,
@@ -337,7 +337,7 @@ def _load_model(name_or_path: str | os.PathLike) -> LoadedModel:
         upsampler = Upsampler(info.upsampler)
         weight_paths.append(info.path / files.get("upsampler", "upsampler.safetensors"))
         _load_weights(upsampler, weight_paths[1], info.name)
-        upsampler.eval().requires_grad_(False)
+        upsampler.eval().requires_grad_(False).to(memory_format=upsampler_layout("cpu"))
     generator.eval().requires_grad_(False)
     _probe(generator, upsampler, info)
     # fitted concept conditions (studio/models/concepts.py) change what a name draws, wording directions
