@@ -11,7 +11,8 @@ four rounds R = first, +10, +20, +30 (one a run: two at once take about 22 GB), 
 for S = first heart and +6 (six seeds each), ``rv_L.json`` with the look grids ``lookL_*.png`` at L = first round +40,
 ``samples_NAME.png`` and ``samples_BASE.png``, ``named_NAME.json`` and the A/B ``ab_NAME.json``. The chain reads no
 verdict: the rule's text says which bars to read, in which order, and where to stop (count the looks before opening
-``rv_L.json``). A choice that keeps fewer than ``--min-rows`` rows ends it. ``--dry-run`` prints the commands.
+``rv_L.json``). A choice that keeps fewer than ``--min-rows`` rows ends it. ``--dry-run`` prints the commands. A row choice cut off before its JSON was written starts over (its half-made
+folder is removed first).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -40,6 +42,9 @@ class Step(NamedTuple):
     log: Path
     # the command prints its result: the chain writes it to ``output`` once the step succeeds
     prints: bool = False
+    # a folder the command writes beside ``output`` and refuses to overwrite: a run cut off before ``output`` was
+    # written leaves it half made, so the step removes it before it runs again
+    leftover: Path | None = None
 
 
 def chain_steps(args: argparse.Namespace) -> list[Step]:
@@ -67,7 +72,7 @@ def chain_steps(args: argparse.Namespace) -> list[Step]:
             "row choice", f"{name}.json",
             PYTHON, "scripts/row_choice.py", "--base", str(base), "--rows", args.rows, *data, *JUDGES,
             *shlex.split(args.choice), "--out", str(arm), *threads,
-        ),
+        )._replace(leftover=arm),
         step(
             "keyword draws", f"kw_{name}.json",
             PYTHON, "scripts/keyword_rows.py", "--base", str(base), "--arm", str(arm), *data, *JUDGES, "--seeds", "8",
@@ -124,6 +129,8 @@ def run_step(step: Step) -> int:
     """One step; a step that prints its result (rows_means, named_bench) has it written to its output only once it
     succeeds (a partial output would count as done on the rerun), the others write their own and log the rest."""
     step.output.parent.mkdir(parents=True, exist_ok=True)
+    if step.leftover is not None and step.leftover.exists():
+        shutil.rmtree(step.leftover)
     with step.log.open("w", encoding="utf-8") as log:
         if not step.prints:
             return subprocess.call(step.argv, stdout=log, stderr=subprocess.STDOUT)

@@ -99,3 +99,25 @@ def test_a_dry_run_prints_and_runs_nothing(tmp_path, capsys):
     assert (
         "scripts/row_choice.py" in printed and "scripts/ab_report.py" in printed and "--rounds 50" in printed
     )
+
+
+def test_a_row_choice_cut_off_starts_over_from_an_empty_folder(tmp_path):
+    """row_choice.py refuses an --out that exists: a choice cut off before its JSON leaves its folder half made."""
+    arm, choice = tmp_path / "K2", tmp_path / "K2.json"
+    arm.mkdir()
+    (arm / "half.safetensors").write_bytes(b"cut off")
+    body = (
+        f"import pathlib; a = pathlib.Path({str(arm)!r}); a.mkdir(); (a / 'rows').write_text('new'); "
+        f"pathlib.Path({str(choice)!r}).write_text('{{\"kept\": 60}}')"
+    )
+    step = chain.Step("row choice", choice, (sys.executable, "-c", body), tmp_path / "c.log", leftover=arm)
+    assert chain.run_chain([step], tmp_path / "chain.log", min_rows=50) == 0
+    assert sorted(p.name for p in arm.iterdir()) == ["rows"] and json.loads(choice.read_text()) == {
+        "kept": 60
+    }
+    args = chain.parse_args(
+        ["--base", "b/v21", "--rows", "b/T6r", "--out", str(tmp_path), "--name", "K2", "--keyword-seed", "1",
+         "--first-round", "10", "--first-heart", "20"]
+    )  # fmt: skip
+    steps = chain.chain_steps(args)
+    assert steps[0].leftover == arm and all(s.leftover is None for s in steps[1:])
