@@ -11,8 +11,8 @@ four rounds R = first, +10, +20, +30 (one a run: two at once take about 22 GB), 
 for S = first heart and +6 (six seeds each), ``rv_L.json`` with the look grids ``lookL_*.png`` at L = first round +40,
 ``samples_NAME.png`` and ``samples_BASE.png``, ``named_NAME.json`` and the A/B ``ab_NAME.json``. The chain reads no
 verdict: the rule's text says which bars to read, in which order, and where to stop (count the looks before opening
-``rv_L.json``). A choice that keeps fewer than ``--min-rows`` rows ends it. ``--dry-run`` prints the commands. A row choice cut off before its JSON was written starts over (its half-made
-folder is removed first).
+``rv_L.json``). A choice that keeps fewer than ``--min-rows`` rows ends it. ``--dry-run`` prints the commands. A row
+choice cut off before its JSON was written starts over (its half-made folder is removed first).
 """
 
 from __future__ import annotations
@@ -58,21 +58,21 @@ def chain_steps(args: argparse.Namespace) -> list[Step]:
     look = args.first_round + 40
 
     def step(
-        label: str, output: str, *argv: str, writes: str | None = "--json", log: str | None = None
-    ) -> Step:
+        label: str, output: str, *argv: str, writes: str | None = "--json", log: str | None = None,
+        leftover: Path | None = None,
+    ) -> Step:  # fmt: skip
         """``writes``: the command's option that names ``output`` (given here, once); None where it prints it."""
         path = out / output
         told = (writes, str(path)) if writes else ()
-        return Step(
-            label, path, (*argv, *told), out / (log or Path(output).with_suffix(".log").name), not writes
-        )
+        log_path = out / (log or Path(output).with_suffix(".log").name)
+        return Step(label, path, (*argv, *told), log_path, not writes, leftover)
 
     steps = [
         step(
             "row choice", f"{name}.json",
             PYTHON, "scripts/row_choice.py", "--base", str(base), "--rows", args.rows, *data, *JUDGES,
-            *shlex.split(args.choice), "--out", str(arm), *threads,
-        )._replace(leftover=arm),
+            *shlex.split(args.choice), "--out", str(arm), *threads, leftover=arm,
+        ),
         step(
             "keyword draws", f"kw_{name}.json",
             PYTHON, "scripts/keyword_rows.py", "--base", str(base), "--arm", str(arm), *data, *JUDGES, "--seeds", "8",

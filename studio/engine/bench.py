@@ -247,6 +247,18 @@ def _preview_vs_stored(engine: Engine, info, prompt: str, count: int = 32) -> di
     }
 
 
+def _seeded_inputs(
+    loaded: LoadedModel, dev: torch.device, rows: int = 16
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same ``rows`` latents and unit prompt embeddings every run (seeds 0 and 1), on ``dev``: what the
+    precision and layout comparisons draw."""
+    z = torch.randn(rows, loaded.info.z_dim, generator=torch.Generator().manual_seed(0)).to(dev)
+    e = torch.nn.functional.normalize(
+        torch.randn(rows, loaded.info.base.embed_dim, generator=torch.Generator().manual_seed(1)), dim=1
+    ).to(dev)
+    return z, e
+
+
 def _compare_layouts(loaded: LoadedModel, dev: torch.device, repeats: int) -> dict:
     """The upsampler in the default (NCHW) layout against channels-last (what the engine runs on CPU,
     :func:`studio.models.cgan.upsampler_layout`), timed in turns at batch 1 and 16 on the same drawings, and how far
@@ -255,10 +267,7 @@ def _compare_layouts(loaded: LoadedModel, dev: torch.device, repeats: int) -> di
 
     from studio.models.cgan import premultiplied_to_rgba_uint8
 
-    z = torch.randn(16, loaded.info.z_dim, generator=torch.Generator().manual_seed(0)).to(dev)
-    e = torch.nn.functional.normalize(
-        torch.randn(16, loaded.info.base.embed_dim, generator=torch.Generator().manual_seed(1)), dim=1
-    ).to(dev)
+    z, e = _seeded_inputs(loaded, dev)
     with torch.inference_mode():
         small = loaded.generator(z, e)
     layouts = {
@@ -297,10 +306,7 @@ def _compare_precisions(loaded: LoadedModel, dev: torch.device, repeats: int) ->
 
     candidates = [torch.float32, torch.bfloat16] + ([torch.float16] if dev.type == "cuda" else [])
     gen, up = loaded.generator, loaded.upsampler
-    z = torch.randn(16, loaded.info.z_dim, generator=torch.Generator().manual_seed(0)).to(dev)
-    e = torch.nn.functional.normalize(
-        torch.randn(16, loaded.info.base.embed_dim, generator=torch.Generator().manual_seed(1)), dim=1
-    ).to(dev)
+    z, e = _seeded_inputs(loaded, dev)
     out: dict = {}
     reference = None
     for dtype in candidates:

@@ -221,8 +221,8 @@ class Upsampler(nn.Module):
 
 def upsampler_layout(device_type: str) -> torch.memory_format:
     """The memory layout the upsampler's weights run fastest in on ``device_type``: channels-last on the CPU, where
-    oneDNN then runs its 3x3 convolutions without reordering each one (1.2-1.7x faster, pixels within 1e-5: the
-    engine benchmark's ``upsampler_layout``), the default elsewhere (not measured on a GPU)."""
+    oneDNN then runs its 3x3 convolutions without reordering each one (the engine benchmark's ``upsampler_layout``;
+    README, *Engine* under *Benchmarks*), the default elsewhere (not measured on a GPU)."""
     return torch.channels_last if device_type == "cpu" else torch.contiguous_format
 
 
