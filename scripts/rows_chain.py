@@ -1,9 +1,14 @@
-"""A ship rule's chain for a concept-table candidate (rules 133-138): the row choice, then every bar's run in the order
+"""A ship rule's chain for a concept-table candidate (rules 133-139): the row choice, then every bar's run in the order
 the rules read them, each step skipped when its output is already written, so a rerun resumes where the last one
 stopped (a session may end mid-chain). Until session 72 each rule had a shell copy of this in its runs folder.
 
     python scripts/rows_chain.py --base runs/v72/v21 --rows runs/v72/T6r --out runs/v72 --name K2 \\
         --keyword-seed 3900000000 --first-round 2600 --first-heart 390
+
+``--fit FOLDER --fit-seed N`` puts the rule's joint fit first (rules 130-139's recipe, from ``--base``; it resumes
+from ``FOLDER.ckpt``, its log ``FOLDER.log`` kept across reruns), then makes ``--rows`` (default ``FOLDERr``): a copy
+of ``--base`` with the fit's ``concepts.safetensors``, so one command runs a rule from its fit to its A/B. Do not
+start it while another process runs the same fit.
 
 Steps, outputs in ``--out``: ``NAME/`` and ``NAME.json`` (``row_choice.py`` with v20's guards, six seeds, unless
 ``--choice`` replaces them), ``kw_NAME.json`` (``keyword_rows.py``, 5,352 fresh draws an arm), ``rv_R.json`` for the
@@ -32,7 +37,11 @@ JUDGES = (
     "--judge", "judge-5500=benchmarks/judge/judge-5500.safetensors",
     "--judge", "shipped=resources/models/emoji/judge.safetensors",
 )  # fmt: skip
-GUARDS = "--detail 1.0 --marks 1.0 --marks-real --enclosed 4 --seeds 6"  # v20's and v21's (rules 133-137)
+GUARDS = "--detail 1.0 --marks 1.0 --marks-real --enclosed 4 --seeds 6"  # v20's to v22's (rules 133-139)
+# the joint fit of rules 130-139 (T4d's recipe; each rule another --seed)
+FIT = "--steps 60 --solid-weight 1.3 --keep 4 --detail-weight 0.3"
+CRITIC = "benchmarks/critic/critic-v4.safetensors"
+ITSELF = ""  # a step's ``writes`` when its command names its output by its own arguments (the fit's --out)
 
 
 class Step(NamedTuple):
@@ -61,13 +70,33 @@ def chain_steps(args: argparse.Namespace) -> list[Step]:
         label: str, output: str, *argv: str, writes: str | None = "--json", log: str | None = None,
         leftover: Path | None = None,
     ) -> Step:  # fmt: skip
-        """``writes``: the command's option that names ``output`` (given here, once); None where it prints it."""
+        """``writes``: the command's option that names ``output`` (given here, once); None where it prints it,
+        ITSELF where its own arguments name it."""
         path = out / output
         told = (writes, str(path)) if writes else ()
         log_path = out / (log or Path(output).with_suffix(".log").name)
-        return Step(label, path, (*argv, *told), log_path, not writes, leftover)
+        return Step(label, path, (*argv, *told), log_path, writes is None, leftover)
 
-    steps = [
+    steps = []
+    if args.fit:
+        fit, rows = Path(args.fit), Path(args.rows)
+        building = rows.with_name(rows.name + ".tmp")
+        steps += [
+            step(
+                f"fit {fit.name}", str(fit / "concepts.safetensors"),
+                PYTHON, "-m", "studio.training.joint_fit", "--model", str(base), *data, "--discriminator", CRITIC,
+                "--out", str(fit), *shlex.split(FIT), "--seed", str(args.fit_seed), "--checkpoint", f"{fit}.ckpt",
+                *threads, writes=ITSELF, log=f"{fit.name}.log",
+            ),
+            step(
+                f"rows {rows.name}", str(rows / "concepts.safetensors"),
+                "sh", "-c", f"cp -r {shlex.quote(str(base))} {shlex.quote(str(building))} && cp "
+                f"{shlex.quote(str(fit / 'concepts.safetensors'))} {shlex.quote(str(building))}/ && mv "
+                f"{shlex.quote(str(building))} {shlex.quote(str(rows))}",
+                writes=ITSELF, log=f"{rows.name}.log", leftover=building,
+            ),
+        ]  # fmt: skip
+    steps += [
         step(
             "row choice", f"{name}.json",
             PYTHON, "scripts/row_choice.py", "--base", str(base), "--rows", args.rows, *data, *JUDGES,
@@ -128,10 +157,14 @@ def kept_rows(choice_json: Path) -> int:
 def run_step(step: Step) -> int:
     """One step; a step that prints its result (rows_means, named_bench) has it written to its output only once it
     succeeds (a partial output would count as done on the rerun), the others write their own and log the rest."""
-    step.output.parent.mkdir(parents=True, exist_ok=True)
+    step.log.parent.mkdir(
+        parents=True, exist_ok=True
+    )  # not the output's own folder: the fit refuses one that exists
     if step.leftover is not None and step.leftover.exists():
         shutil.rmtree(step.leftover)
-    with step.log.open("w", encoding="utf-8") as log:
+    with step.log.open(
+        "a", encoding="utf-8"
+    ) as log:  # a rerun keeps what a cut-off run logged (the fit's steps)
         if not step.prints:
             return subprocess.call(step.argv, stdout=log, stderr=subprocess.STDOUT)
         partial = step.output.with_name(step.output.name + ".part")
@@ -175,7 +208,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--base", required=True, help="the shipped folder (a copy)")
     parser.add_argument("--base-name", default=None, help="its arm's name (default: the folder's name)")
-    parser.add_argument("--rows", required=True, help="the base's folder with the fit's concepts.safetensors")
+    parser.add_argument(
+        "--rows",
+        default=None,
+        help="the base's folder with the fit's concepts.safetensors (default with --fit: FITr)",
+    )
+    parser.add_argument("--fit", default=None, help="run the rule's joint fit into this folder first")
+    parser.add_argument("--fit-seed", type=int, default=None, help="the fit's --seed (with --fit)")
     parser.add_argument("--out", required=True, help="the rule's runs folder")
     parser.add_argument("--name", required=True, help="the candidate's name")
     parser.add_argument("--keyword-seed", type=int, required=True, help="fresh keyword draws from this seed")
@@ -190,6 +229,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = parser.parse_args(argv)
     args.base_name = args.base_name or Path(args.base).name
+    if args.fit and args.fit_seed is None:
+        parser.error("--fit needs --fit-seed: each rule's fit draws another seed")
+    if not args.fit and not args.rows:
+        parser.error("give --rows (a folder with the fit's table) or --fit and --fit-seed")
+    args.rows = args.rows or str(Path(args.fit).with_name(Path(args.fit).name + "r"))
     return args
 
 

@@ -121,3 +121,60 @@ def test_a_row_choice_cut_off_starts_over_from_an_empty_folder(tmp_path):
     )  # fmt: skip
     steps = chain.chain_steps(args)
     assert steps[0].leftover == arm and all(s.leftover is None for s in steps[1:])
+
+
+def test_a_chain_with_fit_runs_the_rules_fit_first_and_makes_its_rows_folder(tmp_path):
+    out = tmp_path / "runs"
+    args = chain.parse_args(
+        ["--base", str(tmp_path / "v22"), "--fit", str(out / "T7"), "--fit-seed", "3456", "--out", str(out),
+         "--name", "K3", "--keyword-seed", "4000000000", "--first-round", "2650", "--first-heart", "402"]
+    )  # fmt: skip
+    steps = chain.chain_steps(args)
+    assert [s.label for s in steps[:3]] == ["fit T7", "rows T7r", "row choice"]
+    fit, rows, choice = steps[0], steps[1], steps[2].argv
+    assert fit.output == out / "T7" / "concepts.safetensors" and not fit.prints
+    assert fit.argv[fit.argv.index("--seed") + 1] == "3456" and fit.argv[fit.argv.index("--out") + 1] == str(
+        out / "T7"
+    )
+    assert fit.argv[fit.argv.index("--checkpoint") + 1] == f"{out / 'T7'}.ckpt"
+    assert fit.argv[fit.argv.index("--model") + 1] == str(tmp_path / "v22") and fit.log == out / "T7.log"
+    assert choice[choice.index("--rows") + 1] == str(out / "T7r")
+
+    # the rows step: the base's folder with the fit's table, built beside and renamed (a half-made copy is removed)
+    (tmp_path / "v22").mkdir()
+    for name, text in (("model.json", "{}"), ("concepts.safetensors", "base table")):
+        (tmp_path / "v22" / name).write_text(text)
+    (out / "T7").mkdir(parents=True)
+    (out / "T7" / "concepts.safetensors").write_text("fitted table")
+    (out / "T7r.tmp").mkdir()
+    (out / "T7r.tmp" / "stale").write_text("cut off")
+    assert chain.run_chain([rows], out / "chain.log", min_rows=50) == 0
+    assert sorted(p.name for p in (out / "T7r").iterdir()) == ["concepts.safetensors", "model.json"]
+    assert (out / "T7r" / "concepts.safetensors").read_text() == "fitted table" and not (
+        out / "T7r.tmp"
+    ).exists()
+
+
+def test_a_fit_needs_its_seed_and_a_chain_needs_rows_or_a_fit(capsys):
+    common = ["--base", "b/v22", "--out", "o", "--name", "K3", "--keyword-seed", "1", "--first-round", "10",
+              "--first-heart", "20"]  # fmt: skip
+    for extra in (["--fit", "o/T7"], []):
+        try:
+            chain.parse_args(common + extra)
+        except SystemExit as stop:
+            assert stop.code == 2
+        else:
+            raise AssertionError(f"accepted {extra}")
+    err = capsys.readouterr().err
+    assert "--fit needs --fit-seed" in err and "give --rows" in err
+
+
+def test_a_rerun_of_a_step_keeps_what_the_cut_off_run_logged(tmp_path):
+    output, log = tmp_path / "T7" / "concepts.safetensors", tmp_path / "T7.log"
+    first = chain.Step("fit", output, (sys.executable, "-c", "print('step 1/60'); raise SystemExit(1)"), log)
+    assert chain.run_chain([first], tmp_path / "chain.log", min_rows=50) == 1
+    body = f"print('step 2/60'); import pathlib; p = pathlib.Path({str(output)!r}); p.parent.mkdir(); p.write_text('rows')"
+    assert (
+        chain.run_chain([first._replace(argv=(sys.executable, "-c", body))], tmp_path / "chain.log", 50) == 0
+    )
+    assert log.read_text().split() == ["step", "1/60", "step", "2/60"]

@@ -68,8 +68,11 @@ def test_the_joint_fit_writes_a_new_folder_with_tuned_weights_and_a_layered_row_
     out = tmp_path / "tuned"
     args = ["--model", str(folder), "--data", str(data_dir), "--discriminator", str(critic)]
     args += ["--out", str(out)]
+    (tmp_path / "tuned.part").mkdir()  # what a fit cut off while writing left: written over, then renamed
+    (tmp_path / "tuned.part" / "generator.safetensors").write_bytes(b"cut off")
     assert jf.main(args + ["--steps", "12"]) == 0
     assert _file_bytes(folder) == before  # the source folder is untouched
+    assert not (tmp_path / "tuned.part").exists() and _file_bytes(out).keys() == before.keys()
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["fitted"] == len(data.train_index) and record["steps"] == 12
     assert json.loads(concepts_metadata(out / CONCEPTS_FILE)["joint"]) == record

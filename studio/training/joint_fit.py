@@ -343,14 +343,18 @@ def joint_fit(
     metadata["joint"] = json.dumps(record)
     bare = replace(table, layers=None, layered=None, lent=None)
     tuned = replace(_with_layers(bare, rows.numpy(), train, False), lent=lent)
-    shutil.copytree(loaded.info.path, out)
+    # written beside ``out`` and renamed once whole: a fit cut off while writing leaves no folder that looks done
+    building = out.with_name(out.name + ".part")
+    shutil.rmtree(building, ignore_errors=True)
+    shutil.copytree(loaded.info.path, building)
     try:
-        write_weights(generator.state_dict(), out / "generator.safetensors")
-        save_concepts(out, tuned, metadata)
-        load_model(out)  # the folder loads, or this raises
+        write_weights(generator.state_dict(), building / "generator.safetensors")
+        save_concepts(building, tuned, metadata)
+        load_model(building)  # the folder loads, or this raises
     except Exception:
-        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(building, ignore_errors=True)
         raise
+    building.rename(out)
     if checkpoint is not None:
         Path(checkpoint).unlink(missing_ok=True)
     return record
