@@ -1,0 +1,177 @@
+"""The numbers of a concept-table ship rule (rules 137-139) beside their bars, read from what ``rows_chain.py`` wrote:
+a markdown table to check a rule's reading against and to paste into the history.
+
+    python scripts/rows_report.py --out runs/v74 --name K3 --base-name v22 --first-round 2650 --first-heart 402 \\
+        --ab-reference runs/v72/ab_K2.json:arms.K2.judge-5500
+
+It reads (k) the fresh keyword draws and the fixed 400 of the first round, (a) the rounds' means, (b) the hearts'
+counts, (e) the named preview and (f) the A/B against ``--ab-reference`` (a JSON file and the dotted key of the base's
+judge-5500 numbers in it). A step not yet written reads "not yet". It never opens the looks' round (``rv_L.json``, L =
+first round + 40): the rule counts the looks before that file is read. What needs eyes (a new heart hole in the hearts'
+grids, the looks, the sample grid) is listed, not judged; the rule's text, read in its order, decides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+JUDGES = ("judge-5500", "shipped")
+HEARTS_BOUND = (
+    6732  # 66 x 102 px: the real red, pink, sparkling and white hearts' lowest count (rules 123-139)
+)
+NAMED_BOUND = 25.0  # ms, the named preview's p50 (the issue's one-image goal)
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() and path.stat().st_size else None
+
+
+def _dig(data: dict, dotted: str):
+    for key in dotted.split("."):
+        data = data[key]
+    return data
+
+
+def _row(bar: str, label: str, base, arm, passes: bool | str | None) -> str:
+    """``passes``: the bar's reading; None: its file is not written yet; a string: what to do instead (by eye)."""
+    verdict = (
+        passes
+        if isinstance(passes, str)
+        else "not yet"
+        if passes is None
+        else "passes"
+        if passes
+        else "**fails**"
+    )
+    return f"| {bar} | {label} | {base} | {arm} | {verdict} |"
+
+
+def _missing(bar: str, label: str) -> str:
+    return _row(bar, label, "–", "–", None)
+
+
+def report(args: argparse.Namespace) -> list[str]:
+    """The table's lines, in the rules' order."""
+    out, base, arm = Path(args.out), args.base_name, args.name
+    lines = [f"| bar | number | {base} | {arm} | reading |", "| --- | --- | --- | --- | --- |"]
+
+    keywords = _read(out / f"kw_{arm}.json")
+    for judge in JUDGES:
+        label = f"fresh keyword precision, {judge} (no lower)"
+        if keywords is None:
+            lines.append(_missing("k", label))
+            continue
+        p = keywords["judged"][judge]["precision"]
+        lines.append(_row("k", label, p["base"], p["arm"], p["arm"] >= p["base"]))
+
+    first = _read(out / f"rv_{args.first_round}.json")
+    for judge in JUDGES:
+        label = f"fixed 400 of round {args.first_round}, {judge}: precision (>= -0.01) / coverage / RMS (>= -0.005)"
+        if first is None:
+            lines.append(_missing("k", label))
+            continue
+        was, now = first[base][f"{judge} keywords"], first[arm][f"{judge} keywords"]
+        fine = now[0] >= was[0] - 0.01 - 1e-9 and now[2] >= was[2] - 0.005 - 1e-9
+        lines.append(_row("k", label, " / ".join(map(str, was)), " / ".join(map(str, now)), fine))
+
+    means = _read(out / f"means_{arm}.json")
+    checks = [
+        ("identity_top5", "identity top-5 (+0.005)", lambda b, a: a >= b + 0.005 - 1e-9),
+        ("kid", "KID (no higher)", lambda b, a: a <= b),
+        ("train gan_test", "training GAN-test (>= -0.005)", lambda b, a: a >= b - 0.005 - 1e-9),
+        ("heldout gan_test", "held-out GAN-test (>= -0.005)", lambda b, a: a >= b - 0.005 - 1e-9),
+    ]
+    for key, name, fine in checks:
+        for judge in JUDGES:
+            label = f"{name}, {judge}, means of 4 rounds"
+            if means is None:
+                lines.append(_missing("a", label))
+                continue
+            b, a = means[base][f"{judge} {key}"], means[arm][f"{judge} {key}"]
+            lines.append(_row("a", label, b, a, fine(b, a)))
+    if means is None:
+        lines += [_missing("a", "holes where the real emoji is solid (<= +2%)"), _missing("a", "detail / edge where it differs (>= 95%)")]  # fmt: skip
+    else:
+        b, a = means[base]["holes_where_real_solid"], means[arm]["holes_where_real_solid"]
+        lines.append(_row("a", "holes where the real emoji is solid (<= +2%)", b, a, a <= b * 1.02))
+        differs = means[arm]["detail where it differs"]
+        shares = [differs[arm][k] / differs[base][k] for k in ("interior_detail", "edge_length")]
+        lines.append(
+            _row(
+                "a", f"detail / edge where it differs, {int(differs['pictures'])} pictures (>= 95%)",
+                f"{differs[base]['interior_detail']} / {differs[base]['edge_length']}",
+                f"{differs[arm]['interior_detail']} / {differs[arm]['edge_length']} ({shares[0]:.1%} / {shares[1]:.1%})",
+                min(shares) >= 0.95,
+            )
+        )  # fmt: skip
+
+    for start in (args.first_heart, args.first_heart + 6):
+        label = f"hearts {start}-{start + 5}, deep-dip px (<= {HEARTS_BOUND:,}; a new heart hole: look at hearts{start}.png)"
+        hearts = _read(out / f"hearts{start}.json")
+        if hearts is None:
+            lines.append(_missing("b", label))
+            continue
+        b, a = hearts["arms"][base]["hearts"], hearts["arms"][arm]["hearts"]
+        lines.append(_row("b", label, b, a, a <= HEARTS_BOUND))
+
+    look = args.first_round + 40
+    eyes = f"by eye: count look{look}_*.png before rv_{look}.json is read; a blind check after"
+    lines.append(
+        _row("c", f"looks at round {look}: net / new tears, plainer (<= 2 of 24 each)", "–", "–", eyes)
+    )
+    lines.append(
+        _row(
+            "d", "sample grid, no row worse", "–", "–", f"by eye: samples_{arm}.png beside samples_{base}.png"
+        )
+    )
+
+    named = _read(out / f"named_{arm}.json")
+    label = f"named preview p50, ms (<= {NAMED_BOUND:g})"
+    if named is None:
+        lines.append(_missing("e", label))
+    else:
+        b, a = named[base]["preview"]["p50"], named[arm]["preview"]["p50"]
+        lines.append(_row("e", label, b, a, a <= NAMED_BOUND))
+
+    ab = _read(out / f"ab_{arm}.json")
+    file, _, key = args.ab_reference.partition(":")
+    reference = _dig(json.loads(Path(file).read_text(encoding="utf-8")), key) if file else None
+    for key, name in (
+        ("identity_top5", "identity, English"), ("zh_identity_top5", "identity, Chinese"),
+        ("de_identity_top5", "identity, German"), ("gan_test_heldout", "held-out"),
+        ("gan_test_heldout_fresh", "fresh held-out"),
+    ):  # fmt: skip
+        label = f"A/B {name}, spread off (>= -0.005)"
+        if ab is None or reference is None:
+            lines.append(_missing("f", label))
+            continue
+        b, a = reference[key], ab["arms"][arm]["judge-5500"][key]
+        lines.append(_row("f", label, b, a, a >= b - 0.005 - 1e-9))
+    return lines
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", required=True, help="the rule's runs folder (rows_chain.py's --out)")
+    parser.add_argument("--name", required=True, help="the candidate's name")
+    parser.add_argument("--base-name", required=True, help="the base's arm name (its folder's name)")
+    parser.add_argument("--first-round", type=int, required=True)
+    parser.add_argument("--first-heart", type=int, required=True)
+    parser.add_argument(
+        "--ab-reference", default="", help="FILE:dotted.key of the base's judge-5500 A/B numbers (spread off)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    print("\n".join(report(parse_args(argv))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
