@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 JUDGES = ("judge-5500", "shipped")
@@ -37,20 +38,30 @@ def _dig(data: dict, dotted: str):
 
 def _row(bar: str, label: str, base, arm, passes: bool | str | None) -> str:
     """``passes``: the bar's reading; None: its file is not written yet; a string: what to do instead (by eye)."""
-    verdict = (
-        passes
-        if isinstance(passes, str)
-        else "not yet"
-        if passes is None
-        else "passes"
-        if passes
-        else "**fails**"
-    )
+    if isinstance(passes, str):
+        verdict = passes
+    else:
+        verdict = "not yet" if passes is None else "passes" if passes else "**fails**"
     return f"| {bar} | {label} | {base} | {arm} | {verdict} |"
 
 
-def _missing(bar: str, label: str) -> str:
-    return _row(bar, label, "–", "–", None)
+def _line(bar: str, label: str, data: dict | None, read: Callable[[dict], tuple]) -> str:
+    """``read(data)`` gives (base, candidate, reading); a file not yet written (None) reads "not yet"."""
+    return _row(bar, label, "–", "–", None) if data is None else _row(bar, label, *read(data))
+
+
+def _at_least(margin: float) -> Callable[[float, float], bool]:
+    return lambda base, arm: arm >= base + margin - 1e-9
+
+
+def _detail(base: str, arm: str) -> Callable[[dict], tuple]:
+    def read(means: dict) -> tuple:
+        differs = means[arm]["detail where it differs"]
+        shares = [differs[arm][k] / differs[base][k] for k in ("interior_detail", "edge_length")]
+        was, now = (f"{differs[x]['interior_detail']} / {differs[x]['edge_length']}" for x in (base, arm))
+        return was, f"{now} ({shares[0]:.1%} / {shares[1]:.1%})", min(shares) >= 0.95
+
+    return read
 
 
 def report(args: argparse.Namespace) -> list[str]:
@@ -58,64 +69,57 @@ def report(args: argparse.Namespace) -> list[str]:
     out, base, arm = Path(args.out), args.base_name, args.name
     lines = [f"| bar | number | {base} | {arm} | reading |", "| --- | --- | --- | --- | --- |"]
 
-    keywords = _read(out / f"kw_{arm}.json")
-    for judge in JUDGES:
-        label = f"fresh keyword precision, {judge} (no lower)"
-        if keywords is None:
-            lines.append(_missing("k", label))
-            continue
-        p = keywords["judged"][judge]["precision"]
-        lines.append(_row("k", label, p["base"], p["arm"], p["arm"] >= p["base"]))
+    def both(numbers: dict, key: str | None, fine: Callable[[float, float], bool]) -> tuple:
+        """The base's and the candidate's number (``numbers[name][key]``, or ``numbers[name]``) and the reading."""
+        was, now = (numbers[name] if key is None else numbers[name][key] for name in (base, arm))
+        return was, now, fine(was, now)
 
-    first = _read(out / f"rv_{args.first_round}.json")
+    def fixed(judge: str) -> Callable[[dict], tuple]:
+        def read(first: dict) -> tuple:
+            was, now = first[base][f"{judge} keywords"], first[arm][f"{judge} keywords"]
+            fine = now[0] >= was[0] - 0.01 - 1e-9 and now[2] >= was[2] - 0.005 - 1e-9
+            return " / ".join(map(str, was)), " / ".join(map(str, now)), fine
+
+        return read
+
+    def fresh(judge: str) -> Callable[[dict], tuple]:
+        def read(drawn: dict) -> tuple:
+            precision = drawn["judged"][judge]["precision"]
+            return both({base: precision["base"], arm: precision["arm"]}, None, _at_least(0))
+
+        return read
+
+    keywords, first = _read(out / f"kw_{arm}.json"), _read(out / f"rv_{args.first_round}.json")
+    for judge in JUDGES:
+        lines.append(_line("k", f"fresh keyword precision, {judge} (no lower)", keywords, fresh(judge)))
     for judge in JUDGES:
         label = f"fixed 400 of round {args.first_round}, {judge}: precision (>= -0.01) / coverage / RMS (>= -0.005)"
-        if first is None:
-            lines.append(_missing("k", label))
-            continue
-        was, now = first[base][f"{judge} keywords"], first[arm][f"{judge} keywords"]
-        fine = now[0] >= was[0] - 0.01 - 1e-9 and now[2] >= was[2] - 0.005 - 1e-9
-        lines.append(_row("k", label, " / ".join(map(str, was)), " / ".join(map(str, now)), fine))
+        lines.append(_line("k", label, first, fixed(judge)))
 
     means = _read(out / f"means_{arm}.json")
     checks = [
-        ("identity_top5", "identity top-5 (+0.005)", lambda b, a: a >= b + 0.005 - 1e-9),
+        ("identity_top5", "identity top-5 (+0.005)", _at_least(0.005)),
         ("kid", "KID (no higher)", lambda b, a: a <= b),
-        ("train gan_test", "training GAN-test (>= -0.005)", lambda b, a: a >= b - 0.005 - 1e-9),
-        ("heldout gan_test", "held-out GAN-test (>= -0.005)", lambda b, a: a >= b - 0.005 - 1e-9),
+        ("train gan_test", "training GAN-test (>= -0.005)", _at_least(-0.005)),
+        ("heldout gan_test", "held-out GAN-test (>= -0.005)", _at_least(-0.005)),
     ]
     for key, name, fine in checks:
         for judge in JUDGES:
-            label = f"{name}, {judge}, means of 4 rounds"
-            if means is None:
-                lines.append(_missing("a", label))
-                continue
-            b, a = means[base][f"{judge} {key}"], means[arm][f"{judge} {key}"]
-            lines.append(_row("a", label, b, a, fine(b, a)))
-    if means is None:
-        lines += [_missing("a", "holes where the real emoji is solid (<= +2%)"), _missing("a", "detail / edge where it differs (>= 95%)")]  # fmt: skip
-    else:
-        b, a = means[base]["holes_where_real_solid"], means[arm]["holes_where_real_solid"]
-        lines.append(_row("a", "holes where the real emoji is solid (<= +2%)", b, a, a <= b * 1.02))
-        differs = means[arm]["detail where it differs"]
-        shares = [differs[arm][k] / differs[base][k] for k in ("interior_detail", "edge_length")]
-        lines.append(
-            _row(
-                "a", f"detail / edge where it differs, {int(differs['pictures'])} pictures (>= 95%)",
-                f"{differs[base]['interior_detail']} / {differs[base]['edge_length']}",
-                f"{differs[arm]['interior_detail']} / {differs[arm]['edge_length']} ({shares[0]:.1%} / {shares[1]:.1%})",
-                min(shares) >= 0.95,
-            )
-        )  # fmt: skip
+            lines.append(
+                _line("a", f"{name}, {judge}, means of 4 rounds", means, lambda m, k=f"{judge} {key}", f=fine: both(m, k, f))
+            )  # fmt: skip
+    lines.append(
+        _line("a", "holes where the real emoji is solid (<= +2%)", means,
+              lambda m: both(m, "holes_where_real_solid", lambda b, a: a <= b * 1.02))
+    )  # fmt: skip
+    lines.append(_line("a", f"detail / edge where {arm} differs (>= 95%)", means, _detail(base, arm)))
 
     for start in (args.first_heart, args.first_heart + 6):
         label = f"hearts {start}-{start + 5}, deep-dip px (<= {HEARTS_BOUND:,}; a new heart hole: look at hearts{start}.png)"
-        hearts = _read(out / f"hearts{start}.json")
-        if hearts is None:
-            lines.append(_missing("b", label))
-            continue
-        b, a = hearts["arms"][base]["hearts"], hearts["arms"][arm]["hearts"]
-        lines.append(_row("b", label, b, a, a <= HEARTS_BOUND))
+        lines.append(
+            _line("b", label, _read(out / f"hearts{start}.json"),
+                  lambda h: both({k: v["hearts"] for k, v in h["arms"].items()}, None, lambda b, a: a <= HEARTS_BOUND))
+        )  # fmt: skip
 
     look = args.first_round + 40
     eyes = f"by eye: count look{look}_*.png before rv_{look}.json is read; a blind check after"
@@ -128,28 +132,28 @@ def report(args: argparse.Namespace) -> list[str]:
         )
     )
 
-    named = _read(out / f"named_{arm}.json")
-    label = f"named preview p50, ms (<= {NAMED_BOUND:g})"
-    if named is None:
-        lines.append(_missing("e", label))
-    else:
-        b, a = named[base]["preview"]["p50"], named[arm]["preview"]["p50"]
-        lines.append(_row("e", label, b, a, a <= NAMED_BOUND))
+    lines.append(
+        _line("e", f"named preview p50, ms (<= {NAMED_BOUND:g})", _read(out / f"named_{arm}.json"),
+              lambda n: both({k: n[k]["preview"]["p50"] for k in (base, arm)}, None, lambda b, a: a <= NAMED_BOUND))
+    )  # fmt: skip
 
     ab = _read(out / f"ab_{arm}.json")
-    file, _, key = args.ab_reference.partition(":")
-    reference = _dig(json.loads(Path(file).read_text(encoding="utf-8")), key) if file else None
+    file, _, where = args.ab_reference.partition(":")
+    reference = _dig(json.loads(Path(file).read_text(encoding="utf-8")), where) if file else None
+    drawn = None if ab is None or reference is None else {base: reference, arm: ab["arms"][arm]["judge-5500"]}
     for key, name in (
         ("identity_top5", "identity, English"), ("zh_identity_top5", "identity, Chinese"),
         ("de_identity_top5", "identity, German"), ("gan_test_heldout", "held-out"),
         ("gan_test_heldout_fresh", "fresh held-out"),
     ):  # fmt: skip
-        label = f"A/B {name}, spread off (>= -0.005)"
-        if ab is None or reference is None:
-            lines.append(_missing("f", label))
-            continue
-        b, a = reference[key], ab["arms"][arm]["judge-5500"][key]
-        lines.append(_row("f", label, b, a, a >= b - 0.005 - 1e-9))
+        lines.append(
+            _line(
+                "f",
+                f"A/B {name}, spread off (>= -0.005)",
+                drawn,
+                lambda d, k=key: both(d, k, _at_least(-0.005)),
+            )
+        )
     return lines
 
 
