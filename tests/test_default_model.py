@@ -60,6 +60,15 @@ def test_shipped_folder_is_safe_and_small(model):
     assert training["dataset_sha256"] and training["commands"]
 
 
+def test_the_readme_names_the_shipped_models_hash(model):
+    """The hash a stored picture records (and the status bar shows) is the one the README's screenshot and hash
+    history give for the shipped version: a ship that changes the weights changes both."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"emoji · 128px · {model.hash})](docs/screenshot.png)" in readme
+    history = readme[readme.index("v14's table\nmoves it to") :].split(")", 1)[0]
+    assert history.rstrip("`").endswith(f"to `{model.hash}"), history[-60:]
+
+
 def test_vocabulary_matches_the_dataset(model, encoder):
     from studio.models.vocabulary import load_vocabulary
 
