@@ -157,14 +157,12 @@ def kept_rows(choice_json: Path) -> int:
 def run_step(step: Step) -> int:
     """One step; a step that prints its result (rows_means, named_bench) has it written to its output only once it
     succeeds (a partial output would count as done on the rerun), the others write their own and log the rest."""
-    step.log.parent.mkdir(
-        parents=True, exist_ok=True
-    )  # not the output's own folder: the fit refuses one that exists
+    # the log's folder, not the output's own: the fit refuses an --out that exists
+    step.log.parent.mkdir(parents=True, exist_ok=True)
     if step.leftover is not None and step.leftover.exists():
         shutil.rmtree(step.leftover)
-    with step.log.open(
-        "a", encoding="utf-8"
-    ) as log:  # a rerun keeps what a cut-off run logged (the fit's steps)
+    # appended to: a rerun keeps what a cut-off run logged (the fit's steps)
+    with step.log.open("a", encoding="utf-8") as log:
         if not step.prints:
             return subprocess.call(step.argv, stdout=log, stderr=subprocess.STDOUT)
         partial = step.output.with_name(step.output.name + ".part")
