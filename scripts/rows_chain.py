@@ -67,12 +67,13 @@ def chain_steps(args: argparse.Namespace) -> list[Step]:
     look = args.first_round + 40
 
     def step(
-        label: str, output: str, *argv: str, writes: str | None = "--json", log: str | None = None,
+        label: str, output: str | Path, *argv: str, writes: str | None = "--json", log: str | None = None,
         leftover: Path | None = None,
     ) -> Step:  # fmt: skip
-        """``writes``: the command's option that names ``output`` (given here, once); None where it prints it,
+        """``output``: a name in the rule's runs folder, or a Path as given (the fit's, named by --fit);
+        ``writes``: the command's option that names it (given here, once); None where it prints it,
         ITSELF where its own arguments name it."""
-        path = out / output
+        path = output if isinstance(output, Path) else out / output
         told = (writes, str(path)) if writes else ()
         log_path = out / (log or Path(output).with_suffix(".log").name)
         return Step(label, path, (*argv, *told), log_path, writes is None, leftover)
@@ -83,13 +84,13 @@ def chain_steps(args: argparse.Namespace) -> list[Step]:
         building = rows.with_name(rows.name + ".tmp")
         steps += [
             step(
-                f"fit {fit.name}", str(fit / "concepts.safetensors"),
+                f"fit {fit.name}", fit / "concepts.safetensors",
                 PYTHON, "-m", "studio.training.joint_fit", "--model", str(base), *data, "--discriminator", CRITIC,
                 "--out", str(fit), *shlex.split(FIT), "--seed", str(args.fit_seed), "--checkpoint", f"{fit}.ckpt",
                 *threads, writes=ITSELF, log=f"{fit.name}.log",
             ),
             step(
-                f"rows {rows.name}", str(rows / "concepts.safetensors"),
+                f"rows {rows.name}", rows / "concepts.safetensors",
                 "sh", "-c", f"cp -r {shlex.quote(str(base))} {shlex.quote(str(building))} && cp "
                 f"{shlex.quote(str(fit / 'concepts.safetensors'))} {shlex.quote(str(building))}/ && mv "
                 f"{shlex.quote(str(building))} {shlex.quote(str(rows))}",

@@ -178,3 +178,21 @@ def test_a_rerun_of_a_step_keeps_what_the_cut_off_run_logged(tmp_path):
         chain.run_chain([first._replace(argv=(sys.executable, "-c", body))], tmp_path / "chain.log", 50) == 0
     )
     assert log.read_text().split() == ["step", "1/60", "step", "2/60"]
+
+
+def test_a_written_fit_named_by_a_relative_path_counts_as_done(tmp_path, monkeypatch, capsys):
+    """The rule's command gives relative folders (runs/v74/T7): the fit's output is that folder's table as given,
+    not a path under --out (the fit then ran again on a rerun and refused its own folder)."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["--base", "runs/v74/v22", "--fit", "runs/v74/T7", "--fit-seed", "3456", "--out", "runs/v74",
+            "--name", "K3", "--keyword-seed", "4000000000", "--first-round", "2650", "--first-heart", "402"]  # fmt: skip
+    fit, rows = chain.chain_steps(chain.parse_args(argv))[:2]
+    assert fit.output.as_posix() == "runs/v74/T7/concepts.safetensors"
+    assert rows.output.as_posix() == "runs/v74/T7r/concepts.safetensors"
+    for folder in ("runs/v74/T7", "runs/v74/T7r"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "concepts.safetensors").write_text("table")
+    assert chain.main(argv + ["--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("# done: ") and "joint_fit" in lines[0]
+    assert lines[1].startswith("# done: ") and not lines[2].startswith("# done: ")
