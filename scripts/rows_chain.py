@@ -37,7 +37,7 @@ JUDGES = (
     "--judge", "judge-5500=benchmarks/judge/judge-5500.safetensors",
     "--judge", "shipped=resources/models/emoji/judge.safetensors",
 )  # fmt: skip
-GUARDS = "--detail 1.0 --marks 1.0 --marks-real --enclosed 4 --seeds 6"  # v20's to v22's (rules 133-139)
+GUARDS = "--detail 1.0 --marks 1.0 --marks-real --enclosed 4 --seeds 6"  # v20's to v23's (rules 133-140)
 # the joint fit of rules 130-139 (T4d's recipe; each rule another --seed)
 FIT = "--steps 60 --solid-weight 1.3 --keep 4 --detail-weight 0.3"
 CRITIC = "benchmarks/critic/critic-v4.safetensors"

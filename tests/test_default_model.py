@@ -46,8 +46,8 @@ def test_shipped_folder_is_safe_and_small(model):
     # the shared keywords that spread needs)
     weights = ("generator.safetensors", "upsampler.safetensors")
     assert sum((MODEL_DIR / name).stat().st_size for name in weights) <= 40e6
-    # the layered rows (v14's 381, v15's 136, v16's 105, v17's 332, v18's 138, v19's 92, v20's 88, v21's 108 and v22's
-    # 90 more, x 7 x 128 floats) add 5.3 MB to the concept table (the folder 48.3 MiB with v22, 0.3-0.4 MB more a ship
+    # the layered rows (v14's 381, v15's 136, v16's 105, v17's 332, v18's 138, v19's 92, v20's 88, v21's 108, v22's 90 and
+    # v23's 75 more, x 7 x 128 floats) add 5.5 MB to the concept table (the folder 48.6 MiB with v23, 0.3-0.4 MB more a ship
     # of about 100 new names: the bound rose from 48 to 50 MiB with v21, which came within 1 KB of the old one)
     assert sum(p.stat().st_size for p in MODEL_DIR.iterdir()) < 50 * 2**20
     info = model.info
@@ -130,17 +130,17 @@ def test_reproduces_first_row_of_samples_png(model, encoder):
 
 
 def test_shipped_table_draws_its_layered_rows_by_name(model, encoder):
-    """v22: 1,470 training emoji (v16's 622 rows of rules 97, 108 and 111, 77 of them replaced, rule 127's 332 more,
+    """v23: 1,545 training emoji (v16's 622 rows of rules 97, 108 and 111, 77 of them replaced, rule 127's 332 more,
     rule 128's 138, rule 130's 92, which also replaced 27, rule 135's 88, which also replaced 53, rule 137's 108, which
-    also replaced 62, and rule 138's 90, which also replaced 68) draw a condition of their own at each of the base's
+    also replaced 62, rule 138's 90, which also replaced 68, and rule 139's 75, which also replaced 68) draw a condition of their own at each of the base's
     places, by their name; every other name draws its plain row at every place."""
     from studio.models.concepts import ConceptConditioner, load_concepts
     from studio.models.vocabulary import load_vocabulary
 
     vocab = load_vocabulary(model.info)
     table = load_concepts(model.info, vocab)
-    assert table.layers.shape == (1470, 7, model.generator.config.cond_dim)
-    assert table.fitted[table.layered].all() and len(set(table.layered.tolist())) == 1470
+    assert table.layers.shape == (1545, 7, model.generator.config.cond_dim)
+    assert table.fitted[table.layered].all() and len(set(table.layered.tolist())) == 1545
     conditioner = ConceptConditioner(model.generator, vocab, table)
     japan, rocket = vocab.names.index("flag: Japan"), vocab.names.index("rocket")
     assert japan in table.layered and rocket not in table.layered
