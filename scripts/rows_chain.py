@@ -135,6 +135,15 @@ def chain_steps(args: argparse.Namespace) -> list[Step]:
             PYTHON, "scripts/rows_verify.py", *arms, "--rounds", str(look), "--look", str(look),
             "--look-out", str(out / f"look{look}"), *threads,
         ),
+    ]  # fmt: skip
+    if args.look_all:
+        # every changed name beside the base's (rule 140's bar c2): pages, counted before their names are read
+        steps.append(
+            step(f"look all {args.look_all}", f"all_{name}_names.json", PYTHON, "scripts/rows_look_all.py",
+                 "--base", str(base), "--arm", str(arm), "--rounds", args.look_all, *data, *threads,
+                 "--out", str(out / f"all_{name}"), writes=ITSELF, log=f"all_{name}.log")
+        )  # fmt: skip
+    steps += [
         step(f"samples {name}", f"samples_{name}.png", studio, "evaluate", "--model", str(arm), "--no-metrics",
              writes="--samples"),
         step(f"samples {args.base_name}", f"samples_{args.base_name}.png", studio, "evaluate", "--model", str(base),
@@ -221,6 +230,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--first-round", type=int, required=True, help="four rounds from it, the looks at +40"
     )
     parser.add_argument("--first-heart", type=int, required=True, help="hearts at seeds from it, 12 in all")
+    parser.add_argument(
+        "--look-all",
+        default=None,
+        metavar="ROUNDS",
+        help="also draw every changed name beside the base's at these rounds",
+    )
     parser.add_argument("--choice", default=GUARDS, help=f"row_choice's guards (default: {GUARDS})")
     parser.add_argument("--data", default="data/emoji-usem3-kw")
     parser.add_argument("--min-rows", type=int, default=50)

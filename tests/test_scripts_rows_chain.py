@@ -196,3 +196,18 @@ def test_a_written_fit_named_by_a_relative_path_counts_as_done(tmp_path, monkeyp
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("# done: ") and "joint_fit" in lines[0]
     assert lines[1].startswith("# done: ") and not lines[2].startswith("# done: ")
+
+
+def test_look_all_adds_one_step_after_the_looks_that_names_its_own_output(tmp_path):
+    common = ["--base", "runs/v75/v23", "--rows", "runs/v75/T8r", "--out", str(tmp_path), "--name", "K4",
+              "--keyword-seed", "4100000000", "--first-round", "2700", "--first-heart", "414"]  # fmt: skip
+    without = [s.label for s in chain.chain_steps(chain.parse_args(common))]
+    steps = chain.chain_steps(chain.parse_args(common + ["--look-all", "3000,3005"]))
+    labels = [s.label for s in steps]
+    at = labels.index("look all 3000,3005")
+    assert labels[at - 1] == "looks 2740" and labels[:at] + labels[at + 1 :] == without
+    look = steps[at]
+    assert not look.prints and look.output == tmp_path / "all_K4_names.json"
+    assert look.argv[look.argv.index("--rounds") + 1] == "3000,3005"
+    assert look.argv[look.argv.index("--out") + 1] == str(tmp_path / "all_K4")
+    assert look.argv[look.argv.index("--arm") + 1] == str(tmp_path / "K4")
