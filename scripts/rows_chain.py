@@ -103,6 +103,15 @@ def chain_steps(args: argparse.Namespace) -> list[Step]:
             PYTHON, "scripts/row_choice.py", "--base", str(base), "--rows", args.rows, *data, *JUDGES,
             *shlex.split(args.choice), "--out", str(arm), *threads, leftover=arm,
         ),
+    ]  # fmt: skip
+    if args.restore:
+        # rows a rule names put back to the base's before anything of the candidate is scored (rule 140)
+        steps.append(
+            step("restore rows", f"restored_{name}.json", PYTHON, "scripts/restore_rows.py",
+                 "--base", args.restore_from or str(base),
+                 "--arm", str(arm), *(a for n in args.restore for a in ("--name", n)), *data)
+        )  # fmt: skip
+    steps += [
         step(
             "keyword draws", f"kw_{name}.json",
             PYTHON, "scripts/keyword_rows.py", "--base", str(base), "--arm", str(arm), *data, *JUDGES, "--seeds", "8",
@@ -230,6 +239,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--first-round", type=int, required=True, help="four rounds from it, the looks at +40"
     )
     parser.add_argument("--first-heart", type=int, required=True, help="hearts at seeds from it, 12 in all")
+    parser.add_argument(
+        "--restore",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="put this emoji's row back to the base's (or --restore-from's) after the row choice (repeatable)",
+    )
+    parser.add_argument("--restore-from", default=None, help="the folder whose rows --restore puts back")
     parser.add_argument(
         "--look-all",
         default=None,

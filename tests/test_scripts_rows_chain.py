@@ -211,3 +211,27 @@ def test_look_all_adds_one_step_after_the_looks_that_names_its_own_output(tmp_pa
     assert look.argv[look.argv.index("--rounds") + 1] == "3000,3005"
     assert look.argv[look.argv.index("--out") + 1] == str(tmp_path / "all_K4")
     assert look.argv[look.argv.index("--arm") + 1] == str(tmp_path / "K4")
+
+
+def test_restore_puts_named_rows_back_right_after_the_row_choice(tmp_path):
+    common = ["--base", "runs/v75/v23", "--rows", "runs/v75/T8r", "--out", str(tmp_path), "--name", "K4",
+              "--keyword-seed", "4100000000", "--first-round", "2700", "--first-heart", "414"]  # fmt: skip
+    steps = chain.chain_steps(
+        chain.parse_args(common + ["--restore", "child: medium-light skin tone", "--restore", "x"])
+    )
+    labels = [s.label for s in steps]
+    assert labels[:3] == ["row choice", "restore rows", "keyword draws"]
+    restore = steps[1]
+    assert restore.output == tmp_path / "restored_K4.json" and restore.argv[-2:] == (
+        "--json",
+        str(restore.output),
+    )
+    assert restore.argv[restore.argv.index("--arm") + 1] == str(tmp_path / "K4")
+    named = [restore.argv[i + 1] for i, a in enumerate(restore.argv) if a == "--name"]
+    assert named == ["child: medium-light skin tone", "x"]
+    assert "restore rows" not in [s.label for s in chain.chain_steps(chain.parse_args(common))]
+    assert restore.argv[restore.argv.index("--base") + 1] == "runs/v75/v23"  # the base's rows by default
+    earlier = chain.chain_steps(
+        chain.parse_args(common + ["--restore", "x", "--restore-from", "runs/v74/v22"])
+    )[1]
+    assert earlier.argv[earlier.argv.index("--base") + 1] == "runs/v74/v22"
