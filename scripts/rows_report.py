@@ -8,7 +8,8 @@ It reads (k) the fresh keyword draws and the fixed 400 of the first round, (a) t
 counts, (e) the named preview and (f) the A/B against ``--ab-reference`` (a JSON file and the dotted key of the base's
 judge-5500 numbers in it). A step not yet written reads "not yet". It never opens the looks' round (``rv_L.json``, L =
 first round + 40): the rule counts the looks before that file is read. What needs eyes (a new heart hole in the hearts'
-grids, the looks, the sample grid) is listed, not judged; the rule's text, read in its order, decides.
+grids, the looks, every changed name's pages where ``rows_chain --look-all`` drew them, the sample grid) is listed,
+not judged; the rule's text, read in its order, decides.
 """
 
 from __future__ import annotations
@@ -126,6 +127,11 @@ def report(args: argparse.Namespace) -> list[str]:
     lines.append(
         _row("c", f"looks at round {look}: net / new tears, plainer (<= 2 of 24 each)", "–", "–", eyes)
     )
+    if (out / f"all_{arm}_0.png").exists():  # rows_chain --look-all (rule 140's bar c2)
+        pages = f"by eye: count all_{arm}_*.png before all_{arm}_names.json is read"
+        lines.append(
+            _row("c2", "every changed name beside the base's: none draws another thing", "–", "–", pages)
+        )
     lines.append(
         _row(
             "d", "sample grid, no row worse", "–", "–", f"by eye: samples_{arm}.png beside samples_{base}.png"

@@ -72,6 +72,11 @@ def test_each_number_is_read_against_its_bar_and_a_missing_file_reads_not_yet(tm
     assert "105.0% / 93.5%" in next(line for line in lines if "detail / edge" in line)
     assert _reading(lines, "b") == ["**fails**", "passes"]  # 6,800 px over the 6,732 bound
     assert [r.split(":")[0] for r in _reading(lines, "c") + _reading(lines, "d")] == ["by eye", "by eye"]
+    assert _reading(lines, "c2") == []  # no pages drawn: no line
+    (tmp_path / "all_K3_0.png").write_bytes(b"a page")
+    (tmp_path / "all_K3_names.json").write_text("not json: the names are read after the pages are counted")
+    paged = rows_report.report(_args(tmp_path, f"{tmp_path / 'ref.json'}:arms.K2.judge-5500"))
+    assert _reading(paged, "c2") == ["by eye: count all_K3_*.png before all_K3_names.json is read"]
     assert _reading(lines, "e") == ["passes"]
     assert _reading(lines, "f") == ["passes"] * 3 + ["**fails**", "passes"]  # held-out 0.386 against 0.3913
 
