@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-ROW_TENSORS = ("layered", "layers", "lent")
 NAME_TENSORS = ("conditions", "high", "low", "fitted")
 
 
