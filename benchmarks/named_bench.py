@@ -34,15 +34,20 @@ KINDS = ("preview", "stored")
 
 
 def changed_rows(first: Path, last: Path) -> np.ndarray:
-    """The vocabulary rows whose drawing ``last``'s table changes beside ``first``'s."""
+    """The vocabulary rows whose drawing ``last``'s table changes beside ``first``'s: its second rows; with layered
+    rows, the concepts whose row at any place differs from ``first``'s (a layered row gained, lost or changed; all of
+    ``last``'s layered rows where none differs, as for a folder timed against a copy of itself); else its plain rows.
+    Until session 76 a layered table gave all its layered rows, so the names timed for v15 to v23 were 24 of every
+    layered name, not of the changed ones."""
     table = read_concepts(last / "concepts.safetensors")
     if table.full is not None:
         return np.flatnonzero((table.full != table.conditions).any(1))
+    before = read_concepts(first / "concepts.safetensors")
     if table.layered is not None:
-        return np.sort(table.layered)
-    return np.flatnonzero(
-        (table.conditions != read_concepts(first / "concepts.safetensors").conditions).any(1)
-    )
+        placed = before.place_rows(places=table.places)
+        changed = np.flatnonzero((placed != table.place_rows()).any(axis=(1, 2)))
+        return changed if len(changed) else np.sort(table.layered)
+    return np.flatnonzero((table.conditions != before.conditions).any(1))
 
 
 def measure(arms: dict[str, str], opened: list[str], names: list[str]) -> dict[str, dict[str, list[float]]]:
