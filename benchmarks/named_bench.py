@@ -25,7 +25,7 @@ from studio.engine.bench import machine_report, request_ms
 from studio.engine.devices import set_threads
 from studio.engine.engine import Engine
 from studio.engine.requests import GenerationRequest
-from studio.models.concepts import read_concepts
+from studio.models.concepts import changed_concepts, read_concepts
 from studio.training.dataset import load_dataset
 
 PROMPTS = 24
@@ -44,8 +44,7 @@ def changed_rows(first: Path, last: Path) -> np.ndarray:
         return np.flatnonzero((table.full != table.conditions).any(1))
     before = read_concepts(first / "concepts.safetensors")
     if table.layered is not None:
-        placed = before.place_rows(places=table.places)
-        changed = np.flatnonzero((placed != table.place_rows()).any(axis=(1, 2)))
+        changed = changed_concepts(before, table)
         return changed if len(changed) else np.sort(table.layered)
     return np.flatnonzero((table.conditions != before.conditions).any(1))
 

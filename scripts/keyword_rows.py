@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from row_choice import changed_rows, merged_table
+from row_choice import merged_table
 
 from studio.engine.spread import Spreader
 from studio.models.cgan import rgba_uint8_to_premultiplied
-from studio.models.concepts import concepts_metadata, load_concepts, save_concepts
+from studio.models.concepts import changed_concepts, concepts_metadata, load_concepts, save_concepts
 from studio.models.format import CONCEPTS_FILE, load_model
 from studio.models.vocabulary import load_vocabulary
 from studio.training.dataset import load_dataset
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     # the arm's vocabulary is the same file: its table is read with the base's
     vocabulary = load_vocabulary(models["base"].info)
     first, second = (load_concepts(models[label].info, vocabulary) for label in ("base", "arm"))
-    changed = changed_rows(first, second)
+    changed = changed_concepts(first, second)
     spreader = Spreader(vocabulary)
     rows, seed_list = keyword_draws(data, keywords, args.seeds, args.keyword_seed)
     nearest = {

@@ -48,6 +48,7 @@ from studio.models.cgan import rgba_uint8_to_premultiplied
 from studio.models.concepts import (
     ConceptConditioner,
     ConceptConditions,
+    changed_concepts,
     concepts_metadata,
     load_concepts,
     save_concepts,
@@ -156,13 +157,6 @@ def toward(first: ConceptConditions, second: ConceptConditions, share: float) ->
     return dataclasses.replace(second, layers=moved.astype(np.float32))
 
 
-def changed_rows(first: ConceptConditions, second: ConceptConditions) -> np.ndarray:
-    """The concepts whose row, placed at every place, differs between two tables of the same vocabulary (numbers,
-    sorted): a layered row gained, lost or changed."""
-    before, after = first.place_rows(places=second.places), second.place_rows()
-    return np.flatnonzero((before != after).any(axis=(1, 2)))
-
-
 def merged_table(
     first: ConceptConditions, second: ConceptConditions, chosen: np.ndarray
 ) -> ConceptConditions:
@@ -252,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     layered = np.zeros(len(first.fitted), bool)
     layered[second.layered] = True
     concepts = train[first.fitted[train] & layered[train]]
-    concepts = concepts[np.isin(concepts, changed_rows(first, second))]  # the same row cannot be kept
+    concepts = concepts[np.isin(concepts, changed_concepts(first, second))]  # the same row cannot be kept
     judges = {name: load_judge(Path(path))[0] for name, path in (j.split("=", 1) for j in args.judge)}
     real = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128[concepts]))
     real_dips = deep_dips(real, CLOSING).float().numpy()

@@ -26,17 +26,11 @@ GAP_GREY = 128
 
 
 def changed_names(base_table: Path, arm_table: Path) -> list[int]:
-    """Indices of the names whose layered row the arm's table adds or changes against the base's, in name order."""
-    from safetensors.numpy import load_file
+    """Indices of the names whose row the arm's table changes against the base's, in name order: a layered row
+    gained, lost (the arm draws the plain row) or changed (``studio.models.concepts.changed_concepts``)."""
+    from studio.models.concepts import changed_concepts, read_concepts
 
-    base, arm = load_file(str(base_table)), load_file(str(arm_table))
-    before = {int(i): k for k, i in enumerate(base.get("layered", np.zeros(0, np.int64)))}
-    changed = []
-    for k, i in enumerate(arm.get("layered", np.zeros(0, np.int64))):
-        i = int(i)
-        if i not in before or not np.array_equal(base["layers"][before[i]], arm["layers"][k]):
-            changed.append(i)
-    return sorted(changed)
+    return changed_concepts(read_concepts(base_table), read_concepts(arm_table)).tolist()
 
 
 def pages(rows: list[np.ndarray]) -> list[np.ndarray]:

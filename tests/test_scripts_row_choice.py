@@ -235,7 +235,8 @@ def test_a_lower_rung_moves_each_second_row_that_share_of_the_way_from_the_first
 
 
 def test_the_changed_rows_are_those_whose_placed_rows_differ():
-    changed_rows = load_script("row_choice").changed_rows
+    from studio.models.concepts import changed_concepts as changed_rows
+
     rng = np.random.default_rng(3)
     conditions = rng.standard_normal((5, 4)).astype(np.float32)
     fitted = np.ones(5, bool)

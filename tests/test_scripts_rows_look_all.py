@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import numpy as np
 from conftest import load_script
-from safetensors.numpy import save_file
+
+from studio.models.concepts import ConceptConditions, save_concepts
 
 look_all = load_script("rows_look_all")
 
 
 def _table(path, layered, layers):
-    save_file({"layered": np.asarray(layered, np.int64), "layers": np.asarray(layers, np.float32)}, str(path))
-    return path
+    conditions = np.arange(16 * 2, dtype=np.float32).reshape(16, 2)
+    table = ConceptConditions(
+        conditions, np.ones(16, bool), layers=np.asarray(layers, np.float32),
+        layered=np.asarray(layered, np.int64), lent=np.ones(len(layered), bool),
+    )  # fmt: skip
+    path.mkdir()
+    return save_concepts(path, table)
 
 
-def test_changed_names_are_the_added_and_the_replaced_rows_in_name_order(tmp_path):
+def test_changed_names_are_the_rows_gained_lost_or_changed_in_name_order(tmp_path):
     rows = np.arange(4 * 7 * 2, dtype=np.float32).reshape(4, 7, 2)
-    base = _table(tmp_path / "base.safetensors", [3, 9, 5], rows[:3])
+    base = _table(tmp_path / "base", [3, 9, 5], rows[:3])
     changed_row = rows[2] + 1
-    # 9 kept as it was, 5 replaced, 1 and 12 added; 3 dropped is no row of the arm's
-    arm = _table(tmp_path / "arm.safetensors", [12, 9, 5, 1], [rows[3], rows[1], changed_row, rows[0]])
-    assert look_all.changed_names(base, arm) == [1, 5, 12]
+    # 9 kept as it was, 5 replaced, 1 and 12 added, 3 lost (the arm draws its plain row: v24's child, rule 140)
+    arm = _table(tmp_path / "arm", [12, 9, 5, 1], [rows[3], rows[1], changed_row, rows[0]])
+    assert look_all.changed_names(base, arm) == [1, 3, 5, 12]
     assert look_all.changed_names(base, base) == []
 
 

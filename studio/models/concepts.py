@@ -316,6 +316,14 @@ def load_concepts(info: ModelInfo, vocabulary) -> ConceptConditions | None:
     return table
 
 
+def changed_concepts(first: ConceptConditions, second: ConceptConditions) -> np.ndarray:
+    """The concepts whose row, placed at every place, differs between two tables of the same vocabulary (numbers,
+    sorted): a layered row gained, lost or changed. What a ship rule's row choice, keyword draws, look at every changed
+    name and named-preview benchmark all mean by the rows a candidate changes."""
+    before, after = first.place_rows(places=second.places), second.place_rows()
+    return np.flatnonzero((before != after).any(axis=(1, 2)))
+
+
 def read_concepts(path: Path, where: str = "The concept conditions") -> ConceptConditions:
     """The table in ``path`` (UntrustedInputError, one sentence, when it is damaged)."""
     from safetensors import safe_open
