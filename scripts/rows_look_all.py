@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             tiles += [tile(drawn[side][k * n + j : k * n + j + 1]) for side in (args.base, args.arm)]
         rows.append(np.concatenate(tiles, 1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    for p, page in enumerate(pages(rows)):
+    laid = pages(rows)
+    for p, page in enumerate(laid):
         Image.fromarray(page).save(f"{args.out}_{p}.png", optimize=True)
     names = [str(data.names[i]) for i in index]
     Path(f"{args.out}_names.json").write_text(
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                    ensure_ascii=False) + "\n",
         encoding="utf-8",
     )  # fmt: skip
-    print(f"{n} names on {len(rows) and (n - 1) // (PER_COLUMN * COLUMNS) + 1} pages: {args.out}_*.png")
+    print(f"{n} names on {len(laid)} pages: {args.out}_*.png")
     return 0
 
 
