@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -26,6 +28,18 @@ def test_shared_keywords_are_captions_several_emoji_carry(data):
         carriers = data.caption_owner[np.asarray(data.captions) == data.captions[row]]
         assert sorted(set(carriers.tolist())) == owners.tolist()
     assert shared_keywords(data, min_emoji=7) == []
+
+
+def test_the_emoji_a_keyword_names_carries_it_when_asked(data):
+    # emoji 1 (a square) renamed "disc": the name of one emoji and the keyword of every disc
+    renamed = replace(data, names=["disc" if i == 1 else name for i, name in enumerate(data.names)])
+    plain = dict((str(renamed.captions[row]), owners.tolist()) for row, owners in shared_keywords(renamed))
+    named = dict(
+        (str(renamed.captions[row]), owners.tolist()) for row, owners in shared_keywords(renamed, named=True)
+    )
+    assert plain.keys() == named.keys() == {"disc", "square"}  # the same keywords picked
+    assert 1 not in plain["disc"] and named["disc"] == sorted([*plain["disc"], 1])
+    assert named["square"] == plain["square"]  # no emoji is named "square"
 
 
 class _IgnoresZ(torch.nn.Module):
@@ -57,3 +71,32 @@ def test_seed_metrics_see_whether_seeds_change_the_picture(data):
     assert fixed["sefa_rms"] == pytest.approx(0.0, abs=1e-6)
     assert fixed["keyword_coverage"] <= 1.0  # one picture hits at most one emoji
     assert 0.0 <= free["keyword_precision"] <= 1.0
+    # no emoji of the synthetic set is named as a keyword: both readings count the same hits
+    assert free["keyword_precision_named"] == free["keyword_precision"]
+    assert free["keyword_coverage_named"] == free["keyword_coverage"]
+
+
+def test_a_picture_of_the_named_emoji_is_a_hit_only_in_the_named_reading(data):
+    from studio.models.cgan import rgba_uint8_to_premultiplied
+
+    # every seed draws emoji 1 (a square) exactly; emoji 1 renamed "disc", so for the keyword "disc" the
+    # nearest real emoji of every seed is the emoji the keyword names, which carries no "disc" keyword
+    renamed = replace(data, names=["disc" if i == 1 else name for i, name in enumerate(data.names)])
+    picture = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32[1:2]))
+
+    class _DrawsOne(_IgnoresZ):
+        def forward(self, z, e):
+            return picture.expand(len(z), -1, -1, -1)
+
+    torch.manual_seed(0)
+    judge = Judge(len(data.subgroups), width=4).eval()
+    real = judge_features(judge, rgba_uint8_to_premultiplied(torch.from_numpy(data.images128)))
+    generator = _DrawsOne(BaseGenerator(base_config(4, data.caption_emb.shape[1])).eval())
+    found = keyword_metrics(generator, None, renamed, judge, 1.0, real, count=2, seeds=4)
+    # "disc": no hit as measured before, every seed a hit of one emoji when the named emoji counts;
+    # "square": every seed a hit of one emoji (emoji 1 is a square) in both readings
+    assert found["keyword_precision"] == pytest.approx(0.5)
+    assert found["keyword_precision_named"] == pytest.approx(1.0)
+    assert found["keyword_coverage"] == pytest.approx(0.5) and found[
+        "keyword_coverage_named"
+    ] == pytest.approx(1.0)

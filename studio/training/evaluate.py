@@ -546,9 +546,14 @@ def evaluate_model(
     return metrics
 
 
-def shared_keywords(data, count: int = 50, min_emoji: int = 4, seed: int = 0) -> list[tuple[int, np.ndarray]]:
-    """``count`` English captions that at least ``min_emoji`` emoji share (CLDR keywords such as "cat" or
-    "heart"), picked at random with a fixed seed: (a caption row, the emoji that carry it)."""
+def shared_keywords(
+    data, count: int = 50, min_emoji: int = 4, seed: int = 0, named: bool = False
+) -> list[tuple[int, np.ndarray]]:
+    """``count`` English captions that at least ``min_emoji`` emoji share as a keyword (CLDR keywords such as "cat"
+    or "heart"), picked at random with a fixed seed: (a caption row, the emoji that carry it). ``named``: the emoji
+    whose English name the keyword is carry it too ("star" is the name of ⭐ and a keyword of 26 others; "thumbs up"
+    the name of the yellow 👍 and a keyword of its five skin tones). The keywords picked are the same either way;
+    without ``named`` a picture of the named emoji is no hit (the metric as measured from v2 to v24)."""
     languages = data.caption_languages
     english = np.flatnonzero((languages == "en") & ~data.caption_is_name)
     texts = np.asarray(data.captions)[english]
@@ -563,6 +568,12 @@ def shared_keywords(data, count: int = 50, min_emoji: int = 4, seed: int = 0) ->
     shared = [i for i in range(len(unique)) if len(owners[i]) >= min_emoji and wordy[i]]
     rng = np.random.default_rng(seed)
     picked = sorted(rng.choice(shared, min(count, len(shared)), replace=False)) if shared else []
+    if named:
+        by_name: dict[str, list[int]] = {}
+        for index, name in enumerate(data.names):
+            by_name.setdefault(str(name), []).append(index)
+        for i in picked:
+            owners[i].update(by_name.get(str(unique[i]), ()))
     return [(int(first[i]), np.array(sorted(owners[i]))) for i in picked]
 
 
@@ -595,6 +606,8 @@ def keyword_metrics(
     """Seeds of prompts that fit several emoji should draw several of them. For ``count`` shared keywords,
     ``seeds`` seeds each: ``keyword_precision`` (share of seeds whose nearest real emoji in judge features
     carries the keyword), ``keyword_coverage`` (how many different such emoji the seeds hit, on average),
+    both also as ``keyword_precision_named`` / ``keyword_coverage_named``, where the emoji the keyword names
+    carries it too (:func:`shared_keywords` ``named``; the same pictures),
     ``keyword_rms`` (mean pairwise RMS between the seeds, 32 px) and ``sefa_rms`` (RMS between the renders
     at -3 and +3 along the strongest closed-form direction, seed 0 of each keyword). ``encode`` (texts ->
     embeddings) prompts a model whose encoder is not the dataset's; ``phrase`` (with ``encode``) words each
@@ -605,6 +618,7 @@ def keyword_metrics(
     keywords = shared_keywords(data, count)
     if not keywords:
         return {}
+    named = shared_keywords(data, count, named=True)
     if encode is None:
         embeddings = torch.from_numpy(data.caption_emb[[row for row, _ in keywords]].astype(np.float32))
     else:
@@ -615,12 +629,9 @@ def keyword_metrics(
     base, shown = keyword_pictures(generator, upsampler, rows, seed_list, psi)
     sims = F.normalize(judge_features(judge, shown), dim=1) @ F.normalize(real_feats, dim=1).T
     nearest = sims.argmax(1).view(len(keywords), seeds).numpy()
-    precision, coverage, rms = [], [], []
-    for k, (_, owners) in enumerate(keywords):
-        hits = np.isin(nearest[k], owners)
-        precision.append(hits.mean())
-        coverage.append(len(set(nearest[k][hits].tolist())))
-        rms.append(mean_pairwise_rms(base[k * seeds : (k + 1) * seeds]))
+    rms = [mean_pairwise_rms(base[k * seeds : (k + 1) * seeds]) for k in range(len(keywords))]
+    precision, coverage = _keyword_hits(nearest, keywords)
+    precision_named, coverage_named = _keyword_hits(nearest, named)
     direction = closed_form_directions(generator.z_weight(), 1)[0][0]
     z0 = latents([1000 * k for k in range(len(keywords))], generator.config.z_dim, psi)
     plus = generator(z0 + sefa_step * direction, embeddings)
@@ -628,11 +639,24 @@ def keyword_metrics(
     sefa = ((plus - minus) * 0.5).pow(2).flatten(1).mean(1).sqrt()
     return {
         "keywords": len(keywords),
-        "keyword_precision": float(np.mean(precision)),
-        "keyword_coverage": float(np.mean(coverage)),
+        "keyword_precision": precision,
+        "keyword_coverage": coverage,
         "keyword_rms": float(np.mean(rms)),
         "sefa_rms": float(sefa.mean()),
+        "keyword_precision_named": precision_named,
+        "keyword_coverage_named": coverage_named,
     }
+
+
+def _keyword_hits(nearest: np.ndarray, keywords: list[tuple[int, np.ndarray]]) -> tuple[float, float]:
+    """Precision and coverage of each keyword's seeds (rows of ``nearest``: each seed's nearest real emoji), averaged
+    over the keywords: the share of seeds whose nearest emoji carries the keyword, and how many such emoji they hit."""
+    precision, coverage = [], []
+    for k, (_, owners) in enumerate(keywords):
+        hits = np.isin(nearest[k], owners)
+        precision.append(hits.mean())
+        coverage.append(len(set(nearest[k][hits].tolist())))
+    return float(np.mean(precision)), float(np.mean(coverage))
 
 
 @torch.no_grad()
@@ -710,7 +734,10 @@ def score_snapshots(
         )
         keep = ("gan_test_heldout", "gan_test_train", "identity_top5", "identity_top5_base", "kid")
         row = {"file": path.name, "step": int(path.stem.rsplit("_", 1)[1])}
-        extra = ("seed_diversity", "keyword_precision", "keyword_coverage", "keyword_rms", "sefa_rms")
+        extra = (
+            "seed_diversity", "keyword_precision", "keyword_coverage", "keyword_rms", "sefa_rms",
+            "keyword_precision_named", "keyword_coverage_named",
+        )  # fmt: skip
         row.update({k: round(metrics[k], 4) for k in (*keep, *extra) if k in metrics})
         rows.append(row)
         progress(json.dumps(row))
