@@ -108,7 +108,7 @@ def main() -> int:
     data = load_dataset(args.data)
     model = load_model(Path(args.model))
     judge, _ = load_judge(Path(args.judge))
-    index = data.heldout_index[data.has_language(args.language)[data.heldout_index]]
+    index = data.named_index(args.language, heldout=True)
     hits = gan_test_hits(
         drawn_generator(model).eval(), model.upsampler.eval(), data, judge.eval(), 1.0, index,
         parse_rounds(args.rounds), args.language,

@@ -40,11 +40,10 @@ def parse_rounds(text: str) -> list[int]:
 
 def emoji_sets(data, language: str, limit: int | None) -> dict[str, np.ndarray]:
     """Held-out emoji with a name in ``language``, and the training subset ``evaluate_model`` scores."""
-    known = data.has_language(language)
-    train = data.train_index[known[data.train_index]]
+    train = data.named_index(language)
     if limit is not None and limit < len(train):
         train = np.sort(np.random.default_rng(0).choice(train, limit, replace=False))
-    return {"heldout": data.heldout_index[known[data.heldout_index]], "train": train}
+    return {"heldout": data.named_index(language, heldout=True), "train": train}
 
 
 def load_arm(path: str):

@@ -430,6 +430,11 @@ class EmojiData:
             out[int(self.caption_owner[row])] = str(self.captions[row])
         return out
 
+    def named_index(self, language: str, heldout: bool = False) -> np.ndarray:
+        """The training emoji (``heldout``: the held-out ones) that have a caption in ``language``, in dataset order."""
+        index = self.heldout_index if heldout else self.train_index
+        return index[self.has_language(language)[index]]
+
     def has_language(self, language: str) -> np.ndarray:
         """Per emoji: whether it has a caption in ``language``."""
         if language == "en":

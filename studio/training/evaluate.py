@@ -409,8 +409,7 @@ def heldout_gan_test(
     ``index + k * 100000`` for every ``k`` in ``rounds``. Round 0 is the seed ``evaluate_model`` always uses;
     ``rounds=range(1, 4)`` scores the same emoji on three fresh seeds each (a check that a difference between
     two generators is not the luck of one seed per emoji). NaN when no held-out emoji has such a name."""
-    known = data.has_language(language)
-    held_idx = data.heldout_index[known[data.heldout_index]]
+    held_idx = data.named_index(language, heldout=True)
     if len(held_idx) == 0:
         if not list(rounds):
             raise ValueError("Held-out GAN-test needs at least one seed round.")
@@ -477,11 +476,7 @@ def evaluate_model(
     labels = torch.from_numpy(data.subgroup.astype(np.int64))
     real128 = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128))
     real32 = rgba_uint8_to_premultiplied(torch.from_numpy(data.images32))
-    known = data.has_language(language)
-    train_idx, held_idx = (
-        data.train_index[known[data.train_index]],
-        data.heldout_index[known[data.heldout_index]],
-    )
+    train_idx, held_idx = data.named_index(language), data.named_index(language, heldout=True)
     if limit is not None and limit < len(train_idx):
         train_idx = np.sort(rng.choice(train_idx, limit, replace=False))
     metrics: dict = {
@@ -568,13 +563,19 @@ def shared_keywords(
     shared = [i for i in range(len(unique)) if len(owners[i]) >= min_emoji and wordy[i]]
     rng = np.random.default_rng(seed)
     picked = sorted(rng.choice(shared, min(count, len(shared)), replace=False)) if shared else []
-    if named:
-        by_name: dict[str, list[int]] = {}
-        for index, name in enumerate(data.names):
-            by_name.setdefault(str(name), []).append(index)
-        for i in picked:
-            owners[i].update(by_name.get(str(unique[i]), ()))
-    return [(int(first[i]), np.array(sorted(owners[i]))) for i in picked]
+    keywords = [(int(first[i]), np.array(sorted(owners[i]))) for i in picked]
+    return with_named_carriers(data, keywords) if named else keywords
+
+
+def with_named_carriers(data, keywords: list[tuple[int, np.ndarray]]) -> list[tuple[int, np.ndarray]]:
+    """``keywords`` (:func:`shared_keywords`) with each one's carriers joined by the emoji whose English name it is."""
+    by_name: dict[str, list[int]] = {}
+    for index, name in enumerate(data.names):
+        by_name.setdefault(str(name), []).append(index)
+    return [
+        (row, np.union1d(owners, by_name.get(str(data.captions[row]), [])).astype(np.int64))
+        for row, owners in keywords
+    ]
 
 
 @torch.no_grad()
@@ -618,7 +619,7 @@ def keyword_metrics(
     keywords = shared_keywords(data, count)
     if not keywords:
         return {}
-    named = shared_keywords(data, count, named=True)
+    named = with_named_carriers(data, keywords)
     if encode is None:
         embeddings = torch.from_numpy(data.caption_emb[[row for row, _ in keywords]].astype(np.float32))
     else:
