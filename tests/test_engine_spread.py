@@ -121,6 +121,26 @@ def test_the_spreader_leaves_a_single_match_alone_and_mixes_names_otherwise(voca
     )  # no vocabulary: as it is
 
 
+def test_skin_tones_lists_a_base_with_its_variants_and_tones_spreads_a_full_name_over_them(vocabulary):
+    """Rule 143's option (off by default: SPREAD_TONES): a full name of a tone-less base spreads over the base and
+    its tones, a tone's own name and an emoji without tones stay one picture."""
+    names = ["thumbs up", "thumbs up: dark skin tone", "cat", "thumbs up: light skin tone",
+             "kiss", "kiss: light skin tone, dark skin tone", "kiss: light skin tone"]  # fmt: skip
+    toned = Vocabulary(names=names, groups=[""] * len(names), embeddings=HashTextEncoder().encode(names))
+    assert toned.skin_tones(0).tolist() == [0, 1, 3]  # base first, then its tones in vocabulary order
+    assert toned.skin_tones(4).tolist() == [4, 6, 5]  # one-tone variants before mixed ones
+    assert toned.skin_tones(1).tolist() == [1] and toned.skin_tones(2).tolist() == [2]
+    on, off = Spreader(toned, tones=True), Spreader(toned, tones=False)
+    assert sorted(on.matches(_embed("thumbs up")).tolist()) == [0, 1, 3]
+    assert off.matches(_embed("thumbs up")).tolist() == [0]
+    assert on.matches(_embed("thumbs up: dark skin tone")).tolist() == [1]
+    assert on.matches(_embed("cat")).tolist() == [2]
+    # the vocabulary of the other tests: its astronaut family spreads only when the option is on
+    assert vocabulary.skin_tones(4).tolist() == [4, 5]
+    assert Spreader(vocabulary, tones=True).matches(_embed("astronaut")).tolist() == [4, 5]
+    assert Spreader(vocabulary).matches(_embed("astronaut")).tolist() == [4]
+
+
 def test_the_engine_spreads_a_keyword_and_leaves_a_name_exactly_as_it_was(spread_engine, spread_model_dir):
     def request(prompt, **kw):
         return GenerationRequest(prompt, seed=20, count=8, model="tiny-test", **kw)

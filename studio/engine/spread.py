@@ -6,7 +6,9 @@ replaced, per image, by a mix of the English names of the concepts it fits about
 (:meth:`studio.models.vocabulary.Vocabulary.matches`: names, other languages' names and shared keywords), the
 mix chosen by the image's final z through a fixed random map (``SPREAD_SEED``). So each seed leans towards one
 of them, a latent slider or an interpolation moves smoothly from one to the next, and a prompt that fits one
-concept best (a full name) is left exactly as it is. With a fitted concept table (studio/models/concepts.py) the
+concept best (a full name) is left exactly as it is. (``Spreader(tones=True)`` would spread a full name of a tone-less
+base with skin-tone variants, "thumbs up", over its tones, as CLDR's keywords allow; rule 143 measured it and left it
+off for v24, whose tone rows draw worse than their bases: ``SPREAD_TONES``, scripts/tone_spread.py.) With a fitted concept table (studio/models/concepts.py) the
 mix is taken of the concepts' own conditions instead (:meth:`Spreader.conditions`), still linear in the
 weights. It changes no weight; what the engine renders and what the evaluation scores go through
 :class:`Spreader`.
@@ -30,6 +32,10 @@ SPREAD_LIMIT = 16  # at most this many concepts share a prompt's seeds
 SPREAD_SHARPNESS = 8.0  # how decidedly a z picks one of them (softmax of N(0, 1) scores times this)
 SPREAD_FLOOR = 0.7  # a prompt no name or keyword comes this close to (a free sentence) is left alone
 SPREAD_RELATED = 0.4  # a concept's own name must lie this close to the closest one's (cosine to the prompt)
+# whether a prompt that fits one tone-less base spreads over its skin tones (Vocabulary.skin_tones). Off: rule 143
+# (session 78) measured it on v24 and it failed (named keyword precision 0.3125 -> 0.295 under judge-5500, and more
+# broken pictures in the look: docs/bench/spread_tones_s78.json); a model whose tone rows draw as well may pass it
+SPREAD_TONES = False
 
 
 def spread_weights(z: torch.Tensor, count: int) -> torch.Tensor:
@@ -43,10 +49,12 @@ def spread_weights(z: torch.Tensor, count: int) -> torch.Tensor:
 
 class Spreader:
     """A model's vocabulary as spread uses it: :meth:`embedding` per (prompt embedding, z), with the matching
-    concepts of the last few hundred prompts kept (matching scans every name and keyword: tens of ms)."""
+    concepts of the last few hundred prompts kept (matching scans every name and keyword: tens of ms). ``tones``:
+    whether a prompt that fits one tone-less base spreads over its skin tones (``SPREAD_TONES``)."""
 
-    def __init__(self, vocabulary, cache_size: int = 256):
+    def __init__(self, vocabulary, cache_size: int = 256, tones: bool = SPREAD_TONES):
         self.vocabulary = vocabulary
+        self.tones = tones
         self._matches = lru_cache(maxsize=cache_size)(self._find)
 
     def usable(self) -> bool:
@@ -114,6 +122,8 @@ class Spreader:
         found = self.vocabulary.matches(
             np.frombuffer(key, np.float32), SPREAD_MARGIN, SPREAD_LIMIT, SPREAD_FLOOR, SPREAD_RELATED
         )
+        if self.tones and len(found) == 1:
+            found = self.vocabulary.skin_tones(int(found[0]))[:SPREAD_LIMIT]
         found.setflags(write=False)  # cached and handed out again: nobody may change it
         return found
 

@@ -489,6 +489,33 @@ class Vocabulary:
             kept.setdefault(_skin_tone_base(self.names[index]), index)
         return np.asarray(list(kept.values())[:limit], np.int64)
 
+    def skin_tones(self, index: int) -> np.ndarray:
+        """Concept ``index`` and its skin-tone variants when it is the tone-less base of some ("thumbs up": its five
+        tones; "kiss": its couples' tones): the base first, then the variants of one tone, then those of mixed tones,
+        each in vocabulary order. Any other concept (a variant itself, an emoji without tones) alone."""
+        family = self._tone_families.get(self.names[index]) if 0 <= index < len(self.names) else None
+        if family is None or family[0] != index:
+            return np.asarray([index], np.int64)
+        return family.copy()
+
+    @cached_property
+    def _tone_families(self) -> dict[str, np.ndarray]:
+        """Tone-less base name -> the base and its skin-tone variants, in :meth:`skin_tones`'s order (bases with
+        variants only)."""
+        members: dict[str, list[int]] = {}
+        for index, name in enumerate(self.names):
+            members.setdefault(_skin_tone_base(name), []).append(index)
+        families = {}
+        for base, indices in members.items():
+            bases = [i for i in indices if self.names[i] == base]
+            if len(indices) < 2 or not bases:
+                continue
+            variants = sorted(
+                (i for i in indices if i != bases[0]), key=lambda i: (self.names[i].count("skin tone"), i)
+            )
+            families[base] = np.asarray([bases[0], *variants], np.int64)
+        return families
+
     def is_generic(self, embedding: np.ndarray) -> bool:
         """Whether the prompt is one of the model's generic texts ("emoji", "an emoji", "Emoji", "絵文字"): it asks for
         any emoji, not a particular one."""
