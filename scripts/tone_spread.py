@@ -3,13 +3,16 @@ to what the studio draws, measured before (tones off) and after (on) in one run 
 
     python scripts/tone_spread.py --model resources/models/emoji --data data/emoji-usem3-kw --out runs/v78/tones.json
     python scripts/tone_spread.py --look runs/v78/look.png   # the look grid only: before | after, 12 names x 8 seeds
+    python scripts/tone_spread.py --by-kind                   # as drawn today: identity by kind of name, round 0
 
 Parts (the rule's bars): ``exactness`` (every English name's matches before and after: which changed, and whether
 each is the tone-less base of skin-tone variants), ``keywords`` (evaluate's ``keyword_metrics`` on the card's 50
 shared keywords, per judge and arm), ``names`` (the changed training names at ``--rounds``: the share of pictures whose
 judge top-5 holds the named emoji itself, and any emoji of its base (a tone), per judge and arm; and at round 0, the
 seed evaluate uses, how much the whole card's identity top-5 and GAN-test move), ``cost`` (median milliseconds of
-``Spreader.matches`` per prompt, fresh cache, over the keywords and changed names).
+``Spreader.matches`` per prompt, fresh cache, over the keywords and changed names). ``--by-kind`` instead scores every
+training name as the studio draws it (spread off) at round 0, split into ``plain`` (no skin tones), ``base`` (the
+tone-less emoji of a family with tones) and ``variant`` (a skin tone): is a tone drawn worse than its base?
 """
 
 from __future__ import annotations
@@ -27,6 +30,14 @@ JUDGES = {
     "shipped": "resources/models/emoji/judge.safetensors",
 }
 LOOK_NAMES, LOOK_SEED, LOOK_ROUND = 12, 143, 3134
+
+
+def tone_kinds(names: list[str]) -> np.ndarray:
+    """Per name: ``variant`` (it names a skin tone), ``base`` (some other name is one of its tones) or ``plain``."""
+    from studio.models.vocabulary import _skin_tone_base
+
+    bases = {_skin_tone_base(name) for name in names if "skin tone" in name}
+    return np.asarray(["variant" if "skin tone" in n else "base" if n in bases else "plain" for n in names])
 
 
 def changed_names(vocabulary, embeddings: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -146,6 +157,33 @@ def measure(args) -> dict:
     return out
 
 
+def by_kind(args) -> dict:
+    """Identity top-5 (own emoji; any emoji of its base) and GAN-test of every training name by :func:`tone_kinds`."""
+    from studio.models.cgan import rgba_uint8_to_premultiplied
+    from studio.models.format import load_model
+    from studio.training.dataset import load_dataset
+    from studio.training.evaluate import drawn_generator, round_pictures
+    from studio.training.judge import judge_features, load_judge
+
+    model, data = load_model(args.model), load_dataset(args.data)
+    train = data.named_index("en")
+    kinds = tone_kinds([str(name) for name in data.names])[train]
+    pictures = round_pictures(
+        drawn_generator(model).eval(), model.upsampler, data, model.info.default_truncation, train, [0]
+    )
+    real128 = rgba_uint8_to_premultiplied(torch.from_numpy(data.images128))
+    out: dict = {"model": str(args.model), "round": 0, "spread": False}
+    for judge_name, path in JUDGES.items():
+        judge, _ = load_judge(Path(path))
+        hits = name_hits(*pictures, judge, judge_features(judge, real128), data)
+        out[judge_name] = {
+            kind: {"names": int((kinds == kind).sum())}
+            | {k: round(float(v[kinds == kind].mean()), 4) for k, v in hits.items()}
+            for kind in ("plain", "base", "variant")
+        } | {"all": {k: round(float(v.mean()), 4) for k, v in hits.items()}}
+    return out
+
+
 def look(args) -> Path:
     """12 changed training names by a seeded choice, 8 seeds each: before (left) and after (right)."""
     from PIL import Image, ImageDraw
@@ -191,13 +229,14 @@ def main() -> int:
     parser.add_argument("--rounds", default="3130,3131,3132,3133")
     parser.add_argument("--out", default="", help="write the JSON here too")
     parser.add_argument("--look", default="", help="write only the look grid to this PNG")
+    parser.add_argument("--by-kind", action="store_true", help="identity by kind of name instead")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.look:
         print(look(args))
         return 0
-    result = measure(args)
+    result = by_kind(args) if args.by_kind else measure(args)
     text = json.dumps(result, indent=2, ensure_ascii=False)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")

@@ -45,3 +45,11 @@ def test_name_hits_reads_exact_family_and_subgroup(monkeypatch):
     assert hits["exact"].tolist() == [False, False]
     assert hits["family"].tolist() == [True, False]  # a tone of the named base counts for the family only
     assert hits["gan_test"].tolist() == [False, True]  # subgroup logits [0, 1, 0] vs 0; [0, 0, 0.6] vs 2
+
+
+def test_tone_kinds_tells_plain_names_bases_and_variants():
+    kinds = load_script("tone_spread").tone_kinds(
+        NAMES + ["kiss: woman, man", "kiss: woman, man, light skin tone"]
+    )
+    # a couple's tones belong to the emoji named before the first colon ("kiss"), as Vocabulary.skin_tones has them
+    assert kinds.tolist() == ["base", "variant", "plain", "base", "variant", "plain", "variant"]

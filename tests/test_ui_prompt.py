@@ -41,6 +41,24 @@ def test_completion_offers_known_concepts_and_the_preview_follows_typing(qtbot, 
     wait_for_preview_of(qtbot, window, window.state.preview_request())  # debounced, then rendered
 
 
+def test_ctrl_enter_while_the_completion_list_is_open_generates_once_and_closes_it(qtbot, make_window):
+    window = make_window()
+    window.show()
+    panel = window.prompt_panel
+    panel.set_vocabulary(["grinning cat", "cat face", "red heart"])
+    panel.prompt_edit.setFocus()
+    qtbot.keyClicks(panel.prompt_edit, "cat")
+    popup = panel.prompt_edit.completer.popup()
+    assert popup.isVisible()
+    started = []
+    window.generate_action.triggered.connect(lambda: started.append("action"))
+    panel.prompt_edit.submitted.connect(lambda: started.append("submitted"))
+    # the open list has the keyboard: the key goes to it, and the window's shortcut takes it from there
+    qtbot.keyClick(popup, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert started == ["action"]
+    assert not popup.isVisible() and panel.prompt_edit.toPlainText() == "cat"
+
+
 def test_seed_controls_and_an_invalid_request_is_explained(qtbot, make_window):
     window = make_window()
     panel = window.prompt_panel

@@ -156,6 +156,8 @@ class MainWindow(QMainWindow):
         c, j = self.controller, self.jobs
         self.generate_action = self._action("Generate", c.generate, "Ctrl+Return", "generate")
         self.generate_action.setShortcuts([QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")])  # keypad
+        # the shortcut reaches the window while the prompt's completion list is open, which would stay open over the panel
+        self.generate_action.triggered.connect(self.prompt_panel.prompt_edit.hide_completions)
         self.cancel_action = self._action(
             "Cancel", self.cancel, "Esc", "stop", "Stop the inversion or the batch; images made stay"
         )

@@ -73,7 +73,7 @@ class PromptEdit(QPlainTextEdit):
             event.ignore()  # the popup handles these
             return
         if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and mods & Qt.KeyboardModifier.ControlModifier:
-            popup.hide()
+            self.hide_completions()
             self.submitted.emit()
             return
         if mods & Qt.KeyboardModifier.AltModifier and key in (Qt.Key.Key_Up, Qt.Key.Key_Down):
@@ -95,6 +95,10 @@ class PromptEdit(QPlainTextEdit):
         rect = self.cursorRect()
         rect.setWidth(max(240, self.width() // 2))
         self.completer.complete(rect)
+
+    def hide_completions(self) -> None:
+        """Close the completion list (a generation started: the list has nothing more to offer)."""
+        self.completer.popup().hide()
 
     def _complete_with(self, text: str) -> None:
         self.setPlainText(text)
