@@ -84,6 +84,27 @@ def test_copy_star_show_and_drag_out(qtbot, make_window):
     assert not stale.exists() and Path(path).exists()
 
 
+def test_a_right_press_picks_the_item_without_replacing_the_setup_and_a_left_click_shows_it(
+    qtbot, make_window
+):
+    window = make_window()
+    ids = _generate(qtbot, window, "kite", 2, seed=20)
+    window.show()
+    window.activateWindow()
+    window.prompt_panel.prompt_edit.setFocus()
+    window.state.update(prompt="lighthouse", seed=7)
+    view = window.gallery
+    shown = []
+    view.show_requested.connect(shown.append)
+    second = view.visualRect(view.gallery.index(1)).center()
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.RightButton, pos=second)
+    assert view.selected_ids() == [ids[1]]  # the menu acts on the item under the pointer
+    assert shown == [] and window.state.prompt == "lighthouse" and window.state.seed == 7
+    first = view.visualRect(view.gallery.index(0)).center()
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=first)
+    assert shown and shown[-1] == ids[0] and window.state.prompt == "kite" and window.state.seed == 20
+
+
 def test_ten_thousand_items_open_without_reading_images(qtbot, qloop, tmp_path):
     from studio.engine.requests import GenerationRequest
     from studio.session.gallery_store import GalleryStore

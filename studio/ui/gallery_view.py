@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 from PySide6.QtCore import (
     QAbstractListModel,
@@ -310,6 +311,7 @@ class GalleryView(QListView):
         self.selectionModel().currentChanged.connect(self._current_changed)
         self._add_shortcuts()
         self._opened = False
+        self._quiet_current = False
         self._incoming: list[int] = []
         self._follow = False
         self._append_timer = QTimer(self, singleShot=True, interval=APPEND_INTERVAL_MS)
@@ -327,8 +329,29 @@ class GalleryView(QListView):
             QTimer.singleShot(0, self.scrollToBottom)
 
     def _current_changed(self, current: QModelIndex, previous: QModelIndex) -> None:
-        if current.isValid() and self.hasFocus():
+        if current.isValid() and self.hasFocus() and not self._quiet_current:
             self.show_requested.emit(self.gallery.id_at(current.row()))
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        # A right press picks the item its menu is for, but does not load it into the editor: that would replace
+        # the prompt and sliders someone is working on just to copy or export an image (the menu has "Show in preview").
+        with self._quietly(event.button() == Qt.MouseButton.RightButton):
+            super().mousePressEvent(event)
+
+    def focusInEvent(self, event) -> None:  # noqa: N802
+        # Focus from the keyboard makes the first item current and shows it (arrow keys browse from there); focus from
+        # a click leaves that to the click, which shows the item under the pointer (left) or only picks it (right).
+        with self._quietly(event.reason() == Qt.FocusReason.MouseFocusReason):
+            super().focusInEvent(event)
+
+    @contextmanager
+    def _quietly(self, quiet: bool):
+        """While inside, a change of the current item does not show it (when ``quiet``)."""
+        self._quiet_current = quiet
+        try:
+            yield
+        finally:
+            self._quiet_current = False
 
     def paintEvent(self, event) -> None:  # noqa: N802
         super().paintEvent(event)
