@@ -19,6 +19,7 @@ from studio.io.animation import (
     animation_kind,
     animation_recipe,
     frame_durations,
+    interpolation_stem,
     mp4_available,
     play_order,
     read_recipe,
@@ -69,6 +70,16 @@ def durations(path: Path) -> list[int]:
 
 
 # ----------------------------------------------------------------------------------------------- timing
+
+
+def test_interpolation_stem_names_both_ends_name_safe():
+    a = GenerationRequest(prompt="cat", model="emoji", seed=0)
+    b = GenerationRequest(prompt="red heart", model="emoji", seed=7)
+    assert interpolation_stem(a, b) == "cat-0-to-red heart-7"
+    odd = GenerationRequest(prompt='a/b:c*"?', model="emoji", seed=3)
+    stem = interpolation_stem(odd, replace(a, prompt="x" * 200))
+    assert not set('/:*"?') & set(stem) and stem.endswith("-to-" + "x" * 40 + "-0")
+    assert interpolation_stem(replace(a, prompt="\u202e"), b).startswith("image-0-to-")  # nothing name-safe
 
 
 def test_play_order():

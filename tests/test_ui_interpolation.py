@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from test_ui_helpers import WAIT_MS, close_to_stored, preview_render, wait_for_preview_of
 
@@ -66,3 +68,29 @@ def test_export_animation_writes_every_frame(qtbot, make_window, tmp_path):
     written = task.result()
     with Image.open(written) as image:
         assert image.n_frames == 6
+
+
+def test_export_animation_suggests_a_name_in_the_pictures_folder_and_remembers_the_folder(
+    qtbot, make_window, tmp_path, monkeypatch
+):
+    from PySide6.QtWidgets import QFileDialog
+
+    window = make_window()
+    a, b = _two_items(qtbot, window)
+    window.gallery.slot_requested.emit(a, "a")
+    window.gallery.slot_requested.emit(b, "b")
+    asked = []
+    chosen = tmp_path / "clips" / "mine.gif"
+    chosen.parent.mkdir()
+    monkeypatch.setattr(
+        QFileDialog, "getSaveFileName", lambda *args: asked.append(args[2]) or (str(chosen), "GIF (*.gif)")
+    )
+    window.settings.set("export_folder", "")
+    window.jobs.export_animation(4, 10.0, "loop")
+    suggested = asked[0]
+    # never the folder the app was started from: the pictures folder, or home where there is none
+    assert suggested.endswith("sun-10-to-sun-11.gif") and not suggested.startswith(str(Path.cwd()))
+    qtbot.waitUntil(chosen.exists, timeout=WAIT_MS)
+    assert window.settings["export_folder"] == str(chosen.parent)
+    window.jobs.export_animation(4, 10.0, "loop")  # the next dialog opens where the last file went
+    assert asked[1] == str(chosen.parent / "sun-10-to-sun-11.gif")

@@ -25,7 +25,15 @@ from PIL import Image
 from studio.engine.requests import MAX_FPS, GenerationRequest, GenerationResult
 from studio.io.export import Colour, encode, flatten, parse_colour, to_pil, upscale
 from studio.io.export import ExportOptions as _ImageOptions
-from studio.io.files import ExportError, check_folder, free_stem, new_folder, safe_file_stem, write_new_file
+from studio.io.files import (
+    ExportError,
+    check_folder,
+    free_stem,
+    new_folder,
+    safe_file_stem,
+    safe_name_part,
+    write_new_file,
+)
 from studio.io.metadata import (
     RECIPE_FILE,
     ImageParameters,
@@ -99,6 +107,16 @@ def animation_kind(out: str | Path) -> str:
     raise ExportError(
         f"GAN Studio writes animations as .gif, .webp, .mp4 or a folder of frames, not {suffix} files."
     )
+
+
+def interpolation_stem(a: GenerationRequest, b: GenerationRequest) -> str:
+    """A file name (no suffix) that says what an interpolation shows: "cat-0-to-red heart-7" (each prompt made
+    name-safe and shortened; "image" for a prompt with nothing name-safe in it)."""
+
+    def end(request: GenerationRequest) -> str:
+        return f"{safe_name_part(request.prompt, max_chars=40) or 'image'}-{request.seed}"
+
+    return safe_file_stem(f"{end(a)}-to-{end(b)}")
 
 
 def play_order(count: int, pingpong: bool, loop: bool = True) -> list[int]:

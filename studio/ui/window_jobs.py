@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QStandardPaths, QTimer
 from PySide6.QtWidgets import QDialog, QFileDialog, QProgressBar, QToolButton
 
 from studio.io.picture import PICTURE_SUFFIXES
@@ -72,11 +72,20 @@ class WindowJobs:
         path, _ = QFileDialog.getOpenFileName(
             self.window,
             "Open an exported image or any picture",
-            self.window.settings["export_folder"],
+            self.start_folder(),
             "Images (" + " ".join("*" + suffix for suffix in PICTURE_SUFFIXES) + ")",
         )
         if path:
             self.window.open_file(path)
+
+    def start_folder(self) -> str:
+        """Where a file dialog opens: the folder last exported to while it exists, else the user's pictures folder
+        (their home without one), never the folder the app happened to be started from."""
+        saved = self.window.settings["export_folder"]
+        if saved and Path(saved).is_dir():
+            return saved
+        pictures = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
+        return pictures if pictures and Path(pictures).is_dir() else str(Path.home())
 
     # --- export ----------------------------------------------------------------------------------------------
     def export_items(self, item_ids: list[int]) -> None:
@@ -211,7 +220,7 @@ class WindowJobs:
         if state.slot_a is None or state.slot_b is None or not self.window.link.is_ready:
             return
         try:
-            from studio.io.animation import animation_formats
+            from studio.io.animation import animation_formats, interpolation_stem
         except ImportError:
             self.window.show_message("Animation export needs the studio.io package.")
             return
@@ -221,15 +230,17 @@ class WindowJobs:
             "mp4": "MP4 video (*.mp4)",
             "frames": "Folder of PNG frames (*)",
         }
-        kinds = animation_formats()
+        kinds = [k for k in animation_formats() if k in labels]
+        suggested = (
+            Path(self.start_folder())
+            / f"{interpolation_stem(state.slot_a.request, state.slot_b.request)}.{kinds[0]}"
+        )
         path, chosen = QFileDialog.getSaveFileName(
-            self.window,
-            "Export animation",
-            self.window.settings["export_folder"] or "",
-            ";;".join(labels[k] for k in kinds if k in labels),
+            self.window, "Export animation", str(suggested), ";;".join(labels[k] for k in kinds)
         )
         if not path:
             return
+        self.window.settings.set("export_folder", str(Path(path).parent))  # the next dialog opens here
         suffix = next((f".{k}" for k, label in labels.items() if label == chosen and k != "frames"), "")
         if suffix and not path.lower().endswith(suffix):
             path += suffix  # the dialog does not always add the chosen type's extension
