@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from PIL import Image, PngImagePlugin
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QRect, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog
 from test_ui_helpers import WAIT_MS, wait_for_preview_of
@@ -72,6 +72,23 @@ def test_a_small_window_zooms_the_preview_past_1x_and_keeps_the_newest_images_in
     else:
         assert rect.width() == 128 * (room // 128) >= 256
     qtbot.waitUntil(lambda: gallery.viewport().rect().contains(gallery.visualRect(gallery.gallery.index(39))))
+
+
+def test_a_short_window_scrolls_the_side_panels_instead_of_stacking_them(qtbot, make_window):
+    # 1280x720 logical (a 1080p laptop at 150%) less a taskbar and a title bar leaves about 600 px for the window
+    window = make_window()
+    assert window.minimumSizeHint().height() <= 560
+    window.resize(1000, 560)
+    qtbot.waitUntil(lambda: window.height() == 560)
+    prompt, interpolation = window.prompt_dock, window.interpolation_dock
+    assert not prompt.geometry().intersects(interpolation.geometry())
+    scroll = prompt.widget()
+    assert scroll.widget() is window.prompt_panel and scroll.verticalScrollBar().maximum() > 0
+    # the panel is cut by its own dock, not drawn under the next one; Generate is a scroll away
+    button = window.prompt_panel.generate_button
+    scroll.ensureWidgetVisible(button)
+    top_left = button.mapTo(scroll.viewport(), button.rect().topLeft())
+    assert scroll.viewport().rect().contains(QRect(top_left, button.size()))
 
 
 def test_a_batch_shows_images_per_second_and_time_left(qtbot, make_window, make_engine):

@@ -26,6 +26,8 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QProgressBar,
+    QScrollArea,
+    QStyle,
     QToolButton,
     QWidget,
 )
@@ -106,7 +108,7 @@ class MainWindow(QMainWindow):
         self.interpolation_panel.set_mode(self.settings["interpolation_mode"])
         self.gallery = GalleryView(self.store)
         self.prompt_dock = self._dock(
-            "Prompt", "PromptDock", self.prompt_panel, Qt.DockWidgetArea.LeftDockWidgetArea
+            "Prompt", "PromptDock", self.prompt_panel, Qt.DockWidgetArea.LeftDockWidgetArea, scroll=True
         )
         self.sliders_dock = self._dock(
             "Sliders", "SlidersDock", self.sliders_panel, Qt.DockWidgetArea.RightDockWidgetArea
@@ -116,6 +118,7 @@ class MainWindow(QMainWindow):
             "InterpolationDock",
             self.interpolation_panel,
             Qt.DockWidgetArea.LeftDockWidgetArea,
+            scroll=True,
         )
         self.gallery_dock = self._dock(
             "Gallery", "GalleryDock", self.gallery, Qt.DockWidgetArea.BottomDockWidgetArea
@@ -126,10 +129,24 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.gallery_dock], [260], Qt.Orientation.Vertical)
         self.resizeDocks([self.prompt_dock, self.interpolation_dock], [520, 330], Qt.Orientation.Vertical)
 
-    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+    def _dock(
+        self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea, scroll: bool = False
+    ) -> QDockWidget:
+        """A dock for ``widget``; ``scroll``: inside a scroll area, so a short window (a laptop at 150% scaling)
+        scrolls the panel instead of growing taller than the screen or drawing one dock over the next."""
         dock = QDockWidget(title, self)
         dock.setObjectName(name)
-        dock.setWidget(widget)
+        if scroll:
+            area_widget = QScrollArea(objectName="DockScroll", widgetResizable=True)
+            area_widget.setFrameShape(QScrollArea.Shape.NoFrame)
+            area_widget.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+            area_widget.setWidget(widget)
+            # only the height gives way: the panel keeps its width, plus room for the scroll bar
+            bar = area_widget.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
+            area_widget.setMinimumWidth(widget.minimumSizeHint().width() + bar)
+            dock.setWidget(area_widget)
+        else:
+            dock.setWidget(widget)
         dock.setFeatures(
             QDockWidget.DockWidgetFeature.DockWidgetMovable
             | QDockWidget.DockWidgetFeature.DockWidgetFloatable
