@@ -311,6 +311,26 @@ def test_missing_folder_and_file_as_folder(tmp_path):
         export_image(pixels(), params(), a_file)
 
 
+def test_prepare_folder_makes_one_missing_level_and_refuses_the_rest(tmp_path, monkeypatch):
+    made = files.prepare_folder(tmp_path / "Pictures")
+    assert made == (tmp_path / "Pictures").resolve() and made.is_dir()
+    assert files.prepare_folder(made) == made  # an existing folder as it is
+    with pytest.raises(ExportError, match="does not exist"):
+        files.prepare_folder(tmp_path / "typo" / "deeper")  # more than one level missing: likely a typo
+    assert not (tmp_path / "typo").exists()
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    with pytest.raises(ExportError, match="is a file, not a folder"):
+        files.prepare_folder(a_file)
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(ExportError, match=r"cannot make it \(Permission denied\); choose another folder\.$"):
+        files.prepare_folder(tmp_path / "locked")
+
+
 def test_jpeg_refuses_parameters_that_do_not_fit(tmp_path):
     from studio.engine.requests import ConceptSlider
 

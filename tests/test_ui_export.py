@@ -134,3 +134,36 @@ def test_an_exported_preview_holds_the_stored_pixels_not_the_one_row_preview(qtb
     (path,) = tmp_path.glob("*.png")
     stored = next(iter(window.link.engine.generate_sync(read_parameters(path).request)))
     assert stored.exact and np.array_equal(np.asarray(Image.open(path).convert("RGBA")), stored.image)
+
+
+def test_the_export_dialog_makes_a_missing_folder_or_stays_open_with_one_sentence(
+    qtbot, make_window, tmp_path
+):
+    from studio.ui.export_dialog import ExportDialog
+
+    window = make_window()
+    dialog = ExportDialog(window.settings, 1, window)
+    qtbot.addWidget(dialog)
+    dialog.folder_edit.setText(str(tmp_path / "typo" / "emoji"))
+    dialog._accept()
+    assert dialog.result() != dialog.DialogCode.Accepted and "does not exist" in dialog.error_label.text()
+    dialog.folder_edit.setText(
+        str(tmp_path / "emoji")
+    )  # one level missing: made, as the pictures folder would be
+    dialog._accept()
+    assert dialog.result() == dialog.DialogCode.Accepted and (tmp_path / "emoji").is_dir()
+    assert window.settings["export_folder"] == str(tmp_path / "emoji")
+
+
+def test_an_export_that_writes_nothing_says_so_in_one_sentence(qtbot, make_window, tmp_path):
+    window = make_window()
+    window.state.update(prompt="kite", count=1, seed=1)
+    window.controller.generate()
+    qtbot.waitUntil(
+        lambda: window.gallery.gallery.rowCount() == 1 and not window.link.generating, timeout=WAIT_MS
+    )
+    window.jobs.start_export(window.gallery.gallery.ids, tmp_path / "gone", ExportOptions())
+    qtbot.waitUntil(
+        lambda: window.statusBar().currentMessage().startswith("Nothing was exported"), timeout=WAIT_MS
+    )
+    assert "does not exist" in window.statusBar().currentMessage()

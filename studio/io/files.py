@@ -108,6 +108,28 @@ def check_folder(folder: str | Path) -> Path:
     return folder.resolve()
 
 
+def prepare_folder(folder: str | Path) -> Path:
+    """:func:`check_folder`, but a missing folder whose parent exists is made first (the pictures folder of a new
+    account, "~/Pictures/emoji" typed into the export dialog); a deeper missing path is more likely a typo and is
+    refused as check_folder refuses it. Raises ExportError with one sentence."""
+    path = Path(folder).expanduser()
+    try:
+        missing = not path.exists() and path.parent.is_dir()
+    except (OSError, ValueError):
+        missing = False  # check_folder says what is wrong with the path
+    if missing:
+        try:
+            path.mkdir()
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise ExportError(
+                f"The folder {path} does not exist and GAN Studio cannot make it ({exc.strerror or exc}); "
+                "choose another folder."
+            ) from exc
+    return check_folder(path)
+
+
 def describe_os_error(exc: OSError, target: Path) -> str:
     """One sentence for a failed write, naming the place and what to do."""
     folder = target.parent

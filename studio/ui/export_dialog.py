@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.io.export import ExportOptions
+from studio.io.files import prepare_folder
 from studio.session.settings import Settings
 from studio.ui.theme import set_icon
 
@@ -137,7 +138,8 @@ class ExportDialog(QDialog):
             options = self.options()
             if options is not None:
                 options.validated()
-        except Exception as exc:  # noqa: BLE001 - ExportError: shown as its sentence
+            prepare_folder(self.folder())
+        except Exception as exc:  # noqa: BLE001 - ExportError: shown as its sentence, the dialog stays open
             self.error_label.setText(str(exc))
             return
         self.settings.set("export_folder", str(self.folder()))

@@ -152,7 +152,9 @@ class WindowJobs:
         self.window.settings.save()
         noun = "image" if total == 1 else "images"
         where = f" to {written[0].parent}" if written else ""
-        if failure is not None:
+        if failure is not None and not written:
+            self.window.show_message(f"Nothing was exported: {failure}", 0)
+        elif failure is not None:
             self.window.show_message(f"Exported {len(written)} of {total} {noun}{where}; then: {failure}", 0)
         elif self._cancel_requested:
             self.window.show_message(
