@@ -167,6 +167,11 @@ def test_help_lists_every_shortcut_and_about_names_versions_and_licences(qtbot, 
             keys = action.shortcut().toString(action.shortcut().SequenceFormat.NativeText)
             assert any(keys in row[1] and row[2] == action.text().rstrip("…") for row in rows), action.text()
     assert any(row[0] == "Gallery" and "Delete" in row[2] for row in rows)
+    # the sheet fits its width: long descriptions wrap onto more lines instead of scrolling sideways or being cut
+    table = window.findChildren(ShortcutSheet)[0].table
+    longest = max(range(table.rowCount()), key=lambda r: len(table.item(r, 2).text()))
+    qtbot.waitUntil(lambda: table.rowHeight(longest) > table.rowHeight(0))
+    assert sum(table.columnWidth(c) for c in range(3)) <= table.viewport().width()
     about = window.show_about()
     text = about.findChild(type(window.model_label)).text()
     assert "Qt " in text and "PySide6 " in text and "Open Font License" in text and "model card" in text
