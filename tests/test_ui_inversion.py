@@ -38,6 +38,9 @@ def test_a_dropped_picture_is_offered_then_inverted_into_the_gallery(qtbot, make
     _drop_file(window, _picture(tmp_path))
     flow = window.inversion
     assert flow.dock.isVisible() and flow.panel.invert_button.isVisible()
+    # the whole panel shows, its Invert button not a scroll away
+    button = flow.panel.invert_button
+    qtbot.waitUntil(lambda: flow.dock.rect().contains(button.mapTo(flow.dock, button.rect().bottomRight())))
     assert "sun.png has no GAN Studio parameters" in window.statusBar().currentMessage()
     assert flow.panel.original.image_array() is not None and _gallery_count(window) == 0
 

@@ -35,7 +35,7 @@ class InversionFlow(QObject):
         self.link = window.link
         self.panel = InversionPanel()
         self.dock = window._dock(
-            "Inversion", "InversionDock", self.panel, Qt.DockWidgetArea.RightDockWidgetArea, scroll=True
+            "Inversion", "InversionDock", self.panel, Qt.DockWidgetArea.RightDockWidgetArea
         )
         self.dock.hide()
         self.picture: Picture | None = None
