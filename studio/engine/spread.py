@@ -7,8 +7,8 @@ replaced, per image, by a mix of the English names of the concepts it fits about
 mix chosen by the image's final z through a fixed random map (``SPREAD_SEED``). So each seed leans towards one
 of them, a latent slider or an interpolation moves smoothly from one to the next, and a prompt that fits one
 concept best (a full name) is left exactly as it is. (``Spreader(tones=True)`` would spread a full name of a tone-less
-base with skin-tone variants, "thumbs up", over its tones, as CLDR's keywords allow; rule 143 measured it and left it
-off for v24, whose tone rows draw worse than their bases: ``SPREAD_TONES``, scripts/tone_spread.py.) With a fitted concept table (studio/models/concepts.py) the
+base with skin-tone variants, "thumbs up", over its tones, as CLDR's keywords allow; rule 143 measured it on v24 and
+left it off: ``SPREAD_TONES``, scripts/tone_spread.py.) With a fitted concept table (studio/models/concepts.py) the
 mix is taken of the concepts' own conditions instead (:meth:`Spreader.conditions`), still linear in the
 weights. It changes no weight; what the engine renders and what the evaluation scores go through
 :class:`Spreader`.
@@ -34,7 +34,7 @@ SPREAD_FLOOR = 0.7  # a prompt no name or keyword comes this close to (a free se
 SPREAD_RELATED = 0.4  # a concept's own name must lie this close to the closest one's (cosine to the prompt)
 # whether a prompt that fits one tone-less base spreads over its skin tones (Vocabulary.skin_tones). Off: rule 143
 # (session 78) measured it on v24 and it failed (named keyword precision 0.3125 -> 0.295 under judge-5500, and more
-# broken pictures in the look: docs/bench/spread_tones_s78.json); a model whose tone rows draw as well may pass it
+# broken pictures in the look: docs/bench/spread_tones_s78.json); a later model may pass it
 SPREAD_TONES = False
 
 
