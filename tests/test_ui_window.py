@@ -91,6 +91,29 @@ def test_a_short_window_scrolls_the_side_panels_instead_of_stacking_them(qtbot, 
     assert scroll.viewport().rect().contains(QRect(top_left, button.size()))
 
 
+def test_reset_layout_brings_every_panel_home(qtbot, make_window):
+    window = make_window()
+    left, right = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
+    home = {
+        d: window.dockWidgetArea(d)
+        for d in (window.prompt_dock, window.interpolation_dock, window.sliders_dock)
+    }
+    window.prompt_dock.setFloating(True)
+    window.gallery_dock.close()
+    window.tabifyDockWidget(window.sliders_dock, window.interpolation_dock)
+    assert window.dockWidgetArea(window.interpolation_dock) == right
+    assert "Reset layout" in [a.text() for a in window.menus[3].actions()]
+    window.reset_layout_action.trigger()
+    docks = (window.prompt_dock, window.interpolation_dock, window.sliders_dock, window.gallery_dock)
+    qtbot.waitUntil(lambda: all(d.isVisible() and not d.isFloating() for d in docks))
+    assert {d: window.dockWidgetArea(d) for d in home} == home and home[window.prompt_dock] == left
+    assert not window.tabifiedDockWidgets(window.sliders_dock)
+    # the prompt above the interpolation panel, both in the left column
+    qtbot.waitUntil(
+        lambda: window.prompt_dock.geometry().bottom() < window.interpolation_dock.geometry().top()
+    )
+
+
 def test_a_batch_shows_images_per_second_and_time_left(qtbot, make_window, make_engine):
     window = make_window(engine=make_engine(micro_batch=2))
     window.state.update(prompt="owl", count=400, seed=0)

@@ -125,9 +125,33 @@ class MainWindow(QMainWindow):
         )
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self._size_docks()
+
+    def _size_docks(self) -> None:
         self.resizeDocks([self.prompt_dock, self.sliders_dock], [330, 360], Qt.Orientation.Horizontal)
         self.resizeDocks([self.gallery_dock], [260], Qt.Orientation.Vertical)
         self.resizeDocks([self.prompt_dock, self.interpolation_dock], [520, 330], Qt.Orientation.Vertical)
+
+    def reset_layout(self) -> None:
+        """Every panel back where a new window has it: docked, shown, in its place and at its size (a panel
+        floated off screen, closed or tabbed away is one menu item from home)."""
+        home = (
+            (self.prompt_dock, Qt.DockWidgetArea.LeftDockWidgetArea),
+            (self.interpolation_dock, Qt.DockWidgetArea.LeftDockWidgetArea),
+            (self.sliders_dock, Qt.DockWidgetArea.RightDockWidgetArea),
+            (self.gallery_dock, Qt.DockWidgetArea.BottomDockWidgetArea),
+        )
+        for dock, _ in home:
+            dock.setFloating(False)
+            self.removeDockWidget(dock)
+        for dock, area in home:
+            self.addDockWidget(area, dock)
+            dock.show()
+        inversion = self.inversion.dock
+        if inversion.isFloating():
+            inversion.setFloating(False)
+        self._size_docks()
+        self.show_message("The panels are back in their places.")
 
     def _dock(
         self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea, scroll: bool = False
@@ -210,6 +234,9 @@ class MainWindow(QMainWindow):
         self.smooth_action.setCheckable(True)
         self.smooth_action.setChecked(self.preview.smooth)
         self.theme_action = self._action("Light theme", self._toggle_theme, "Ctrl+Shift+L", "theme")
+        self.reset_layout_action = self._action(
+            "Reset layout", self.reset_layout, tip="Every panel back where a new window has it"
+        )
         self.theme_action.setCheckable(True)
         self.theme_action.setChecked(self.settings["theme"] == "light")
         self.quit_action = self._action("Quit", self.close, QKeySequence.StandardKey.Quit)
@@ -242,6 +269,8 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         for dock in (self.prompt_dock, self.sliders_dock, self.interpolation_dock, self.gallery_dock):
             view_menu.addAction(dock.toggleViewAction())
+        view_menu.addSeparator()
+        view_menu.addAction(self.reset_layout_action)
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.shortcuts_action)
         help_menu.addAction(self.about_action)
