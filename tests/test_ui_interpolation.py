@@ -94,3 +94,5 @@ def test_export_animation_suggests_a_name_in_the_pictures_folder_and_remembers_t
     assert window.settings["export_folder"] == str(chosen.parent)
     window.jobs.export_animation(4, 10.0, "loop")  # the next dialog opens where the last file went
     assert asked[1] == str(chosen.parent / "sun-10-to-sun-11.gif")
+    window.settings.set("export_folder", str(tmp_path / "unplugged"))  # a folder that has gone away
+    assert window.jobs.start_folder() == str(Path(asked[0]).parent)
