@@ -53,6 +53,18 @@ def test_adding_and_moving_a_concept_slider(qtbot, make_window):
     assert np.array_equal(shown, preview_render(window.link.engine, final))
 
 
+def test_a_concept_slider_from_a_word_to_itself_is_refused_in_one_sentence(qtbot, make_window):
+    window = make_window()
+    panel = window.sliders_panel
+    panel.concept_from.setText("Happy ")
+    panel.concept_to.setText("happy")
+    panel.add_concept_button.click()
+    assert window.state.concepts == () and not panel.concept_sliders
+    assert window.statusBar().currentMessage().startswith("Both ends say “happy”; a concept slider needs two")
+    # both words stay in their fields, to be fixed rather than typed again
+    assert panel.concept_from.text() == "Happy " and panel.concept_to.text() == "happy"
+
+
 def test_reset_and_randomize(qtbot, make_window):
     window = make_window()
     panel = window.sliders_panel

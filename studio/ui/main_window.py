@@ -321,6 +321,7 @@ class MainWindow(QMainWindow):
         self.gallery.deleted.connect(self.jobs.deleted)
         self.gallery.export_requested.connect(self.jobs.export_items)
         self.gallery.message.connect(self.show_message)
+        self.sliders_panel.message.connect(self.show_message)
         ip = self.interpolation_panel
         ip.slot_from_preview_requested.connect(c.set_slot_from_preview)
         ip.add_frames_requested.connect(c.generate_frames)

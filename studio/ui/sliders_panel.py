@@ -84,6 +84,7 @@ class OffsetSlider(QWidget):
 
 class SlidersPanel(QWidget):
     reset_requested = Signal(float)  # the model's default truncation; the controller resets (undoably)
+    message = Signal(str)  # one sentence for the status bar
 
     def __init__(self, state: SessionState, parent: QWidget | None = None):
         super().__init__(parent)
@@ -212,6 +213,13 @@ class SlidersPanel(QWidget):
             return
         if not negative or not positive:
             (self.concept_from if not negative else self.concept_to).setFocus()
+            return
+        if negative.casefold() == positive.casefold():  # a slider from a word to itself would move nothing
+            self.message.emit(
+                f"Both ends say “{positive}”; a concept slider needs two different ideas, e.g. sad ↔ happy."
+            )
+            self.concept_to.setFocus()
+            self.concept_to.selectAll()
             return
         self.state.add_concept(negative, positive)
         self.concept_from.clear()
