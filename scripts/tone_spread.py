@@ -10,7 +10,8 @@ each is the tone-less base of skin-tone variants), ``keywords`` (evaluate's ``ke
 shared keywords, per judge and arm), ``names`` (the changed training names at ``--rounds``: the share of pictures whose
 judge top-5 holds the named emoji itself, and any emoji of its base (a tone), per judge and arm; and at round 0, the
 seed evaluate uses, how much the whole card's identity top-5 and GAN-test move), ``cost`` (median milliseconds of
-``Spreader.matches`` per prompt, fresh cache, over the keywords and changed names). ``--by-kind`` instead scores every
+``Spreader.matches`` per prompt, fresh cache, over the keywords and changed names). ``--pick hard`` draws the after arm
+with one tone's own row a seed (:func:`hard_tones`) instead of spread's mix. ``--by-kind`` instead scores every
 training name as the studio draws it (spread off) at round 0, split into ``plain`` (no skin tones), ``base`` (the
 tone-less emoji of a family with tones) and ``variant`` (a skin tone): is a tone drawn worse than its base?
 """
@@ -70,14 +71,34 @@ def match_cost(vocabulary, embeddings: np.ndarray) -> dict:
     return {arm: round(float(np.median(t)), 3) for arm, t in times.items()} | {"prompts": len(embeddings)}
 
 
-def arm_generators(model, vocabulary) -> dict:
+def hard_tones(vocabulary):
+    """A spreader with tones on whose seeds each draw one tone's own row (the z's top weight, all of it) where a
+    prompt spreads over one emoji's tones, instead of spread's softmax mix of them (``--pick hard``: a probe of
+    whether rule 143's mixes or the tones' rows drew worse)."""
+    from studio.engine.spread import Spreader
+
+    class HardTones(Spreader):
+        def mix(self, embedding, z, chosen=None):
+            mixed = super().mix(embedding, z, chosen)
+            if mixed is None or chosen is not None:
+                return mixed
+            found, weights = mixed
+            if not np.array_equal(found, self.vocabulary.skin_tones(int(found[0]))[: len(found)]):
+                return mixed  # several emoji, not one emoji's tones: spread as ever
+            return found, np.eye(len(found))[int(np.argmax(weights))]
+
+    return HardTones(vocabulary, tones=True)
+
+
+def arm_generators(model, vocabulary, pick: str = "mix") -> dict:
     from studio.engine.spread import Spreader
     from studio.training.evaluate import SpreadGenerator, drawn_generator
 
     drawn = drawn_generator(model)
+    after = hard_tones(vocabulary) if pick == "hard" else Spreader(vocabulary, tones=True)
     return {
-        arm: SpreadGenerator(drawn, Spreader(vocabulary, tones=tones)).eval()
-        for arm, tones in (("before", False), ("after", True))
+        "before": SpreadGenerator(drawn, Spreader(vocabulary, tones=False)).eval(),
+        "after": SpreadGenerator(drawn, after).eval(),
     }
 
 
@@ -124,7 +145,7 @@ def measure(args) -> dict:
         "cost_ms": match_cost(vocabulary, prompts),
     }
     psi = model.info.default_truncation
-    generators = arm_generators(model, vocabulary)
+    generators = arm_generators(model, vocabulary, args.pick)
     rounds = [int(r) for r in args.rounds.split(",")]
     pictures = {
         arm: round_pictures(g, model.upsampler, data, psi, train, rounds) for arm, g in generators.items()
@@ -199,7 +220,7 @@ def look(args) -> Path:
     changed, _ = changed_names(vocabulary, english)
     train = np.setdiff1d(changed, data.heldout_index)
     picked = np.sort(np.random.default_rng(LOOK_SEED).choice(train, LOOK_NAMES, replace=False))
-    generators = arm_generators(model, vocabulary)
+    generators = arm_generators(model, vocabulary, args.pick)
     rows = []
     for index in picked:
         seeds = [int(index) + 100000 * LOOK_ROUND + k for k in range(8)]
@@ -230,6 +251,12 @@ def main() -> int:
     parser.add_argument("--out", default="", help="write the JSON here too")
     parser.add_argument("--look", default="", help="write only the look grid to this PNG")
     parser.add_argument("--by-kind", action="store_true", help="identity by kind of name instead")
+    parser.add_argument(
+        "--pick",
+        choices=("mix", "hard"),
+        default="mix",
+        help="after: spread's mix of the tones, or one tone a seed",
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -53,3 +53,24 @@ def test_tone_kinds_tells_plain_names_bases_and_variants():
     )
     # a couple's tones belong to the emoji named before the first colon ("kiss"), as Vocabulary.skin_tones has them
     assert kinds.tolist() == ["base", "variant", "plain", "base", "variant", "plain", "variant"]
+
+
+def test_hard_tones_gives_a_seed_one_tone_and_leaves_other_spreads_mixed():
+    from studio.engine.latents import seeded_z
+
+    names = [
+        "thumbs up",
+        "thumbs up: dark skin tone",
+        "thumbs up: light skin tone",
+        "cat face",
+        "grinning cat",
+    ]
+    encoder = HashTextEncoder()
+    vocabulary = Vocabulary(names=names, groups=[""] * len(names), embeddings=encoder.encode(names))
+    spreader = load_script("tone_spread").hard_tones(vocabulary)
+    z = seeded_z(5, 16)
+    found, weights = spreader.mix(encoder.encode(["thumbs up"])[0], z)
+    assert found.tolist() == [0, 1, 2] and sorted(weights.tolist()) == [0.0, 0.0, 1.0]
+    # a prompt that lists several emoji itself is mixed as spread always mixes it
+    listed, mixed = spreader.mix(encoder.encode(["x"])[0], z, chosen=[3, 4])
+    assert listed.tolist() == [3, 4] and mixed.min() > 0.0  # softmax weights, never exactly one-hot
