@@ -47,7 +47,8 @@ def changed_names(vocabulary, embeddings: np.ndarray) -> tuple[np.ndarray, dict]
 
     off, on = Spreader(vocabulary, tones=False), Spreader(vocabulary, tones=True)
     changed = [i for i, e in enumerate(embeddings) if not np.array_equal(off.matches(e), on.matches(e))]
-    families = {int(family[0]) for family in vocabulary._tone_families.values()}
+    # the tone-less bases: the names whose skin_tones lists more than themselves
+    families = {i for i in range(len(vocabulary.names)) if len(vocabulary.skin_tones(i)) > 1}
     outside = [vocabulary.names[i] for i in changed if i not in families]
     return np.asarray(changed, np.int64), {
         "names": len(embeddings),
