@@ -96,6 +96,9 @@ class MainWindow(QMainWindow):
 
     # --- building ------------------------------------------------------------------------------------------------
     def _build_widgets(self) -> None:
+        self._home_areas: dict[
+            QDockWidget, Qt.DockWidgetArea
+        ] = {}  # each dock's area in a new window (_dock)
         self.preview = PreviewView()
         self.preview.set_smooth(bool(self.settings["smooth_preview"]))
         self.setCentralWidget(self.preview)
@@ -135,17 +138,17 @@ class MainWindow(QMainWindow):
     def reset_layout(self) -> None:
         """Every panel back where a new window has it: docked, shown, in its place and at its size (a panel
         floated off screen, closed or tabbed away is one menu item from home)."""
-        home = (
-            (self.prompt_dock, Qt.DockWidgetArea.LeftDockWidgetArea),
-            (self.interpolation_dock, Qt.DockWidgetArea.LeftDockWidgetArea),
-            (self.sliders_dock, Qt.DockWidgetArea.RightDockWidgetArea),
-            (self.gallery_dock, Qt.DockWidgetArea.BottomDockWidgetArea),
-        )
-        for dock, _ in home:
+        docks = (
+            self.prompt_dock,
+            self.interpolation_dock,
+            self.sliders_dock,
+            self.gallery_dock,
+        )  # added in this order
+        for dock in docks:
             dock.setFloating(False)
             self.removeDockWidget(dock)
-        for dock, area in home:
-            self.addDockWidget(area, dock)
+        for dock in docks:
+            self.addDockWidget(self._home_areas[dock], dock)
             dock.show()
         inversion = self.inversion.dock
         if inversion.isFloating():
@@ -160,6 +163,7 @@ class MainWindow(QMainWindow):
         scrolls the panel instead of growing taller than the screen or drawing one dock over the next."""
         dock = QDockWidget(title, self)
         dock.setObjectName(name)
+        self._home_areas[dock] = area  # where reset_layout puts it back
         if scroll:
             area_widget = QScrollArea(objectName="DockScroll", widgetResizable=True)
             area_widget.setFrameShape(QScrollArea.Shape.NoFrame)
