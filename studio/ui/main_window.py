@@ -138,19 +138,15 @@ class MainWindow(QMainWindow):
     def reset_layout(self) -> None:
         """Every panel back where a new window has it: docked, shown, in its place and at its size (a panel
         floated off screen, closed or tabbed away is one menu item from home)."""
-        docks = (
-            self.prompt_dock,
-            self.interpolation_dock,
-            self.sliders_dock,
-            self.gallery_dock,
-        )  # added in this order
+        inversion = self.inversion.dock  # shown on demand: only brought back from floating, below
+        # in the order _dock made them, so each area stacks its panels as a new window does
+        docks = [dock for dock in self._home_areas if dock is not inversion]
         for dock in docks:
             dock.setFloating(False)
             self.removeDockWidget(dock)
         for dock in docks:
             self.addDockWidget(self._home_areas[dock], dock)
             dock.show()
-        inversion = self.inversion.dock
         if inversion.isFloating():
             inversion.setFloating(False)
         self._size_docks()
