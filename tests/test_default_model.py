@@ -130,18 +130,18 @@ def test_reproduces_first_row_of_samples_png(model, encoder):
 
 
 def test_shipped_table_draws_its_layered_rows_by_name(model, encoder):
-    """v24: 1,606 training emoji (v16's 622 rows of rules 97, 108 and 111, 77 of them replaced, rule 127's 332 more,
+    """v25: 1,664 training emoji (v16's 622 rows of rules 97, 108 and 111, 77 of them replaced, rule 127's 332 more,
     rule 128's 138, rule 130's 92, which also replaced 27, rule 135's 88, which also replaced 53, rule 137's 108, which
-    also replaced 62, rule 138's 90, which also replaced 68, rule 139's 75, which also replaced 68, and rule 140's 62,
-    which also replaced 60 and took out one of rule 139's) draw a condition of their own at each of the base's places,
+    also replaced 62, rule 138's 90, which also replaced 68, rule 139's 75, which also replaced 68, rule 140's 62,
+    which also replaced 60 and took out one of rule 139's, and rule 144's 58, which also replaced 55) draw a condition of their own at each of the base's places,
     by their name; every other name draws its plain row at every place."""
     from studio.models.concepts import ConceptConditioner, load_concepts
     from studio.models.vocabulary import load_vocabulary
 
     vocab = load_vocabulary(model.info)
     table = load_concepts(model.info, vocab)
-    assert table.layers.shape == (1606, 7, model.generator.config.cond_dim)
-    assert table.fitted[table.layered].all() and len(set(table.layered.tolist())) == 1606
+    assert table.layers.shape == (1664, 7, model.generator.config.cond_dim)
+    assert table.fitted[table.layered].all() and len(set(table.layered.tolist())) == 1664
     conditioner = ConceptConditioner(model.generator, vocab, table)
     japan, rocket = vocab.names.index("flag: Japan"), vocab.names.index("rocket")
     assert japan in table.layered and rocket not in table.layered
