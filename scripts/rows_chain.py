@@ -18,11 +18,22 @@ for S = first heart and +6 (six seeds each), ``rv_L.json`` with the look grids `
 verdict: the rule's text says which bars to read, in which order, and where to stop (count the looks before opening
 ``rv_L.json``). A choice that keeps fewer than ``--min-rows`` rows ends it. ``--dry-run`` prints the commands. A row
 choice cut off before its JSON was written starts over (its half-made folder is removed first).
+
+``--carry DIR`` (e.g. ``benchmarks/candidates/K6``) keeps the chain across machines that do not outlive a session
+(sessions 77-80 lost a fit three times): once the row choice (and the restore, if any) is written, the candidate's
+table goes to ``DIR/concepts.safetensors`` and the row choice's record, without its per-row scores, to
+``DIR/NAME.json``; every later step's JSON follows as it is written, but for the looks' ``rv_L.json``, which stays
+behind (and so does the names file of ``--look-all``), so that the next session draws the look grids and pages and
+counts them before it reads a number or a name of them. Run
+again with the same command on a new machine (``--base`` a fresh copy of the shipped folder), the chain first puts
+back what ``DIR`` holds: ``NAME/`` as ``--base`` with the carried table and each carried JSON not in ``--out``; with
+the row choice's record there the fit is not run again. Committing ``DIR`` is left to whoever runs the chain.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 import shutil
@@ -79,7 +90,8 @@ def chain_steps(args: argparse.Namespace) -> list[Step]:
         return Step(label, path, (*argv, *told), log_path, writes is None, leftover)
 
     steps = []
-    if args.fit:
+    # a written (or carried) row choice: the fit's work is done
+    if args.fit and not (out / f"{name}.json").exists():
         fit, rows = Path(args.fit), Path(args.rows)
         building = rows.with_name(rows.name + ".tmp")
         steps += [
@@ -169,6 +181,50 @@ def chain_steps(args: argparse.Namespace) -> list[Step]:
     return steps
 
 
+# the row choice's record is carried without these per-row scores (1.1 MB for 3,310 rows)
+CHOICE_SCORES = ("first_", "second_", "real_")
+
+
+def carry(step: Step, out: Path, name: str, folder: Path) -> None:
+    """Copies what ``step`` wrote to the carry folder (see the module's docstring). The looks' outputs stay behind:
+    their grids are drawn again and counted before their numbers (or the names of the changed rows) are read."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if step.label in ("row choice", "restore rows"):
+        shutil.copyfile(out / name / "concepts.safetensors", folder / "concepts.safetensors")
+    if step.output.suffix != ".json" or step.output.parent != out or step.label.startswith("look"):
+        return
+    if step.label == "row choice":
+        record = json.loads(step.output.read_text(encoding="utf-8"))
+        slim = {k: v for k, v in record.items() if not k.startswith(CHOICE_SCORES)}
+        slim["carried"] = (
+            "the row choice's record and its kept rows; the per-row scores stayed in the runs folder"
+        )
+        (folder / step.output.name).write_text(json.dumps(slim, indent=1) + "\n", encoding="utf-8")
+    else:
+        shutil.copyfile(step.output, folder / step.output.name)
+
+
+def put_back(folder: Path, base: Path, out: Path, name: str) -> list[str]:
+    """Puts back what a carry folder holds (the candidate's folder, the JSONs ``--out`` lacks); returns the names."""
+    if not (folder / "concepts.safetensors").exists():
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    placed = []
+    arm = out / name
+    if not arm.exists():
+        building = arm.with_name(arm.name + ".tmp")
+        shutil.rmtree(building, ignore_errors=True)
+        shutil.copytree(base, building)
+        shutil.copyfile(folder / "concepts.safetensors", building / "concepts.safetensors")
+        building.rename(arm)
+        placed.append(f"{name}/")
+    for path in sorted(folder.glob("*.json")):
+        if not (out / path.name).exists():
+            shutil.copyfile(path, out / path.name)
+            placed.append(path.name)
+    return placed
+
+
 def kept_rows(choice_json: Path) -> int:
     return int(json.loads(choice_json.read_text(encoding="utf-8"))["kept"])
 
@@ -192,8 +248,9 @@ def run_step(step: Step) -> int:
     return code
 
 
-def run_chain(steps: list[Step], chain_log: Path, min_rows: int, dry_run: bool = False) -> int:
-    """Runs the steps not yet done, in order; stops at the first that fails. Returns an exit status."""
+def run_chain(steps: list[Step], chain_log: Path, min_rows: int, dry_run: bool = False, carried=None) -> int:
+    """Runs the steps not yet done, in order; stops at the first that fails. Returns an exit status. ``carried``, if
+    given, is called with each step once it is done."""
 
     def note(text: str) -> None:
         line = f"{time.strftime('%H:%M:%S', time.gmtime())} {text}"
@@ -213,6 +270,8 @@ def run_chain(steps: list[Step], chain_log: Path, min_rows: int, dry_run: bool =
                 note(f"{step.label} failed (exit {code}); see {step.log}")
                 return 1
         note(f"{step.label} done")
+        if carried is not None:
+            carried(step)
         if step.label == "row choice" and (kept := kept_rows(step.output)) < min_rows:
             note(f"{kept} rows kept, fewer than {min_rows}: not scored")
             return 0
@@ -257,6 +316,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", default="data/emoji-usem3-kw")
     parser.add_argument("--min-rows", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--carry",
+        default=None,
+        metavar="DIR",
+        help="copy the candidate's table and each step's JSON here, and put them back first on a new machine",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = parser.parse_args(argv)
     args.base_name = args.base_name or Path(args.base).name
@@ -270,9 +335,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return run_chain(
-        chain_steps(args), Path(args.out) / f"chain_{args.name}.log", args.min_rows, args.dry_run
-    )
+    out, carried = Path(args.out), None
+    if args.carry:
+        folder = Path(args.carry)
+        if args.dry_run:
+            print(f"# a run first puts back what {folder} holds that {out} lacks", flush=True)
+        elif placed := put_back(folder, Path(args.base), out, args.name):
+            print(f"put back from {folder}: {', '.join(placed)}", flush=True)
+        carried = functools.partial(carry, out=out, name=args.name, folder=folder)
+    return run_chain(chain_steps(args), out / f"chain_{args.name}.log", args.min_rows, args.dry_run, carried)
 
 
 if __name__ == "__main__":

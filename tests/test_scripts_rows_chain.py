@@ -235,3 +235,68 @@ def test_restore_puts_named_rows_back_right_after_the_row_choice(tmp_path):
         chain.parse_args(common + ["--restore", "x", "--restore-from", "runs/v74/v22"])
     )[1]
     assert earlier.argv[earlier.argv.index("--base") + 1] == "runs/v74/v22"
+
+
+def test_carry_keeps_the_table_and_each_json_but_the_looks_and_a_new_machine_gets_them_back(
+    tmp_path, monkeypatch
+):
+    base, out, folder = tmp_path / "v25", tmp_path / "runs", tmp_path / "candidates" / "K6"
+    base.mkdir()
+    for name, text in (("model.json", "{}"), ("concepts.safetensors", "base table")):
+        (base / name).write_text(text)
+    common = ["--base", str(base), "--fit", str(out / "T10"), "--fit-seed", "1357", "--out", str(out), "--name", "K6",
+              "--keyword-seed", "4300000000", "--first-round", "3070", "--first-heart", "438", "--look-all",
+              "3120,3125", "--carry", str(folder)]  # fmt: skip
+    steps = {s.label: s for s in chain.chain_steps(chain.parse_args(common))}
+    assert list(steps)[:3] == ["fit T10", "rows T10r", "row choice"]
+
+    # what each step would have written on the first machine
+    (out / "K6").mkdir(parents=True)
+    (out / "K6" / "concepts.safetensors").write_text("chosen table")
+    record = {
+        "kept": 113,
+        "kept_rows": [5, 9],
+        "first_l1": [0.1] * 3,
+        "second_dips": [1] * 3,
+        "real_marks": [2],
+    }
+    for label, text in (("row choice", json.dumps(record)), ("keyword draws", "{}"), ("round 3070", "{}"),
+                        ("means", "{}"), ("looks 3110", '{"look": 1}'), ("look all 3120,3125", "{}"),
+                        ("samples K6", "png"), ("A/B", "{}")):  # fmt: skip
+        steps[label].output.write_text(text)
+        chain.carry(steps[label], out=out, name="K6", folder=folder)
+    # the looks' rv_3110.json and all_K6_names.json stay behind, and so do the pictures
+    carried = ["K6.json", "ab_K6.json", "concepts.safetensors", "kw_K6.json", "means_K6.json", "rv_3070.json"]
+    assert sorted(p.name for p in folder.iterdir()) == carried
+    slim = json.loads((folder / "K6.json").read_text())
+    assert slim["kept"] == 113 and slim["kept_rows"] == [5, 9] and "carried" in slim
+    assert not any(k.startswith(("first_", "second_", "real_")) for k in slim)
+    assert (folder / "concepts.safetensors").read_text() == "chosen table"
+
+    # a new machine: nothing in the runs folder; the chain puts the candidate back and does not fit again
+    fresh = tmp_path / "fresh"
+    common[common.index(str(out))] = str(fresh)
+    ran = []
+    monkeypatch.setattr(chain, "run_chain", lambda steps, *a, **k: ran.extend(steps) or 0)
+    assert chain.main(common) == 0
+    assert (fresh / "K6" / "concepts.safetensors").read_text() == "chosen table"
+    assert (fresh / "K6" / "model.json").read_text() == "{}" and not (fresh / "K6.tmp").exists()
+    assert sorted(p.name for p in fresh.glob("*.json")) == sorted(p.name for p in folder.glob("*.json"))
+    labels = [s.label for s in ran]
+    assert labels[0] == "row choice" and not any(label.startswith(("fit", "rows")) for label in labels)
+    # what the runs folder already has is left as it is
+    (fresh / "kw_K6.json").write_text('{"newer": 1}')
+    assert chain.put_back(folder, base, fresh, "K6") == []
+    assert json.loads((fresh / "kw_K6.json").read_text()) == {"newer": 1}
+
+
+def test_run_chain_tells_the_carry_each_step_it_finds_or_makes_done(tmp_path):
+    done, todo = tmp_path / "done.json", tmp_path / "todo.json"
+    done.write_text("{}")
+    steps = [
+        chain.Step("keyword draws", done, _writer(done), tmp_path / "a.log"),
+        chain.Step("means", todo, _writer(todo), tmp_path / "b.log"),
+    ]
+    told = []
+    assert chain.run_chain(steps, tmp_path / "chain.log", min_rows=50, carried=told.append) == 0
+    assert [s.label for s in told] == ["keyword draws", "means"] and todo.exists()
