@@ -19,6 +19,10 @@ verdict: the rule's text says which bars to read, in which order, and where to s
 ``rv_L.json``). A choice that keeps fewer than ``--min-rows`` rows ends it. ``--dry-run`` prints the commands. A row
 choice cut off before its JSON was written starts over (its half-made folder is removed first).
 
+``--stack-on FOLDER`` (a candidate that did not ship, e.g. rule 142's K6) runs the fit from that folder, makes
+``--rows`` from it and chooses the rows against it, so the new rows are stacked on its table; the restore (from
+``--base`` by default) and every bar are still read against ``--base``, the shipped folder.
+
 ``--carry DIR`` (e.g. ``benchmarks/candidates/K6``) keeps the chain across machines that do not outlive a session
 (sessions 77-80 lost a fit three times): once the row choice (and the restore, if any) is written, the candidate's
 table goes to ``DIR/concepts.safetensors`` and the row choice's record, without its per-row scores, to
@@ -70,6 +74,9 @@ class Step(NamedTuple):
 def chain_steps(args: argparse.Namespace) -> list[Step]:
     """Every step of the chain, in order."""
     out, name, base = Path(args.out), args.name, Path(args.base)
+    # the fit, its rows folder and the row choice start from --stack-on (a candidate's folder) where given, so the
+    # rows kept are stacked on its table; every bar is still read against --base (rule 145 as amended)
+    start = Path(args.stack_on) if args.stack_on else base
     arm = out / name
     data = ("--data", args.data)
     threads = ("--threads", str(args.threads))
@@ -97,13 +104,13 @@ def chain_steps(args: argparse.Namespace) -> list[Step]:
         steps += [
             step(
                 f"fit {fit.name}", fit / "concepts.safetensors",
-                PYTHON, "-m", "studio.training.joint_fit", "--model", str(base), *data, "--discriminator", CRITIC,
+                PYTHON, "-m", "studio.training.joint_fit", "--model", str(start), *data, "--discriminator", CRITIC,
                 "--out", str(fit), *shlex.split(FIT), "--seed", str(args.fit_seed), "--checkpoint", f"{fit}.ckpt",
                 *threads, writes=ITSELF, log=f"{fit.name}.log",
             ),
             step(
                 f"rows {rows.name}", rows / "concepts.safetensors",
-                "sh", "-c", f"cp -r {shlex.quote(str(base))} {shlex.quote(str(building))} && cp "
+                "sh", "-c", f"cp -r {shlex.quote(str(start))} {shlex.quote(str(building))} && cp "
                 f"{shlex.quote(str(fit / 'concepts.safetensors'))} {shlex.quote(str(building))}/ && mv "
                 f"{shlex.quote(str(building))} {shlex.quote(str(rows))}",
                 writes=ITSELF, log=f"{rows.name}.log", leftover=building,
@@ -112,7 +119,7 @@ def chain_steps(args: argparse.Namespace) -> list[Step]:
     steps += [
         step(
             "row choice", f"{name}.json",
-            PYTHON, "scripts/row_choice.py", "--base", str(base), "--rows", args.rows, *data, *JUDGES,
+            PYTHON, "scripts/row_choice.py", "--base", str(start), "--rows", args.rows, *data, *JUDGES,
             *shlex.split(args.choice), "--out", str(arm), *threads, leftover=arm,
         ),
     ]  # fmt: skip
@@ -306,6 +313,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="put this emoji's row back to the base's (or --restore-from's) after the row choice (repeatable)",
     )
     parser.add_argument("--restore-from", default=None, help="the folder whose rows --restore puts back")
+    parser.add_argument(
+        "--stack-on",
+        default=None,
+        metavar="FOLDER",
+        help="fit from this candidate's folder and choose rows against it (stacked on its table); bars stay against --base",
+    )
     parser.add_argument(
         "--look-all",
         default=None,

@@ -300,3 +300,31 @@ def test_run_chain_tells_the_carry_each_step_it_finds_or_makes_done(tmp_path):
     told = []
     assert chain.run_chain(steps, tmp_path / "chain.log", min_rows=50, carried=told.append) == 0
     assert [s.label for s in told] == ["keyword draws", "means"] and todo.exists()
+
+
+def test_stack_on_fits_and_chooses_rows_from_the_candidate_but_reads_every_bar_against_the_base(tmp_path):
+    out = tmp_path / "runs"
+    args = chain.parse_args(
+        ["--base", "runs/v81/v25", "--stack-on", "runs/v81/K6", "--fit", str(out / "T11"), "--fit-seed", "8642",
+         "--out", str(out), "--name", "K7", "--keyword-seed", "4500000000", "--first-round", "3200",
+         "--first-heart", "462", "--restore", "child: medium-light skin tone"]
+    )  # fmt: skip
+    steps = {s.label: s for s in chain.chain_steps(args)}
+    fit, rows, choice = steps["fit T11"].argv, steps["rows T11r"].argv, steps["row choice"].argv
+    assert fit[fit.index("--model") + 1] == "runs/v81/K6"
+    assert rows[-1].startswith("cp -r runs/v81/K6 ")
+    assert choice[choice.index("--base") + 1] == "runs/v81/K6" and choice[choice.index("--rows") + 1] == str(
+        out / "T11r"
+    )
+    restore = steps["restore rows"].argv
+    assert restore[restore.index("--base") + 1] == "runs/v81/v25"  # the shipped row comes back, not K6's
+    bars = [
+        s for label, s in steps.items() if label not in ("fit T11", "rows T11r", "row choice", "restore rows")
+    ]
+    assert bars and all("runs/v81/K6" not in " ".join(s.argv) for s in bars)
+    assert "v25=runs/v81/v25" in steps["round 3200"].argv
+    # without it, everything starts from the base as before
+    plain = chain.chain_steps(chain.parse_args([
+        "--base", "runs/v81/v25", "--fit", str(out / "T11"), "--fit-seed", "8642", "--out", str(out),
+        "--name", "K7", "--keyword-seed", "1", "--first-round", "10", "--first-heart", "20"]))  # fmt: skip
+    assert plain[0].argv[plain[0].argv.index("--model") + 1] == "runs/v81/v25"
